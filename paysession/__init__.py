@@ -1,0 +1,43 @@
+"""paysession: the lifecycle of a payment session in checkout code.
+
+Legal moves only, enforced by a ``transitions`` state machine; every move stamped,
+hooked and written to a tamper-evident audit trail; Medusa's wire JSON in and out.
+"""
+
+from paysession.codec import from_dict, from_json, to_dict, to_json
+from paysession.errors import (
+    GuardRejected,
+    HookError,
+    IdempotencyConflict,
+    IllegalTransition,
+    ImmutableSession,
+    InvalidSessionData,
+    PaySessionError,
+)
+from paysession.hooks import Hooks, TransitionEvent
+from paysession.lifecycle import TRANSITIONS
+from paysession.machine import SessionMachine
+from paysession.record import TransitionRecord
+from paysession.session import PaymentSession
+from paysession.status import PaymentSessionStatus
+
+__all__ = [
+    "TRANSITIONS",
+    "GuardRejected",
+    "HookError",
+    "Hooks",
+    "IdempotencyConflict",
+    "IllegalTransition",
+    "ImmutableSession",
+    "InvalidSessionData",
+    "PaySessionError",
+    "PaymentSession",
+    "PaymentSessionStatus",
+    "SessionMachine",
+    "TransitionEvent",
+    "TransitionRecord",
+    "from_dict",
+    "from_json",
+    "to_dict",
+    "to_json",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from paysession.cli import main
+
+sys.exit(main())

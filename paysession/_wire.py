@@ -1,0 +1,64 @@
+"""Wire forms shared by the codec and the audit trail: timestamps, digests, canonical JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timedelta, timezone
+
+_ISO = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))"
+)
+
+
+def format_datetime(value: datetime) -> str:
+    """ISO 8601 in UTC with a ``Z``: milliseconds when they say it all, else microseconds.
+
+    ``2024-04-21T14:50:24.077Z`` is Medusa's form; a reading with sub-millisecond
+    precision keeps all six digits so that decoding gives back the same instant.
+    """
+    value = value.astimezone(timezone.utc)
+    micro = value.microsecond
+    frac = f"{micro // 1000:03d}" if micro % 1000 == 0 else f"{micro:06d}"
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}T"
+        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{frac}Z"
+    )
+
+
+def parse_datetime(text: str) -> datetime:
+    """Parse an ISO 8601 timestamp that names its offset; normalize to UTC.
+
+    Raises ValueError for a naive or malformed timestamp. Fractions beyond microseconds
+    (Java's nanoseconds) are truncated.
+    """
+    match = _ISO.fullmatch(text)
+    if match is None:
+        raise ValueError("must be an ISO 8601 timestamp with a UTC offset or Z")
+    year, month, day, hour, minute, second, frac, zulu, sign, off_h, off_m = match.groups()
+    micro = int((frac or "0")[:6].ljust(6, "0"))
+    if zulu:
+        tz = timezone.utc
+    else:
+        delta = timedelta(hours=int(off_h), minutes=int(off_m))
+        if delta >= timedelta(hours=24):
+            raise ValueError("has an offset of 24 hours or more")
+        tz = timezone(-delta if sign == "-" else delta)
+    value = datetime(
+        int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=tz
+    )
+    return value if tz is timezone.utc else value.astimezone(timezone.utc)
+
+
+def canonical_json(value: object) -> str:
+    """One spelling per value: sorted keys, no spaces, ASCII only, no NaN."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+
+
+def digest(value: object) -> str:
+    """``sha256:<hex>`` of the canonical JSON of ``value``: how data appears in the audit."""
+    return "sha256:" + hashlib.sha256(canonical_json(value).encode()).hexdigest()

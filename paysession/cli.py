@@ -1,0 +1,130 @@
+"""The ``paysession`` command: ``main(argv)`` returns the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from paysession.errors import PaySessionError
+from paysession.machine import SessionMachine
+from paysession.record import TransitionRecord
+from paysession.session import PaymentSession
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain-text table with aligned columns."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def record_row(record: TransitionRecord) -> list[object]:
+    source = "" if record.source is None else record.source.value
+    return [
+        record.session_id,
+        record.seq,
+        record.trigger,
+        f"{source} -> {record.dest.value}" if source else f"-> {record.dest.value}",
+        record.actor or "",
+        record.reason or "",
+    ]
+
+
+RECORD_HEADERS = ("session", "seq", "move", "status", "actor", "reason")
+
+_Step = Callable[[SessionMachine], object]
+
+_SCENARIOS: tuple[tuple[str, str, int, tuple[_Step, ...]], ...] = (
+    (
+        "authorized at once",
+        "stripe",
+        4999,
+        (
+            lambda m: m.initiate({"id": "pi_demo_1"}, actor="storefront"),
+            lambda m: m.select(actor="storefront"),
+            lambda m: m.authorize(actor="provider:stripe", reason="requires_capture"),
+        ),
+    ),
+    (
+        "3-D Secure, then authorized",
+        "stripe",
+        12000,
+        (
+            lambda m: m.initiate({"id": "pi_demo_2"}, actor="storefront"),
+            lambda m: m.require_more(actor="provider:stripe", reason="requires_action"),
+            lambda m: m.authorize(actor="provider:stripe", reason="requires_capture"),
+        ),
+    ),
+    (
+        "declined, retried, authorized, canceled",
+        "paypal",
+        2500,
+        (
+            lambda m: m.initiate({"id": "ORDER-3"}, actor="storefront"),
+            lambda m: m.fail(actor="provider:paypal", reason="card declined"),
+            lambda m: m.retry(actor="storefront", reason="new card"),
+            lambda m: m.authorize(actor="provider:paypal", reason="COMPLETED"),
+            lambda m: m.cancel(actor="admin:ops", reason="customer canceled the order"),
+        ),
+    ),
+    (
+        "refused moves change nothing",
+        "manual",
+        0,
+        (
+            lambda m: m.authorize(actor="storefront"),
+            lambda m: m.cancel(actor="storefront", reason="cart abandoned"),
+            lambda m: m.retry(actor="storefront"),
+        ),
+    ),
+)
+
+
+def demo(out: TextIO) -> int:
+    """Drive a few in-memory sessions through every status and print each move."""
+    rows: list[list[object]] = []
+    refusals: list[list[object]] = []
+    for title, provider, amount, steps in _SCENARIOS:
+        machine = SessionMachine(
+            PaymentSession.new(cart_id="cart_demo", provider_id=provider, amount=amount)
+        )
+        for step in steps:
+            try:
+                step(machine)
+            except PaySessionError as error:
+                refusals.append([machine.session.id, type(error).__name__, str(error)])
+        for record in machine.history:
+            rows.append([*record_row(record)])
+        out.write(f"{title}: {machine.session.id} ends {machine.session.status.value}\n")
+    out.write("\n" + format_table(RECORD_HEADERS, rows) + "\n")
+    out.write("\nRefused (nothing changed):\n")
+    out.write(format_table(("session", "error", "why"), refusals) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paysession", description="Payment session lifecycle: demo, audit and diagrams."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("demo", help="drive sessions through every status and print the moves")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return demo(sys.stdout)
+    parser.error(f"unknown command {args.command}")
+    return 2  # parser.error exits; this line satisfies the type checker
+
+
+__all__ = ["main"]

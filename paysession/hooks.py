@@ -1,0 +1,132 @@
+"""The hook registry: declared once, shared by every machine and service that uses it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypeVar
+
+import attrs
+
+from paysession.errors import IllegalTransition, InvalidSessionData
+from paysession.lifecycle import ALLOWED, MOVES
+from paysession.session import PaymentSession
+from paysession.status import PaymentSessionStatus
+
+
+@attrs.frozen(slots=True)
+class TransitionEvent:
+    """What every hook receives about one move; immutable.
+
+    ``before`` and ``after`` are the session snapshots on either side of the move (for a
+    before-hook, ``after`` is what the move is about to produce).
+    """
+
+    trigger: str
+    source: PaymentSessionStatus
+    dest: PaymentSessionStatus
+    before: PaymentSession
+    after: PaymentSession
+    at: datetime
+    actor: str | None
+    reason: str | None
+    idempotency_key: str | None
+
+    @property
+    def session_id(self) -> str:
+        return self.before.id
+
+
+Hook = Callable[[TransitionEvent], object]
+H = TypeVar("H", bound=Hook)
+
+_BEFORE, _AFTER, _EXIT, _ENTER = "before", "after", "on_exit", "on_enter"
+
+
+class Hooks:
+    """A registry of hooks, in four kinds, each run in registration order.
+
+    - ``before(trigger=None)``: before a move is applied; raising vetoes it (nothing
+      changes, nothing is recorded, the exception reaches the caller unchanged).
+    - ``on_exit(status)``: like ``before``, for status moves leaving ``status``.
+    - ``on_enter(status)``: once a status move into ``status`` is final.
+    - ``after(trigger=None)``: once the move is final (with a store, after the commit).
+      ``after()`` with no trigger is a listener that sees every move.
+
+    ``on_exit``/``on_enter`` fire for the moves of the status table (even
+    ``require_more`` from ``requires_more``), not for moves inside a status
+    (``initiate``, ``update``, ``select``, ``deselect``). An exception from an
+    ``on_enter`` or ``after`` hook does not undo the move: the caller gets a
+    :class:`~paysession.HookError` carrying the new session and its record.
+    """
+
+    def __init__(self) -> None:
+        self._hooks: list[tuple[str, str | None, Hook]] = []
+        self._compiled: dict[tuple[str, str], tuple[Hook, ...]] = {}
+
+    def before(self, trigger: str | None = None) -> Callable[[H], H]:
+        return self._register(_BEFORE, _trigger_name(trigger))
+
+    def after(self, trigger: str | None = None) -> Callable[[H], H]:
+        return self._register(_AFTER, _trigger_name(trigger))
+
+    def on_exit(self, status: PaymentSessionStatus | str) -> Callable[[H], H]:
+        return self._register(_EXIT, _status_name(status))
+
+    def on_enter(self, status: PaymentSessionStatus | str) -> Callable[[H], H]:
+        return self._register(_ENTER, _status_name(status))
+
+    def _register(self, kind: str, name: str | None) -> Callable[[H], H]:
+        def decorate(hook: H) -> H:
+            self._hooks.append((kind, name, hook))
+            self._compiled.clear()
+            return hook
+
+        return decorate
+
+    def _select(self, kind: str, name: str) -> tuple[Hook, ...]:
+        found = self._compiled.get((kind, name))
+        if found is None:
+            found = tuple(h for k, n, h in self._hooks if k == kind and (n is None or n == name))
+            self._compiled[(kind, name)] = found
+        return found
+
+    def run_before(self, event: TransitionEvent, status_move: bool) -> None:
+        """Run the vetoing hooks; the first exception propagates."""
+        for hook in self._select(_BEFORE, event.trigger):
+            hook(event)
+        if status_move:
+            for hook in self._select(_EXIT, event.source.value):
+                hook(event)
+
+    def run_after(self, event: TransitionEvent, status_move: bool) -> list[BaseException]:
+        """Run every post-move hook; return the exceptions instead of stopping at one."""
+        failures: list[BaseException] = []
+        hooks = self._select(_ENTER, event.dest.value) if status_move else ()
+        for hook in hooks + self._select(_AFTER, event.trigger):
+            try:
+                hook(event)
+            except Exception as error:  # every after-hook must still run
+                failures.append(error)
+        return failures
+
+    def __len__(self) -> int:
+        return len(self._hooks)
+
+
+def _trigger_name(trigger: str | None) -> str | None:
+    if trigger is not None and trigger not in MOVES:
+        raise IllegalTransition(trigger, "(any)", frozenset().union(*ALLOWED.values()))
+    return trigger
+
+
+def _status_name(status: PaymentSessionStatus | str) -> str:
+    try:
+        return PaymentSessionStatus(status).value
+    except ValueError:
+        raise InvalidSessionData(
+            {"status": f"hooks take one of {', '.join(s.value for s in PaymentSessionStatus)}"}
+        ) from None
+
+
+__all__ = ["Hooks", "TransitionEvent"]

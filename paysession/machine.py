@@ -1,0 +1,613 @@
+"""SessionMachine: runs the transition table on ``transitions`` for one session.
+
+One ``transitions.Machine`` is built at import from :data:`~paysession.TRANSITIONS` and
+shared by every session: binding a session costs a few attribute writes, not a machine
+(see DESIGN.md §6). Each attempt hands the shared machine a throwaway model,
+``_Attempt``, whose ``status`` starts at the session's; ``transitions`` checks the
+source, evaluates the guards, calls ``_Attempt.prepare`` (our before-phase) and moves
+the status. Nothing is added to the shared machine's model list, so nothing leaks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, cast
+
+import attrs
+from transitions import Machine, MachineError
+from transitions.core import EventData
+
+from paysession._frozen import freeze
+from paysession._wire import canonical_json, digest, format_datetime
+from paysession.errors import (
+    GuardRejected,
+    HookError,
+    IdempotencyConflict,
+    IllegalTransition,
+    InvalidSessionData,
+    PaySessionError,
+)
+from paysession.hooks import Hooks, TransitionEvent
+from paysession.lifecycle import ALLOWED, CREATE, GUARDS, MOVES, TRANSITIONS, Move
+from paysession.record import GENESIS, TransitionRecord, make_record
+from paysession.session import (
+    FIELDS,
+    MAX_AMOUNT,
+    MAX_ID_LENGTH,
+    Clock,
+    PaymentSession,
+    clock_reading,
+    evolve_trusted,
+    utc_now,
+)
+from paysession.status import PaymentSessionStatus
+
+MAX_TEXT_LENGTH = 4096
+"""Longest ``actor`` or ``reason`` accepted for a move."""
+
+_STATUS_BY_VALUE = {status.value: status for status in PaymentSessionStatus}
+_UNSET: Any = object()
+
+
+class _Attempt:
+    """The model ``transitions`` moves for one attempt at one move; lives for one call."""
+
+    __slots__ = (
+        "actor",
+        "failed_guard",
+        "hooks",
+        "idempotency_key",
+        "key",
+        "move",
+        "now",
+        "params",
+        "planned",
+        "prev_hash",
+        "reason",
+        "seq",
+        "session",
+        "status",
+    )
+
+    def __init__(
+        self,
+        session: PaymentSession,
+        move: Move,
+        params: dict[str, object],
+        *,
+        seq: int,
+        prev_hash: str,
+        now: datetime,
+        hooks: Hooks | None,
+        actor: str | None,
+        reason: str | None,
+        idempotency_key: str | None,
+        key: bytes | None,
+    ) -> None:
+        self.session = session
+        self.status = session.status.value
+        self.move = move
+        self.params = params
+        self.seq = seq
+        self.prev_hash = prev_hash
+        self.now = now
+        self.hooks = hooks
+        self.actor = actor
+        self.reason = reason
+        self.idempotency_key = idempotency_key
+        self.key = key
+        self.failed_guard: str | None = None
+        self.planned: Planned | None = None
+
+    def prepare(self) -> None:
+        """Our before-phase: build the new snapshot and its record, then let hooks veto."""
+        session, move, now = self.session, self.move, self.now
+        source = session.status
+        dest = move.dest_from(source)
+        updates: dict[str, object] = {"status": dest, "updated_at": now}
+        for name, value in move.sets:
+            updates[name] = value
+        for name in move.stamps:
+            updates[name] = now
+        updates.update(self.params)
+        after = evolve_trusted(session, updates)
+        changes = _changes(session, after)
+        record = make_record(
+            session_id=session.id,
+            seq=self.seq,
+            trigger=move.trigger,
+            source=source,
+            dest=dest,
+            at=now,
+            actor=self.actor,
+            reason=self.reason,
+            idempotency_key=self.idempotency_key,
+            changes=changes,
+            prev_hash=self.prev_hash,
+            key=self.key,
+        )
+        event = TransitionEvent(
+            trigger=move.trigger,
+            source=source,
+            dest=dest,
+            before=session,
+            after=after,
+            at=now,
+            actor=self.actor,
+            reason=self.reason,
+            idempotency_key=self.idempotency_key,
+        )
+        planned = Planned(after, record, event, not move.internal)
+        if self.hooks is not None:
+            self.hooks.run_before(event, planned.status_move)
+        self.planned = planned
+
+
+@attrs.frozen(slots=True)
+class Planned:
+    """A move that ``transitions`` allowed and the before-hooks let through, not yet final."""
+
+    session: PaymentSession
+    record: TransitionRecord
+    event: TransitionEvent
+    status_move: bool
+
+
+def _guard_condition(name: str) -> Callable[[EventData], bool]:
+    check = GUARDS[name].check
+
+    def condition(event_data: EventData) -> bool:
+        attempt = cast(_Attempt, event_data.model)
+        if check(attempt.session):
+            return True
+        attempt.failed_guard = name
+        return False
+
+    return condition
+
+
+def _prepare(event_data: EventData) -> None:
+    cast(_Attempt, event_data.model).prepare()
+
+
+def _build_engine() -> Machine:
+    engine = Machine(
+        model=None,
+        states=[status.value for status in PaymentSessionStatus],
+        initial=PaymentSessionStatus.PENDING.value,
+        auto_transitions=False,
+        send_event=True,
+        model_attribute="status",
+    )
+    for move in TRANSITIONS:
+        engine.add_transition(
+            move.trigger,
+            [source.value for source in move.sources],
+            None if move.dest is None else move.dest.value,
+            conditions=[_guard_condition(name) for name in move.guards],
+            before=[_prepare],
+        )
+    return engine
+
+
+_ENGINE = _build_engine()
+_EVENTS = {name: _ENGINE.events[name] for name in MOVES}
+
+
+def _wire_value(name: str, value: object) -> object:
+    if name in ("data", "cart"):
+        return None if value is None else digest(value)
+    if isinstance(value, datetime):
+        return format_datetime(value)
+    if isinstance(value, PaymentSessionStatus):
+        return value.value
+    return value
+
+
+def _changes(before: PaymentSession, after: PaymentSession) -> dict[str, tuple[object, object]]:
+    changes: dict[str, tuple[object, object]] = {}
+    for name in FIELDS:
+        if name == "status":
+            continue
+        old, new = getattr(before, name), getattr(after, name)
+        if old is not new and old != new:
+            changes[name] = (_wire_value(name, old), _wire_value(name, new))
+    return changes
+
+
+def create_record(session: PaymentSession, key: bytes | None = None) -> TransitionRecord:
+    """Record 0 of a trail: the session's values as the trail begins."""
+    return make_record(
+        session_id=session.id,
+        seq=0,
+        trigger=CREATE,
+        source=None,
+        dest=session.status,
+        at=session.updated_at,
+        actor=None,
+        reason=None,
+        idempotency_key=None,
+        changes={
+            name: (None, _wire_value(name, getattr(session, name)))
+            for name in FIELDS
+            if name not in ("id", "status")
+        },
+        prev_hash=GENESIS,
+        key=key,
+    )
+
+
+def check_params(move: Move, params: Mapping[str, object]) -> dict[str, object]:
+    """Validate a move's keyword arguments; return the fields they set."""
+    problems: dict[str, str] = {}
+    out: dict[str, object] = {}
+    for name, value in params.items():
+        if name not in move.params:
+            takes = ", ".join(move.params) or "no arguments"
+            problems[name] = f"{move.trigger} takes {takes}"
+        elif value is _UNSET:
+            continue
+        elif name == "amount":
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not 0 <= value <= MAX_AMOUNT
+            ):
+                problems["amount"] = f"must be an int from 0 to {MAX_AMOUNT} (minor units)"
+            else:
+                out["amount"] = value
+        elif name == "data":
+            if isinstance(value, Mapping):
+                out["data"] = freeze(value, "data", problems)
+            else:
+                problems["data"] = f"must be a JSON object, got {type(value).__name__}"
+    if not problems:
+        if move.trigger == "initiate" and "data" not in out:
+            problems["data"] = "initiate needs the provider's data"
+        elif move.trigger == "update" and not out:
+            problems["amount"] = "update needs amount and/or data"
+    if problems:
+        raise InvalidSessionData(problems)
+    return out
+
+
+def check_meta(actor: object, reason: object, idempotency_key: object) -> None:
+    """Validate the metadata every move takes."""
+    problems: dict[str, str] = {}
+    for name, value, limit in (
+        ("actor", actor, MAX_TEXT_LENGTH),
+        ("reason", reason, MAX_TEXT_LENGTH),
+        ("idempotency_key", idempotency_key, MAX_ID_LENGTH),
+    ):
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            problems[name] = f"must be a string or None, got {type(value).__name__}"
+        elif not value:
+            problems[name] = "must not be empty"
+        elif len(value) > limit:
+            problems[name] = f"must be at most {limit} characters, got {len(value)}"
+    if problems:
+        raise InvalidSessionData(problems)
+
+
+def fingerprint(trigger: str, params: Mapping[str, object]) -> str:
+    """What an idempotency key binds: the trigger and its arguments (data as a digest)."""
+    wire = {name: _wire_value(name, value) for name, value in params.items()}
+    return canonical_json([trigger, wire])
+
+
+def resolve(trigger: object, status: PaymentSessionStatus) -> Move:
+    """The table's move for ``trigger``, or IllegalTransition for a name it does not know."""
+    move = MOVES.get(trigger) if isinstance(trigger, str) else None
+    if move is None:
+        raise IllegalTransition(str(trigger), status.value, ALLOWED[status])
+    return move
+
+
+def plan(
+    session: PaymentSession,
+    move: Move,
+    params: dict[str, object],
+    *,
+    seq: int,
+    prev_hash: str,
+    now: datetime,
+    hooks: Hooks | None,
+    actor: str | None,
+    reason: str | None,
+    idempotency_key: str | None,
+    key: bytes | None,
+) -> Planned:
+    """Run one move through ``transitions`` up to, not including, making it final.
+
+    Raises IllegalTransition, GuardRejected, or whatever a before-hook raised; in every
+    case nothing has changed.
+    """
+    attempt = _Attempt(
+        session,
+        move,
+        params,
+        seq=seq,
+        prev_hash=prev_hash,
+        # A clock that steps back (NTP, another host of the fleet) must not make a trail
+        # run backwards: a move is never stamped earlier than the session's last one.
+        now=now if now > session.updated_at else session.updated_at,
+        hooks=hooks,
+        actor=actor,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        key=key,
+    )
+    try:
+        moved = _EVENTS[move.trigger].trigger(attempt)
+    except MachineError:
+        if attempt.planned is not None:
+            raise  # raised by a before-hook, not by the table
+        raise IllegalTransition(
+            move.trigger, session.status.value, ALLOWED[session.status]
+        ) from None
+    if not moved:
+        guard = attempt.failed_guard or "?"
+        raise GuardRejected(
+            move.trigger, guard, GUARDS[guard].description if guard in GUARDS else ""
+        )
+    planned = attempt.planned
+    if planned is None or _STATUS_BY_VALUE[attempt.status] is not planned.session.status:
+        raise PaySessionError(f"internal error: {move.trigger} was not planned consistently")
+    return planned
+
+
+def finish(hooks: Hooks | None, planned: Planned) -> None:
+    """Run the post-move hooks of a final move; raise HookError if any failed."""
+    if hooks is None:
+        return
+    failures = hooks.run_after(planned.event, planned.status_move)
+    if failures:
+        raise HookError(failures, planned.session, planned.record)
+
+
+class SessionMachine:
+    """Drives one session through the table: every move enforced, stamped, hooked, recorded.
+
+    Creating one is cheap (no ``transitions.Machine`` is built). A machine is safe to
+    share between threads: moves are serialized on a per-machine lock; hooks of a move
+    must not fire another move on the same machine before it is final (after-hooks may).
+    """
+
+    __slots__ = (
+        "_busy",
+        "_clock",
+        "_history",
+        "_hooks",
+        "_key",
+        "_keys",
+        "_lock",
+        "_session",
+        "_sink",
+    )
+
+    def __init__(
+        self,
+        session: PaymentSession,
+        *,
+        hooks: Hooks | None = None,
+        clock: Clock | None = None,
+        sink: Any = None,
+        key: bytes | None = None,
+    ) -> None:
+        if not isinstance(session, PaymentSession):
+            raise InvalidSessionData(
+                {"session": f"must be a PaymentSession, got {type(session).__name__}"}
+            )
+        self._session = session
+        self._hooks = hooks
+        self._clock: Callable[[], datetime] = clock or utc_now
+        self._sink = sink
+        self._key = key
+        # Record 0 is built on first need: an idle machine holds only its snapshot.
+        self._history: list[TransitionRecord] | None = None
+        self._keys: dict[str, tuple[str, TransitionRecord]] | None = None
+        self._lock = threading.RLock()
+        self._busy = False
+
+    @property
+    def session(self) -> PaymentSession:
+        """The current snapshot."""
+        return self._session
+
+    @property
+    def history(self) -> tuple[TransitionRecord, ...]:
+        """Every record so far, oldest first; record 0 opens the trail."""
+        return tuple(self._trail())
+
+    def _trail(self) -> list[TransitionRecord]:
+        if self._history is None:
+            self._history = [create_record(self._session, self._key)]
+        return self._history
+
+    def allowed(self) -> frozenset[str]:
+        """The triggers the table allows from the current status (guards aside)."""
+        return ALLOWED[self._session.status]
+
+    def can(self, trigger: str) -> bool:
+        """Whether ``trigger`` would pass the table and its guards now. Runs no hook."""
+        move = MOVES.get(trigger)
+        session = self._session
+        if move is None or session.status not in move.sources:
+            return False
+        return all(GUARDS[name].check(session) for name in move.guards)
+
+    def fire(
+        self,
+        trigger: str,
+        /,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+        **params: object,
+    ) -> TransitionRecord:
+        """Run ``trigger`` with its arguments; return the move's record.
+
+        With an ``idempotency_key`` already bound by an earlier move of this machine, the
+        same trigger and arguments return that move's record (no hook runs, nothing is
+        added); anything else raises IdempotencyConflict.
+        """
+        with self._lock:
+            if self._busy:
+                raise PaySessionError(
+                    "a move's before-hooks cannot fire another move on the same machine"
+                )
+            move = resolve(trigger, self._session.status)
+            changes = check_params(move, params)
+            check_meta(actor, reason, idempotency_key)
+            print_ = None
+            if idempotency_key is not None:
+                print_ = fingerprint(move.trigger, changes)
+                bound = self._keys.get(idempotency_key) if self._keys else None
+                if bound is not None:
+                    if bound[0] != print_:
+                        raise IdempotencyConflict(idempotency_key, bound[1].trigger, move.trigger)
+                    return bound[1]
+            trail = self._trail()
+            last = trail[-1]
+            self._busy = True
+            try:
+                planned = plan(
+                    self._session,
+                    move,
+                    changes,
+                    seq=last.seq + 1,
+                    prev_hash=last.hash,
+                    now=clock_reading(self._clock),
+                    hooks=self._hooks,
+                    actor=actor,
+                    reason=reason,
+                    idempotency_key=idempotency_key,
+                    key=self._key,
+                )
+            finally:
+                self._busy = False
+            self._session = planned.session
+            trail.append(planned.record)
+            if idempotency_key is not None and print_ is not None:
+                if self._keys is None:
+                    self._keys = {}
+                self._keys[idempotency_key] = (print_, planned.record)
+            if self._sink is not None:
+                self._sink.append(planned.record)
+        finish(self._hooks, planned)
+        return planned.record
+
+    def authorize(
+        self,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> TransitionRecord:
+        """pending/requires_more → authorized; needs is_initiated and amount > 0."""
+        return self.fire("authorize", actor=actor, reason=reason, idempotency_key=idempotency_key)
+
+    def require_more(
+        self,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> TransitionRecord:
+        """pending/requires_more → requires_more: the customer must act (3-D Secure)."""
+        return self.fire(
+            "require_more", actor=actor, reason=reason, idempotency_key=idempotency_key
+        )
+
+    def fail(
+        self,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> TransitionRecord:
+        """pending/requires_more → error; say why in ``reason``."""
+        return self.fire("fail", actor=actor, reason=reason, idempotency_key=idempotency_key)
+
+    def retry(
+        self,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> TransitionRecord:
+        """requires_more/error → pending, for a new attempt."""
+        return self.fire("retry", actor=actor, reason=reason, idempotency_key=idempotency_key)
+
+    def cancel(
+        self,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> TransitionRecord:
+        """pending/requires_more/error/authorized → canceled, which is final."""
+        return self.fire("cancel", actor=actor, reason=reason, idempotency_key=idempotency_key)
+
+    def initiate(
+        self,
+        data: Mapping[str, object],
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> TransitionRecord:
+        """In pending: the provider was called; its ``data`` replaces the session's."""
+        return self.fire(
+            "initiate", actor=actor, reason=reason, idempotency_key=idempotency_key, data=data
+        )
+
+    def update(
+        self,
+        *,
+        amount: int = _UNSET,
+        data: Mapping[str, object] = _UNSET,
+        actor: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> TransitionRecord:
+        """In pending/requires_more: a new ``amount`` and/or ``data``."""
+        return self.fire(
+            "update",
+            actor=actor,
+            reason=reason,
+            idempotency_key=idempotency_key,
+            amount=amount,
+            data=data,
+        )
+
+    def select(
+        self,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> TransitionRecord:
+        """Mark this session as the one its cart completes with."""
+        return self.fire("select", actor=actor, reason=reason, idempotency_key=idempotency_key)
+
+    def deselect(
+        self,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> TransitionRecord:
+        """Unmark this session as its cart's choice."""
+        return self.fire("deselect", actor=actor, reason=reason, idempotency_key=idempotency_key)
+
+    def __repr__(self) -> str:
+        return f"<SessionMachine {self._session.id} {self._session.status.value}>"
+
+
+__all__ = ["SessionMachine"]

@@ -1,0 +1,107 @@
+"""The audit record of one move, and the hash that chains it to the one before."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from paysession._frozen import FrozenDict
+from paysession._wire import canonical_json, format_datetime
+from paysession.status import PaymentSessionStatus
+
+GENESIS = "0" * 64
+"""The ``prev_hash`` of every trail's first record (seq 0)."""
+
+Change = tuple[object, object]
+
+
+@attrs.frozen(slots=True)
+class TransitionRecord:
+    """One move of one session, immutable, hash-chained to the record before it.
+
+    ``changes`` maps each field the move changed, besides ``status``, to its old and new
+    wire values (timestamps as ISO 8601 text); ``data`` and ``cart`` appear only as
+    ``sha256:`` digests, never in clear. Record 0 (trigger ``create``, no ``source``)
+    holds the session's values as its trail began.
+    """
+
+    session_id: str
+    seq: int
+    trigger: str
+    source: PaymentSessionStatus | None
+    dest: PaymentSessionStatus
+    at: datetime
+    actor: str | None
+    reason: str | None
+    idempotency_key: str | None
+    changes: Mapping[str, Change]
+    prev_hash: str
+    hash: str
+
+    def body(self) -> dict[str, Any]:
+        """The record's wire form without its own hash: what the hash covers."""
+        return {
+            "session_id": self.session_id,
+            "seq": self.seq,
+            "trigger": self.trigger,
+            "source": None if self.source is None else self.source.value,
+            "dest": self.dest.value,
+            "at": format_datetime(self.at),
+            "actor": self.actor,
+            "reason": self.reason,
+            "idempotency_key": self.idempotency_key,
+            "changes": {name: list(pair) for name, pair in self.changes.items()},
+            "prev_hash": self.prev_hash,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's wire form: its body and its hash."""
+        out = self.body()
+        out["hash"] = self.hash
+        return out
+
+
+def compute_hash(body: Mapping[str, Any], key: bytes | None = None) -> str:
+    """SHA-256 (or HMAC-SHA-256 with ``key``) over the canonical JSON of ``body``."""
+    payload = canonical_json(body).encode()
+    if key is None:
+        return hashlib.sha256(payload).hexdigest()
+    return hmac.new(key, payload, hashlib.sha256).hexdigest()
+
+
+def make_record(
+    *,
+    session_id: str,
+    seq: int,
+    trigger: str,
+    source: PaymentSessionStatus | None,
+    dest: PaymentSessionStatus,
+    at: datetime,
+    actor: str | None,
+    reason: str | None,
+    idempotency_key: str | None,
+    changes: Mapping[str, Change],
+    prev_hash: str,
+    key: bytes | None = None,
+) -> TransitionRecord:
+    """Build a record and seal it with its hash."""
+    unsealed = TransitionRecord(
+        session_id=session_id,
+        seq=seq,
+        trigger=trigger,
+        source=source,
+        dest=dest,
+        at=at,
+        actor=actor,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        changes=FrozenDict(changes),
+        prev_hash=prev_hash,
+        hash="",
+    )
+    return attrs.evolve(unsealed, hash=compute_hash(unsealed.body(), key))

@@ -1,0 +1,246 @@
+"""The payment session entity: an immutable, validated snapshot."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+import attrs
+
+from paysession._frozen import freeze
+from paysession.errors import ImmutableSession, InvalidSessionData
+from paysession.status import PaymentSessionStatus
+
+MAX_ID_LENGTH = 256
+"""Longest id, cart id, provider id or idempotency key accepted."""
+
+MAX_AMOUNT = 2**63 - 1
+"""Largest amount accepted: what a signed 64-bit database column holds."""
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+class Clock(Protocol):
+    """A protocol: a callable returning the current time as a timezone-aware datetime."""
+
+    def __call__(self) -> datetime: ...
+
+
+def utc_now() -> datetime:
+    """The default clock: the system time in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def new_session_id() -> str:
+    """``ps_`` + 26 Crockford base32 characters: 48 bits of milliseconds, 80 random bits.
+
+    Ids made later sort after ids made earlier (to the millisecond).
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "ps_" + "".join(reversed(chars))
+
+
+def new_idempotency_key() -> str:
+    """A random key for resuming cart completion after a failure."""
+    return secrets.token_hex(16)
+
+
+def is_amount(value: object) -> bool:
+    """An amount in minor units: an int (never a bool) from 0 to MAX_AMOUNT."""
+    return type(value) is int and 0 <= value <= MAX_AMOUNT
+
+
+def _redacted(value: Mapping[str, object] | None) -> str:
+    if value is None:
+        return "None"
+    return f"<redacted: {len(value)} keys>"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@attrs.frozen(slots=True, weakref_slot=False)
+class PaymentSession:
+    """One payment session, as Medusa models it; an immutable snapshot.
+
+    Construction validates every field and raises :class:`InvalidSessionData` naming
+    each bad one. A snapshot never changes: a move produces a new one. ``data`` (and
+    ``cart``) are deep read-only and never shown by ``repr``: they can hold provider
+    secrets.
+    """
+
+    id: str
+    cart_id: str | None
+    provider_id: str
+    is_selected: bool
+    is_initiated: bool
+    status: PaymentSessionStatus
+    data: Mapping[str, object] = attrs.field(repr=_redacted, hash=False)
+    idempotency_key: str | None
+    amount: int | None
+    payment_authorized_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    cart: Mapping[str, object] | None = attrs.field(default=None, repr=_redacted, hash=False)
+
+    def __attrs_post_init__(self) -> None:
+        problems: dict[str, str] = {}
+        put = object.__setattr__
+
+        _check_id(self.id, "id", problems, nullable=False)
+        _check_id(self.cart_id, "cart_id", problems, nullable=True)
+        _check_id(self.provider_id, "provider_id", problems, nullable=False)
+        _check_id(self.idempotency_key, "idempotency_key", problems, nullable=True)
+        for name in ("is_selected", "is_initiated"):
+            if not isinstance(getattr(self, name), bool):
+                problems[name] = f"must be a bool, got {type(getattr(self, name)).__name__}"
+
+        status: Any = self.status
+        if not isinstance(status, PaymentSessionStatus):
+            try:
+                put(self, "status", PaymentSessionStatus(status))
+            except ValueError:
+                problems["status"] = (
+                    f"must be one of {', '.join(s.value for s in PaymentSessionStatus)}; "
+                    f"got {_short(status)}"
+                )
+
+        amount: Any = self.amount
+        if amount is not None and not is_amount(amount):
+            shown = _short(amount) if isinstance(amount, int | float) else type(amount).__name__
+            problems["amount"] = (
+                f"must be an int from 0 to {MAX_AMOUNT} (minor units) or None, got {shown}"
+            )
+
+        if isinstance(self.data, Mapping):
+            put(self, "data", freeze(self.data, "data", problems))
+        else:
+            problems["data"] = f"must be a JSON object, got {type(self.data).__name__}"
+        if self.cart is not None:
+            if isinstance(self.cart, Mapping):
+                put(self, "cart", freeze(self.cart, "cart", problems))
+            else:
+                problems["cart"] = f"must be a JSON object or None, got {type(self.cart).__name__}"
+
+        for name in ("created_at", "updated_at", "payment_authorized_at"):
+            value = getattr(self, name)
+            if value is None and name == "payment_authorized_at":
+                continue
+            normalized = check_datetime(value, name, problems)
+            if normalized is not None:
+                put(self, name, normalized)
+
+        if not problems:
+            if self.updated_at < self.created_at:
+                problems["updated_at"] = "must not be earlier than created_at"
+            if (
+                self.status is PaymentSessionStatus.AUTHORIZED
+                and self.payment_authorized_at is None
+            ):
+                problems["payment_authorized_at"] = "must be set when the status is authorized"
+        if problems:
+            raise InvalidSessionData(problems)
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        cart_id: str | None,
+        provider_id: str,
+        amount: int | None,
+        data: Mapping[str, object] | None = None,
+        clock: Clock | None = None,
+    ) -> PaymentSession:
+        """A pending session with a fresh ``ps_…`` id and idempotency key."""
+        now = (clock or utc_now)()
+        return cls(
+            id=new_session_id(),
+            cart_id=cart_id,
+            provider_id=provider_id,
+            is_selected=False,
+            is_initiated=False,
+            status=PaymentSessionStatus.PENDING,
+            data={} if data is None else data,
+            idempotency_key=new_idempotency_key(),
+            amount=amount,
+            payment_authorized_at=None,
+            created_at=now,
+            updated_at=now,
+        )
+
+
+def _refuse_assignment(self: PaymentSession, name: str, value: object = None) -> None:
+    raise ImmutableSession(name)
+
+
+# attrs' own __init__ writes through object.__setattr__, so replacing these after the
+# class is built leaves construction alone and turns every later write into our error.
+PaymentSession.__setattr__ = _refuse_assignment  # type: ignore[assignment,method-assign]
+PaymentSession.__delattr__ = _refuse_assignment  # type: ignore[assignment,method-assign]
+
+FIELDS: tuple[str, ...] = tuple(a.name for a in attrs.fields(PaymentSession))
+
+
+def check_datetime(value: object, name: str, problems: dict[str, str]) -> datetime | None:
+    """``value`` as a UTC datetime; naive or non-datetime values go into ``problems``."""
+    if not isinstance(value, datetime):
+        problems[name] = f"must be a timezone-aware datetime, got {type(value).__name__}"
+        return None
+    offset = value.utcoffset()
+    if offset is None:
+        problems[name] = "must be timezone-aware (a naive datetime is ambiguous)"
+        return None
+    if offset == timedelta(0) and value.tzinfo is timezone.utc:
+        return value
+    return value.astimezone(timezone.utc)
+
+
+def _check_id(value: object, name: str, problems: dict[str, str], *, nullable: bool) -> None:
+    if value is None:
+        if not nullable:
+            problems[name] = "is required"
+        return
+    if not isinstance(value, str):
+        problems[name] = f"must be a string, got {type(value).__name__}"
+    elif not value:
+        problems[name] = "must not be empty"
+    elif len(value) > MAX_ID_LENGTH:
+        problems[name] = f"must be at most {MAX_ID_LENGTH} characters, got {len(value)}"
+
+
+_new = object.__new__
+_put = object.__setattr__
+
+
+def evolve_trusted(session: PaymentSession, changes: Mapping[str, object]) -> PaymentSession:
+    """A copy of ``session`` with ``changes``, skipping validation.
+
+    Only for the machine, whose changes are validated before they get here: a move must
+    not pay for re-checking (and re-freezing) fields it did not touch.
+    """
+    new = _new(PaymentSession)
+    for name in FIELDS:
+        _put(new, name, changes[name] if name in changes else getattr(session, name))
+    return new
+
+
+def clock_reading(clock: Callable[[], datetime]) -> datetime:
+    """Read ``clock``, refusing a naive or non-datetime reading; always UTC."""
+    problems: dict[str, str] = {}
+    value = check_datetime(clock(), "clock", problems)
+    if value is None:
+        raise InvalidSessionData(problems)
+    return value
+
+
+__all__ = ["Clock", "PaymentSession", "new_idempotency_key", "new_session_id", "utc_now"]
