@@ -11,7 +11,8 @@ from typing import Any
 import attrs
 
 from paysession._frozen import FrozenDict
-from paysession._wire import canonical_json, format_datetime
+from paysession._wire import canonical_json, format_datetime, parse_datetime
+from paysession.errors import InvalidSessionData
 from paysession.status import PaymentSessionStatus
 
 GENESIS = "0" * 64
@@ -64,6 +65,92 @@ class TransitionRecord:
         out = self.body()
         out["hash"] = self.hash
         return out
+
+    @classmethod
+    def from_dict(cls, wire: Mapping[str, Any]) -> TransitionRecord:
+        """A record from its wire form (as ``to_dict`` writes it); the hash is not checked.
+
+        Raises InvalidSessionData naming each malformed key.
+        """
+        problems: dict[str, str] = {}
+        if not isinstance(wire, Mapping):
+            raise InvalidSessionData({"$": "a record must be a JSON object"})
+        unknown = set(wire) - _RECORD_KEYS
+        for name in sorted(map(str, unknown)):
+            problems[name[:80]] = "is not a field of a transition record"
+        for name in sorted(_RECORD_KEYS - set(wire)):
+            problems[name] = "is required"
+
+        def text(name: str, nullable: bool = True) -> Any:
+            value = wire.get(name)
+            if value is None and nullable:
+                return None
+            if not isinstance(value, str):
+                problems.setdefault(name, "must be a string")
+            return value
+
+        def status(name: str, nullable: bool) -> Any:
+            value = wire.get(name)
+            if value is None and nullable:
+                return None
+            try:
+                return PaymentSessionStatus(value)
+            except ValueError:
+                problems.setdefault(name, "must be a payment session status")
+                return None
+
+        seq: Any = wire.get("seq")
+        if type(seq) is not int or seq < 0:
+            problems.setdefault("seq", "must be a non-negative int")
+        at: Any = None
+        try:
+            at = parse_datetime(wire.get("at"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            problems.setdefault("at", "must be an ISO 8601 timestamp with an offset")
+        changes = wire.get("changes")
+        pairs: dict[str, Change] = {}
+        if isinstance(changes, Mapping):
+            for name, pair in changes.items():
+                if not (
+                    isinstance(name, str) and isinstance(pair, list | tuple) and len(pair) == 2
+                ):
+                    problems.setdefault("changes", "must map field names to [old, new] pairs")
+                    break
+                pairs[name] = (pair[0], pair[1])
+        else:
+            problems.setdefault("changes", "must be an object")
+        fields = {
+            "session_id": text("session_id", nullable=False),
+            "trigger": text("trigger", nullable=False),
+            "source": status("source", nullable=True),
+            "dest": status("dest", nullable=False),
+            "actor": text("actor"),
+            "reason": text("reason"),
+            "idempotency_key": text("idempotency_key"),
+            "prev_hash": text("prev_hash", nullable=False),
+            "hash": text("hash", nullable=False),
+        }
+        if problems:
+            raise InvalidSessionData(problems)
+        return cls(seq=seq, at=at, changes=FrozenDict(pairs), **fields)
+
+
+_RECORD_KEYS = frozenset(
+    {
+        "session_id",
+        "seq",
+        "trigger",
+        "source",
+        "dest",
+        "at",
+        "actor",
+        "reason",
+        "idempotency_key",
+        "changes",
+        "prev_hash",
+        "hash",
+    }
+)
 
 
 def compute_hash(body: Mapping[str, Any], key: bytes | None = None) -> str:
