@@ -1,0 +1,54 @@
+"""The README's promises: its examples run, its table is the code's, its commands are CI's."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from paysession import TRANSITIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README, flags=re.S)
+
+
+def shell_blocks() -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", README, flags=re.S)
+
+
+class TestReadme:
+    def test_examples_run(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Every python block runs, in order, in one namespace, with its asserts holding."""
+        monkeypatch.chdir(tmp_path)
+        blocks = python_blocks()
+        assert len(blocks) >= 6
+        namespace: dict[str, object] = {"__name__": "readme"}
+        for number, block in enumerate(blocks, 1):
+            exec(compile(block, f"README.md python block {number}", "exec"), namespace)
+
+    def test_transition_table_is_the_code(self) -> None:
+        """The table printed in the README is rendered from TRANSITIONS."""
+        rows = ["| trigger | from | to | guards |", "|---|---|---|---|"]
+        for move in TRANSITIONS:
+            rows.append(
+                f"| {move.trigger} | {', '.join(s.value for s in move.sources)} | "
+                f"{'(stays)' if move.dest is None else move.dest.value} | "
+                f"{', '.join(move.guards) or '—'} |"
+            )
+        section = README.split("<!-- transition-table:start -->\n")[1].split("<!--")[0]
+        assert section.strip() == "\n".join(rows)
+
+    def test_quick_start_is_what_ci_runs(self) -> None:
+        """The quick start is two commands, and .ci/run runs each exactly as written."""
+        quick = README.split("## Quick start")[1].split("\n## ")[0]
+        commands = [b.strip() for b in re.findall(r"```sh\n(.*?)```", quick, flags=re.S)]
+        assert len(commands) == 2
+        assert "paysession demo" in commands[0] and commands[1].startswith("pytest")
+        ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+        for command in commands:
+            assert command in ci_lines
