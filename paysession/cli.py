@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
+from paysession.diagrams import add_command as add_diagram_command
 from paysession.errors import PaySessionError
 from paysession.machine import SessionMachine
 from paysession.record import TransitionRecord
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="drive sessions through every status and print the moves"
     )
     demo_parser.set_defaults(run=lambda args: demo(sys.stdout))
+    add_diagram_command(commands)
     return parser
 
 
