@@ -179,3 +179,126 @@ __all__ = [
     "Guard",
     "Move",
 ]
+
+
+@attrs.frozen
+class Defect:
+    """One thing wrong with a transition table, found by :func:`validate`.
+
+    ``kind`` is one of ``unknown_status``, ``unknown_guard``, ``ambiguous_trigger``,
+    ``final_exit``, ``unreachable``, ``dead_end``; ``subject`` is the status, guard or
+    trigger it is about; ``detail`` finishes the sentence ``str()`` reads.
+    """
+
+    kind: str
+    subject: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.subject}: {self.detail}"
+
+
+def _status_name(value: object) -> str:
+    return value.value if isinstance(value, PaymentSessionStatus) else str(value)
+
+
+def _reach(
+    starts: frozenset[PaymentSessionStatus],
+    edges: Mapping[PaymentSessionStatus, frozenset[PaymentSessionStatus]],
+) -> frozenset[PaymentSessionStatus]:
+    seen = set(starts)
+    todo = list(starts)
+    while todo:
+        for nxt in edges.get(todo.pop(), frozenset()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return frozenset(seen)
+
+
+def validate(
+    table: tuple[Move, ...],
+    *,
+    guards: Mapping[str, Guard] = GUARDS,
+    initial: PaymentSessionStatus = INITIAL,
+    final: frozenset[PaymentSessionStatus] = FINAL,
+) -> list[Defect]:
+    """Every defect of ``table``, in a stable order; an empty list for a sound table.
+
+    A defect is a status or guard name the table does not know, one trigger with two
+    destinations from the same source, a way out of a final status, a status that cannot
+    be reached from ``initial``, or a non-final status that cannot reach a final one.
+    Moves inside a status neither leave nor reach anything.
+    """
+    defects: list[Defect] = []
+
+    def known(value: object, where: str) -> bool:
+        if isinstance(value, PaymentSessionStatus):
+            return True
+        defects.append(
+            Defect("unknown_status", _status_name(value), f"not a PaymentSessionStatus ({where})")
+        )
+        return False
+
+    known(initial, "initial")
+    for status in sorted(final, key=_status_name):
+        known(status, "final")
+    forward: dict[PaymentSessionStatus, set[PaymentSessionStatus]] = {}
+    dests: dict[tuple[str, PaymentSessionStatus], list[PaymentSessionStatus]] = {}
+    exits: list[Defect] = []
+    for move in table:
+        sources = [s for s in move.sources if known(s, f"a source of {move.trigger!r}")]
+        dest_known = move.dest is None or known(move.dest, f"the dest of {move.trigger!r}")
+        for name in move.guards:
+            if name not in guards:
+                defects.append(
+                    Defect("unknown_guard", name, f"not a known guard (on {move.trigger!r})")
+                )
+        if not dest_known:
+            continue
+        for source in sources:
+            dest = move.dest_from(source)
+            seen = dests.setdefault((move.trigger, source), [])
+            if dest not in seen:
+                seen.append(dest)
+            if dest != source:
+                forward.setdefault(source, set()).add(dest)
+                if source in final:
+                    exits.append(
+                        Defect(
+                            "final_exit",
+                            source.value,
+                            f"final, but {move.trigger!r} leads to {dest.value!r}",
+                        )
+                    )
+    for (trigger, source), options in dests.items():
+        if len(options) > 1:
+            to = " and to ".join(repr(option.value) for option in options)
+            defects.append(
+                Defect("ambiguous_trigger", trigger, f"from {source.value!r} goes to {to}")
+            )
+    defects.extend(exits)
+    edges = {source: frozenset(targets) for source, targets in forward.items()}
+    if isinstance(initial, PaymentSessionStatus):
+        reached = _reach(frozenset({initial}), edges)
+        defects.extend(
+            Defect("unreachable", status.value, f"cannot be reached from {initial.value!r}")
+            for status in PaymentSessionStatus
+            if status not in reached
+        )
+    backward: dict[PaymentSessionStatus, set[PaymentSessionStatus]] = {}
+    for source, targets in edges.items():
+        for target in targets:
+            backward.setdefault(target, set()).add(source)
+    finals = frozenset(s for s in final if isinstance(s, PaymentSessionStatus))
+    reaching = _reach(finals, {dest: frozenset(srcs) for dest, srcs in backward.items()})
+    ends = ", ".join(sorted(status.value for status in finals)) or "none is declared"
+    defects.extend(
+        Defect("dead_end", status.value, f"cannot reach a final status ({ends})")
+        for status in PaymentSessionStatus
+        if status not in finals and status not in reaching
+    )
+    return defects
+
+
+__all__ += ["Defect", "validate"]
