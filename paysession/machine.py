@@ -424,9 +424,15 @@ class SessionMachine:
         return tuple(self._trail())
 
     def _trail(self) -> list[TransitionRecord]:
-        if self._history is None:
-            self._history = [create_record(self._session, self._key)]
-        return self._history
+        with self._lock:
+            if self._history is None:
+                # Built from the session as it was given (no move has run yet); the sink
+                # gets record 0 here, so before any move's record, and only once.
+                first = create_record(self._session, self._key)
+                if self._sink is not None:
+                    self._sink.append(first)
+                self._history = [first]
+            return self._history
 
     def allowed(self) -> frozenset[str]:
         """The triggers the table allows from the current status (guards aside)."""
