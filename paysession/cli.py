@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
+from paysession.audit import add_command as add_audit_command
 from paysession.diagrams import add_command as add_diagram_command
 from paysession.errors import PaySessionError
 from paysession.machine import SessionMachine
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo_parser.set_defaults(run=lambda args: demo(sys.stdout))
     add_diagram_command(commands)
+    add_audit_command(commands)
     return parser
 
 
