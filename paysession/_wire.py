@@ -6,11 +6,15 @@ import hashlib
 import json
 import re
 from datetime import datetime, timedelta, timezone
+from json.encoder import encode_basestring_ascii
 
 _ISO = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
     r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))"
 )
+
+
+_last_formatted: tuple[datetime | None, str] = (None, "")
 
 
 def format_datetime(value: datetime) -> str:
@@ -19,13 +23,25 @@ def format_datetime(value: datetime) -> str:
     ``2024-04-21T14:50:24.077Z`` is Medusa's form; a reading with sub-millisecond
     precision keeps all six digits so that decoding gives back the same instant.
     """
-    value = value.astimezone(timezone.utc)
-    micro = value.microsecond
-    frac = f"{micro // 1000:03d}" if micro % 1000 == 0 else f"{micro:06d}"
-    return (
-        f"{value.year:04d}-{value.month:02d}-{value.day:02d}T"
-        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{frac}Z"
-    )
+    global _last_formatted
+    last = _last_formatted
+    if last[0] is value:
+        return last[1]
+    utc = value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
+    # isoformat() is C code; slicing its fixed-width output is the fast way on a hot path.
+    text = utc.isoformat()
+    micro = utc.microsecond
+    if micro == 0:
+        text = text[:19] + ".000Z"
+    elif micro % 1000 == 0:
+        text = text[:23] + "Z"
+    else:
+        text = text[:26] + "Z"
+    # A move formats the same instant several times (its record's time, updated_at, a
+    # stamp, and next move's old updated_at): remember the last one. Datetimes are
+    # immutable, so identity is a safe key; the tuple is swapped whole (thread-safe).
+    _last_formatted = (value, text)
+    return text
 
 
 def parse_datetime(text: str) -> datetime:
@@ -57,6 +73,21 @@ def canonical_json(value: object) -> str:
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     )
+
+
+def json_scalar(value: object) -> str:
+    """The canonical JSON of a string, int, bool or None (what ``canonical_json`` writes)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:
+        return int.__repr__(value)
+    if type(value) is str:
+        return encode_basestring_ascii(value)
+    return canonical_json(value)
 
 
 def digest(value: object) -> str:

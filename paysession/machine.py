@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
-import attrs
 from transitions import Machine, MachineError
 from transitions.core import EventData
 
@@ -31,7 +30,7 @@ from paysession.errors import (
 )
 from paysession.hooks import Hooks, TransitionEvent
 from paysession.lifecycle import ALLOWED, CREATE, GUARDS, MOVES, TRANSITIONS, Move
-from paysession.record import GENESIS, TransitionRecord, make_record
+from paysession.record import GENESIS, Change, TransitionRecord, make_record
 from paysession.session import (
     FIELDS,
     MAX_AMOUNT,
@@ -105,15 +104,33 @@ class _Attempt:
         """Our before-phase: build the new snapshot and its record, then let hooks veto."""
         session, move, now = self.session, self.move, self.now
         source = session.status
-        dest = move.dest_from(source)
+        dest = source if move.dest is None else move.dest
+        # Spelled out rather than diffing every field: this runs on every move, and the
+        # move itself says which fields it can touch.
         updates: dict[str, object] = {"status": dest, "updated_at": now}
-        for name, value in move.sets:
-            updates[name] = value
+        changes: dict[str, Change] = {}
+        # The old time first: it is the last one formatted (the previous move's), so the
+        # formatter's one-entry memory answers it, then `now` for the rest of this move.
+        old_text = format_datetime(session.updated_at)
+        now_text = format_datetime(now)
+        if old_text != now_text:
+            changes["updated_at"] = (old_text, now_text)
         for name in move.stamps:
             updates[name] = now
-        updates.update(self.params)
+            old = getattr(session, name)
+            if old != now:
+                changes[name] = (_wire_value(name, old), now_text)
+        for name, flag in move.sets:
+            updates[name] = flag
+            old = getattr(session, name)
+            if old != flag:
+                changes[name] = (old, flag)
+        for name, value in self.params.items():
+            updates[name] = value
+            old = getattr(session, name)
+            if old != value:
+                changes[name] = (_wire_value(name, old), _wire_value(name, value))
         after = evolve_trusted(session, updates)
-        changes = _changes(session, after)
         record = make_record(
             session_id=session.id,
             seq=self.seq,
@@ -139,20 +156,28 @@ class _Attempt:
             reason=self.reason,
             idempotency_key=self.idempotency_key,
         )
-        planned = Planned(after, record, event, not move.internal)
+        planned = Planned(after, record, event, move.dest is not None)
         if self.hooks is not None:
             self.hooks.run_before(event, planned.status_move)
         self.planned = planned
 
 
-@attrs.frozen(slots=True)
 class Planned:
     """A move that ``transitions`` allowed and the before-hooks let through, not yet final."""
 
-    session: PaymentSession
-    record: TransitionRecord
-    event: TransitionEvent
-    status_move: bool
+    __slots__ = ("event", "record", "session", "status_move")
+
+    def __init__(
+        self,
+        session: PaymentSession,
+        record: TransitionRecord,
+        event: TransitionEvent,
+        status_move: bool,
+    ) -> None:
+        self.session = session
+        self.record = record
+        self.event = event
+        self.status_move = status_move
 
 
 def _guard_condition(name: str) -> Callable[[EventData], bool]:
@@ -197,24 +222,15 @@ _EVENTS = {name: _ENGINE.events[name] for name in MOVES}
 
 
 def _wire_value(name: str, value: object) -> object:
-    if name in ("data", "cart"):
-        return None if value is None else digest(value)
+    if value is None or type(value) is bool or type(value) is int or type(value) is str:
+        return value
+    if name == "data" or name == "cart":
+        return digest(value)
     if isinstance(value, datetime):
         return format_datetime(value)
     if isinstance(value, PaymentSessionStatus):
         return value.value
     return value
-
-
-def _changes(before: PaymentSession, after: PaymentSession) -> dict[str, tuple[object, object]]:
-    changes: dict[str, tuple[object, object]] = {}
-    for name in FIELDS:
-        if name == "status":
-            continue
-        old, new = getattr(before, name), getattr(after, name)
-        if old is not new and old != new:
-            changes[name] = (_wire_value(name, old), _wire_value(name, new))
-    return changes
 
 
 def create_record(session: PaymentSession, key: bytes | None = None) -> TransitionRecord:
@@ -241,6 +257,8 @@ def create_record(session: PaymentSession, key: bytes | None = None) -> Transiti
 
 def check_params(move: Move, params: Mapping[str, object]) -> dict[str, object]:
     """Validate a move's keyword arguments; return the fields they set."""
+    if not params and not move.params:
+        return {}
     problems: dict[str, str] = {}
     out: dict[str, object] = {}
     for name, value in params.items():
@@ -275,6 +293,8 @@ def check_params(move: Move, params: Mapping[str, object]) -> dict[str, object]:
 
 def check_meta(actor: object, reason: object, idempotency_key: object) -> None:
     """Validate the metadata every move takes."""
+    if actor is None and reason is None and idempotency_key is None:
+        return
     problems: dict[str, str] = {}
     for name, value, limit in (
         ("actor", actor, MAX_TEXT_LENGTH),

@@ -6,12 +6,13 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from datetime import datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import attrs
 
 from paysession._frozen import FrozenDict
-from paysession._wire import canonical_json, format_datetime, parse_datetime
+from paysession._wire import canonical_json, format_datetime, json_scalar, parse_datetime
 from paysession.errors import InvalidSessionData
 from paysession.status import PaymentSessionStatus
 
@@ -155,7 +156,15 @@ _RECORD_KEYS = frozenset(
 
 def compute_hash(body: Mapping[str, Any], key: bytes | None = None) -> str:
     """SHA-256 (or HMAC-SHA-256 with ``key``) over the canonical JSON of ``body``."""
-    payload = canonical_json(body).encode()
+    return _seal(canonical_json(body), key)
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else encode_basestring_ascii(value)
+
+
+def _seal(canonical: str, key: bytes | None) -> str:
+    payload = canonical.encode()
     if key is None:
         return hashlib.sha256(payload).hexdigest()
     return hmac.new(key, payload, hashlib.sha256).hexdigest()
@@ -176,8 +185,24 @@ def make_record(
     prev_hash: str,
     key: bytes | None = None,
 ) -> TransitionRecord:
-    """Build a record and seal it with its hash."""
-    unsealed = TransitionRecord(
+    """Build a record and seal it with its hash.
+
+    The canonical text is spelled out here rather than through ``json.dumps(body())``:
+    this runs on every move, and the result is byte-for-byte what ``canonical_json``
+    gives for the same body (a test holds the two together).
+    """
+    j = json_scalar
+    pairs = ",".join(
+        [f'"{name}":[{j(old)},{j(new)}]' for name, (old, new) in sorted(changes.items())]
+    )
+    source_text = "null" if source is None else f'"{source.value}"'
+    canonical = (
+        f'{{"actor":{_text(actor)},"at":"{format_datetime(at)}","changes":{{{pairs}}},'
+        f'"dest":"{dest.value}","idempotency_key":{_text(idempotency_key)},'
+        f'"prev_hash":{_text(prev_hash)},"reason":{_text(reason)},"seq":{seq:d},'
+        f'"session_id":{_text(session_id)},"source":{source_text},"trigger":{_text(trigger)}}}'
+    )
+    return TransitionRecord(
         session_id=session_id,
         seq=seq,
         trigger=trigger,
@@ -189,6 +214,5 @@ def make_record(
         idempotency_key=idempotency_key,
         changes=FrozenDict(changes),
         prev_hash=prev_hash,
-        hash="",
+        hash=_seal(canonical, key),
     )
-    return attrs.evolve(unsealed, hash=compute_hash(unsealed.body(), key))

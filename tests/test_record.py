@@ -1,0 +1,80 @@
+"""Records: the fast canonical text a move hashes is exactly the canonical JSON of its body."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from paysession import PaymentSessionStatus, TransitionRecord
+from paysession._wire import canonical_json, format_datetime, parse_datetime
+from paysession.record import GENESIS, compute_hash, make_record
+
+from .strategies import aware_datetimes
+
+texts = st.none() | st.text(max_size=30)
+wire_values = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63)
+    | st.text(max_size=20)
+)
+
+
+class TestCanonical:
+    @given(
+        session_id=st.text(min_size=1, max_size=20),
+        seq=st.integers(min_value=0, max_value=10**9),
+        trigger=st.text(min_size=1, max_size=15),
+        source=st.none() | st.sampled_from(list(PaymentSessionStatus)),
+        dest=st.sampled_from(list(PaymentSessionStatus)),
+        at=aware_datetimes,
+        actor=texts,
+        reason=texts,
+        idempotency_key=texts,
+        changes=st.dictionaries(
+            st.sampled_from(["amount", "data", "updated_at", "is_selected"]),
+            st.tuples(wire_values, wire_values),
+        ),
+        key=st.none() | st.binary(min_size=1, max_size=16),
+    )
+    def test_hash_is_over_canonical_body(self, key: bytes | None, **fields: object) -> None:
+        """make_record's hash equals compute_hash over the canonical JSON of its body."""
+        record = make_record(prev_hash=GENESIS, key=key, **fields)  # type: ignore[arg-type]
+        assert record.hash == compute_hash(record.body(), key)
+
+    def test_wire_round_trip(self) -> None:
+        """to_dict/from_dict give back the same record."""
+        at = parse_datetime("2024-04-21T14:50:24.077Z")
+        record = make_record(
+            session_id="ps_1",
+            seq=3,
+            trigger="update",
+            source=PaymentSessionStatus.PENDING,
+            dest=PaymentSessionStatus.PENDING,
+            at=at,
+            actor="storefront",
+            reason=None,
+            idempotency_key="k",
+            changes={"amount": (1, 2)},
+            prev_hash=GENESIS,
+        )
+        assert TransitionRecord.from_dict(record.to_dict()) == record
+        assert canonical_json(record.to_dict())  # encodable as canonical JSON
+
+
+class TestFormatDatetime:
+    @given(aware_datetimes)
+    def test_round_trip(self, value: object) -> None:
+        """Formatting then parsing gives the same instant."""
+        assert parse_datetime(format_datetime(value)) == value  # type: ignore[arg-type]
+
+    def test_memory_does_not_confuse_values(self) -> None:
+        """The one-entry memory answers only for the very same datetime."""
+        a = parse_datetime("2024-04-21T14:50:24.077Z")
+        b = parse_datetime("2024-04-21T14:50:24.078123Z")
+        assert [format_datetime(x) for x in (a, a, b, a)] == [
+            "2024-04-21T14:50:24.077Z",
+            "2024-04-21T14:50:24.077Z",
+            "2024-04-21T14:50:24.078123Z",
+            "2024-04-21T14:50:24.077Z",
+        ]
