@@ -4,10 +4,12 @@ Two steps, as STYLE.md point 8 asks. :func:`chart` reads a table (and optionally
 session with its trail) into a :class:`Chart`, plain values that tests can also build by
 hand. A renderer hands a chart to a ``transitions`` GraphMachine of its own (the shared
 machine in :mod:`paysession.machine` is never touched), takes what the graph engine emits
-and post-processes it only where the engine falls short: a front-matter title mermaid can
-read, the final marker, the initial arrow in DOT, no version comment in SVG. The same
-table gives the same bytes on every run and every machine; ``diagrams/`` at the top of
-the repository holds the rendered files and ``paysession diagram --check`` compares them.
+and post-processes it only where the engine falls short: a front-matter title and the
+documented lower-case ``class`` in mermaid, the final marker, the initial arrow and one
+move a line on shared arrows in DOT, no version comment in SVG. Mermaid and DOT are the
+same bytes on every run and machine; SVG too, given the same Graphviz layout (its
+coordinates come from ``dot``). ``diagrams/`` at the top of the repository holds the
+rendered files and ``paysession diagram --check`` compares them.
 """
 
 from __future__ import annotations
@@ -381,7 +383,8 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument(
         "--history-json",
         metavar="FILE",
-        help="highlight the moves of this trail (JSON array or JSON lines of records)",
+        help="with --session-json, highlight the moves this session's records took "
+        "(a JSON array or JSON lines of records, as the audit sinks write them)",
     )
     files = parser.add_mutually_exclusive_group()
     files.add_argument(
@@ -424,6 +427,11 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 0
     session = None if args.session_json is None else from_json(_read_text(args.session_json))
     history = None if args.history_json is None else read_history(_read_text(args.history_json))
+    if session is not None and history is not None:
+        # A JSON Lines trail is often shared by many sessions: draw this one's records.
+        history = [record for record in history if record.session_id == session.id]
+        if not history:
+            raise DiagramError(f"{args.history_json} holds no record of session {session.id}")
     text = render(
         args.format or "mermaid",
         with_internal=args.with_internal,

@@ -582,6 +582,41 @@ class TestCli:
         expected = render("mermaid", session=machine.session, history=machine.history)
         assert (code, capsys.readouterr()) == (0, (expected, ""))
 
+    def test_shared_trail(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """From a JSON array of many sessions' records, only the session's own are drawn."""
+        machine, other = reviewed_session(), reviewed_session()
+        session_file = tmp_path / "session.json"
+        session_file.write_text(to_json(machine.session), "utf-8")
+        trail = [record.to_dict() for record in (*other.history, *machine.history)]
+        history_file = tmp_path / "trail.json"
+        history_file.write_text(json.dumps(trail), "utf-8")
+        code = main(
+            ["diagram", "--session-json", str(session_file), "--history-json", str(history_file)]
+        )
+        expected = render("mermaid", session=machine.session, history=machine.history)
+        assert (code, capsys.readouterr()) == (0, (expected, ""))
+
+    def test_trail_without_the_session(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A trail with no record of the session is an error naming both."""
+        machine, other = reviewed_session(), reviewed_session()
+        session_file = tmp_path / "session.json"
+        session_file.write_text(to_json(machine.session), "utf-8")
+        history_file = tmp_path / "trail.json"
+        history_file.write_text(json.dumps([r.to_dict() for r in other.history]), "utf-8")
+        code = main(
+            ["diagram", "--session-json", str(session_file), "--history-json", str(history_file)]
+        )
+        assert (code, capsys.readouterr()) == (
+            1,
+            (
+                "",
+                f"paysession diagram: {history_file} holds no record of session "
+                f"{machine.session.id}\n",
+            ),
+        )
+
     def test_bad_session_json(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A file that is not a session is one line on stderr and exit 1."""
         bad = tmp_path / "session.json"
