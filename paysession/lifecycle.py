@@ -302,3 +302,34 @@ def validate(
 
 
 __all__ += ["Defect", "validate"]
+
+
+def shortest_path(
+    source: PaymentSessionStatus, dest: PaymentSessionStatus, table: tuple[Move, ...] = TRANSITIONS
+) -> tuple[str, ...] | None:
+    """The fewest status moves of ``table`` from ``source`` to ``dest``.
+
+    ``()`` when they are the same status; None when no legal path exists (anything after
+    canceled, authorized back to pending). Ties go to the move listed first in the table,
+    so the answer is the same on every run. Guards are not consulted here: the machine
+    still checks them when the moves run.
+    """
+    if source is dest:
+        return ()
+    paths: dict[PaymentSessionStatus, tuple[str, ...]] = {source: ()}
+    frontier = [source]
+    while frontier:
+        following: list[PaymentSessionStatus] = []
+        for status in frontier:
+            for move in table:
+                if move.dest is None or status not in move.sources or move.dest in paths:
+                    continue
+                paths[move.dest] = (*paths[status], move.trigger)
+                if move.dest is dest:
+                    return paths[dest]
+                following.append(move.dest)
+        frontier = following
+    return None
+
+
+__all__ += ["shortest_path"]
