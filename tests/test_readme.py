@@ -52,3 +52,8 @@ class TestReadme:
         ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
         for command in commands:
             assert command in ci_lines
+
+    def test_mermaid_diagram_is_current(self) -> None:
+        """The diagram shown inline is the committed (and so freshly rendered) one."""
+        (shown,) = re.findall(r"```mermaid\n(.*?)```", README, flags=re.S)
+        assert shown == (ROOT / "diagrams" / "payment_session.mmd").read_text()
