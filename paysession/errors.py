@@ -137,3 +137,108 @@ __all__ = [
     "InvalidSessionData",
     "PaySessionError",
 ]
+
+
+class SessionNotFound(PaySessionError, LookupError):
+    """No session with this id in the store."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(session_id)
+
+    def __str__(self) -> str:
+        return f"no payment session {self.session_id!r}"
+
+
+class ConcurrentUpdate(PaySessionError):
+    """Another move of the session committed first; this one wrote nothing.
+
+    ``expected`` is the version the move was planned from (None when unknown) and
+    ``actual`` the version found in the store (None when the store could not tell).
+    Reload and decide again, or let ``PaymentSessions.fire_with_retry`` do it.
+    """
+
+    def __init__(self, session_id: str, expected: int | None, actual: int | None = None) -> None:
+        self.session_id = session_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(session_id, expected, actual)
+
+    def __str__(self) -> str:
+        found = "" if self.actual is None else f", found {self.actual}"
+        return (
+            f"session {self.session_id} was changed by another move first "
+            f"(expected version {self.expected}{found}); nothing was written"
+        )
+
+
+class SelectionConflict(ConcurrentUpdate):
+    """Another session of the same cart is selected: at most one may be.
+
+    A lost race when it comes out of ``PaymentSessions.select`` (which deselects the
+    cart's other sessions in the same transaction), hence a :class:`ConcurrentUpdate`.
+    """
+
+    def __init__(self, session_id: str, cart_id: str | None) -> None:
+        self.cart_id = cart_id
+        super().__init__(session_id, None)
+        self.args = (session_id, cart_id)
+
+    def __str__(self) -> str:
+        return (
+            f"cannot select session {self.session_id}: another session of cart "
+            f"{self.cart_id} is selected; nothing was written"
+        )
+
+
+class DuplicateSession(PaySessionError):
+    """A session with this id, or for this cart and provider, already exists.
+
+    ``fields`` names the rule that refused it: ``("id",)`` or ``("cart_id", "provider_id")``.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        cart_id: str | None,
+        provider_id: str,
+        fields: tuple[str, ...],
+    ) -> None:
+        self.session_id = session_id
+        self.cart_id = cart_id
+        self.provider_id = provider_id
+        self.fields = fields
+        super().__init__(session_id, cart_id, provider_id, fields)
+
+    def __str__(self) -> str:
+        if self.fields == ("id",):
+            return f"a payment session with id {self.session_id} already exists"
+        return (
+            f"cart {self.cart_id} already has a payment session with provider {self.provider_id!r}"
+        )
+
+
+class StoreError(PaySessionError):
+    """The store failed for a reason that no rule of ours explains (a driver error).
+
+    ``operation`` says what the store was doing; the driver's exception is the
+    ``__cause__``. Whether a failed write was applied is unknown only when the
+    connection broke during the commit: retry with the same idempotency key.
+    """
+
+    def __init__(self, operation: str, detail: str) -> None:
+        self.operation = operation
+        self.detail = detail
+        super().__init__(operation, detail)
+
+    def __str__(self) -> str:
+        return f"session store failed during {self.operation}: {self.detail}"
+
+
+__all__ += [
+    "ConcurrentUpdate",
+    "DuplicateSession",
+    "SelectionConflict",
+    "SessionNotFound",
+    "StoreError",
+]
