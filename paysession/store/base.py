@@ -1,0 +1,207 @@
+"""The store seam: the SessionStore protocol and the values that cross it.
+
+A store keeps three things and the rules that bind them:
+
+- one row per session, with its ``version`` (the seq of its last record) and ``head``
+  (that record's hash, which the next record chains to);
+- the trail, one record per move, under the primary key (session_id, seq), each with
+  a global ``position`` handed out in commit order;
+- the idempotency keys, one per (session_id, key), each naming the record it produced.
+
+The rules the database holds (and :class:`~paysession.store.MemoryStore` emulates): a
+write is a compare-and-set on the version; (session_id, seq) and (session_id, key)
+are unique; at most one selected session per cart; one session per (cart, provider).
+Stores know nothing of the transition table: the service plans every move, a store
+makes it durable or refuses it whole.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from paysession._wire import canonical_json
+from paysession.errors import InvalidSessionData
+from paysession.record import TransitionRecord
+from paysession.session import PaymentSession
+from paysession.status import PaymentSessionStatus
+
+
+@attrs.frozen(slots=True)
+class Binding:
+    """An idempotency key bound to a session: what it binds and the record it produced."""
+
+    session_id: str
+    key: str
+    fingerprint: str
+    seq: int
+
+
+@attrs.frozen(slots=True)
+class Snapshot:
+    """A session as stored, with what the next move needs to chain onto it.
+
+    ``binding`` is set only when the load asked about an idempotency key that is bound.
+    """
+
+    session: PaymentSession
+    version: int
+    head: str
+    binding: Binding | None = None
+
+
+@attrs.frozen(slots=True)
+class Write:
+    """One session's part of a commit: its new row and the records that lead to it.
+
+    The store writes it only if the session is still at ``expected_version``; the new
+    version is the seq of the last record.
+    """
+
+    session: PaymentSession
+    expected_version: int
+    records: tuple[TransitionRecord, ...]
+
+    @property
+    def version(self) -> int:
+        return self.records[-1].seq
+
+    @property
+    def head(self) -> str:
+        return self.records[-1].hash
+
+
+@attrs.frozen(slots=True)
+class LoggedRecord:
+    """A record with its global position: the order in which moves were committed."""
+
+    position: int
+    record: TransitionRecord
+
+
+class SessionStore(Protocol):
+    """A protocol: where sessions, their trails and their idempotency keys are kept.
+
+    Every write is one transaction, applied whole or not at all. Implementations
+    translate their driver's errors into paysession errors: ConcurrentUpdate (a version
+    that moved, a seq or a key taken first), SelectionConflict, DuplicateSession,
+    SessionNotFound, and StoreError for the rest. They create and migrate their schema
+    on first use.
+    """
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema; return the schema version now in force."""
+        ...
+
+    def create(self, session: PaymentSession, record: TransitionRecord) -> None:
+        """Insert a new session at version 0 with its record 0; DuplicateSession if taken."""
+        ...
+
+    def load(self, session_id: str, idempotency_key: str | None = None) -> Snapshot | None:
+        """The session as committed, or None; with ``idempotency_key``, its binding too."""
+        ...
+
+    def load_selected(self, cart_id: str) -> list[Snapshot]:
+        """The selected sessions of ``cart_id`` (at most one while the rules hold)."""
+        ...
+
+    def commit(self, writes: Sequence[Write], binding: Binding | None = None) -> None:
+        """Apply ``writes`` (in order) and bind ``binding`` in one transaction, or nothing.
+
+        Raises ConcurrentUpdate when a session is no longer at its expected version,
+        when one of the records' (session_id, seq) is taken, or when the key is bound
+        already; SessionNotFound for a session that does not exist; SelectionConflict
+        when the writes would leave two sessions of a cart selected.
+        """
+        ...
+
+    def record(self, session_id: str, seq: int) -> TransitionRecord | None:
+        """One record of a trail, or None."""
+        ...
+
+    def history(self, session_id: str) -> list[TransitionRecord]:
+        """A session's trail, oldest first; empty for an unknown session."""
+        ...
+
+    def find(
+        self, *, cart_id: str | None = None, status: PaymentSessionStatus | None = None
+    ) -> list[PaymentSession]:
+        """Sessions matching every filter given, oldest first."""
+        ...
+
+    def records_since(self, position: int, limit: int) -> list[LoggedRecord]:
+        """Up to ``limit`` records with a position above ``position``, in commit order."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+        ...
+
+
+def check_writes(writes: Sequence[Write], binding: Binding | None = None) -> None:
+    """Refuse a malformed commit before it reaches a database.
+
+    Each write's records must continue its session's trail from ``expected_version``
+    one seq at a time and end at the session the write stores; a binding must name a
+    record of the commit (a key binds the move it produced).
+    """
+    problems: dict[str, str] = {}
+    if not writes:
+        problems["writes"] = "a commit needs at least one write"
+    seen: set[str] = set()
+    for index, write in enumerate(writes):
+        where = f"writes[{index}]"
+        session_id = write.session.id
+        if session_id in seen:
+            problems[where] = f"writes session {session_id} a second time"
+        seen.add(session_id)
+        if not write.records:
+            problems[where] = "has no record"
+            continue
+        for offset, record in enumerate(write.records, 1):
+            if record.session_id != session_id:
+                problems[f"{where}.records"] = f"holds a record of session {record.session_id}"
+            elif record.seq != write.expected_version + offset:
+                problems[f"{where}.records"] = (
+                    f"must continue from version {write.expected_version} one seq at a time"
+                )
+        if write.records[-1].dest is not write.session.status:
+            problems[f"{where}.session"] = "status differs from the last record's dest"
+    if binding is not None and not any(
+        record.session_id == binding.session_id and record.seq == binding.seq
+        for write in writes
+        for record in write.records
+    ):
+        problems["binding"] = "must name a record of the same commit"
+    if problems:
+        raise InvalidSessionData(problems)
+
+
+def record_wire(record: TransitionRecord) -> str:
+    """The text a store keeps for a record: the canonical JSON of its wire form."""
+    return canonical_json(record.to_dict())
+
+
+def record_from_wire(text: str) -> TransitionRecord:
+    """A record from the text :func:`record_wire` wrote."""
+    return TransitionRecord.from_dict(json.loads(text))
+
+
+def dump_json(value: Mapping[str, object] | None) -> str | None:
+    """A session's ``data`` or ``cart`` as compact JSON text, key order kept."""
+    if value is None:
+        return None
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def load_json(value: Any) -> Any:
+    """JSON text (SQLite) or an already decoded value (psycopg's json) as a value."""
+    if value is None or not isinstance(value, str | bytes):
+        return value
+    return json.loads(value)
+
+
+__all__ = ["Binding", "LoggedRecord", "SessionStore", "Snapshot", "Write"]

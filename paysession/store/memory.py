@@ -1,0 +1,164 @@
+"""MemoryStore: the store contract in a process's memory, for tests and prototypes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from paysession.errors import (
+    ConcurrentUpdate,
+    DuplicateSession,
+    SelectionConflict,
+    SessionNotFound,
+)
+from paysession.record import TransitionRecord
+from paysession.session import PaymentSession
+from paysession.status import PaymentSessionStatus
+from paysession.store.base import Binding, LoggedRecord, Snapshot, Write, check_writes
+
+
+class _Row:
+    __slots__ = ("head", "session", "version")
+
+    def __init__(self, session: PaymentSession, version: int, head: str) -> None:
+        self.session = session
+        self.version = version
+        self.head = head
+
+
+class MemoryStore:
+    """A :class:`~paysession.store.SessionStore` held in dicts, safe between threads.
+
+    It checks the rules a database holds, in the order a database would, and refuses
+    with the same errors: nothing of a refused commit is applied. Nothing survives the
+    process; use :class:`~paysession.store.SqliteStore` for that.
+    """
+
+    SCHEMA_VERSION = 1
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[str, _Row] = {}
+        self._trails: dict[str, list[TransitionRecord]] = {}
+        self._keys: dict[tuple[str, str], Binding] = {}
+        self._log: list[TransitionRecord] = []
+        self._by_cart_provider: dict[tuple[str, str], str] = {}
+        self._selected: dict[str, str] = {}
+
+    def migrate(self) -> int:
+        return self.SCHEMA_VERSION
+
+    def create(self, session: PaymentSession, record: TransitionRecord) -> None:
+        check_writes([Write(session, -1, (record,))])
+        with self._lock:
+            if session.id in self._rows:
+                raise DuplicateSession(session.id, session.cart_id, session.provider_id, ("id",))
+            pair = None if session.cart_id is None else (session.cart_id, session.provider_id)
+            if pair is not None and pair in self._by_cart_provider:
+                raise DuplicateSession(
+                    session.id, session.cart_id, session.provider_id, ("cart_id", "provider_id")
+                )
+            if session.is_selected and session.cart_id in self._selected:
+                raise SelectionConflict(session.id, session.cart_id)
+            self._rows[session.id] = _Row(session, record.seq, record.hash)
+            self._trails[session.id] = [record]
+            self._log.append(record)
+            if pair is not None:
+                self._by_cart_provider[pair] = session.id
+            if session.is_selected and session.cart_id is not None:
+                self._selected[session.cart_id] = session.id
+
+    def load(self, session_id: str, idempotency_key: str | None = None) -> Snapshot | None:
+        with self._lock:
+            row = self._rows.get(session_id)
+            if row is None:
+                return None
+            binding = None
+            if idempotency_key is not None:
+                binding = self._keys.get((session_id, idempotency_key))
+            return Snapshot(row.session, row.version, row.head, binding)
+
+    def load_selected(self, cart_id: str) -> list[Snapshot]:
+        with self._lock:
+            session_id = self._selected.get(cart_id)
+            if session_id is None:
+                return []
+            row = self._rows[session_id]
+            return [Snapshot(row.session, row.version, row.head)]
+
+    def commit(self, writes: Sequence[Write], binding: Binding | None = None) -> None:
+        check_writes(writes, binding)
+        with self._lock:
+            # Check every rule first, against the state as the writes would leave it,
+            # so that a refused commit leaves no trace.
+            selected = dict(self._selected)
+            for write in writes:
+                session = write.session
+                row = self._rows.get(session.id)
+                if row is None:
+                    raise SessionNotFound(session.id)
+                if row.version != write.expected_version:
+                    raise ConcurrentUpdate(session.id, write.expected_version, row.version)
+                trail = self._trails[session.id]
+                if any(record.seq < len(trail) for record in write.records):
+                    raise ConcurrentUpdate(session.id, write.expected_version)
+                cart_id = session.cart_id
+                if cart_id is not None:
+                    if selected.get(cart_id) == session.id and not session.is_selected:
+                        del selected[cart_id]
+                    elif session.is_selected:
+                        if selected.get(cart_id, session.id) != session.id:
+                            raise SelectionConflict(session.id, cart_id)
+                        selected[cart_id] = session.id
+            if binding is not None and (binding.session_id, binding.key) in self._keys:
+                raise ConcurrentUpdate(binding.session_id, None)
+            for write in writes:
+                row = self._rows[write.session.id]
+                row.session, row.version, row.head = write.session, write.version, write.head
+                self._trails[write.session.id].extend(write.records)
+                self._log.extend(write.records)
+            self._selected = selected
+            if binding is not None:
+                self._keys[(binding.session_id, binding.key)] = binding
+
+    def record(self, session_id: str, seq: int) -> TransitionRecord | None:
+        with self._lock:
+            trail = self._trails.get(session_id, [])
+            return trail[seq] if 0 <= seq < len(trail) else None
+
+    def history(self, session_id: str) -> list[TransitionRecord]:
+        with self._lock:
+            return list(self._trails.get(session_id, ()))
+
+    def find(
+        self, *, cart_id: str | None = None, status: PaymentSessionStatus | None = None
+    ) -> list[PaymentSession]:
+        with self._lock:
+            found = [
+                row.session
+                for row in self._rows.values()
+                if (cart_id is None or row.session.cart_id == cart_id)
+                and (status is None or row.session.status is status)
+            ]
+        return sorted(found, key=lambda session: (session.created_at, session.id))
+
+    def records_since(self, position: int, limit: int) -> list[LoggedRecord]:
+        with self._lock:
+            start = max(position, 0)
+            chunk = self._log[start : start + max(limit, 0)]
+        return [LoggedRecord(start + offset, record) for offset, record in enumerate(chunk, 1)]
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<MemoryStore {len(self._rows)} sessions>"
+
+
+__all__ = ["MemoryStore"]

@@ -1,0 +1,455 @@
+"""PostgresStore: one database shared by a fleet, through psycopg 3 and a connection pool.
+
+Install the ``postgres`` extra. Any number of threads, processes and hosts may share
+one database: every move is a compare-and-set on the session row inside one
+transaction, and the database's constraints refuse what the rules forbid.
+
+Global positions, and why they follow commit order. A sequence would hand out
+numbers when a transaction asks, not when it commits: a transaction holding position
+7 could commit after another holding 8, and a consumer that had read up to 8 would
+never see 7. Here every write transaction takes its positions from a single-row
+counter (``paysession_position``) with ``UPDATE ... RETURNING``, as its last statement
+before ``COMMIT``. The row lock that update takes is held until the transaction ends,
+so the next writer gets its positions only once the previous one has committed (and
+become visible) or rolled back: positions are handed out in commit order, without
+gaps, and a reader at any cursor can never later see a smaller position appear. The
+price is that writers queue for the short tail of their transactions (one statement
+and the commit); moves of different sessions still run their compare-and-set and
+everything else in parallel.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool
+
+from paysession.errors import (
+    ConcurrentUpdate,
+    DuplicateSession,
+    InvalidSessionData,
+    PaySessionError,
+    SelectionConflict,
+    SessionNotFound,
+    StoreError,
+)
+from paysession.record import TransitionRecord
+from paysession.session import PaymentSession
+from paysession.status import PaymentSessionStatus
+from paysession.store.base import (
+    Binding,
+    LoggedRecord,
+    Snapshot,
+    Write,
+    check_writes,
+    dump_json,
+    load_json,
+    record_from_wire,
+    record_wire,
+)
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+# The pg_advisory_xact_lock key migrate() takes: an arbitrary constant, the same everywhere.
+MIGRATION_LOCK = 0x2B5F8E7C3A1D4E60
+
+# Each entry is one schema version: the statements that lead to it from the one before.
+# Published versions never change; a change of schema is a new entry.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE paysession_sessions (
+            id text PRIMARY KEY,
+            cart_id text,
+            provider_id text NOT NULL,
+            is_selected boolean NOT NULL,
+            is_initiated boolean NOT NULL,
+            status text NOT NULL CHECK (
+                status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
+            ),
+            data json NOT NULL,
+            idempotency_key text,
+            amount bigint CHECK (amount >= 0),
+            payment_authorized_at timestamptz,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL CHECK (updated_at >= created_at),
+            cart json,
+            version integer NOT NULL CHECK (version >= 0),
+            head text NOT NULL,
+            CONSTRAINT paysession_cart_provider UNIQUE (cart_id, provider_id),
+            CONSTRAINT paysession_authorized_stamped
+                CHECK (status <> 'authorized' OR payment_authorized_at IS NOT NULL)
+        )
+        """,
+        """
+        CREATE UNIQUE INDEX paysession_one_selected_per_cart
+            ON paysession_sessions (cart_id) WHERE is_selected
+        """,
+        "CREATE INDEX paysession_sessions_status ON paysession_sessions (status)",
+        """
+        CREATE TABLE paysession_records (
+            session_id text NOT NULL REFERENCES paysession_sessions (id),
+            seq integer NOT NULL CHECK (seq >= 0),
+            position bigint NOT NULL CHECK (position > 0),
+            trigger text NOT NULL,
+            at timestamptz NOT NULL,
+            hash text NOT NULL,
+            wire text NOT NULL,
+            CONSTRAINT paysession_records_pkey PRIMARY KEY (session_id, seq),
+            CONSTRAINT paysession_records_position UNIQUE (position)
+        )
+        """,
+        # The key is inserted before its record, so that a key taken by another process
+        # fails the transaction before it queues for the position counter: the foreign
+        # key is checked at commit.
+        """
+        CREATE TABLE paysession_keys (
+            session_id text NOT NULL,
+            key text NOT NULL,
+            fingerprint text NOT NULL,
+            seq integer NOT NULL,
+            CONSTRAINT paysession_keys_pkey PRIMARY KEY (session_id, key),
+            CONSTRAINT paysession_keys_record FOREIGN KEY (session_id, seq)
+                REFERENCES paysession_records (session_id, seq)
+                DEFERRABLE INITIALLY DEFERRED
+        )
+        """,
+        """
+        CREATE TABLE paysession_position (
+            only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+            last bigint NOT NULL CHECK (last >= 0)
+        )
+        """,
+        "INSERT INTO paysession_position (last) VALUES (0)",
+    ),
+)
+
+_COLUMNS = (
+    "id, cart_id, provider_id, is_selected, is_initiated, status, data, idempotency_key, "
+    "amount, payment_authorized_at, created_at, updated_at, cart, version, head"
+)
+_LOAD = (
+    f"SELECT {', '.join('s.' + c for c in _COLUMNS.split(', '))}, k.fingerprint, k.seq "
+    "FROM paysession_sessions AS s LEFT JOIN paysession_keys AS k "
+    "ON k.session_id = s.id AND k.key = %s WHERE s.id = %s"
+)
+_INSERT_SESSION = (
+    f"INSERT INTO paysession_sessions ({_COLUMNS}) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s::json, %s, %s, %s, %s, %s, %s::json, %s, %s)"
+)
+_UPDATE_SESSION = (
+    "UPDATE paysession_sessions SET is_selected = %s, is_initiated = %s, status = %s, "
+    "data = %s::json, idempotency_key = %s, amount = %s, payment_authorized_at = %s, "
+    "updated_at = %s, cart = %s::json, version = %s, head = %s WHERE id = %s AND version = %s"
+)
+# One statement takes the positions and inserts the records, whatever their number.
+_INSERT_RECORDS = """
+    WITH counter AS (
+        UPDATE paysession_position SET last = last + %(n)s RETURNING last
+    )
+    INSERT INTO paysession_records (session_id, seq, position, trigger, at, hash, wire)
+    SELECT r.session_id, r.seq, counter.last - %(n)s + r.n, r.trigger, r.at, r.hash, r.wire
+    FROM counter, unnest(
+        %(session_ids)s::text[], %(seqs)s::integer[], %(triggers)s::text[],
+        %(ats)s::timestamptz[], %(hashes)s::text[], %(wires)s::text[]
+    ) WITH ORDINALITY AS r (session_id, seq, trigger, at, hash, wire, n)
+"""
+_INSERT_KEY = (
+    "INSERT INTO paysession_keys (session_id, key, fingerprint, seq) VALUES (%s, %s, %s, %s)"
+)
+
+
+def _session_from_row(row: Sequence[Any]) -> PaymentSession:
+    return PaymentSession(
+        id=row[0],
+        cart_id=row[1],
+        provider_id=row[2],
+        is_selected=row[3],
+        is_initiated=row[4],
+        status=row[5],
+        data=load_json(row[6]),
+        idempotency_key=row[7],
+        amount=row[8],
+        payment_authorized_at=row[9],
+        created_at=row[10],
+        updated_at=row[11],
+        cart=load_json(row[12]),
+    )
+
+
+def _snapshot_from_row(row: Sequence[Any], key: str | None = None) -> Snapshot:
+    binding = None
+    if key is not None and row[15] is not None:
+        binding = Binding(row[0], key, row[15], row[16])
+    return Snapshot(_session_from_row(row), row[13], row[14], binding)
+
+
+def _records_params(records: Sequence[TransitionRecord]) -> dict[str, object]:
+    ats: list[datetime] = [record.at for record in records]
+    return {
+        "n": len(records),
+        "session_ids": [record.session_id for record in records],
+        "seqs": [record.seq for record in records],
+        "triggers": [record.trigger for record in records],
+        "ats": ats,
+        "hashes": [record.hash for record in records],
+        "wires": [record_wire(record) for record in records],
+    }
+
+
+class PostgresStore:
+    """A :class:`~paysession.store.SessionStore` in a PostgreSQL database (psycopg 3).
+
+    ``dsn`` is a libpq connection string or URL. Connections come from a pool of
+    ``min_size`` to ``max_size`` per store (so per process); ``timeout`` is how long,
+    in seconds, an operation waits for a free connection. Open one store per process
+    (after any fork) and close it when done.
+    """
+
+    def __init__(
+        self, dsn: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 30.0
+    ) -> None:
+        if not 0 <= min_size <= max_size or max_size < 1:
+            raise InvalidSessionData({"max_size": "must be >= 1 and >= min_size >= 0"})
+        self._pool: ConnectionPool[Connection] = ConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            kwargs={"autocommit": True},
+            name="paysession",
+            open=False,
+        )
+        self._opened = False
+        self._ready = False
+        self._guard = threading.Lock()
+
+    # -- connections and transactions
+
+    @contextmanager
+    def _connection(self, operation: str) -> Iterator[Connection]:
+        if not self._opened:
+            with self._guard:
+                if not self._opened:
+                    self._pool.open()
+                    self._opened = True
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as error:  # PoolTimeout included
+            raise StoreError(operation, str(error).strip()) from error
+
+    @contextmanager
+    def _read(self, operation: str) -> Iterator[Connection]:
+        if not self._ready:
+            self.migrate()
+        with self._connection(operation) as conn:
+            yield conn
+
+    # -- the protocol
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema in one transaction; return its version.
+
+        An advisory lock makes concurrent migrations (a fleet starting at once) wait
+        for each other rather than race to create the same tables.
+        """
+        target = len(MIGRATIONS)
+        with self._connection("migrate") as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS paysession_schema (version integer NOT NULL)")
+            row = conn.execute("SELECT version FROM paysession_schema").fetchone()
+            current = 0 if row is None else int(row[0])
+            if current > target:
+                raise StoreError(
+                    "migrate",
+                    f"the database is at schema version {current}; this paysession knows "
+                    f"up to {target}",
+                )
+            for version in range(current + 1, target + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    conn.execute(statement)
+            if row is None:
+                conn.execute("INSERT INTO paysession_schema (version) VALUES (%s)", (target,))
+            elif current != target:
+                conn.execute("UPDATE paysession_schema SET version = %s", (target,))
+        self._ready = True
+        return target
+
+    def create(self, session: PaymentSession, record: TransitionRecord) -> None:
+        check_writes([Write(session, -1, (record,))])
+        with self._read("create") as conn:
+            try:
+                with conn.transaction():
+                    conn.execute(
+                        _INSERT_SESSION,
+                        (
+                            session.id,
+                            session.cart_id,
+                            session.provider_id,
+                            session.is_selected,
+                            session.is_initiated,
+                            session.status.value,
+                            dump_json(session.data),
+                            session.idempotency_key,
+                            session.amount,
+                            session.payment_authorized_at,
+                            session.created_at,
+                            session.updated_at,
+                            dump_json(session.cart),
+                            record.seq,
+                            record.hash,
+                        ),
+                    )
+                    conn.execute(_INSERT_RECORDS, _records_params([record]))
+            except psycopg.Error as error:
+                raise _refusal(error, [Write(session, -1, (record,))], None) from error
+
+    def load(self, session_id: str, idempotency_key: str | None = None) -> Snapshot | None:
+        with self._read("load") as conn:
+            row = conn.execute(_LOAD, (idempotency_key, session_id)).fetchone()
+        return None if row is None else _snapshot_from_row(row, idempotency_key)
+
+    def load_selected(self, cart_id: str) -> list[Snapshot]:
+        with self._read("load_selected") as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM paysession_sessions "
+                "WHERE cart_id = %s AND is_selected ORDER BY id",
+                (cart_id,),
+            ).fetchall()
+        return [_snapshot_from_row(row) for row in rows]
+
+    def commit(self, writes: Sequence[Write], binding: Binding | None = None) -> None:
+        check_writes(writes, binding)
+        with self._read("commit") as conn:
+            try:
+                with conn.transaction():
+                    for write in writes:
+                        self._compare_and_set(conn, write)
+                    if binding is not None:
+                        conn.execute(
+                            _INSERT_KEY,
+                            (binding.session_id, binding.key, binding.fingerprint, binding.seq),
+                        )
+                    conn.execute(
+                        _INSERT_RECORDS,
+                        _records_params([record for write in writes for record in write.records]),
+                    )
+            except psycopg.Error as error:
+                raise _refusal(error, writes, binding) from error
+
+    @staticmethod
+    def _compare_and_set(conn: Connection, write: Write) -> None:
+        session = write.session
+        cursor = conn.execute(
+            _UPDATE_SESSION,
+            (
+                session.is_selected,
+                session.is_initiated,
+                session.status.value,
+                dump_json(session.data),
+                session.idempotency_key,
+                session.amount,
+                session.payment_authorized_at,
+                session.updated_at,
+                dump_json(session.cart),
+                write.version,
+                write.head,
+                session.id,
+                write.expected_version,
+            ),
+        )
+        if cursor.rowcount == 1:
+            return
+        found = conn.execute(
+            "SELECT version FROM paysession_sessions WHERE id = %s", (session.id,)
+        ).fetchone()
+        if found is None:
+            raise SessionNotFound(session.id)
+        raise ConcurrentUpdate(session.id, write.expected_version, found[0])
+
+    def record(self, session_id: str, seq: int) -> TransitionRecord | None:
+        with self._read("record") as conn:
+            row = conn.execute(
+                "SELECT wire FROM paysession_records WHERE session_id = %s AND seq = %s",
+                (session_id, seq),
+            ).fetchone()
+        return None if row is None else record_from_wire(row[0])
+
+    def history(self, session_id: str) -> list[TransitionRecord]:
+        with self._read("history") as conn:
+            rows = conn.execute(
+                "SELECT wire FROM paysession_records WHERE session_id = %s ORDER BY seq",
+                (session_id,),
+            ).fetchall()
+        return [record_from_wire(wire) for (wire,) in rows]
+
+    def find(
+        self, *, cart_id: str | None = None, status: PaymentSessionStatus | None = None
+    ) -> list[PaymentSession]:
+        wanted = None if status is None else PaymentSessionStatus(status).value
+        with self._read("find") as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM paysession_sessions "
+                "WHERE (%(cart)s::text IS NULL OR cart_id = %(cart)s) "
+                "AND (%(status)s::text IS NULL OR status = %(status)s) "
+                "ORDER BY created_at, id",
+                {"cart": cart_id, "status": wanted},
+            ).fetchall()
+        return [_session_from_row(row) for row in rows]
+
+    def records_since(self, position: int, limit: int) -> list[LoggedRecord]:
+        with self._read("records_since") as conn:
+            rows = conn.execute(
+                "SELECT position, wire FROM paysession_records WHERE position > %s "
+                "ORDER BY position LIMIT %s",
+                (position, max(limit, 0)),
+            ).fetchall()
+        return [LoggedRecord(at, record_from_wire(wire)) for at, wire in rows]
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<PostgresStore pool={self._pool.name}>"
+
+
+def _refusal(
+    error: psycopg.Error, writes: Sequence[Write], binding: Binding | None
+) -> PaySessionError:
+    """The paysession error for a driver error raised inside a write transaction."""
+    first = writes[0]
+    session = first.session
+    if isinstance(error, pg_errors.UniqueViolation):
+        constraint = error.diag.constraint_name
+        if constraint == "paysession_sessions_pkey":
+            return DuplicateSession(session.id, session.cart_id, session.provider_id, ("id",))
+        if constraint == "paysession_cart_provider":
+            return DuplicateSession(
+                session.id, session.cart_id, session.provider_id, ("cart_id", "provider_id")
+            )
+        if constraint == "paysession_one_selected_per_cart":
+            chosen = next((w.session for w in writes if w.session.is_selected), session)
+            return SelectionConflict(chosen.id, chosen.cart_id)
+        if constraint == "paysession_records_pkey":
+            return ConcurrentUpdate(session.id, first.expected_version)
+        if constraint == "paysession_keys_pkey" and binding is not None:
+            return ConcurrentUpdate(binding.session_id, None)
+    if isinstance(error, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
+        return ConcurrentUpdate(session.id, first.expected_version)
+    return StoreError("write", str(error).strip())
+
+
+__all__ = ["PostgresStore"]

@@ -1,0 +1,497 @@
+"""SqliteStore: the embedded default, on the standard library's sqlite3.
+
+The file is in WAL mode, so readers never wait for the writer. Write transactions
+start with ``BEGIN IMMEDIATE``: the write lock is taken before the first read of the
+transaction, so two processes can never both read a version and then both write, and
+a busy database is waited for (``busy_timeout``) instead of failing half way through.
+Each thread gets its own connection; several processes may share one file (on a
+local disk: SQLite's locks do not work over network file systems).
+
+Global positions: writers are serialized by the database's write lock, so ``max + 1``
+taken inside the write transaction is handed out in commit order.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+from paysession.errors import (
+    ConcurrentUpdate,
+    DuplicateSession,
+    InvalidSessionData,
+    PaySessionError,
+    SelectionConflict,
+    SessionNotFound,
+    StoreError,
+)
+from paysession.record import TransitionRecord
+from paysession.session import PaymentSession
+from paysession.status import PaymentSessionStatus
+from paysession.store.base import (
+    Binding,
+    LoggedRecord,
+    Snapshot,
+    Write,
+    check_writes,
+    dump_json,
+    load_json,
+    record_from_wire,
+    record_wire,
+)
+
+Synchronous = Literal["FULL", "NORMAL"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+# Each entry is one schema version: the statements that lead to it from the one before.
+# Published versions never change; a change of schema is a new entry.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE paysession_sessions (
+            id TEXT PRIMARY KEY,
+            cart_id TEXT,
+            provider_id TEXT NOT NULL,
+            is_selected INTEGER NOT NULL CHECK (is_selected IN (0, 1)),
+            is_initiated INTEGER NOT NULL CHECK (is_initiated IN (0, 1)),
+            status TEXT NOT NULL CHECK (
+                status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
+            ),
+            data TEXT NOT NULL,
+            idempotency_key TEXT,
+            amount INTEGER CHECK (amount >= 0),
+            payment_authorized_at INTEGER,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL CHECK (updated_at >= created_at),
+            cart TEXT,
+            version INTEGER NOT NULL CHECK (version >= 0),
+            head TEXT NOT NULL,
+            CONSTRAINT paysession_cart_provider UNIQUE (cart_id, provider_id),
+            CHECK (status <> 'authorized' OR payment_authorized_at IS NOT NULL)
+        )
+        """,
+        """
+        CREATE UNIQUE INDEX paysession_one_selected_per_cart
+            ON paysession_sessions (cart_id) WHERE is_selected
+        """,
+        "CREATE INDEX paysession_sessions_status ON paysession_sessions (status)",
+        """
+        CREATE TABLE paysession_records (
+            session_id TEXT NOT NULL REFERENCES paysession_sessions (id),
+            seq INTEGER NOT NULL CHECK (seq >= 0),
+            position INTEGER NOT NULL UNIQUE CHECK (position > 0),
+            trigger TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            hash TEXT NOT NULL,
+            wire TEXT NOT NULL,
+            PRIMARY KEY (session_id, seq)
+        )
+        """,
+        """
+        CREATE TABLE paysession_keys (
+            session_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (session_id, key),
+            FOREIGN KEY (session_id, seq) REFERENCES paysession_records (session_id, seq)
+        )
+        """,
+    ),
+)
+
+_COLUMNS = (
+    "id, cart_id, provider_id, is_selected, is_initiated, status, data, idempotency_key, "
+    "amount, payment_authorized_at, created_at, updated_at, cart, version, head"
+)
+_LOAD = (
+    f"SELECT {', '.join('s.' + c for c in _COLUMNS.split(', '))}, k.fingerprint, k.seq "
+    "FROM paysession_sessions AS s LEFT JOIN paysession_keys AS k "
+    "ON k.session_id = s.id AND k.key = ? WHERE s.id = ?"
+)
+_INSERT_SESSION = (
+    f"INSERT INTO paysession_sessions ({_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPDATE_SESSION = (
+    "UPDATE paysession_sessions SET is_selected = ?, is_initiated = ?, status = ?, data = ?, "
+    "idempotency_key = ?, amount = ?, payment_authorized_at = ?, updated_at = ?, cart = ?, "
+    "version = ?, head = ? WHERE id = ? AND version = ?"
+)
+_LAST_POSITION = "SELECT coalesce(max(position), 0) FROM paysession_records"
+_INSERT_RECORD = (
+    "INSERT INTO paysession_records (session_id, seq, position, trigger, at, hash, wire) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_KEY = "INSERT INTO paysession_keys (session_id, key, fingerprint, seq) VALUES (?, ?, ?, ?)"
+
+
+def _micros(value: datetime) -> int:
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def _instant(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _session_from_row(row: Sequence[Any]) -> PaymentSession:
+    return PaymentSession(
+        id=row[0],
+        cart_id=row[1],
+        provider_id=row[2],
+        is_selected=bool(row[3]),
+        is_initiated=bool(row[4]),
+        status=row[5],
+        data=load_json(row[6]),
+        idempotency_key=row[7],
+        amount=row[8],
+        payment_authorized_at=None if row[9] is None else _instant(row[9]),
+        created_at=_instant(row[10]),
+        updated_at=_instant(row[11]),
+        cart=load_json(row[12]),
+    )
+
+
+def _snapshot_from_row(row: Sequence[Any], key: str | None = None) -> Snapshot:
+    binding = None
+    if key is not None and row[15] is not None:
+        binding = Binding(row[0], key, row[15], row[16])
+    return Snapshot(_session_from_row(row), row[13], row[14], binding)
+
+
+def _mutable_columns(session: PaymentSession) -> tuple[object, ...]:
+    authorized_at = session.payment_authorized_at
+    return (
+        int(session.is_selected),
+        int(session.is_initiated),
+        session.status.value,
+        dump_json(session.data),
+        session.idempotency_key,
+        session.amount,
+        None if authorized_at is None else _micros(authorized_at),
+        _micros(session.updated_at),
+        dump_json(session.cart),
+    )
+
+
+def _record_row(record: TransitionRecord, position: int) -> tuple[object, ...]:
+    return (
+        record.session_id,
+        record.seq,
+        position,
+        record.trigger,
+        _micros(record.at),
+        record.hash,
+        record_wire(record),
+    )
+
+
+def _unique_columns(error: sqlite3.IntegrityError) -> frozenset[str]:
+    # "UNIQUE constraint failed: t.a, t.b": Python 3.10's sqlite3 has no error codes
+    # to go by, and the message is stable across SQLite versions.
+    text = str(error)
+    prefix = "UNIQUE constraint failed: "
+    if not text.startswith(prefix):
+        return frozenset()
+    return frozenset(name.strip() for name in text[len(prefix) :].split(","))
+
+
+class SqliteStore:
+    """A :class:`~paysession.store.SessionStore` in one SQLite file (or ``":memory:"``).
+
+    ``synchronous`` is ``"FULL"`` (every commit reaches the disk before it returns: the
+    default, for money) or ``"NORMAL"`` (in WAL mode a power loss may lose the last
+    commits, never corrupt the file; a crashed process loses nothing). ``busy_timeout``
+    is how long, in seconds, a write waits for another writer before giving up with
+    StoreError. ``":memory:"`` keeps one connection shared by every thread.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "FULL",
+        busy_timeout: float = 30.0,
+    ) -> None:
+        mode = str(synchronous).upper()
+        if mode not in ("FULL", "NORMAL"):
+            raise InvalidSessionData({"synchronous": "must be 'FULL' or 'NORMAL'"})
+        if not busy_timeout >= 0:
+            raise InvalidSessionData({"busy_timeout": "must be a number of seconds >= 0"})
+        self.path = os.fspath(path)
+        self.synchronous = mode
+        self.busy_timeout = float(busy_timeout)
+        self._memory = self.path == ":memory:"
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._guard = threading.RLock()
+        self._ready = False
+        self._closed = False
+
+    # -- connections and transactions
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            # PRAGMA takes no parameters; both values are ours (a checked word, an int).
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            if not self._memory:
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as error:
+            raise StoreError("connect", str(error)) from error
+        with self._guard:
+            self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        if self._closed:
+            raise StoreError("connect", "the store is closed")
+        if self._memory:
+            # One in-memory database means one connection: threads take turns.
+            with self._guard:
+                if not self._connections:
+                    self._open()
+                yield self._connections[0]
+            return
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._open()
+        yield conn
+
+    @contextmanager
+    def _read(self, operation: str) -> Iterator[sqlite3.Connection]:
+        if not self._ready:
+            self.migrate()
+        with self._connection() as conn:
+            try:
+                yield conn
+            except sqlite3.Error as error:
+                raise StoreError(operation, str(error)) from error
+
+    @contextmanager
+    def _write(self, operation: str, *, migrating: bool = False) -> Iterator[sqlite3.Connection]:
+        if not (self._ready or migrating):
+            self.migrate()
+        with self._connection() as conn:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(operation, str(error)) from error
+
+    # -- the protocol
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema in one transaction; return its version."""
+        target = len(MIGRATIONS)
+        with self._guard, self._write("migrate", migrating=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS paysession_schema (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT version FROM paysession_schema").fetchone()
+            current = 0 if row is None else int(row[0])
+            if current > target:
+                raise StoreError(
+                    "migrate",
+                    f"the database is at schema version {current}; this paysession knows "
+                    f"up to {target}",
+                )
+            for version in range(current + 1, target + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    conn.execute(statement)
+            if row is None:
+                conn.execute("INSERT INTO paysession_schema (version) VALUES (?)", (target,))
+            else:
+                conn.execute("UPDATE paysession_schema SET version = ?", (target,))
+        self._ready = True
+        return target
+
+    def create(self, session: PaymentSession, record: TransitionRecord) -> None:
+        check_writes([Write(session, -1, (record,))])
+        authorized_at = session.payment_authorized_at
+        with self._write("create") as conn:
+            try:
+                conn.execute(
+                    _INSERT_SESSION,
+                    (
+                        session.id,
+                        session.cart_id,
+                        session.provider_id,
+                        int(session.is_selected),
+                        int(session.is_initiated),
+                        session.status.value,
+                        dump_json(session.data),
+                        session.idempotency_key,
+                        session.amount,
+                        None if authorized_at is None else _micros(authorized_at),
+                        _micros(session.created_at),
+                        _micros(session.updated_at),
+                        dump_json(session.cart),
+                        record.seq,
+                        record.hash,
+                    ),
+                )
+            except sqlite3.IntegrityError as error:
+                raise self._refusal(error, session) from error
+            (last,) = conn.execute(_LAST_POSITION).fetchone()
+            conn.execute(_INSERT_RECORD, _record_row(record, last + 1))
+
+    def load(self, session_id: str, idempotency_key: str | None = None) -> Snapshot | None:
+        with self._read("load") as conn:
+            row = conn.execute(_LOAD, (idempotency_key, session_id)).fetchone()
+        return None if row is None else _snapshot_from_row(row, idempotency_key)
+
+    def load_selected(self, cart_id: str) -> list[Snapshot]:
+        with self._read("load_selected") as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM paysession_sessions "
+                "WHERE cart_id = ? AND is_selected ORDER BY id",
+                (cart_id,),
+            ).fetchall()
+        return [_snapshot_from_row(row) for row in rows]
+
+    def commit(self, writes: Sequence[Write], binding: Binding | None = None) -> None:
+        check_writes(writes, binding)
+        with self._write("commit") as conn:
+            for write in writes:
+                session = write.session
+                try:
+                    cursor = conn.execute(
+                        _UPDATE_SESSION,
+                        (
+                            *_mutable_columns(session),
+                            write.version,
+                            write.head,
+                            session.id,
+                            write.expected_version,
+                        ),
+                    )
+                except sqlite3.IntegrityError as error:
+                    raise self._refusal(error, session) from error
+                if cursor.rowcount != 1:
+                    found = conn.execute(
+                        "SELECT version FROM paysession_sessions WHERE id = ?", (session.id,)
+                    ).fetchone()
+                    if found is None:
+                        raise SessionNotFound(session.id)
+                    raise ConcurrentUpdate(session.id, write.expected_version, found[0])
+            (position,) = conn.execute(_LAST_POSITION).fetchone()
+            for write in writes:
+                for record in write.records:
+                    position += 1
+                    try:
+                        conn.execute(_INSERT_RECORD, _record_row(record, position))
+                    except sqlite3.IntegrityError as error:
+                        raise self._refusal(error, write.session, write) from error
+            if binding is not None:
+                try:
+                    conn.execute(
+                        _INSERT_KEY,
+                        (binding.session_id, binding.key, binding.fingerprint, binding.seq),
+                    )
+                except sqlite3.IntegrityError as error:
+                    if "paysession_keys.key" in _unique_columns(error):
+                        raise ConcurrentUpdate(binding.session_id, None) from error
+                    raise
+
+    def record(self, session_id: str, seq: int) -> TransitionRecord | None:
+        with self._read("record") as conn:
+            row = conn.execute(
+                "SELECT wire FROM paysession_records WHERE session_id = ? AND seq = ?",
+                (session_id, seq),
+            ).fetchone()
+        return None if row is None else record_from_wire(row[0])
+
+    def history(self, session_id: str) -> list[TransitionRecord]:
+        with self._read("history") as conn:
+            rows = conn.execute(
+                "SELECT wire FROM paysession_records WHERE session_id = ? ORDER BY seq",
+                (session_id,),
+            ).fetchall()
+        return [record_from_wire(wire) for (wire,) in rows]
+
+    def find(
+        self, *, cart_id: str | None = None, status: PaymentSessionStatus | None = None
+    ) -> list[PaymentSession]:
+        where, params = ["1 = 1"], []
+        if cart_id is not None:
+            where.append("cart_id = ?")
+            params.append(cart_id)
+        if status is not None:
+            where.append("status = ?")
+            params.append(PaymentSessionStatus(status).value)
+        with self._read("find") as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM paysession_sessions WHERE {' AND '.join(where)} "
+                "ORDER BY created_at, id",
+                params,
+            ).fetchall()
+        return [_session_from_row(row) for row in rows]
+
+    def records_since(self, position: int, limit: int) -> list[LoggedRecord]:
+        with self._read("records_since") as conn:
+            rows = conn.execute(
+                "SELECT position, wire FROM paysession_records WHERE position > ? "
+                "ORDER BY position LIMIT ?",
+                (position, max(limit, 0)),
+            ).fetchall()
+        return [LoggedRecord(at, record_from_wire(wire)) for at, wire in rows]
+
+    def close(self) -> None:
+        with self._guard:
+            self._closed = True
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<SqliteStore {self.path!r} synchronous={self.synchronous}>"
+
+    # -- driver errors into ours
+
+    @staticmethod
+    def _refusal(
+        error: sqlite3.IntegrityError, session: PaymentSession, write: Write | None = None
+    ) -> PaySessionError:
+        columns = _unique_columns(error)
+        if columns == {"paysession_sessions.id"}:
+            return DuplicateSession(session.id, session.cart_id, session.provider_id, ("id",))
+        if columns == {"paysession_sessions.cart_id", "paysession_sessions.provider_id"}:
+            return DuplicateSession(
+                session.id, session.cart_id, session.provider_id, ("cart_id", "provider_id")
+            )
+        if columns == {"paysession_sessions.cart_id"}:
+            return SelectionConflict(session.id, session.cart_id)
+        if columns == {"paysession_records.session_id", "paysession_records.seq"}:
+            return ConcurrentUpdate(session.id, None if write is None else write.expected_version)
+        return StoreError("write", str(error))
+
+
+__all__ = ["SqliteStore"]
