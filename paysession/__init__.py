@@ -6,6 +6,7 @@ hooked and written to a tamper-evident audit trail; Medusa's wire JSON in and ou
 
 from paysession.codec import from_dict, from_json, to_dict, to_json
 from paysession.errors import (
+    ConcurrentUpdate,
     GuardRejected,
     HookError,
     IdempotencyConflict,
@@ -13,16 +14,19 @@ from paysession.errors import (
     ImmutableSession,
     InvalidSessionData,
     PaySessionError,
+    SessionNotFound,
 )
 from paysession.hooks import Hooks, TransitionEvent
 from paysession.lifecycle import TRANSITIONS
 from paysession.machine import SessionMachine
 from paysession.record import TransitionRecord
+from paysession.service import PaymentSessions
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
 
 __all__ = [
     "TRANSITIONS",
+    "ConcurrentUpdate",
     "GuardRejected",
     "HookError",
     "Hooks",
@@ -33,7 +37,9 @@ __all__ = [
     "PaySessionError",
     "PaymentSession",
     "PaymentSessionStatus",
+    "PaymentSessions",
     "SessionMachine",
+    "SessionNotFound",
     "TransitionEvent",
     "TransitionRecord",
     "from_dict",

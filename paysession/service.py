@@ -1,0 +1,337 @@
+"""PaymentSessions: the service checkout code calls, a store plus the machine.
+
+One move is one transaction. The service reads the session (its row, its version, the
+hash its trail ends with and, for a keyed move, the key's binding), plans the move
+through the transition table and the before-hooks without holding anything, then asks
+the store to commit the new row, its record and its key in one transaction that
+succeeds only if the session is still at the version it read (optimistic
+concurrency). After-hooks run once the commit has returned, so they never see a move
+that was rolled back.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping
+from datetime import datetime
+
+from paysession.audit import AuditReport, verify
+from paysession.errors import (
+    ConcurrentUpdate,
+    HookError,
+    IdempotencyConflict,
+    InvalidSessionData,
+    SessionNotFound,
+    StoreError,
+)
+from paysession.hooks import Hooks
+from paysession.lifecycle import MOVES, Move
+from paysession.machine import (
+    Planned,
+    check_meta,
+    check_params,
+    create_record,
+    fingerprint,
+    finish,
+    plan,
+    resolve,
+)
+from paysession.record import TransitionRecord
+from paysession.session import Clock, PaymentSession, clock_reading, utc_now
+from paysession.status import PaymentSessionStatus
+from paysession.store.base import Binding, LoggedRecord, SessionStore, Snapshot, Write
+
+_SELECT = MOVES["select"]
+_DESELECT = MOVES["deselect"]
+
+
+class PaymentSessions:
+    """Payment sessions kept in a :class:`~paysession.store.SessionStore`.
+
+    ``hooks`` run around every move (after-hooks only once it is committed); ``clock``
+    stamps moves (UTC now by default); ``key`` makes every record's hash an HMAC under
+    it. The service holds no state of its own: share one between threads, or open one
+    per process on the same database.
+    """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        hooks: Hooks | None = None,
+        clock: Clock | None = None,
+        key: bytes | None = None,
+    ) -> None:
+        self.store = store
+        self._hooks = hooks
+        self._clock: Clock = clock or utc_now
+        self._key = key
+
+    # -- reading
+
+    def create(
+        self,
+        *,
+        cart_id: str | None,
+        provider_id: str,
+        amount: int | None,
+        data: Mapping[str, object] | None = None,
+    ) -> PaymentSession:
+        """A new pending session, stored with its record 0 in one transaction.
+
+        Raises DuplicateSession when the cart already has a session with this provider.
+        """
+        session = PaymentSession.new(
+            cart_id=cart_id, provider_id=provider_id, amount=amount, data=data, clock=self._now
+        )
+        self.store.create(session, create_record(session, self._key))
+        return session
+
+    def get(self, session_id: str) -> PaymentSession:
+        """The session as last committed; SessionNotFound if there is none."""
+        return self._load(session_id).session
+
+    def version(self, session_id: str) -> int:
+        """The seq of the session's last record: what ``expected_version`` compares with."""
+        return self._load(session_id).version
+
+    def find(
+        self, *, cart_id: str | None = None, status: PaymentSessionStatus | str | None = None
+    ) -> list[PaymentSession]:
+        """The sessions of a cart and/or in a status, oldest first."""
+        wanted = None
+        if status is not None:
+            try:
+                wanted = PaymentSessionStatus(status)
+            except ValueError:
+                raise InvalidSessionData(
+                    {"status": f"must be one of {', '.join(s.value for s in PaymentSessionStatus)}"}
+                ) from None
+        return self.store.find(cart_id=cart_id, status=wanted)
+
+    def history(self, session_id: str) -> tuple[TransitionRecord, ...]:
+        """The session's trail, record 0 first; SessionNotFound if there is none."""
+        trail = self.store.history(session_id)
+        if not trail:
+            raise SessionNotFound(session_id)
+        return tuple(trail)
+
+    def verify(self, session_id: str) -> AuditReport:
+        """Check the session's trail: links, hashes (under the service's key), table."""
+        return verify(self.history(session_id), key=self._key)
+
+    def records_since(self, position: int = 0, limit: int = 1000) -> list[LoggedRecord]:
+        """Every session's records after ``position``, in commit order, at most ``limit``.
+
+        Follow all moves by passing the last position read back in: positions are given
+        out at commit, so a record that commits later never has a lower position than
+        one already read.
+        """
+        return self.store.records_since(position, limit)
+
+    # -- moving
+
+    def fire(
+        self,
+        session_id: str,
+        trigger: str,
+        /,
+        *,
+        expected_version: int | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+        **args: object,
+    ) -> TransitionRecord:
+        """Run ``trigger`` on the session in one transaction; return the move's record.
+
+        ``expected_version``, when given, must be the session's version or nothing
+        happens (ConcurrentUpdate). A move that loses a race to another writer raises
+        ConcurrentUpdate too and writes nothing. With an ``idempotency_key`` already
+        bound on this session, the same trigger and arguments return the stored record
+        (no hook runs), anything else raises IdempotencyConflict. ``select`` also
+        deselects the cart's other sessions, as :meth:`select` says.
+        """
+        return self._fire(
+            session_id, trigger, expected_version, actor, reason, idempotency_key, args
+        )
+
+    def _fire(
+        self,
+        session_id: str,
+        trigger: str,
+        expected_version: int | None,
+        actor: str | None,
+        reason: str | None,
+        idempotency_key: str | None,
+        args: Mapping[str, object],
+    ) -> TransitionRecord:
+        if expected_version is not None and (
+            type(expected_version) is not int or expected_version < 0
+        ):
+            raise InvalidSessionData({"expected_version": "must be an int >= 0 or None"})
+        snapshot = self._load(session_id, idempotency_key)
+        move = resolve(trigger, snapshot.session.status)
+        changes = check_params(move, args)
+        check_meta(actor, reason, idempotency_key)
+        binding = None
+        if idempotency_key is not None:
+            print_ = fingerprint(move.trigger, changes)
+            binding = Binding(session_id, idempotency_key, print_, snapshot.version + 1)
+            if snapshot.binding is not None:
+                return self._bound(snapshot.binding, binding, move)
+        if expected_version is not None and expected_version != snapshot.version:
+            raise ConcurrentUpdate(session_id, expected_version, snapshot.version)
+        # The cart is read before anything is planned: what the before-hooks see (and
+        # whatever they do) comes after the read, and the commit checks it all.
+        selected: list[Snapshot] = []
+        if move is _SELECT and snapshot.session.cart_id is not None:
+            selected = [
+                other
+                for other in self.store.load_selected(snapshot.session.cart_id)
+                if other.session.id != session_id
+            ]
+        now = clock_reading(self._clock)
+        planned = plan(
+            snapshot.session,
+            move,
+            changes,
+            seq=snapshot.version + 1,
+            prev_hash=snapshot.head,
+            now=now,
+            hooks=self._hooks,
+            actor=actor,
+            reason=reason,
+            idempotency_key=idempotency_key,
+            key=self._key,
+        )
+        others = [
+            (
+                other,
+                plan(
+                    other.session,
+                    _DESELECT,
+                    {},
+                    seq=other.version + 1,
+                    prev_hash=other.head,
+                    now=now,
+                    hooks=self._hooks,
+                    actor=actor,
+                    reason=f"replaced by {session_id}",
+                    idempotency_key=None,
+                    key=self._key,
+                ),
+            )
+            for other in selected
+        ]
+        # Deselect first: the database checks "one selected per cart" statement by
+        # statement, so the old choice must be gone before the new one is written.
+        writes = [Write(p.session, o.version, (p.record,)) for o, p in others]
+        writes.append(Write(planned.session, snapshot.version, (planned.record,)))
+        try:
+            self.store.commit(writes, binding)
+        except ConcurrentUpdate:
+            if binding is None:
+                raise
+            # Another process may have bound the key first (a retried request racing the
+            # original): its record is the answer, or the key was used for another move.
+            again = self.store.load(session_id, idempotency_key)
+            if again is None or again.binding is None:
+                raise
+            return self._bound(again.binding, binding, move)
+        self._finish([p for _, p in others], planned)
+        return planned.record
+
+    def select(
+        self,
+        session_id: str,
+        *,
+        expected_version: int | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> TransitionRecord:
+        """Make this session its cart's choice; return the select record.
+
+        The cart's other selected session (if any) is deselected in the same
+        transaction, each deselect an audited move of its own (reason ``replaced by
+        <id>``). A selected session that can no longer be deselected (authorized,
+        canceled) makes the select fail with IllegalTransition.
+        """
+        return self.fire(
+            session_id,
+            "select",
+            expected_version=expected_version,
+            actor=actor,
+            reason=reason,
+            idempotency_key=idempotency_key,
+        )
+
+    def fire_with_retry(
+        self,
+        session_id: str,
+        trigger: str,
+        /,
+        *,
+        attempts: int = 5,
+        actor: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+        **args: object,
+    ) -> TransitionRecord:
+        """:meth:`fire`, reloading and trying again after a lost race, up to ``attempts``.
+
+        Each attempt re-reads the session and re-plans the move from what it finds, so a
+        move that the winner made illegal raises IllegalTransition (or GuardRejected)
+        instead of being forced through. Waits a few random milliseconds between tries.
+        """
+        if type(attempts) is not int or attempts < 1:
+            raise InvalidSessionData({"attempts": "must be an int >= 1"})
+        for attempt in range(attempts):
+            try:
+                return self._fire(session_id, trigger, None, actor, reason, idempotency_key, args)
+            except ConcurrentUpdate:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- helpers
+
+    def _now(self) -> datetime:
+        return clock_reading(self._clock)
+
+    def _load(self, session_id: str, idempotency_key: str | None = None) -> Snapshot:
+        snapshot = self.store.load(session_id, idempotency_key)
+        if snapshot is None:
+            raise SessionNotFound(session_id)
+        return snapshot
+
+    def _bound(self, stored: Binding, attempted: Binding, move: Move) -> TransitionRecord:
+        record = self.store.record(stored.session_id, stored.seq)
+        if record is None:  # the key's foreign key rules this out in a sound database
+            raise StoreError("idempotency", f"key {stored.key!r} names a missing record")
+        if stored.fingerprint != attempted.fingerprint:
+            raise IdempotencyConflict(stored.key, record.trigger, move.trigger)
+        return record
+
+    def _finish(self, others: list[Planned], planned: Planned) -> None:
+        if not others:
+            finish(self._hooks, planned)
+            return
+        # Every committed move gets its after-hooks, even when an earlier one's failed.
+        errors: list[BaseException] = []
+        for done in (*others, planned):
+            try:
+                finish(self._hooks, done)
+            except HookError as error:
+                errors.extend(error.errors)
+        if errors:
+            raise HookError(errors, planned.session, planned.record)
+
+    def __repr__(self) -> str:
+        return f"<PaymentSessions {self.store!r}>"
+
+
+__all__ = ["PaymentSessions"]
