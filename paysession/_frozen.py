@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-MAX_DEPTH = 64
-"""How deep JSON data may nest; deeper input is refused rather than recursed into."""
+from paysession.limits import current
 
 
 def _refuse(self: object, *args: object, **kwargs: object) -> NoReturn:
@@ -60,39 +60,96 @@ def _rebuild_list(items: list[Any]) -> FrozenList:
     return FrozenList(items)
 
 
-def freeze(value: object, path: str, problems: dict[str, str], depth: int = 0) -> Any:
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def is_text(value: str) -> bool:
+    """Whether ``value`` is valid Unicode text: no lone surrogate, so it encodes as UTF-8.
+
+    Lone surrogates come from broken JSON escapes (``"\\ud800"``); no database or log
+    can keep them, so they are refused at the boundary instead of failing later.
+    """
+    return value.isascii() or _SURROGATE.search(value) is None
+
+
+class _TooBig(Exception):
+    pass
+
+
+def freeze(value: object, path: str, problems: dict[str, str]) -> Any:
     """Return a deep read-only copy of JSON ``value``; record what is not JSON in ``problems``.
 
-    Values are never quoted in a problem: data can hold provider secrets.
+    Refuses data deeper or larger (counted as JSON text, roughly) than the limits in
+    force, stopping the walk as soon as the size is over. Values are never quoted in a
+    problem: data can hold provider secrets.
     """
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
+    limits = current()
+    budget = [limits.data_bytes]
+    try:
+        return _freeze(value, path, problems, 0, limits.depth, budget)
+    except _TooBig:
+        problems[path] = f"is larger than {limits.data_bytes} bytes as JSON"
+        return None
+
+
+def _freeze(
+    value: object,
+    path: str,
+    problems: dict[str, str],
+    depth: int,
+    max_depth: int,
+    budget: list[int],
+) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        budget[0] -= _measure(value)
+        if type(value) is str and not is_text(value):
+            problems[path] = "must be valid Unicode text (it holds a lone surrogate)"
+    elif isinstance(value, float):
+        budget[0] -= 24
         if not math.isfinite(value):
             problems[path] = "must be a finite number (NaN and Infinity are not JSON)"
-        return value
-    if depth >= MAX_DEPTH:
-        problems[path] = f"nests deeper than {MAX_DEPTH} levels"
+    elif depth >= max_depth:
+        problems[path] = f"nests deeper than {max_depth} levels"
         return None
-    if isinstance(value, FrozenDict | FrozenList):
-        # Built only by this function, so already deep-frozen and checked.
-        return value
-    if isinstance(value, Mapping):
+    elif isinstance(value, FrozenDict | FrozenList):
+        # Built only by this function, so already checked and not copied again; counted
+        # all the same, by the same rules, since it may sit inside a larger whole.
+        budget[0] -= _measure(value)
+    elif isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, item in value.items():
-            if not isinstance(key, str):
-                problems[f"{path}.<key>"] = f"object keys must be strings, got {type(key).__name__}"
+            if not isinstance(key, str) or not is_text(key):
+                problems[f"{path}.<key>"] = "object keys must be valid Unicode strings"
                 continue
-            out[key] = freeze(item, f"{path}.{key}", problems, depth + 1)
-        return FrozenDict(out)
-    if isinstance(value, (list, tuple)):
-        return FrozenList(
-            freeze(item, f"{path}[{i}]", problems, depth + 1) for i, item in enumerate(value)
-        )
-    problems[path] = (
-        f"must be JSON (object, array, string, number, bool or null), got {type(value).__name__}"
-    )
-    return None
+            budget[0] -= len(key) + 4
+            shown = key if len(key) <= 40 else key[:37] + "..."
+            out[key] = _freeze(item, f"{path}.{shown}", problems, depth + 1, max_depth, budget)
+        value = FrozenDict(out)
+    elif isinstance(value, (list, tuple)):
+        items = []
+        for i, item in enumerate(value):
+            budget[0] -= 1
+            items.append(_freeze(item, f"{path}[{i}]", problems, depth + 1, max_depth, budget))
+        value = FrozenList(items)
+    else:
+        kind = type(value).__name__
+        problems[path] = f"must be JSON (object, array, string, number, bool or null), got {kind}"
+        return None
+    if budget[0] < 0:
+        raise _TooBig
+    return value
+
+
+def _measure(value: object) -> int:
+    if isinstance(value, dict):
+        return sum(len(key) + 4 + _measure(item) for key, item in value.items())
+    if isinstance(value, list):
+        return sum(1 + _measure(item) for item in value)
+    if isinstance(value, str):
+        return len(value) + 2
+    if type(value) is int:
+        return 2 + value.bit_length() // 3
+    return 24 if isinstance(value, float) else 8
 
 
 def thaw(value: Any) -> Any:

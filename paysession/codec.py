@@ -10,9 +10,10 @@ from typing import Any
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn
 
-from paysession._frozen import MAX_DEPTH, thaw
+from paysession._frozen import thaw
 from paysession._wire import format_datetime, parse_datetime
 from paysession.errors import InvalidSessionData
+from paysession.limits import current
 from paysession.session import FIELDS, PaymentSession
 from paysession.status import PaymentSessionStatus
 
@@ -182,10 +183,15 @@ def _no_constant(name: str) -> object:
 
 def from_json(text: str | bytes) -> PaymentSession:
     """A session from wire JSON text; InvalidSessionData for anything else."""
+    longest = current().document_chars
+    if not isinstance(text, str | bytes | bytearray):
+        raise InvalidSessionData({"$": f"must be JSON text, got {type(text).__name__}"})
+    if len(text) > longest:
+        raise InvalidSessionData({"$": f"is longer than {longest} characters"})
     try:
         payload = json.loads(text, parse_constant=_no_constant)
     except RecursionError:
-        raise InvalidSessionData({"$": f"nests deeper than {MAX_DEPTH} levels"}) from None
+        raise InvalidSessionData({"$": "nests too deeply"}) from None
     except (ValueError, TypeError) as error:
         raise InvalidSessionData({"$": f"is not valid JSON ({type(error).__name__})"}) from None
     return from_dict(payload)

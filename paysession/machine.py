@@ -18,7 +18,7 @@ from typing import Any, cast
 from transitions import Machine, MachineError
 from transitions.core import EventData
 
-from paysession._frozen import freeze
+from paysession._frozen import freeze, is_text
 from paysession._wire import canonical_json, digest, format_datetime
 from paysession.errors import (
     GuardRejected,
@@ -30,11 +30,11 @@ from paysession.errors import (
 )
 from paysession.hooks import Hooks, TransitionEvent
 from paysession.lifecycle import ALLOWED, CREATE, GUARDS, MOVES, TRANSITIONS, Move
+from paysession.limits import current
 from paysession.record import GENESIS, Change, TransitionRecord, make_record
 from paysession.session import (
     FIELDS,
     MAX_AMOUNT,
-    MAX_ID_LENGTH,
     Clock,
     PaymentSession,
     clock_reading,
@@ -42,9 +42,6 @@ from paysession.session import (
     utc_now,
 )
 from paysession.status import PaymentSessionStatus
-
-MAX_TEXT_LENGTH = 4096
-"""Longest ``actor`` or ``reason`` accepted for a move."""
 
 _STATUS_BY_VALUE = {status.value: status for status in PaymentSessionStatus}
 _UNSET: Any = object()
@@ -296,10 +293,11 @@ def check_meta(actor: object, reason: object, idempotency_key: object) -> None:
     if actor is None and reason is None and idempotency_key is None:
         return
     problems: dict[str, str] = {}
+    limits = current()
     for name, value, limit in (
-        ("actor", actor, MAX_TEXT_LENGTH),
-        ("reason", reason, MAX_TEXT_LENGTH),
-        ("idempotency_key", idempotency_key, MAX_ID_LENGTH),
+        ("actor", actor, limits.text_length),
+        ("reason", reason, limits.text_length),
+        ("idempotency_key", idempotency_key, limits.id_length),
     ):
         if value is None:
             continue
@@ -307,6 +305,8 @@ def check_meta(actor: object, reason: object, idempotency_key: object) -> None:
             problems[name] = f"must be a string or None, got {type(value).__name__}"
         elif not value:
             problems[name] = "must not be empty"
+        elif not is_text(value):
+            problems[name] = "must be valid Unicode text (it holds a lone surrogate)"
         elif len(value) > limit:
             problems[name] = f"must be at most {limit} characters, got {len(value)}"
     if problems:

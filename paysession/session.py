@@ -11,12 +11,13 @@ from typing import Any, Protocol
 
 import attrs
 
-from paysession._frozen import freeze
+from paysession._frozen import freeze, is_text
 from paysession.errors import ImmutableSession, InvalidSessionData
+from paysession.limits import current
 from paysession.status import PaymentSessionStatus
 
 MAX_ID_LENGTH = 256
-"""Longest id, cart id, provider id or idempotency key accepted."""
+"""Default longest id, cart id, provider id or idempotency key (see paysession.limits)."""
 
 MAX_AMOUNT = 2**63 - 1
 """Largest amount accepted: what a signed 64-bit database column holds."""
@@ -65,6 +66,8 @@ def _redacted(value: Mapping[str, object] | None) -> str:
 
 
 def _short(value: object) -> str:
+    if type(value) is int and value.bit_length() > 64:
+        return f"an int of {value.bit_length()} bits"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -214,8 +217,10 @@ def _check_id(value: object, name: str, problems: dict[str, str], *, nullable: b
         problems[name] = f"must be a string, got {type(value).__name__}"
     elif not value:
         problems[name] = "must not be empty"
-    elif len(value) > MAX_ID_LENGTH:
-        problems[name] = f"must be at most {MAX_ID_LENGTH} characters, got {len(value)}"
+    elif not is_text(value):
+        problems[name] = "must be valid Unicode text (it holds a lone surrogate)"
+    elif len(value) > (longest := current().id_length):
+        problems[name] = f"must be at most {longest} characters, got {len(value)}"
 
 
 def _compile_evolve() -> Callable[[PaymentSession, Mapping[str, object]], PaymentSession]:
