@@ -161,9 +161,14 @@ def run_part(part: str, quick: bool) -> tuple[list[Row], str]:
 # The table.
 
 
+_TO_NS = {"us": 1e3, "\u00b5s": 1e3, "ms": 1e6, "s": 1e9}
+
+
 def format_value(value: float | None, unit: str) -> str:
     if value is None:
         return ""
+    if unit in _TO_NS:
+        value, unit = value * _TO_NS[unit], "ns"
     if unit == "ns":
         if value < 1_000:
             return f"{value:.0f} ns"
@@ -285,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += part_rows
         if output:
             outputs.append(output)
-    rows.sort(key=lambda row: row.group.split(".")[0].zfill(3) if row.group[:1].isdigit() else "")
+    rows.sort(key=lambda row: row.group.split(".")[0].zfill(3) if row.group[:1].isdigit() else "~")
     mode = "quick run" if args.quick else "full run"
     command = "python -m tests.benchmarks" + (" --quick" if args.quick else "")
     if args.markdown:
