@@ -255,7 +255,15 @@ LEGEND = (
 
 
 def notes(rows: Sequence[Row]) -> list[str]:
-    return [f"{row.group}, {row.contender.strip()}: {row.note}" for row in rows if row.note]
+    lines = [f"{row.group}, {row.contender.strip()}: {row.note}" for row in rows if row.note]
+    cores = os.cpu_count() or 1
+    load = max(os.getloadavg()[:2]) if hasattr(os, "getloadavg") else 0.0
+    if load > cores * 0.75:
+        lines.append(
+            f"The machine was busy (load average up to {load:.1f} on {cores} cores): "
+            "absolute times are inflated and noisy; the paired ratios are the figures to trust."
+        )
+    return lines
 
 
 def summary(rows: Sequence[Row]) -> list[str]:
@@ -304,7 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"- {line}")
         if notes(rows):
             print()
-        for line in summary(rows):
+        head, *checks = summary(rows)
+        print(f"{head}:\n")
+        for line in checks:
             print(line.replace("  PASS", "- PASS").replace("  FAIL", "- FAIL"))
         for output in outputs:
             print(f"\n```\n{output.rstrip()}\n```")
