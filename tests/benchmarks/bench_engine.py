@@ -271,7 +271,9 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def naive_plan(model: PlainSession, trigger: str, source: str, dest: str) -> tuple[datetime, Any]:
+def naive_plan(
+    model: PlainSession, trigger: str, source: str, dest: str
+) -> tuple[datetime, dict[str, Any]]:
     """Read the clock and build the move's hashed record, naively; change nothing yet."""
     now = datetime.now(timezone.utc)
     if now < model.updated_at:
@@ -404,14 +406,15 @@ def _build_statemachine_class() -> type[StateMachine]:
     namespace["after_transition"] = after_transition
     namespace["guard_is_initiated"] = lambda self: guard_is_initiated(self.model)
     namespace["guard_amount_positive"] = lambda self: guard_amount_positive(self.model)
-    built: type[StateMachine] = type(StateMachine)("PaymentSessionFlow", (StateMachine,), namespace)
+    metaclass: Any = type(StateMachine)
+    built: type[StateMachine] = metaclass("PaymentSessionFlow", (StateMachine,), namespace)
     return built
 
 
 PaymentSessionFlow = _build_statemachine_class()
 
 
-def statemachine_for(model: PlainSession) -> StateMachine:
+def statemachine_for(model: PlainSession) -> Any:
     return PaymentSessionFlow(model=model, state_field="status")
 
 
