@@ -1,0 +1,1164 @@
+"""The audit trail: sinks, JSON Lines, verify and replay, tamper evidence, redaction."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from paysession import (
+    Hooks,
+    InvalidSessionData,
+    PaymentSession,
+    PaymentSessionStatus,
+    PaySessionError,
+    SessionMachine,
+    TransitionRecord,
+)
+from paysession._wire import canonical_json, digest, format_datetime
+from paysession.audit import (
+    EMPTY_DIGEST,
+    REASONS,
+    AuditError,
+    AuditReport,
+    AuditSink,
+    BadLine,
+    JsonlSink,
+    MemorySink,
+    decode_line,
+    encode_line,
+    read_jsonl,
+    replay,
+    verify,
+)
+from paysession.cli import main
+from paysession.lifecycle import TRIGGERS
+from paysession.record import compute_hash, make_record
+
+from .helpers import StepClock
+from .strategies import json_objects, sessions
+
+S = PaymentSessionStatus
+SECRET = "sk_live_CANARY_7f3a9c_never_logged"
+KEY = b"audit-key-for-tests"
+
+# Weights that keep sessions alive long enough to make long trails (cancel is final).
+WEIGHTS = {
+    "authorize": 3.0,
+    "require_more": 3.0,
+    "fail": 2.0,
+    "retry": 4.0,
+    "cancel": 0.3,
+    "initiate": 4.0,
+    "update": 4.0,
+    "select": 2.0,
+    "deselect": 2.0,
+}
+ACTORS = (None, "storefront", "provider:stripe", "admin:ops")
+REASONS_TEXT = (None, "card declined", "paiement refusé — carte expirée", "requires_action")
+
+
+# ---------------------------------------------------------------------------------------
+# Builders, shared with test_audit_cli.py
+
+
+def new_session(
+    number: int,
+    clock: StepClock,
+    *,
+    amount: int | None = 4999,
+    data: dict[str, object] | None = None,
+    cart: dict[str, object] | None = None,
+    status: PaymentSessionStatus = S.PENDING,
+) -> PaymentSession:
+    """A session with a fixed id (``ps_0007``) and key, so that trails are reproducible."""
+    at = clock()
+    return PaymentSession(
+        id=f"ps_{number:04d}",
+        cart_id=f"cart_{number:04d}",
+        provider_id="stripe",
+        is_selected=False,
+        is_initiated=False,
+        status=status,
+        data={} if data is None else data,
+        idempotency_key=f"idem_{number:04d}",
+        amount=amount,
+        payment_authorized_at=at if status is S.AUTHORIZED else None,
+        created_at=at,
+        updated_at=at,
+        cart=cart,
+    )
+
+
+def drive(machines: Sequence[SessionMachine], moves: int, seed: int) -> None:
+    """Make ``moves`` successful random moves, spread over ``machines``."""
+    rng = random.Random(seed)
+    triggers, weights = list(WEIGHTS), list(WEIGHTS.values())
+    done = 0
+    for _ in range(moves * 100):
+        if done == moves:
+            return
+        machine = rng.choice(machines)
+        trigger = rng.choices(triggers, weights)[0]
+        params: dict[str, object] = {}
+        if trigger == "initiate":
+            params["data"] = {"id": f"pi_{done}", "client_secret": f"{SECRET}_{done}"}
+        elif trigger == "update":
+            params["amount"] = rng.randrange(0, 20_000)
+        try:
+            machine.fire(
+                trigger, actor=rng.choice(ACTORS), reason=rng.choice(REASONS_TEXT), **params
+            )
+        except PaySessionError:
+            continue
+        done += 1
+    raise AssertionError(f"only {done} of {moves} moves before the sessions were canceled")
+
+
+def write_trail(
+    path: Path, *, sessions: int = 120, moves: int = 1200, seed: int = 7, key: bytes | None = None
+) -> list[SessionMachine]:
+    """A JSON Lines trail of many interleaved sessions, written by machines through a sink."""
+    clock = StepClock()
+    with JsonlSink(path, fsync=False) as sink:
+        machines = [
+            SessionMachine(new_session(n, clock), clock=clock, sink=sink, key=key)
+            for n in range(sessions)
+        ]
+        drive(machines, moves, seed)
+    return machines
+
+
+def story(
+    clock: StepClock | None = None, *, key: bytes | None = None, number: int = 1
+) -> SessionMachine:
+    """One session through every kind of move: create(0) initiate(1) select(2) update(3)
+    require_more(4) authorize(5) cancel(6)."""
+    clock = clock or StepClock()
+    machine = SessionMachine(new_session(number, clock, amount=None), clock=clock, key=key)
+    machine.initiate({"id": "pi_1", "client_secret": SECRET})
+    machine.select(actor="storefront")
+    machine.update(amount=2500)
+    machine.require_more(actor="provider:stripe", reason="requires_action")
+    machine.authorize(actor="provider:stripe")
+    machine.cancel(actor="admin:ops", reason="customer canceled")
+    return machine
+
+
+def split_lines(blob: bytes) -> list[bytes]:
+    """A file's lines as read_jsonl sees them: split on b"\\n", last line maybe unterminated."""
+    lines = blob.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def rechain(
+    records: Iterable[TransitionRecord], key: bytes | None = None
+) -> list[TransitionRecord]:
+    """Re-link and re-seal records as a forger without the key would (per session)."""
+    out: list[TransitionRecord] = []
+    last: dict[str, str] = {}
+    for record in records:
+        prev = last.get(record.session_id, record.prev_hash)
+        linked = attrs.evolve(record, prev_hash=prev)
+        sealed = attrs.evolve(linked, hash=compute_hash(linked.body(), key))
+        last[record.session_id] = sealed.hash
+        out.append(sealed)
+    return out
+
+
+def forge(
+    history: Sequence[TransitionRecord], index: int, **changes: object
+) -> list[TransitionRecord]:
+    """``history`` with record ``index`` edited, then the whole chain re-sealed."""
+    edited = list(history)
+    edited[index] = attrs.evolve(edited[index], **changes)
+    return rechain(edited)
+
+
+def interleave(*trails: Sequence[TransitionRecord]) -> list[TransitionRecord]:
+    """Round-robin the records of several sessions, keeping each session's order."""
+    return [t[i] for i in range(max(map(len, trails))) for t in trails if i < len(t)]
+
+
+def facts(report: AuditReport) -> list[tuple[str | None, int | None, int, str]]:
+    """Each problem as (session_id, seq, position, reason)."""
+    return [(p.session_id, p.seq, p.position, p.reason) for p in report.problems]
+
+
+# ---------------------------------------------------------------------------------------
+# The big trail used by the tamper tests
+
+
+@attrs.frozen
+class Trail:
+    path: Path
+    blob: bytes
+    lines: list[bytes]
+    records: list[TransitionRecord]
+    machines: list[SessionMachine]
+
+    def session_lines(self, session_id: str) -> list[int]:
+        return [i for i, r in enumerate(self.records) if r.session_id == session_id]
+
+
+def load_trail(path: Path, machines: list[SessionMachine]) -> Trail:
+    blob = path.read_bytes()
+    records = list(read_jsonl(path))
+    assert all(isinstance(r, TransitionRecord) for r in records)
+    return Trail(path, blob, split_lines(blob), records, machines)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def trail(tmp_path_factory: pytest.TempPathFactory) -> Trail:
+    path = tmp_path_factory.mktemp("audit") / "trail.jsonl"
+    return load_trail(path, write_trail(path))
+
+
+@pytest.fixture(scope="module")
+def keyed_trail(tmp_path_factory: pytest.TempPathFactory) -> Trail:
+    path = tmp_path_factory.mktemp("audit") / "keyed.jsonl"
+    return load_trail(path, write_trail(path, key=KEY, seed=11))
+
+
+class Checker:
+    """verify() over a file's bytes, decoding each distinct line once across calls.
+
+    decode_line is a pure function of a line's bytes, and read_jsonl is decode_line over
+    the lines: caching the records of unchanged lines keeps hundreds of whole-file checks
+    fast without changing what is checked.
+    """
+
+    def __init__(self) -> None:
+        self.cache: dict[bytes, TransitionRecord] = {}
+
+    def items(self, blob: bytes) -> list[TransitionRecord | BadLine]:
+        out: list[TransitionRecord | BadLine] = []
+        for number, raw in enumerate(split_lines(blob), 1):
+            item = self.cache.get(raw)
+            if item is None:
+                decoded = decode_line(raw, number)
+                if isinstance(decoded, TransitionRecord):
+                    self.cache[raw] = decoded
+                out.append(decoded)
+            else:
+                out.append(item)
+        return out
+
+    def verify(self, blob: bytes, key: bytes | None = None) -> AuditReport:
+        return verify(self.items(blob), key=key)
+
+
+@pytest.fixture(scope="module")
+def checker() -> Checker:
+    return Checker()
+
+
+def flip(blob: bytes, offset: int, mask: int) -> bytes:
+    return blob[:offset] + bytes([blob[offset] ^ mask]) + blob[offset + 1 :]
+
+
+def line_offsets(lines: Sequence[bytes]) -> list[int]:
+    offsets, at = [], 0
+    for line in lines:
+        offsets.append(at)
+        at += len(line) + 1
+    return offsets
+
+
+# ---------------------------------------------------------------------------------------
+
+
+class TestTamper:
+    def test_trail_is_big_and_clean(self, trail: Trail) -> None:
+        """The generated trail has over 1,000 moves over over 100 sessions, and verifies."""
+        sessions = {r.session_id for r in trail.records}
+        moves = sum(1 for r in trail.records if r.seq > 0)
+        assert len(sessions) == 120 and moves == 1200
+        assert verify(read_jsonl(trail.path)) == AuditReport(
+            ok=True, sessions=120, records=len(trail.lines), problems=()
+        )
+
+    def test_every_sampled_byte_flip_is_reported_at_its_line(
+        self, trail: Trail, checker: Checker
+    ) -> None:
+        """A flipped byte anywhere (sampled lines and offsets, first and last line) is the
+        first problem, reported for the session the line names as read (None if unreadable)."""
+        rng = random.Random(2024)
+        offsets = line_offsets(trail.lines)
+        last = len(trail.lines) - 1
+        samples = [(0, pos) for pos in range(0, len(trail.lines[0]) + 1, 53)]
+        samples += [(last, pos) for pos in range(0, len(trail.lines[last]) + 1, 53)]
+        samples += [(0, len(trail.lines[0])), (last, len(trail.lines[last]))]  # the newlines
+        for _ in range(40):
+            index = rng.randrange(len(trail.lines))
+            samples.append((index, rng.randrange(len(trail.lines[index]) + 1)))
+        for index, pos in samples:
+            corrupted = flip(trail.blob, offsets[index] + pos, rng.randrange(1, 256))
+            report = checker.verify(corrupted)
+            named = decode_line(split_lines(corrupted)[index], index + 1).session_id
+            first = min(report.problems, key=lambda p: p.position)
+            assert not report.ok
+            assert (first.position, first.session_id) == (index, named), (index, pos)
+
+    def test_every_byte_flip_of_a_small_trail_is_detected(self) -> None:
+        """Exhaustively: each byte of a whole trail, flipped, is reported at its own line."""
+        lines = [encode_line(r) for r in story().history]
+        blob = b"".join(lines)
+        checker = Checker()
+        offsets = line_offsets([line[:-1] for line in lines])
+        rng = random.Random(5)
+        for offset in range(len(blob)):
+            index = max(i for i, start in enumerate(offsets) if start <= offset)
+            report = checker.verify(flip(blob, offset, rng.randrange(1, 256)))
+            assert min(p.position for p in report.problems) == index, offset
+
+    def test_flip_into_another_sessions_id(self, trail: Trail, checker: Checker) -> None:
+        """A record whose session_id now names another session is that session's first bad
+        record; the session that lost it is reported at its next record (a seq gap)."""
+        victim = trail.session_lines("ps_0001")
+        index = victim[1]
+        seq = trail.records[index].seq
+        pos = trail.lines[index].index(b'"session_id":"ps_0001"') + len('"session_id":"ps_000')
+        corrupted = flip(trail.blob, line_offsets(trail.lines)[index] + pos, ord("1") ^ ord("3"))
+        report = checker.verify(corrupted)
+        assert facts(report) == [
+            ("ps_0003", seq, index, "hash"),
+            ("ps_0001", seq + 1, victim[2], "sequence"),
+        ]
+
+    def test_deleted_line(self, trail: Trail, checker: Checker) -> None:
+        """Deleting a record (record 0 included) is reported at the session's next record."""
+        rng = random.Random(3)
+        chosen = [0, *rng.sample(range(len(trail.lines)), 12)]
+        for index in chosen:
+            record = trail.records[index]
+            later = [i for i in trail.session_lines(record.session_id) if i > index]
+            if not later:
+                continue
+            lines = trail.lines[:index] + trail.lines[index + 1 :]
+            report = checker.verify(b"\n".join(lines) + b"\n")
+            assert facts(report) == [
+                (record.session_id, record.seq + 1, later[0] - 1, "sequence")
+            ], index
+
+    def test_deleting_a_sessions_last_record_is_not_detectable(
+        self, trail: Trail, checker: Checker
+    ) -> None:
+        """A hash chain cannot see its own tail cut off (a documented limit)."""
+        index = trail.session_lines("ps_0002")[-1]
+        lines = trail.lines[:index] + trail.lines[index + 1 :]
+        assert checker.verify(b"\n".join(lines) + b"\n").ok
+
+    def test_duplicated_line(self, trail: Trail, checker: Checker) -> None:
+        """A copy of a record, right after it or anywhere later, is reported at the copy."""
+        rng = random.Random(4)
+        for index in rng.sample(range(len(trail.lines)), 12):
+            record = trail.records[index]
+            target = rng.choice([index + 1, rng.randrange(index + 1, len(trail.lines) + 1)])
+            lines = [*trail.lines[:target], trail.lines[index], *trail.lines[target:]]
+            report = checker.verify(b"\n".join(lines) + b"\n")
+            assert facts(report) == [(record.session_id, record.seq, target, "sequence")]
+
+    def test_swapped_lines_of_one_session(self, trail: Trail, checker: Checker) -> None:
+        """Swapping two records of a session is reported at the earlier line."""
+        rng = random.Random(6)
+        for number in rng.sample(range(120), 12):
+            own = trail.session_lines(f"ps_{number:04d}")
+            if len(own) < 2:
+                continue
+            i, j = sorted(rng.sample(own, 2))
+            lines = list(trail.lines)
+            lines[i], lines[j] = lines[j], lines[i]
+            report = checker.verify(b"\n".join(lines) + b"\n")
+            record = trail.records[j]
+            assert facts(report) == [(record.session_id, record.seq, i, "sequence")]
+
+    def test_truncated_last_line(self, trail: Trail, checker: Checker) -> None:
+        """A last line cut short (a crash mid-write) is a torn line, reported at its number."""
+        last = len(trail.lines) - 1
+        head = b"".join(line + b"\n" for line in trail.lines[:last])
+        for keep in (1, 2, 40, len(trail.lines[last]) // 2, len(trail.lines[last]) - 1):
+            report = checker.verify(head + trail.lines[last][:keep])
+            assert facts(report) == [(None, None, last, "torn_line")]
+
+    def test_last_line_without_its_newline_is_whole(self, trail: Trail, checker: Checker) -> None:
+        """Only the newline missing: the record's bytes are whole and it verifies."""
+        assert checker.verify(trail.blob[:-1]).ok
+
+    def test_interleaving_is_not_corruption(self, trail: Trail, checker: Checker) -> None:
+        """Any interleaving of the sessions that keeps each one's order verifies."""
+        for seed in range(3):
+            rng = random.Random(seed)
+            queues: dict[str, list[bytes]] = {}
+            for record, line in zip(trail.records, trail.lines, strict=True):
+                queues.setdefault(record.session_id, []).append(line)
+            merged: list[bytes] = []
+            pending = [list(reversed(q)) for q in queues.values()]
+            while pending:
+                queue = rng.choice(pending)
+                merged.append(queue.pop())
+                if not queue:
+                    pending.remove(queue)
+            assert merged != trail.lines
+            report = checker.verify(b"\n".join(merged) + b"\n")
+            assert report == AuditReport(
+                ok=True, sessions=120, records=len(trail.lines), problems=()
+            )
+
+    def test_same_results_through_the_file_reader(self, trail: Trail, tmp_path: Path) -> None:
+        """The cached checker gives what verify(read_jsonl(file)) gives, on corrupted files."""
+        checker = Checker()
+        rng = random.Random(8)
+        for _ in range(5):
+            corrupted = flip(trail.blob, rng.randrange(len(trail.blob)), rng.randrange(1, 256))
+            path = tmp_path / "corrupted.jsonl"
+            path.write_bytes(corrupted)
+            assert verify(read_jsonl(path)) == checker.verify(corrupted)
+
+    def test_keyed_chain_rehashed_without_the_key_fails(
+        self, keyed_trail: Trail, checker: Checker
+    ) -> None:
+        """A forger without the key can rebuild a consistent SHA-256 chain; the key sees it."""
+        assert checker.verify(keyed_trail.blob, key=KEY).ok
+        forged = rechain(keyed_trail.records)
+        blob = b"".join(encode_line(r) for r in forged)
+        assert checker.verify(blob).ok
+        report = checker.verify(blob, key=KEY)
+        firsts = {}
+        for index, record in enumerate(forged):
+            firsts.setdefault(record.session_id, index)
+        assert facts(report) == [(sid, 0, index, "hash") for sid, index in firsts.items()]
+
+    def test_keyed_trail_fails_without_the_key_or_with_another(
+        self, keyed_trail: Trail, checker: Checker
+    ) -> None:
+        """Every session of a keyed trail fails at record 0 without its key."""
+        for key in (None, b"another key"):
+            report = checker.verify(keyed_trail.blob, key=key)
+            assert {p.reason for p in report.problems} == {"hash"}
+            assert len(report.problems) == report.sessions == 120
+
+
+class TestVerify:
+    def test_one_session(self) -> None:
+        """A machine's own history verifies."""
+        history = story().history
+        assert verify(history) == AuditReport(ok=True, sessions=1, records=7, problems=())
+
+    def test_interleaved_sessions_from_a_generator(self) -> None:
+        """Sessions may interleave; any iterable is read once, lazily."""
+        clock = StepClock()
+        a, b = story(clock, number=1).history, story(clock, number=2).history
+        merged = iter(interleave(a, b))
+        assert verify(merged) == AuditReport(ok=True, sessions=2, records=14, problems=())
+
+    def test_empty(self) -> None:
+        """No records is a clean, empty report."""
+        assert verify([]) == AuditReport(ok=True, sessions=0, records=0, problems=())
+
+    def test_wrong_hash(self) -> None:
+        """A record changed after sealing fails its hash."""
+        history = list(story().history)
+        history[3] = attrs.evolve(history[3], actor="someone else")
+        assert facts(verify(history)) == [("ps_0001", 3, 3, "hash")]
+
+    def test_broken_link(self) -> None:
+        """A record sealed over a prev_hash that is not its predecessor's hash."""
+        history = list(story().history)
+        unlinked = attrs.evolve(history[4], prev_hash="f" * 64)
+        history[4] = attrs.evolve(unlinked, hash=compute_hash(unlinked.body()))
+        assert facts(verify(history)) == [("ps_0001", 4, 4, "link")]
+
+    def test_sequence_gap_and_repeat(self) -> None:
+        """A missing record, a repeated one and a missing record 0 are sequence problems."""
+        history = story().history
+        assert facts(verify(history[:2] + history[3:])) == [("ps_0001", 3, 2, "sequence")]
+        assert facts(verify(history[:3] + history[2:])) == [("ps_0001", 2, 3, "sequence")]
+        assert facts(verify(history[1:])) == [("ps_0001", 1, 0, "sequence")]
+
+    def test_record_zero_must_link_to_genesis(self) -> None:
+        """Record 0's prev_hash is the genesis hash."""
+        forged = forge(story().history, 0, prev_hash="a" * 64)
+        assert facts(verify(forged)) == [("ps_0001", 0, 0, "link")]
+
+    @pytest.mark.parametrize(
+        ("index", "changes"),
+        [
+            pytest.param(0, {"trigger": "initiate"}, id="record 0 not a create"),
+            pytest.param(0, {"source": S.PENDING}, id="record 0 with a source"),
+            pytest.param(2, {"trigger": "create"}, id="a second create"),
+            pytest.param(2, {"trigger": "capture"}, id="not a trigger"),
+            pytest.param(4, {"trigger": "retry"}, id="trigger not allowed from source"),
+            pytest.param(4, {"dest": S.ERROR}, id="dest not the table's"),
+            pytest.param(4, {"source": S.REQUIRES_MORE}, id="source not the previous dest"),
+            pytest.param(6, {"trigger": "fail"}, id="fail from authorized"),
+        ],
+    )
+    def test_illegal_moves(self, index: int, changes: dict[str, object]) -> None:
+        """A move the table forbids is reported even when the chain is re-sealed."""
+        forged = forge(story().history, index, **changes)
+        assert facts(verify(forged)) == [("ps_0001", index, index, "illegal_move")]
+
+    def test_failed_guard(self) -> None:
+        """authorize before the session is initiated breaks the is_initiated guard."""
+        clock = StepClock()
+        machine = SessionMachine(new_session(1, clock), clock=clock)
+        first = machine.history[0]
+        at = clock()
+        forged = make_record(
+            session_id=first.session_id,
+            seq=1,
+            trigger="authorize",
+            source=S.PENDING,
+            dest=S.AUTHORIZED,
+            at=at,
+            actor=None,
+            reason=None,
+            idempotency_key=None,
+            changes={
+                "updated_at": (format_datetime(first.at), format_datetime(at)),
+                "payment_authorized_at": (None, format_datetime(at)),
+            },
+            prev_hash=first.hash,
+        )
+        assert facts(verify([first, forged])) == [("ps_0001", 1, 1, "illegal_move")]
+
+    def test_time_going_backwards(self) -> None:
+        """A record stamped before its predecessor."""
+        history = story().history
+        forged = forge(history, 3, at=history[2].at.replace(year=2020))
+        assert facts(verify(forged)) == [("ps_0001", 3, 3, "time")]
+
+    @pytest.mark.parametrize(
+        ("index", "name", "pair"),
+        [
+            pytest.param(3, "amount", (1, 2500), id="old value not the current one"),
+            pytest.param(3, "amount", (None, -1), id="amount negative"),
+            pytest.param(3, "amount", (None, True), id="amount a bool"),
+            pytest.param(3, "amount", (None, None), id="a change that changes nothing"),
+            pytest.param(5, "amount", (2500, 9999), id="authorize changes amount"),
+            pytest.param(2, "data", ("x", "y"), id="select changes data"),
+            pytest.param(1, "data", (EMPTY_DIGEST, {"client_secret": "x"}), id="data in clear"),
+            pytest.param(2, "is_selected", (False, "yes"), id="select sets a non-bool"),
+            pytest.param(4, "status", ("pending", "requires_more"), id="status in changes"),
+            pytest.param(4, "id", ("ps_0001", "ps_0009"), id="id changed"),
+            pytest.param(3, "updated_at", (None, None), id="updated_at not at"),
+        ],
+    )
+    def test_changes_that_replay_refutes(
+        self, index: int, name: str, pair: tuple[object, object]
+    ) -> None:
+        """A change the move cannot have made, or from a value the field did not have."""
+        history = story().history
+        changes = dict(history[index].changes)
+        if name == "updated_at":
+            changes[name] = (changes[name][0], "2031-01-01T00:00:00.000Z")
+        else:
+            changes[name] = pair
+        forged = forge(history, index, changes=changes)
+        assert facts(verify(forged)) == [("ps_0001", index, index, "changes")]
+
+    @pytest.mark.parametrize(
+        "stamp",
+        [None, "2031-01-01T00:00:00.000Z", "missing"],
+        ids=["cleared", "not at", "missing"],
+    )
+    def test_authorize_must_stamp_payment_authorized_at(self, stamp: str | None) -> None:
+        """authorize without a payment_authorized_at equal to its time is refuted."""
+        history = story().history
+        changes = dict(history[5].changes)
+        if stamp == "missing":
+            del changes["payment_authorized_at"]
+        else:
+            changes["payment_authorized_at"] = (None, stamp)
+        forged = forge(history, 5, changes=changes)
+        assert facts(verify(forged)) == [("ps_0001", 5, 5, "changes")]
+
+    def test_missing_updated_at(self) -> None:
+        """A move whose time is later than updated_at must record the new updated_at."""
+        history = story().history
+        changes = {k: v for k, v in history[2].changes.items() if k != "updated_at"}
+        forged = forge(history, 2, changes=changes)
+        assert facts(verify(forged)) == [("ps_0001", 2, 2, "changes")]
+
+    @pytest.mark.parametrize(
+        "edit",
+        [
+            pytest.param(lambda c: c.pop("provider_id"), id="a field missing"),
+            pytest.param(lambda c: c.update(extra=(None, 1)), id="not a field"),
+            pytest.param(lambda c: c.update(amount=(None, -5)), id="an invalid session"),
+            pytest.param(lambda c: c.update(amount=(7, 7)), id="an old value"),
+            pytest.param(lambda c: c.update(data=(None, {"a": 1})), id="data in clear"),
+            pytest.param(
+                lambda c: c.update(created_at=(None, "2024-04-21T14:50:24.078+00:00")),
+                id="a timestamp not canonical",
+            ),
+            pytest.param(
+                lambda c: c.update(updated_at=(None, "2030-01-01T00:00:00.000Z")),
+                id="updated_at not its time",
+            ),
+        ],
+    )
+    def test_bad_record_zero(self, edit: object) -> None:
+        """Record 0 gives every field but id and status, from None, as a valid session."""
+        history = story().history
+        changes = dict(history[0].changes)
+        edit(changes)  # type: ignore[operator]
+        forged = forge(history, 0, changes=changes)
+        assert facts(verify(forged)) == [("ps_0001", 0, 0, "changes")]
+
+    def test_trail_starting_in_any_status(self) -> None:
+        """A machine may take over a session that is already authorized."""
+        clock = StepClock()
+        machine = SessionMachine(new_session(1, clock, status=S.AUTHORIZED), clock=clock)
+        machine.cancel()
+        assert verify(machine.history).ok
+
+    def test_keyed(self) -> None:
+        """An HMAC trail verifies with its key only."""
+        history = story(key=KEY).history
+        assert verify(history, key=KEY).ok
+        assert facts(verify(history)) == [("ps_0001", 0, 0, "hash")]
+        assert facts(verify(history, key=b"other")) == [("ps_0001", 0, 0, "hash")]
+
+    def test_first_problem_per_session_others_still_checked(self) -> None:
+        """Each bad session is reported once, at its first bad record; good ones pass."""
+        clock = StepClock()
+        a = list(story(clock, number=1).history)
+        b = list(story(clock, number=2).history)
+        c = list(story(clock, number=3).history)
+        a[2] = attrs.evolve(a[2], reason="edited")
+        a[5] = attrs.evolve(a[5], reason="edited")
+        del c[4]
+        report = verify(interleave(a, b, c))
+        assert (report.ok, report.sessions, report.records) == (False, 3, 20)
+        assert facts(report) == [("ps_0001", 2, 6, "hash"), ("ps_0003", 5, 14, "sequence")]
+
+    def test_bad_lines(self) -> None:
+        """A BadLine is a problem of the session it names, or of no session."""
+        history = story().history
+        items: list[TransitionRecord | BadLine] = [
+            BadLine(1, "torn_line", "torn"),
+            *history[:3],
+            BadLine(5, "malformed", "bad", "ps_0001"),
+            *history[3:],
+        ]
+        assert facts(verify(items)) == [
+            (None, None, 0, "torn_line"),
+            ("ps_0001", None, 4, "malformed"),
+        ]
+
+    def test_every_reason_is_documented(self, trail: Trail, checker: Checker) -> None:
+        """Each reason reported is a key of REASONS, with a readable message."""
+        rng = random.Random(9)
+        seen = set()
+        for _ in range(10):
+            blob = flip(trail.blob, rng.randrange(len(trail.blob)), rng.randrange(1, 256))
+            for problem in checker.verify(blob).problems:
+                seen.add(problem.reason)
+                assert problem.reason in REASONS and problem.message
+        assert {"hash", "torn_line"} <= seen
+
+
+class TestReplay:
+    def test_rebuilds_the_session(self) -> None:
+        """Replay with the session's data equals the stored session."""
+        machine = story()
+        assert replay(machine.history, data=machine.session.data) == machine.session
+
+    def test_empty_data_needs_nothing(self) -> None:
+        """A trail whose data is the digest of {} replays without data=."""
+        clock = StepClock()
+        machine = SessionMachine(new_session(1, clock), clock=clock)
+        machine.select()
+        machine.cancel()
+        assert machine.history[-1].changes["updated_at"]
+        assert replay(machine.history) == machine.session
+
+    def test_data_needed(self) -> None:
+        """Without data=, a trail with other data cannot give back the stored session."""
+        with pytest.raises(AuditError) as caught:
+            replay(story().history)
+        assert (caught.value.reason, caught.value.session_id, caught.value.seq) == (
+            "data_needed",
+            "ps_0001",
+            6,
+        )
+
+    def test_data_mismatch(self) -> None:
+        """data= must be the data the trail's last digest is of."""
+        with pytest.raises(AuditError) as caught:
+            replay(story().history, data={"id": "pi_1"})
+        assert (caught.value.reason, caught.value.session_id, caught.value.seq) == (
+            "data_mismatch",
+            "ps_0001",
+            6,
+        )
+
+    def test_invalid_data(self) -> None:
+        """data= that is not JSON data is refused like any session data."""
+        with pytest.raises(InvalidSessionData) as caught:
+            replay(story().history, data={"n": float("nan")})
+        assert caught.value.fields == ("data.n",)
+
+    def test_cart(self) -> None:
+        """A cart is a digest too: needed, checked, and refused where the trail has none."""
+        clock = StepClock()
+        cart = {"id": "cart_1", "email": "a@example.com"}
+        machine = SessionMachine(new_session(1, clock, cart=cart), clock=clock)
+        machine.cancel()
+        assert replay(machine.history, cart=cart) == machine.session
+        for wrong, reason in ((None, "cart_needed"), ({"id": "cart_2"}, "cart_mismatch")):
+            with pytest.raises(AuditError) as caught:
+                replay(machine.history, cart=wrong)
+            assert caught.value.reason == reason
+        other = story()
+        with pytest.raises(AuditError) as caught:
+            replay(other.history, data=other.session.data, cart={})
+        assert caught.value.reason == "cart_mismatch"
+
+    def test_raises_at_the_first_impossible_step(self) -> None:
+        """Replay checks what verify checks and names the record."""
+        forged = forge(story().history, 4, trigger="retry")
+        with pytest.raises(AuditError) as caught:
+            replay(forged, data={})
+        error = caught.value
+        assert (error.reason, error.session_id, error.seq, error.position) == (
+            "illegal_move",
+            "ps_0001",
+            4,
+            4,
+        )
+        assert isinstance(error, PaySessionError) and isinstance(error, ValueError)
+
+    def test_one_session_of_a_file(self, tmp_path: Path) -> None:
+        """With session_id, other sessions' records in the input are skipped."""
+        path = tmp_path / "trail.jsonl"
+        machines = write_trail(path, sessions=5, moves=30, seed=1)
+        for machine in machines:
+            rebuilt = replay(
+                read_jsonl(path), session_id=machine.session.id, data=machine.session.data
+            )
+            assert rebuilt == machine.session
+
+    def test_unknown_session_and_empty_trail(self) -> None:
+        """No record of the session is an unknown_session error."""
+        with pytest.raises(AuditError) as caught:
+            replay(story().history, session_id="ps_9999")
+        assert (caught.value.reason, caught.value.session_id) == ("unknown_session", "ps_9999")
+        with pytest.raises(AuditError) as caught:
+            replay([])
+        assert (caught.value.reason, caught.value.session_id) == ("unknown_session", None)
+
+    def test_mixed_sessions(self) -> None:
+        """Without session_id, records of a second session are an error."""
+        clock = StepClock()
+        a, b = story(clock, number=1).history, story(clock, number=2).history
+        with pytest.raises(AuditError) as caught:
+            replay([*a[:2], b[0]])
+        assert (caught.value.reason, caught.value.session_id, caught.value.position) == (
+            "mixed_sessions",
+            "ps_0002",
+            2,
+        )
+
+    def test_bad_lines(self) -> None:
+        """A bad line that may be one of the session's records stops the replay."""
+        machine = story()
+        history = machine.history
+        torn = BadLine(1, "torn_line", "torn")
+        other = BadLine(1, "malformed", "bad", "ps_0042")
+        own = BadLine(1, "encoding", "bad", "ps_0001")
+        data = machine.session.data
+        assert replay([torn, other, *history], session_id="ps_0001", data=data) == machine.session
+        assert replay([*history, other], session_id="ps_0001", data=data) == machine.session
+        for items, session_id, bad in (
+            ([*history[:2], torn, *history[2:]], "ps_0001", torn),
+            ([own, *history], "ps_0001", own),
+            ([torn, *history], None, torn),
+        ):
+            with pytest.raises(AuditError) as caught:
+                replay(items, session_id=session_id, data=data)
+            assert (caught.value.reason, caught.value.position) == (
+                bad.reason,
+                items.index(bad),
+            )
+
+    def test_keyed(self) -> None:
+        """Replay checks hashes with the key it is given."""
+        machine = story(key=KEY)
+        assert replay(machine.history, data=machine.session.data, key=KEY) == machine.session
+        with pytest.raises(AuditError) as caught:
+            replay(machine.history, data=machine.session.data)
+        assert (caught.value.reason, caught.value.seq) == ("hash", 0)
+
+    def test_error_attributes_and_text(self) -> None:
+        """AuditError keeps its facts and says them."""
+        error = AuditError("link", "prev_hash is wrong", session_id="ps_1", seq=3, position=9)
+        assert (error.reason, error.message, error.session_id, error.seq, error.position) == (
+            "link",
+            "prev_hash is wrong",
+            "ps_1",
+            3,
+            9,
+        )
+        assert str(error) == (
+            "audit trail of 'ps_1' at seq 3 (input position 9): link: prev_hash is wrong"
+        )
+
+
+amounts = st.integers(min_value=0, max_value=2**63 - 1)
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(TRIGGERS),
+        st.none() | amounts,
+        st.none() | json_objects,
+        st.integers(min_value=-3_000, max_value=5_000),  # clock step in ms, may go back
+    ),
+    max_size=30,
+)
+
+
+class TestReplayProperty:
+    @settings(max_examples=100, deadline=None)
+    @given(session=sessions(), moves=steps, key=st.none() | st.binary(min_size=1, max_size=8))
+    def test_replay_rebuilds_any_run(
+        self,
+        session: PaymentSession,
+        moves: list[tuple[str, int | None, dict[str, object] | None, int]],
+        key: bytes | None,
+    ) -> None:
+        """For any run of moves, refused ones included, the trail verifies and replays to
+        the machine's session, and the sink saw exactly the history."""
+        clock = StepClock(start=session.updated_at)
+        sink = MemorySink()
+        machine = SessionMachine(session, clock=clock, sink=sink, key=key)
+        for trigger, amount, data, step in moves:
+            clock.step = timedelta(milliseconds=step)
+            params: dict[str, object] = {}
+            if trigger == "initiate":
+                params["data"] = data or {}
+            elif trigger == "update":
+                params.update(
+                    {k: v for k, v in (("amount", amount), ("data", data)) if v is not None}
+                )
+            with contextlib.suppress(PaySessionError):
+                machine.fire(trigger, **params)
+        history = machine.history
+        assert verify(history, key=key) == AuditReport(
+            ok=True, sessions=1, records=len(history), problems=()
+        )
+        rebuilt = replay(history, data=machine.session.data, cart=machine.session.cart, key=key)
+        assert rebuilt == machine.session
+        assert sink.records == history
+
+
+class TestMemorySink:
+    def test_keeps_records_in_order(self) -> None:
+        """A MemorySink is an AuditSink that keeps what it is given."""
+        sink: AuditSink = MemorySink()
+        history = story().history
+        for record in history:
+            sink.append(record)
+        assert isinstance(sink, MemorySink) and sink.records == history
+
+
+class TestMachineSink:
+    def test_record_zero_then_each_move_once(self) -> None:
+        """The sink gets record 0 first, then each move's record, once each."""
+        clock = StepClock()
+        sink = MemorySink()
+        machine = SessionMachine(new_session(1, clock), clock=clock, sink=sink)
+        machine.initiate({"id": "pi_1"})
+        machine.authorize()
+        assert [r.trigger for r in sink.records] == ["create", "initiate", "authorize"]
+        assert sink.records == machine.history
+
+    def test_record_zero_sent_once_when_history_is_read_first(self) -> None:
+        """Reading history builds record 0 and sends it; the next move does not resend it."""
+        clock = StepClock()
+        sink = MemorySink()
+        machine = SessionMachine(new_session(1, clock), clock=clock, sink=sink)
+        assert machine.history == sink.records and len(sink.records) == 1
+        machine.select()
+        assert [r.seq for r in sink.records] == [0, 1]
+
+    def test_idle_machine_sends_nothing(self) -> None:
+        """A machine that never moved and was never read sends nothing yet."""
+        sink = MemorySink()
+        SessionMachine(new_session(1, StepClock()), sink=sink)
+        assert sink.records == ()
+
+    def test_refused_and_repeated_moves_send_nothing(self) -> None:
+        """Illegal moves, failed guards, vetoes and idempotent repeats add no record."""
+        hooks = Hooks()
+
+        @hooks.before("select")
+        def veto(event: object) -> None:
+            raise PermissionError("no")
+
+        clock = StepClock()
+        sink = MemorySink()
+        machine = SessionMachine(new_session(1, clock), clock=clock, sink=sink, hooks=hooks)
+        for attempt in (machine.retry, machine.authorize, machine.select):
+            with pytest.raises((PaySessionError, PermissionError)):
+                attempt()
+        machine.initiate({"id": "pi_1"}, idempotency_key="k1")
+        machine.initiate({"id": "pi_1"}, idempotency_key="k1")
+        assert [r.trigger for r in sink.records] == ["create", "initiate"]
+
+    def test_record_is_in_the_sink_before_after_hooks_run(self) -> None:
+        """After-hooks see the move's record already in the sink; a failing one keeps it."""
+        hooks = Hooks()
+        sink = MemorySink()
+        seen = []
+
+        @hooks.after()
+        def check(event: object) -> None:
+            seen.append(sink.records[-1].trigger)
+            raise RuntimeError("after-hook failed")
+
+        clock = StepClock()
+        machine = SessionMachine(new_session(1, clock), clock=clock, sink=sink, hooks=hooks)
+        with pytest.raises(PaySessionError):
+            machine.select()
+        assert seen == ["select"] and sink.records == machine.history
+
+    def test_many_threads_one_file(self, tmp_path: Path) -> None:
+        """Machines on several threads sharing one JsonlSink leave a verifiable file."""
+        path = tmp_path / "trail.jsonl"
+        with JsonlSink(path, fsync=False) as sink:
+
+            def run(offset: int) -> None:
+                clock = StepClock()
+                machines = [
+                    SessionMachine(new_session(offset + n, clock), clock=clock, sink=sink)
+                    for n in range(20)
+                ]
+                drive(machines, 100, offset)
+
+            threads = [threading.Thread(target=run, args=(100 * t,)) for t in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert verify(read_jsonl(path)) == AuditReport(
+            ok=True, sessions=80, records=480, problems=()
+        )
+
+
+class TestJsonlSink:
+    def test_round_trip(self, tmp_path: Path) -> None:
+        """Each record is one canonical line; reading the file gives the records back."""
+        path = tmp_path / "trail.jsonl"
+        history = story().history
+        with JsonlSink(path) as sink:
+            for record in history:
+                sink.append(record)
+        assert path.read_bytes() == b"".join(
+            (canonical_json(r.to_dict()) + "\n").encode() for r in history
+        )
+        assert list(read_jsonl(path)) == list(history)
+
+    def test_appends_to_an_existing_file(self, tmp_path: Path) -> None:
+        """A second sink on the same file appends after what is there."""
+        path = tmp_path / "trail.jsonl"
+        clock = StepClock()
+        a, b = story(clock, number=1).history, story(clock, number=2).history
+        for history in (a, b):
+            with JsonlSink(path, fsync=False) as sink:
+                for record in history:
+                    sink.append(record)
+        assert list(read_jsonl(path)) == [*a, *b]
+
+    @pytest.mark.parametrize("fsync", [True, False])
+    def test_one_write_per_record_and_fsync(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool
+    ) -> None:
+        """Each append is one os.write of the whole line, then one fsync if asked for."""
+        writes: list[bytes] = []
+        syncs: list[int] = []
+        real_write = os.write
+
+        def write(fd: int, data: bytes) -> int:
+            writes.append(bytes(data))
+            return real_write(fd, data)
+
+        monkeypatch.setattr(os, "write", write)
+        monkeypatch.setattr(os, "fsync", syncs.append)
+        sink = JsonlSink(tmp_path / "trail.jsonl", fsync=fsync)
+        syncs.clear()  # the directory's, when the file is created
+        history = story().history
+        for record in history:
+            sink.append(record)
+        sink.close()
+        assert writes == [encode_line(r) for r in history]
+        assert len(syncs) == (len(history) if fsync else 0)
+
+    def test_torn_tail_is_left_on_its_own_line(self, tmp_path: Path) -> None:
+        """After a crash mid-write, the next record starts on a new line."""
+        path = tmp_path / "trail.jsonl"
+        history = story().history
+        whole = encode_line(history[0])
+        path.write_bytes(whole + encode_line(history[1])[:50])
+        with JsonlSink(path) as sink:
+            sink.append(history[1])
+            sink.append(history[2])
+        items = list(read_jsonl(path))
+        assert items[0] == history[0] and items[2:] == [history[1], history[2]]
+        assert (items[1].line, items[1].reason, items[1].session_id) == (2, "torn_line", None)  # type: ignore[union-attr]
+        assert facts(verify(items)) == [(None, None, 1, "torn_line")]
+
+    def test_closed(self, tmp_path: Path) -> None:
+        """A closed sink refuses appends; closing twice is harmless."""
+        sink = JsonlSink(tmp_path / "trail.jsonl")
+        sink.close()
+        sink.close()
+        assert sink.closed
+        with pytest.raises(ValueError):
+            sink.append(story().history[0])
+
+
+class TestReadJsonl:
+    def write(self, tmp_path: Path, blob: bytes) -> list[TransitionRecord | BadLine]:
+        path = tmp_path / "trail.jsonl"
+        path.write_bytes(blob)
+        return list(read_jsonl(path))
+
+    def test_empty_file(self, tmp_path: Path) -> None:
+        """An empty file holds no records."""
+        assert self.write(tmp_path, b"") == []
+
+    @pytest.mark.parametrize(
+        ("line", "reason", "named"),
+        [
+            pytest.param(b"", "torn_line", None, id="empty line"),
+            pytest.param(b'{"session_id":"ps_0001","seq":', "torn_line", None, id="cut short"),
+            pytest.param(b"\xff\xfe", "torn_line", None, id="not ASCII"),
+            pytest.param(b"NaN", "torn_line", None, id="not JSON"),
+            pytest.param(b"[1,2]", "malformed", None, id="an array"),
+            pytest.param(b'{"session_id":"ps_0001"}', "malformed", "ps_0001", id="keys missing"),
+        ],
+    )
+    def test_bad_lines(self, tmp_path: Path, line: bytes, reason: str, named: str | None) -> None:
+        """Every line that is not a record yields a BadLine naming its line and session."""
+        first = story().history[0]
+        items = self.write(tmp_path, encode_line(first) + line + b"\n" + encode_line(first))
+        assert len(items) == 3 and items[0] == items[2] == first
+        bad = items[1]
+        assert isinstance(bad, BadLine)
+        assert (bad.line, bad.reason, bad.session_id) == (2, reason, named)
+
+    @pytest.mark.parametrize(
+        "respell",
+        [
+            pytest.param(lambda t: t.replace(",", ", ", 1), id="a space"),
+            pytest.param(lambda t: t + "\r", id="CRLF"),
+            pytest.param(
+                lambda t: re.sub(r'("at":"[^"]*)Z"', r'\1+00:00"', t, count=1),
+                id="another offset",
+            ),
+            pytest.param(lambda t: t.replace("refus\\u00e9", "refus\\u00E9"), id="upper hex"),
+            pytest.param(
+                lambda t: '{"trigger":"select",' + t[1:].replace(',"trigger":"select"', ""),
+                id="keys out of order",
+            ),
+        ],
+    )
+    def test_non_canonical_spelling(self, tmp_path: Path, respell: object) -> None:
+        """A record spelled any other way than canonically is an encoding problem."""
+        clock = StepClock()
+        machine = SessionMachine(new_session(1, clock), clock=clock)
+        record = machine.select(reason="paiement refusé")
+        text = canonical_json(record.to_dict())
+        changed = respell(text)  # type: ignore[operator]
+        assert changed != text
+        items = self.write(tmp_path, changed.encode() + b"\n")
+        assert [(i.line, i.reason, i.session_id) for i in items] == [  # type: ignore[union-attr]
+            (1, "encoding", "ps_0001")
+        ]
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        """A missing file raises FileNotFoundError when read."""
+        with pytest.raises(FileNotFoundError):
+            list(read_jsonl(tmp_path / "nope.jsonl"))
+
+
+class TestRedaction:
+    def test_secret_never_leaves_data(
+        self,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A secret in data or cart is in no record, line, log, CLI output or error."""
+        caplog.set_level(logging.DEBUG)
+        path = tmp_path / "trail.jsonl"
+        clock = StepClock()
+        cart = {"email": "a@example.com", "token": SECRET}
+        data = {"client_secret": SECRET, "nested": [{"card": SECRET}]}
+        sink = MemorySink()
+        with JsonlSink(path) as jsonl:
+
+            class Both:
+                def append(self, record: TransitionRecord) -> None:
+                    sink.append(record)
+                    jsonl.append(record)
+
+            machine = SessionMachine(new_session(1, clock, cart=cart), clock=clock, sink=Both())
+            machine.initiate(data)
+            machine.update(amount=100, data={**data, "v": 2})
+            machine.authorize()
+        texts = [
+            repr(machine.history),
+            str(machine.history),
+            repr(sink.records),
+            canonical_json([r.to_dict() for r in sink.records]),
+            path.read_bytes().decode("ascii"),
+        ]
+        errors: list[Exception] = []
+        wrong = {"client_secret": SECRET + "x"}
+        for attempt in (
+            lambda: replay(machine.history),
+            lambda: replay(machine.history, data=wrong, cart=cart),
+            lambda: replay(machine.history, data=machine.session.data, cart=wrong),
+            lambda: replay(forge(machine.history, 2, trigger="select"), data=wrong, cart=cart),
+        ):
+            with pytest.raises(AuditError) as caught:
+                attempt()
+            errors.append(caught.value)
+        texts += [str(e) for e in errors] + [repr(e) for e in errors]
+        data_file = tmp_path / "data.json"
+        data_file.write_text(canonical_json(wrong))
+        tampered = tmp_path / "tampered.jsonl"
+        lines = path.read_bytes().splitlines(keepends=True)
+        tampered.write_bytes(lines[0] + lines[2] + lines[3][:40])
+        for argv in (
+            ["audit", "verify", str(path)],
+            ["audit", "verify", str(tampered)],
+            ["audit", "show", str(path)],
+            ["audit", "show", str(tampered)],
+            ["audit", "replay", str(path), "--session", "ps_0001"],
+            ["audit", "replay", str(path), "--session", "ps_0001", "--data-json", str(data_file)],
+            ["audit", "replay", str(tampered), "--session", "ps_0001"],
+        ):
+            main(argv)
+            out, err = capsys.readouterr()
+            texts += [out, err]
+        texts += [record.getMessage() for record in caplog.records]
+        assert digest(machine.session.data) in texts[0]
+        for text in texts:
+            assert SECRET not in text
