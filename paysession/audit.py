@@ -791,9 +791,17 @@ def _run_replay(args: argparse.Namespace) -> int:
     except AuditError as error:
         if error.reason == "unknown_session":
             return _usage(f"no record of session {_shown(args.session)} in {path}")
-        if error.reason in ("data_needed", "data_mismatch", "cart_needed", "cart_mismatch"):
-            flag = "--data-json" if error.reason.startswith("data") else "--cart-json"
-            return _usage(f"{error.reason}: {error.message} (see {flag})")
+        if error.reason in _INPUT_PROBLEMS:
+            what = error.reason.split("_")[0]
+            if error.reason.endswith("needed"):
+                return _usage(
+                    f"the trail holds only a digest of session {_shown(args.session)}'s "
+                    f"{what}: pass --{what}-json FILE"
+                )
+            return _usage(
+                f"the {what} given does not match the trail's digest of session "
+                f"{_shown(args.session)}'s {what}"
+            )
         print(
             f"{_where(path, error.position)}: {_who(error.session_id, error.seq)}: "
             f"{error.reason}: {error.message}",
@@ -802,6 +810,9 @@ def _run_replay(args: argparse.Namespace) -> int:
         return 1
     print(to_json(session))
     return 0
+
+
+_INPUT_PROBLEMS = frozenset({"data_needed", "data_mismatch", "cart_needed", "cart_mismatch"})
 
 
 def _usage(message: str) -> int:
