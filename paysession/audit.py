@@ -54,7 +54,7 @@ import attrs
 from paysession._frozen import FrozenDict
 from paysession._wire import canonical_json, digest, format_datetime, parse_datetime
 from paysession.errors import InvalidSessionData, PaySessionError
-from paysession.lifecycle import CREATE, GUARDS, MOVES
+from paysession.lifecycle import CREATE, FINAL, GUARDS, MOVES
 from paysession.record import GENESIS, TransitionRecord, compute_hash
 from paysession.session import FIELDS, PaymentSession, evolve_trusted, is_amount
 
@@ -452,7 +452,8 @@ def replay(
     values, checked against the trail's digests (see the module notes for what happens
     without them). With ``session_id``, records of other sessions are skipped, so a whole
     JSON Lines file can be passed; a :class:`BadLine` that may be one of this session's
-    records (it names the session, or names none and comes after its record 0) raises.
+    records (it names the session, or names none and comes after its record 0 while
+    the session can still move) raises.
     Without ``session_id``, every record must be of one session.
     """
     trail: _Trail | None = None
@@ -460,7 +461,7 @@ def replay(
     for position, item in enumerate(records):
         if isinstance(item, BadLine):
             if session_id is not None and (
-                (item.session_id is None and trail is None)
+                (item.session_id is None and (trail is None or trail.session.status in FINAL))
                 or (item.session_id is not None and item.session_id != session_id)
             ):
                 continue
@@ -786,8 +787,9 @@ def _run_replay(args: argparse.Namespace) -> int:
         return _usage(str(error))
     except OSError as error:
         return _usage(f"cannot read {path}: {error.strerror or error}")
-    except InvalidSessionData as error:
-        return _usage(f"cannot use the data or cart given: {', '.join(error.fields)} invalid")
+    except InvalidSessionData:
+        # Not even the paths: a data file's keys are the caller's, and may be secrets.
+        return _usage("the data or cart given is not JSON data a session can hold")
     except AuditError as error:
         if error.reason == "unknown_session":
             return _usage(f"no record of session {_shown(args.session)} in {path}")

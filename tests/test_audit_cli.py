@@ -52,8 +52,7 @@ class TestAuditVerifyCommand:
     def test_bad_sessions_named_with_their_first_bad_line(
         self, trail: tuple[Path, list[SessionMachine]], capsys: Capture
     ) -> None:
-        """Exit 1; each bad session with its id, the 1-based line of its first bad record
-        and the reason; a torn last line with its number."""
+        """Exit 1, naming each bad session's first bad line (1-based) and reason."""
         path, _ = trail
         records = records_of(path)
         lines = lines_of(path)
@@ -84,8 +83,7 @@ class TestAuditVerifyCommand:
         assert capsys.readouterr() == ("\n".join(out) + "\n", "")
 
     def test_key_file(self, tmp_path: Path, capsys: Capture) -> None:
-        """--key-file verifies an HMAC trail (surrounding whitespace ignored); another key
-        or none fails."""
+        """--key-file verifies an HMAC trail; another key, or none, fails (exit 1)."""
         path = tmp_path / "keyed.jsonl"
         write_trail(path, sessions=3, moves=20, seed=2, key=KEY)
         good = tmp_path / "key"
@@ -231,6 +229,11 @@ class TestAuditReplayCommand:
             ),
             pytest.param([1, 2], "data file {data} must hold a JSON object", id="not an object"),
             pytest.param("{", "data file {data} is not valid JSON", id="not JSON"),
+            pytest.param(
+                {"k": json.loads("[" * 80 + "]" * 80)},
+                "the data or cart given is not JSON data a session can hold",
+                id="too deep",
+            ),
         ],
     )
     def test_data_problems(
