@@ -1,6 +1,7 @@
 """Audit trail throughput: JSON Lines appends (fsync on and off) and verify speed.
 
-A plain script, not a test: ``python tests/benchmarks/bench_audit.py [--records N]``.
+A plain script, not a test: ``python tests/benchmarks/bench_audit.py [--quick]``; its
+``collect(quick)`` also feeds ``python -m tests.benchmarks --only audit``.
 It drives random sessions through SessionMachine to get realistic records, then times
 JsonlSink.append, read_jsonl, and verify over the same records. Figures depend on the
 disk (fsync) and the CPU; run it on the machine you care about.
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 from paysession import PaymentSession, PaymentSessionStatus, PaySessionError, SessionMachine
 from paysession.audit import JsonlSink, read_jsonl, verify
@@ -95,66 +97,78 @@ def append_all(path: Path, records: list[TransitionRecord], fsync: bool) -> None
             sink.append(record)
 
 
+def measure(count: int, synced_count: int, directory: Path | None = None) -> list[Timing]:
+    """Time each operation over about ``count`` records (``synced_count`` with fsync)."""
+    key = b"bench-key"
+    plain = make_records(count, None)
+    keyed = make_records(count, key)
+    timings: list[Timing] = []
+    with tempfile.TemporaryDirectory(dir=directory) as scratch:
+        where = Path(scratch)
+        synced = plain[:synced_count]
+        path, keyed_path = where / "trail.jsonl", where / "keyed.jsonl"
+        append_all(keyed_path, keyed, False)
+        runs: list[tuple[str, int, Callable[[], object]]] = [
+            (
+                "JsonlSink.append, fsync=True",
+                len(synced),
+                lambda: append_all(where / "synced.jsonl", synced, True),
+            ),
+            ("JsonlSink.append, fsync=False", len(plain), lambda: append_all(path, plain, False)),
+            ("read_jsonl (decode + canonical check)", len(plain), lambda: list(read_jsonl(path))),
+            ("verify, records in memory", len(plain), lambda: verify(plain)),
+            ("verify, HMAC key, in memory", len(keyed), lambda: verify(keyed, key=key)),
+            ("verify(read_jsonl(file))", len(plain), lambda: verify(read_jsonl(path))),
+            (
+                "verify(read_jsonl(file)), HMAC key",
+                len(keyed),
+                lambda: verify(read_jsonl(keyed_path), key=key),
+            ),
+        ]
+        for name, n, run in runs:
+            timings.append(Timing(name, n, timed(run)))
+        report = verify(read_jsonl(path))
+        assert report.ok and report.records == len(plain), report.problems[:3]
+    return timings
+
+
+class Timing(NamedTuple):
+    operation: str
+    records: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds
+
+
+def collect(quick: bool = False) -> list[dict[str, object]]:
+    """Rows for ``python -m tests.benchmarks``: time per record, with the rate as a note."""
+    count, synced = (2_000, 200) if quick else (20_000, 1_000)
+    return [
+        {
+            "group": "6. audit",
+            "name": t.operation,
+            "value": t.seconds / t.records * 1e9,
+            "unit": "ns",
+            "note": f"{t.rate:,.0f} records/s",
+        }
+        for t in measure(count, synced)
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--records", type=int, default=20_000, help="records to time (default 20000)"
-    )
-    parser.add_argument(
-        "--fsync-records", type=int, default=1_000, help="records to time with fsync (default 1000)"
-    )
+    parser.add_argument("--records", type=int, default=20_000, help="records to time")
+    parser.add_argument("--fsync-records", type=int, default=1_000, help="records with fsync")
+    parser.add_argument("--quick", action="store_true", help="2,000 records, 200 with fsync")
     parser.add_argument("--dir", type=Path, help="where to write (default: a temporary directory)")
     args = parser.parse_args()
-
-    key = b"bench-key"
-    plain = make_records(args.records, None)
-    keyed = make_records(args.records, key)
-    rows: list[list[object]] = []
-
-    def row(what: str, count: int, seconds: float) -> None:
-        rows.append([what, count, f"{seconds:.3f}", f"{count / seconds:,.0f}"])
-
-    with tempfile.TemporaryDirectory(dir=args.dir) as scratch:
-        directory = Path(scratch)
-        synced = plain[: args.fsync_records]
-        row(
-            "JsonlSink.append, fsync=True",
-            len(synced),
-            timed(lambda: append_all(directory / "synced.jsonl", synced, True)),
-        )
-        path = directory / "trail.jsonl"
-        row(
-            "JsonlSink.append, fsync=False",
-            len(plain),
-            timed(lambda: append_all(path, plain, False)),
-        )
-        keyed_path = directory / "keyed.jsonl"
-        append_all(keyed_path, keyed, False)
-
-        row(
-            "read_jsonl (decode + canonical check)",
-            len(plain),
-            timed(lambda: list(read_jsonl(path))),
-        )
-        report = verify(plain)
-        assert report.ok, report.problems[:3]
-        row("verify, records in memory", len(plain), timed(lambda: verify(plain)))
-        row("verify, HMAC key, in memory", len(keyed), timed(lambda: verify(keyed, key=key)))
-        row(
-            "verify(read_jsonl(file))",
-            len(plain),
-            timed(lambda: verify(read_jsonl(path))),
-        )
-        row(
-            "verify(read_jsonl(file)), HMAC key",
-            len(keyed),
-            timed(lambda: verify(read_jsonl(keyed_path), key=key)),
-        )
-        size = path.stat().st_size
-
+    count, synced = (2_000, 200) if args.quick else (args.records, args.fsync_records)
+    timings = measure(count, synced, args.dir)
+    rows = [[t.operation, t.records, f"{t.seconds:.3f}", f"{t.rate:,.0f}"] for t in timings]
     print(format_table(("operation", "records", "seconds", "records/s"), rows))
-    sessions = len({r.session_id for r in plain})
-    print(f"\n{len(plain)} records over {sessions} sessions, {size / len(plain):.0f} bytes a line")
+    print(f"\n{count} records over {count // 10} sessions")
 
 
 if __name__ == "__main__":
