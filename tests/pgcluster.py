@@ -46,7 +46,7 @@ class Cluster:
 
     def stop(self) -> None:
         subprocess.run(
-            [*self._as_user, "pg_ctl", "-D", str(self.directory / "data"), "-m", "fast", "stop"],
+            [*self._as_user, "pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "stop"],
             check=False,
             capture_output=True,
         )

@@ -7,24 +7,27 @@ transaction, and the database's constraints refuse what the rules forbid.
 Global positions, and why they follow commit order. A sequence would hand out
 numbers when a transaction asks, not when it commits: a transaction holding position
 7 could commit after another holding 8, and a consumer that had read up to 8 would
-never see 7. Here every write transaction takes its positions from a single-row
-counter (``paysession_position``) with ``UPDATE ... RETURNING``, as its last statement
-before ``COMMIT``. The row lock that update takes is held until the transaction ends,
-so the next writer gets its positions only once the previous one has committed (and
+never see 7. Here every write takes its positions from a single-row counter
+(``paysession_position``) with ``UPDATE ... RETURNING`` in the statement that inserts
+the records. The row lock that update takes is held until the transaction ends, so
+the next writer gets its positions only once the previous one has committed (and
 become visible) or rolled back: positions are handed out in commit order, without
 gaps, and a reader at any cursor can never later see a smaller position appear. The
-price is that writers queue for the short tail of their transactions (one statement
-and the commit); moves of different sessions still run their compare-and-set and
-everything else in parallel.
+price is that writers queue for the tail of their transaction (the insert of the
+records and the commit); the compare-and-sets of different sessions run in parallel.
+
+A write of one session, the common case, is a single statement (data-modifying CTEs),
+hence one round trip and one implicit transaction; a write of several sessions
+(select with deselects) is an explicit transaction.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -148,20 +151,62 @@ _UPDATE_SESSION = (
     "data = %s::json, idempotency_key = %s, amount = %s, payment_authorized_at = %s, "
     "updated_at = %s, cart = %s::json, version = %s, head = %s WHERE id = %s AND version = %s"
 )
-# One statement takes the positions and inserts the records, whatever their number.
-_INSERT_RECORDS = """
-    WITH counter AS (
-        UPDATE paysession_position SET last = last + %(n)s RETURNING last
-    )
-    INSERT INTO paysession_records (session_id, seq, position, trigger, at, hash, wire)
-    SELECT r.session_id, r.seq, counter.last - %(n)s + r.n, r.trigger, r.at, r.hash, r.wire
-    FROM counter, unnest(
-        %(session_ids)s::text[], %(seqs)s::integer[], %(triggers)s::text[],
-        %(ats)s::timestamptz[], %(hashes)s::text[], %(wires)s::text[]
-    ) WITH ORDINALITY AS r (session_id, seq, trigger, at, hash, wire, n)
-"""
 _INSERT_KEY = (
     "INSERT INTO paysession_keys (session_id, key, fingerprint, seq) VALUES (%s, %s, %s, %s)"
+)
+
+
+def _records_from(counter: str, count: int) -> str:
+    """INSERT of ``count`` records numbered from the ``counter`` CTE, in row order."""
+    rows = ", ".join(
+        f"(%s::text, %s::integer, {n}, %s::text, %s::timestamptz, %s::text, %s::text)"
+        for n in range(1, count + 1)
+    )
+    return (
+        "INSERT INTO paysession_records (session_id, seq, position, trigger, at, hash, wire) "
+        f"SELECT r.session_id, r.seq, {counter}.last - {count} + r.n, r.trigger, r.at, r.hash, "
+        f"r.wire FROM {counter}, (VALUES {rows}) AS r (session_id, seq, n, trigger, at, hash, wire)"
+    )
+
+
+def _counter(count: int, after: str | None = None) -> str:
+    """The CTE that takes ``count`` positions; with ``after``, only if that CTE has a row."""
+    condition = "" if after is None else f" WHERE EXISTS (SELECT FROM {after})"
+    return (
+        f"counter AS (UPDATE paysession_position SET last = last + {count}{condition} "
+        "RETURNING last)"
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _commit_one(count: int, keyed: bool) -> str:
+    """A commit of one session's write as a single statement, so one implicit transaction.
+
+    Only the compare-and-set (``moved``) looks at the session; the counter, the key and
+    the records are written from its output. When the version has moved, the statement
+    changes nothing and inserts no record; a constraint it breaks fails it whole. One
+    round trip instead of BEGIN, three statements and COMMIT.
+    """
+    key = (
+        ", bound AS (INSERT INTO paysession_keys (session_id, key, fingerprint, seq) "
+        "SELECT moved.id, %s::text, %s::text, %s::integer FROM moved)"
+        if keyed
+        else ""
+    )
+    return (
+        f"WITH moved AS ({_UPDATE_SESSION} RETURNING id), {_counter(count, 'moved')}{key} "
+        + _records_from("counter", count)
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_records(count: int) -> str:
+    return f"WITH {_counter(count)} " + _records_from("counter", count)
+
+
+_CREATE = (
+    f"WITH created AS ({_INSERT_SESSION} RETURNING id), {_counter(1, 'created')} "
+    + _records_from("counter", 1)
 )
 
 
@@ -190,17 +235,37 @@ def _snapshot_from_row(row: Sequence[Any], key: str | None = None) -> Snapshot:
     return Snapshot(_session_from_row(row), row[13], row[14], binding)
 
 
-def _records_params(records: Sequence[TransitionRecord]) -> dict[str, object]:
-    ats: list[datetime] = [record.at for record in records]
-    return {
-        "n": len(records),
-        "session_ids": [record.session_id for record in records],
-        "seqs": [record.seq for record in records],
-        "triggers": [record.trigger for record in records],
-        "ats": ats,
-        "hashes": [record.hash for record in records],
-        "wires": [record_wire(record) for record in records],
-    }
+def _records_params(records: Sequence[TransitionRecord]) -> list[object]:
+    params: list[object] = []
+    for record in records:
+        params += (
+            record.session_id,
+            record.seq,
+            record.trigger,
+            record.at,
+            record.hash,
+            record_wire(record),
+        )
+    return params
+
+
+def _update_params(write: Write) -> list[object]:
+    session = write.session
+    return [
+        session.is_selected,
+        session.is_initiated,
+        session.status.value,
+        dump_json(session.data),
+        session.idempotency_key,
+        session.amount,
+        session.payment_authorized_at,
+        session.updated_at,
+        dump_json(session.cart),
+        write.version,
+        write.head,
+        session.id,
+        write.expected_version,
+    ]
 
 
 class PostgresStore:
@@ -283,33 +348,31 @@ class PostgresStore:
         return target
 
     def create(self, session: PaymentSession, record: TransitionRecord) -> None:
-        check_writes([Write(session, -1, (record,))])
+        write = Write(session, -1, (record,))
+        check_writes([write])
+        params = [
+            session.id,
+            session.cart_id,
+            session.provider_id,
+            session.is_selected,
+            session.is_initiated,
+            session.status.value,
+            dump_json(session.data),
+            session.idempotency_key,
+            session.amount,
+            session.payment_authorized_at,
+            session.created_at,
+            session.updated_at,
+            dump_json(session.cart),
+            record.seq,
+            record.hash,
+            *_records_params([record]),
+        ]
         with self._read("create") as conn:
             try:
-                with conn.transaction():
-                    conn.execute(
-                        _INSERT_SESSION,
-                        (
-                            session.id,
-                            session.cart_id,
-                            session.provider_id,
-                            session.is_selected,
-                            session.is_initiated,
-                            session.status.value,
-                            dump_json(session.data),
-                            session.idempotency_key,
-                            session.amount,
-                            session.payment_authorized_at,
-                            session.created_at,
-                            session.updated_at,
-                            dump_json(session.cart),
-                            record.seq,
-                            record.hash,
-                        ),
-                    )
-                    conn.execute(_INSERT_RECORDS, _records_params([record]))
+                conn.execute(_CREATE, params)
             except psycopg.Error as error:
-                raise _refusal(error, [Write(session, -1, (record,))], None) from error
+                raise _refusal(error, [write], None) from error
 
     def load(self, session_id: str, idempotency_key: str | None = None) -> Snapshot | None:
         with self._read("load") as conn:
@@ -329,50 +392,42 @@ class PostgresStore:
         check_writes(writes, binding)
         with self._read("commit") as conn:
             try:
+                if len(writes) == 1:
+                    self._commit_one(conn, writes[0], binding)
+                    return
                 with conn.transaction():
                     for write in writes:
-                        self._compare_and_set(conn, write)
+                        cursor = conn.execute(_UPDATE_SESSION, _update_params(write))
+                        if cursor.rowcount != 1:
+                            self._refuse_stale(conn, write)
                     if binding is not None:
                         conn.execute(
                             _INSERT_KEY,
                             (binding.session_id, binding.key, binding.fingerprint, binding.seq),
                         )
-                    conn.execute(
-                        _INSERT_RECORDS,
-                        _records_params([record for write in writes for record in write.records]),
-                    )
+                    records = [record for write in writes for record in write.records]
+                    conn.execute(_insert_records(len(records)), _records_params(records))
             except psycopg.Error as error:
                 raise _refusal(error, writes, binding) from error
 
+    def _commit_one(self, conn: Connection, write: Write, binding: Binding | None) -> None:
+        params = _update_params(write)
+        if binding is not None:
+            params += (binding.key, binding.fingerprint, binding.seq)
+        params += _records_params(write.records)
+        cursor = conn.execute(_commit_one(len(write.records), binding is not None), params)
+        if cursor.rowcount != len(write.records):
+            self._refuse_stale(conn, write)
+
     @staticmethod
-    def _compare_and_set(conn: Connection, write: Write) -> None:
-        session = write.session
-        cursor = conn.execute(
-            _UPDATE_SESSION,
-            (
-                session.is_selected,
-                session.is_initiated,
-                session.status.value,
-                dump_json(session.data),
-                session.idempotency_key,
-                session.amount,
-                session.payment_authorized_at,
-                session.updated_at,
-                dump_json(session.cart),
-                write.version,
-                write.head,
-                session.id,
-                write.expected_version,
-            ),
-        )
-        if cursor.rowcount == 1:
-            return
+    def _refuse_stale(conn: Connection, write: Write) -> NoReturn:
+        session_id = write.session.id
         found = conn.execute(
-            "SELECT version FROM paysession_sessions WHERE id = %s", (session.id,)
+            "SELECT version FROM paysession_sessions WHERE id = %s", (session_id,)
         ).fetchone()
         if found is None:
-            raise SessionNotFound(session.id)
-        raise ConcurrentUpdate(session.id, write.expected_version, found[0])
+            raise SessionNotFound(session_id)
+        raise ConcurrentUpdate(session_id, write.expected_version, found[0])
 
     def record(self, session_id: str, seq: int) -> TransitionRecord | None:
         with self._read("record") as conn:
