@@ -52,10 +52,10 @@ from typing import Any, NoReturn, Protocol
 import attrs
 
 from paysession._frozen import FrozenDict
-from paysession._wire import canonical_json, digest, format_datetime, parse_datetime
+from paysession._wire import digest, format_datetime, parse_datetime
 from paysession.errors import InvalidSessionData, PaySessionError
 from paysession.lifecycle import CREATE, FINAL, GUARDS, MOVES
-from paysession.record import GENESIS, TransitionRecord, compute_hash
+from paysession.record import GENESIS, TransitionRecord, seal
 from paysession.session import FIELDS, PaymentSession, evolve_trusted, is_amount
 
 EMPTY_DIGEST = digest({})
@@ -374,7 +374,7 @@ def _wire(session: PaymentSession, name: str) -> object:
 
 
 def _check_hash(record: TransitionRecord, position: int, key: bytes | None) -> None:
-    if compute_hash(record.body(), key) != record.hash:
+    if seal(record.canonical(), key) != record.hash:
         raise AuditError(
             "hash",
             "the record's hash does not match its contents"
@@ -531,7 +531,7 @@ class MemorySink:
 
 def encode_line(record: TransitionRecord) -> bytes:
     """A record as one JSON Lines line: its canonical JSON and a newline, in ASCII."""
-    return (canonical_json(record.to_dict()) + "\n").encode("ascii")
+    return (record.canonical(with_hash=True) + "\n").encode("ascii")
 
 
 class JsonlSink:
@@ -648,7 +648,7 @@ def decode_line(raw: bytes, line: int) -> TransitionRecord | BadLine:
             f"not a transition record (bad keys: {', '.join(error.fields)})",
             session_id,
         )
-    if canonical_json(record.to_dict()) != text:
+    if record.canonical(with_hash=True) != text:
         return BadLine(
             line,
             "encoding",

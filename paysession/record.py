@@ -61,6 +61,23 @@ class TransitionRecord:
             "prev_hash": self.prev_hash,
         }
 
+    def canonical(self, *, with_hash: bool = False) -> str:
+        """The canonical JSON the hash covers; ``with_hash=True``: the record's line."""
+        return canonical_text(
+            self.session_id,
+            self.seq,
+            self.trigger,
+            self.source,
+            self.dest,
+            self.at,
+            self.actor,
+            self.reason,
+            self.idempotency_key,
+            self.changes,
+            self.prev_hash,
+            self.hash if with_hash else None,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The record's wire form: its body and its hash."""
         out = self.body()
@@ -156,18 +173,53 @@ _RECORD_KEYS = frozenset(
 
 def compute_hash(body: Mapping[str, Any], key: bytes | None = None) -> str:
     """SHA-256 (or HMAC-SHA-256 with ``key``) over the canonical JSON of ``body``."""
-    return _seal(canonical_json(body), key)
+    return seal(canonical_json(body), key)
 
 
 def _text(value: str | None) -> str:
     return "null" if value is None else encode_basestring_ascii(value)
 
 
-def _seal(canonical: str, key: bytes | None) -> str:
+def seal(canonical: str, key: bytes | None = None) -> str:
+    """SHA-256 (or HMAC-SHA-256 with ``key``) of canonical text, as hex."""
     payload = canonical.encode()
     if key is None:
         return hashlib.sha256(payload).hexdigest()
     return hmac.new(key, payload, hashlib.sha256).hexdigest()
+
+
+def canonical_text(
+    session_id: str,
+    seq: int,
+    trigger: str,
+    source: PaymentSessionStatus | None,
+    dest: PaymentSessionStatus,
+    at: datetime,
+    actor: str | None,
+    reason: str | None,
+    idempotency_key: str | None,
+    changes: Mapping[str, Change],
+    prev_hash: str,
+    hash: str | None = None,
+) -> str:
+    """The canonical JSON of a record's wire form (with ``hash`` when given).
+
+    Spelled out rather than ``canonical_json(record.body())``: it runs on every move and
+    for every record ``verify`` reads, and is byte-for-byte the same text (a property
+    test holds the two together).
+    """
+    j = json_scalar
+    pairs = ",".join(
+        [f"{j(name)}:[{j(old)},{j(new)}]" for name, (old, new) in sorted(changes.items())]
+    )
+    source_text = "null" if source is None else f'"{source.value}"'
+    hash_text = "" if hash is None else f'"hash":{_text(hash)},'
+    return (
+        f'{{"actor":{_text(actor)},"at":"{format_datetime(at)}","changes":{{{pairs}}},'
+        f'"dest":"{dest.value}",{hash_text}"idempotency_key":{_text(idempotency_key)},'
+        f'"prev_hash":{_text(prev_hash)},"reason":{_text(reason)},"seq":{seq:d},'
+        f'"session_id":{_text(session_id)},"source":{source_text},"trigger":{_text(trigger)}}}'
+    )
 
 
 def make_record(
@@ -185,22 +237,19 @@ def make_record(
     prev_hash: str,
     key: bytes | None = None,
 ) -> TransitionRecord:
-    """Build a record and seal it with its hash.
-
-    The canonical text is spelled out here rather than through ``json.dumps(body())``:
-    this runs on every move, and the result is byte-for-byte what ``canonical_json``
-    gives for the same body (a test holds the two together).
-    """
-    j = json_scalar
-    pairs = ",".join(
-        [f'"{name}":[{j(old)},{j(new)}]' for name, (old, new) in sorted(changes.items())]
-    )
-    source_text = "null" if source is None else f'"{source.value}"'
-    canonical = (
-        f'{{"actor":{_text(actor)},"at":"{format_datetime(at)}","changes":{{{pairs}}},'
-        f'"dest":"{dest.value}","idempotency_key":{_text(idempotency_key)},'
-        f'"prev_hash":{_text(prev_hash)},"reason":{_text(reason)},"seq":{seq:d},'
-        f'"session_id":{_text(session_id)},"source":{source_text},"trigger":{_text(trigger)}}}'
+    """Build a record and seal it with its hash."""
+    canonical = canonical_text(
+        session_id,
+        seq,
+        trigger,
+        source,
+        dest,
+        at,
+        actor,
+        reason,
+        idempotency_key,
+        changes,
+        prev_hash,
     )
     return TransitionRecord(
         session_id=session_id,
@@ -214,5 +263,5 @@ def make_record(
         idempotency_key=idempotency_key,
         changes=FrozenDict(changes),
         prev_hash=prev_hash,
-        hash=_seal(canonical, key),
+        hash=seal(canonical, key),
     )
