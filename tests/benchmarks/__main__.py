@@ -153,7 +153,9 @@ def run_part(part: str, quick: bool) -> tuple[list[Row], str]:
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     text = f"$ {' '.join(['python', *command[1:]])}\n{result.stdout}"
     if result.returncode != 0:
-        text += f"(exit status {result.returncode})\n{result.stderr}"
+        # A module may exit 1 for a missed target; show its stderr only when it broke.
+        broken = not result.stdout.strip() or "Traceback" in result.stderr
+        text += f"(exit status {result.returncode})\n" + (result.stderr if broken else "")
     return [], text
 
 
@@ -248,9 +250,9 @@ def render_markdown(rows: Sequence[Row]) -> str:
 
 
 LEGEND = (
-    "value: a time is the median per operation over interleaved rounds; ratio: against the\n"
-    "group's reference contender (the one at 1x), the median of per-round ratios; spread:\n"
-    "half the interquartile range of the rounds, over the median."
+    "value: a time is per operation (in comparisons 1-5, the median over interleaved rounds);\n"
+    "ratio: against the group's reference contender (the one at 1x), the median of per-round\n"
+    "ratios; spread: half the interquartile range of the rounds, over the median."
 )
 
 
@@ -266,7 +268,7 @@ def notes(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
-def summary(rows: Sequence[Row]) -> list[str]:
+def summary(rows: Sequence[Row], outputs: Sequence[str] = ()) -> list[str]:
     checks = [row for row in rows if row.passed is not None]
     passed = sum(1 for row in checks if row.passed)
     lines = [f"Targets: {passed} of {len(checks)} met"]
@@ -274,6 +276,14 @@ def summary(rows: Sequence[Row]) -> list[str]:
         verdict = "PASS" if row.passed else "FAIL"
         measured = format_value(row.value, row.unit)
         lines.append(f"  {verdict}  {row.group}: {row.contender} = {measured} ({row.target})")
+    for output in outputs:
+        words = output.split()
+        if "PASS" in words or "FAIL" in words:
+            command = output.splitlines()[0].removeprefix("$ ")
+            lines.append(
+                f"  ({command}: {words.count('PASS')} PASS, {words.count('FAIL')} FAIL"
+                " in its own output below)"
+            )
     return lines
 
 
@@ -312,10 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"- {line}")
         if notes(rows):
             print()
-        head, *checks = summary(rows)
+        head, *checks = summary(rows, outputs)
         print(f"{head}:\n")
         for line in checks:
-            print(line.replace("  PASS", "- PASS").replace("  FAIL", "- FAIL"))
+            print(f"- {line.strip()}")
         for output in outputs:
             print(f"\n```\n{output.rstrip()}\n```")
     else:
@@ -329,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line)
         if notes(rows):
             print()
-        print("\n".join(summary(rows)))
+        print("\n".join(summary(rows, outputs)))
         for output in outputs:
             print(f"\n{output.rstrip()}")
     failed = any(row.passed is False for row in rows)
