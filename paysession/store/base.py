@@ -18,12 +18,12 @@ makes it durable or refuses it whole.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
 
-from paysession._wire import canonical_json
 from paysession.errors import InvalidSessionData
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
@@ -141,6 +141,59 @@ class SessionStore(Protocol):
         ...
 
 
+class SnapshotCache:
+    """The sessions a store has recently built or committed, by id, with their version.
+
+    A committed version of a session never changes, so a row read back at the version
+    (and head) a snapshot was cached at is that snapshot: the store can hand it out
+    instead of decoding and validating the row again. Bounded; oldest entries go first.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._entries: dict[str, tuple[int, str, PaymentSession]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session_id: str, version: int, head: str) -> PaymentSession | None:
+        entry = self._entries.get(session_id)
+        if entry is None or entry[0] != version or entry[1] != head:
+            return None
+        return entry[2]
+
+    def put(self, session: PaymentSession, version: int, head: str) -> None:
+        with self._lock:
+            entries = self._entries
+            entries.pop(session.id, None)
+            if len(entries) >= self._size:
+                del entries[next(iter(entries))]
+            entries[session.id] = (version, head, session)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def snapshot(
+        self,
+        row: Sequence[Any],
+        build: Callable[[Sequence[Any]], PaymentSession],
+        key: str | None = None,
+    ) -> Snapshot:
+        """The snapshot of a row laid out as the SQL stores select it.
+
+        Columns 0-12 are the session's, 13 its version, 14 its head; with ``key``,
+        15 and 16 are the key's fingerprint and seq (NULL when the key is not bound).
+        """
+        session_id, version, head = row[0], row[13], row[14]
+        session = self.get(session_id, version, head)
+        if session is None:
+            session = build(row)
+            self.put(session, version, head)
+        binding = None
+        if key is not None and row[15] is not None:
+            binding = Binding(session_id, key, row[15], row[16])
+        return Snapshot(session, version, head, binding)
+
+
 def check_writes(writes: Sequence[Write], binding: Binding | None = None) -> None:
     """Refuse a malformed commit before it reaches a database.
 
@@ -182,7 +235,7 @@ def check_writes(writes: Sequence[Write], binding: Binding | None = None) -> Non
 
 def record_wire(record: TransitionRecord) -> str:
     """The text a store keeps for a record: the canonical JSON of its wire form."""
-    return canonical_json(record.to_dict())
+    return record.canonical(with_hash=True)
 
 
 def record_from_wire(text: str) -> TransitionRecord:
@@ -190,11 +243,12 @@ def record_from_wire(text: str) -> TransitionRecord:
     return TransitionRecord.from_dict(json.loads(text))
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def dump_json(value: Mapping[str, object] | None) -> str | None:
     """A session's ``data`` or ``cart`` as compact JSON text, key order kept."""
-    if value is None:
-        return None
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return None if value is None else _encode(value)
 
 
 def load_json(value: Any) -> Any:

@@ -49,6 +49,7 @@ from paysession.store.base import (
     Binding,
     LoggedRecord,
     Snapshot,
+    SnapshotCache,
     Write,
     check_writes,
     dump_json,
@@ -137,6 +138,7 @@ _COLUMNS = (
     "id, cart_id, provider_id, is_selected, is_initiated, status, data, idempotency_key, "
     "amount, payment_authorized_at, created_at, updated_at, cart, version, head"
 )
+_LOAD_PLAIN = f"SELECT {_COLUMNS} FROM paysession_sessions WHERE id = %s"
 _LOAD = (
     f"SELECT {', '.join('s.' + c for c in _COLUMNS.split(', '))}, k.fingerprint, k.seq "
     "FROM paysession_sessions AS s LEFT JOIN paysession_keys AS k "
@@ -228,13 +230,6 @@ def _session_from_row(row: Sequence[Any]) -> PaymentSession:
     )
 
 
-def _snapshot_from_row(row: Sequence[Any], key: str | None = None) -> Snapshot:
-    binding = None
-    if key is not None and row[15] is not None:
-        binding = Binding(row[0], key, row[15], row[16])
-    return Snapshot(_session_from_row(row), row[13], row[14], binding)
-
-
 def _records_params(records: Sequence[TransitionRecord]) -> list[object]:
     params: list[object] = []
     for record in records:
@@ -293,6 +288,7 @@ class PostgresStore:
         )
         self._opened = False
         self._ready = False
+        self._cache = SnapshotCache()
         self._guard = threading.Lock()
 
     # -- connections and transactions
@@ -373,11 +369,17 @@ class PostgresStore:
                 conn.execute(_CREATE, params)
             except psycopg.Error as error:
                 raise _refusal(error, [write], None) from error
+        self._cache.put(session, record.seq, record.hash)
 
     def load(self, session_id: str, idempotency_key: str | None = None) -> Snapshot | None:
         with self._read("load") as conn:
-            row = conn.execute(_LOAD, (idempotency_key, session_id)).fetchone()
-        return None if row is None else _snapshot_from_row(row, idempotency_key)
+            if idempotency_key is None:
+                row = conn.execute(_LOAD_PLAIN, (session_id,)).fetchone()
+            else:
+                row = conn.execute(_LOAD, (idempotency_key, session_id)).fetchone()
+        return (
+            None if row is None else self._cache.snapshot(row, _session_from_row, idempotency_key)
+        )
 
     def load_selected(self, cart_id: str) -> list[Snapshot]:
         with self._read("load_selected") as conn:
@@ -386,7 +388,7 @@ class PostgresStore:
                 "WHERE cart_id = %s AND is_selected ORDER BY id",
                 (cart_id,),
             ).fetchall()
-        return [_snapshot_from_row(row) for row in rows]
+        return [self._cache.snapshot(row, _session_from_row) for row in rows]
 
     def commit(self, writes: Sequence[Write], binding: Binding | None = None) -> None:
         check_writes(writes, binding)
@@ -394,21 +396,28 @@ class PostgresStore:
             try:
                 if len(writes) == 1:
                     self._commit_one(conn, writes[0], binding)
-                    return
-                with conn.transaction():
-                    for write in writes:
-                        cursor = conn.execute(_UPDATE_SESSION, _update_params(write))
-                        if cursor.rowcount != 1:
-                            self._refuse_stale(conn, write)
-                    if binding is not None:
-                        conn.execute(
-                            _INSERT_KEY,
-                            (binding.session_id, binding.key, binding.fingerprint, binding.seq),
-                        )
-                    records = [record for write in writes for record in write.records]
-                    conn.execute(_insert_records(len(records)), _records_params(records))
+                else:
+                    self._commit_many(conn, writes, binding)
             except psycopg.Error as error:
                 raise _refusal(error, writes, binding) from error
+        for write in writes:
+            self._cache.put(write.session, write.version, write.head)
+
+    def _commit_many(
+        self, conn: Connection, writes: Sequence[Write], binding: Binding | None
+    ) -> None:
+        with conn.transaction():
+            for write in writes:
+                cursor = conn.execute(_UPDATE_SESSION, _update_params(write))
+                if cursor.rowcount != 1:
+                    self._refuse_stale(conn, write)
+            if binding is not None:
+                conn.execute(
+                    _INSERT_KEY,
+                    (binding.session_id, binding.key, binding.fingerprint, binding.seq),
+                )
+            records = [record for write in writes for record in write.records]
+            conn.execute(_insert_records(len(records)), _records_params(records))
 
     def _commit_one(self, conn: Connection, write: Write, binding: Binding | None) -> None:
         params = _update_params(write)
@@ -457,7 +466,7 @@ class PostgresStore:
                 "ORDER BY created_at, id",
                 {"cart": cart_id, "status": wanted},
             ).fetchall()
-        return [_session_from_row(row) for row in rows]
+        return [self._cache.snapshot(row, _session_from_row).session for row in rows]
 
     def records_since(self, position: int, limit: int) -> list[LoggedRecord]:
         with self._read("records_since") as conn:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from paysession.errors import (
     ConcurrentUpdate,
@@ -37,6 +37,7 @@ from paysession.store.base import (
     Binding,
     LoggedRecord,
     Snapshot,
+    SnapshotCache,
     Write,
     check_writes,
     dump_json,
@@ -46,6 +47,7 @@ from paysession.store.base import (
 )
 
 Synchronous = Literal["FULL", "NORMAL"]
+_T = TypeVar("_T")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
@@ -111,6 +113,7 @@ _COLUMNS = (
     "id, cart_id, provider_id, is_selected, is_initiated, status, data, idempotency_key, "
     "amount, payment_authorized_at, created_at, updated_at, cart, version, head"
 )
+_LOAD_PLAIN = f"SELECT {_COLUMNS} FROM paysession_sessions WHERE id = ?"
 _LOAD = (
     f"SELECT {', '.join('s.' + c for c in _COLUMNS.split(', '))}, k.fingerprint, k.seq "
     "FROM paysession_sessions AS s LEFT JOIN paysession_keys AS k "
@@ -157,13 +160,6 @@ def _session_from_row(row: Sequence[Any]) -> PaymentSession:
         updated_at=_instant(row[11]),
         cart=load_json(row[12]),
     )
-
-
-def _snapshot_from_row(row: Sequence[Any], key: str | None = None) -> Snapshot:
-    binding = None
-    if key is not None and row[15] is not None:
-        binding = Binding(row[0], key, row[15], row[16])
-    return Snapshot(_session_from_row(row), row[13], row[14], binding)
 
 
 def _mutable_columns(session: PaymentSession) -> tuple[object, ...]:
@@ -231,8 +227,14 @@ class SqliteStore:
         self._memory = self.path == ":memory:"
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
-        self._guard = threading.RLock()
+        self._guard = threading.Lock()
+        # One in-memory database means one connection: threads take turns with it. A
+        # file gives each thread its own connection, and SQLite's locks do the rest.
+        self._turn: AbstractContextManager[object] = (
+            threading.RLock() if self._memory else nullcontext()
+        )
         self._ready = False
+        self._cache = SnapshotCache()
         self._closed = False
 
     # -- connections and transactions
@@ -257,41 +259,42 @@ class SqliteStore:
             self._connections.append(conn)
         return conn
 
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection; call it holding ``self._turn``."""
         if self._closed:
             raise StoreError("connect", "the store is closed")
         if self._memory:
-            # One in-memory database means one connection: threads take turns.
-            with self._guard:
-                if not self._connections:
-                    self._open()
-                yield self._connections[0]
-            return
+            return self._connections[0] if self._connections else self._open()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._open()
-        yield conn
+        return conn
 
     @contextmanager
     def _read(self, operation: str) -> Iterator[sqlite3.Connection]:
         if not self._ready:
             self.migrate()
-        with self._connection() as conn:
+        with self._turn:
             try:
-                yield conn
+                yield self._conn()
             except sqlite3.Error as error:
                 raise StoreError(operation, str(error)) from error
 
-    @contextmanager
-    def _write(self, operation: str, *, migrating: bool = False) -> Iterator[sqlite3.Connection]:
+    def _transaction(
+        self, operation: str, apply: Callable[..., _T], *args: Any, migrating: bool = False
+    ) -> _T:
+        """``apply(conn, *args)`` inside BEGIN IMMEDIATE ... COMMIT; rolled back on error.
+
+        A plain call rather than a context manager: every move goes through here.
+        """
         if not (self._ready or migrating):
             self.migrate()
-        with self._connection() as conn:
+        with self._turn:
+            conn = self._conn()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    yield conn
+                    result = apply(conn, *args)
                 except BaseException:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
@@ -301,66 +304,87 @@ class SqliteStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise StoreError(operation, str(error)) from error
+        return result
 
     # -- the protocol
 
     def migrate(self) -> int:
         """Create or upgrade the schema in one transaction; return its version."""
-        target = len(MIGRATIONS)
-        with self._guard, self._write("migrate", migrating=True) as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS paysession_schema (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT version FROM paysession_schema").fetchone()
-            current = 0 if row is None else int(row[0])
-            if current > target:
-                raise StoreError(
-                    "migrate",
-                    f"the database is at schema version {current}; this paysession knows "
-                    f"up to {target}",
-                )
-            for version in range(current + 1, target + 1):
-                for statement in MIGRATIONS[version - 1]:
-                    conn.execute(statement)
-            if row is None:
-                conn.execute("INSERT INTO paysession_schema (version) VALUES (?)", (target,))
-            else:
-                conn.execute("UPDATE paysession_schema SET version = ?", (target,))
+        target = self._transaction("migrate", self._migrate, migrating=True)
         self._ready = True
+        return target
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> int:
+        target = len(MIGRATIONS)
+        conn.execute("CREATE TABLE IF NOT EXISTS paysession_schema (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM paysession_schema").fetchone()
+        current = 0 if row is None else int(row[0])
+        if current > target:
+            raise StoreError(
+                "migrate",
+                f"the database is at schema version {current}; this paysession knows "
+                f"up to {target}",
+            )
+        for version in range(current + 1, target + 1):
+            for statement in MIGRATIONS[version - 1]:
+                conn.execute(statement)
+        if row is None:
+            conn.execute("INSERT INTO paysession_schema (version) VALUES (?)", (target,))
+        elif current != target:
+            conn.execute("UPDATE paysession_schema SET version = ?", (target,))
         return target
 
     def create(self, session: PaymentSession, record: TransitionRecord) -> None:
         check_writes([Write(session, -1, (record,))])
+        self._transaction("create", self._create, session, record)
+        self._cache.put(session, record.seq, record.hash)
+
+    def _create(
+        self, conn: sqlite3.Connection, session: PaymentSession, record: TransitionRecord
+    ) -> None:
         authorized_at = session.payment_authorized_at
-        with self._write("create") as conn:
-            try:
-                conn.execute(
-                    _INSERT_SESSION,
-                    (
-                        session.id,
-                        session.cart_id,
-                        session.provider_id,
-                        int(session.is_selected),
-                        int(session.is_initiated),
-                        session.status.value,
-                        dump_json(session.data),
-                        session.idempotency_key,
-                        session.amount,
-                        None if authorized_at is None else _micros(authorized_at),
-                        _micros(session.created_at),
-                        _micros(session.updated_at),
-                        dump_json(session.cart),
-                        record.seq,
-                        record.hash,
-                    ),
-                )
-            except sqlite3.IntegrityError as error:
-                raise self._refusal(error, session) from error
-            (last,) = conn.execute(_LAST_POSITION).fetchone()
-            conn.execute(_INSERT_RECORD, _record_row(record, last + 1))
+        try:
+            conn.execute(
+                _INSERT_SESSION,
+                (
+                    session.id,
+                    session.cart_id,
+                    session.provider_id,
+                    int(session.is_selected),
+                    int(session.is_initiated),
+                    session.status.value,
+                    dump_json(session.data),
+                    session.idempotency_key,
+                    session.amount,
+                    None if authorized_at is None else _micros(authorized_at),
+                    _micros(session.created_at),
+                    _micros(session.updated_at),
+                    dump_json(session.cart),
+                    record.seq,
+                    record.hash,
+                ),
+            )
+        except sqlite3.IntegrityError as error:
+            raise self._refusal(error, session) from error
+        (last,) = conn.execute(_LAST_POSITION).fetchone()
+        conn.execute(_INSERT_RECORD, _record_row(record, last + 1))
 
     def load(self, session_id: str, idempotency_key: str | None = None) -> Snapshot | None:
-        with self._read("load") as conn:
-            row = conn.execute(_LOAD, (idempotency_key, session_id)).fetchone()
-        return None if row is None else _snapshot_from_row(row, idempotency_key)
+        # Spelled out rather than through _read: every move starts here.
+        if not self._ready:
+            self.migrate()
+        with self._turn:
+            try:
+                if idempotency_key is None:
+                    row = self._conn().execute(_LOAD_PLAIN, (session_id,)).fetchone()
+                else:
+                    row = self._conn().execute(_LOAD, (idempotency_key, session_id)).fetchone()
+            except sqlite3.Error as error:
+                raise StoreError("load", str(error)) from error
+        return (
+            None if row is None else self._cache.snapshot(row, _session_from_row, idempotency_key)
+        )
 
     def load_selected(self, cart_id: str) -> list[Snapshot]:
         with self._read("load_selected") as conn:
@@ -369,51 +393,57 @@ class SqliteStore:
                 "WHERE cart_id = ? AND is_selected ORDER BY id",
                 (cart_id,),
             ).fetchall()
-        return [_snapshot_from_row(row) for row in rows]
+        return [self._cache.snapshot(row, _session_from_row) for row in rows]
 
     def commit(self, writes: Sequence[Write], binding: Binding | None = None) -> None:
         check_writes(writes, binding)
-        with self._write("commit") as conn:
-            for write in writes:
-                session = write.session
+        self._transaction("commit", self._commit, writes, binding)
+        for write in writes:
+            self._cache.put(write.session, write.version, write.head)
+
+    def _commit(
+        self, conn: sqlite3.Connection, writes: Sequence[Write], binding: Binding | None
+    ) -> None:
+        for write in writes:
+            session = write.session
+            try:
+                cursor = conn.execute(
+                    _UPDATE_SESSION,
+                    (
+                        *_mutable_columns(session),
+                        write.version,
+                        write.head,
+                        session.id,
+                        write.expected_version,
+                    ),
+                )
+            except sqlite3.IntegrityError as error:
+                raise self._refusal(error, session) from error
+            if cursor.rowcount != 1:
+                found = conn.execute(
+                    "SELECT version FROM paysession_sessions WHERE id = ?", (session.id,)
+                ).fetchone()
+                if found is None:
+                    raise SessionNotFound(session.id)
+                raise ConcurrentUpdate(session.id, write.expected_version, found[0])
+        (position,) = conn.execute(_LAST_POSITION).fetchone()
+        for write in writes:
+            for record in write.records:
+                position += 1
                 try:
-                    cursor = conn.execute(
-                        _UPDATE_SESSION,
-                        (
-                            *_mutable_columns(session),
-                            write.version,
-                            write.head,
-                            session.id,
-                            write.expected_version,
-                        ),
-                    )
+                    conn.execute(_INSERT_RECORD, _record_row(record, position))
                 except sqlite3.IntegrityError as error:
-                    raise self._refusal(error, session) from error
-                if cursor.rowcount != 1:
-                    found = conn.execute(
-                        "SELECT version FROM paysession_sessions WHERE id = ?", (session.id,)
-                    ).fetchone()
-                    if found is None:
-                        raise SessionNotFound(session.id)
-                    raise ConcurrentUpdate(session.id, write.expected_version, found[0])
-            (position,) = conn.execute(_LAST_POSITION).fetchone()
-            for write in writes:
-                for record in write.records:
-                    position += 1
-                    try:
-                        conn.execute(_INSERT_RECORD, _record_row(record, position))
-                    except sqlite3.IntegrityError as error:
-                        raise self._refusal(error, write.session, write) from error
-            if binding is not None:
-                try:
-                    conn.execute(
-                        _INSERT_KEY,
-                        (binding.session_id, binding.key, binding.fingerprint, binding.seq),
-                    )
-                except sqlite3.IntegrityError as error:
-                    if "paysession_keys.key" in _unique_columns(error):
-                        raise ConcurrentUpdate(binding.session_id, None) from error
-                    raise
+                    raise self._refusal(error, write.session, write) from error
+        if binding is not None:
+            try:
+                conn.execute(
+                    _INSERT_KEY,
+                    (binding.session_id, binding.key, binding.fingerprint, binding.seq),
+                )
+            except sqlite3.IntegrityError as error:
+                if "paysession_keys.key" in _unique_columns(error):
+                    raise ConcurrentUpdate(binding.session_id, None) from error
+                raise
 
     def record(self, session_id: str, seq: int) -> TransitionRecord | None:
         with self._read("record") as conn:
@@ -447,7 +477,7 @@ class SqliteStore:
                 "ORDER BY created_at, id",
                 params,
             ).fetchall()
-        return [_session_from_row(row) for row in rows]
+        return [self._cache.snapshot(row, _session_from_row).session for row in rows]
 
     def records_since(self, position: int, limit: int) -> list[LoggedRecord]:
         with self._read("records_since") as conn:
@@ -459,7 +489,7 @@ class SqliteStore:
         return [LoggedRecord(at, record_from_wire(wire)) for at, wire in rows]
 
     def close(self) -> None:
-        with self._guard:
+        with self._turn, self._guard:
             self._closed = True
             for conn in self._connections:
                 conn.close()

@@ -1,0 +1,361 @@
+"""Committed moves per second through the stores, against the same SQL written by hand.
+
+Run from the repository root::
+
+    python -m tests.benchmarks.bench_store [--quick] [--rounds N] [--moves N]
+
+PostgreSQL comes from ``PAYSESSION_PG_DSN`` (a role that may create databases) or from
+a cluster this script starts from the binaries on PATH (with fsync on: commits are
+durable, as in production) and removes afterwards.
+
+Each configuration runs in worker processes (spawned), each moving sessions of its
+own through a cycle of three legal moves (require_more, update with an amount, retry),
+so that the figure is throughput, not contention. The two contenders alternate in
+every round on the same database and the same workers:
+
+- ``paysession``: ``PaymentSessions.fire`` over the store;
+- ``by hand``: what careful code without the library would run for the same durable
+  move on the same driver and settings: read the row (the store's own query), work
+  out the new status and timestamps with plain dicts, build and hash the same audit
+  record with ``json`` and ``hashlib``, then the store's own write statements (SQLite:
+  BEGIN IMMEDIATE, the compare-and-set UPDATE, max(position), the record INSERT,
+  COMMIT; PostgreSQL: the one-statement commit). No validation, no hooks, no table.
+
+The figure is moves committed per second by all workers together (from the moment
+they are released at once until the last one is done), the median of the rounds.
+Target: paysession >= 0.7x by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+SPAWN = multiprocessing.get_context("spawn")
+CYCLE = ("require_more", "update", "retry")
+DEST = {"require_more": "requires_more", "retry": "pending"}
+TARGET = 0.7
+
+
+# --------------------------------------------------------------------------------------
+# The hand-written move.
+
+
+def _iso(value: datetime) -> str:
+    value = value.astimezone(timezone.utc)
+    micro = value.microsecond
+    frac = f"{micro // 1000:03d}" if micro % 1000 == 0 else f"{micro:06d}"
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + frac + "Z"
+
+
+def _record(row: Sequence[Any], trigger: str, amount: int, at: datetime) -> tuple[Any, ...]:
+    """The new row values and the sealed record of a move, with plain dicts and json."""
+    session_id, status, old_amount, updated_at, version, head = (
+        row[0],
+        row[5],
+        row[8],
+        row[11],
+        row[13],
+        row[14],
+    )
+    dest = DEST.get(trigger, status)
+    now_text = _iso(at)
+    changes: dict[str, list[Any]] = {"updated_at": [_iso(updated_at), now_text]}
+    new_amount = old_amount
+    if trigger == "update" and amount != old_amount:
+        changes["amount"] = [old_amount, amount]
+        new_amount = amount
+    body = {
+        "session_id": session_id,
+        "seq": version + 1,
+        "trigger": trigger,
+        "source": status,
+        "dest": dest,
+        "at": now_text,
+        "actor": None,
+        "reason": None,
+        "idempotency_key": None,
+        "changes": changes,
+        "prev_hash": head,
+    }
+    sealed = hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    body["hash"] = sealed
+    wire = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return dest, new_amount, version + 1, sealed, wire
+
+
+class SqliteByHand:
+    def __init__(self, path: str, synchronous: str) -> None:
+        import sqlite3
+
+        from paysession.store import sqlite as module
+
+        self.m = module
+        self.conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.conn.execute("PRAGMA busy_timeout = 30000")
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute(f"PRAGMA synchronous = {synchronous}")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+
+    def move(self, session_id: str, trigger: str, amount: int) -> None:
+        m, conn = self.m, self.conn
+        row = list(conn.execute(m._LOAD_PLAIN, (session_id,)).fetchone())
+        row[11] = m._instant(row[11])
+        at = max(datetime.now(timezone.utc), row[11])
+        dest, new_amount, version, sealed, wire = _record(row, trigger, amount, at)
+        micros = m._micros(at)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = conn.execute(
+                m._UPDATE_SESSION,
+                [
+                    *(row[3], row[4], dest, row[6], row[7], new_amount, row[9], micros),
+                    *(row[12], version, sealed, session_id, version - 1),
+                ],
+            )
+            if cursor.rowcount != 1:
+                raise RuntimeError("lost a race")
+            (last,) = conn.execute(m._LAST_POSITION).fetchone()
+            conn.execute(
+                m._INSERT_RECORD, (session_id, version, last + 1, trigger, micros, sealed, wire)
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class PostgresByHand:
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+
+        from paysession.store import postgres as module
+
+        self.m = module
+        self.conn = psycopg.connect(dsn, autocommit=True)
+
+    def move(self, session_id: str, trigger: str, amount: int) -> None:
+        m, conn = self.m, self.conn
+        row = conn.execute(m._LOAD_PLAIN, (session_id,)).fetchone()
+        assert row is not None
+        at = max(datetime.now(timezone.utc), row[11])
+        dest, new_amount, version, sealed, wire = _record(row, trigger, amount, at)
+        params = [
+            row[3],
+            row[4],
+            dest,
+            json.dumps(row[6], separators=(",", ":")),
+            row[7],
+            new_amount,
+            row[9],
+            at,
+            None if row[12] is None else json.dumps(row[12], separators=(",", ":")),
+            version,
+            sealed,
+            session_id,
+            version - 1,
+            session_id,
+            version,
+            trigger,
+            at,
+            sealed,
+            wire,
+        ]
+        cursor = conn.execute(m._commit_one(1, False), params)
+        if cursor.rowcount != 1:
+            raise RuntimeError("lost a race")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# --------------------------------------------------------------------------------------
+# Workers.
+
+
+def _open_store(kind: str, place: str, synchronous: str) -> Any:
+    from paysession.store import SqliteStore
+
+    if kind == "sqlite":
+        return SqliteStore(place, synchronous=synchronous)  # type: ignore[arg-type]
+    from paysession.store.postgres import PostgresStore
+
+    return PostgresStore(place, max_size=1)
+
+
+def worker(
+    kind: str,
+    place: str,
+    synchronous: str,
+    ids: list[str],
+    moves: int,
+    rounds: int,
+    barrier: Any,
+    results: Any,
+) -> None:
+    from paysession import PaymentSessions
+
+    store = _open_store(kind, place, synchronous)
+    sessions = PaymentSessions(store)
+    by_hand = SqliteByHand(place, synchronous) if kind == "sqlite" else PostgresByHand(place)
+    step = 0
+
+    def run(fire: Any) -> tuple[float, float]:
+        nonlocal step
+        barrier.wait()
+        start = time.monotonic()
+        for _ in range(moves):
+            trigger = CYCLE[(step // len(ids)) % 3]
+            fire(ids[step % len(ids)], trigger, 1000 + step % 7)
+            step += 1
+        return start, time.monotonic()
+
+    def library(session_id: str, trigger: str, amount: int) -> None:
+        if trigger == "update":
+            sessions.fire(session_id, trigger, amount=amount)
+        else:
+            sessions.fire(session_id, trigger)
+
+    # One warm-up pass each (statement caches, prepared statements), then the rounds;
+    # both contenders always start a round from the same point of the cycle.
+    for round_ in range(rounds + 1):
+        for name, fire in (("paysession", library), ("by hand", by_hand.move)):
+            results.put((name, round_, run(fire)))
+    by_hand.close()
+    store.close()
+
+
+def measure(
+    kind: str, place: str, synchronous: str, workers: int, moves: int, rounds: int
+) -> dict[str, float]:
+    """Median moves per second of each contender over ``rounds`` alternating rounds."""
+    from paysession import PaymentSessions
+
+    store = _open_store(kind, place, synchronous)
+    sessions = PaymentSessions(store)
+    # Three moves per session per cycle: a multiple of 3 sessions keeps every worker's
+    # sessions in step, so both contenders always meet the same statuses.
+    per_worker = 9
+    batches = []
+    for w in range(workers):
+        ids = []
+        for n in range(per_worker):
+            session = sessions.create(cart_id=f"w{w}_c{n}", provider_id="stripe", amount=1000)
+            sessions.fire(session.id, "initiate", data={"id": f"pi_{w}_{n}"})
+            ids.append(session.id)
+        batches.append(ids)
+    store.close()
+    moves -= moves % (3 * per_worker)
+    barrier = SPAWN.Barrier(workers)
+    results = SPAWN.Queue()
+    processes = [
+        SPAWN.Process(
+            target=worker,
+            args=(kind, place, synchronous, batches[w], moves, rounds, barrier, results),
+        )
+        for w in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    spans: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for _ in range(workers * 2 * (rounds + 1)):
+        name, round_, span = results.get(timeout=600)
+        spans.setdefault((name, round_), []).append(span)
+    for process in processes:
+        process.join()
+    rates: dict[str, list[float]] = {}
+    for (name, round_), group in spans.items():
+        if round_ == 0:
+            continue  # the warm-up
+        elapsed = max(end for _, end in group) - min(start for start, _ in group)
+        rates.setdefault(name, []).append(workers * moves / elapsed)
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+# --------------------------------------------------------------------------------------
+# The run.
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer moves and rounds")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--moves", type=int, default=None, help="moves per worker per round")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (2 if args.quick else 5)
+    moves = args.moves or (270 if args.quick else 1080)
+
+    root = Path(__file__).resolve().parents[2]
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from tests import pgcluster
+
+    configurations: list[tuple[str, str, int]] = [
+        ("sqlite", "FULL", 1),
+        ("sqlite", "NORMAL", 1),
+        ("postgres", "", 1),
+        ("postgres", "", 4),
+        ("postgres", "", 8),
+    ]
+    rows = []
+    cluster = None
+    admin = os.environ.get("PAYSESSION_PG_DSN")
+    try:
+        for kind, synchronous, workers in configurations:
+            if kind == "sqlite":
+                directory = tempfile.mkdtemp(prefix="paysession-bench-")
+                place = os.path.join(directory, "sessions.db")
+                label = f"SQLite WAL, synchronous={synchronous}"
+            else:
+                if admin is None:
+                    if not pgcluster.binaries_available():
+                        print("PostgreSQL: no PAYSESSION_PG_DSN and no initdb; skipped")
+                        continue
+                    cluster = pgcluster.start_cluster(fsync=True)
+                    admin = cluster.dsn()
+                place = pgcluster.with_database(admin, pgcluster.create_database(admin))
+                label = "PostgreSQL, fsync on"
+            rates = measure(kind, place, synchronous, workers, moves, rounds)
+            ratio = rates["paysession"] / rates["by hand"]
+            rows.append((label, workers, rates["paysession"], rates["by hand"], ratio))
+            print(f"  measured {label}, {workers} worker(s)", file=sys.stderr)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+    header = "| store | workers | paysession moves/s | by hand moves/s | ratio | target |"
+    print(header)
+    print("|---|---:|---:|---:|---:|---|")
+    failed = False
+    for label, workers, ours, theirs, ratio in rows:
+        verdict = "PASS" if ratio >= TARGET else "FAIL"
+        failed |= ratio < TARGET
+        print(
+            f"| {label} | {workers} | {ours:,.0f} | {theirs:,.0f} | {ratio:.2f}x | "
+            f">= {TARGET}x {verdict} |"
+        )
+    print(
+        f"\n{rounds} rounds of {moves} moves per worker; median; CPU count {os.cpu_count()}, "
+        f"Python {sys.version.split()[0]}"
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
