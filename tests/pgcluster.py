@@ -46,7 +46,15 @@ class Cluster:
 
     def stop(self) -> None:
         subprocess.run(
-            [*self._as_user, "pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "stop"],
+            [
+                *self._as_user,
+                "pg_ctl",
+                "-D",
+                str(self.directory / "data"),
+                "-m",
+                "immediate",
+                "stop",
+            ],
             check=False,
             capture_output=True,
         )
