@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from transitions import Machine, MachineError
 from transitions.core import EventData
@@ -29,6 +29,9 @@ from paysession.errors import (
     PaySessionError,
 )
 from paysession.hooks import Hooks, TransitionEvent
+
+if TYPE_CHECKING:
+    from paysession.audit import AuditSink
 from paysession.lifecycle import ALLOWED, CREATE, GUARDS, MOVES, TRANSITIONS, Move
 from paysession.limits import current
 from paysession.record import GENESIS, Change, TransitionRecord, make_record
@@ -415,7 +418,7 @@ class SessionMachine:
         *,
         hooks: Hooks | None = None,
         clock: Clock | None = None,
-        sink: Any = None,
+        sink: AuditSink | None = None,
         key: bytes | None = None,
     ) -> None:
         if not isinstance(session, PaymentSession):
