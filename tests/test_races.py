@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
@@ -30,7 +31,7 @@ from paysession import (
 )
 from paysession.audit import replay
 from paysession.lifecycle import ALLOWED
-from paysession.store import SessionStore, SqliteStore
+from paysession.store import LoggedRecord, SessionStore, SqliteStore
 
 from .conftest import StoreFactory
 
@@ -58,6 +59,37 @@ def prepare(sessions: PaymentSessions, count: int, carts: int | None = None) -> 
         sessions.fire(session.id, "initiate", data={"id": f"pi_{n}", "client_secret": "s"})
         ids.append(session.id)
     return ids
+
+
+class Follower:
+    """A consumer in a thread, reading every record from a cursor while others write."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
+        self.seen: list[LoggedRecord] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow)
+
+    def _follow(self) -> None:
+        cursor = 0
+        while True:
+            stopping = self._stop.is_set()
+            page = self.store.records_since(cursor, 500)
+            self.seen += page
+            if page:
+                cursor = page[-1].position
+            elif stopping:
+                return
+            else:
+                time.sleep(0.001)
+
+    def __enter__(self) -> Follower:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def run_workers(target: Any, args: Sequence[tuple[Any, ...]], timeout: float = 120) -> list[Any]:
@@ -209,13 +241,14 @@ class TestRaces:
         ids = prepare(sessions, 200)
         triggers = ["authorize", "cancel", "fail"] * 3
         barrier = SPAWN.Barrier(WORKERS)
-        results = run_workers(
-            race_worker,
-            [
-                (store_factory.kind, store_factory.place, triggers[n], ids, barrier)
-                for n in range(WORKERS)
-            ],
-        )
+        with Follower(store_factory()) as follower:
+            results = run_workers(
+                race_worker,
+                [
+                    (store_factory.kind, store_factory.place, triggers[n], ids, barrier)
+                    for n in range(WORKERS)
+                ],
+            )
         winners: dict[str, dict[str, Any]] = {}
         for trigger, versions, won, lost in results:
             assert versions == dict.fromkeys(ids, 1)
@@ -231,6 +264,9 @@ class TestRaces:
             assert len(trail) == 3
             assert trail[2].to_dict() == winners[session_id]
         assert check_database(store_factory, sessions, ids) == 3 * len(ids)
+        # A consumer that followed the race from a cursor missed nothing: no record
+        # ever became visible behind a position it had already passed.
+        assert follower.seen == sessions.records_since(0, 1_000_000)
 
     def test_one_record_for_a_key_fired_everywhere_at_once(
         self, store_factory: StoreFactory

@@ -457,14 +457,20 @@ class PostgresStore:
     def find(
         self, *, cart_id: str | None = None, status: PaymentSessionStatus | None = None
     ) -> list[PaymentSession]:
-        wanted = None if status is None else PaymentSessionStatus(status).value
+        # Only the filters given, so that each shape of query gets a plan that uses
+        # its index.
+        where, params = ["true"], []
+        if cart_id is not None:
+            where.append("cart_id = %s")
+            params.append(cart_id)
+        if status is not None:
+            where.append("status = %s")
+            params.append(PaymentSessionStatus(status).value)
         with self._read("find") as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM paysession_sessions "
-                "WHERE (%(cart)s::text IS NULL OR cart_id = %(cart)s) "
-                "AND (%(status)s::text IS NULL OR status = %(status)s) "
+                f"SELECT {_COLUMNS} FROM paysession_sessions WHERE {' AND '.join(where)} "
                 "ORDER BY created_at, id",
-                {"cart": cart_id, "status": wanted},
+                params,
             ).fetchall()
         return [self._cache.snapshot(row, _session_from_row).session for row in rows]
 
