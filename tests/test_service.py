@@ -20,6 +20,7 @@ from paysession import (
 from paysession.audit import verify
 from paysession.errors import DuplicateSession, SelectionConflict, StoreError
 from paysession.store import MemoryStore, SqliteStore
+from paysession.store.sqlite import MIGRATIONS
 
 from .helpers import T0, StepClock
 
@@ -129,7 +130,9 @@ class TestSqliteStore:
             assert store.find() == []
         with sqlite3.connect(path) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert conn.execute("SELECT version FROM paysession_schema").fetchall() == [(1,)]
+            assert conn.execute("SELECT version FROM paysession_schema").fetchall() == [
+                (len(MIGRATIONS),)
+            ]
 
     def test_a_busy_database_is_a_store_error(self, tmp_path: Path) -> None:
         """A write that waits longer than busy_timeout for the lock fails with StoreError."""
