@@ -8,6 +8,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from json.encoder import encode_basestring_ascii
 
+_WIRE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}(?:[0-9]{3})?Z")
 _ISO = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
     r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))"
@@ -50,6 +51,9 @@ def parse_datetime(text: str) -> datetime:
     Raises ValueError for a naive or malformed timestamp. Fractions beyond microseconds
     (Java's nanoseconds) are truncated.
     """
+    if _WIRE.fullmatch(text):
+        # The form this library and Medusa write: the C parser, then UTC.
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
     match = _ISO.fullmatch(text)
     if match is None:
         raise ValueError("must be an ISO 8601 timestamp with a UTC offset or Z")

@@ -96,6 +96,8 @@ def make_converter() -> cattrs.Converter:
 
 
 def _structure_session(converter: cattrs.Converter, payload: object) -> PaymentSession:
+    structure_datetime = converter.get_structure_hook(datetime)
+    structure_status = converter.get_structure_hook(PaymentSessionStatus)
     if not isinstance(payload, Mapping):
         raise InvalidSessionData({"$": f"must be a JSON object, got {type(payload).__name__}"})
     problems: dict[str, str] = {}
@@ -119,12 +121,12 @@ def _structure_session(converter: cattrs.Converter, payload: object) -> PaymentS
         value = fields.get(name)
         if value is not None:
             try:
-                fields[name] = converter.structure(value, datetime)
+                fields[name] = structure_datetime(value, datetime)
             except (TypeError, ValueError) as error:
                 problems[name] = str(error)
     if "status" in fields:
         try:
-            fields["status"] = converter.structure(fields["status"], PaymentSessionStatus)
+            fields["status"] = structure_status(fields["status"], PaymentSessionStatus)
         except ValueError as error:
             problems["status"] = str(error)
     if problems:
@@ -181,6 +183,9 @@ def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def from_json(text: str | bytes) -> PaymentSession:
     """A session from wire JSON text; InvalidSessionData for anything else."""
     longest = current().document_chars
@@ -189,7 +194,11 @@ def from_json(text: str | bytes) -> PaymentSession:
     if len(text) > longest:
         raise InvalidSessionData({"$": f"is longer than {longest} characters"})
     try:
-        payload = json.loads(text, parse_constant=_no_constant)
+        payload = (
+            _DECODER.decode(text)
+            if isinstance(text, str)
+            else json.loads(text, parse_constant=_no_constant)
+        )
     except RecursionError:
         raise InvalidSessionData({"$": "nests too deeply"}) from None
     except (ValueError, TypeError) as error:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from transitions import Machine, MachineError
+from transitions import Machine
 from transitions.core import EventData
 
 from paysession._frozen import freeze, is_text
@@ -330,6 +330,18 @@ def resolve(trigger: object, status: PaymentSessionStatus) -> Move:
     return move
 
 
+def check_legal(move: Move, status: PaymentSessionStatus) -> None:
+    """Raise IllegalTransition unless the shared ``transitions`` machine has ``move`` from
+    ``status``.
+
+    This asks the engine's own registry (the lookup ``Event.trigger`` starts with), so
+    the verdict is still ``transitions``'; it only spares a refused move the clock
+    reading, the attempt and the exception that a full trigger would cost.
+    """
+    if status.value not in _EVENTS[move.trigger].transitions:
+        raise IllegalTransition(move.trigger, status.value, ALLOWED[status])
+
+
 def plan(
     session: PaymentSession,
     move: Move,
@@ -349,6 +361,7 @@ def plan(
     Raises IllegalTransition, GuardRejected, or whatever a before-hook raised; in every
     case nothing has changed.
     """
+    check_legal(move, session.status)
     attempt = _Attempt(
         session,
         move,
@@ -364,14 +377,7 @@ def plan(
         idempotency_key=idempotency_key,
         key=key,
     )
-    try:
-        moved = _EVENTS[move.trigger].trigger(attempt)
-    except MachineError:
-        if attempt.planned is not None:
-            raise  # raised by a before-hook, not by the table
-        raise IllegalTransition(
-            move.trigger, session.status.value, ALLOWED[session.status]
-        ) from None
+    moved = _EVENTS[move.trigger].trigger(attempt)
     if not moved:
         guard = attempt.failed_guard or "?"
         raise GuardRejected(
@@ -501,6 +507,7 @@ class SessionMachine:
                     if bound[0] != print_:
                         raise IdempotencyConflict(idempotency_key, bound[1].trigger, move.trigger)
                     return bound[1]
+            check_legal(move, self._session.status)
             trail = self._trail()
             last = trail[-1]
             self._busy = True

@@ -176,6 +176,12 @@ def compute_hash(body: Mapping[str, Any], key: bytes | None = None) -> str:
     return seal(canonical_json(body), key)
 
 
+_STATUS_TEXT: dict[PaymentSessionStatus | None, str] = {
+    None: "null",
+    **{status: f'"{status.value}"' for status in PaymentSessionStatus},
+}
+
+
 def _text(value: str | None) -> str:
     return "null" if value is None else encode_basestring_ascii(value)
 
@@ -212,13 +218,13 @@ def canonical_text(
     pairs = ",".join(
         [f"{j(name)}:[{j(old)},{j(new)}]" for name, (old, new) in sorted(changes.items())]
     )
-    source_text = "null" if source is None else f'"{source.value}"'
     hash_text = "" if hash is None else f'"hash":{_text(hash)},'
     return (
         f'{{"actor":{_text(actor)},"at":"{format_datetime(at)}","changes":{{{pairs}}},'
-        f'"dest":"{dest.value}",{hash_text}"idempotency_key":{_text(idempotency_key)},'
+        f'"dest":{_STATUS_TEXT[dest]},{hash_text}"idempotency_key":{_text(idempotency_key)},'
         f'"prev_hash":{_text(prev_hash)},"reason":{_text(reason)},"seq":{seq:d},'
-        f'"session_id":{_text(session_id)},"source":{source_text},"trigger":{_text(trigger)}}}'
+        f'"session_id":{_text(session_id)},"source":{_STATUS_TEXT[source]},'
+        f'"trigger":{_text(trigger)}}}'
     )
 
 
@@ -251,17 +257,17 @@ def make_record(
         changes,
         prev_hash,
     )
-    return TransitionRecord(
-        session_id=session_id,
-        seq=seq,
-        trigger=trigger,
-        source=source,
-        dest=dest,
-        at=at,
-        actor=actor,
-        reason=reason,
-        idempotency_key=idempotency_key,
-        changes=FrozenDict(changes),
-        prev_hash=prev_hash,
-        hash=seal(canonical, key),
+    return TransitionRecord(  # positional: the field order of the class
+        session_id,
+        seq,
+        trigger,
+        source,
+        dest,
+        at,
+        actor,
+        reason,
+        idempotency_key,
+        FrozenDict(changes),
+        prev_hash,
+        seal(canonical, key),
     )
