@@ -6,7 +6,10 @@ A store keeps three things and the rules that bind them:
   (that record's hash, which the next record chains to);
 - the trail, one record per move, under the primary key (session_id, seq), each with
   a global ``position`` handed out in commit order;
-- the idempotency keys, one per (session_id, key), each naming the record it produced.
+- the idempotency keys, one per (session_id, key), each naming the record it produced;
+- the provider events, one per (session_id, event_id): every provider report that
+  reconciliation handled, with its outcome, written in the same transaction as the
+  moves it caused.
 
 The rules the database holds (and :class:`~paysession.store.MemoryStore` emulates): a
 write is a compare-and-set on the version; (session_id, seq) and (session_id, key)
@@ -17,9 +20,11 @@ makes it durable or refuses it whole.
 
 from __future__ import annotations
 
+import enum
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 import attrs
@@ -82,6 +87,58 @@ class LoggedRecord:
     record: TransitionRecord
 
 
+class EventOutcome(str, enum.Enum):
+    """What reconciliation did with a provider's report."""
+
+    APPLIED = "applied"
+    """The session moved along the shortest legal path to the reported status."""
+    NOOP = "noop"
+    """The session was in the reported status already."""
+    STALE = "stale"
+    """Observed before a report already applied (or found a no-op): ignored."""
+    DUPLICATE = "duplicate"
+    """An event id seen before: ignored. The store counts it on the first delivery's row."""
+    ANOMALY = "anomaly"
+    """No legal path reaches the reported status (or a guard refused it): not applied."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen(slots=True)
+class ProviderEvent:
+    """One provider report as reconciliation handled it: a row of the provider-events table.
+
+    ``status`` is what the provider's status map made of ``provider_status``;
+    ``session_status`` the session's status when the report was handled (before any
+    move); ``version`` the session's version after it (for an applied report, the seq
+    of the last record it caused). ``guard`` names the guard that refused the path of an
+    anomaly, when a guard did. ``duplicates`` counts later deliveries of the same event
+    id, each ignored. A report without an event id is kept under a generated id that
+    starts with ``unidentified:``.
+    """
+
+    session_id: str
+    event_id: str
+    provider_status: str
+    status: PaymentSessionStatus
+    session_status: PaymentSessionStatus
+    outcome: EventOutcome
+    observed_at: datetime | None
+    recorded_at: datetime
+    version: int
+    guard: str | None = None
+    duplicates: int = 0
+
+    @property
+    def advances(self) -> bool:
+        """Whether this report moves the session's watermark (the newest applied report)."""
+        return self.observed_at is not None and self.outcome in _ACCEPTED
+
+
+_ACCEPTED = frozenset({EventOutcome.APPLIED, EventOutcome.NOOP})
+
+
 class SessionStore(Protocol):
     """A protocol: where sessions, their trails and their idempotency keys are kept.
 
@@ -134,6 +191,41 @@ class SessionStore(Protocol):
 
     def records_since(self, position: int, limit: int) -> list[LoggedRecord]:
         """Up to ``limit`` records with a position above ``position``, in commit order."""
+        ...
+
+    def provider_event(self, session_id: str, event_id: str) -> ProviderEvent | None:
+        """The event recorded under (session_id, event_id), or None."""
+        ...
+
+    def newest_observed(self, session_id: str) -> datetime | None:
+        """The latest ``observed_at`` of the session's applied and no-op events, or None."""
+        ...
+
+    def record_event(
+        self,
+        event: ProviderEvent,
+        write: Write | None = None,
+        *,
+        expected_version: int | None = None,
+    ) -> None:
+        """Insert ``event`` and apply ``write`` (the moves it caused) in one transaction.
+
+        Raises ConcurrentUpdate, writing nothing, when the session is no longer at
+        ``write.expected_version`` (or at ``expected_version`` when there is no write),
+        when the event id is taken, or when the event is applied or a no-op with an
+        ``observed_at`` and an applied or no-op event observed later was recorded first;
+        SessionNotFound for a session that does not exist.
+        """
+        ...
+
+    def count_duplicate(self, session_id: str, event_id: str) -> None:
+        """Add one to the ``duplicates`` of a recorded event (a redelivery was ignored)."""
+        ...
+
+    def provider_events(
+        self, *, session_id: str | None = None, outcome: EventOutcome | None = None
+    ) -> list[ProviderEvent]:
+        """Recorded events matching every filter given, in the order they were recorded."""
         ...
 
     def close(self) -> None:
@@ -258,4 +350,12 @@ def load_json(value: Any) -> Any:
     return json.loads(value)
 
 
-__all__ = ["Binding", "LoggedRecord", "SessionStore", "Snapshot", "Write"]
+__all__ = [
+    "Binding",
+    "EventOutcome",
+    "LoggedRecord",
+    "ProviderEvent",
+    "SessionStore",
+    "Snapshot",
+    "Write",
+]

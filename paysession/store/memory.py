@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import datetime
+
+import attrs
 
 from paysession.errors import (
     ConcurrentUpdate,
@@ -14,7 +17,15 @@ from paysession.errors import (
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
-from paysession.store.base import Binding, LoggedRecord, Snapshot, Write, check_writes
+from paysession.store.base import (
+    Binding,
+    EventOutcome,
+    LoggedRecord,
+    ProviderEvent,
+    Snapshot,
+    Write,
+    check_writes,
+)
 
 
 class _Row:
@@ -34,7 +45,7 @@ class MemoryStore:
     process; use :class:`~paysession.store.SqliteStore` for that.
     """
 
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -44,6 +55,8 @@ class MemoryStore:
         self._log: list[TransitionRecord] = []
         self._by_cart_provider: dict[tuple[str, str], str] = {}
         self._selected: dict[str, str] = {}
+        self._events: dict[tuple[str, str], ProviderEvent] = {}
+        self._newest: dict[str, datetime] = {}
 
     def migrate(self) -> int:
         return self.SCHEMA_VERSION
@@ -89,37 +102,40 @@ class MemoryStore:
     def commit(self, writes: Sequence[Write], binding: Binding | None = None) -> None:
         check_writes(writes, binding)
         with self._lock:
-            # Check every rule first, against the state as the writes would leave it,
-            # so that a refused commit leaves no trace.
-            selected = dict(self._selected)
-            for write in writes:
-                session = write.session
-                row = self._rows.get(session.id)
-                if row is None:
-                    raise SessionNotFound(session.id)
-                if row.version != write.expected_version:
-                    raise ConcurrentUpdate(session.id, write.expected_version, row.version)
-                trail = self._trails[session.id]
-                if any(record.seq < len(trail) for record in write.records):
-                    raise ConcurrentUpdate(session.id, write.expected_version)
-                cart_id = session.cart_id
-                if cart_id is not None:
-                    if selected.get(cart_id) == session.id and not session.is_selected:
-                        del selected[cart_id]
-                    elif session.is_selected:
-                        if selected.get(cart_id, session.id) != session.id:
-                            raise SelectionConflict(session.id, cart_id)
-                        selected[cart_id] = session.id
-            if binding is not None and (binding.session_id, binding.key) in self._keys:
-                raise ConcurrentUpdate(binding.session_id, None)
-            for write in writes:
-                row = self._rows[write.session.id]
-                row.session, row.version, row.head = write.session, write.version, write.head
-                self._trails[write.session.id].extend(write.records)
-                self._log.extend(write.records)
-            self._selected = selected
-            if binding is not None:
-                self._keys[(binding.session_id, binding.key)] = binding
+            self._commit_locked(writes, binding)
+
+    def _commit_locked(self, writes: Sequence[Write], binding: Binding | None) -> None:
+        # Check every rule first, against the state as the writes would leave it,
+        # so that a refused commit leaves no trace.
+        selected = dict(self._selected)
+        for write in writes:
+            session = write.session
+            row = self._rows.get(session.id)
+            if row is None:
+                raise SessionNotFound(session.id)
+            if row.version != write.expected_version:
+                raise ConcurrentUpdate(session.id, write.expected_version, row.version)
+            trail = self._trails[session.id]
+            if any(record.seq < len(trail) for record in write.records):
+                raise ConcurrentUpdate(session.id, write.expected_version)
+            cart_id = session.cart_id
+            if cart_id is not None:
+                if selected.get(cart_id) == session.id and not session.is_selected:
+                    del selected[cart_id]
+                elif session.is_selected:
+                    if selected.get(cart_id, session.id) != session.id:
+                        raise SelectionConflict(session.id, cart_id)
+                    selected[cart_id] = session.id
+        if binding is not None and (binding.session_id, binding.key) in self._keys:
+            raise ConcurrentUpdate(binding.session_id, None)
+        for write in writes:
+            row = self._rows[write.session.id]
+            row.session, row.version, row.head = write.session, write.version, write.head
+            self._trails[write.session.id].extend(write.records)
+            self._log.extend(write.records)
+        self._selected = selected
+        if binding is not None:
+            self._keys[(binding.session_id, binding.key)] = binding
 
     def record(self, session_id: str, seq: int) -> TransitionRecord | None:
         with self._lock:
@@ -147,6 +163,61 @@ class MemoryStore:
             start = max(position, 0)
             chunk = self._log[start : start + max(limit, 0)]
         return [LoggedRecord(start + offset, record) for offset, record in enumerate(chunk, 1)]
+
+    def provider_event(self, session_id: str, event_id: str) -> ProviderEvent | None:
+        with self._lock:
+            return self._events.get((session_id, event_id))
+
+    def newest_observed(self, session_id: str) -> datetime | None:
+        with self._lock:
+            return self._newest.get(session_id)
+
+    def record_event(
+        self,
+        event: ProviderEvent,
+        write: Write | None = None,
+        *,
+        expected_version: int | None = None,
+    ) -> None:
+        if write is not None:
+            check_writes([write])
+            expected_version = write.expected_version
+        with self._lock:
+            row = self._rows.get(event.session_id)
+            if row is None:
+                raise SessionNotFound(event.session_id)
+            if expected_version is not None and row.version != expected_version:
+                raise ConcurrentUpdate(event.session_id, expected_version, row.version)
+            observed = event.observed_at if event.advances else None
+            newest = self._newest.get(event.session_id)
+            if observed is not None and newest is not None and newest > observed:
+                raise ConcurrentUpdate(event.session_id, expected_version, row.version)
+            if (event.session_id, event.event_id) in self._events:
+                raise ConcurrentUpdate(event.session_id, expected_version, row.version)
+            if write is not None:
+                self._commit_locked([write], None)
+            self._events[(event.session_id, event.event_id)] = event
+            if observed is not None and (newest is None or observed > newest):
+                self._newest[event.session_id] = observed
+
+    def count_duplicate(self, session_id: str, event_id: str) -> None:
+        with self._lock:
+            event = self._events.get((session_id, event_id))
+            if event is not None:
+                self._events[(session_id, event_id)] = attrs.evolve(
+                    event, duplicates=event.duplicates + 1
+                )
+
+    def provider_events(
+        self, *, session_id: str | None = None, outcome: EventOutcome | None = None
+    ) -> list[ProviderEvent]:
+        with self._lock:
+            return [
+                event
+                for event in self._events.values()
+                if (session_id is None or event.session_id == session_id)
+                and (outcome is None or event.outcome is outcome)
+            ]
 
     def close(self) -> None:
         pass

@@ -27,6 +27,7 @@ import functools
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, NoReturn
 
 import psycopg
@@ -47,7 +48,9 @@ from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
 from paysession.store.base import (
     Binding,
+    EventOutcome,
     LoggedRecord,
+    ProviderEvent,
     Snapshot,
     SnapshotCache,
     Write,
@@ -132,6 +135,36 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "INSERT INTO paysession_position (last) VALUES (0)",
     ),
+    # 2: provider events, for reconciliation (one row per report; duplicates counted).
+    (
+        """
+        CREATE TABLE paysession_provider_events (
+            session_id text NOT NULL REFERENCES paysession_sessions (id),
+            event_id text NOT NULL,
+            provider_status text NOT NULL,
+            status text NOT NULL CHECK (
+                status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
+            ),
+            session_status text NOT NULL CHECK (
+                session_status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
+            ),
+            outcome text NOT NULL CHECK (
+                outcome IN ('applied', 'noop', 'stale', 'duplicate', 'anomaly')
+            ),
+            observed_at timestamptz,
+            recorded_at timestamptz NOT NULL,
+            version integer NOT NULL CHECK (version >= 0),
+            guard text,
+            duplicates integer NOT NULL DEFAULT 0 CHECK (duplicates >= 0),
+            recorded bigint GENERATED ALWAYS AS IDENTITY,
+            CONSTRAINT paysession_provider_events_pkey PRIMARY KEY (session_id, event_id)
+        )
+        """,
+        """
+        CREATE INDEX paysession_provider_events_outcome
+            ON paysession_provider_events (outcome, recorded)
+        """,
+    ),
 )
 
 _COLUMNS = (
@@ -156,6 +189,37 @@ _UPDATE_SESSION = (
 _INSERT_KEY = (
     "INSERT INTO paysession_keys (session_id, key, fingerprint, seq) VALUES (%s, %s, %s, %s)"
 )
+
+
+_EVENT_COLUMNS = (
+    "session_id, event_id, provider_status, status, session_status, outcome, observed_at, "
+    "recorded_at, version, guard, duplicates"
+)
+_INSERT_EVENT = (
+    f"INSERT INTO paysession_provider_events ({_EVENT_COLUMNS}) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_SELECT_EVENTS = f"SELECT {_EVENT_COLUMNS} FROM paysession_provider_events"
+_NEWEST_OBSERVED = (
+    "SELECT max(observed_at) FROM paysession_provider_events "
+    "WHERE session_id = %s AND outcome IN ('applied', 'noop')"
+)
+
+
+def _event_from_row(row: Sequence[Any]) -> ProviderEvent:
+    return ProviderEvent(
+        session_id=row[0],
+        event_id=row[1],
+        provider_status=row[2],
+        status=PaymentSessionStatus(row[3]),
+        session_status=PaymentSessionStatus(row[4]),
+        outcome=EventOutcome(row[5]),
+        observed_at=row[6],
+        recorded_at=row[7],
+        version=row[8],
+        guard=row[9],
+        duplicates=row[10],
+    )
 
 
 def _records_from(counter: str, count: int) -> str:
@@ -482,6 +546,119 @@ class PostgresStore:
                 (position, max(limit, 0)),
             ).fetchall()
         return [LoggedRecord(at, record_from_wire(wire)) for at, wire in rows]
+
+    def provider_event(self, session_id: str, event_id: str) -> ProviderEvent | None:
+        with self._read("provider_event") as conn:
+            row = conn.execute(
+                f"{_SELECT_EVENTS} WHERE session_id = %s AND event_id = %s",
+                (session_id, event_id),
+            ).fetchone()
+        return None if row is None else _event_from_row(row)
+
+    def newest_observed(self, session_id: str) -> datetime | None:
+        with self._read("newest_observed") as conn:
+            row = conn.execute(_NEWEST_OBSERVED, (session_id,)).fetchone()
+        newest: datetime | None = None if row is None else row[0]
+        return newest
+
+    def record_event(
+        self,
+        event: ProviderEvent,
+        write: Write | None = None,
+        *,
+        expected_version: int | None = None,
+    ) -> None:
+        if write is not None:
+            check_writes([write])
+        with self._read("record_event") as conn:
+            try:
+                with conn.transaction():
+                    self._record_event(conn, event, write, expected_version)
+            except pg_errors.UniqueViolation as error:
+                if error.diag.constraint_name == "paysession_provider_events_pkey":
+                    raise ConcurrentUpdate(event.session_id, expected_version) from error
+                if write is None:
+                    raise StoreError("record_event", str(error).strip()) from error
+                raise _refusal(error, [write], None) from error
+            except pg_errors.ForeignKeyViolation as error:
+                raise SessionNotFound(event.session_id) from error
+            except psycopg.Error as error:
+                if write is None:
+                    raise StoreError("record_event", str(error).strip()) from error
+                raise _refusal(error, [write], None) from error
+        if write is not None:
+            self._cache.put(write.session, write.version, write.head)
+
+    def _record_event(
+        self,
+        conn: Connection,
+        event: ProviderEvent,
+        write: Write | None,
+        expected_version: int | None,
+    ) -> None:
+        # The session's row lock comes first (the compare-and-set of the write, or FOR NO
+        # KEY UPDATE): a report racing this one for the same session waits for it, and
+        # each statement after the lock sees what that report committed.
+        session_id = event.session_id
+        if write is not None:
+            if conn.execute(_UPDATE_SESSION, _update_params(write)).rowcount != 1:
+                self._refuse_stale(conn, write)
+            expected_version = write.expected_version
+        elif expected_version is not None:
+            found = conn.execute(
+                "SELECT version FROM paysession_sessions WHERE id = %s FOR NO KEY UPDATE",
+                (session_id,),
+            ).fetchone()
+            if found is None:
+                raise SessionNotFound(session_id)
+            if found[0] != expected_version:
+                raise ConcurrentUpdate(session_id, expected_version, found[0])
+        if event.advances:
+            row = conn.execute(_NEWEST_OBSERVED, (session_id,)).fetchone()
+            if row is not None and row[0] is not None and row[0] > event.observed_at:
+                raise ConcurrentUpdate(session_id, expected_version)
+        conn.execute(
+            _INSERT_EVENT,
+            (
+                event.session_id,
+                event.event_id,
+                event.provider_status,
+                event.status.value,
+                event.session_status.value,
+                event.outcome.value,
+                event.observed_at,
+                event.recorded_at,
+                event.version,
+                event.guard,
+                event.duplicates,
+            ),
+        )
+        if write is not None:
+            conn.execute(_insert_records(len(write.records)), _records_params(write.records))
+
+    def count_duplicate(self, session_id: str, event_id: str) -> None:
+        with self._read("count_duplicate") as conn:
+            conn.execute(
+                "UPDATE paysession_provider_events SET duplicates = duplicates + 1 "
+                "WHERE session_id = %s AND event_id = %s",
+                (session_id, event_id),
+            )
+
+    def provider_events(
+        self, *, session_id: str | None = None, outcome: EventOutcome | None = None
+    ) -> list[ProviderEvent]:
+        where, params = ["true"], []
+        if session_id is not None:
+            where.append("session_id = %s")
+            params.append(session_id)
+        if outcome is not None:
+            where.append("outcome = %s")
+            params.append(EventOutcome(outcome).value)
+        with self._read("provider_events") as conn:
+            rows = conn.execute(
+                f"{_SELECT_EVENTS} WHERE {' AND '.join(where)} ORDER BY recorded", params
+            ).fetchall()
+        return [_event_from_row(row) for row in rows]
 
     def close(self) -> None:
         self._pool.close()

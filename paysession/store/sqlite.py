@@ -35,7 +35,9 @@ from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
 from paysession.store.base import (
     Binding,
+    EventOutcome,
     LoggedRecord,
+    ProviderEvent,
     Snapshot,
     SnapshotCache,
     Write,
@@ -107,6 +109,35 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 2: provider events, for reconciliation (one row per report; duplicates counted).
+    (
+        """
+        CREATE TABLE paysession_provider_events (
+            session_id TEXT NOT NULL REFERENCES paysession_sessions (id),
+            event_id TEXT NOT NULL,
+            provider_status TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (
+                status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
+            ),
+            session_status TEXT NOT NULL CHECK (
+                session_status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
+            ),
+            outcome TEXT NOT NULL CHECK (
+                outcome IN ('applied', 'noop', 'stale', 'duplicate', 'anomaly')
+            ),
+            observed_at INTEGER,
+            recorded_at INTEGER NOT NULL,
+            version INTEGER NOT NULL CHECK (version >= 0),
+            guard TEXT,
+            duplicates INTEGER NOT NULL DEFAULT 0 CHECK (duplicates >= 0),
+            PRIMARY KEY (session_id, event_id)
+        )
+        """,
+        """
+        CREATE INDEX paysession_provider_events_outcome
+            ON paysession_provider_events (outcome, recorded_at)
+        """,
+    ),
 )
 
 _COLUMNS = (
@@ -134,6 +165,20 @@ _INSERT_RECORD = (
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_KEY = "INSERT INTO paysession_keys (session_id, key, fingerprint, seq) VALUES (?, ?, ?, ?)"
+_EVENT_COLUMNS = (
+    "session_id, event_id, provider_status, status, session_status, outcome, observed_at, "
+    "recorded_at, version, guard, duplicates"
+)
+_INSERT_EVENT = (
+    f"INSERT INTO paysession_provider_events ({_EVENT_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# Rows in the order they were recorded: rowid grows with every insert.
+_SELECT_EVENTS = f"SELECT {_EVENT_COLUMNS} FROM paysession_provider_events"
+_NEWEST_OBSERVED = (
+    "SELECT max(observed_at) FROM paysession_provider_events "
+    "WHERE session_id = ? AND outcome IN ('applied', 'noop')"
+)
 
 
 def _micros(value: datetime) -> int:
@@ -186,6 +231,38 @@ def _record_row(record: TransitionRecord, position: int) -> tuple[object, ...]:
         _micros(record.at),
         record.hash,
         record_wire(record),
+    )
+
+
+def _event_row(event: ProviderEvent) -> tuple[object, ...]:
+    return (
+        event.session_id,
+        event.event_id,
+        event.provider_status,
+        event.status.value,
+        event.session_status.value,
+        event.outcome.value,
+        None if event.observed_at is None else _micros(event.observed_at),
+        _micros(event.recorded_at),
+        event.version,
+        event.guard,
+        event.duplicates,
+    )
+
+
+def _event_from_row(row: Sequence[Any]) -> ProviderEvent:
+    return ProviderEvent(
+        session_id=row[0],
+        event_id=row[1],
+        provider_status=row[2],
+        status=PaymentSessionStatus(row[3]),
+        session_status=PaymentSessionStatus(row[4]),
+        outcome=EventOutcome(row[5]),
+        observed_at=None if row[6] is None else _instant(row[6]),
+        recorded_at=_instant(row[7]),
+        version=row[8],
+        guard=row[9],
+        duplicates=row[10],
     )
 
 
@@ -487,6 +564,89 @@ class SqliteStore:
                 (position, max(limit, 0)),
             ).fetchall()
         return [LoggedRecord(at, record_from_wire(wire)) for at, wire in rows]
+
+    def provider_event(self, session_id: str, event_id: str) -> ProviderEvent | None:
+        with self._read("provider_event") as conn:
+            row = conn.execute(
+                f"{_SELECT_EVENTS} WHERE session_id = ? AND event_id = ?", (session_id, event_id)
+            ).fetchone()
+        return None if row is None else _event_from_row(row)
+
+    def newest_observed(self, session_id: str) -> datetime | None:
+        with self._read("newest_observed") as conn:
+            (newest,) = conn.execute(_NEWEST_OBSERVED, (session_id,)).fetchone()
+        return None if newest is None else _instant(newest)
+
+    def record_event(
+        self,
+        event: ProviderEvent,
+        write: Write | None = None,
+        *,
+        expected_version: int | None = None,
+    ) -> None:
+        if write is not None:
+            check_writes([write])
+        self._transaction("record_event", self._record_event, event, write, expected_version)
+        if write is not None:
+            self._cache.put(write.session, write.version, write.head)
+
+    def _record_event(
+        self,
+        conn: sqlite3.Connection,
+        event: ProviderEvent,
+        write: Write | None,
+        expected_version: int | None,
+    ) -> None:
+        # BEGIN IMMEDIATE holds the write lock from the first read: what is checked here
+        # cannot change before the commit.
+        session_id = event.session_id
+        found = conn.execute(
+            "SELECT version FROM paysession_sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        if found is None:
+            raise SessionNotFound(session_id)
+        if write is not None:
+            expected_version = write.expected_version
+        if expected_version is not None and found[0] != expected_version:
+            raise ConcurrentUpdate(session_id, expected_version, found[0])
+        if event.advances and event.observed_at is not None:
+            (newest,) = conn.execute(_NEWEST_OBSERVED, (session_id,)).fetchone()
+            if newest is not None and newest > _micros(event.observed_at):
+                raise ConcurrentUpdate(session_id, expected_version, found[0])
+        try:
+            conn.execute(_INSERT_EVENT, _event_row(event))
+        except sqlite3.IntegrityError as error:
+            if "paysession_provider_events.event_id" in _unique_columns(error):
+                raise ConcurrentUpdate(session_id, expected_version, found[0]) from error
+            raise
+        if write is not None:
+            self._commit(conn, [write], None)
+
+    def count_duplicate(self, session_id: str, event_id: str) -> None:
+        self._transaction(
+            "count_duplicate",
+            lambda conn: conn.execute(
+                "UPDATE paysession_provider_events SET duplicates = duplicates + 1 "
+                "WHERE session_id = ? AND event_id = ?",
+                (session_id, event_id),
+            ),
+        )
+
+    def provider_events(
+        self, *, session_id: str | None = None, outcome: EventOutcome | None = None
+    ) -> list[ProviderEvent]:
+        where, params = ["1 = 1"], []
+        if session_id is not None:
+            where.append("session_id = ?")
+            params.append(session_id)
+        if outcome is not None:
+            where.append("outcome = ?")
+            params.append(EventOutcome(outcome).value)
+        with self._read("provider_events") as conn:
+            rows = conn.execute(
+                f"{_SELECT_EVENTS} WHERE {' AND '.join(where)} ORDER BY rowid", params
+            ).fetchall()
+        return [_event_from_row(row) for row in rows]
 
     def close(self) -> None:
         with self._turn, self._guard:
