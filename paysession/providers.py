@@ -107,6 +107,51 @@ class UnknownProviderStatus(PaySessionError, LookupError):
         return f"provider {self.provider_id!r} status {shown} is not in its status map"
 
 
+class ReconciliationAnomaly(PaySessionError):
+    """A provider reported a status the session cannot legally reach; nothing was applied.
+
+    ``status`` is the session's status, ``provider_status`` what the provider reported
+    and ``mapped`` what its status map made of it. ``guard`` names the guard that refused
+    the path when the table has one (an authorization reported for a session that was
+    never initiated, or has no amount); None when no legal path exists at all (anything
+    after canceled, authorized back to pending). The report is recorded in the store with
+    the outcome ``anomaly`` (see ``PaymentSessions.anomalies``).
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        status: PaymentSessionStatus,
+        provider_id: str,
+        provider_status: str,
+        mapped: PaymentSessionStatus,
+        *,
+        event_id: str | None = None,
+        guard: str | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.status = status
+        self.provider_id = provider_id
+        self.provider_status = provider_status
+        self.mapped = mapped
+        self.event_id = event_id
+        self.guard = guard
+        super().__init__(session_id, status, provider_id, provider_status, mapped)
+
+    def __str__(self) -> str:
+        why = (
+            f"guard {self.guard!r} refuses the path"
+            if self.guard is not None
+            else "no legal path leads there"
+        )
+        event = "" if self.event_id is None else f" (event {self.event_id[:80]!r})"
+        return (
+            f"provider {self.provider_id!r} reported {self.provider_status[:60]!r}{event}, "
+            f"that is {self.mapped.value!r}, for session {self.session_id} which is "
+            f"{self.status.value!r}: {why}; recorded as an anomaly, not applied"
+        )
+
+
 class ProviderTimeout(PaySessionError, TimeoutError):
     """The provider did not answer in time; the request may or may not have happened."""
 

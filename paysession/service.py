@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from typing import NoReturn
+
+import attrs
 
 from paysession.audit import AuditReport, verify
 from paysession.errors import (
     ConcurrentUpdate,
+    GuardRejected,
     HookError,
     IdempotencyConflict,
     InvalidSessionData,
@@ -26,7 +31,7 @@ from paysession.errors import (
     StoreError,
 )
 from paysession.hooks import Hooks
-from paysession.lifecycle import MOVES, Move
+from paysession.lifecycle import MOVES, Move, shortest_path
 from paysession.machine import (
     Planned,
     check_meta,
@@ -37,13 +42,38 @@ from paysession.machine import (
     plan,
     resolve,
 )
+from paysession.providers import ReconciliationAnomaly, map_status
 from paysession.record import TransitionRecord
 from paysession.session import Clock, PaymentSession, clock_reading, utc_now
 from paysession.status import PaymentSessionStatus
-from paysession.store.base import Binding, LoggedRecord, SessionStore, Snapshot, Write
+from paysession.store.base import (
+    Binding,
+    EventOutcome,
+    LoggedRecord,
+    ProviderEvent,
+    SessionStore,
+    Snapshot,
+    Write,
+)
 
 _SELECT = MOVES["select"]
 _DESELECT = MOVES["deselect"]
+
+
+@attrs.frozen
+class Reconciliation:
+    """What :meth:`PaymentSessions.reconcile_result` did with one provider report.
+
+    ``outcome`` is applied, noop, stale or duplicate (an anomaly raises instead);
+    ``records`` the moves it committed (empty unless applied); ``event`` the stored
+    event row (for a duplicate, the first delivery's); ``lost_races`` how many times a
+    concurrent move committed first and the path was recomputed.
+    """
+
+    outcome: EventOutcome
+    records: tuple[TransitionRecord, ...]
+    event: ProviderEvent | None
+    lost_races: int = 0
 
 
 class PaymentSessions:
@@ -297,6 +327,200 @@ class PaymentSessions:
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def selected(self, cart_id: str) -> PaymentSession | None:
+        """The cart's selected session, or None when it has none."""
+        chosen = self.store.load_selected(cart_id)
+        return chosen[0].session if chosen else None
+
+    # -- reconciling with a provider
+
+    def reconcile(
+        self,
+        session_id: str,
+        provider_status: str,
+        *,
+        event_id: str | None = None,
+        observed_at: datetime | None = None,
+        attempts: int = 5,
+    ) -> list[TransitionRecord]:
+        """Move the session to what its provider reports; return the records committed.
+
+        ``provider_status`` is the provider's own name (``requires_capture``,
+        ``COMPLETED``), read through the status map of the session's ``provider_id``;
+        a name the map does not know raises UnknownProviderStatus and records nothing.
+        The session moves along the shortest legal path to the mapped status in one
+        transaction, each step audited with actor ``provider:<provider_id>`` and the
+        provider status and event id in ``reason``; the event row is written in the same
+        transaction. Returns ``[]``, having applied nothing, when the session is there
+        already (noop), when ``event_id`` was handled before (duplicate, even by another
+        process long ago), or when ``observed_at`` is older than the newest report
+        applied or found a no-op (stale). A status no legal path reaches, or a path a
+        guard refuses, raises ReconciliationAnomaly (recorded, never applied). A
+        concurrent move makes it reload and recompute, up to ``attempts`` times.
+        """
+        return list(
+            self.reconcile_result(
+                session_id,
+                provider_status,
+                event_id=event_id,
+                observed_at=observed_at,
+                attempts=attempts,
+            ).records
+        )
+
+    def reconcile_result(
+        self,
+        session_id: str,
+        provider_status: str,
+        *,
+        event_id: str | None = None,
+        observed_at: datetime | None = None,
+        attempts: int = 5,
+    ) -> Reconciliation:
+        """:meth:`reconcile`, telling what it did: the outcome, records and lost races."""
+        self._check_report(provider_status, event_id, observed_at, attempts)
+        stored_id = event_id if event_id is not None else f"unidentified:{uuid.uuid4().hex}"
+        for attempt in range(attempts):
+            try:
+                return self._reconcile(
+                    session_id, provider_status, event_id, stored_id, observed_at, attempt
+                )
+            except ConcurrentUpdate:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def provider_events(
+        self, *, session_id: str | None = None, outcome: EventOutcome | str | None = None
+    ) -> list[ProviderEvent]:
+        """The provider reports reconciliation recorded, in the order it recorded them."""
+        wanted = None
+        if outcome is not None:
+            try:
+                wanted = EventOutcome(outcome)
+            except ValueError:
+                raise InvalidSessionData(
+                    {"outcome": f"must be one of {', '.join(o.value for o in EventOutcome)}"}
+                ) from None
+        return self.store.provider_events(session_id=session_id, outcome=wanted)
+
+    def anomalies(self, session_id: str | None = None) -> list[ProviderEvent]:
+        """The reports recorded as anomalies (of one session, or of all), oldest first."""
+        return self.store.provider_events(session_id=session_id, outcome=EventOutcome.ANOMALY)
+
+    @staticmethod
+    def _check_report(
+        provider_status: object, event_id: object, observed_at: object, attempts: object
+    ) -> None:
+        problems: dict[str, str] = {}
+        if not isinstance(provider_status, str) or not provider_status:
+            problems["provider_status"] = "must be a non-empty string"
+        if event_id is not None:
+            try:
+                check_meta(None, None, event_id)
+            except InvalidSessionData as error:
+                problems["event_id"] = error.problems["idempotency_key"]
+        if observed_at is not None and (
+            not isinstance(observed_at, datetime) or observed_at.utcoffset() is None
+        ):
+            problems["observed_at"] = "must be a timezone-aware datetime or None"
+        if type(attempts) is not int or attempts < 1:
+            problems["attempts"] = "must be an int >= 1"
+        if problems:
+            raise InvalidSessionData(problems)
+
+    def _reconcile(
+        self,
+        session_id: str,
+        provider_status: str,
+        event_id: str | None,
+        stored_id: str,
+        observed_at: datetime | None,
+        lost: int,
+    ) -> Reconciliation:
+        snapshot = self._load(session_id)
+        session = snapshot.session
+        mapped = map_status(session.provider_id, provider_status)
+        if event_id is not None:
+            seen = self.store.provider_event(session_id, event_id)
+            if seen is not None:
+                self.store.count_duplicate(session_id, event_id)
+                return Reconciliation(EventOutcome.DUPLICATE, (), seen, lost)
+        now = clock_reading(self._clock)
+
+        def event(outcome: EventOutcome, version: int, guard: str | None = None) -> ProviderEvent:
+            return ProviderEvent(
+                session_id=session_id,
+                event_id=stored_id,
+                provider_status=provider_status,
+                status=mapped,
+                session_status=session.status,
+                outcome=outcome,
+                observed_at=observed_at,
+                recorded_at=now,
+                version=version,
+                guard=guard,
+            )
+
+        if observed_at is not None:
+            newest = self.store.newest_observed(session_id)
+            if newest is not None and observed_at < newest:
+                stale = event(EventOutcome.STALE, snapshot.version)
+                self.store.record_event(stale)
+                return Reconciliation(EventOutcome.STALE, (), stale, lost)
+        path = shortest_path(session.status, mapped)
+        if not path:
+            if path is None:
+                self._anomaly(event(EventOutcome.ANOMALY, snapshot.version), session, None)
+            noop = event(EventOutcome.NOOP, snapshot.version)
+            self.store.record_event(noop, expected_version=snapshot.version)
+            return Reconciliation(EventOutcome.NOOP, (), noop, lost)
+        actor = f"provider:{session.provider_id}"
+        reason = provider_status if event_id is None else f"{provider_status} (event {event_id})"
+        steps: list[Planned] = []
+        current, seq, head = session, snapshot.version, snapshot.head
+        for trigger in path:
+            try:
+                planned = plan(
+                    current,
+                    MOVES[trigger],
+                    {},
+                    seq=seq + 1,
+                    prev_hash=head,
+                    now=now,
+                    hooks=self._hooks,
+                    actor=actor,
+                    reason=reason,
+                    idempotency_key=None,
+                    key=self._key,
+                )
+            except GuardRejected as refused:
+                anomaly = event(EventOutcome.ANOMALY, snapshot.version, refused.guard)
+                self._anomaly(anomaly, session, refused.guard)
+            steps.append(planned)
+            current, seq, head = planned.session, planned.record.seq, planned.record.hash
+        applied = event(EventOutcome.APPLIED, seq)
+        self.store.record_event(
+            applied, Write(current, snapshot.version, tuple(p.record for p in steps))
+        )
+        self._finish(steps[:-1], steps[-1])
+        return Reconciliation(EventOutcome.APPLIED, tuple(p.record for p in steps), applied, lost)
+
+    def _anomaly(
+        self, event: ProviderEvent, session: PaymentSession, guard: str | None
+    ) -> NoReturn:
+        self.store.record_event(event)
+        raise ReconciliationAnomaly(
+            session.id,
+            session.status,
+            session.provider_id,
+            event.provider_status,
+            event.status,
+            event_id=None if event.event_id.startswith("unidentified:") else event.event_id,
+            guard=guard,
+        )
+
     # -- helpers
 
     def _now(self) -> datetime:
@@ -334,4 +558,4 @@ class PaymentSessions:
         return f"<PaymentSessions {self.store!r}>"
 
 
-__all__ = ["PaymentSessions"]
+__all__ = ["PaymentSessions", "Reconciliation"]
