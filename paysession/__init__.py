@@ -7,6 +7,7 @@ hooked and written to a tamper-evident audit trail; Medusa's wire JSON in and ou
 from paysession.codec import from_dict, from_json, to_dict, to_json
 from paysession.errors import (
     ConcurrentUpdate,
+    DuplicateSession,
     GuardRejected,
     HookError,
     IdempotencyConflict,
@@ -14,7 +15,9 @@ from paysession.errors import (
     ImmutableSession,
     InvalidSessionData,
     PaySessionError,
+    SelectionConflict,
     SessionNotFound,
+    StoreError,
 )
 from paysession.hooks import Hooks, TransitionEvent
 from paysession.lifecycle import TRANSITIONS
@@ -27,6 +30,7 @@ from paysession.status import PaymentSessionStatus
 __all__ = [
     "TRANSITIONS",
     "ConcurrentUpdate",
+    "DuplicateSession",
     "GuardRejected",
     "HookError",
     "Hooks",
@@ -38,8 +42,10 @@ __all__ = [
     "PaymentSession",
     "PaymentSessionStatus",
     "PaymentSessions",
+    "SelectionConflict",
     "SessionMachine",
     "SessionNotFound",
+    "StoreError",
     "TransitionEvent",
     "TransitionRecord",
     "from_dict",
