@@ -7,15 +7,15 @@ status map turns each into one of ours so that reconciliation can move the sessi
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta, timezone
+from collections.abc import Mapping
+from datetime import datetime
 from types import MappingProxyType
 from typing import Protocol
 
 import attrs
 
 from paysession.errors import InvalidSessionData, PaySessionError
-from paysession.session import PaymentSession
+from paysession.session import Clock, PaymentSession, utc_now
 from paysession.status import PaymentSessionStatus
 
 S = PaymentSessionStatus
@@ -198,78 +198,178 @@ SCENARIOS = ("authorized", "requires_more", "declined_then_retry", "timeout")
 """The scripted outcomes of SimulatedProvider, chosen per session by the seed."""
 
 
+class _Intent:
+    """The simulator's state of one session's payment (Stripe's PaymentIntent)."""
+
+    __slots__ = ("acted", "action_key", "asked", "notices", "status", "timed_out")
+
+    def __init__(self) -> None:
+        self.status = "requires_payment_method"
+        self.asked = 0  # distinct idempotency keys that asked for an authorization
+        self.acted = False  # the customer completed the action (3-D Secure)
+        self.action_key: str | None = None  # the request that asked the customer to act
+        self.timed_out = False
+        self.notices = 0
+
+
 class SimulatedProvider:
     """A deterministic stand-in for a Stripe-like processor, for demos and tests.
 
-    Each session gets one scenario from the seed (see ``SCENARIOS``): authorized at once;
-    asks for more (3-D Secure) and is authorized on the next try; declined, then
-    authorized on the retry; or times out once before answering. Like a real processor it
-    honours idempotency keys: the same key gets the same answer, and ``authorizations``
-    counts each key once, however often it was sent. ``webhooks`` gives the notices it
-    would send, some late, some twice, some out of order.
+    It speaks Stripe's PaymentIntent statuses. Each session gets one scenario from the
+    seed (see ``SCENARIOS``):
+
+    - ``authorized``: the first authorization request succeeds (``requires_capture``);
+    - ``requires_more``: it answers ``requires_action`` until the customer acts
+      (:meth:`customer_acts`, the 3-D Secure step), which authorizes the payment;
+    - ``declined_then_retry``: the first attempt is declined (back to
+      ``requires_payment_method``); a later attempt, under a new key, succeeds;
+    - ``timeout``: the first request is carried out but its answer is lost
+      (ProviderTimeout); asking again with the same key gets the answer.
+
+    Like Stripe it is idempotent per key: a key that was answered gets the same answer
+    again, and a payment is authorized at most once, whatever the keys. ``authorizations``
+    counts authorizations by the key of the request that made them, ``requests`` every
+    authorize call by key, and ``outbox`` holds the webhooks it sends (one per status
+    change, ``observed_at`` from ``clock``), in the order it sends them.
     """
 
-    def __init__(self, seed: int = 0, *, provider_id: str = "stripe") -> None:
+    def __init__(
+        self, seed: int = 0, *, provider_id: str = "stripe", clock: Clock | None = None
+    ) -> None:
         self.id = provider_id
         self.seed = seed
         self.authorizations: dict[str, int] = {}
+        self.requests: dict[str, int] = {}
         self.calls: list[tuple[str, str]] = []
+        self.outbox: list[Webhook] = []
+        self._clock: Clock = clock or utc_now
         self._answers: dict[str, ProviderReply] = {}
-        self._attempts: dict[str, int] = {}
-        self._timed_out: set[str] = set()
+        self._intents: dict[str, _Intent] = {}
 
     def scenario(self, session_id: str) -> str:
         """The scenario this provider plays for ``session_id`` (stable for a seed)."""
         return random.Random(f"{self.seed}:{session_id}").choice(SCENARIOS)
 
+    def _intent(self, session_id: str) -> _Intent:
+        intent = self._intents.get(session_id)
+        if intent is None:
+            intent = self._intents[session_id] = _Intent()
+        return intent
+
+    def _move(self, session_id: str, intent: _Intent, status: str) -> None:
+        intent.status = status
+        intent.notices += 1
+        self.outbox.append(
+            Webhook(f"evt_{session_id}_{intent.notices}", session_id, status, self._clock())
+        )
+
+    def _data(self, session: PaymentSession, **extra: object) -> dict[str, object]:
+        intent = f"pi_{session.id.removeprefix('ps_')}"
+        return {"id": intent, "client_secret": f"{intent}_secret_sim", **extra}
+
     def initiate(self, session: PaymentSession) -> ProviderReply:
         self.calls.append(("initiate", session.id))
-        return ProviderReply("requires_payment_method", {"id": f"pi_{session.id[3:]}"})
+        intent = self._intent(session.id)
+        return ProviderReply(intent.status, self._data(session))
 
     def update(self, session: PaymentSession) -> ProviderReply:
         self.calls.append(("update", session.id))
-        return ProviderReply("requires_payment_method", dict(session.data))
+        return ProviderReply(self._intent(session.id).status, dict(session.data))
 
     def authorize(self, session: PaymentSession, *, idempotency_key: str) -> ProviderReply:
         self.calls.append(("authorize", session.id))
-        scenario = self.scenario(session.id)
-        if scenario == "timeout" and session.id not in self._timed_out:
-            self._timed_out.add(session.id)
-            raise ProviderTimeout(f"simulated timeout authorizing {session.id}")
+        self.requests[idempotency_key] = self.requests.get(idempotency_key, 0) + 1
         answered = self._answers.get(idempotency_key)
         if answered is not None:
             return answered
-        attempt = self._attempts.get(session.id, 0)
-        self._attempts[session.id] = attempt + 1
-        if scenario == "requires_more" and attempt == 0:
-            reply = ProviderReply("requires_action", {"next_action": "3ds"})
-        elif scenario == "declined_then_retry" and attempt == 0:
-            reply = ProviderReply("requires_payment_method", {"last_error": "card_declined"})
+        intent = self._intent(session.id)
+        scenario = self.scenario(session.id)
+        if intent.status in ("requires_capture", "canceled"):
+            reply = ProviderReply(intent.status, self._data(session))
+        elif intent.status == "requires_action" and not intent.acted:
+            reply = ProviderReply("requires_action", self._data(session, next_action="3ds"))
         else:
-            reply = ProviderReply("requires_capture", {"id": f"pi_{session.id[3:]}"})
-            self.authorizations[idempotency_key] = self.authorizations.get(idempotency_key, 0) + 1
+            intent.asked += 1
+            if scenario == "requires_more" and not intent.acted:
+                intent.action_key = idempotency_key
+                self._move(session.id, intent, "requires_action")
+                reply = ProviderReply("requires_action", self._data(session, next_action="3ds"))
+            elif scenario == "declined_then_retry" and intent.asked == 1:
+                self._move(session.id, intent, "requires_payment_method")
+                reply = ProviderReply(
+                    "requires_payment_method", self._data(session, last_error="card_declined")
+                )
+            else:
+                self._authorize(session.id, intent, idempotency_key)
+                reply = ProviderReply("requires_capture", self._data(session))
         self._answers[idempotency_key] = reply
+        if scenario == "timeout" and not intent.timed_out:
+            intent.timed_out = True
+            raise ProviderTimeout(f"simulated timeout authorizing {session.id}")
         return reply
+
+    def _authorize(self, session_id: str, intent: _Intent, key: str) -> None:
+        self.authorizations[key] = self.authorizations.get(key, 0) + 1
+        self._move(session_id, intent, "requires_capture")
+
+    def customer_acts(self, session_id: str) -> None:
+        """The customer completes the action asked for (3-D Secure): the payment is authorized."""
+        intent = self._intent(session_id)
+        if intent.status == "requires_action" and not intent.acted:
+            intent.acted = True
+            self._authorize(session_id, intent, intent.action_key or "customer")
 
     def cancel(self, session: PaymentSession, *, idempotency_key: str) -> ProviderReply:
         self.calls.append(("cancel", session.id))
-        return ProviderReply("canceled")
+        answered = self._answers.get(idempotency_key)
+        if answered is not None:
+            return answered
+        intent = self._intent(session.id)
+        if intent.status != "canceled":
+            self._move(session.id, intent, "canceled")
+        reply = ProviderReply("canceled", self._data(session))
+        self._answers[idempotency_key] = reply
+        return reply
 
     def status(self, session: PaymentSession) -> ProviderReply:
-        attempts = self._attempts.get(session.id, 0)
-        return ProviderReply("requires_capture" if attempts else "requires_payment_method")
+        self.calls.append(("status", session.id))
+        return ProviderReply(self._intent(session.id).status, self._data(session))
 
-    def webhooks(self, session_id: str, start: datetime | None = None) -> Iterator[Webhook]:
-        """The notices for one authorized session: sometimes late, twice, out of order."""
-        rng = random.Random(f"{self.seed}:hooks:{session_id}")
-        at = start or datetime(2024, 1, 1, tzinfo=timezone.utc)
-        notices = [Webhook(f"evt_{session_id}_1", session_id, "requires_capture", at)]
-        if self.scenario(session_id) == "requires_more":
-            early = Webhook(
-                f"evt_{session_id}_0", session_id, "requires_action", at - timedelta(seconds=5)
-            )
-            # Out of order: the older notice arrives after the newer one.
-            notices.append(early)
-        if rng.random() < 0.3:
-            notices.append(notices[0])  # delivered twice
-        yield from notices
+
+class WebhookChannel:
+    """Delivers webhooks the way real ones arrive: some late, some twice, out of order.
+
+    ``push`` takes the notices in the order the provider sent them and returns the ones
+    to deliver now; ``flush`` returns the rest. Each notice is held back with probability
+    ``late`` (released after a few later ones, so it arrives out of order and stale),
+    and delivered a second time with probability ``duplicate``. Deterministic for a seed.
+    """
+
+    def __init__(self, seed: int = 0, *, late: float = 0.25, duplicate: float = 0.2) -> None:
+        self._rng = random.Random(f"{seed}:webhooks")
+        self._late = late
+        self._duplicate = duplicate
+        self._held: list[tuple[int, Webhook]] = []
+
+    def push(self, notice: Webhook) -> list[Webhook]:
+        due: list[Webhook] = []
+        still: list[tuple[int, Webhook]] = []
+        for wait, held in self._held:
+            if wait <= 1:
+                due.append(held)
+            else:
+                still.append((wait - 1, held))
+        self._held = still
+        copies = [notice, notice] if self._rng.random() < self._duplicate else [notice]
+        for copy in copies:
+            if self._rng.random() < self._late:
+                self._held.append((self._rng.randint(1, 4), copy))
+            else:
+                # Sometimes ahead of what was held back: out of order even when not late.
+                due.insert(self._rng.randint(0, len(due)), copy)
+        return due
+
+    def flush(self) -> list[Webhook]:
+        rest = [notice for _, notice in self._held]
+        self._held = []
+        return rest

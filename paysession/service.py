@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import NoReturn
 
@@ -272,6 +272,80 @@ class PaymentSessions:
             return self._bound(again.binding, binding, move)
         self._finish([p for _, p in others], planned)
         return planned.record
+
+    def fire_many(
+        self,
+        session_id: str,
+        moves: Sequence[tuple[str, Mapping[str, object]]],
+        /,
+        *,
+        expected_version: int | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> list[TransitionRecord]:
+        """Run several moves of one session, in order, in one transaction; their records.
+
+        ``moves`` holds (trigger, arguments) pairs, each planned from the session as the
+        one before leaves it; all are committed or none. ``idempotency_key`` binds the
+        last move (its record carries the key): when the key is bound already, the list
+        holds that move's stored record alone, or IdempotencyConflict is raised as for
+        :meth:`fire`. ``select`` cannot be one of the moves (it deselects other sessions).
+        """
+        if not moves:
+            raise InvalidSessionData({"moves": "must hold at least one (trigger, arguments)"})
+        if expected_version is not None and (
+            type(expected_version) is not int or expected_version < 0
+        ):
+            raise InvalidSessionData({"expected_version": "must be an int >= 0 or None"})
+        snapshot = self._load(session_id, idempotency_key)
+        steps: list[tuple[Move, dict[str, object]]] = []
+        for trigger, args in moves:
+            move = resolve(trigger, snapshot.session.status)
+            if move is _SELECT:
+                raise InvalidSessionData({"moves": "select must be fired on its own"})
+            steps.append((move, check_params(move, args)))
+        check_meta(actor, reason, idempotency_key)
+        last, last_changes = steps[-1]
+        binding = None
+        if idempotency_key is not None:
+            print_ = fingerprint(last.trigger, last_changes)
+            binding = Binding(session_id, idempotency_key, print_, snapshot.version + len(steps))
+            if snapshot.binding is not None:
+                return [self._bound(snapshot.binding, binding, last)]
+        if expected_version is not None and expected_version != snapshot.version:
+            raise ConcurrentUpdate(session_id, expected_version, snapshot.version)
+        now = clock_reading(self._clock)
+        planned: list[Planned] = []
+        current, seq, head = snapshot.session, snapshot.version, snapshot.head
+        for index, (move, changes) in enumerate(steps, 1):
+            step = plan(
+                current,
+                move,
+                changes,
+                seq=seq + 1,
+                prev_hash=head,
+                now=now,
+                hooks=self._hooks,
+                actor=actor,
+                reason=reason,
+                idempotency_key=idempotency_key if index == len(steps) else None,
+                key=self._key,
+            )
+            planned.append(step)
+            current, seq, head = step.session, step.record.seq, step.record.hash
+        records = [step.record for step in planned]
+        try:
+            self.store.commit([Write(current, snapshot.version, tuple(records))], binding)
+        except ConcurrentUpdate:
+            if binding is None:
+                raise
+            again = self.store.load(session_id, idempotency_key)
+            if again is None or again.binding is None:
+                raise
+            return [self._bound(again.binding, binding, last)]
+        self._finish(planned[:-1], planned[-1])
+        return records
 
     def select(
         self,
