@@ -11,8 +11,10 @@ commits it once:
 - attempt 0 asks with the session's key itself, attempt *n* with ``<key>:<n>``; a new
   attempt starts only after completion has committed a decline (``fail``) or a request
   for the customer to act (``require_more``);
-- the move recording the answer binds ``complete:<provider key>``: two completions
-  racing on the same cart commit one move and both return it;
+- the moves recording the answer are committed with the answer kept as a provider
+  event under ``complete:<provider key>`` (see ``PaymentSessions.record_answer``): two
+  completions racing on the same cart commit once and both return it, and webhooks
+  observed before the answer are stale when they arrive;
 - a session already authorized returns at once, without calling the provider.
 
 A session without an ``idempotency_key`` (one read from a Medusa payload with a null
@@ -210,11 +212,12 @@ def complete_session(
             if reply.data and dict(reply.data) != dict(session.data):
                 moves.append(("update", {"data": reply.data}))
             moves.append((trigger, {}))
-            records = sessions.fire_many(
+            records, _ = sessions.record_answer(
                 session_id,
                 moves,
+                provider_status=reply.status,
+                observed_at=reply.observed_at,
                 actor=actor,
-                reason=reply.status,
                 idempotency_key=f"{_ANSWER}{key}",
             )
         except ConcurrentUpdate:

@@ -158,10 +158,16 @@ class ProviderTimeout(PaySessionError, TimeoutError):
 
 @attrs.frozen
 class ProviderReply:
-    """What a provider answered: its own status name and its data for the session."""
+    """What a provider answered: its own status name and its data for the session.
+
+    ``observed_at`` is when the provider's state took that status, when it says (the
+    time its webhooks carry): cart completion keeps it so that webhooks observed before
+    the answer are recognised as stale.
+    """
 
     status: str
     data: Mapping[str, object] = attrs.field(factory=dict, repr=False)
+    observed_at: datetime | None = None
 
 
 class PaymentProvider(Protocol):
@@ -201,7 +207,7 @@ SCENARIOS = ("authorized", "requires_more", "declined_then_retry", "timeout")
 class _Intent:
     """The simulator's state of one session's payment (Stripe's PaymentIntent)."""
 
-    __slots__ = ("acted", "action_key", "asked", "notices", "status", "timed_out")
+    __slots__ = ("acted", "action_key", "asked", "changed_at", "notices", "status", "timed_out")
 
     def __init__(self) -> None:
         self.status = "requires_payment_method"
@@ -210,6 +216,7 @@ class _Intent:
         self.action_key: str | None = None  # the request that asked the customer to act
         self.timed_out = False
         self.notices = 0
+        self.changed_at: datetime | None = None
 
 
 class SimulatedProvider:
@@ -259,22 +266,24 @@ class SimulatedProvider:
     def _move(self, session_id: str, intent: _Intent, status: str) -> None:
         intent.status = status
         intent.notices += 1
+        intent.changed_at = self._clock()
         self.outbox.append(
-            Webhook(f"evt_{session_id}_{intent.notices}", session_id, status, self._clock())
+            Webhook(f"evt_{session_id}_{intent.notices}", session_id, status, intent.changed_at)
         )
 
-    def _data(self, session: PaymentSession, **extra: object) -> dict[str, object]:
-        intent = f"pi_{session.id.removeprefix('ps_')}"
-        return {"id": intent, "client_secret": f"{intent}_secret_sim", **extra}
+    def _reply(self, session: PaymentSession, **extra: object) -> ProviderReply:
+        intent = self._intent(session.id)
+        name = f"pi_{session.id.removeprefix('ps_')}"
+        data = {"id": name, "client_secret": f"{name}_secret_sim", **extra}
+        return ProviderReply(intent.status, data, intent.changed_at)
 
     def initiate(self, session: PaymentSession) -> ProviderReply:
         self.calls.append(("initiate", session.id))
-        intent = self._intent(session.id)
-        return ProviderReply(intent.status, self._data(session))
+        return self._reply(session)
 
     def update(self, session: PaymentSession) -> ProviderReply:
         self.calls.append(("update", session.id))
-        return ProviderReply(self._intent(session.id).status, dict(session.data))
+        return self._reply(session)
 
     def authorize(self, session: PaymentSession, *, idempotency_key: str) -> ProviderReply:
         self.calls.append(("authorize", session.id))
@@ -285,23 +294,21 @@ class SimulatedProvider:
         intent = self._intent(session.id)
         scenario = self.scenario(session.id)
         if intent.status in ("requires_capture", "canceled"):
-            reply = ProviderReply(intent.status, self._data(session))
+            reply = self._reply(session)
         elif intent.status == "requires_action" and not intent.acted:
-            reply = ProviderReply("requires_action", self._data(session, next_action="3ds"))
+            reply = self._reply(session, next_action="3ds")
         else:
             intent.asked += 1
             if scenario == "requires_more" and not intent.acted:
                 intent.action_key = idempotency_key
                 self._move(session.id, intent, "requires_action")
-                reply = ProviderReply("requires_action", self._data(session, next_action="3ds"))
+                reply = self._reply(session, next_action="3ds")
             elif scenario == "declined_then_retry" and intent.asked == 1:
                 self._move(session.id, intent, "requires_payment_method")
-                reply = ProviderReply(
-                    "requires_payment_method", self._data(session, last_error="card_declined")
-                )
+                reply = self._reply(session, last_error="card_declined")
             else:
                 self._authorize(session.id, intent, idempotency_key)
-                reply = ProviderReply("requires_capture", self._data(session))
+                reply = self._reply(session)
         self._answers[idempotency_key] = reply
         if scenario == "timeout" and not intent.timed_out:
             intent.timed_out = True
@@ -327,13 +334,13 @@ class SimulatedProvider:
         intent = self._intent(session.id)
         if intent.status != "canceled":
             self._move(session.id, intent, "canceled")
-        reply = ProviderReply("canceled", self._data(session))
+        reply = self._reply(session)
         self._answers[idempotency_key] = reply
         return reply
 
     def status(self, session: PaymentSession) -> ProviderReply:
         self.calls.append(("status", session.id))
-        return ProviderReply(self._intent(session.id).status, self._data(session))
+        return self._reply(session)
 
 
 class WebhookChannel:

@@ -47,6 +47,7 @@ from paysession.record import TransitionRecord
 from paysession.session import Clock, PaymentSession, clock_reading, utc_now
 from paysession.status import PaymentSessionStatus
 from paysession.store.base import (
+    NUL_IN_KEY,
     Binding,
     EventOutcome,
     LoggedRecord,
@@ -54,6 +55,7 @@ from paysession.store.base import (
     SessionStore,
     Snapshot,
     Write,
+    has_nul,
 )
 
 _SELECT = MOVES["select"]
@@ -299,13 +301,7 @@ class PaymentSessions:
         ):
             raise InvalidSessionData({"expected_version": "must be an int >= 0 or None"})
         snapshot = self._load(session_id, idempotency_key)
-        steps: list[tuple[Move, dict[str, object]]] = []
-        for trigger, args in moves:
-            move = resolve(trigger, snapshot.session.status)
-            if move is _SELECT:
-                raise InvalidSessionData({"moves": "select must be fired on its own"})
-            steps.append((move, check_params(move, args)))
-        check_meta(actor, reason, idempotency_key)
+        steps = self._resolve_moves(snapshot, moves, actor, reason, idempotency_key)
         last, last_changes = steps[-1]
         binding = None
         if idempotency_key is not None:
@@ -315,6 +311,112 @@ class PaymentSessions:
                 return [self._bound(snapshot.binding, binding, last)]
         if expected_version is not None and expected_version != snapshot.version:
             raise ConcurrentUpdate(session_id, expected_version, snapshot.version)
+        planned = self._plan_moves(snapshot, steps, actor, reason, idempotency_key)
+        records = [step.record for step in planned]
+        try:
+            self.store.commit(
+                [Write(planned[-1].session, snapshot.version, tuple(records))], binding
+            )
+        except ConcurrentUpdate:
+            if binding is None:
+                raise
+            again = self.store.load(session_id, idempotency_key)
+            if again is None or again.binding is None:
+                raise
+            return [self._bound(again.binding, binding, last)]
+        self._finish(planned[:-1], planned[-1])
+        return records
+
+    def record_answer(
+        self,
+        session_id: str,
+        moves: Sequence[tuple[str, Mapping[str, object]]],
+        /,
+        *,
+        provider_status: str,
+        observed_at: datetime | None = None,
+        actor: str | None = None,
+        idempotency_key: str,
+    ) -> tuple[list[TransitionRecord], bool]:
+        """Commit the moves that record a provider's answer to our own request, once.
+
+        What cart completion uses. The answer is also kept as a provider event (event id
+        ``idempotency_key``, outcome applied, ``observed_at`` as the provider gave it) in
+        the same transaction, so webhooks observed before the answer are stale when they
+        arrive. The last move's record carries ``idempotency_key``; ``reason`` is the
+        provider status. Returns the records and True, or, when an answer was recorded
+        under this key already (by a racing request), the record of its last move and
+        False. ConcurrentUpdate when the session moved meanwhile (reload and decide
+        again) or when a newer provider report was applied first.
+        """
+        if not moves:
+            raise InvalidSessionData({"moves": "must hold at least one (trigger, arguments)"})
+        self._check_report(provider_status, idempotency_key, observed_at, 1)
+        snapshot = self._load(session_id)
+        stored = self._answered(session_id, idempotency_key)
+        if stored is not None:
+            return stored, False
+        mapped = map_status(snapshot.session.provider_id, provider_status)
+        steps = self._resolve_moves(snapshot, moves, actor, provider_status, idempotency_key)
+        planned = self._plan_moves(snapshot, steps, actor, provider_status, idempotency_key)
+        records = [step.record for step in planned]
+        event = ProviderEvent(
+            session_id=session_id,
+            event_id=idempotency_key,
+            provider_status=provider_status,
+            status=mapped,
+            session_status=snapshot.session.status,
+            outcome=EventOutcome.APPLIED,
+            observed_at=observed_at,
+            recorded_at=records[-1].at,
+            version=records[-1].seq,
+        )
+        write = Write(planned[-1].session, snapshot.version, tuple(records))
+        try:
+            self.store.record_event(event, write)
+        except ConcurrentUpdate:
+            stored = self._answered(session_id, idempotency_key)
+            if stored is None:
+                raise
+            return stored, False
+        self._finish(planned[:-1], planned[-1])
+        return records, True
+
+    def _answered(self, session_id: str, event_id: str) -> list[TransitionRecord] | None:
+        event = self.store.provider_event(session_id, event_id)
+        if event is None:
+            return None
+        record = self.store.record(session_id, event.version)
+        if record is None:  # the event and its moves are committed together
+            raise StoreError("provider_event", f"event {event_id!r} names a missing record")
+        return [record]
+
+    def _resolve_moves(
+        self,
+        snapshot: Snapshot,
+        moves: Sequence[tuple[str, Mapping[str, object]]],
+        actor: str | None,
+        reason: str | None,
+        idempotency_key: str | None,
+    ) -> list[tuple[Move, dict[str, object]]]:
+        steps: list[tuple[Move, dict[str, object]]] = []
+        for trigger, args in moves:
+            move = resolve(trigger, snapshot.session.status)
+            if move is _SELECT:
+                raise InvalidSessionData({"moves": "select must be fired on its own"})
+            steps.append((move, check_params(move, args)))
+        check_meta(actor, reason, idempotency_key)
+        return steps
+
+    def _plan_moves(
+        self,
+        snapshot: Snapshot,
+        steps: list[tuple[Move, dict[str, object]]],
+        actor: str | None,
+        reason: str | None,
+        idempotency_key: str | None,
+    ) -> list[Planned]:
+        """Plan each move from the session as the one before leaves it; the last gets the key."""
         now = clock_reading(self._clock)
         planned: list[Planned] = []
         current, seq, head = snapshot.session, snapshot.version, snapshot.head
@@ -334,18 +436,7 @@ class PaymentSessions:
             )
             planned.append(step)
             current, seq, head = step.session, step.record.seq, step.record.hash
-        records = [step.record for step in planned]
-        try:
-            self.store.commit([Write(current, snapshot.version, tuple(records))], binding)
-        except ConcurrentUpdate:
-            if binding is None:
-                raise
-            again = self.store.load(session_id, idempotency_key)
-            if again is None or again.binding is None:
-                raise
-            return [self._bound(again.binding, binding, last)]
-        self._finish(planned[:-1], planned[-1])
-        return records
+        return planned
 
     def select(
         self,
@@ -601,6 +692,9 @@ class PaymentSessions:
         return clock_reading(self._clock)
 
     def _load(self, session_id: str, idempotency_key: str | None = None) -> Snapshot:
+        if has_nul(idempotency_key):
+            # Every store's commit refuses it too; here, before any before-hook runs.
+            raise InvalidSessionData({"idempotency_key": NUL_IN_KEY})
         snapshot = self.store.load(session_id, idempotency_key)
         if snapshot is None:
             raise SessionNotFound(session_id)

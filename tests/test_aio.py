@@ -82,7 +82,11 @@ class TestAsyncPaymentSessions:
                     await sessions.reconcile(session.id, "processing", event_id="e2")
                 assert [a.event_id for a in await sessions.anomalies()] == ["e2"]
                 events = await sessions.provider_events(session_id=session.id)
-                assert [e.outcome for e in events] == [EventOutcome.APPLIED, EventOutcome.ANOMALY]
+                assert [e.outcome for e in events] == [
+                    EventOutcome.APPLIED,  # the webhook's requires_action
+                    EventOutcome.APPLIED,  # the provider's answer to the completion
+                    EventOutcome.ANOMALY,
+                ]
                 assert [s.id for s in await sessions.find(status="authorized")] == [session.id]
                 assert len(await sessions.history(session.id)) == 6
                 assert (await sessions.verify(session.id)).ok

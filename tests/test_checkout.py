@@ -37,7 +37,7 @@ from paysession.providers import (
     Webhook,
     WebhookChannel,
 )
-from paysession.store import MemoryStore, SessionStore
+from paysession.store import EventOutcome, MemoryStore, SessionStore
 
 from .conftest import StoreFactory, open_store
 from .helpers import StepClock
@@ -82,6 +82,13 @@ class TestCompletion:
         assert done.session.status is S.AUTHORIZED and done.session.is_initiated
         assert [r.trigger for r in done.records] == ["update", "authorize"]
         assert done.records[-1].idempotency_key == f"complete:{key}"
+        (answer,) = sessions.provider_events(session_id=session.id)
+        assert (answer.event_id, answer.provider_status, answer.version) == (
+            f"complete:{key}",
+            "requires_capture",
+            done.records[-1].seq,
+        )
+        assert answer.observed_at == provider.outbox[-1].observed_at
         calls = list(provider.calls)
         again = complete_cart(sessions, provider, "cart_1")
         assert again == Completion(O.AUTHORIZED, done.session)
@@ -128,6 +135,22 @@ class TestCompletion:
         ]
         assert sessions.verify(session.id).ok
 
+    def test_webhooks_older_than_the_answer_are_stale(self, store: SessionStore) -> None:
+        """A decline notice delivered after the retry's authorization is stale, not an anomaly."""
+        sessions = PaymentSessions(store, clock=StepClock())
+        session, provider = cart_playing(sessions, "declined_then_retry")
+        complete_cart(sessions, provider, "cart_1")
+        complete_cart(sessions, provider, "cart_1")
+        outcomes = [
+            sessions.reconcile_result(
+                n.session_id, n.provider_status, event_id=n.event_id, observed_at=n.observed_at
+            ).outcome
+            for n in reversed(provider.outbox)
+        ]
+        assert outcomes == [EventOutcome.NOOP, EventOutcome.STALE]
+        assert sessions.anomalies() == []
+        assert sessions.get(session.id).status is S.AUTHORIZED
+
     def test_timeout_raises_and_a_retry_resumes(self, store: SessionStore) -> None:
         """The answer is lost: CompletionTimeout; the retry asks again with the same key."""
         sessions = PaymentSessions(store, clock=StepClock())
@@ -170,7 +193,7 @@ class TestCompletion:
         """Two completions of one cart (a double click): one move, both told authorized."""
         other = PaymentSessions(store, clock=StepClock())
         session, provider = cart_playing(other, "authorized")
-        meddler = Meddler(store, "commit", lambda: complete_cart(other, provider, "cart_1"))
+        meddler = Meddler(store, "record_event", lambda: complete_cart(other, provider, "cart_1"))
         sessions = PaymentSessions(cast(SessionStore, meddler), clock=StepClock())
         done = complete_cart(sessions, provider, "cart_1")
         assert done.outcome is O.AUTHORIZED
@@ -183,7 +206,7 @@ class TestCompletion:
         store = MemoryStore()
         other = PaymentSessions(store, clock=StepClock())
         session, provider = cart_playing(other, "declined_then_retry")
-        meddler = Meddler(store, "commit", lambda: complete_cart(other, provider, "cart_1"))
+        meddler = Meddler(store, "record_event", lambda: complete_cart(other, provider, "cart_1"))
         sessions = PaymentSessions(cast(SessionStore, meddler), clock=StepClock())
         assert complete_cart(sessions, provider, "cart_1").outcome is O.DECLINED
         assert triggers(other, session.id).count("fail") == 1
@@ -200,7 +223,7 @@ class TestCompletion:
                     notice.session_id, notice.provider_status, event_id=notice.event_id
                 )
 
-        meddler = Meddler(store, "commit", deliver)
+        meddler = Meddler(store, "record_event", deliver)
         sessions = PaymentSessions(cast(SessionStore, meddler), clock=StepClock())
         done = complete_cart(sessions, provider, "cart_1")
         assert (done.outcome, done.records) == (O.AUTHORIZED, ())
@@ -214,7 +237,7 @@ class TestCompletion:
         """Authorized at the provider while the storefront canceled: recorded and raised."""
         storefront = PaymentSessions(store, clock=StepClock())
         session, provider = cart_playing(storefront, "authorized")
-        meddler = Meddler(store, "commit", lambda: storefront.fire(session.id, "cancel"))
+        meddler = Meddler(store, "record_event", lambda: storefront.fire(session.id, "cancel"))
         sessions = PaymentSessions(cast(SessionStore, meddler), clock=StepClock())
         with pytest.raises(ReconciliationAnomaly) as caught:
             complete_cart(sessions, provider, "cart_1")
@@ -409,3 +432,35 @@ class TestWebhookChannel:
         assert 30 < len(delivered) - len(notices) < 100
         order = [int(d.event_id[4:]) for d in delivered]
         assert sum(1 for a, b in itertools.pairwise(order) if b < a) > 30
+
+
+class TestFireMany:
+    def test_moves_in_one_transaction_the_key_on_the_last(self, store: SessionStore) -> None:
+        """update then authorize: one commit, the key binds authorize; a repeat returns it."""
+        sessions = PaymentSessions(store, clock=StepClock())
+        session, _ = cart_playing(sessions, "authorized")
+        moves: list[tuple[str, dict[str, object]]] = [
+            ("update", {"amount": 5000}),
+            ("authorize", {}),
+        ]
+        records = sessions.fire_many(session.id, moves, actor="shop", idempotency_key="k")
+        assert [(r.trigger, r.idempotency_key) for r in records] == [
+            ("update", None),
+            ("authorize", "k"),
+        ]
+        assert sessions.fire_many(session.id, moves, idempotency_key="k") == records[-1:]
+        assert sessions.history(session.id)[-2:] == tuple(records)
+        assert sessions.get(session.id).amount == 5000
+
+    def test_refusals(self) -> None:
+        """No moves, or a select among them, is refused; a refused move commits nothing."""
+        sessions = PaymentSessions(MemoryStore(), clock=StepClock())
+        session, _ = cart_playing(sessions, "authorized")
+        version = sessions.version(session.id)
+        for moves, field in (([], "moves"), ([("select", {})], "moves")):
+            with pytest.raises(InvalidSessionData) as refused:
+                sessions.fire_many(session.id, moves)
+            assert refused.value.fields == (field,)
+        with pytest.raises(IllegalTransition):
+            sessions.fire_many(session.id, [("fail", {}), ("authorize", {})])
+        assert sessions.version(session.id) == version

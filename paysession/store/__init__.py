@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from paysession.store.base import Binding, LoggedRecord, SessionStore, Snapshot, Write
+from paysession.store.base import (
+    Binding,
+    EventOutcome,
+    LoggedRecord,
+    ProviderEvent,
+    SessionStore,
+    Snapshot,
+    Write,
+)
 from paysession.store.memory import MemoryStore
 from paysession.store.sqlite import SqliteStore
 
@@ -28,9 +36,11 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Binding",
+    "EventOutcome",
     "LoggedRecord",
     "MemoryStore",
     "PostgresStore",
+    "ProviderEvent",
     "SessionStore",
     "Snapshot",
     "SqliteStore",
