@@ -286,20 +286,41 @@ class SnapshotCache:
         return Snapshot(session, version, head, binding)
 
 
+NUL_IN_KEY = "must not contain NUL (\\x00): not every database can keep it in a key"
+"""Why a store refuses an id, cart id, provider id or idempotency key holding NUL."""
+
+_KEY_FIELDS = ("id", "cart_id", "provider_id", "idempotency_key")
+
+
+def has_nul(text: object) -> bool:
+    """Whether ``text`` is a string holding NUL, which no store keeps in a key column.
+
+    Every store refuses such keys alike (InvalidSessionData naming the field), and
+    finds nothing under them; NUL in ``data``, ``cart``, ``actor`` and ``reason`` is kept
+    (JSON escapes it).
+    """
+    return isinstance(text, str) and "\x00" in text
+
+
 def check_writes(writes: Sequence[Write], binding: Binding | None = None) -> None:
     """Refuse a malformed commit before it reaches a database.
 
     Each write's records must continue its session's trail from ``expected_version``
     one seq at a time and end at the session the write stores; a binding must name a
-    record of the commit (a key binds the move it produced).
+    record of the commit (a key binds the move it produced). No id or key may hold NUL.
     """
     problems: dict[str, str] = {}
     if not writes:
         problems["writes"] = "a commit needs at least one write"
+    if binding is not None and has_nul(binding.key):
+        problems["idempotency_key"] = NUL_IN_KEY
     seen: set[str] = set()
     for index, write in enumerate(writes):
         where = f"writes[{index}]"
         session_id = write.session.id
+        for name in _KEY_FIELDS:
+            if has_nul(getattr(write.session, name)):
+                problems[name] = NUL_IN_KEY
         if session_id in seen:
             problems[where] = f"writes session {session_id} a second time"
         seen.add(session_id)

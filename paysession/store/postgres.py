@@ -56,6 +56,7 @@ from paysession.store.base import (
     Write,
     check_writes,
     dump_json,
+    has_nul,
     load_json,
     record_from_wire,
     record_wire,
@@ -436,6 +437,12 @@ class PostgresStore:
         self._cache.put(session, record.seq, record.hash)
 
     def load(self, session_id: str, idempotency_key: str | None = None) -> Snapshot | None:
+        # PostgreSQL text cannot hold NUL, so no id or key stored here has one (they are
+        # refused on the way in): nothing to find, as on the other stores.
+        if has_nul(session_id):
+            return None
+        if has_nul(idempotency_key):
+            idempotency_key = None
         with self._read("load") as conn:
             if idempotency_key is None:
                 row = conn.execute(_LOAD_PLAIN, (session_id,)).fetchone()
@@ -446,6 +453,8 @@ class PostgresStore:
         )
 
     def load_selected(self, cart_id: str) -> list[Snapshot]:
+        if has_nul(cart_id):
+            return []
         with self._read("load_selected") as conn:
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM paysession_sessions "
@@ -503,6 +512,8 @@ class PostgresStore:
         raise ConcurrentUpdate(session_id, write.expected_version, found[0])
 
     def record(self, session_id: str, seq: int) -> TransitionRecord | None:
+        if has_nul(session_id):
+            return None
         with self._read("record") as conn:
             row = conn.execute(
                 "SELECT wire FROM paysession_records WHERE session_id = %s AND seq = %s",
@@ -511,6 +522,8 @@ class PostgresStore:
         return None if row is None else record_from_wire(row[0])
 
     def history(self, session_id: str) -> list[TransitionRecord]:
+        if has_nul(session_id):
+            return []
         with self._read("history") as conn:
             rows = conn.execute(
                 "SELECT wire FROM paysession_records WHERE session_id = %s ORDER BY seq",
@@ -524,6 +537,8 @@ class PostgresStore:
         # Only the filters given, so that each shape of query gets a plan that uses
         # its index.
         where, params = ["true"], []
+        if has_nul(cart_id):
+            return []
         if cart_id is not None:
             where.append("cart_id = %s")
             params.append(cart_id)
