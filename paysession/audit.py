@@ -122,6 +122,41 @@ class AuditError(PaySessionError, ValueError):
         return f"{where}: {self.reason}: {self.message}"
 
 
+class SinkError(PaySessionError, OSError):
+    """An audit sink could not keep a record, or found that its file lost records.
+
+    ``operation`` is ``write`` or ``fsync`` (the disk refused: full, read-only, I/O
+    error; the OSError is the ``__cause__`` and its ``errno`` is this error's) or
+    ``truncated`` (the file is shorter than what the sink wrote to it: someone cut it).
+    ``session_id`` and ``seq`` name the record being appended. After a ``write`` or
+    ``truncated`` error the record is not in the file as a whole line; ``verify`` of the
+    file reports the gap it leaves.
+    """
+
+    def __init__(
+        self,
+        operation: str,
+        detail: str,
+        *,
+        path: str,
+        session_id: str,
+        seq: int,
+        errno: int | None = None,
+    ) -> None:
+        super().__init__(errno, detail)
+        self.operation = operation
+        self.detail = detail
+        self.path = path
+        self.session_id = session_id
+        self.seq = seq
+
+    def __str__(self) -> str:
+        return (
+            f"audit sink {self.path} failed during {self.operation} of "
+            f"{self.session_id!r} seq {self.seq}: {self.detail}"
+        )
+
+
 @attrs.frozen
 class BadLine:
     """A line of a JSON Lines trail that is not a record; :func:`read_jsonl` yields it.
@@ -544,6 +579,12 @@ class JsonlSink:
     when the sink opens it, the next record starts on a new line, so the torn bytes stay
     a line of their own and the records after them stay readable.
 
+    ``append`` never fails silently: a disk that refuses the line (full, read-only) or
+    the fsync raises :class:`SinkError`, and so does a file found shorter than what this
+    sink wrote to it (truncated under it): then the record is not written, and later
+    appends go on from the file's new end. The bytes of a line the disk took only in
+    part stay a torn line of their own, like a crash's.
+
     Close it with ``close()`` or use it as a context manager.
     """
 
@@ -556,10 +597,10 @@ class JsonlSink:
         self._lock = threading.Lock()
         try:
             size = os.fstat(self._fd).st_size
-            self._needs_newline = False
-            if size:
-                os.lseek(self._fd, size - 1, os.SEEK_SET)
-                self._needs_newline = os.read(self._fd, 1) != b"\n"
+            # Where this sink's last line ended: the file can grow past it (other sinks
+            # append too), never shrink below it unless someone cut it.
+            self._end = size
+            self._needs_newline = not _ends_a_line(self._fd, size)
             if created and fsync:
                 _sync_directory(self.path.parent)
         except BaseException:
@@ -567,22 +608,60 @@ class JsonlSink:
             raise
 
     def append(self, record: TransitionRecord) -> None:
-        """Write ``record`` as one line, then flush it to disk if ``fsync``."""
+        """Write ``record`` as one line, then flush it to disk if ``fsync``.
+
+        Raises :class:`SinkError` when the line cannot be written or synced, or when the
+        file was truncated since this sink last wrote to it.
+        """
         line = encode_line(record)
         with self._lock:
-            if self._fd is None:
+            fd = self._fd
+            if fd is None:
                 raise ValueError(f"JsonlSink for {self.path} is closed")
-            if self._needs_newline:
-                line = b"\n" + line
-            view = memoryview(line)
-            while view:
-                # One write for the whole line; a regular file only writes less when the
-                # disk is full or a signal interrupts it, and then the rest follows.
-                written = os.write(self._fd, view)
-                view = view[written:]
-            self._needs_newline = False
-            if self.fsync:
-                os.fsync(self._fd)
+            operation = "write"
+            view = memoryview(b"\n" + line if self._needs_newline else line)
+            try:
+                size = os.fstat(fd).st_size
+                if size < self._end:
+                    lost, self._end = self._end - size, size
+                    self._needs_newline = not _ends_a_line(fd, size)
+                    raise self._error(
+                        record,
+                        "truncated",
+                        f"the file is {size} bytes, {lost} fewer than this sink had "
+                        "written: records were cut from it; this one was not written",
+                    )
+                while view:
+                    # One write for the whole line; a regular file only writes less when
+                    # the disk is full or a signal interrupts it, and then the rest follows.
+                    written = os.write(fd, view)
+                    if written:
+                        # A line the disk took in part is a torn line: the next one must
+                        # not continue it, or the record it holds would be torn too.
+                        self._needs_newline = view[written - 1] != ord("\n")
+                    view = view[written:]
+                self._end = os.lseek(fd, 0, os.SEEK_CUR)
+                if self.fsync:
+                    operation = "fsync"
+                    os.fsync(fd)
+            except OSError as error:
+                if isinstance(error, SinkError):
+                    raise
+                raise self._error(
+                    record, operation, error.strerror or str(error), error.errno
+                ) from error
+
+    def _error(
+        self, record: TransitionRecord, operation: str, detail: str, errno: int | None = None
+    ) -> SinkError:
+        return SinkError(
+            operation,
+            detail,
+            path=str(self.path),
+            session_id=record.session_id,
+            seq=record.seq,
+            errno=errno,
+        )
 
     @property
     def closed(self) -> bool:
@@ -609,6 +688,14 @@ class JsonlSink:
     def __repr__(self) -> str:
         state = "closed" if self._fd is None else ("fsync" if self.fsync else "no fsync")
         return f"<JsonlSink {str(self.path)!r} {state}>"
+
+
+def _ends_a_line(fd: int, size: int) -> bool:
+    """Whether a file of ``size`` bytes is empty or ends with a newline."""
+    if not size:
+        return True
+    os.lseek(fd, size - 1, os.SEEK_SET)
+    return os.read(fd, 1) == b"\n"
 
 
 def _sync_directory(directory: Path) -> None:
@@ -867,6 +954,7 @@ __all__ = [
     "BadLine",
     "JsonlSink",
     "MemorySink",
+    "SinkError",
     "add_command",
     "decode_line",
     "encode_line",
