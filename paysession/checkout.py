@@ -68,7 +68,8 @@ class Completion:
     the provider's answer (none when the session was authorized already; the stored
     record of the answer when a racing completion committed it first); ``provider_status`` and
     ``idempotency_key`` the provider's answer and the key it was asked with (None when
-    it was not asked).
+    it was not asked); ``lost_races`` how many times another move (a webhook, another
+    completion) committed first and completion looked again.
     """
 
     outcome: CompletionOutcome
@@ -76,6 +77,7 @@ class Completion:
     records: tuple[TransitionRecord, ...] = ()
     provider_status: str | None = None
     idempotency_key: str | None = None
+    lost_races: int = 0
 
 
 class NoSelectedSession(InvalidSessionData, LookupError):
@@ -168,10 +170,11 @@ def complete_session(
     if type(attempts) is not int or attempts < 1:
         raise InvalidSessionData({"attempts": "must be an int >= 1"})
     answered: tuple[str, ProviderReply] | None = None
+    lost = 0
     for attempt in range(attempts):
         session = sessions.get(session_id)
         if session.status is S.AUTHORIZED:
-            return Completion(CompletionOutcome.AUTHORIZED, session)
+            return Completion(CompletionOutcome.AUTHORIZED, session, lost_races=lost)
         payments = _provider_for(provider, session)
         key = provider_key(session, attempts_made(session, sessions.history(session_id)))
         reply = answered[1] if answered is not None and answered[0] == key else None
@@ -225,14 +228,62 @@ def complete_session(
             # key only changes if completion itself committed an answer meanwhile.
             if attempt == attempts - 1:
                 raise
+            lost += 1
             continue
         except IllegalTransition:
             # The session changed status under us (authorized by a webhook, canceled by
             # the storefront): look again, unless it is where the move was planned from.
             if sessions.get(session_id).status is session.status or attempt == attempts - 1:
                 raise
+            lost += 1
             continue
-        return Completion(outcome, sessions.get(session_id), tuple(records), reply.status, key)
+        return Completion(
+            outcome, sessions.get(session_id), tuple(records), reply.status, key, lost
+        )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def cancel_payment(
+    sessions: PaymentSessions,
+    provider: PaymentProvider | Mapping[str, PaymentProvider],
+    session_id: str,
+    *,
+    actor: str = "checkout",
+    attempts: int = 5,
+) -> list[TransitionRecord]:
+    """Cancel the payment at the provider, then the session; return the records committed.
+
+    The provider is asked with the key ``<session key>:cancel`` and its answer is kept
+    as a provider event (``cancel:<session key>``) with the cancel move, so webhooks
+    observed before the cancellation are stale when they arrive. ``[]`` when the
+    session is canceled already (by a webhook, say). An answer other than canceled
+    raises ReconciliationAnomaly through reconciliation (recorded).
+    """
+    if type(attempts) is not int or attempts < 1:
+        raise InvalidSessionData({"attempts": "must be an int >= 1"})
+    for attempt in range(attempts):
+        session = sessions.get(session_id)
+        if session.status is S.CANCELED:
+            return []
+        base = session.idempotency_key or session.id
+        reply = _provider_for(provider, session).cancel(session, idempotency_key=f"{base}:cancel")
+        if map_status(session.provider_id, reply.status) is not S.CANCELED:
+            sessions.reconcile(session_id, reply.status, observed_at=reply.observed_at)
+            raise IllegalTransition("cancel", session.status.value, ALLOWED[session.status])
+        try:
+            records, _ = sessions.record_answer(
+                session_id,
+                [("cancel", {})],
+                provider_status=reply.status,
+                observed_at=reply.observed_at,
+                actor=actor,
+                idempotency_key=f"cancel:{base}",
+            )
+        except ConcurrentUpdate:
+            if attempt == attempts - 1:
+                raise
+            continue
+        return records
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -256,6 +307,7 @@ __all__ = [
     "CompletionTimeout",
     "NoSelectedSession",
     "attempts_made",
+    "cancel_payment",
     "complete_cart",
     "complete_session",
     "provider_key",

@@ -519,7 +519,8 @@ class PaymentSessions:
         transaction. Returns ``[]``, having applied nothing, when the session is there
         already (noop), when ``event_id`` was handled before (duplicate, even by another
         process long ago), or when ``observed_at`` is older than the newest report
-        applied or found a no-op (stale). A status no legal path reaches, or a path a
+        applied or found a no-op, or is the very same report (same status, same instant)
+        under another event id (stale). A status no legal path reaches, or a path a
         guard refuses, raises ReconciliationAnomaly (recorded, never applied). A
         concurrent move makes it reload and recompute, up to ``attempts`` times.
         """
@@ -628,12 +629,10 @@ class PaymentSessions:
                 guard=guard,
             )
 
-        if observed_at is not None:
-            newest = self.store.newest_observed(session_id)
-            if newest is not None and observed_at < newest:
-                stale = event(EventOutcome.STALE, snapshot.version)
-                self.store.record_event(stale)
-                return Reconciliation(EventOutcome.STALE, (), stale, lost)
+        if observed_at is not None and self._outdated(session_id, provider_status, observed_at):
+            stale = event(EventOutcome.STALE, snapshot.version)
+            self.store.record_event(stale)
+            return Reconciliation(EventOutcome.STALE, (), stale, lost)
         path = shortest_path(session.status, mapped)
         if not path:
             if path is None:
@@ -671,6 +670,22 @@ class PaymentSessions:
         )
         self._finish(steps[:-1], steps[-1])
         return Reconciliation(EventOutcome.APPLIED, tuple(p.record for p in steps), applied, lost)
+
+    def _outdated(self, session_id: str, provider_status: str, observed_at: datetime) -> bool:
+        """Whether an applied or no-op report is newer, or the same report is known.
+
+        The same provider status at the same instant is what the provider sends twice
+        under two names (a webhook for the state a completion's answer already recorded):
+        nothing new, so stale rather than applied again after the session moved on.
+        """
+        for event in self.store.provider_events(session_id=session_id):
+            if not event.advances or event.observed_at is None:
+                continue
+            if event.observed_at > observed_at or (
+                event.observed_at == observed_at and event.provider_status == provider_status
+            ):
+                return True
+        return False
 
     def _anomaly(
         self, event: ProviderEvent, session: PaymentSession, guard: str | None

@@ -27,6 +27,7 @@ from paysession.checkout import (
     CompletionOutcome,
     CompletionTimeout,
     NoSelectedSession,
+    cancel_payment,
     complete_cart,
     provider_key,
 )
@@ -147,7 +148,7 @@ class TestCompletion:
             ).outcome
             for n in reversed(provider.outbox)
         ]
-        assert outcomes == [EventOutcome.NOOP, EventOutcome.STALE]
+        assert outcomes == [EventOutcome.STALE, EventOutcome.STALE]
         assert sessions.anomalies() == []
         assert sessions.get(session.id).status is S.AUTHORIZED
 
@@ -226,7 +227,7 @@ class TestCompletion:
         meddler = Meddler(store, "record_event", deliver)
         sessions = PaymentSessions(cast(SessionStore, meddler), clock=StepClock())
         done = complete_cart(sessions, provider, "cart_1")
-        assert (done.outcome, done.records) == (O.AUTHORIZED, ())
+        assert (done.outcome, done.records, done.lost_races) == (O.AUTHORIZED, (), 1)
         history = webhooks.history(session.id)
         assert [(r.trigger, r.actor) for r in history if r.trigger == "authorize"] == [
             ("authorize", "provider:stripe")
@@ -244,6 +245,30 @@ class TestCompletion:
         assert (caught.value.status, caught.value.mapped) == (S.CANCELED, S.AUTHORIZED)
         (anomaly,) = storefront.anomalies(session.id)
         assert anomaly.event_id == f"complete:{session.idempotency_key}"
+
+    def test_cancel_payment(self, store: SessionStore) -> None:
+        """Canceled at the provider, then here; older webhooks are stale; twice is harmless."""
+        sessions = PaymentSessions(store, clock=StepClock())
+        session, provider = cart_playing(sessions, "authorized")
+        complete_cart(sessions, provider, "cart_1")
+        records = cancel_payment(sessions, provider, session.id, actor="shop")
+        assert [(r.trigger, r.actor, r.reason) for r in records] == [("cancel", "shop", "canceled")]
+        assert cancel_payment(sessions, provider, session.id) == []
+        authorized, canceled = provider.outbox
+        for notice in (canceled, authorized):
+            sessions.reconcile(
+                session.id,
+                notice.provider_status,
+                event_id=notice.event_id,
+                observed_at=notice.observed_at,
+            )
+        assert sessions.anomalies() == []
+        assert sessions.get(session.id).status is S.CANCELED
+        # Both were known by then: the cancel's answer carried the same instant as its notice.
+        assert [e.event_id for e in sessions.provider_events(outcome="stale")] == [
+            canceled.event_id,
+            authorized.event_id,
+        ]
 
     def test_a_canceled_session_is_not_sent_to_the_provider(self) -> None:
         """Completing a canceled session is IllegalTransition; the provider is not called."""

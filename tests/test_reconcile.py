@@ -273,6 +273,17 @@ class TestReconcile:
         sessions.reconcile(session_id, "requires_action", observed_at=T)
         assert len(sessions.reconcile(session_id, "succeeded", observed_at=T)) == 1
 
+    def test_the_same_report_under_another_id_is_stale(self, store: SessionStore) -> None:
+        """The same status at the same instant, under a new event id, is nothing new."""
+        sessions = PaymentSessions(store, clock=StepClock())
+        session_id = session_in(sessions, S.PENDING)
+        sessions.reconcile(session_id, "requires_action", event_id="e1", observed_at=T)
+        sessions.fire(session_id, "retry", actor="storefront")
+        result = sessions.reconcile_result(
+            session_id, "requires_action", event_id="e2", observed_at=T
+        )
+        assert (result.outcome, sessions.get(session_id).status) == (EventOutcome.STALE, S.PENDING)
+
     def test_stale_and_anomalous_reports_do_not_outdate_others(self, store: SessionStore) -> None:
         """Only applied and no-op reports set the time older reports are judged by."""
         sessions = PaymentSessions(store, clock=StepClock())
