@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from paysession.audit import add_command as add_audit_command
+from paysession.demo import DEFAULT_CARTS, DEFAULT_DB, DEFAULT_WORKERS
+from paysession.demo import run as run_demo
 from paysession.diagrams import add_command as add_diagram_command
 from paysession.errors import PaySessionError
 from paysession.machine import SessionMachine
@@ -88,7 +90,7 @@ _SCENARIOS: tuple[tuple[str, str, int, tuple[_Step, ...]], ...] = (
 )
 
 
-def demo(out: TextIO) -> int:
+def walkthrough(out: TextIO) -> int:
     """Drive a few in-memory sessions through every status and print each move."""
     rows: list[list[object]] = []
     refusals: list[list[object]] = []
@@ -110,6 +112,19 @@ def demo(out: TextIO) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    if args.walkthrough:
+        return walkthrough(sys.stdout)
+    return run_demo(args.db, carts=args.carts, workers=args.workers, seed=args.seed, out=sys.stdout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser; each subcommand sets ``run``, a function of the parsed args."""
     parser = argparse.ArgumentParser(
@@ -117,9 +132,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser(
-        "demo", help="drive sessions through every status and print the moves"
+        "demo",
+        help="simulate checkouts on SQLite: storefronts and webhooks racing, trails verified",
+        description=(
+            "Run carts through a simulated Stripe-like provider with concurrent storefront "
+            "processes and a webhook process delivering notices late, twice and out of "
+            "order, all on one SQLite file; print a summary and verify every trail (exit 1 "
+            "if one fails). The database starts fresh each run: an earlier demo database "
+            "at the path is replaced, any other file is left alone (exit 2)."
+        ),
     )
-    demo_parser.set_defaults(run=lambda args: demo(sys.stdout))
+    demo_parser.add_argument(
+        "--db", default=DEFAULT_DB, help=f"SQLite file to use (default: ./{DEFAULT_DB})"
+    )
+    demo_parser.add_argument(
+        "--carts", type=_positive, default=DEFAULT_CARTS, help="carts to check out (default: 200)"
+    )
+    demo_parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=DEFAULT_WORKERS,
+        help="storefront processes (default: 2)",
+    )
+    demo_parser.add_argument("--seed", type=int, default=0, help="what the simulation plays")
+    demo_parser.add_argument(
+        "--walkthrough",
+        action="store_true",
+        help="instead, drive a few in-memory sessions through every status and print the moves",
+    )
+    demo_parser.set_defaults(run=_run_demo)
     add_diagram_command(commands)
     add_audit_command(commands)
     return parser

@@ -7,7 +7,7 @@ status map turns each into one of ours so that reconciliation can move the sessi
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Protocol
@@ -237,11 +237,17 @@ class SimulatedProvider:
     again, and a payment is authorized at most once, whatever the keys. ``authorizations``
     counts authorizations by the key of the request that made them, ``requests`` every
     authorize call by key, and ``outbox`` holds the webhooks it sends (one per status
-    change, ``observed_at`` from ``clock``), in the order it sends them.
+    change, ``observed_at`` from ``clock``), in the order it sends them; ``send``, when
+    given, is also called with each one as it is sent (before the caller has the answer).
     """
 
     def __init__(
-        self, seed: int = 0, *, provider_id: str = "stripe", clock: Clock | None = None
+        self,
+        seed: int = 0,
+        *,
+        provider_id: str = "stripe",
+        clock: Clock | None = None,
+        send: Callable[[Webhook], object] | None = None,
     ) -> None:
         self.id = provider_id
         self.seed = seed
@@ -250,6 +256,7 @@ class SimulatedProvider:
         self.calls: list[tuple[str, str]] = []
         self.outbox: list[Webhook] = []
         self._clock: Clock = clock or utc_now
+        self._send = send
         self._answers: dict[str, ProviderReply] = {}
         self._intents: dict[str, _Intent] = {}
 
@@ -267,9 +274,12 @@ class SimulatedProvider:
         intent.status = status
         intent.notices += 1
         intent.changed_at = self._clock()
-        self.outbox.append(
-            Webhook(f"evt_{session_id}_{intent.notices}", session_id, status, intent.changed_at)
+        notice = Webhook(
+            f"evt_{session_id}_{intent.notices}", session_id, status, intent.changed_at
         )
+        self.outbox.append(notice)
+        if self._send is not None:
+            self._send(notice)
 
     def _reply(self, session: PaymentSession, **extra: object) -> ProviderReply:
         intent = self._intent(session.id)

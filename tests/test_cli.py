@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,22 +12,34 @@ from paysession.cli import format_table, main
 
 
 class TestDemo:
-    def test_demo_prints_every_status(self, capsys: pytest.CaptureFixture[str]) -> None:
-        """demo drives sessions through every status and prints a table of moves."""
-        assert main(["demo"]) == 0
+    def test_walkthrough_prints_every_status(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """demo --walkthrough drives sessions through every status and prints the moves."""
+        assert main(["demo", "--walkthrough"]) == 0
         out = capsys.readouterr().out
         for status in ("pending", "requires_more", "authorized", "error", "canceled"):
             assert f"-> {status}" in out
         assert "IllegalTransition" in out and "GuardRejected" in out
         assert "pi_demo" not in out  # provider data stays out of the output
 
-    def test_demo_as_a_process(self) -> None:
-        """python -m paysession demo exits 0."""
+    def test_demo_as_a_process(self, tmp_path: Path) -> None:
+        """python -m paysession demo runs the simulation in the working directory, exit 0."""
         done = subprocess.run(
-            [sys.executable, "-m", "paysession", "demo"], capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "paysession", "demo", "--carts", "20"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
         )
         assert done.returncode == 0, done.stderr
-        assert "authorized" in done.stdout
+        assert "trails verified: 20 sessions" in done.stdout
+        assert (tmp_path / "paysession-demo.db").exists()
+
+    @pytest.mark.parametrize("flag", ["--carts", "--workers"])
+    def test_counts_must_be_positive(self, flag: str) -> None:
+        """--carts and --workers take a number of at least 1 (a usage error otherwise)."""
+        with pytest.raises(SystemExit) as caught:
+            main(["demo", flag, "0"])
+        assert caught.value.code == 2
 
     def test_no_command(self, capsys: pytest.CaptureFixture[str]) -> None:
         """No subcommand is a usage error (exit 2)."""

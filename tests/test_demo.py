@@ -1,0 +1,142 @@
+"""paysession demo: the checkout simulation on SQLite, its summary and its verdict."""
+
+from __future__ import annotations
+
+import io
+import re
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from paysession import PaymentSessions, PaymentSessionStatus
+from paysession.cli import main
+from paysession.demo import _Progress, _summary
+from paysession.store import EventOutcome, SqliteStore
+
+S = PaymentSessionStatus
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One small run (30 carts, 2 storefront processes), shared by the checks below."""
+    path = tmp_path_factory.mktemp("demo") / "demo.db"
+    out = io.StringIO()
+    from paysession.demo import run
+
+    assert run(path, carts=30, workers=2, seed=7, out=out) == 0, out.getvalue()
+    return path, out.getvalue()
+
+
+class TestDemo:
+    def test_every_trail_verified(self, demo_run: tuple[Path, str]) -> None:
+        """The run ends with every trail verified, and says so."""
+        _, out = demo_run
+        assert "trails verified: 30 sessions" in out and ": ok" in out
+        assert "30/30 carts completed" in out  # plain progress lines: not a terminal
+
+    def test_the_summary_counts(self, demo_run: tuple[Path, str]) -> None:
+        """The table names each count the issue asks for."""
+        _, out = demo_run
+        for row in (
+            "sessions authorized",
+            "moves recorded",
+            "storefront races lost",
+            "webhook races lost",
+            "duplicates ignored",
+            "stale reports ignored",
+            "anomalies caught",
+        ):
+            assert row in out
+        assert re.search(r"\n  keys authorized twice +0\n", out)
+
+    def test_each_payment_authorized_once(self, demo_run: tuple[Path, str]) -> None:
+        """Every cart ends authorized or canceled, with one authorize move at most."""
+        path, _ = demo_run
+        with SqliteStore(path) as store:
+            sessions = PaymentSessions(store)
+            found = sessions.find()
+            assert len(found) == 30
+            assert {s.status for s in found} <= {S.AUTHORIZED, S.CANCELED}
+            for session in found:
+                moves = Counter(r.trigger for r in sessions.history(session.id))
+                assert moves["authorize"] <= 1
+                if session.status is S.AUTHORIZED:
+                    assert moves["authorize"] == 1
+            # Anomalies are only ever about sessions the storefront canceled.
+            for anomaly in sessions.anomalies():
+                assert anomaly.session_status is S.CANCELED
+                assert sessions.get(anomaly.session_id).status is S.CANCELED
+            assert sessions.provider_events(outcome=EventOutcome.APPLIED)
+
+    def test_a_run_starts_from_a_fresh_file(self, tmp_path: Path) -> None:
+        """A second run on the same path replaces the earlier demo database."""
+        path = tmp_path / "again.db"
+        for _ in range(2):
+            assert main(["demo", "--db", str(path), "--carts", "6", "--workers", "1"]) == 0
+        with SqliteStore(path) as store:
+            assert len(store.find()) == 6
+
+    def test_another_file_is_left_alone(self, tmp_path: Path) -> None:
+        """A path holding anything but a demo database is refused (exit 2), untouched."""
+        path = tmp_path / "shop.db"
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE orders (id INTEGER)")
+        conn.close()
+        before = path.read_bytes()
+        out = io.StringIO()
+        from paysession.demo import run
+
+        assert run(path, carts=3, workers=1, out=out) == 2
+        assert "is not a paysession demo database" in out.getvalue()
+        assert path.read_bytes() == before
+
+    def test_a_broken_trail_fails_the_run(self, demo_run: tuple[Path, str], tmp_path: Path) -> None:
+        """The verdict is 'failed' (exit 1) when any trail does not verify."""
+        source, _ = demo_run
+        path = tmp_path / "copy.db"
+        with sqlite3.connect(source) as original, sqlite3.connect(path) as copy:
+            original.backup(copy)
+            copy.execute(
+                'UPDATE paysession_records SET wire = replace(wire, \'"actor":"storefront"\', '
+                '\'"actor":"mallory"\') WHERE seq = 1 AND rowid = (SELECT min(rowid) FROM '
+                "paysession_records WHERE seq = 1)"
+            )
+        original.close()
+        copy.close()
+        out = io.StringIO()
+        with SqliteStore(path) as store:
+            assert _summary(PaymentSessions(store), [], out, 0.0) is False
+        assert "FAILED (1 bad sessions)" in out.getvalue()
+
+
+class TestProgress:
+    def test_a_bar_on_a_terminal(self) -> None:
+        """On a terminal the bar is redrawn in place and ends with a newline."""
+
+        class Terminal(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        out = Terminal()
+        show = _Progress(out, 40)
+        show(10, 0.5)
+        show.finish(40, 1.0)
+        text = out.getvalue()
+        assert text.startswith("\r  [#######.......................] 10/40 carts")
+        assert text.endswith("] 40/40 carts   1.0 s\n")
+
+    def test_plain_lines_otherwise(self) -> None:
+        """Elsewhere, one line per quarter reached."""
+        out = io.StringIO()
+        show = _Progress(out, 8)
+        for done in range(9):
+            show(done, float(done))
+        show.finish(8, 8.0)
+        assert [line.split(" (")[0].strip() for line in out.getvalue().splitlines()] == [
+            "2/8 carts completed",
+            "4/8 carts completed",
+            "6/8 carts completed",
+            "8/8 carts completed",
+        ]
