@@ -53,3 +53,39 @@ __all__ = [
     "to_dict",
     "to_json",
 ]
+
+# Checkout integration: reconciliation with providers, cart completion, asyncio.
+from paysession.aio import AsyncPaymentSessions
+from paysession.checkout import (
+    Completion,
+    CompletionOutcome,
+    CompletionTimeout,
+    NoSelectedSession,
+    cancel_payment,
+    complete_cart,
+)
+from paysession.providers import (
+    ProviderReply,
+    ProviderTimeout,
+    ReconciliationAnomaly,
+    UnknownProviderStatus,
+)
+from paysession.service import Reconciliation
+from paysession.store.base import EventOutcome, ProviderEvent
+
+__all__ += [
+    "AsyncPaymentSessions",
+    "Completion",
+    "CompletionOutcome",
+    "CompletionTimeout",
+    "EventOutcome",
+    "NoSelectedSession",
+    "ProviderEvent",
+    "ProviderReply",
+    "ProviderTimeout",
+    "Reconciliation",
+    "ReconciliationAnomaly",
+    "UnknownProviderStatus",
+    "cancel_payment",
+    "complete_cart",
+]
