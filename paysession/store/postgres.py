@@ -24,6 +24,7 @@ hence one round trip and one implicit transaction; a write of several sessions
 from __future__ import annotations
 
 import functools
+import select
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -350,6 +351,7 @@ class PostgresStore:
             kwargs={"autocommit": True},
             name="paysession",
             open=False,
+            check=self._check,
         )
         self._opened = False
         self._ready = False
@@ -357,6 +359,23 @@ class PostgresStore:
         self._guard = threading.Lock()
 
     # -- connections and transactions
+
+    def _check(self, conn: Connection) -> None:
+        """The pool's check of each connection it hands out: free unless the server left.
+
+        An idle connection has nothing to read. When its socket is readable, the server
+        has most likely closed it (a restart or failover closes every pooled connection
+        at once): then one empty query says for sure, and a dead connection is
+        discarded here, with the rest of the dead ones, instead of failing a request
+        each once the database is back.
+        """
+        if not _has_input(conn):
+            return
+        try:
+            ConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            self._pool.check()
+            raise
 
     @contextmanager
     def _connection(self, operation: str) -> Iterator[Connection]:
@@ -686,6 +705,19 @@ class PostgresStore:
 
     def __repr__(self) -> str:
         return f"<PostgresStore pool={self._pool.name}>"
+
+
+def _has_input(conn: Connection) -> bool:
+    """Whether an idle connection's socket is readable (or closed): never, while it lives."""
+    if conn.closed:
+        return True
+    fd = conn.fileno()
+    if hasattr(select, "poll"):
+        # poll, not select: select cannot watch a descriptor numbered 1024 or above.
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 def _refusal(
