@@ -367,21 +367,46 @@ class SqliteStore:
         if not (self._ready or migrating):
             self.migrate()
         with self._turn:
-            conn = self._conn()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
+            for attempt in (1, 2):
+                conn = self._conn()
                 try:
-                    result = apply(conn, *args)
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            except sqlite3.Error as error:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise StoreError(operation, str(error)) from error
-        return result
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = apply(conn, *args)
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+                    return result
+                except sqlite3.Error as error:
+                    self._drop(conn)
+                    # A connection opened while the file could not be written stays
+                    # read-only once it can be: a new one, once, says whether it still is
+                    # (nothing was written: a read-only connection cannot write).
+                    if attempt == 2 or "readonly database" not in str(error):
+                        raise StoreError(operation, str(error)) from error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _drop(self, conn: sqlite3.Connection) -> None:
+        """Roll back, and forget the connection a driver error came through.
+
+        One that met a read-only file, a full disk or an I/O error is not worth keeping:
+        the thread's next operation opens a new one. Not for ``":memory:"``, whose one
+        connection is the database.
+        """
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # closing the connection below rolls back all the same
+        if self._memory:
+            return
+        with self._guard:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        self._local.conn = None
+        conn.close()
 
     # -- the protocol
 
