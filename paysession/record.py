@@ -44,6 +44,9 @@ class TransitionRecord:
     changes: Mapping[str, Change]
     prev_hash: str
     hash: str
+    # The canonical line (with the hash) as make_record wrote it, so that a store or a
+    # sink writing the record does not spell it out a second time.
+    _line: str | None = attrs.field(default=None, init=False, eq=False, repr=False, hash=False)
 
     def body(self) -> dict[str, Any]:
         """The record's wire form without its own hash: what the hash covers."""
@@ -63,6 +66,8 @@ class TransitionRecord:
 
     def canonical(self, *, with_hash: bool = False) -> str:
         """The canonical JSON the hash covers; ``with_hash=True``: the record's line."""
+        if with_hash and self._line is not None:
+            return self._line
         return canonical_text(
             self.session_id,
             self.seq,
@@ -214,18 +219,52 @@ def canonical_text(
     for every record ``verify`` reads, and is byte-for-byte the same text (a property
     test holds the two together).
     """
+    head, tail = _canonical_halves(
+        session_id,
+        seq,
+        trigger,
+        source,
+        dest,
+        at,
+        actor,
+        reason,
+        idempotency_key,
+        changes,
+        prev_hash,
+    )
+    return head + tail if hash is None else f'{head}"hash":{_text(hash)},{tail}'
+
+
+def _canonical_halves(
+    session_id: str,
+    seq: int,
+    trigger: str,
+    source: PaymentSessionStatus | None,
+    dest: PaymentSessionStatus,
+    at: datetime,
+    actor: str | None,
+    reason: str | None,
+    idempotency_key: str | None,
+    changes: Mapping[str, Change],
+    prev_hash: str,
+) -> tuple[str, str]:
+    # Split where "hash" sorts in (after "dest"), so a record's hashed text and its line
+    # with the hash are made from the same two pieces.
     j = json_scalar
     pairs = ",".join(
         [f"{j(name)}:[{j(old)},{j(new)}]" for name, (old, new) in sorted(changes.items())]
     )
-    hash_text = "" if hash is None else f'"hash":{_text(hash)},'
-    return (
+    head = (
         f'{{"actor":{_text(actor)},"at":"{format_datetime(at)}","changes":{{{pairs}}},'
-        f'"dest":{_STATUS_TEXT[dest]},{hash_text}"idempotency_key":{_text(idempotency_key)},'
+        f'"dest":{_STATUS_TEXT[dest]},'
+    )
+    tail = (
+        f'"idempotency_key":{_text(idempotency_key)},'
         f'"prev_hash":{_text(prev_hash)},"reason":{_text(reason)},"seq":{seq:d},'
         f'"session_id":{_text(session_id)},"source":{_STATUS_TEXT[source]},'
         f'"trigger":{_text(trigger)}}}'
     )
+    return head, tail
 
 
 def make_record(
@@ -244,7 +283,7 @@ def make_record(
     key: bytes | None = None,
 ) -> TransitionRecord:
     """Build a record and seal it with its hash."""
-    canonical = canonical_text(
+    head, tail = _canonical_halves(
         session_id,
         seq,
         trigger,
@@ -257,7 +296,8 @@ def make_record(
         changes,
         prev_hash,
     )
-    return TransitionRecord(  # positional: the field order of the class
+    sealed = seal(head + tail, key)
+    record = TransitionRecord(  # positional: the field order of the class
         session_id,
         seq,
         trigger,
@@ -269,5 +309,8 @@ def make_record(
         idempotency_key,
         FrozenDict(changes),
         prev_hash,
-        seal(canonical, key),
+        sealed,
     )
+    line = f'{head}"hash":"{sealed}",{tail}'
+    object.__setattr__(record, "_line", line)
+    return record

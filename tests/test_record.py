@@ -78,3 +78,33 @@ class TestFormatDatetime:
             "2024-04-21T14:50:24.078123Z",
             "2024-04-21T14:50:24.077Z",
         ]
+
+
+class TestLine:
+    @given(
+        actor=texts,
+        reason=texts,
+        changes=st.dictionaries(
+            st.sampled_from(["idempotency_key", "hash", "dest", "amount"]) | st.text(max_size=20),
+            st.tuples(wire_values, wire_values),
+        ),
+    )
+    def test_cached_line_is_the_canonical_line(
+        self, actor: str | None, reason: str | None, changes: dict[str, tuple[object, object]]
+    ) -> None:
+        """The line make_record keeps is exactly the canonical JSON of to_dict()."""
+        at = parse_datetime("2024-04-21T14:50:24.077Z")
+        record = make_record(
+            session_id='ps_",\\"idempotency_key\\":',
+            seq=1,
+            trigger="update",
+            source=PaymentSessionStatus.PENDING,
+            dest=PaymentSessionStatus.PENDING,
+            at=at,
+            actor=actor,
+            reason=reason,
+            idempotency_key=None,
+            changes=changes,
+            prev_hash=GENESIS,
+        )
+        assert record.canonical(with_hash=True) == canonical_json(record.to_dict())
