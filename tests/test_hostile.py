@@ -231,6 +231,23 @@ class TestHostileIds:
             assert store.record(text, 0) == create_record(session)
         check_database(store_factory, store, stored, set(), len(stored), empty)
 
+    def test_through_the_service(self, store: SessionStore) -> None:
+        """PaymentSessions creates, selects and finds sessions of hostile carts and providers."""
+        sessions = PaymentSessions(store, clock=StepClock())
+        made = {}
+        for text in every_id():
+            session = sessions.create(
+                cart_id=text, provider_id=text, amount=1000, data={text: text}
+            )
+            sessions.select(session.id, actor=text, reason=text)
+            made[text] = sessions.get(session.id)
+        for text, session in made.items():
+            assert (session.cart_id, session.provider_id, session.is_selected) == (text, text, True)
+            assert sessions.selected(text) == session
+            assert sessions.find(cart_id=text) == [session]
+            assert sessions.verify(session.id).ok
+        assert len(sessions.find()) == len(made)
+
     def test_lookups_of_strangers_find_nothing(self, store: SessionStore) -> None:
         """Looking up a hostile id that is not stored finds nothing and changes nothing."""
         session = session_with(
