@@ -317,10 +317,17 @@ def check_writes(writes: Sequence[Write], binding: Binding | None = None) -> Non
     seen: set[str] = set()
     for index, write in enumerate(writes):
         where = f"writes[{index}]"
-        session_id = write.session.id
-        for name in _KEY_FIELDS:
-            if has_nul(getattr(write.session, name)):
-                problems[name] = NUL_IN_KEY
+        session = write.session
+        session_id = session.id
+        if (
+            "\x00" in session_id
+            or "\x00" in session.provider_id
+            or "\x00" in (session.cart_id or "")
+            or "\x00" in (session.idempotency_key or "")
+        ):
+            for name in _KEY_FIELDS:
+                if has_nul(getattr(session, name)):
+                    problems[name] = NUL_IN_KEY
         if session_id in seen:
             problems[where] = f"writes session {session_id} a second time"
         seen.add(session_id)
