@@ -118,6 +118,11 @@ def storefront(
         tally["provider authorizations"] = sum(provider.authorizations.values())
         tally["keys authorized twice"] = sum(1 for n in provider.authorizations.values() if n > 1)
         sessions.store.close()
+        # Flush this process's notices before reporting: once every storefront has
+        # reported, the parent tells the webhook process to stop, and notices still in
+        # this process's queue buffer would be lost (and its exit would wait on them).
+        notices.close()
+        notices.join_thread()
         results.put(("storefront", dict(tally), None))
     except BaseException:
         results.put(("storefront", {}, traceback.format_exc()))

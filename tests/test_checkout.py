@@ -270,6 +270,41 @@ class TestCompletion:
             authorized.event_id,
         ]
 
+    def test_cancel_payment_after_the_webhook_won(self, store: SessionStore) -> None:
+        """The provider's cancel webhook reconciled while we asked it: canceled, [] back."""
+        sessions = PaymentSessions(store, clock=StepClock())
+        session, provider = cart_playing(sessions, "authorized")
+        complete_cart(sessions, provider, "cart_1")
+        loads = 0
+
+        def webhook_lands_on_the_second_load() -> None:
+            # cancel_payment reads the session, asks the provider, then commits (which
+            # reads it again): the webhook is reconciled just before that second read.
+            nonlocal loads
+            loads += 1
+            if loads == 2:
+                sessions.reconcile(session.id, "canceled", event_id="evt_cancel")
+
+        class Racing(Meddler):
+            def __getattr__(self, name: str) -> Any:
+                attribute = getattr(self.inner, name)
+                if name != "load":
+                    return attribute
+
+                def load(*args: Any, **kwargs: Any) -> Any:
+                    webhook_lands_on_the_second_load()
+                    return attribute(*args, **kwargs)
+
+                return load
+
+        racing = PaymentSessions(
+            cast(SessionStore, Racing(store, "load", lambda: None)), clock=StepClock()
+        )
+        assert cancel_payment(racing, provider, session.id) == []
+        assert sessions.get(session.id).status is S.CANCELED
+        assert triggers(sessions, session.id)[-1] == "cancel"
+        assert sessions.verify(session.id).ok
+
     def test_a_canceled_session_is_not_sent_to_the_provider(self) -> None:
         """Completing a canceled session is IllegalTransition; the provider is not called."""
         sessions = PaymentSessions(MemoryStore(), clock=StepClock())
