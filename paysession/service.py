@@ -483,14 +483,16 @@ class PaymentSessions:
         """
         if type(attempts) is not int or attempts < 1:
             raise InvalidSessionData({"attempts": "must be an int >= 1"})
-        for attempt in range(attempts):
+        # Each pass either returns or raises; the count bounds the retries.
+        attempt = -1
+        while True:
+            attempt += 1
             try:
                 return self._fire(session_id, trigger, None, actor, reason, idempotency_key, args)
             except ConcurrentUpdate:
                 if attempt == attempts - 1:
                     raise
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def selected(self, cart_id: str) -> PaymentSession | None:
         """The cart's selected session, or None when it has none."""
@@ -546,7 +548,10 @@ class PaymentSessions:
         """:meth:`reconcile`, telling what it did: the outcome, records and lost races."""
         self._check_report(provider_status, event_id, observed_at, attempts)
         stored_id = event_id if event_id is not None else f"unidentified:{uuid.uuid4().hex}"
-        for attempt in range(attempts):
+        # Each pass either returns or raises; the count bounds the retries.
+        attempt = -1
+        while True:
+            attempt += 1
             try:
                 return self._reconcile(
                     session_id, provider_status, event_id, stored_id, observed_at, attempt
@@ -555,7 +560,6 @@ class PaymentSessions:
                 if attempt == attempts - 1:
                     raise
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def provider_events(
         self, *, session_id: str | None = None, outcome: EventOutcome | str | None = None

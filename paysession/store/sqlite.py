@@ -367,7 +367,9 @@ class SqliteStore:
         if not (self._ready or migrating):
             self.migrate()
         with self._turn:
-            for attempt in (1, 2):
+            attempt = 0
+            while True:  # at most twice: the second pass returns or raises
+                attempt += 1
                 conn = self._conn()
                 try:
                     conn.execute("BEGIN IMMEDIATE")
@@ -386,7 +388,6 @@ class SqliteStore:
                     # (nothing was written: a read-only connection cannot write).
                     if attempt == 2 or "readonly database" not in str(error):
                         raise StoreError(operation, str(error)) from error
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _drop(self, conn: sqlite3.Connection) -> None:
         """Roll back, and forget the connection a driver error came through.
