@@ -68,7 +68,7 @@ class TransitionRecord:
         """The canonical JSON the hash covers; ``with_hash=True``: the record's line."""
         if with_hash and self._line is not None:
             return self._line
-        return canonical_text(
+        head, tail = _canonical_halves(
             self.session_id,
             self.seq,
             self.trigger,
@@ -80,8 +80,8 @@ class TransitionRecord:
             self.idempotency_key,
             self.changes,
             self.prev_hash,
-            self.hash if with_hash else None,
         )
+        return f'{head}"hash":{_text(self.hash)},{tail}' if with_hash else head + tail
 
     def to_dict(self) -> dict[str, Any]:
         """The record's wire form: its body and its hash."""
@@ -199,42 +199,6 @@ def seal(canonical: str, key: bytes | None = None) -> str:
     return hmac.new(key, payload, hashlib.sha256).hexdigest()
 
 
-def canonical_text(
-    session_id: str,
-    seq: int,
-    trigger: str,
-    source: PaymentSessionStatus | None,
-    dest: PaymentSessionStatus,
-    at: datetime,
-    actor: str | None,
-    reason: str | None,
-    idempotency_key: str | None,
-    changes: Mapping[str, Change],
-    prev_hash: str,
-    hash: str | None = None,
-) -> str:
-    """The canonical JSON of a record's wire form (with ``hash`` when given).
-
-    Spelled out rather than ``canonical_json(record.body())``: it runs on every move and
-    for every record ``verify`` reads, and is byte-for-byte the same text (a property
-    test holds the two together).
-    """
-    head, tail = _canonical_halves(
-        session_id,
-        seq,
-        trigger,
-        source,
-        dest,
-        at,
-        actor,
-        reason,
-        idempotency_key,
-        changes,
-        prev_hash,
-    )
-    return head + tail if hash is None else f'{head}"hash":{_text(hash)},{tail}'
-
-
 def _canonical_halves(
     session_id: str,
     seq: int,
@@ -248,8 +212,13 @@ def _canonical_halves(
     changes: Mapping[str, Change],
     prev_hash: str,
 ) -> tuple[str, str]:
-    # Split where "hash" sorts in (after "dest"), so a record's hashed text and its line
-    # with the hash are made from the same two pieces.
+    """The canonical JSON of a record's wire form, split where "hash" sorts in (after
+    "dest"), so that the hashed text and the line with the hash share both pieces.
+
+    Spelled out rather than ``canonical_json(record.body())``: it runs on every move and
+    for every record ``verify`` reads, and is byte-for-byte the same text (a property
+    test holds the two together).
+    """
     j = json_scalar
     pairs = ",".join(
         [f"{j(name)}:[{j(old)},{j(new)}]" for name, (old, new) in sorted(changes.items())]
