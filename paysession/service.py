@@ -11,12 +11,13 @@ that was rolled back.
 
 from __future__ import annotations
 
+import enum
 import random
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import attrs
 
@@ -78,6 +79,18 @@ class Reconciliation:
     lost_races: int = 0
 
 
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _member(kind: type[_E], value: object, field: str) -> _E:
+    """``value`` as a member of the str enum ``kind``; InvalidSessionData naming ``field``."""
+    try:
+        return kind(value)
+    except ValueError:
+        names = ", ".join(str(member.value) for member in kind)
+        raise InvalidSessionData({field: f"must be one of {names}"}) from None
+
+
 class PaymentSessions:
     """Payment sessions kept in a :class:`~paysession.store.SessionStore`.
 
@@ -132,14 +145,7 @@ class PaymentSessions:
         self, *, cart_id: str | None = None, status: PaymentSessionStatus | str | None = None
     ) -> list[PaymentSession]:
         """The sessions of a cart and/or in a status, oldest first."""
-        wanted = None
-        if status is not None:
-            try:
-                wanted = PaymentSessionStatus(status)
-            except ValueError:
-                raise InvalidSessionData(
-                    {"status": f"must be one of {', '.join(s.value for s in PaymentSessionStatus)}"}
-                ) from None
+        wanted = None if status is None else _member(PaymentSessionStatus, status, "status")
         return self.store.find(cart_id=cart_id, status=wanted)
 
     def history(self, session_id: str) -> tuple[TransitionRecord, ...]:
@@ -565,14 +571,7 @@ class PaymentSessions:
         self, *, session_id: str | None = None, outcome: EventOutcome | str | None = None
     ) -> list[ProviderEvent]:
         """The provider reports reconciliation recorded, in the order it recorded them."""
-        wanted = None
-        if outcome is not None:
-            try:
-                wanted = EventOutcome(outcome)
-            except ValueError:
-                raise InvalidSessionData(
-                    {"outcome": f"must be one of {', '.join(o.value for o in EventOutcome)}"}
-                ) from None
+        wanted = None if outcome is None else _member(EventOutcome, outcome, "outcome")
         return self.store.provider_events(session_id=session_id, outcome=wanted)
 
     def anomalies(self, session_id: str | None = None) -> list[ProviderEvent]:
