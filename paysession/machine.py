@@ -75,7 +75,6 @@ class _Attempt:
         session: PaymentSession,
         move: Move,
         params: dict[str, object],
-        *,
         seq: int,
         prev_hash: str,
         now: datetime,
@@ -85,6 +84,7 @@ class _Attempt:
         idempotency_key: str | None,
         key: bytes | None,
     ) -> None:
+        # Positional: one is built for every move.
         self.session = session
         self.status = session.status.value
         self.move = move
@@ -145,6 +145,11 @@ class _Attempt:
             prev_hash=self.prev_hash,
             key=self.key,
         )
+        hooks = self.hooks
+        if hooks is None:
+            # Nobody to tell: the event would be built only to be thrown away.
+            self.planned = Planned(after, record, None, move.dest is not None)
+            return
         event = TransitionEvent(
             trigger=move.trigger,
             source=source,
@@ -157,13 +162,15 @@ class _Attempt:
             idempotency_key=self.idempotency_key,
         )
         planned = Planned(after, record, event, move.dest is not None)
-        if self.hooks is not None:
-            self.hooks.run_before(event, planned.status_move)
+        hooks.run_before(event, planned.status_move)
         self.planned = planned
 
 
 class Planned:
-    """A move that ``transitions`` allowed and the before-hooks let through, not yet final."""
+    """A move that ``transitions`` allowed and the before-hooks let through, not yet final.
+
+    ``event`` is what the hooks saw, and None when the move ran without hooks.
+    """
 
     __slots__ = ("event", "record", "session", "status_move")
 
@@ -171,7 +178,7 @@ class Planned:
         self,
         session: PaymentSession,
         record: TransitionRecord,
-        event: TransitionEvent,
+        event: TransitionEvent | None,
         status_move: bool,
     ) -> None:
         self.session = session
@@ -366,16 +373,16 @@ def plan(
         session,
         move,
         params,
-        seq=seq,
-        prev_hash=prev_hash,
+        seq,
+        prev_hash,
         # A clock that steps back (NTP, another host of the fleet) must not make a trail
         # run backwards: a move is never stamped earlier than the session's last one.
-        now=now if now > session.updated_at else session.updated_at,
-        hooks=hooks,
-        actor=actor,
-        reason=reason,
-        idempotency_key=idempotency_key,
-        key=key,
+        now if now > session.updated_at else session.updated_at,
+        hooks,
+        actor,
+        reason,
+        idempotency_key,
+        key,
     )
     moved = _EVENTS[move.trigger].trigger(attempt)
     if not moved:
@@ -391,9 +398,10 @@ def plan(
 
 def finish(hooks: Hooks | None, planned: Planned) -> None:
     """Run the post-move hooks of a final move; raise HookError if any failed."""
-    if hooks is None:
+    event = planned.event
+    if hooks is None or event is None:
         return
-    failures = hooks.run_after(planned.event, planned.status_move)
+    failures = hooks.run_after(event, planned.status_move)
     if failures:
         raise HookError(failures, planned.session, planned.record)
 

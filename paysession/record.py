@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any
@@ -266,7 +266,7 @@ def make_record(
         prev_hash,
     )
     sealed = seal(head + tail, key)
-    record = TransitionRecord(  # positional: the field order of the class
+    return _sealed_record(
         session_id,
         seq,
         trigger,
@@ -279,7 +279,26 @@ def make_record(
         FrozenDict(changes),
         prev_hash,
         sealed,
+        f'{head}"hash":"{sealed}",{tail}',
     )
-    line = f'{head}"hash":"{sealed}",{tail}'
-    object.__setattr__(record, "_line", line)
-    return record
+
+
+def _compile_sealed_record() -> Callable[..., TransitionRecord]:
+    # make_record's fields are built and checked by the machine: filling the slots
+    # straight through their descriptors spares a move attrs' generic frozen __init__.
+    names = [field.name for field in attrs.fields(TransitionRecord)]
+    setters = {f"_set_{name}": TransitionRecord.__dict__[name].__set__ for name in names}
+    lines = [f"def sealed_record({', '.join(names)}):", "    record = _new(TransitionRecord)"]
+    lines += [f"    _set_{name}(record, {name})" for name in names]
+    lines.append("    return record")
+    namespace: dict[str, Any] = {
+        "_new": object.__new__,
+        "TransitionRecord": TransitionRecord,
+        **setters,
+    }
+    exec("\n".join(lines), namespace)
+    function: Callable[..., TransitionRecord] = namespace["sealed_record"]
+    return function
+
+
+_sealed_record = _compile_sealed_record()

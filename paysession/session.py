@@ -232,12 +232,13 @@ def _compile_evolve() -> Callable[[PaymentSession, Mapping[str, object]], Paymen
         "    get = changes.get",
     ]
     for name in FIELDS:
-        lines.append(f"    _put(new, {name!r}, get({name!r}, session.{name}))")
+        # Through the slot's own descriptor: object.__setattr__ would look it up again.
+        lines.append(f"    _set_{name}(new, get({name!r}, session.{name}))")
     lines.append("    return new")
     namespace: dict[str, Any] = {
         "_new": object.__new__,
-        "_put": object.__setattr__,
         "PaymentSession": PaymentSession,
+        **{f"_set_{name}": PaymentSession.__dict__[name].__set__ for name in FIELDS},
     }
     exec("\n".join(lines), namespace)
     function: Callable[[PaymentSession, Mapping[str, object]], PaymentSession]
