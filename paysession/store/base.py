@@ -233,17 +233,23 @@ class SessionStore(Protocol):
         ...
 
 
+Texts = tuple[str | None, str | None]
+"""A session's ``data`` and ``cart`` as :func:`dump_json` writes them."""
+
+
 class SnapshotCache:
     """The sessions a store has recently built or committed, by id, with their version.
 
     A committed version of a session never changes, so a row read back at the version
     (and head) a snapshot was cached at is that snapshot: the store can hand it out
-    instead of decoding and validating the row again. Bounded; oldest entries go first.
+    instead of decoding and validating the row again. A committed session also keeps
+    the JSON text of its ``data`` and ``cart``, which the next move usually leaves as
+    they were. Bounded; oldest entries go first.
     """
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
-        self._entries: dict[str, tuple[int, str, PaymentSession]] = {}
+        self._entries: dict[str, tuple[int, str, PaymentSession, Texts | None]] = {}
         self._lock = threading.Lock()
 
     def get(self, session_id: str, version: int, head: str) -> PaymentSession | None:
@@ -252,13 +258,31 @@ class SnapshotCache:
             return None
         return entry[2]
 
-    def put(self, session: PaymentSession, version: int, head: str) -> None:
+    def put(
+        self, session: PaymentSession, version: int, head: str, texts: Texts | None = None
+    ) -> None:
         with self._lock:
             entries = self._entries
             entries.pop(session.id, None)
             if len(entries) >= self._size:
                 del entries[next(iter(entries))]
-            entries[session.id] = (version, head, session)
+            entries[session.id] = (version, head, session, texts)
+
+    def texts(self, session: PaymentSession) -> Texts:
+        """``session``'s data and cart as JSON text, to store and then :meth:`put`.
+
+        Frozen data cannot change, so where the cached snapshot of the same session
+        holds the very same object, its text is the text; only new data is encoded.
+        """
+        data, cart = session.data, session.cart
+        entry = self._entries.get(session.id)
+        if entry is None or entry[3] is None:
+            return dump_json(data), dump_json(cart)
+        known, (data_text, cart_text) = entry[2], entry[3]
+        return (
+            data_text if known.data is data else dump_json(data),
+            cart_text if known.cart is cart else dump_json(cart),
+        )
 
     def clear(self) -> None:
         with self._lock:
@@ -316,7 +340,6 @@ def check_writes(writes: Sequence[Write], binding: Binding | None = None) -> Non
         problems["idempotency_key"] = NUL_IN_KEY
     seen: set[str] = set()
     for index, write in enumerate(writes):
-        where = f"writes[{index}]"
         session = write.session
         session_id = session.id
         if (
@@ -329,20 +352,25 @@ def check_writes(writes: Sequence[Write], binding: Binding | None = None) -> Non
                 if has_nul(getattr(session, name)):
                     problems[name] = NUL_IN_KEY
         if session_id in seen:
-            problems[where] = f"writes session {session_id} a second time"
+            problems[f"writes[{index}]"] = f"writes session {session_id} a second time"
         seen.add(session_id)
-        if not write.records:
-            problems[where] = "has no record"
+        records = write.records
+        if not records:
+            problems[f"writes[{index}]"] = "has no record"
             continue
-        for offset, record in enumerate(write.records, 1):
+        seq = write.expected_version
+        for record in records:
+            seq += 1
             if record.session_id != session_id:
-                problems[f"{where}.records"] = f"holds a record of session {record.session_id}"
-            elif record.seq != write.expected_version + offset:
-                problems[f"{where}.records"] = (
+                problems[f"writes[{index}].records"] = (
+                    f"holds a record of session {record.session_id}"
+                )
+            elif record.seq != seq:
+                problems[f"writes[{index}].records"] = (
                     f"must continue from version {write.expected_version} one seq at a time"
                 )
-        if write.records[-1].dest is not write.session.status:
-            problems[f"{where}.session"] = "status differs from the last record's dest"
+        if records[-1].dest is not session.status:
+            problems[f"writes[{index}].session"] = "status differs from the last record's dest"
     if binding is not None and not any(
         record.session_id == binding.session_id and record.seq == binding.seq
         for write in writes

@@ -54,6 +54,7 @@ from paysession.store.base import (
     ProviderEvent,
     Snapshot,
     SnapshotCache,
+    Texts,
     Write,
     check_writes,
     dump_json,
@@ -310,18 +311,18 @@ def _records_params(records: Sequence[TransitionRecord]) -> list[object]:
     return params
 
 
-def _update_params(write: Write) -> list[object]:
+def _update_params(write: Write, texts: Texts) -> list[object]:
     session = write.session
     return [
         session.is_selected,
         session.is_initiated,
         session.status.value,
-        dump_json(session.data),
+        texts[0],
         session.idempotency_key,
         session.amount,
         session.payment_authorized_at,
         session.updated_at,
-        dump_json(session.cart),
+        texts[1],
         write.version,
         write.head,
         session.id,
@@ -430,6 +431,7 @@ class PostgresStore:
     def create(self, session: PaymentSession, record: TransitionRecord) -> None:
         write = Write(session, -1, (record,))
         check_writes([write])
+        texts = (dump_json(session.data), dump_json(session.cart))
         params = [
             session.id,
             session.cart_id,
@@ -437,13 +439,13 @@ class PostgresStore:
             session.is_selected,
             session.is_initiated,
             session.status.value,
-            dump_json(session.data),
+            texts[0],
             session.idempotency_key,
             session.amount,
             session.payment_authorized_at,
             session.created_at,
             session.updated_at,
-            dump_json(session.cart),
+            texts[1],
             record.seq,
             record.hash,
             *_records_params([record]),
@@ -453,7 +455,7 @@ class PostgresStore:
                 conn.execute(_CREATE, params)
             except psycopg.Error as error:
                 raise _refusal(error, [write], None) from error
-        self._cache.put(session, record.seq, record.hash)
+        self._cache.put(session, record.seq, record.hash, texts)
 
     def load(self, session_id: str, idempotency_key: str | None = None) -> Snapshot | None:
         # PostgreSQL text cannot hold NUL, so no id or key stored here has one (they are
@@ -484,23 +486,28 @@ class PostgresStore:
 
     def commit(self, writes: Sequence[Write], binding: Binding | None = None) -> None:
         check_writes(writes, binding)
+        texts = [self._cache.texts(write.session) for write in writes]
         with self._read("commit") as conn:
             try:
                 if len(writes) == 1:
-                    self._commit_one(conn, writes[0], binding)
+                    self._commit_one(conn, writes[0], texts[0], binding)
                 else:
-                    self._commit_many(conn, writes, binding)
+                    self._commit_many(conn, writes, texts, binding)
             except psycopg.Error as error:
                 raise _refusal(error, writes, binding) from error
-        for write in writes:
-            self._cache.put(write.session, write.version, write.head)
+        for write, text in zip(writes, texts, strict=True):
+            self._cache.put(write.session, write.version, write.head, text)
 
     def _commit_many(
-        self, conn: Connection, writes: Sequence[Write], binding: Binding | None
+        self,
+        conn: Connection,
+        writes: Sequence[Write],
+        texts: Sequence[Texts],
+        binding: Binding | None,
     ) -> None:
         with conn.transaction():
-            for write in writes:
-                cursor = conn.execute(_UPDATE_SESSION, _update_params(write))
+            for write, text in zip(writes, texts, strict=True):
+                cursor = conn.execute(_UPDATE_SESSION, _update_params(write, text))
                 if cursor.rowcount != 1:
                     self._refuse_stale(conn, write)
             if binding is not None:
@@ -511,8 +518,10 @@ class PostgresStore:
             records = [record for write in writes for record in write.records]
             conn.execute(_insert_records(len(records)), _records_params(records))
 
-    def _commit_one(self, conn: Connection, write: Write, binding: Binding | None) -> None:
-        params = _update_params(write)
+    def _commit_one(
+        self, conn: Connection, write: Write, texts: Texts, binding: Binding | None
+    ) -> None:
+        params = _update_params(write, texts)
         if binding is not None:
             params += (binding.key, binding.fingerprint, binding.seq)
         params += _records_params(write.records)
@@ -602,12 +611,14 @@ class PostgresStore:
         *,
         expected_version: int | None = None,
     ) -> None:
+        texts = None
         if write is not None:
             check_writes([write])
+            texts = self._cache.texts(write.session)
         with self._read("record_event") as conn:
             try:
                 with conn.transaction():
-                    self._record_event(conn, event, write, expected_version)
+                    self._record_event(conn, event, write, texts, expected_version)
             except pg_errors.UniqueViolation as error:
                 if error.diag.constraint_name == "paysession_provider_events_pkey":
                     raise ConcurrentUpdate(event.session_id, expected_version) from error
@@ -621,21 +632,22 @@ class PostgresStore:
                     raise StoreError("record_event", str(error).strip()) from error
                 raise _refusal(error, [write], None) from error
         if write is not None:
-            self._cache.put(write.session, write.version, write.head)
+            self._cache.put(write.session, write.version, write.head, texts)
 
     def _record_event(
         self,
         conn: Connection,
         event: ProviderEvent,
         write: Write | None,
+        texts: Texts | None,
         expected_version: int | None,
     ) -> None:
         # The session's row lock comes first (the compare-and-set of the write, or FOR NO
         # KEY UPDATE): a report racing this one for the same session waits for it, and
         # each statement after the lock sees what that report committed.
         session_id = event.session_id
-        if write is not None:
-            if conn.execute(_UPDATE_SESSION, _update_params(write)).rowcount != 1:
+        if write is not None and texts is not None:
+            if conn.execute(_UPDATE_SESSION, _update_params(write, texts)).rowcount != 1:
                 self._refuse_stale(conn, write)
             expected_version = write.expected_version
         elif expected_version is not None:

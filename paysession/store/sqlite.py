@@ -41,6 +41,7 @@ from paysession.store.base import (
     ProviderEvent,
     Snapshot,
     SnapshotCache,
+    Texts,
     Write,
     check_writes,
     dump_json,
@@ -208,18 +209,18 @@ def _session_from_row(row: Sequence[Any]) -> PaymentSession:
     )
 
 
-def _mutable_columns(session: PaymentSession) -> tuple[object, ...]:
+def _mutable_columns(session: PaymentSession, texts: Texts) -> tuple[object, ...]:
     authorized_at = session.payment_authorized_at
     return (
         int(session.is_selected),
         int(session.is_initiated),
         session.status.value,
-        dump_json(session.data),
+        texts[0],
         session.idempotency_key,
         session.amount,
         None if authorized_at is None else _micros(authorized_at),
         _micros(session.updated_at),
-        dump_json(session.cart),
+        texts[1],
     )
 
 
@@ -459,11 +460,16 @@ class SqliteStore:
 
     def create(self, session: PaymentSession, record: TransitionRecord) -> None:
         check_writes([Write(session, -1, (record,))])
-        self._transaction("create", self._create, session, record)
-        self._cache.put(session, record.seq, record.hash)
+        texts = (dump_json(session.data), dump_json(session.cart))
+        self._transaction("create", self._create, session, record, texts)
+        self._cache.put(session, record.seq, record.hash, texts)
 
     def _create(
-        self, conn: sqlite3.Connection, session: PaymentSession, record: TransitionRecord
+        self,
+        conn: sqlite3.Connection,
+        session: PaymentSession,
+        record: TransitionRecord,
+        texts: Texts,
     ) -> None:
         authorized_at = session.payment_authorized_at
         try:
@@ -476,13 +482,13 @@ class SqliteStore:
                     int(session.is_selected),
                     int(session.is_initiated),
                     session.status.value,
-                    dump_json(session.data),
+                    texts[0],
                     session.idempotency_key,
                     session.amount,
                     None if authorized_at is None else _micros(authorized_at),
                     _micros(session.created_at),
                     _micros(session.updated_at),
-                    dump_json(session.cart),
+                    texts[1],
                     record.seq,
                     record.hash,
                 ),
@@ -519,20 +525,25 @@ class SqliteStore:
 
     def commit(self, writes: Sequence[Write], binding: Binding | None = None) -> None:
         check_writes(writes, binding)
-        self._transaction("commit", self._commit, writes, binding)
-        for write in writes:
-            self._cache.put(write.session, write.version, write.head)
+        texts = [self._cache.texts(write.session) for write in writes]
+        self._transaction("commit", self._commit, writes, texts, binding)
+        for write, text in zip(writes, texts, strict=True):
+            self._cache.put(write.session, write.version, write.head, text)
 
     def _commit(
-        self, conn: sqlite3.Connection, writes: Sequence[Write], binding: Binding | None
+        self,
+        conn: sqlite3.Connection,
+        writes: Sequence[Write],
+        texts: Sequence[Texts],
+        binding: Binding | None,
     ) -> None:
-        for write in writes:
+        for write, text in zip(writes, texts, strict=True):
             session = write.session
             try:
                 cursor = conn.execute(
                     _UPDATE_SESSION,
                     (
-                        *_mutable_columns(session),
+                        *_mutable_columns(session, text),
                         write.version,
                         write.head,
                         session.id,
@@ -629,17 +640,20 @@ class SqliteStore:
         *,
         expected_version: int | None = None,
     ) -> None:
+        texts = None
         if write is not None:
             check_writes([write])
-        self._transaction("record_event", self._record_event, event, write, expected_version)
+            texts = self._cache.texts(write.session)
+        self._transaction("record_event", self._record_event, event, write, texts, expected_version)
         if write is not None:
-            self._cache.put(write.session, write.version, write.head)
+            self._cache.put(write.session, write.version, write.head, texts)
 
     def _record_event(
         self,
         conn: sqlite3.Connection,
         event: ProviderEvent,
         write: Write | None,
+        texts: Texts | None,
         expected_version: int | None,
     ) -> None:
         # BEGIN IMMEDIATE holds the write lock from the first read: what is checked here
@@ -664,8 +678,8 @@ class SqliteStore:
             if "paysession_provider_events.event_id" in _unique_columns(error):
                 raise ConcurrentUpdate(session_id, expected_version, found[0]) from error
             raise
-        if write is not None:
-            self._commit(conn, [write], None)
+        if write is not None and texts is not None:
+            self._commit(conn, [write], [texts], None)
 
     def count_duplicate(self, session_id: str, event_id: str) -> None:
         self._transaction(
