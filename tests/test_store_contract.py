@@ -342,6 +342,27 @@ class TestMigrate:
         first.close()
         assert store_factory().load(start.session.id) == moved
 
+    def test_data_carried_and_replaced_by_moves(self, store_factory: StoreFactory) -> None:
+        """Each move stores the data it leaves: carried unchanged, or replaced by update.
+
+        Read back through another store object on the same database, whose snapshot
+        cache knows none of the writer's sessions.
+        """
+        writer, reader = store_factory(), store_factory()
+        snapshot = created(writer)
+        steps: list[tuple[str, dict[str, Any]]] = [
+            ("initiate", {"data": {"id": "pi_1"}}),
+            ("require_more", {}),
+            ("update", {"data": {"id": "pi_2", "next": [1, {"a": None}]}}),
+            ("update", {"amount": 7}),
+            ("retry", {}),
+        ]
+        for trigger, params in steps:
+            snapshot = committed(writer, snapshot, trigger, **params)
+            assert reader.load(snapshot.session.id) == snapshot, trigger
+        assert snapshot.session.data == {"id": "pi_2", "next": [1, {"a": None}]}
+        assert snapshot.session.amount == 7
+
 
 class TestSchemaRules:
     """The rules live in the database itself: raw SQL that breaks them is refused."""
