@@ -15,7 +15,12 @@ _ISO = re.compile(
 )
 
 
-_last_formatted: tuple[datetime | None, str] = (None, "")
+# Recently formatted instants. A move formats its own instant several times (its
+# record's time, updated_at, a stamp) and the instant of the session's previous move,
+# which checkout code made moments before: a session's moves come in bursts. Keyed by
+# value: equal aware datetimes are one instant, hence one UTC text.
+_formatted: dict[datetime, str] = {}
+_FORMATTED_MAX = 1024
 
 
 def format_datetime(value: datetime) -> str:
@@ -24,10 +29,9 @@ def format_datetime(value: datetime) -> str:
     ``2024-04-21T14:50:24.077Z`` is Medusa's form; a reading with sub-millisecond
     precision keeps all six digits so that decoding gives back the same instant.
     """
-    global _last_formatted
-    last = _last_formatted
-    if last[0] is value:
-        return last[1]
+    text = _formatted.get(value)
+    if text is not None:
+        return text
     utc = value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
     # isoformat() is C code; slicing its fixed-width output is the fast way on a hot path.
     text = utc.isoformat()
@@ -38,10 +42,11 @@ def format_datetime(value: datetime) -> str:
         text = text[:23] + "Z"
     else:
         text = text[:26] + "Z"
-    # A move formats the same instant several times (its record's time, updated_at, a
-    # stamp, and next move's old updated_at): remember the last one. Datetimes are
-    # immutable, so identity is a safe key; the tuple is swapped whole (thread-safe).
-    _last_formatted = (value, text)
+    if len(_formatted) >= _FORMATTED_MAX:
+        # Dropped whole rather than one by one: cheaper, and a burst refills it at once.
+        # Dict operations are atomic under the GIL, so threads need no lock here.
+        _formatted.clear()
+    _formatted[value] = text
     return text
 
 

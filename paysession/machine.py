@@ -109,8 +109,6 @@ class _Attempt:
         # move itself says which fields it can touch.
         updates: dict[str, object] = {"status": dest, "updated_at": now}
         changes: dict[str, Change] = {}
-        # The old time first: it is the last one formatted (the previous move's), so the
-        # formatter's one-entry memory answers it, then `now` for the rest of this move.
         old_text = format_datetime(session.updated_at)
         now_text = format_datetime(now)
         if old_text != now_text:

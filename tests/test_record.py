@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta, timezone
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -69,15 +71,25 @@ class TestFormatDatetime:
         assert parse_datetime(format_datetime(value)) == value  # type: ignore[arg-type]
 
     def test_memory_does_not_confuse_values(self) -> None:
-        """The one-entry memory answers only for the very same datetime."""
+        """Remembered texts answer only for the same instant, in whatever offset."""
         a = parse_datetime("2024-04-21T14:50:24.077Z")
         b = parse_datetime("2024-04-21T14:50:24.078123Z")
-        assert [format_datetime(x) for x in (a, a, b, a)] == [
+        a_in_paris = a.astimezone(timezone(timedelta(hours=2)))
+        assert [format_datetime(x) for x in (a, a, b, a, a_in_paris)] == [
             "2024-04-21T14:50:24.077Z",
             "2024-04-21T14:50:24.077Z",
             "2024-04-21T14:50:24.078123Z",
             "2024-04-21T14:50:24.077Z",
+            "2024-04-21T14:50:24.077Z",
         ]
+
+    def test_memory_stays_right_when_full(self) -> None:
+        """More instants than the memory holds: every text is still its own instant's."""
+        start = parse_datetime("2024-04-21T14:50:24.000Z")
+        instants = [start + timedelta(milliseconds=n) for n in range(3000)]
+        for _ in range(2):
+            texts = [format_datetime(x) for x in instants]
+            assert [parse_datetime(t) for t in texts] == instants
 
 
 class TestLine:
