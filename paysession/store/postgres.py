@@ -27,7 +27,7 @@ import functools
 import select
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -385,18 +385,24 @@ class PostgresStore:
                 if not self._opened:
                     self._pool.open()
                     self._opened = True
+        # getconn/putconn rather than the pool's connection(), whose `with conn` commits
+        # on the way out: with autocommit there is nothing to commit (each transaction
+        # here is its own block), and that call cost every operation tens of µs. A
+        # connection returned broken or inside a transaction is the pool's to discard or
+        # roll back.
         try:
-            with self._pool.connection() as conn:
+            conn = self._pool.getconn()
+            try:
                 yield conn
+            finally:
+                self._pool.putconn(conn)
         except psycopg.Error as error:  # PoolTimeout included
             raise StoreError(operation, str(error).strip()) from error
 
-    @contextmanager
-    def _read(self, operation: str) -> Iterator[Connection]:
+    def _read(self, operation: str) -> AbstractContextManager[Connection]:
         if not self._ready:
             self.migrate()
-        with self._connection(operation) as conn:
-            yield conn
+        return self._connection(operation)
 
     # -- the protocol
 
