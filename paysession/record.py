@@ -14,6 +14,7 @@ import attrs
 from paysession._frozen import FrozenDict
 from paysession._wire import canonical_json, format_datetime, json_scalar, parse_datetime
 from paysession.errors import InvalidSessionData
+from paysession.session import FIELDS
 from paysession.status import PaymentSessionStatus
 
 GENESIS = "0" * 64
@@ -187,6 +188,10 @@ _STATUS_TEXT: dict[PaymentSessionStatus | None, str] = {
 }
 
 
+# The names a move's changes use (the session's fields), already as JSON text.
+_NAME_TEXT = {name: f'"{name}"' for name in FIELDS}
+
+
 def _text(value: str | None) -> str:
     return "null" if value is None else encode_basestring_ascii(value)
 
@@ -221,17 +226,21 @@ def _canonical_halves(
     """
     j = json_scalar
     pairs = ",".join(
-        [f"{j(name)}:[{j(old)},{j(new)}]" for name, (old, new) in sorted(changes.items())]
+        [
+            f"{_NAME_TEXT.get(name) or j(name)}:[{j(old)},{j(new)}]"
+            for name, (old, new) in sorted(changes.items())
+        ]
     )
+    enc = encode_basestring_ascii
     head = (
-        f'{{"actor":{_text(actor)},"at":"{format_datetime(at)}","changes":{{{pairs}}},'
-        f'"dest":{_STATUS_TEXT[dest]},'
+        f'{{"actor":{"null" if actor is None else enc(actor)},"at":"{format_datetime(at)}",'
+        f'"changes":{{{pairs}}},"dest":{_STATUS_TEXT[dest]},'
     )
     tail = (
-        f'"idempotency_key":{_text(idempotency_key)},'
-        f'"prev_hash":{_text(prev_hash)},"reason":{_text(reason)},"seq":{seq:d},'
-        f'"session_id":{_text(session_id)},"source":{_STATUS_TEXT[source]},'
-        f'"trigger":{_text(trigger)}}}'
+        f'"idempotency_key":{"null" if idempotency_key is None else enc(idempotency_key)},'
+        f'"prev_hash":{enc(prev_hash)},"reason":{"null" if reason is None else enc(reason)},'
+        f'"seq":{seq:d},"session_id":{enc(session_id)},"source":{_STATUS_TEXT[source]},'
+        f'"trigger":{enc(trigger)}}}'
     )
     return head, tail
 
