@@ -617,7 +617,7 @@ class PostgresStore:
         *,
         expected_version: int | None = None,
     ) -> None:
-        texts = None
+        texts: Texts = (None, None)
         if write is not None:
             check_writes([write])
             texts = self._cache.texts(write.session)
@@ -645,14 +645,14 @@ class PostgresStore:
         conn: Connection,
         event: ProviderEvent,
         write: Write | None,
-        texts: Texts | None,
+        texts: Texts,
         expected_version: int | None,
     ) -> None:
         # The session's row lock comes first (the compare-and-set of the write, or FOR NO
         # KEY UPDATE): a report racing this one for the same session waits for it, and
         # each statement after the lock sees what that report committed.
         session_id = event.session_id
-        if write is not None and texts is not None:
+        if write is not None:
             if conn.execute(_UPDATE_SESSION, _update_params(write, texts)).rowcount != 1:
                 self._refuse_stale(conn, write)
             expected_version = write.expected_version

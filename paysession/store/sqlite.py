@@ -640,7 +640,7 @@ class SqliteStore:
         *,
         expected_version: int | None = None,
     ) -> None:
-        texts = None
+        texts: Texts = (None, None)
         if write is not None:
             check_writes([write])
             texts = self._cache.texts(write.session)
@@ -653,7 +653,7 @@ class SqliteStore:
         conn: sqlite3.Connection,
         event: ProviderEvent,
         write: Write | None,
-        texts: Texts | None,
+        texts: Texts,
         expected_version: int | None,
     ) -> None:
         # BEGIN IMMEDIATE holds the write lock from the first read: what is checked here
@@ -678,7 +678,7 @@ class SqliteStore:
             if "paysession_provider_events.event_id" in _unique_columns(error):
                 raise ConcurrentUpdate(session_id, expected_version, found[0]) from error
             raise
-        if write is not None and texts is not None:
+        if write is not None:
             self._commit(conn, [write], [texts], None)
 
     def count_duplicate(self, session_id: str, event_id: str) -> None:
