@@ -388,6 +388,9 @@ class TestNul:
         assert store.load_selected("c\x00") == []
         assert store.history("ps_1\x00") == []
         assert store.record("ps_1\x00", 0) is None
+        assert store.provider_event("ps_1\x00", "evt_1") is None
+        assert store.provider_event("ps_1", "evt\x00") is None
+        assert store.provider_events(session_id="ps_1\x00") == []
         with pytest.raises(SessionNotFound) as caught:
             PaymentSessions(store).get("ps_1\x00")
         assert caught.value.session_id == "ps_1\x00"

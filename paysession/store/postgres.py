@@ -47,10 +47,10 @@ from paysession.errors import (
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
+from paysession.store._sql import EVENT_COLUMNS, SESSION_COLUMNS, SqlReads
 from paysession.store.base import (
     Binding,
     EventOutcome,
-    LoggedRecord,
     ProviderEvent,
     Snapshot,
     SnapshotCache,
@@ -60,7 +60,6 @@ from paysession.store.base import (
     dump_json,
     has_nul,
     load_json,
-    record_from_wire,
     record_wire,
 )
 
@@ -170,18 +169,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-_COLUMNS = (
-    "id, cart_id, provider_id, is_selected, is_initiated, status, data, idempotency_key, "
-    "amount, payment_authorized_at, created_at, updated_at, cart, version, head"
-)
-_LOAD_PLAIN = f"SELECT {_COLUMNS} FROM paysession_sessions WHERE id = %s"
+_LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = %s"
 _LOAD = (
-    f"SELECT {', '.join('s.' + c for c in _COLUMNS.split(', '))}, k.fingerprint, k.seq "
+    f"SELECT {', '.join('s.' + c for c in SESSION_COLUMNS.split(', '))}, k.fingerprint, k.seq "
     "FROM paysession_sessions AS s LEFT JOIN paysession_keys AS k "
     "ON k.session_id = s.id AND k.key = %s WHERE s.id = %s"
 )
 _INSERT_SESSION = (
-    f"INSERT INTO paysession_sessions ({_COLUMNS}) "
+    f"INSERT INTO paysession_sessions ({SESSION_COLUMNS}) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s::json, %s, %s, %s, %s, %s, %s::json, %s, %s)"
 )
 _UPDATE_SESSION = (
@@ -194,15 +189,10 @@ _INSERT_KEY = (
 )
 
 
-_EVENT_COLUMNS = (
-    "session_id, event_id, provider_status, status, session_status, outcome, observed_at, "
-    "recorded_at, version, guard, duplicates"
-)
 _INSERT_EVENT = (
-    f"INSERT INTO paysession_provider_events ({_EVENT_COLUMNS}) "
+    f"INSERT INTO paysession_provider_events ({EVENT_COLUMNS}) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
-_SELECT_EVENTS = f"SELECT {_EVENT_COLUMNS} FROM paysession_provider_events"
 _NEWEST_OBSERVED = (
     "SELECT max(observed_at) FROM paysession_provider_events "
     "WHERE session_id = %s AND outcome IN ('applied', 'noop')"
@@ -330,7 +320,7 @@ def _update_params(write: Write, texts: Texts) -> list[object]:
     ]
 
 
-class PostgresStore:
+class PostgresStore(SqlReads):
     """A :class:`~paysession.store.SessionStore` in a PostgreSQL database (psycopg 3).
 
     ``dsn`` is a libpq connection string or URL. Connections come from a pool of
@@ -338,6 +328,11 @@ class PostgresStore:
     in seconds, an operation waits for a free connection. Open one store per process
     (after any fork) and close it when done.
     """
+
+    _PLACEHOLDER = "%s"
+    _EVENTS_IN_RECORDED_ORDER = "recorded"
+    _session_from_row = staticmethod(_session_from_row)
+    _event_from_row = staticmethod(_event_from_row)
 
     def __init__(
         self, dsn: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 30.0
@@ -484,7 +479,7 @@ class PostgresStore:
             return []
         with self._read("load_selected") as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM paysession_sessions "
+                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions "
                 "WHERE cart_id = %s AND is_selected ORDER BY id",
                 (cart_id,),
             ).fetchall()
@@ -544,65 +539,6 @@ class PostgresStore:
         if found is None:
             raise SessionNotFound(session_id)
         raise ConcurrentUpdate(session_id, write.expected_version, found[0])
-
-    def record(self, session_id: str, seq: int) -> TransitionRecord | None:
-        if has_nul(session_id):
-            return None
-        with self._read("record") as conn:
-            row = conn.execute(
-                "SELECT wire FROM paysession_records WHERE session_id = %s AND seq = %s",
-                (session_id, seq),
-            ).fetchone()
-        return None if row is None else record_from_wire(row[0])
-
-    def history(self, session_id: str) -> list[TransitionRecord]:
-        if has_nul(session_id):
-            return []
-        with self._read("history") as conn:
-            rows = conn.execute(
-                "SELECT wire FROM paysession_records WHERE session_id = %s ORDER BY seq",
-                (session_id,),
-            ).fetchall()
-        return [record_from_wire(wire) for (wire,) in rows]
-
-    def find(
-        self, *, cart_id: str | None = None, status: PaymentSessionStatus | None = None
-    ) -> list[PaymentSession]:
-        # Only the filters given, so that each shape of query gets a plan that uses
-        # its index.
-        where, params = ["true"], []
-        if has_nul(cart_id):
-            return []
-        if cart_id is not None:
-            where.append("cart_id = %s")
-            params.append(cart_id)
-        if status is not None:
-            where.append("status = %s")
-            params.append(PaymentSessionStatus(status).value)
-        with self._read("find") as conn:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM paysession_sessions WHERE {' AND '.join(where)} "
-                "ORDER BY created_at, id",
-                params,
-            ).fetchall()
-        return [self._cache.snapshot(row, _session_from_row).session for row in rows]
-
-    def records_since(self, position: int, limit: int) -> list[LoggedRecord]:
-        with self._read("records_since") as conn:
-            rows = conn.execute(
-                "SELECT position, wire FROM paysession_records WHERE position > %s "
-                "ORDER BY position LIMIT %s",
-                (position, max(limit, 0)),
-            ).fetchall()
-        return [LoggedRecord(at, record_from_wire(wire)) for at, wire in rows]
-
-    def provider_event(self, session_id: str, event_id: str) -> ProviderEvent | None:
-        with self._read("provider_event") as conn:
-            row = conn.execute(
-                f"{_SELECT_EVENTS} WHERE session_id = %s AND event_id = %s",
-                (session_id, event_id),
-            ).fetchone()
-        return None if row is None else _event_from_row(row)
 
     def newest_observed(self, session_id: str) -> datetime | None:
         with self._read("newest_observed") as conn:
@@ -695,22 +631,6 @@ class PostgresStore:
                 "WHERE session_id = %s AND event_id = %s",
                 (session_id, event_id),
             )
-
-    def provider_events(
-        self, *, session_id: str | None = None, outcome: EventOutcome | None = None
-    ) -> list[ProviderEvent]:
-        where, params = ["true"], []
-        if session_id is not None:
-            where.append("session_id = %s")
-            params.append(session_id)
-        if outcome is not None:
-            where.append("outcome = %s")
-            params.append(EventOutcome(outcome).value)
-        with self._read("provider_events") as conn:
-            rows = conn.execute(
-                f"{_SELECT_EVENTS} WHERE {' AND '.join(where)} ORDER BY recorded", params
-            ).fetchall()
-        return [_event_from_row(row) for row in rows]
 
     def close(self) -> None:
         self._pool.close()

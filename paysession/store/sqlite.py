@@ -34,10 +34,10 @@ from paysession.errors import (
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
+from paysession.store._sql import EVENT_COLUMNS, SESSION_COLUMNS, SqlReads
 from paysession.store.base import (
     Binding,
     EventOutcome,
-    LoggedRecord,
     ProviderEvent,
     Snapshot,
     SnapshotCache,
@@ -46,7 +46,6 @@ from paysession.store.base import (
     check_writes,
     dump_json,
     load_json,
-    record_from_wire,
     record_wire,
 )
 
@@ -142,18 +141,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-_COLUMNS = (
-    "id, cart_id, provider_id, is_selected, is_initiated, status, data, idempotency_key, "
-    "amount, payment_authorized_at, created_at, updated_at, cart, version, head"
-)
-_LOAD_PLAIN = f"SELECT {_COLUMNS} FROM paysession_sessions WHERE id = ?"
+_LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = ?"
 _LOAD = (
-    f"SELECT {', '.join('s.' + c for c in _COLUMNS.split(', '))}, k.fingerprint, k.seq "
+    f"SELECT {', '.join('s.' + c for c in SESSION_COLUMNS.split(', '))}, k.fingerprint, k.seq "
     "FROM paysession_sessions AS s LEFT JOIN paysession_keys AS k "
     "ON k.session_id = s.id AND k.key = ? WHERE s.id = ?"
 )
 _INSERT_SESSION = (
-    f"INSERT INTO paysession_sessions ({_COLUMNS}) "
+    f"INSERT INTO paysession_sessions ({SESSION_COLUMNS}) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPDATE_SESSION = (
@@ -167,16 +162,10 @@ _INSERT_RECORD = (
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_KEY = "INSERT INTO paysession_keys (session_id, key, fingerprint, seq) VALUES (?, ?, ?, ?)"
-_EVENT_COLUMNS = (
-    "session_id, event_id, provider_status, status, session_status, outcome, observed_at, "
-    "recorded_at, version, guard, duplicates"
-)
 _INSERT_EVENT = (
-    f"INSERT INTO paysession_provider_events ({_EVENT_COLUMNS}) "
+    f"INSERT INTO paysession_provider_events ({EVENT_COLUMNS}) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-# Rows in the order they were recorded: rowid grows with every insert.
-_SELECT_EVENTS = f"SELECT {_EVENT_COLUMNS} FROM paysession_provider_events"
 _NEWEST_OBSERVED = (
     "SELECT max(observed_at) FROM paysession_provider_events "
     "WHERE session_id = ? AND outcome IN ('applied', 'noop')"
@@ -278,7 +267,7 @@ def _unique_columns(error: sqlite3.IntegrityError) -> frozenset[str]:
     return frozenset(name.strip() for name in text[len(prefix) :].split(","))
 
 
-class SqliteStore:
+class SqliteStore(SqlReads):
     """A :class:`~paysession.store.SessionStore` in one SQLite file (or ``":memory:"``).
 
     ``synchronous`` is ``"FULL"`` (every commit reaches the disk before it returns: the
@@ -287,6 +276,11 @@ class SqliteStore:
     is how long, in seconds, a write waits for another writer before giving up with
     StoreError. ``":memory:"`` keeps one connection shared by every thread.
     """
+
+    # Rows in the order they were recorded: rowid grows with every insert.
+    _EVENTS_IN_RECORDED_ORDER = "rowid"
+    _session_from_row = staticmethod(_session_from_row)
+    _event_from_row = staticmethod(_event_from_row)
 
     def __init__(
         self,
@@ -517,7 +511,7 @@ class SqliteStore:
     def load_selected(self, cart_id: str) -> list[Snapshot]:
         with self._read("load_selected") as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM paysession_sessions "
+                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions "
                 "WHERE cart_id = ? AND is_selected ORDER BY id",
                 (cart_id,),
             ).fetchall()
@@ -577,56 +571,6 @@ class SqliteStore:
                 if "paysession_keys.key" in _unique_columns(error):
                     raise ConcurrentUpdate(binding.session_id, None) from error
                 raise
-
-    def record(self, session_id: str, seq: int) -> TransitionRecord | None:
-        with self._read("record") as conn:
-            row = conn.execute(
-                "SELECT wire FROM paysession_records WHERE session_id = ? AND seq = ?",
-                (session_id, seq),
-            ).fetchone()
-        return None if row is None else record_from_wire(row[0])
-
-    def history(self, session_id: str) -> list[TransitionRecord]:
-        with self._read("history") as conn:
-            rows = conn.execute(
-                "SELECT wire FROM paysession_records WHERE session_id = ? ORDER BY seq",
-                (session_id,),
-            ).fetchall()
-        return [record_from_wire(wire) for (wire,) in rows]
-
-    def find(
-        self, *, cart_id: str | None = None, status: PaymentSessionStatus | None = None
-    ) -> list[PaymentSession]:
-        where, params = ["1 = 1"], []
-        if cart_id is not None:
-            where.append("cart_id = ?")
-            params.append(cart_id)
-        if status is not None:
-            where.append("status = ?")
-            params.append(PaymentSessionStatus(status).value)
-        with self._read("find") as conn:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM paysession_sessions WHERE {' AND '.join(where)} "
-                "ORDER BY created_at, id",
-                params,
-            ).fetchall()
-        return [self._cache.snapshot(row, _session_from_row).session for row in rows]
-
-    def records_since(self, position: int, limit: int) -> list[LoggedRecord]:
-        with self._read("records_since") as conn:
-            rows = conn.execute(
-                "SELECT position, wire FROM paysession_records WHERE position > ? "
-                "ORDER BY position LIMIT ?",
-                (position, max(limit, 0)),
-            ).fetchall()
-        return [LoggedRecord(at, record_from_wire(wire)) for at, wire in rows]
-
-    def provider_event(self, session_id: str, event_id: str) -> ProviderEvent | None:
-        with self._read("provider_event") as conn:
-            row = conn.execute(
-                f"{_SELECT_EVENTS} WHERE session_id = ? AND event_id = ?", (session_id, event_id)
-            ).fetchone()
-        return None if row is None else _event_from_row(row)
 
     def newest_observed(self, session_id: str) -> datetime | None:
         with self._read("newest_observed") as conn:
@@ -690,22 +634,6 @@ class SqliteStore:
                 (session_id, event_id),
             ),
         )
-
-    def provider_events(
-        self, *, session_id: str | None = None, outcome: EventOutcome | None = None
-    ) -> list[ProviderEvent]:
-        where, params = ["1 = 1"], []
-        if session_id is not None:
-            where.append("session_id = ?")
-            params.append(session_id)
-        if outcome is not None:
-            where.append("outcome = ?")
-            params.append(EventOutcome(outcome).value)
-        with self._read("provider_events") as conn:
-            rows = conn.execute(
-                f"{_SELECT_EVENTS} WHERE {' AND '.join(where)} ORDER BY rowid", params
-            ).fetchall()
-        return [_event_from_row(row) for row in rows]
 
     def close(self) -> None:
         with self._turn, self._guard:

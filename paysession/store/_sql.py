@@ -1,0 +1,161 @@
+"""The reads both SQL stores share, written once.
+
+The two schemas have the same tables and columns; the stores differ in their driver's
+placeholder (``?`` or ``%s``), in how a row's values become a session or an event
+(SQLite keeps times as integer microseconds, PostgreSQL as timestamptz), and in how
+they lend a connection. Queries here are written with ``?``; a store with another
+placeholder names it in ``_PLACEHOLDER``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar
+
+from paysession.record import TransitionRecord
+from paysession.session import PaymentSession
+from paysession.status import PaymentSessionStatus
+from paysession.store.base import (
+    EventOutcome,
+    LoggedRecord,
+    ProviderEvent,
+    SnapshotCache,
+    has_nul,
+    record_from_wire,
+)
+
+SESSION_COLUMNS = (
+    "id, cart_id, provider_id, is_selected, is_initiated, status, data, idempotency_key, "
+    "amount, payment_authorized_at, created_at, updated_at, cart, version, head"
+)
+"""The session row as every SQL query selects it: the session's fields, then the
+version and head (the layout :meth:`SnapshotCache.snapshot` reads)."""
+
+EVENT_COLUMNS = (
+    "session_id, event_id, provider_status, status, session_status, outcome, observed_at, "
+    "recorded_at, version, guard, duplicates"
+)
+"""The provider-event row as every SQL query selects it."""
+
+
+@functools.lru_cache(maxsize=64)
+def _with_placeholder(query: str, placeholder: str) -> str:
+    return query if placeholder == "?" else query.replace("?", placeholder)
+
+
+def _matching(**filters: object) -> tuple[str, list[object]]:
+    """A WHERE clause with only the filters given (None: not filtered), and its values.
+
+    Only those given, so that each shape of query gets a plan that uses its index.
+    """
+    given = {column: value for column, value in filters.items() if value is not None}
+    return " AND ".join(f"{column} = ?" for column in given) or "1 = 1", list(given.values())
+
+
+class SqlReads:
+    """The read side of the SessionStore protocol, over the shared tables.
+
+    A store that mixes this in provides ``_read`` (a connection for one operation,
+    driver errors translated), ``_cache`` and the two row builders.
+    """
+
+    _PLACEHOLDER: ClassVar[str] = "?"
+    _EVENTS_IN_RECORDED_ORDER: ClassVar[str]
+    """The ORDER BY that lists provider events in the order they were recorded."""
+    _cache: SnapshotCache
+
+    def _read(self, operation: str) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _session_from_row(row: Sequence[Any]) -> PaymentSession:
+        raise NotImplementedError
+
+    @staticmethod
+    def _event_from_row(row: Sequence[Any]) -> ProviderEvent:
+        raise NotImplementedError
+
+    def _rows(self, operation: str, query: str, params: Sequence[object]) -> list[Any]:
+        with self._read(operation) as conn:
+            rows: list[Any] = conn.execute(
+                _with_placeholder(query, self._PLACEHOLDER), params
+            ).fetchall()
+        return rows
+
+    def record(self, session_id: str, seq: int) -> TransitionRecord | None:
+        # No id or key holds NUL in any store (they are refused on the way in), and
+        # PostgreSQL text cannot even be asked about one: nothing to find.
+        if has_nul(session_id):
+            return None
+        rows = self._rows(
+            "record",
+            "SELECT wire FROM paysession_records WHERE session_id = ? AND seq = ?",
+            (session_id, seq),
+        )
+        return record_from_wire(rows[0][0]) if rows else None
+
+    def history(self, session_id: str) -> list[TransitionRecord]:
+        if has_nul(session_id):
+            return []
+        rows = self._rows(
+            "history",
+            "SELECT wire FROM paysession_records WHERE session_id = ? ORDER BY seq",
+            (session_id,),
+        )
+        return [record_from_wire(wire) for (wire,) in rows]
+
+    def find(
+        self, *, cart_id: str | None = None, status: PaymentSessionStatus | None = None
+    ) -> list[PaymentSession]:
+        if has_nul(cart_id):
+            return []
+        where, params = _matching(
+            cart_id=cart_id,
+            status=None if status is None else PaymentSessionStatus(status).value,
+        )
+        rows = self._rows(
+            "find",
+            f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE {where} "
+            "ORDER BY created_at, id",
+            params,
+        )
+        return [self._cache.snapshot(row, self._session_from_row).session for row in rows]
+
+    def records_since(self, position: int, limit: int) -> list[LoggedRecord]:
+        rows = self._rows(
+            "records_since",
+            "SELECT position, wire FROM paysession_records WHERE position > ? "
+            "ORDER BY position LIMIT ?",
+            (position, max(limit, 0)),
+        )
+        return [LoggedRecord(at, record_from_wire(wire)) for at, wire in rows]
+
+    def provider_event(self, session_id: str, event_id: str) -> ProviderEvent | None:
+        if has_nul(session_id) or has_nul(event_id):
+            return None
+        rows = self._rows(
+            "provider_event",
+            f"SELECT {EVENT_COLUMNS} FROM paysession_provider_events "
+            "WHERE session_id = ? AND event_id = ?",
+            (session_id, event_id),
+        )
+        return self._event_from_row(rows[0]) if rows else None
+
+    def provider_events(
+        self, *, session_id: str | None = None, outcome: EventOutcome | None = None
+    ) -> list[ProviderEvent]:
+        if has_nul(session_id):
+            return []
+        where, params = _matching(
+            session_id=session_id,
+            outcome=None if outcome is None else EventOutcome(outcome).value,
+        )
+        rows = self._rows(
+            "provider_events",
+            f"SELECT {EVENT_COLUMNS} FROM paysession_provider_events "
+            f"WHERE {where} ORDER BY {self._EVENTS_IN_RECORDED_ORDER}",
+            params,
+        )
+        return [self._event_from_row(row) for row in rows]
