@@ -9,6 +9,7 @@ placeholder names it in ``_PLACEHOLDER``.
 
 from __future__ import annotations
 
+import abc
 import functools
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -54,7 +55,7 @@ def _matching(**filters: object) -> tuple[str, list[object]]:
     return " AND ".join(f"{column} = ?" for column in given) or "1 = 1", list(given.values())
 
 
-class SqlReads:
+class SqlReads(abc.ABC):
     """The read side of the SessionStore protocol, over the shared tables.
 
     A store that mixes this in provides ``_read`` (a connection for one operation,
@@ -66,16 +67,19 @@ class SqlReads:
     """The ORDER BY that lists provider events in the order they were recorded."""
     _cache: SnapshotCache
 
+    @abc.abstractmethod
     def _read(self, operation: str) -> AbstractContextManager[Any]:
-        raise NotImplementedError
+        """A connection for one operation, its driver's errors raised as StoreError."""
 
     @staticmethod
+    @abc.abstractmethod
     def _session_from_row(row: Sequence[Any]) -> PaymentSession:
-        raise NotImplementedError
+        """The session of a row selected as :data:`SESSION_COLUMNS`."""
 
     @staticmethod
+    @abc.abstractmethod
     def _event_from_row(row: Sequence[Any]) -> ProviderEvent:
-        raise NotImplementedError
+        """The provider event of a row selected as :data:`EVENT_COLUMNS`."""
 
     def _rows(self, operation: str, query: str, params: Sequence[object]) -> list[Any]:
         with self._read(operation) as conn:
