@@ -7,6 +7,7 @@ Messages are built from the attributes and never include a session's ``data`` or
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -235,9 +236,98 @@ class StoreError(PaySessionError):
         return f"session store failed during {self.operation}: {self.detail}"
 
 
+class AuthorizationConflict(ConcurrentUpdate):
+    """Another session of the same cart is authorized: at most one may be.
+
+    The database refuses the second authorization; nothing was written. A lost race
+    when it comes out of reconciliation or cart completion (which then look again, and
+    void the extra hold), hence a :class:`ConcurrentUpdate`.
+    """
+
+    def __init__(self, session_id: str, cart_id: str | None) -> None:
+        self.cart_id = cart_id
+        super().__init__(session_id, None)
+        self.args = (session_id, cart_id)
+
+    def __str__(self) -> str:
+        return (
+            f"cannot authorize session {self.session_id}: another session of cart "
+            f"{self.cart_id} is authorized already; nothing was written"
+        )
+
+
+class CartBusy(PaySessionError):
+    """A completion (or a cancellation) of this cart is in flight at its provider.
+
+    While a live claim holds the cart, its sessions cannot be selected or deselected,
+    and it cannot be completed or have its payment canceled. ``expires_at`` is when the
+    claim lapses if its holder never comes back (a crashed process): after that,
+    the next completion takes it over.
+    """
+
+    def __init__(self, cart_id: str, expires_at: datetime) -> None:
+        self.cart_id = cart_id
+        self.expires_at = expires_at
+        super().__init__(cart_id, expires_at)
+
+    def __str__(self) -> str:
+        return (
+            f"cart {self.cart_id} is busy: a provider call for it is in flight "
+            f"(claim held until {self.expires_at.isoformat()}); nothing was written"
+        )
+
+
+class ClaimNotHeld(PaySessionError):
+    """A claim released (or used) with a token that does not hold the cart."""
+
+    def __init__(self, cart_id: str) -> None:
+        self.cart_id = cart_id
+        super().__init__(cart_id)
+
+    def __str__(self) -> str:
+        return (
+            f"this token does not hold the claim on cart {self.cart_id} "
+            "(it was released, or taken over after it expired)"
+        )
+
+
+class NoSelectedSession(InvalidSessionData, LookupError):
+    """The cart has no selected payment session to complete with."""
+
+    def __init__(self, cart_id: str, why: str | None = None) -> None:
+        self.cart_id = cart_id
+        super().__init__({"cart_id": why or f"cart {cart_id} has no selected payment session"})
+
+
+class CartNotFound(NoSelectedSession):
+    """No payment session of the store belongs to this cart."""
+
+    def __init__(self, cart_id: str) -> None:
+        super().__init__(cart_id, f"cart {cart_id} has no payment sessions")
+
+
+class MigrationRefused(StoreError):
+    """The database breaks a rule the new schema enforces; nothing was migrated.
+
+    ``offenders`` names what breaks it (for the one-authorization-per-cart rule, the
+    carts with more than one authorized session). No row is ever dropped to make a
+    migration pass: settle those first (cancel the extra sessions, voiding their holds).
+    """
+
+    def __init__(self, detail: str, offenders: Iterable[str]) -> None:
+        self.offenders: tuple[str, ...] = tuple(offenders)
+        super().__init__("migrate", detail)
+
+
 __all__ += [
+    "AuthorizationConflict",
+    "CartBusy",
+    "CartNotFound",
+    "ClaimNotHeld",
     "ConcurrentUpdate",
     "DuplicateSession",
+    "MigrationRefused",
+    "NoSelectedSession",
     "SelectionConflict",
     "SessionNotFound",
     "StoreError",

@@ -8,10 +8,8 @@ anomalies, races, persistence) run on every store through the ``store`` fixtures
 from __future__ import annotations
 
 import multiprocessing
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -26,7 +24,7 @@ from paysession import (
     TransitionEvent,
 )
 from paysession.providers import ReconciliationAnomaly, UnknownProviderStatus
-from paysession.store import MemoryStore, SessionStore, SqliteStore
+from paysession.store import MemoryStore, SessionStore
 from paysession.store.base import EventOutcome, ProviderEvent, Write
 
 from .conftest import StoreFactory, open_store
@@ -512,20 +510,3 @@ class TestAcrossProcesses:
         result = sessions.reconcile_result(session_id, "requires_capture", event_id="evt_x")
         assert result.outcome is EventOutcome.DUPLICATE
         assert sessions.get(session_id).status is S.AUTHORIZED
-
-
-class TestMigration:
-    def test_a_version_1_database_gains_the_events_table(self, tmp_path: Path) -> None:
-        """A file made by the first schema is upgraded in place; its sessions stay."""
-        path = tmp_path / "old.db"
-        with SqliteStore(path) as store:
-            sessions = PaymentSessions(store)
-            session_id = session_in(sessions, S.PENDING)
-        with sqlite3.connect(path) as conn:
-            conn.execute("DROP TABLE paysession_provider_events")
-            conn.execute("UPDATE paysession_schema SET version = 1")
-        with SqliteStore(path) as store:
-            assert store.migrate() == 2
-            sessions = PaymentSessions(store)
-            assert len(sessions.reconcile(session_id, "succeeded", event_id="e")) == 1
-            assert store.provider_event(session_id, "e") is not None

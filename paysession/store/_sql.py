@@ -13,12 +13,16 @@ import abc
 import functools
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any, ClassVar
 
+from paysession.errors import MigrationRefused
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
 from paysession.store.base import (
+    STALE_STATUSES,
+    Claim,
     EventOutcome,
     LoggedRecord,
     ProviderEvent,
@@ -36,9 +40,36 @@ version and head (the layout :meth:`SnapshotCache.snapshot` reads)."""
 
 EVENT_COLUMNS = (
     "session_id, event_id, provider_status, status, session_status, outcome, observed_at, "
-    "recorded_at, version, guard, duplicates"
+    "recorded_at, version, guard, duplicates, kind"
 )
 """The provider-event row as every SQL query selects it."""
+
+CLAIM_COLUMNS = "cart_id, token, session_id, action, expires_at"
+"""The claim row as every SQL query selects it."""
+
+ANOMALY_KINDS = "('no_legal_path', 'guard_refused', 'double_authorization')"
+"""The values the provider-events ``kind`` column may hold, for its CHECK."""
+
+DOUBLY_AUTHORIZED_CARTS = (
+    "SELECT cart_id FROM paysession_sessions WHERE status = 'authorized' "
+    "AND cart_id IS NOT NULL GROUP BY cart_id HAVING count(*) > 1 ORDER BY cart_id"
+)
+"""The carts that break the one-authorization-per-cart rule (none, in a sound store)."""
+
+_STALE_IN = ", ".join(f"'{status.value}'" for status in sorted(STALE_STATUSES))
+
+
+def refuse_doubly_authorized(carts: Sequence[str]) -> None:
+    """MigrationRefused naming ``carts`` when there are any: schema version 3 forbids them."""
+    if not carts:
+        return
+    shown = ", ".join(carts[:20]) + (f" and {len(carts) - 20} more" if len(carts) > 20 else "")
+    raise MigrationRefused(
+        f"cannot enforce one authorized session per cart: {len(carts)} cart(s) have more "
+        f"than one ({shown}); cancel the extra sessions (voiding their holds at the "
+        "provider), then open the store again. Nothing was migrated or dropped",
+        carts,
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -80,6 +111,16 @@ class SqlReads(abc.ABC):
     @abc.abstractmethod
     def _event_from_row(row: Sequence[Any]) -> ProviderEvent:
         """The provider event of a row selected as :data:`EVENT_COLUMNS`."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def _claim_from_row(row: Sequence[Any]) -> Claim:
+        """The claim of a row selected as :data:`CLAIM_COLUMNS`."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def _time(value: datetime) -> object:
+        """An instant as the store's time columns keep it."""
 
     def _rows(self, operation: str, query: str, params: Sequence[object]) -> list[Any]:
         with self._read(operation) as conn:
@@ -135,6 +176,25 @@ class SqlReads(abc.ABC):
             (position, max(limit, 0)),
         )
         return [LoggedRecord(at, record_from_wire(wire)) for at, wire in rows]
+
+    def claim_of(self, cart_id: str) -> Claim | None:
+        if has_nul(cart_id):
+            return None
+        rows = self._rows(
+            "claim_of",
+            f"SELECT {CLAIM_COLUMNS} FROM paysession_claims WHERE cart_id = ?",
+            (cart_id,),
+        )
+        return self._claim_from_row(rows[0]) if rows else None
+
+    def stale(self, before: datetime, limit: int) -> list[PaymentSession]:
+        rows = self._rows(
+            "stale",
+            f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE status IN ({_STALE_IN}) "
+            "AND updated_at < ? ORDER BY updated_at, id LIMIT ?",
+            (self._time(before), max(limit, 0)),
+        )
+        return [self._cache.snapshot(row, self._session_from_row).session for row in rows]
 
     def provider_event(self, session_id: str, event_id: str) -> ProviderEvent | None:
         if has_nul(session_id) or has_nul(event_id):

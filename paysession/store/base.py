@@ -9,11 +9,15 @@ A store keeps three things and the rules that bind them:
 - the idempotency keys, one per (session_id, key), each naming the record it produced;
 - the provider events, one per (session_id, event_id): every provider report that
   reconciliation handled, with its outcome, written in the same transaction as the
-  moves it caused.
+  moves it caused;
+- the claims, at most one per cart: which caller holds the cart while a provider call
+  for one of its sessions is in flight, and until when (see :class:`Claim`).
 
 The rules the database holds (and :class:`~paysession.store.MemoryStore` emulates): a
 write is a compare-and-set on the version; (session_id, seq) and (session_id, key)
-are unique; at most one selected session per cart; one session per (cart, provider).
+are unique; at most one selected session per cart; at most one authorized session per
+cart; one session per (cart, provider); no select or deselect while another caller's
+claim on the cart is live.
 Stores know nothing of the transition table: the service plans every move, a store
 makes it durable or refuses it whole.
 """
@@ -87,6 +91,21 @@ class LoggedRecord:
     record: TransitionRecord
 
 
+class AnomalyKind(str, enum.Enum):
+    """Why reconciliation recorded a provider report as an anomaly."""
+
+    NO_LEGAL_PATH = "no_legal_path"
+    """No legal path leads from the session's status to the reported one."""
+    GUARD_REFUSED = "guard_refused"
+    """A legal path exists, but a guard refuses it."""
+    DOUBLE_AUTHORIZATION = "double_authorization"
+    """Authorized at the provider, but the session cannot be its cart's authorized one:
+    another session of the cart is authorized, or the cart switched away from it."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class EventOutcome(str, enum.Enum):
     """What reconciliation did with a provider's report."""
 
@@ -113,9 +132,10 @@ class ProviderEvent:
     ``session_status`` the session's status when the report was handled (before any
     move); ``version`` the session's version after it (for an applied report, the seq
     of the last record it caused). ``guard`` names the guard that refused the path of an
-    anomaly, when a guard did. ``duplicates`` counts later deliveries of the same event
-    id, each ignored. A report without an event id is kept under a generated id that
-    starts with ``unidentified:``.
+    anomaly, when a guard did, and ``kind`` says why an anomaly is one (None for other
+    outcomes, and for anomalies recorded before kinds were kept). ``duplicates`` counts
+    later deliveries of the same event id, each ignored. A report without an event id is
+    kept under a generated id that starts with ``unidentified:``.
     """
 
     session_id: str
@@ -129,6 +149,7 @@ class ProviderEvent:
     version: int
     guard: str | None = None
     duplicates: int = 0
+    kind: AnomalyKind | None = None
 
     @property
     def advances(self) -> bool:
@@ -137,6 +158,60 @@ class ProviderEvent:
 
 
 _ACCEPTED = frozenset({EventOutcome.APPLIED, EventOutcome.NOOP})
+
+
+class ClaimAction(str, enum.Enum):
+    """What the holder of a claim is asking the cart's provider to do."""
+
+    AUTHORIZE = "authorize"
+    CANCEL = "cancel"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen(slots=True)
+class Claim:
+    """A cart held by one caller while it asks a provider about one of its sessions.
+
+    ``token`` identifies the holder (random, never shown to another caller);
+    ``session_id`` is the session the provider is asked about and ``action`` what it is
+    asked to do; the claim is live until ``expires_at``. A holder that crashes leaves
+    its claim behind: once expired, the next caller takes it over and first finishes
+    what it started, with the same idempotency key.
+    """
+
+    cart_id: str
+    token: str = attrs.field(repr=False)
+    session_id: str
+    action: ClaimAction
+    expires_at: datetime
+
+    def live(self, now: datetime) -> bool:
+        """Whether the claim still holds the cart at ``now``."""
+        return self.expires_at > now
+
+
+@attrs.frozen(slots=True)
+class Claimed:
+    """What taking a claim found, read in the same transaction that took it.
+
+    ``claim`` is the claim now held, and ``session`` the session it is about; both are
+    None when the cart had no such session (nothing was written then). ``previous`` is
+    an expired claim that was taken over: its holder never finished.
+    """
+
+    claim: Claim | None
+    session: Snapshot | None
+    previous: Claim | None = None
+
+
+@attrs.frozen(slots=True)
+class CartCheck:
+    """Asks a commit to refuse (CartBusy) when a claim on ``cart_id`` is live at ``now``."""
+
+    cart_id: str
+    now: datetime
 
 
 class SessionStore(Protocol):
@@ -165,14 +240,47 @@ class SessionStore(Protocol):
         """The selected sessions of ``cart_id`` (at most one while the rules hold)."""
         ...
 
-    def commit(self, writes: Sequence[Write], binding: Binding | None = None) -> None:
+    def commit(
+        self,
+        writes: Sequence[Write],
+        binding: Binding | None = None,
+        *,
+        cart_check: CartCheck | None = None,
+        release: Claim | None = None,
+    ) -> None:
         """Apply ``writes`` (in order) and bind ``binding`` in one transaction, or nothing.
 
         Raises ConcurrentUpdate when a session is no longer at its expected version,
         when one of the records' (session_id, seq) is taken, or when the key is bound
         already; SessionNotFound for a session that does not exist; SelectionConflict
-        when the writes would leave two sessions of a cart selected.
+        when the writes would leave two sessions of a cart selected;
+        AuthorizationConflict when they would leave two authorized; CartBusy when
+        ``cart_check`` is given and a claim on its cart is live. ``release`` is a claim
+        to drop in the same transaction (if its token still holds it).
         """
+        ...
+
+    def claim(self, claim: Claim, now: datetime, *, selected: bool) -> Claimed:
+        """Take ``claim`` on its cart and read its session, in one transaction.
+
+        With ``selected``, the session is the cart's selected one (``claim.session_id``
+        is replaced by its id); otherwise it is ``claim.session_id``, which must belong
+        to the cart. Raises CartBusy, writing nothing, when another token's claim is live
+        at ``now``; an expired claim is replaced and returned as ``previous``.
+        """
+        ...
+
+    def release(self, claim: Claim) -> bool:
+        """Drop ``claim`` if its token still holds its cart; whether it did."""
+        ...
+
+    def claim_of(self, cart_id: str) -> Claim | None:
+        """The claim on ``cart_id``, live or expired, or None."""
+        ...
+
+    def stale(self, before: datetime, limit: int) -> list[PaymentSession]:
+        """Up to ``limit`` sessions in pending, requires_more or error whose
+        ``updated_at`` is before ``before``, least recently moved first."""
         ...
 
     def record(self, session_id: str, seq: int) -> TransitionRecord | None:
@@ -207,8 +315,11 @@ class SessionStore(Protocol):
         write: Write | None = None,
         *,
         expected_version: int | None = None,
+        release: Claim | None = None,
     ) -> None:
         """Insert ``event`` and apply ``write`` (the moves it caused) in one transaction.
+
+        ``release`` is a claim to drop in the same transaction, as for :meth:`commit`.
 
         Raises ConcurrentUpdate, writing nothing, when the session is no longer at
         ``write.expected_version`` (or at ``expected_version`` when there is no write),
@@ -310,6 +421,11 @@ class SnapshotCache:
         return Snapshot(session, version, head, binding)
 
 
+STALE_STATUSES = frozenset(
+    {PaymentSessionStatus.PENDING, PaymentSessionStatus.REQUIRES_MORE, PaymentSessionStatus.ERROR}
+)
+"""The statuses a session can be abandoned in: neither authorized nor canceled."""
+
 NUL_IN_KEY = "must not contain NUL (\\x00): not every database can keep it in a key"
 """Why a store refuses an id, cart id, provider id or idempotency key holding NUL."""
 
@@ -407,7 +523,12 @@ def load_json(value: Any) -> Any:
 
 
 __all__ = [
+    "AnomalyKind",
     "Binding",
+    "CartCheck",
+    "Claim",
+    "ClaimAction",
+    "Claimed",
     "EventOutcome",
     "LoggedRecord",
     "ProviderEvent",

@@ -9,6 +9,8 @@ from datetime import datetime
 import attrs
 
 from paysession.errors import (
+    AuthorizationConflict,
+    CartBusy,
     ConcurrentUpdate,
     DuplicateSession,
     SelectionConflict,
@@ -18,7 +20,11 @@ from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
 from paysession.store.base import (
+    STALE_STATUSES,
     Binding,
+    CartCheck,
+    Claim,
+    Claimed,
     EventOutcome,
     LoggedRecord,
     ProviderEvent,
@@ -45,7 +51,7 @@ class MemoryStore:
     process; use :class:`~paysession.store.SqliteStore` for that.
     """
 
-    SCHEMA_VERSION = 2
+    SCHEMA_VERSION = 3
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -55,6 +61,8 @@ class MemoryStore:
         self._log: list[TransitionRecord] = []
         self._by_cart_provider: dict[tuple[str, str], str] = {}
         self._selected: dict[str, str] = {}
+        self._authorized: dict[str, str] = {}
+        self._claims: dict[str, Claim] = {}
         self._events: dict[tuple[str, str], ProviderEvent] = {}
         self._newest: dict[str, datetime] = {}
 
@@ -73,6 +81,9 @@ class MemoryStore:
                 )
             if session.is_selected and session.cart_id in self._selected:
                 raise SelectionConflict(session.id, session.cart_id)
+            authorized = session.status is PaymentSessionStatus.AUTHORIZED
+            if authorized and session.cart_id in self._authorized:
+                raise AuthorizationConflict(session.id, session.cart_id)
             self._rows[session.id] = _Row(session, record.seq, record.hash)
             self._trails[session.id] = [record]
             self._log.append(record)
@@ -80,6 +91,8 @@ class MemoryStore:
                 self._by_cart_provider[pair] = session.id
             if session.is_selected and session.cart_id is not None:
                 self._selected[session.cart_id] = session.id
+            if authorized and session.cart_id is not None:
+                self._authorized[session.cart_id] = session.id
 
     def load(self, session_id: str, idempotency_key: str | None = None) -> Snapshot | None:
         with self._lock:
@@ -99,15 +112,28 @@ class MemoryStore:
             row = self._rows[session_id]
             return [Snapshot(row.session, row.version, row.head)]
 
-    def commit(self, writes: Sequence[Write], binding: Binding | None = None) -> None:
+    def commit(
+        self,
+        writes: Sequence[Write],
+        binding: Binding | None = None,
+        *,
+        cart_check: CartCheck | None = None,
+        release: Claim | None = None,
+    ) -> None:
         check_writes(writes, binding)
         with self._lock:
+            if cart_check is not None:
+                held = self._claims.get(cart_check.cart_id)
+                if held is not None and held.live(cart_check.now):
+                    raise CartBusy(held.cart_id, held.expires_at)
             self._commit_locked(writes, binding)
+            self._release_locked(release)
 
     def _commit_locked(self, writes: Sequence[Write], binding: Binding | None) -> None:
         # Check every rule first, against the state as the writes would leave it,
         # so that a refused commit leaves no trace.
         selected = dict(self._selected)
+        authorized = dict(self._authorized)
         for write in writes:
             session = write.session
             row = self._rows.get(session.id)
@@ -126,6 +152,12 @@ class MemoryStore:
                     if selected.get(cart_id, session.id) != session.id:
                         raise SelectionConflict(session.id, cart_id)
                     selected[cart_id] = session.id
+                if session.status is PaymentSessionStatus.AUTHORIZED:
+                    if authorized.get(cart_id, session.id) != session.id:
+                        raise AuthorizationConflict(session.id, cart_id)
+                    authorized[cart_id] = session.id
+                elif authorized.get(cart_id) == session.id:
+                    del authorized[cart_id]
         if binding is not None and (binding.session_id, binding.key) in self._keys:
             raise ConcurrentUpdate(binding.session_id, None)
         for write in writes:
@@ -134,8 +166,50 @@ class MemoryStore:
             self._trails[write.session.id].extend(write.records)
             self._log.extend(write.records)
         self._selected = selected
+        self._authorized = authorized
         if binding is not None:
             self._keys[(binding.session_id, binding.key)] = binding
+
+    def _release_locked(self, release: Claim | None) -> bool:
+        if release is None:
+            return False
+        held = self._claims.get(release.cart_id)
+        if held is None or held.token != release.token:
+            return False
+        del self._claims[release.cart_id]
+        return True
+
+    def claim(self, claim: Claim, now: datetime, *, selected: bool) -> Claimed:
+        with self._lock:
+            held = self._claims.get(claim.cart_id)
+            if held is not None and held.token != claim.token and held.live(now):
+                raise CartBusy(held.cart_id, held.expires_at)
+            session_id = self._selected.get(claim.cart_id) if selected else claim.session_id
+            row = None if session_id is None else self._rows.get(session_id)
+            if row is None or row.session.cart_id != claim.cart_id:
+                return Claimed(None, None)
+            taken = attrs.evolve(claim, session_id=row.session.id)
+            self._claims[claim.cart_id] = taken
+            previous = held if held is not None and held.token != claim.token else None
+            return Claimed(taken, Snapshot(row.session, row.version, row.head), previous)
+
+    def release(self, claim: Claim) -> bool:
+        with self._lock:
+            return self._release_locked(claim)
+
+    def claim_of(self, cart_id: str) -> Claim | None:
+        with self._lock:
+            return self._claims.get(cart_id)
+
+    def stale(self, before: datetime, limit: int) -> list[PaymentSession]:
+        with self._lock:
+            found = [
+                row.session
+                for row in self._rows.values()
+                if row.session.status in STALE_STATUSES and row.session.updated_at < before
+            ]
+        found.sort(key=lambda session: (session.updated_at, session.id))
+        return found[: max(limit, 0)]
 
     def record(self, session_id: str, seq: int) -> TransitionRecord | None:
         with self._lock:
@@ -178,6 +252,7 @@ class MemoryStore:
         write: Write | None = None,
         *,
         expected_version: int | None = None,
+        release: Claim | None = None,
     ) -> None:
         if write is not None:
             check_writes([write])
@@ -199,6 +274,7 @@ class MemoryStore:
             self._events[(event.session_id, event.event_id)] = event
             if observed is not None and (newest is None or observed > newest):
                 self._newest[event.session_id] = observed
+            self._release_locked(release)
 
     def count_duplicate(self, session_id: str, event_id: str) -> None:
         with self._lock:

@@ -31,11 +31,14 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, NoReturn
 
+import attrs
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
 from paysession.errors import (
+    AuthorizationConflict,
+    CartBusy,
     ConcurrentUpdate,
     DuplicateSession,
     InvalidSessionData,
@@ -47,9 +50,22 @@ from paysession.errors import (
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
-from paysession.store._sql import EVENT_COLUMNS, SESSION_COLUMNS, SqlReads
+from paysession.store._sql import (
+    ANOMALY_KINDS,
+    CLAIM_COLUMNS,
+    DOUBLY_AUTHORIZED_CARTS,
+    EVENT_COLUMNS,
+    SESSION_COLUMNS,
+    SqlReads,
+    refuse_doubly_authorized,
+)
 from paysession.store.base import (
+    AnomalyKind,
     Binding,
+    CartCheck,
+    Claim,
+    ClaimAction,
+    Claimed,
     EventOutcome,
     ProviderEvent,
     Snapshot,
@@ -167,7 +183,40 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             ON paysession_provider_events (outcome, recorded)
         """,
     ),
+    # 3: one authorized session per cart (checked before: see migrate), the claims that
+    # hold a cart while a provider call is in flight, and the kind of an anomaly.
+    (
+        """
+        CREATE UNIQUE INDEX paysession_one_authorized_per_cart
+            ON paysession_sessions (cart_id) WHERE status = 'authorized'
+        """,
+        """
+        CREATE TABLE paysession_claims (
+            cart_id text PRIMARY KEY,
+            token text NOT NULL,
+            session_id text NOT NULL REFERENCES paysession_sessions (id),
+            action text NOT NULL CHECK (action IN ('authorize', 'cancel')),
+            expires_at timestamptz NOT NULL
+        )
+        """,
+        f"ALTER TABLE paysession_provider_events ADD COLUMN kind text "
+        f"CHECK (kind IN {ANOMALY_KINDS})",
+    ),
 )
+
+# Whoever changes which session of a cart is selected, or claims the cart, first locks
+# every session row of the cart, in id order: a claim and a select of one cart then
+# take turns (never deadlock), and each reads what the other committed. See claim().
+_LOCK_CART = "SELECT id FROM paysession_sessions WHERE cart_id = %s ORDER BY id FOR NO KEY UPDATE"
+_CLAIM_HELD = f"SELECT {CLAIM_COLUMNS} FROM paysession_claims WHERE cart_id = %s"
+_CLAIM_LIVE = "SELECT expires_at FROM paysession_claims WHERE cart_id = %s AND expires_at > %s"
+_TAKE_CLAIM = (
+    f"INSERT INTO paysession_claims ({CLAIM_COLUMNS}) VALUES (%s, %s, %s, %s, %s) "
+    "ON CONFLICT (cart_id) DO UPDATE SET token = excluded.token, "
+    "session_id = excluded.session_id, action = excluded.action, "
+    "expires_at = excluded.expires_at"
+)
+_RELEASE = "DELETE FROM paysession_claims WHERE cart_id = %s AND token = %s"
 
 _LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = %s"
 _LOAD = (
@@ -191,7 +240,7 @@ _INSERT_KEY = (
 
 _INSERT_EVENT = (
     f"INSERT INTO paysession_provider_events ({EVENT_COLUMNS}) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _NEWEST_OBSERVED = (
     "SELECT max(observed_at) FROM paysession_provider_events "
@@ -212,7 +261,16 @@ def _event_from_row(row: Sequence[Any]) -> ProviderEvent:
         version=row[8],
         guard=row[9],
         duplicates=row[10],
+        kind=None if row[11] is None else AnomalyKind(row[11]),
     )
+
+
+def _claim_from_row(row: Sequence[Any]) -> Claim:
+    return Claim(row[0], row[1], row[2], ClaimAction(row[3]), row[4])
+
+
+def _same(value: datetime) -> datetime:
+    return value
 
 
 def _records_from(counter: str, count: int) -> str:
@@ -333,6 +391,8 @@ class PostgresStore(SqlReads):
     _EVENTS_IN_RECORDED_ORDER = "recorded"
     _session_from_row = staticmethod(_session_from_row)
     _event_from_row = staticmethod(_event_from_row)
+    _claim_from_row = staticmethod(_claim_from_row)
+    _time = staticmethod(_same)
 
     def __init__(
         self, dsn: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 30.0
@@ -420,6 +480,9 @@ class PostgresStore(SqlReads):
                     f"up to {target}",
                 )
             for version in range(current + 1, target + 1):
+                if version == 3:
+                    carts = [cart for (cart,) in conn.execute(DOUBLY_AUTHORIZED_CARTS)]
+                    refuse_doubly_authorized(carts)
                 for statement in MIGRATIONS[version - 1]:
                     conn.execute(statement)
             if row is None:
@@ -485,15 +548,22 @@ class PostgresStore(SqlReads):
             ).fetchall()
         return [self._cache.snapshot(row, _session_from_row) for row in rows]
 
-    def commit(self, writes: Sequence[Write], binding: Binding | None = None) -> None:
+    def commit(
+        self,
+        writes: Sequence[Write],
+        binding: Binding | None = None,
+        *,
+        cart_check: CartCheck | None = None,
+        release: Claim | None = None,
+    ) -> None:
         check_writes(writes, binding)
         texts = [self._cache.texts(write.session) for write in writes]
         with self._read("commit") as conn:
             try:
-                if len(writes) == 1:
+                if len(writes) == 1 and cart_check is None and release is None:
                     self._commit_one(conn, writes[0], texts[0], binding)
                 else:
-                    self._commit_many(conn, writes, texts, binding)
+                    self._commit_many(conn, writes, texts, binding, cart_check, release)
             except psycopg.Error as error:
                 raise _refusal(error, writes, binding) from error
         for write, text in zip(writes, texts, strict=True):
@@ -505,8 +575,19 @@ class PostgresStore(SqlReads):
         writes: Sequence[Write],
         texts: Sequence[Texts],
         binding: Binding | None,
+        cart_check: CartCheck | None = None,
+        release: Claim | None = None,
     ) -> None:
         with conn.transaction():
+            if cart_check is not None:
+                # The cart's rows first (as claim() does): a claim committed before
+                # this lock was granted is visible to the next statement.
+                conn.execute(_LOCK_CART, (cart_check.cart_id,))
+                live = conn.execute(_CLAIM_LIVE, (cart_check.cart_id, cart_check.now)).fetchone()
+                if live is not None:
+                    raise CartBusy(cart_check.cart_id, live[0])
+            if release is not None:
+                conn.execute(_RELEASE, (release.cart_id, release.token))
             for write, text in zip(writes, texts, strict=True):
                 cursor = conn.execute(_UPDATE_SESSION, _update_params(write, text))
                 if cursor.rowcount != 1:
@@ -552,6 +633,7 @@ class PostgresStore(SqlReads):
         write: Write | None = None,
         *,
         expected_version: int | None = None,
+        release: Claim | None = None,
     ) -> None:
         texts: Texts = (None, None)
         if write is not None:
@@ -561,6 +643,8 @@ class PostgresStore(SqlReads):
             try:
                 with conn.transaction():
                     self._record_event(conn, event, write, texts, expected_version)
+                    if release is not None:
+                        conn.execute(_RELEASE, (release.cart_id, release.token))
             except pg_errors.UniqueViolation as error:
                 if error.diag.constraint_name == "paysession_provider_events_pkey":
                     raise ConcurrentUpdate(event.session_id, expected_version) from error
@@ -619,10 +703,66 @@ class PostgresStore(SqlReads):
                 event.version,
                 event.guard,
                 event.duplicates,
+                None if event.kind is None else event.kind.value,
             ),
         )
         if write is not None:
             conn.execute(_insert_records(len(write.records)), _records_params(write.records))
+
+    def claim(self, claim: Claim, now: datetime, *, selected: bool) -> Claimed:
+        if has_nul(claim.cart_id) or has_nul(claim.session_id):
+            return Claimed(None, None)
+        with self._read("claim") as conn:
+            try:
+                with conn.transaction():
+                    found = self._claim(conn, claim, now, selected)
+            except pg_errors.DeadlockDetected as error:  # the lock order rules it out
+                raise StoreError("claim", str(error).strip()) from error
+        if found is None:
+            return Claimed(None, None)
+        row, taken, previous = found
+        return Claimed(taken, self._cache.snapshot(row, _session_from_row), previous)
+
+    @staticmethod
+    def _claim(
+        conn: Connection, claim: Claim, now: datetime, selected: bool
+    ) -> tuple[Sequence[Any], Claim, Claim | None] | None:
+        # Read committed: each statement below sees what committed before it started.
+        # Locking the cart's rows first waits out any select or deselect of the cart in
+        # flight (they lock the same rows first, see _commit_many), and keeps new ones
+        # out until this claim is committed; they then see it and refuse.
+        conn.execute(_LOCK_CART, (claim.cart_id,))
+        held_row = conn.execute(_CLAIM_HELD, (claim.cart_id,)).fetchone()
+        held = None if held_row is None else _claim_from_row(held_row)
+        if held is not None and held.token != claim.token and held.live(now):
+            raise CartBusy(held.cart_id, held.expires_at)
+        if selected:
+            row = conn.execute(
+                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions "
+                "WHERE cart_id = %s AND is_selected ORDER BY id LIMIT 1",
+                (claim.cart_id,),
+            ).fetchone()
+        else:
+            row = conn.execute(
+                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = %s AND cart_id = %s",
+                (claim.session_id, claim.cart_id),
+            ).fetchone()
+        if row is None:
+            return None
+        taken = attrs.evolve(claim, session_id=row[0])
+        conn.execute(
+            _TAKE_CLAIM,
+            (taken.cart_id, taken.token, taken.session_id, taken.action.value, taken.expires_at),
+        )
+        previous = held if held is not None and held.token != claim.token else None
+        return row, taken, previous
+
+    def release(self, claim: Claim) -> bool:
+        if has_nul(claim.cart_id) or has_nul(claim.token):
+            return False
+        with self._read("release") as conn:
+            cursor = conn.execute(_RELEASE, (claim.cart_id, claim.token))
+        return cursor.rowcount == 1
 
     def count_duplicate(self, session_id: str, event_id: str) -> None:
         with self._read("count_duplicate") as conn:
@@ -675,6 +815,12 @@ def _refusal(
         if constraint == "paysession_one_selected_per_cart":
             chosen = next((w.session for w in writes if w.session.is_selected), session)
             return SelectionConflict(chosen.id, chosen.cart_id)
+        if constraint == "paysession_one_authorized_per_cart":
+            authorized = next(
+                (w.session for w in writes if w.session.status is PaymentSessionStatus.AUTHORIZED),
+                session,
+            )
+            return AuthorizationConflict(authorized.id, authorized.cart_id)
         if constraint == "paysession_records_pkey":
             return ConcurrentUpdate(session.id, first.expected_version)
         if constraint == "paysession_keys_pkey" and binding is not None:

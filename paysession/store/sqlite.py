@@ -22,7 +22,11 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, TypeVar
 
+import attrs
+
 from paysession.errors import (
+    AuthorizationConflict,
+    CartBusy,
     ConcurrentUpdate,
     DuplicateSession,
     InvalidSessionData,
@@ -34,9 +38,22 @@ from paysession.errors import (
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
-from paysession.store._sql import EVENT_COLUMNS, SESSION_COLUMNS, SqlReads
+from paysession.store._sql import (
+    ANOMALY_KINDS,
+    CLAIM_COLUMNS,
+    DOUBLY_AUTHORIZED_CARTS,
+    EVENT_COLUMNS,
+    SESSION_COLUMNS,
+    SqlReads,
+    refuse_doubly_authorized,
+)
 from paysession.store.base import (
+    AnomalyKind,
     Binding,
+    CartCheck,
+    Claim,
+    ClaimAction,
+    Claimed,
     EventOutcome,
     ProviderEvent,
     Snapshot,
@@ -139,7 +156,38 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             ON paysession_provider_events (outcome, recorded_at)
         """,
     ),
+    # 3: one authorized session per cart (checked before: see _PRECHECKS), the claims
+    # that hold a cart while a provider call is in flight, and the kind of an anomaly.
+    (
+        # (cart_id, status) rather than cart_id alone: SQLite names an index's columns
+        # in its error, and this must not read like the one-selected-per-cart index.
+        """
+        CREATE UNIQUE INDEX paysession_one_authorized_per_cart
+            ON paysession_sessions (cart_id, status) WHERE status = 'authorized'
+        """,
+        """
+        CREATE TABLE paysession_claims (
+            cart_id TEXT PRIMARY KEY,
+            token TEXT NOT NULL,
+            session_id TEXT NOT NULL REFERENCES paysession_sessions (id),
+            action TEXT NOT NULL CHECK (action IN ('authorize', 'cancel')),
+            expires_at INTEGER NOT NULL
+        )
+        """,
+        f"ALTER TABLE paysession_provider_events ADD COLUMN kind TEXT "
+        f"CHECK (kind IN {ANOMALY_KINDS})",
+    ),
 )
+
+_CLAIM_HELD = f"SELECT {CLAIM_COLUMNS} FROM paysession_claims WHERE cart_id = ?"
+_CLAIM_LIVE = "SELECT expires_at FROM paysession_claims WHERE cart_id = ? AND expires_at > ?"
+_TAKE_CLAIM = (
+    f"INSERT INTO paysession_claims ({CLAIM_COLUMNS}) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (cart_id) DO UPDATE SET token = excluded.token, "
+    "session_id = excluded.session_id, action = excluded.action, "
+    "expires_at = excluded.expires_at"
+)
+_RELEASE = "DELETE FROM paysession_claims WHERE cart_id = ? AND token = ?"
 
 _LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = ?"
 _LOAD = (
@@ -164,7 +212,7 @@ _INSERT_RECORD = (
 _INSERT_KEY = "INSERT INTO paysession_keys (session_id, key, fingerprint, seq) VALUES (?, ?, ?, ?)"
 _INSERT_EVENT = (
     f"INSERT INTO paysession_provider_events ({EVENT_COLUMNS}) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _NEWEST_OBSERVED = (
     "SELECT max(observed_at) FROM paysession_provider_events "
@@ -238,7 +286,12 @@ def _event_row(event: ProviderEvent) -> tuple[object, ...]:
         event.version,
         event.guard,
         event.duplicates,
+        None if event.kind is None else event.kind.value,
     )
+
+
+def _claim_from_row(row: Sequence[Any]) -> Claim:
+    return Claim(row[0], row[1], row[2], ClaimAction(row[3]), _instant(row[4]))
 
 
 def _event_from_row(row: Sequence[Any]) -> ProviderEvent:
@@ -254,6 +307,7 @@ def _event_from_row(row: Sequence[Any]) -> ProviderEvent:
         version=row[8],
         guard=row[9],
         duplicates=row[10],
+        kind=None if row[11] is None else AnomalyKind(row[11]),
     )
 
 
@@ -281,6 +335,8 @@ class SqliteStore(SqlReads):
     _EVENTS_IN_RECORDED_ORDER = "rowid"
     _session_from_row = staticmethod(_session_from_row)
     _event_from_row = staticmethod(_event_from_row)
+    _claim_from_row = staticmethod(_claim_from_row)
+    _time = staticmethod(_micros)
 
     def __init__(
         self,
@@ -444,6 +500,9 @@ class SqliteStore(SqlReads):
                 f"up to {target}",
             )
         for version in range(current + 1, target + 1):
+            if version == 3:
+                carts = [cart for (cart,) in conn.execute(DOUBLY_AUTHORIZED_CARTS)]
+                refuse_doubly_authorized(carts)
             for statement in MIGRATIONS[version - 1]:
                 conn.execute(statement)
         if row is None:
@@ -517,10 +576,17 @@ class SqliteStore(SqlReads):
             ).fetchall()
         return [self._cache.snapshot(row, _session_from_row) for row in rows]
 
-    def commit(self, writes: Sequence[Write], binding: Binding | None = None) -> None:
+    def commit(
+        self,
+        writes: Sequence[Write],
+        binding: Binding | None = None,
+        *,
+        cart_check: CartCheck | None = None,
+        release: Claim | None = None,
+    ) -> None:
         check_writes(writes, binding)
         texts = [self._cache.texts(write.session) for write in writes]
-        self._transaction("commit", self._commit, writes, texts, binding)
+        self._transaction("commit", self._commit, writes, texts, binding, cart_check, release)
         for write, text in zip(writes, texts, strict=True):
             self._cache.put(write.session, write.version, write.head, text)
 
@@ -530,7 +596,18 @@ class SqliteStore(SqlReads):
         writes: Sequence[Write],
         texts: Sequence[Texts],
         binding: Binding | None,
+        cart_check: CartCheck | None = None,
+        release: Claim | None = None,
     ) -> None:
+        # BEGIN IMMEDIATE holds the write lock: no claim can be taken before the commit.
+        if cart_check is not None:
+            live = conn.execute(
+                _CLAIM_LIVE, (cart_check.cart_id, _micros(cart_check.now))
+            ).fetchone()
+            if live is not None:
+                raise CartBusy(cart_check.cart_id, _instant(live[0]))
+        if release is not None:
+            conn.execute(_RELEASE, (release.cart_id, release.token))
         for write, text in zip(writes, texts, strict=True):
             session = write.session
             try:
@@ -583,12 +660,15 @@ class SqliteStore(SqlReads):
         write: Write | None = None,
         *,
         expected_version: int | None = None,
+        release: Claim | None = None,
     ) -> None:
         texts: Texts = (None, None)
         if write is not None:
             check_writes([write])
             texts = self._cache.texts(write.session)
-        self._transaction("record_event", self._record_event, event, write, texts, expected_version)
+        self._transaction(
+            "record_event", self._record_event, event, write, texts, expected_version, release
+        )
         if write is not None:
             self._cache.put(write.session, write.version, write.head, texts)
 
@@ -599,6 +679,7 @@ class SqliteStore(SqlReads):
         write: Write | None,
         texts: Texts,
         expected_version: int | None,
+        release: Claim | None,
     ) -> None:
         # BEGIN IMMEDIATE holds the write lock from the first read: what is checked here
         # cannot change before the commit.
@@ -624,6 +705,58 @@ class SqliteStore(SqlReads):
             raise
         if write is not None:
             self._commit(conn, [write], [texts], None)
+        if release is not None:
+            conn.execute(_RELEASE, (release.cart_id, release.token))
+
+    def claim(self, claim: Claim, now: datetime, *, selected: bool) -> Claimed:
+        found = self._transaction("claim", self._claim, claim, now, selected)
+        if found is None:
+            return Claimed(None, None)
+        row, taken, previous = found
+        return Claimed(taken, self._cache.snapshot(row, _session_from_row), previous)
+
+    @staticmethod
+    def _claim(
+        conn: sqlite3.Connection, claim: Claim, now: datetime, selected: bool
+    ) -> tuple[Sequence[Any], Claim, Claim | None] | None:
+        # BEGIN IMMEDIATE: the claim and the session read here cannot change before the
+        # commit, and no select or deselect commits in between.
+        held_row = conn.execute(_CLAIM_HELD, (claim.cart_id,)).fetchone()
+        held = None if held_row is None else _claim_from_row(held_row)
+        if held is not None and held.token != claim.token and held.live(now):
+            raise CartBusy(held.cart_id, held.expires_at)
+        if selected:
+            row = conn.execute(
+                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions "
+                "WHERE cart_id = ? AND is_selected ORDER BY id LIMIT 1",
+                (claim.cart_id,),
+            ).fetchone()
+        else:
+            row = conn.execute(
+                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = ? AND cart_id = ?",
+                (claim.session_id, claim.cart_id),
+            ).fetchone()
+        if row is None:
+            return None
+        taken = attrs.evolve(claim, session_id=row[0])
+        conn.execute(
+            _TAKE_CLAIM,
+            (
+                taken.cart_id,
+                taken.token,
+                taken.session_id,
+                taken.action.value,
+                _micros(taken.expires_at),
+            ),
+        )
+        previous = held if held is not None and held.token != claim.token else None
+        return row, taken, previous
+
+    def release(self, claim: Claim) -> bool:
+        cursor = self._transaction(
+            "release", lambda conn: conn.execute(_RELEASE, (claim.cart_id, claim.token))
+        )
+        return bool(cursor.rowcount == 1)
 
     def count_duplicate(self, session_id: str, event_id: str) -> None:
         self._transaction(
@@ -666,6 +799,8 @@ class SqliteStore(SqlReads):
             )
         if columns == {"paysession_sessions.cart_id"}:
             return SelectionConflict(session.id, session.cart_id)
+        if columns == {"paysession_sessions.cart_id", "paysession_sessions.status"}:
+            return AuthorizationConflict(session.id, session.cart_id)
         if columns == {"paysession_records.session_id", "paysession_records.seq"}:
             return ConcurrentUpdate(session.id, None if write is None else write.expected_version)
         return StoreError("write", str(error))
