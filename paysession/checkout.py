@@ -1,20 +1,34 @@
 """Cart completion: authorize a cart's selected session through its provider, once.
 
-What Medusa's cart completion does for the payment, made safe to retry. The provider is
-called with an idempotency key derived from the session's own ``idempotency_key``, and
-the move that records its answer carries a key derived from that one. The keys depend
-only on what completion itself has committed, so a retry after any failure (a crash
-between the provider's answer and the commit, a timeout, a lost connection, a
-double-clicked button) sends the provider the same key, gets the same answer back and
-commits it once:
+What Medusa's cart completion does for the payment, made safe to retry, to race and
+to crash. Three rules make "one order, one charge" hold:
+
+- **A claim holds the cart while the provider is asked.** :func:`complete_cart` takes a
+  claim on the cart (see ``PaymentSessions.claim_cart``) in the same transaction that
+  reads its selected session, and releases it in the transaction that commits the
+  provider's answer. While it holds, the cart's choice of session cannot change, and a
+  second completion, a ``cancel_payment`` or an expiry of the cart gets CartBusy. A
+  claim left by a crashed process lapses after its lease; the next caller takes it
+  over and first finishes what the crashed one started, asking the provider again
+  under the same idempotency key.
+- **The database keeps one authorized session per cart** (a unique index), whatever
+  the code above it does.
+- **The provider's answer is a fact.** An authorization of a session that cannot be
+  its cart's authorized one (another session of the cart is authorized, or the cart
+  switched away from it, or it was canceled) is recorded as an anomaly, its hold is
+  voided through the provider's cancel under the key ``<session key>:void``, and the
+  session is canceled; the completion reports ``voided``, never ``authorized``.
+
+Idempotency keys depend only on what completion itself has committed, so a retry after
+any failure sends the provider the same key, gets the same answer back and commits it
+once:
 
 - attempt 0 asks with the session's key itself, attempt *n* with ``<key>:<n>``; a new
   attempt starts only after completion has committed a decline (``fail``) or a request
   for the customer to act (``require_more``);
 - the moves recording the answer are committed with the answer kept as a provider
-  event under ``complete:<provider key>`` (see ``PaymentSessions.record_answer``): two
-  completions racing on the same cart commit once and both return it, and webhooks
-  observed before the answer are stale when they arrive;
+  event under ``complete:<provider key>`` (see ``PaymentSessions.record_answer``), so
+  webhooks observed before the answer are stale when they arrive;
 - a session already authorized returns at once, without calling the provider.
 
 A session without an ``idempotency_key`` (one read from a Medusa payload with a null
@@ -25,16 +39,32 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from datetime import timedelta
 
 import attrs
 
-from paysession.errors import ConcurrentUpdate, IllegalTransition, InvalidSessionData
+from paysession.errors import (
+    CartBusy,
+    ConcurrentUpdate,
+    IllegalTransition,
+    InvalidSessionData,
+    NoSelectedSession,
+)
 from paysession.lifecycle import ALLOWED
-from paysession.providers import PaymentProvider, ProviderReply, ProviderTimeout, map_status
+from paysession.providers import (
+    PaymentProvider,
+    ProviderReply,
+    ProviderTimeout,
+    ReconciliationAnomaly,
+    cancel_key,
+    map_status,
+    provider_for,
+)
 from paysession.record import TransitionRecord
-from paysession.service import PaymentSessions
+from paysession.service import DEFAULT_LEASE, PaymentSessions, Providers
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
+from paysession.store.base import STALE_STATUSES, Claim, ClaimAction, Claimed
 
 S = PaymentSessionStatus
 
@@ -55,6 +85,10 @@ class CompletionOutcome(str, enum.Enum):
     """The provider declined; the session is in ``error`` and a new attempt may follow."""
     CANCELED = "canceled"
     """The provider canceled the payment."""
+    VOIDED = "voided"
+    """The provider authorized, but the session cannot be its cart's authorized one
+    (another one is, the cart switched away from it, or it was canceled): the hold was
+    voided at the provider, the session canceled and the report kept as an anomaly."""
 
     def __str__(self) -> str:
         return self.value
@@ -69,7 +103,8 @@ class Completion:
     record of the answer when a racing completion committed it first); ``provider_status`` and
     ``idempotency_key`` the provider's answer and the key it was asked with (None when
     it was not asked); ``lost_races`` how many times another move (a webhook, another
-    completion) committed first and completion looked again.
+    completion) committed first and completion looked again; ``taken_over`` whether
+    the cart's claim was taken over from a holder that never finished (it crashed).
     """
 
     outcome: CompletionOutcome
@@ -78,14 +113,7 @@ class Completion:
     provider_status: str | None = None
     idempotency_key: str | None = None
     lost_races: int = 0
-
-
-class NoSelectedSession(InvalidSessionData, LookupError):
-    """The cart has no selected payment session to complete with."""
-
-    def __init__(self, cart_id: str) -> None:
-        self.cart_id = cart_id
-        super().__init__({"cart_id": f"cart {cart_id} has no selected payment session"})
+    taken_over: bool = False
 
 
 class CompletionTimeout(ProviderTimeout):
@@ -133,42 +161,108 @@ _MOVE_FOR = {
 }
 
 
+def _check_attempts(attempts: object) -> None:
+    if type(attempts) is not int or attempts < 1:
+        raise InvalidSessionData({"attempts": "must be an int >= 1"})
+
+
 def complete_cart(
     sessions: PaymentSessions,
-    provider: PaymentProvider | Mapping[str, PaymentProvider],
+    provider: Providers,
     cart_id: str,
     *,
     actor: str = "checkout",
     attempts: int = 5,
+    lease: timedelta = DEFAULT_LEASE,
 ) -> Completion:
     """Authorize the cart's selected session through its provider, exactly once.
 
-    ``provider`` is the provider, or a mapping from provider id to provider. Returns a
-    :class:`Completion`: authorized (at once when it was already), requires_more (the
-    customer must act; complete again afterwards), declined (the session is in
-    ``error``; complete again for a new attempt, e.g. with a new card) or canceled.
-    Raises NoSelectedSession, CompletionTimeout (complete again to resume),
-    IllegalTransition for a canceled session, and ReconciliationAnomaly when the
-    provider authorized a session that was canceled meanwhile (recorded; void it at the
-    provider). ``attempts`` bounds the reloads after racing moves.
+    ``provider`` is the provider, or a mapping from provider id to provider (needed
+    when the cart's sessions use several). Returns a :class:`Completion`: authorized (at
+    once when it was already), requires_more (the customer must act; complete again
+    afterwards), declined (the session is in ``error``; complete again for a new
+    attempt, e.g. with a new card), canceled, or voided (see
+    :class:`CompletionOutcome`). The cart is claimed for ``lease`` at most while the
+    provider is asked. Raises CartBusy while another completion (or cancellation) of
+    the cart is in flight, NoSelectedSession (CartNotFound for a cart without
+    sessions), CompletionTimeout (complete again to resume), and IllegalTransition for
+    a canceled session. ``attempts`` bounds the reloads after racing moves.
     """
-    chosen = sessions.selected(cart_id)
-    if chosen is None:
-        raise NoSelectedSession(cart_id)
-    return complete_session(sessions, provider, chosen.id, actor=actor, attempts=attempts)
+    _check_attempts(attempts)
+    return _holding(sessions, provider, sessions.claim_cart(cart_id, lease=lease), actor, attempts)
 
 
 def complete_session(
     sessions: PaymentSessions,
-    provider: PaymentProvider | Mapping[str, PaymentProvider],
+    provider: Providers,
     session_id: str,
     *,
     actor: str = "checkout",
     attempts: int = 5,
+    lease: timedelta = DEFAULT_LEASE,
 ) -> Completion:
-    """:func:`complete_cart` for one session, selected or not."""
-    if type(attempts) is not int or attempts < 1:
-        raise InvalidSessionData({"attempts": "must be an int >= 1"})
+    """:func:`complete_cart` for one session, selected or not (its cart is claimed all the same)."""
+    _check_attempts(attempts)
+    session = sessions.get(session_id)
+    if session.cart_id is None:
+        return _complete(sessions, provider, session_id, actor, attempts, None)[0]
+    claimed = sessions.claim_cart(session.cart_id, lease=lease, session_id=session_id)
+    return _holding(sessions, provider, claimed, actor, attempts)
+
+
+def _holding(
+    sessions: PaymentSessions,
+    provider: Providers,
+    claimed: Claimed,
+    actor: str,
+    attempts: int,
+) -> Completion:
+    """Complete the claimed session, then let the claim go (if the answer's commit did not)."""
+    claim = claimed.claim
+    if claim is None:  # claim_cart raises instead of returning nothing
+        raise NoSelectedSession("(unknown)")
+    released = False
+    try:
+        previous = claimed.previous
+        if previous is not None and not (
+            previous.action is ClaimAction.AUTHORIZE and previous.session_id == claim.session_id
+        ):
+            _finish_crashed(sessions, provider, previous, actor, attempts)
+        done, released = _complete(sessions, provider, claim.session_id, actor, attempts, claim)
+        return done if previous is None else attrs.evolve(done, taken_over=True)
+    finally:
+        if not released:
+            sessions.store.release(claim)
+
+
+def _finish_crashed(
+    sessions: PaymentSessions, provider: Providers, previous: Claim, actor: str, attempts: int
+) -> None:
+    """Finish what a crashed claim holder started, under the same idempotency key.
+
+    Its provider call may have happened: an authorization is asked for again (and the
+    answer committed, or voided when the cart has moved on since), a cancellation is
+    made again. Whatever the answer, it is now recorded; the caller then goes on with
+    its own work.
+    """
+    try:
+        if previous.action is ClaimAction.AUTHORIZE:
+            _complete(sessions, provider, previous.session_id, actor, attempts, None)
+        else:
+            _cancel(sessions, provider, previous.session_id, actor, attempts, None, None)
+    except IllegalTransition:
+        pass  # canceled meanwhile: there is nothing left to finish
+
+
+def _complete(
+    sessions: PaymentSessions,
+    provider: Providers,
+    session_id: str,
+    actor: str,
+    attempts: int,
+    claim: Claim | None,
+) -> tuple[Completion, bool]:
+    """The completion of one session; also whether the answer's commit released ``claim``."""
     answered: tuple[str, ProviderReply] | None = None
     lost = 0
     # Each pass either returns or raises; the count bounds the retries.
@@ -177,14 +271,14 @@ def complete_session(
         attempt += 1
         session = sessions.get(session_id)
         if session.status is S.AUTHORIZED:
-            return Completion(CompletionOutcome.AUTHORIZED, session, lost_races=lost)
-        payments = _provider_for(provider, session)
+            return Completion(CompletionOutcome.AUTHORIZED, session, lost_races=lost), False
+        payments = provider_for(provider, session)
         key = provider_key(session, attempts_made(session, sessions.history(session_id)))
         reply = answered[1] if answered is not None and answered[0] == key else None
         if session.status is S.CANCELED:
             if reply is not None and map_status(session.provider_id, reply.status) is S.AUTHORIZED:
-                # Authorized at the provider, canceled here meanwhile: an anomaly to record.
-                sessions.reconcile(session_id, reply.status, event_id=f"{_ANSWER}{key}")
+                # Authorized at the provider, canceled here meanwhile: void the hold.
+                return _void(sessions, payments, session_id, key, reply, lost), False
             raise IllegalTransition("authorize", session.status.value, ALLOWED[session.status])
         try:
             if session.status is S.ERROR:
@@ -213,22 +307,27 @@ def complete_session(
                 except ProviderTimeout as error:
                     raise CompletionTimeout(session_id, key) from error
                 answered = (key, reply)
-            trigger, outcome = _MOVE_FOR[map_status(session.provider_id, reply.status)]
+            mapped = map_status(session.provider_id, reply.status)
+            if mapped is S.AUTHORIZED and sessions.authorization_conflict(session_id):
+                return _void(sessions, payments, session_id, key, reply, lost), False
+            trigger, outcome = _MOVE_FOR[mapped]
             moves: list[tuple[str, Mapping[str, object]]] = []
             if reply.data and dict(reply.data) != dict(session.data):
                 moves.append(("update", {"data": reply.data}))
             moves.append((trigger, {}))
-            records, _ = sessions.record_answer(
+            records, fresh = sessions.record_answer(
                 session_id,
                 moves,
                 provider_status=reply.status,
                 observed_at=reply.observed_at,
                 actor=actor,
                 idempotency_key=f"{_ANSWER}{key}",
+                release=claim,
             )
         except ConcurrentUpdate:
-            # A webhook or another completion moved the session first: look again. The
-            # key only changes if completion itself committed an answer meanwhile.
+            # A webhook or another completion moved the session first (or authorized
+            # another session of the cart): look again. The key only changes if
+            # completion itself committed an answer meanwhile.
             if attempt == attempts - 1:
                 raise
             lost += 1
@@ -240,49 +339,150 @@ def complete_session(
                 raise
             lost += 1
             continue
-        return Completion(
+        done = Completion(
             outcome, sessions.get(session_id), tuple(records), reply.status, key, lost
         )
+        return done, fresh and claim is not None
+
+
+def _void(
+    sessions: PaymentSessions,
+    payments: PaymentProvider,
+    session_id: str,
+    key: str,
+    reply: ProviderReply,
+    lost: int,
+) -> Completion:
+    """Hand an authorization the cart cannot keep to reconciliation, which voids it."""
+    try:
+        result = sessions.reconcile_result(
+            session_id, reply.status, event_id=f"{_ANSWER}{key}", provider=payments
+        )
+    except ReconciliationAnomaly as anomaly:
+        if not anomaly.voided:
+            raise
+        records: tuple[TransitionRecord, ...] = ()
+    else:
+        # Recorded before (a racing completion voided it first): nothing more to do.
+        records = result.records
+    session = sessions.get(session_id)
+    if session.status is not S.CANCELED:
+        raise ReconciliationAnomaly(
+            session_id,
+            session.status,
+            session.provider_id,
+            reply.status,
+            S.AUTHORIZED,
+            event_id=f"{_ANSWER}{key}",
+        )
+    return Completion(CompletionOutcome.VOIDED, session, records, reply.status, key, lost)
 
 
 def cancel_payment(
     sessions: PaymentSessions,
-    provider: PaymentProvider | Mapping[str, PaymentProvider],
+    provider: Providers,
     session_id: str,
     *,
     actor: str = "checkout",
     attempts: int = 5,
+    lease: timedelta = DEFAULT_LEASE,
 ) -> list[TransitionRecord]:
     """Cancel the payment at the provider, then the session; return the records committed.
 
-    The provider is asked with the key ``<session key>:cancel`` and its answer is kept
-    as a provider event (``cancel:<session key>``) with the cancel move, so webhooks
-    observed before the cancellation are stale when they arrive. ``[]`` when the
-    session is canceled already (by a webhook, say). An answer other than canceled
+    The cart is claimed while the provider is asked (CartBusy while a completion of it
+    is in flight). The provider is asked with the key ``<session key>:cancel`` and its
+    answer is kept as a provider event (``cancel:<session key>``) with the cancel move,
+    so webhooks observed before the cancellation are stale when they arrive. ``[]`` when
+    the session is canceled already (by a webhook, say). An answer other than canceled
     raises ReconciliationAnomaly through reconciliation (recorded).
     """
-    if type(attempts) is not int or attempts < 1:
-        raise InvalidSessionData({"attempts": "must be an int >= 1"})
+    _check_attempts(attempts)
+    session = sessions.get(session_id)
+    if session.status is S.CANCELED:
+        return []
+    if session.cart_id is None:
+        return _cancel(sessions, provider, session_id, actor, attempts, None, None)[0]
+    claimed = sessions.claim_cart(
+        session.cart_id, lease=lease, session_id=session_id, action=ClaimAction.CANCEL
+    )
+    return _cancel_holding(sessions, provider, claimed, actor, attempts, None)[0]
+
+
+def _cancel_holding(
+    sessions: PaymentSessions,
+    provider: Providers,
+    claimed: Claimed,
+    actor: str,
+    attempts: int,
+    reason: str | None,
+) -> tuple[list[TransitionRecord], bool]:
+    claim = claimed.claim
+    if claim is None:  # claim_cart raises instead of returning nothing
+        raise NoSelectedSession("(unknown)")
+    released = False
+    try:
+        previous = claimed.previous
+        if previous is not None and not (
+            previous.action is ClaimAction.CANCEL and previous.session_id == claim.session_id
+        ):
+            _finish_crashed(sessions, provider, previous, actor, attempts)
+        records, released = _cancel(
+            sessions, provider, claim.session_id, actor, attempts, claim, reason
+        )
+        return records, True
+    finally:
+        if not released:
+            sessions.store.release(claim)
+
+
+def _cancel(
+    sessions: PaymentSessions,
+    provider: Providers,
+    session_id: str,
+    actor: str,
+    attempts: int,
+    claim: Claim | None,
+    reason: str | None,
+) -> tuple[list[TransitionRecord], bool]:
+    """Cancel one session (at its provider first when initiated); whether ``claim`` went."""
     # Each pass either returns or raises; the count bounds the retries.
     attempt = -1
     while True:
         attempt += 1
         session = sessions.get(session_id)
         if session.status is S.CANCELED:
-            return []
+            return [], False
         base = session.idempotency_key or session.id
-        reply = _provider_for(provider, session).cancel(session, idempotency_key=f"{base}:cancel")
+        if not session.is_initiated:
+            # The provider has never heard of it: there is nothing to cancel there.
+            try:
+                record = sessions.fire(
+                    session_id,
+                    "cancel",
+                    expected_version=sessions.version(session_id),
+                    actor=actor,
+                    reason=reason,
+                    idempotency_key=f"cancel:{base}",
+                )
+            except ConcurrentUpdate:
+                if attempt == attempts - 1:
+                    raise
+                continue
+            return [record], False
+        reply = provider_for(provider, session).cancel(session, idempotency_key=cancel_key(session))
         if map_status(session.provider_id, reply.status) is not S.CANCELED:
             sessions.reconcile(session_id, reply.status, observed_at=reply.observed_at)
             raise IllegalTransition("cancel", session.status.value, ALLOWED[session.status])
         try:
-            records, _ = sessions.record_answer(
+            records, fresh = sessions.record_answer(
                 session_id,
                 [("cancel", {})],
                 provider_status=reply.status,
                 observed_at=reply.observed_at,
                 actor=actor,
                 idempotency_key=f"cancel:{base}",
+                reason=None if reason is None else f"{reason} ({reply.status})",
+                release=claim,
             )
         except ConcurrentUpdate:
             if attempt == attempts - 1:
@@ -292,33 +492,101 @@ def cancel_payment(
             # The provider's cancel webhook was reconciled between our read and our
             # commit: the session is canceled, which is what was asked.
             if sessions.get(session_id).status is S.CANCELED:
-                return []
+                return [], False
             raise
-        return records
+        return records, fresh and claim is not None
 
 
-def _provider_for(
-    provider: PaymentProvider | Mapping[str, PaymentProvider], session: PaymentSession
-) -> PaymentProvider:
-    if isinstance(provider, Mapping):
-        found = provider.get(session.provider_id)
-    else:
-        found = provider if provider.id == session.provider_id else None
-    if found is None:
-        raise InvalidSessionData(
-            {"provider": f"no provider given for provider_id {session.provider_id!r}"}
-        )
-    return found
+@attrs.frozen
+class Expiry:
+    """What :func:`expire_sessions` did, by session id.
+
+    ``canceled``: abandoned sessions now canceled (at the provider first, when it had
+    been called). ``busy``: skipped, their cart held by a live claim (a completion in
+    flight). ``moved``: skipped, they moved (or were canceled by another process)
+    between the look-up and the cancel. ``unanswered``: skipped, their provider did not
+    answer in time; the next run tries them again.
+    """
+
+    canceled: tuple[str, ...] = ()
+    busy: tuple[str, ...] = ()
+    moved: tuple[str, ...] = ()
+    unanswered: tuple[str, ...] = ()
+
+
+def expire_sessions(
+    sessions: PaymentSessions,
+    provider: Providers,
+    *,
+    older_than: timedelta,
+    limit: int = 1000,
+    actor: str = "expiry",
+    lease: timedelta = DEFAULT_LEASE,
+) -> Expiry:
+    """Cancel abandoned sessions: pending, requires_more or error, no move for ``older_than``.
+
+    Each is canceled under a claim on its cart, so a cart whose completion is in flight
+    is skipped, and several processes may expire at once: each session is canceled once.
+    An initiated session is canceled at its provider first (voiding any hold, under the
+    key ``<session key>:cancel``). A claim left by a crashed completion is finished
+    first; a session that this (or anything else) moved is left alone. At most
+    ``limit`` sessions per call, least recently moved first; running it again finds
+    none of those it canceled (idempotent).
+    """
+    done: dict[str, list[str]] = {"canceled": [], "busy": [], "moved": [], "unanswered": []}
+    reason = f"abandoned: no move for {older_than}"
+    for session in sessions.stale(older_than, limit=limit):
+        done[_expire_one(sessions, provider, session, actor, lease, reason)].append(session.id)
+    return Expiry(**{outcome: tuple(ids) for outcome, ids in done.items()})
+
+
+def _expire_one(
+    sessions: PaymentSessions,
+    provider: Providers,
+    stale: PaymentSession,
+    actor: str,
+    lease: timedelta,
+    reason: str,
+) -> str:
+    """Cancel one stale session; say whether it was canceled, busy, moved or unanswered."""
+    claim: Claim | None = None
+    released = False
+    try:
+        if stale.cart_id is not None:
+            try:
+                claimed = sessions.claim_cart(
+                    stale.cart_id, lease=lease, session_id=stale.id, action=ClaimAction.CANCEL
+                )
+            except CartBusy:
+                return "busy"
+            claim = claimed.claim
+            previous = claimed.previous
+            if previous is not None:
+                _finish_crashed(sessions, provider, previous, actor, 3)
+        current = sessions.get(stale.id)
+        if current.status not in STALE_STATUSES or current.updated_at != stale.updated_at:
+            return "moved"
+        records, released = _cancel(sessions, provider, stale.id, actor, 3, claim, reason)
+    except (ConcurrentUpdate, IllegalTransition):
+        return "moved"
+    except ProviderTimeout:
+        return "unanswered"
+    finally:
+        if claim is not None and not released:
+            sessions.store.release(claim)
+    return "canceled" if records else "moved"
 
 
 __all__ = [
     "Completion",
     "CompletionOutcome",
     "CompletionTimeout",
+    "Expiry",
     "NoSelectedSession",
     "attempts_made",
     "cancel_payment",
     "complete_cart",
     "complete_session",
+    "expire_sessions",
     "provider_key",
 ]

@@ -6,11 +6,16 @@ status map turns each into one of ours so that reconciliation can move the sessi
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import sqlite3
+import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
@@ -19,6 +24,7 @@ from paysession.session import Clock, PaymentSession, utc_now
 from paysession.status import PaymentSessionStatus
 
 S = PaymentSessionStatus
+_T = TypeVar("_T")
 
 STRIPE: Mapping[str, PaymentSessionStatus] = MappingProxyType(
     {
@@ -128,6 +134,8 @@ class ReconciliationAnomaly(PaySessionError):
         *,
         event_id: str | None = None,
         guard: str | None = None,
+        kind: object = None,
+        voided: bool = False,
     ) -> None:
         self.session_id = session_id
         self.status = status
@@ -136,6 +144,8 @@ class ReconciliationAnomaly(PaySessionError):
         self.mapped = mapped
         self.event_id = event_id
         self.guard = guard
+        self.kind = None if kind is None else str(kind)
+        self.voided = voided
         super().__init__(session_id, status, provider_id, provider_status, mapped)
 
     def __str__(self) -> str:
@@ -145,15 +155,74 @@ class ReconciliationAnomaly(PaySessionError):
             else "no legal path leads there"
         )
         event = "" if self.event_id is None else f" (event {self.event_id[:80]!r})"
+        voided = "; the hold was voided at the provider" if self.voided else ""
         return (
             f"provider {self.provider_id!r} reported {self.provider_status[:60]!r}{event}, "
             f"that is {self.mapped.value!r}, for session {self.session_id} which is "
-            f"{self.status.value!r}: {why}; recorded as an anomaly, not applied"
+            f"{self.status.value!r}: {why}; recorded as an anomaly, not applied{voided}"
+        )
+
+
+class DoubleAuthorization(ReconciliationAnomaly):
+    """The provider authorized a session that cannot be its cart's authorized one.
+
+    ``conflict`` says why (another session of the cart is authorized, or the cart
+    switched away from this one), naming the other session. The report is recorded as
+    an anomaly of kind ``double_authorization``. ``voided`` is True when the hold was
+    voided at the provider and the session canceled (reconciliation was given the
+    provider); otherwise the money is still held: void it (``cancel_payment``, or
+    ``expire_sessions`` once the session is stale).
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        status: PaymentSessionStatus,
+        provider_id: str,
+        provider_status: str,
+        mapped: PaymentSessionStatus,
+        *,
+        event_id: str | None = None,
+        conflict: str,
+        voided: bool,
+    ) -> None:
+        super().__init__(
+            session_id,
+            status,
+            provider_id,
+            provider_status,
+            mapped,
+            event_id=event_id,
+            kind="double_authorization",
+            voided=voided,
+        )
+        self.conflict = conflict
+
+    def __str__(self) -> str:
+        event = "" if self.event_id is None else f" (event {self.event_id[:80]!r})"
+        then = (
+            "the hold was voided at the provider and the session canceled"
+            if self.voided
+            else "the money is still held: void it at the provider"
+        )
+        return (
+            f"double authorization: provider {self.provider_id!r} authorized session "
+            f"{self.session_id}{event}, but {self.conflict}; recorded as an anomaly, {then}"
         )
 
 
 class ProviderTimeout(PaySessionError, TimeoutError):
     """The provider did not answer in time; the request may or may not have happened."""
+
+
+def void_key(session: PaymentSession) -> str:
+    """The idempotency key under which a session's extra hold is voided (cancel)."""
+    return f"{session.idempotency_key or session.id}:void"
+
+
+def cancel_key(session: PaymentSession) -> str:
+    """The idempotency key under which a session's payment is canceled at its provider."""
+    return f"{session.idempotency_key or session.id}:cancel"
 
 
 @attrs.frozen
@@ -190,6 +259,24 @@ class PaymentProvider(Protocol):
     def status(self, session: PaymentSession) -> ProviderReply: ...
 
 
+def provider_for(
+    provider: PaymentProvider | Mapping[str, PaymentProvider], session: PaymentSession
+) -> PaymentProvider:
+    """The provider for ``session``: ``provider`` itself, or its entry in a mapping.
+
+    InvalidSessionData (field ``provider``) when none is given for its provider id.
+    """
+    if isinstance(provider, Mapping):
+        found = provider.get(session.provider_id)
+    else:
+        found = provider if provider.id == session.provider_id else None
+    if found is None:
+        raise InvalidSessionData(
+            {"provider": f"no provider given for provider_id {session.provider_id!r}"}
+        )
+    return found
+
+
 @attrs.frozen
 class Webhook:
     """A provider's notice about a session, as a webhook endpoint receives it."""
@@ -204,19 +291,129 @@ SCENARIOS = ("authorized", "requires_more", "declined_then_retry", "timeout")
 """The scripted outcomes of SimulatedProvider, chosen per session by the seed."""
 
 
+_LEDGER_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS sim_intents (
+        session_id TEXT PRIMARY KEY,
+        provider_id TEXT NOT NULL,
+        amount INTEGER,
+        status TEXT NOT NULL,
+        asked INTEGER NOT NULL DEFAULT 0,
+        acted INTEGER NOT NULL DEFAULT 0,
+        action_key TEXT,
+        timed_out INTEGER NOT NULL DEFAULT 0,
+        notices INTEGER NOT NULL DEFAULT 0,
+        changed_at TEXT
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS sim_answers (
+        key TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        data TEXT NOT NULL,
+        observed_at TEXT
+    )
+    """,
+    "CREATE TABLE IF NOT EXISTS sim_requests (key TEXT PRIMARY KEY, count INTEGER NOT NULL)",
+    """
+    CREATE TABLE IF NOT EXISTS sim_authorizations (
+        key TEXT PRIMARY KEY, session_id TEXT NOT NULL, count INTEGER NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS sim_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        provider_status TEXT NOT NULL,
+        observed_at TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS sim_voids (
+        key TEXT PRIMARY KEY, session_id TEXT NOT NULL, held INTEGER NOT NULL
+    )
+    """,
+)
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    # Switching a new file to WAL can answer "database is locked" at once, without
+    # waiting, while another process opens it: ask first, and retry for a while.
+    for _ in range(2000):
+        (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+        if str(mode).lower() == "wal":
+            return
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error):
+                raise
+            time.sleep(0.005)
+    conn.execute("PRAGMA journal_mode = WAL")
+
+
+_HELD = "requires_capture"
+"""The simulator's status of a payment whose money is held (Stripe: authorized, not captured)."""
+
+
+@attrs.frozen
+class Hold:
+    """Money a provider holds for a session: authorized, not yet voided (or captured)."""
+
+    session_id: str
+    provider_id: str
+    amount: int | None
+
+
 class _Intent:
     """The simulator's state of one session's payment (Stripe's PaymentIntent)."""
 
-    __slots__ = ("acted", "action_key", "asked", "changed_at", "notices", "status", "timed_out")
+    __slots__ = (
+        "acted",
+        "action_key",
+        "amount",
+        "asked",
+        "changed_at",
+        "notices",
+        "provider_id",
+        "session_id",
+        "status",
+        "timed_out",
+    )
 
-    def __init__(self) -> None:
-        self.status = "requires_payment_method"
-        self.asked = 0  # distinct idempotency keys that asked for an authorization
-        self.acted = False  # the customer completed the action (3-D Secure)
-        self.action_key: str | None = None  # the request that asked the customer to act
-        self.timed_out = False
-        self.notices = 0
-        self.changed_at: datetime | None = None
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        (
+            self.session_id,
+            self.provider_id,
+            self.amount,
+            self.status,
+            self.asked,
+            acted,
+            self.action_key,
+            timed_out,
+            self.notices,
+            changed_at,
+        ) = row
+        self.acted = bool(acted)
+        self.timed_out = bool(timed_out)
+        self.changed_at = None if changed_at is None else datetime.fromisoformat(changed_at)
+
+    def row(self) -> tuple[Any, ...]:
+        changed = None if self.changed_at is None else self.changed_at.isoformat()
+        return (
+            self.session_id,
+            self.provider_id,
+            self.amount,
+            self.status,
+            self.asked,
+            int(self.acted),
+            self.action_key,
+            int(self.timed_out),
+            self.notices,
+            changed,
+        )
 
 
 class SimulatedProvider:
@@ -234,11 +431,20 @@ class SimulatedProvider:
       (ProviderTimeout); asking again with the same key gets the answer.
 
     Like Stripe it is idempotent per key: a key that was answered gets the same answer
-    again, and a payment is authorized at most once, whatever the keys. ``authorizations``
-    counts authorizations by the key of the request that made them, ``requests`` every
-    authorize call by key, and ``outbox`` holds the webhooks it sends (one per status
-    change, ``observed_at`` from ``clock``), in the order it sends them; ``send``, when
-    given, is also called with each one as it is sent (before the caller has the answer).
+    again, and a payment is authorized at most once, whatever the keys. A cancel voids
+    the payment (and its hold). ``authorizations`` counts authorizations by the key of
+    the request that made them, ``requests`` every authorize call by key, and
+    ``outbox`` holds the webhooks this object sent (one per status change,
+    ``observed_at`` from ``clock``), in the order it sent them; ``send``, when given, is
+    also called with each one as it is sent (before the caller has the answer).
+    ``on_authorize``, when given, is called with the session and the key at the moment
+    an authorize call arrives, before the provider acts on it: a test's way to run
+    something while a request is in flight.
+
+    The provider's memory is its ledger: in this object's memory by default, or in the
+    SQLite file ``ledger``, which several processes (and objects, each with its own
+    ``provider_id``) may share, as they would share one real processor. :meth:`holds`
+    lists the money it holds.
     """
 
     def __init__(
@@ -248,109 +454,299 @@ class SimulatedProvider:
         provider_id: str = "stripe",
         clock: Clock | None = None,
         send: Callable[[Webhook], object] | None = None,
+        ledger: str | os.PathLike[str] | None = None,
+        on_authorize: Callable[[PaymentSession, str], object] | None = None,
     ) -> None:
         self.id = provider_id
         self.seed = seed
-        self.authorizations: dict[str, int] = {}
-        self.requests: dict[str, int] = {}
         self.calls: list[tuple[str, str]] = []
         self.outbox: list[Webhook] = []
+        self.ledger = None if ledger is None else os.fspath(ledger)
+        self.on_authorize = on_authorize
         self._clock: Clock = clock or utc_now
         self._send = send
-        self._answers: dict[str, ProviderReply] = {}
-        self._intents: dict[str, _Intent] = {}
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
+        self._pending: list[Webhook] = []
+
+    # -- the ledger
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(
+                self.ledger or ":memory:",
+                timeout=60,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            if self.ledger is not None:
+                conn.execute("PRAGMA busy_timeout = 60000")
+                _use_wal(conn)
+                conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _LEDGER_SCHEMA:
+                conn.execute(statement)
+            conn.execute("COMMIT")
+            self._conn = conn
+        return self._conn
+
+    def _act(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``operation`` in one transaction of the ledger; its notices sent after it."""
+        with self._lock:
+            conn = self._db()
+            pending: list[Webhook] = []
+            self._pending = pending
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = operation(conn)
+                conn.executemany(
+                    "INSERT INTO sim_outbox (event_id, session_id, provider_status, observed_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    [
+                        (n.event_id, n.session_id, n.provider_status, n.observed_at.isoformat())
+                        for n in pending
+                    ],
+                )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        for notice in pending:
+            self.outbox.append(notice)
+            if self._send is not None:
+                self._send(notice)
+        return result
+
+    def _intent(self, conn: sqlite3.Connection, session: PaymentSession) -> _Intent:
+        row = conn.execute(
+            "SELECT * FROM sim_intents WHERE session_id = ?", (session.id,)
+        ).fetchone()
+        if row is None:
+            row = (session.id, self.id, session.amount, "requires_payment_method")
+            row += (0, 0, None, 0, 0, None)
+        return _Intent(row)
+
+    def _save(self, conn: sqlite3.Connection, intent: _Intent) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO sim_intents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            intent.row(),
+        )
+
+    def _answer(self, conn: sqlite3.Connection, key: str) -> ProviderReply | None:
+        row = conn.execute(
+            "SELECT status, data, observed_at FROM sim_answers WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        observed = None if row[2] is None else datetime.fromisoformat(row[2])
+        return ProviderReply(row[0], json.loads(row[1]), observed)
+
+    def _remember(self, conn: sqlite3.Connection, key: str, reply: ProviderReply) -> None:
+        observed = None if reply.observed_at is None else reply.observed_at.isoformat()
+        conn.execute(
+            "INSERT OR REPLACE INTO sim_answers VALUES (?, ?, ?, ?)",
+            (key, reply.status, json.dumps(dict(reply.data)), observed),
+        )
+
+    def _count(self, table: str) -> dict[str, int]:
+        # Every provider's rows: keys are the sessions' own, unique across providers.
+        rows = self._act(
+            lambda conn: conn.execute(f"SELECT key, count FROM {table} ORDER BY key").fetchall()
+        )
+        return {key: count for key, count in rows}
+
+    @property
+    def authorizations(self) -> dict[str, int]:
+        """Authorizations made, by the key of the request that made them."""
+        return self._count("sim_authorizations")
+
+    @property
+    def requests(self) -> dict[str, int]:
+        """Authorize calls received, by key."""
+        return self._count("sim_requests")
+
+    def holds(self) -> list[Hold]:
+        """The money held: every payment authorized and not voided, oldest session first."""
+        rows = self._act(
+            lambda conn: conn.execute(
+                "SELECT session_id, provider_id, amount FROM sim_intents WHERE status = ? "
+                "ORDER BY session_id",
+                (_HELD,),
+            ).fetchall()
+        )
+        return [Hold(*row) for row in rows]
+
+    def voided(self) -> list[str]:
+        """The sessions whose hold was voided by a cancel under a ``:void`` key."""
+        rows = self._act(
+            lambda conn: conn.execute(
+                "SELECT session_id FROM sim_voids WHERE held AND key LIKE '%:void' "
+                "ORDER BY session_id"
+            ).fetchall()
+        )
+        return [session_id for (session_id,) in rows]
+
+    def sent(self, after: int = 0) -> list[tuple[int, Webhook]]:
+        """Every notice any process sent through the ledger, numbered, after number ``after``.
+
+        What a webhook endpoint of a shared ledger delivers (the numbers are its cursor).
+        """
+        rows = self._act(
+            lambda conn: conn.execute(
+                "SELECT id, event_id, session_id, provider_status, observed_at FROM sim_outbox "
+                "WHERE id > ? ORDER BY id",
+                (after,),
+            ).fetchall()
+        )
+        return [
+            (number, Webhook(event_id, session_id, status, datetime.fromisoformat(observed)))
+            for number, event_id, session_id, status, observed in rows
+        ]
+
+    def close(self) -> None:
+        """Close the ledger's connection (a file ledger stays on disk)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- the processor
 
     def scenario(self, session_id: str) -> str:
         """The scenario this provider plays for ``session_id`` (stable for a seed)."""
         return random.Random(f"{self.seed}:{session_id}").choice(SCENARIOS)
 
-    def _intent(self, session_id: str) -> _Intent:
-        intent = self._intents.get(session_id)
-        if intent is None:
-            intent = self._intents[session_id] = _Intent()
-        return intent
-
-    def _move(self, session_id: str, intent: _Intent, status: str) -> None:
+    def _move(self, intent: _Intent, status: str) -> None:
         intent.status = status
         intent.notices += 1
         intent.changed_at = self._clock()
-        notice = Webhook(
-            f"evt_{session_id}_{intent.notices}", session_id, status, intent.changed_at
+        self._pending.append(
+            Webhook(
+                f"evt_{intent.session_id}_{intent.notices}",
+                intent.session_id,
+                status,
+                intent.changed_at,
+            )
         )
-        self.outbox.append(notice)
-        if self._send is not None:
-            self._send(notice)
 
-    def _reply(self, session: PaymentSession, **extra: object) -> ProviderReply:
-        intent = self._intent(session.id)
+    def _reply(self, session: PaymentSession, intent: _Intent, **extra: object) -> ProviderReply:
         name = f"pi_{session.id.removeprefix('ps_')}"
         data = {"id": name, "client_secret": f"{name}_secret_sim", **extra}
         return ProviderReply(intent.status, data, intent.changed_at)
 
     def initiate(self, session: PaymentSession) -> ProviderReply:
         self.calls.append(("initiate", session.id))
-        return self._reply(session)
+        return self._act(lambda conn: self._reply(session, self._intent(conn, session)))
 
     def update(self, session: PaymentSession) -> ProviderReply:
         self.calls.append(("update", session.id))
-        return self._reply(session)
+        return self._act(lambda conn: self._reply(session, self._intent(conn, session)))
 
     def authorize(self, session: PaymentSession, *, idempotency_key: str) -> ProviderReply:
         self.calls.append(("authorize", session.id))
-        self.requests[idempotency_key] = self.requests.get(idempotency_key, 0) + 1
-        answered = self._answers.get(idempotency_key)
-        if answered is not None:
-            return answered
-        intent = self._intent(session.id)
-        scenario = self.scenario(session.id)
-        if intent.status in ("requires_capture", "canceled"):
-            reply = self._reply(session)
-        elif intent.status == "requires_action" and not intent.acted:
-            reply = self._reply(session, next_action="3ds")
-        else:
-            intent.asked += 1
-            if scenario == "requires_more" and not intent.acted:
-                intent.action_key = idempotency_key
-                self._move(session.id, intent, "requires_action")
-                reply = self._reply(session, next_action="3ds")
-            elif scenario == "declined_then_retry" and intent.asked == 1:
-                self._move(session.id, intent, "requires_payment_method")
-                reply = self._reply(session, last_error="card_declined")
-            else:
-                self._authorize(session.id, intent, idempotency_key)
-                reply = self._reply(session)
-        self._answers[idempotency_key] = reply
-        if scenario == "timeout" and not intent.timed_out:
-            intent.timed_out = True
+        if self.on_authorize is not None:
+            self.on_authorize(session, idempotency_key)
+        reply, lost = self._act(lambda conn: self._authorize_in(conn, session, idempotency_key))
+        if lost:
             raise ProviderTimeout(f"simulated timeout authorizing {session.id}")
         return reply
 
-    def _authorize(self, session_id: str, intent: _Intent, key: str) -> None:
-        self.authorizations[key] = self.authorizations.get(key, 0) + 1
-        self._move(session_id, intent, "requires_capture")
+    def _authorize_in(
+        self, conn: sqlite3.Connection, session: PaymentSession, key: str
+    ) -> tuple[ProviderReply, bool]:
+        conn.execute(
+            "INSERT INTO sim_requests VALUES (?, 1) "
+            "ON CONFLICT (key) DO UPDATE SET count = count + 1",
+            (key,),
+        )
+        answered = self._answer(conn, key)
+        if answered is not None:
+            return answered, False
+        intent = self._intent(conn, session)
+        scenario = self.scenario(session.id)
+        if intent.status in (_HELD, "canceled"):
+            reply = self._reply(session, intent)
+        elif intent.status == "requires_action" and not intent.acted:
+            reply = self._reply(session, intent, next_action="3ds")
+        else:
+            intent.asked += 1
+            if scenario == "requires_more" and not intent.acted:
+                intent.action_key = key
+                self._move(intent, "requires_action")
+                reply = self._reply(session, intent, next_action="3ds")
+            elif scenario == "declined_then_retry" and intent.asked == 1:
+                self._move(intent, "requires_payment_method")
+                reply = self._reply(session, intent, last_error="card_declined")
+            else:
+                self._hold(conn, intent, key)
+                reply = self._reply(session, intent)
+        self._remember(conn, key, reply)
+        lost = scenario == "timeout" and not intent.timed_out
+        intent.timed_out = intent.timed_out or lost
+        self._save(conn, intent)
+        return reply, lost
+
+    def _hold(self, conn: sqlite3.Connection, intent: _Intent, key: str) -> None:
+        conn.execute(
+            "INSERT INTO sim_authorizations VALUES (?, ?, 1) "
+            "ON CONFLICT (key) DO UPDATE SET count = count + 1",
+            (key, intent.session_id),
+        )
+        self._move(intent, _HELD)
 
     def customer_acts(self, session_id: str) -> None:
         """The customer completes the action asked for (3-D Secure): the payment is authorized."""
-        intent = self._intent(session_id)
-        if intent.status == "requires_action" and not intent.acted:
-            intent.acted = True
-            self._authorize(session_id, intent, intent.action_key or "customer")
+
+        def act(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT * FROM sim_intents WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            if row is None:
+                return
+            intent = _Intent(row)
+            if intent.status == "requires_action" and not intent.acted:
+                intent.acted = True
+                self._hold(conn, intent, intent.action_key or "customer")
+                self._save(conn, intent)
+
+        self._act(act)
 
     def cancel(self, session: PaymentSession, *, idempotency_key: str) -> ProviderReply:
         self.calls.append(("cancel", session.id))
-        answered = self._answers.get(idempotency_key)
+        return self._act(lambda conn: self._cancel_in(conn, session, idempotency_key))
+
+    def _cancel_in(
+        self, conn: sqlite3.Connection, session: PaymentSession, key: str
+    ) -> ProviderReply:
+        answered = self._answer(conn, key)
         if answered is not None:
             return answered
-        intent = self._intent(session.id)
+        intent = self._intent(conn, session)
+        conn.execute(
+            "INSERT OR IGNORE INTO sim_voids VALUES (?, ?, ?)",
+            (key, session.id, int(intent.status == _HELD)),
+        )
         if intent.status != "canceled":
-            self._move(session.id, intent, "canceled")
-        reply = self._reply(session)
-        self._answers[idempotency_key] = reply
+            self._move(intent, "canceled")
+        reply = self._reply(session, intent)
+        self._remember(conn, key, reply)
+        self._save(conn, intent)
         return reply
 
     def status(self, session: PaymentSession) -> ProviderReply:
         self.calls.append(("status", session.id))
-        return self._reply(session)
+        return self._act(lambda conn: self._reply(session, self._intent(conn, session)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to another process: the ledger file travels, its connection does not.
+        state = dict(self.__dict__)
+        state["_conn"] = None
+        state["_lock"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
 
 class WebhookChannel:

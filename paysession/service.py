@@ -13,21 +13,25 @@ from __future__ import annotations
 
 import enum
 import random
+import secrets
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NoReturn, TypeVar
 
 import attrs
 
 from paysession.audit import AuditReport, verify
 from paysession.errors import (
+    CartNotFound,
+    ClaimNotHeld,
     ConcurrentUpdate,
     GuardRejected,
     HookError,
     IdempotencyConflict,
     InvalidSessionData,
+    NoSelectedSession,
     SessionNotFound,
     StoreError,
 )
@@ -43,13 +47,25 @@ from paysession.machine import (
     plan,
     resolve,
 )
-from paysession.providers import ReconciliationAnomaly, map_status
+from paysession.providers import (
+    DoubleAuthorization,
+    PaymentProvider,
+    ReconciliationAnomaly,
+    map_status,
+    provider_for,
+    void_key,
+)
 from paysession.record import TransitionRecord
 from paysession.session import Clock, PaymentSession, clock_reading, utc_now
 from paysession.status import PaymentSessionStatus
 from paysession.store.base import (
     NUL_IN_KEY,
+    AnomalyKind,
     Binding,
+    CartCheck,
+    Claim,
+    ClaimAction,
+    Claimed,
     EventOutcome,
     LoggedRecord,
     ProviderEvent,
@@ -61,6 +77,19 @@ from paysession.store.base import (
 
 _SELECT = MOVES["select"]
 _DESELECT = MOVES["deselect"]
+_CANCEL = MOVES["cancel"]
+_AUTHORIZED = PaymentSessionStatus.AUTHORIZED
+_CANCELED = PaymentSessionStatus.CANCELED
+
+DEFAULT_LEASE = timedelta(seconds=30)
+"""How long a claim holds a cart when its holder never comes back: longer than any
+provider call should take (a provider's own timeout is usually well under it)."""
+
+MAX_LEASE = timedelta(days=1)
+"""The longest lease a claim may ask for; a cart held longer is a cart lost."""
+
+Providers = PaymentProvider | Mapping[str, PaymentProvider]
+"""A provider, or a mapping from provider id to provider."""
 
 
 @attrs.frozen
@@ -267,8 +296,15 @@ class PaymentSessions:
         # statement, so the old choice must be gone before the new one is written.
         writes = [Write(p.session, o.version, (p.record,)) for o, p in others]
         writes.append(Write(planned.session, snapshot.version, (planned.record,)))
+        cart_id = snapshot.session.cart_id
+        # Changing the cart's choice is refused while a completion holds the cart.
+        cart_check = (
+            CartCheck(cart_id, now)
+            if cart_id is not None and (move is _SELECT or move is _DESELECT)
+            else None
+        )
         try:
-            self.store.commit(writes, binding)
+            self.store.commit(writes, binding, cart_check=cart_check)
         except ConcurrentUpdate:
             if binding is None:
                 raise
@@ -319,9 +355,17 @@ class PaymentSessions:
             raise ConcurrentUpdate(session_id, expected_version, snapshot.version)
         planned = self._plan_moves(snapshot, steps, actor, reason, idempotency_key)
         records = [step.record for step in planned]
+        cart_id = snapshot.session.cart_id
+        cart_check = (
+            CartCheck(cart_id, records[-1].at)
+            if cart_id is not None and any(move is _DESELECT for move, _ in steps)
+            else None
+        )
         try:
             self.store.commit(
-                [Write(planned[-1].session, snapshot.version, tuple(records))], binding
+                [Write(planned[-1].session, snapshot.version, tuple(records))],
+                binding,
+                cart_check=cart_check,
             )
         except ConcurrentUpdate:
             if binding is None:
@@ -343,6 +387,8 @@ class PaymentSessions:
         observed_at: datetime | None = None,
         actor: str | None = None,
         idempotency_key: str,
+        reason: str | None = None,
+        release: Claim | None = None,
     ) -> tuple[list[TransitionRecord], bool]:
         """Commit the moves that record a provider's answer to our own request, once.
 
@@ -353,7 +399,9 @@ class PaymentSessions:
         provider status. Returns the records and True, or, when an answer was recorded
         under this key already (by a racing request), the record of its last move and
         False. ConcurrentUpdate when the session moved meanwhile (reload and decide
-        again) or when a newer provider report was applied first.
+        again) or when a newer provider report was applied first. ``reason``, when given,
+        replaces the provider status as the records' reason; ``release`` is a claim on
+        the session's cart to release in the same transaction.
         """
         if not moves:
             raise InvalidSessionData({"moves": "must hold at least one (trigger, arguments)"})
@@ -363,8 +411,9 @@ class PaymentSessions:
         if stored is not None:
             return stored, False
         mapped = map_status(snapshot.session.provider_id, provider_status)
-        steps = self._resolve_moves(snapshot, moves, actor, provider_status, idempotency_key)
-        planned = self._plan_moves(snapshot, steps, actor, provider_status, idempotency_key)
+        why = provider_status if reason is None else reason
+        steps = self._resolve_moves(snapshot, moves, actor, why, idempotency_key)
+        planned = self._plan_moves(snapshot, steps, actor, why, idempotency_key)
         records = [step.record for step in planned]
         event = ProviderEvent(
             session_id=session_id,
@@ -379,7 +428,7 @@ class PaymentSessions:
         )
         write = Write(planned[-1].session, snapshot.version, tuple(records))
         try:
-            self.store.record_event(event, write)
+            self.store.record_event(event, write, release=release)
         except ConcurrentUpdate:
             stored = self._answered(session_id, idempotency_key)
             if stored is None:
@@ -505,6 +554,118 @@ class PaymentSessions:
         chosen = self.store.load_selected(cart_id)
         return chosen[0].session if chosen else None
 
+    # -- claims: one provider call per cart at a time
+
+    def claim_cart(
+        self,
+        cart_id: str,
+        *,
+        lease: timedelta = DEFAULT_LEASE,
+        session_id: str | None = None,
+        action: ClaimAction | str = ClaimAction.AUTHORIZE,
+    ) -> Claimed:
+        """Hold the cart while a provider call about one of its sessions is in flight.
+
+        The claim is taken in the same transaction that reads the session it is about:
+        the cart's selected session, or ``session_id`` (which must belong to the cart).
+        Until it is released, or ``lease`` has passed, no other caller can select or
+        deselect a session of the cart, take a claim on it (so complete it, cancel its
+        payment or expire it): each gets CartBusy. A claim whose lease has passed (its
+        holder crashed) is taken over and returned as ``previous``; see
+        :func:`paysession.checkout.complete_cart`, which uses this. Raises CartNotFound
+        for a cart without sessions, NoSelectedSession, SessionNotFound for a
+        ``session_id`` that is not a session of the cart, and InvalidSessionData for a
+        bad argument.
+        """
+        problems: dict[str, str] = {}
+        if not isinstance(cart_id, str) or not cart_id or has_nul(cart_id):
+            problems["cart_id"] = "must be a non-empty string without NUL"
+        if session_id is not None and (
+            not isinstance(session_id, str) or not session_id or has_nul(session_id)
+        ):
+            problems["session_id"] = "must be a non-empty string without NUL, or None"
+        if not isinstance(lease, timedelta) or not timedelta(0) < lease <= MAX_LEASE:
+            problems["lease"] = f"must be a timedelta above zero and at most {MAX_LEASE}"
+        try:
+            wanted = ClaimAction(action)
+        except ValueError:
+            problems["action"] = "must be one of authorize, cancel"
+        if problems:
+            raise InvalidSessionData(problems)
+        now = self._now()
+        claim = Claim(cart_id, secrets.token_hex(16), session_id or "", wanted, now + lease)
+        claimed = self.store.claim(claim, now, selected=session_id is None)
+        if claimed.claim is None:
+            if session_id is not None:
+                raise SessionNotFound(session_id)
+            if not self.store.find(cart_id=cart_id):
+                raise CartNotFound(cart_id)
+            raise NoSelectedSession(cart_id)
+        return claimed
+
+    def release_cart(self, claim: Claim) -> None:
+        """Release a claim taken by :meth:`claim_cart`.
+
+        ClaimNotHeld when its token no longer holds the cart: released already, or taken
+        over by another caller after the lease passed.
+        """
+        if not isinstance(claim, Claim):
+            raise InvalidSessionData({"claim": "must be a Claim from claim_cart"})
+        if not self.store.release(claim):
+            raise ClaimNotHeld(claim.cart_id)
+
+    def claim_of(self, cart_id: str) -> Claim | None:
+        """The claim on the cart, live or expired (its holder crashed), or None."""
+        if not isinstance(cart_id, str) or has_nul(cart_id):
+            raise InvalidSessionData({"cart_id": "must be a string without NUL"})
+        return self.store.claim_of(cart_id)
+
+    def stale(self, older_than: timedelta, *, limit: int = 1000) -> list[PaymentSession]:
+        """Sessions in pending, requires_more or error with no move for ``older_than``.
+
+        Least recently moved first, at most ``limit``: what
+        :func:`paysession.checkout.expire_sessions` cancels.
+        """
+        problems: dict[str, str] = {}
+        if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
+            problems["older_than"] = "must be a timedelta above zero"
+        if type(limit) is not int or limit < 1:
+            problems["limit"] = "must be an int >= 1"
+        if problems:
+            raise InvalidSessionData(problems)
+        try:
+            before = self._now() - older_than
+        except OverflowError:
+            return []  # before the first instant a datetime can hold: nothing is older
+        return self.store.stale(before, limit)
+
+    def authorization_conflict(self, session_id: str) -> str | None:
+        """Why an authorization of this session would hold money its cart must not keep.
+
+        A session cannot be its cart's authorized one when another session of the cart
+        is authorized, or when the cart switched away from it (it is not selected while
+        another one is, or it was deselected). Returns the reason, naming the cart and
+        the other session, or None when an authorization is the cart's to keep.
+        """
+        return self._conflict(self.get(session_id))
+
+    def _conflict(self, session: PaymentSession) -> str | None:
+        cart_id = session.cart_id
+        if cart_id is None:
+            return None
+        cart = [other for other in self.store.find(cart_id=cart_id) if other.id != session.id]
+        for other in cart:
+            if other.status is _AUTHORIZED:
+                return f"cart {cart_id} is authorized with session {other.id}"
+        if session.is_selected:
+            return None
+        for other in cart:
+            if other.is_selected:
+                return f"cart {cart_id} switched to session {other.id}"
+        if any(record.trigger == "deselect" for record in self.store.history(session.id)):
+            return f"session {session.id} was deselected from cart {cart_id}"
+        return None
+
     # -- reconciling with a provider
 
     def reconcile(
@@ -515,6 +676,7 @@ class PaymentSessions:
         event_id: str | None = None,
         observed_at: datetime | None = None,
         attempts: int = 5,
+        provider: Providers | None = None,
     ) -> list[TransitionRecord]:
         """Move the session to what its provider reports; return the records committed.
 
@@ -531,6 +693,16 @@ class PaymentSessions:
         under another event id (stale). A status no legal path reaches, or a path a
         guard refuses, raises ReconciliationAnomaly (recorded, never applied). A
         concurrent move makes it reload and recompute, up to ``attempts`` times.
+
+        An authorization reported for a session that cannot be its cart's authorized
+        one (see :meth:`authorization_conflict`) is a double authorization: money is held
+        all the same. It is recorded as an anomaly of kind ``double_authorization``
+        and, with ``provider`` (the provider, or a mapping from provider id to
+        provider), the hold is voided through the provider's cancel (under the key
+        ``<session key>:void``) and the session canceled with a reason naming the cart's
+        choice, in one transaction with the anomaly; DoubleAuthorization is raised
+        either way (``voided`` says which). An authorization reported for a canceled
+        session is voided the same way when ``provider`` is given.
         """
         return list(
             self.reconcile_result(
@@ -539,6 +711,7 @@ class PaymentSessions:
                 event_id=event_id,
                 observed_at=observed_at,
                 attempts=attempts,
+                provider=provider,
             ).records
         )
 
@@ -550,6 +723,7 @@ class PaymentSessions:
         event_id: str | None = None,
         observed_at: datetime | None = None,
         attempts: int = 5,
+        provider: Providers | None = None,
     ) -> Reconciliation:
         """:meth:`reconcile`, telling what it did: the outcome, records and lost races."""
         self._check_report(provider_status, event_id, observed_at, attempts)
@@ -560,7 +734,7 @@ class PaymentSessions:
             attempt += 1
             try:
                 return self._reconcile(
-                    session_id, provider_status, event_id, stored_id, observed_at, attempt
+                    session_id, provider_status, event_id, stored_id, observed_at, attempt, provider
                 )
             except ConcurrentUpdate:
                 if attempt == attempts - 1:
@@ -574,9 +748,16 @@ class PaymentSessions:
         wanted = None if outcome is None else _member(EventOutcome, outcome, "outcome")
         return self.store.provider_events(session_id=session_id, outcome=wanted)
 
-    def anomalies(self, session_id: str | None = None) -> list[ProviderEvent]:
-        """The reports recorded as anomalies (of one session, or of all), oldest first."""
-        return self.store.provider_events(session_id=session_id, outcome=EventOutcome.ANOMALY)
+    def anomalies(
+        self, session_id: str | None = None, *, kind: AnomalyKind | str | None = None
+    ) -> list[ProviderEvent]:
+        """The reports recorded as anomalies (of one session, or of all), oldest first.
+
+        ``kind`` keeps those of one kind (``double_authorization``, say).
+        """
+        wanted = None if kind is None else _member(AnomalyKind, kind, "kind")
+        found = self.store.provider_events(session_id=session_id, outcome=EventOutcome.ANOMALY)
+        return found if wanted is None else [event for event in found if event.kind is wanted]
 
     @staticmethod
     def _check_report(
@@ -607,6 +788,7 @@ class PaymentSessions:
         stored_id: str,
         observed_at: datetime | None,
         lost: int,
+        provider: Providers | None,
     ) -> Reconciliation:
         snapshot = self._load(session_id)
         session = snapshot.session
@@ -618,7 +800,12 @@ class PaymentSessions:
                 return Reconciliation(EventOutcome.DUPLICATE, (), seen, lost)
         now = clock_reading(self._clock)
 
-        def event(outcome: EventOutcome, version: int, guard: str | None = None) -> ProviderEvent:
+        def event(
+            outcome: EventOutcome,
+            version: int,
+            guard: str | None = None,
+            kind: AnomalyKind | None = None,
+        ) -> ProviderEvent:
             return ProviderEvent(
                 session_id=session_id,
                 event_id=stored_id,
@@ -630,6 +817,7 @@ class PaymentSessions:
                 recorded_at=now,
                 version=version,
                 guard=guard,
+                kind=kind,
             )
 
         if observed_at is not None and self._outdated(session_id, provider_status, observed_at):
@@ -637,9 +825,21 @@ class PaymentSessions:
             self.store.record_event(stale)
             return Reconciliation(EventOutcome.STALE, (), stale, lost)
         path = shortest_path(session.status, mapped)
+        if path is None:
+            anomaly = event(EventOutcome.ANOMALY, snapshot.version, kind=AnomalyKind.NO_LEGAL_PATH)
+            voided = False
+            if mapped is _AUTHORIZED and session.status is _CANCELED and provider is not None:
+                # Authorized at the provider after we canceled: money is held for nothing.
+                voided = self._void(session, provider)
+            self._anomaly(anomaly, session, None, voided=voided)
+        if path and mapped is _AUTHORIZED:
+            conflict = self._conflict(session)
+            if conflict is not None:
+                anomaly = event(
+                    EventOutcome.ANOMALY, snapshot.version, kind=AnomalyKind.DOUBLE_AUTHORIZATION
+                )
+                self._double_authorization(snapshot, anomaly, conflict, provider, now)
         if not path:
-            if path is None:
-                self._anomaly(event(EventOutcome.ANOMALY, snapshot.version), session, None)
             noop = event(EventOutcome.NOOP, snapshot.version)
             self.store.record_event(noop, expected_version=snapshot.version)
             return Reconciliation(EventOutcome.NOOP, (), noop, lost)
@@ -663,7 +863,12 @@ class PaymentSessions:
                     key=self._key,
                 )
             except GuardRejected as refused:
-                anomaly = event(EventOutcome.ANOMALY, snapshot.version, refused.guard)
+                anomaly = event(
+                    EventOutcome.ANOMALY,
+                    snapshot.version,
+                    refused.guard,
+                    kind=AnomalyKind.GUARD_REFUSED,
+                )
                 self._anomaly(anomaly, session, refused.guard)
             steps.append(planned)
             current, seq, head = planned.session, planned.record.seq, planned.record.hash
@@ -691,7 +896,12 @@ class PaymentSessions:
         return False
 
     def _anomaly(
-        self, event: ProviderEvent, session: PaymentSession, guard: str | None
+        self,
+        event: ProviderEvent,
+        session: PaymentSession,
+        guard: str | None,
+        *,
+        voided: bool = False,
     ) -> NoReturn:
         self.store.record_event(event)
         raise ReconciliationAnomaly(
@@ -702,6 +912,61 @@ class PaymentSessions:
             event.status,
             event_id=None if event.event_id.startswith("unidentified:") else event.event_id,
             guard=guard,
+            kind=event.kind,
+            voided=voided,
+        )
+
+    def _void(self, session: PaymentSession, provider: Providers) -> bool:
+        """Void the session's hold at its provider; whether the provider says it is gone."""
+        payments = provider_for(provider, session)
+        reply = payments.cancel(session, idempotency_key=void_key(session))
+        return map_status(session.provider_id, reply.status) is _CANCELED
+
+    def _double_authorization(
+        self,
+        snapshot: Snapshot,
+        anomaly: ProviderEvent,
+        conflict: str,
+        provider: Providers | None,
+        now: datetime,
+    ) -> NoReturn:
+        """Record the anomaly; with a provider, void the hold and cancel, in one commit.
+
+        The provider is asked first: when the commit then loses a race, the retry asks
+        again under the same key and gets the same answer, so the hold is voided once.
+        """
+        session = snapshot.session
+        voided = provider is not None and self._void(session, provider)
+        if not voided:
+            self.store.record_event(anomaly, expected_version=snapshot.version)
+        else:
+            planned = plan(
+                session,
+                _CANCEL,
+                {},
+                seq=snapshot.version + 1,
+                prev_hash=snapshot.head,
+                now=now,
+                hooks=self._hooks,
+                actor=f"provider:{session.provider_id}",
+                reason=f"double authorization voided: {conflict}",
+                idempotency_key=None,
+                key=self._key,
+            )
+            self.store.record_event(
+                attrs.evolve(anomaly, version=planned.record.seq),
+                Write(planned.session, snapshot.version, (planned.record,)),
+            )
+            self._finish([], planned)
+        raise DoubleAuthorization(
+            session.id,
+            session.status,
+            session.provider_id,
+            anomaly.provider_status,
+            anomaly.status,
+            event_id=None if anomaly.event_id.startswith("unidentified:") else anomaly.event_id,
+            conflict=conflict,
+            voided=voided,
         )
 
     # -- helpers
@@ -744,4 +1009,4 @@ class PaymentSessions:
         return f"<PaymentSessions {self.store!r}>"
 
 
-__all__ = ["PaymentSessions", "Reconciliation"]
+__all__ = ["DEFAULT_LEASE", "PaymentSessions", "Reconciliation"]

@@ -6,7 +6,8 @@ import itertools
 import json
 import multiprocessing
 import os
-from datetime import datetime, timezone
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,14 +32,15 @@ from paysession.checkout import (
     complete_cart,
     provider_key,
 )
+from paysession.errors import CartBusy
 from paysession.providers import (
     ProviderReply,
-    ReconciliationAnomaly,
     SimulatedProvider,
     Webhook,
     WebhookChannel,
 )
 from paysession.store import EventOutcome, MemoryStore, SessionStore
+from paysession.store.base import AnomalyKind
 
 from .conftest import StoreFactory, open_store
 from .helpers import StepClock
@@ -190,26 +192,43 @@ class TestCompletion:
         assert (provider.requests, provider.authorizations) == ({key: 2}, {key: 1})
         assert triggers(sessions, session.id).count("authorize") == 1
 
-    def test_a_racing_completion_commits_once(self, store: SessionStore) -> None:
-        """Two completions of one cart (a double click): one move, both told authorized."""
+    def test_a_racing_completion_is_refused(self, store: SessionStore) -> None:
+        """A double click while the first completion is in flight: CartBusy, one authorize."""
         other = PaymentSessions(store, clock=StepClock())
         session, provider = cart_playing(other, "authorized")
-        meddler = Meddler(store, "record_event", lambda: complete_cart(other, provider, "cart_1"))
+        refused: list[CartBusy] = []
+
+        def double_click() -> None:
+            with pytest.raises(CartBusy) as caught:
+                complete_cart(other, provider, "cart_1")
+            refused.append(caught.value)
+
+        meddler = Meddler(store, "record_event", double_click)
         sessions = PaymentSessions(cast(SessionStore, meddler), clock=StepClock())
         done = complete_cart(sessions, provider, "cart_1")
         assert done.outcome is O.AUTHORIZED
-        assert [r.trigger for r in done.records] == ["authorize"]
+        assert [r.trigger for r in done.records] == ["update", "authorize"]
+        assert [busy.cart_id for busy in refused] == ["cart_1"]
         assert triggers(other, session.id).count("authorize") == 1
         assert provider.authorizations == {session.idempotency_key: 1}
+        # The answer's commit released the claim: the next click returns at once.
+        assert store.claim_of("cart_1") is None
+        assert complete_cart(other, provider, "cart_1").outcome is O.AUTHORIZED
 
     def test_a_racing_decline_is_not_retried(self) -> None:
-        """A double click after a decline gets the decline, not a second attempt."""
+        """A double click after a decline is refused while in flight, then gets a new attempt."""
         store = MemoryStore()
         other = PaymentSessions(store, clock=StepClock())
         session, provider = cart_playing(other, "declined_then_retry")
-        meddler = Meddler(store, "record_event", lambda: complete_cart(other, provider, "cart_1"))
+
+        def double_click() -> None:
+            with pytest.raises(CartBusy):
+                complete_cart(other, provider, "cart_1")
+
+        meddler = Meddler(store, "record_event", double_click)
         sessions = PaymentSessions(cast(SessionStore, meddler), clock=StepClock())
         assert complete_cart(sessions, provider, "cart_1").outcome is O.DECLINED
+        assert meddler.before is None  # the double click happened, and was refused
         assert triggers(other, session.id).count("fail") == 1
         assert provider.authorizations == {}
 
@@ -234,17 +253,22 @@ class TestCompletion:
         ]
         assert provider.authorizations == {session.idempotency_key: 1}
 
-    def test_canceled_meanwhile_is_an_anomaly(self, store: SessionStore) -> None:
-        """Authorized at the provider while the storefront canceled: recorded and raised."""
+    def test_canceled_meanwhile_is_an_anomaly_and_voided(self, store: SessionStore) -> None:
+        """Authorized at the provider while the storefront canceled: recorded, hold voided."""
         storefront = PaymentSessions(store, clock=StepClock())
         session, provider = cart_playing(storefront, "authorized")
         meddler = Meddler(store, "record_event", lambda: storefront.fire(session.id, "cancel"))
         sessions = PaymentSessions(cast(SessionStore, meddler), clock=StepClock())
-        with pytest.raises(ReconciliationAnomaly) as caught:
-            complete_cart(sessions, provider, "cart_1")
-        assert (caught.value.status, caught.value.mapped) == (S.CANCELED, S.AUTHORIZED)
+        done = complete_cart(sessions, provider, "cart_1")
+        assert (done.outcome, done.session.status) == (O.VOIDED, S.CANCELED)
         (anomaly,) = storefront.anomalies(session.id)
         assert anomaly.event_id == f"complete:{session.idempotency_key}"
+        assert (anomaly.kind, anomaly.session_status) == (
+            AnomalyKind.NO_LEGAL_PATH,
+            S.CANCELED,
+        )
+        assert provider.holds() == [] and provider.voided() == [session.id]
+        assert store.claim_of("cart_1") is None
 
     def test_cancel_payment(self, store: SessionStore) -> None:
         """Canceled at the provider, then here; older webhooks are stale; twice is harmless."""
@@ -390,8 +414,14 @@ class LedgerProvider:
         return ProviderReply("requires_capture")
 
 
+LEASE = timedelta(milliseconds=500)
+
+
 def complete_then_die(kind: str, place: str, ledger: str) -> None:
-    """A checkout process killed (os._exit) after the provider said yes, before the commit."""
+    """A checkout process killed (os._exit) after the provider said yes, before the commit.
+
+    It dies holding its claim on the cart, for LEASE.
+    """
     hooks = Hooks()
 
     @hooks.before("authorize")
@@ -399,7 +429,7 @@ def complete_then_die(kind: str, place: str, ledger: str) -> None:
         os._exit(17)
 
     sessions = PaymentSessions(open_store(kind, place), hooks=hooks)
-    complete_cart(sessions, LedgerProvider(Path(ledger)), "cart_1")
+    complete_cart(sessions, LedgerProvider(Path(ledger)), "cart_1", lease=LEASE)
 
 
 class TestKilledProcess:
@@ -418,8 +448,16 @@ class TestKilledProcess:
         child.join(60)
         assert child.exitcode == 17
         assert sessions.get(session.id).status is S.PENDING
+        left = sessions.claim_of("cart_1")
+        assert left is not None and left.session_id == session.id
+        # Until its lease has passed, the dead process's claim holds the cart.
+        if left.live(datetime.now(timezone.utc)):
+            with pytest.raises(CartBusy):
+                complete_cart(sessions, LedgerProvider(ledger), "cart_1")
+        time.sleep(max((left.expires_at - datetime.now(timezone.utc)).total_seconds(), 0))
         done = complete_cart(sessions, LedgerProvider(ledger), "cart_1")
-        assert done.outcome is O.AUTHORIZED
+        assert (done.outcome, done.taken_over) == (O.AUTHORIZED, True)
+        assert sessions.claim_of("cart_1") is None
         book = json.loads(ledger.read_text())
         key = session.idempotency_key
         assert (book["authorizations"], book["requests"]) == ({key: 1}, {key: 2})
