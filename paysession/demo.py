@@ -1,24 +1,38 @@
 """``paysession demo``: a checkout simulation on SQLite, with webhooks racing the storefront.
 
 Carts are shared out among K storefront processes (spawned), each running the cart
-completion of :mod:`paysession.checkout` against its own :class:`SimulatedProvider`.
-The provider sends a webhook for every status change the moment it happens, before
-the storefront has its answer; one more process delivers them, late, twice and out of
-order (:class:`WebhookChannel`), through ``PaymentSessions.reconcile``. All of them
-share one SQLite file. Per cart (all chosen by the seed): authorized at once, 3-D
-Secure, a decline then a new attempt, or a lost answer (timeout) then a retry; a few
-customers cancel their order once it is authorized (at the provider, then here), and a
-few carts expire while the customer is in 3-D Secure: the storefront cancels the
-session without telling the provider, the customer completes 3-D Secure anyway, and
-the provider's authorization of a canceled session is the anomaly reconciliation must
-catch (recorded, never applied).
+completion of :mod:`paysession.checkout`. The payment processor is a
+:class:`SimulatedProvider` whose ledger (a second SQLite file beside the database) all
+processes share, as they would share one real processor; it plays two provider ids,
+``stripe`` and ``stripe_eu``. It sends a webhook for every status change the moment it
+happens, before the storefront has its answer; one more process delivers them, late,
+twice and out of order (:class:`WebhookChannel`), through ``PaymentSessions.reconcile``
+with the provider at hand, so that a hold the cart cannot keep is voided.
 
-At the end every trail is verified and a summary printed; the exit code is 1 when a
-trail fails to verify or a process failed.
+Per cart (all chosen by the seed): authorized at once, 3-D Secure, a decline then a
+new attempt, or a lost answer (timeout) then a retry. Besides:
+
+- a few customers cancel their order once it is authorized (at the provider, then here);
+- a few carts expire while the customer is in 3-D Secure: the storefront cancels the
+  session without telling the provider, the customer completes 3-D Secure anyway, and
+  the provider's authorization of a canceled session is an anomaly (recorded, never
+  applied, its hold voided);
+- some customers have two payment sessions and switch method while the completion is
+  in flight: the switch is refused (CartBusy) until the provider's answer is committed;
+- a few completions crash (their process dies) after the provider said yes, leaving
+  their claim on the cart; the customer switches method once the claim has lapsed,
+  and the next completion takes the claim over, finds the earlier authorization under
+  the same key and voids it (a double authorization, recorded).
+
+At the end, abandoned sessions are expired (``expire_sessions``), every trail is
+verified, the provider's holds are checked against the carts, and a summary is printed;
+the exit code is 1 when a trail fails to verify, a cart is authorized twice, a hold is
+orphaned, or a process failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue
@@ -28,6 +42,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,18 +53,23 @@ from paysession.checkout import (
     CompletionTimeout,
     cancel_payment,
     complete_cart,
+    expire_sessions,
 )
-from paysession.errors import ConcurrentUpdate
+from paysession.errors import CartBusy, ConcurrentUpdate, IllegalTransition
+from paysession.hooks import Hooks, TransitionEvent
 from paysession.providers import (
+    STRIPE,
+    PaymentProvider,
     ReconciliationAnomaly,
     SimulatedProvider,
     Webhook,
     WebhookChannel,
+    register_status_map,
 )
 from paysession.record import TransitionRecord
 from paysession.service import PaymentSessions
 from paysession.status import PaymentSessionStatus
-from paysession.store.base import EventOutcome
+from paysession.store.base import AnomalyKind, EventOutcome
 from paysession.store.sqlite import SqliteStore
 
 DEFAULT_DB = "paysession-demo.db"
@@ -61,16 +81,40 @@ CANCEL_AFTER = 0.05
 """Share of authorized orders the customer cancels."""
 EXPIRE_IN_3DS = 0.15
 """Share of 3-D Secure carts that expire while the customer is away (then authorized)."""
+SWITCH = 0.15
+"""Share of carts whose customer tries to switch method while the completion is in flight."""
+CRASH = 0.03
+"""Share of carts whose first completion crashes after the provider's answer."""
+LEASE = timedelta(milliseconds=300)
+"""The claim's lease in the demo: short, so that a crashed completion's cart is free soon."""
+PROVIDERS = ("stripe", "stripe_eu")
+_EXIT_CRASHED = 17
 
 
 class DemoError(Exception):
     """The demo cannot run as asked (the database path is not a demo database)."""
 
 
-def _open(path: str) -> PaymentSessions:
+def ledger_path(db: str | os.PathLike[str]) -> Path:
+    """The simulated processor's ledger beside the demo database."""
+    return Path(f"{os.fspath(db)}-provider")
+
+
+def _open(place: str, hooks: Hooks | None = None) -> PaymentSessions:
+    """The demo's sessions on a SQLite file, or on a PostgreSQL DSN (the soak test's)."""
+    if place.startswith(("postgresql://", "postgres://")) or "dbname=" in place:
+        # The postgres extra is optional: loaded only when a DSN asks for it.
+        from paysession.store.postgres import PostgresStore
+
+        return PaymentSessions(PostgresStore(place, max_size=2), hooks=hooks)
     # NORMAL: in WAL mode a crashed process loses nothing; only a power cut could lose
     # the last commits of this throwaway database.
-    return PaymentSessions(SqliteStore(path, synchronous="NORMAL"))
+    return PaymentSessions(SqliteStore(place, synchronous="NORMAL"), hooks=hooks)
+
+
+def _providers(ledger: str, seed: int) -> dict[str, SimulatedProvider]:
+    register_status_map("stripe_eu", STRIPE)
+    return {name: SimulatedProvider(seed, provider_id=name, ledger=ledger) for name in PROVIDERS}
 
 
 def fresh_database(path: Path) -> None:
@@ -89,7 +133,10 @@ def fresh_database(path: Path) -> None:
             f"{path} exists and is not a paysession demo database; "
             "pass --db with another path (the demo starts from a fresh file)"
         )
+    ledger = ledger_path(path)
     for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        leftover.unlink(missing_ok=True)
+    for leftover in (ledger, Path(f"{ledger}-wal"), Path(f"{ledger}-shm")):
         leftover.unlink(missing_ok=True)
 
 
@@ -98,31 +145,25 @@ def fresh_database(path: Path) -> None:
 
 def storefront(
     db: str,
+    ledger: str,
     seed: int,
     index: int,
     workers: int,
     carts: int,
-    notices: Any,
     progress: Synchronized[int],
     results: Any,
 ) -> None:
     """A storefront process: creates, selects and completes its share of the carts."""
     try:
         sessions = _open(db)
-        provider = SimulatedProvider(seed, send=notices.put)
+        providers = _providers(ledger, seed)
         tally: Counter[str] = Counter()
         for number in range(index, carts, workers):
-            _checkout(sessions, provider, number, random.Random(f"{seed}:cart:{number}"), tally)
+            rng = random.Random(f"{seed}:cart:{number}")
+            _checkout(sessions, providers, (db, ledger), seed, number, rng, tally)
             with progress.get_lock():
                 progress.value += 1
-        tally["provider authorizations"] = sum(provider.authorizations.values())
-        tally["keys authorized twice"] = sum(1 for n in provider.authorizations.values() if n > 1)
         sessions.store.close()
-        # Flush this process's notices before reporting: once every storefront has
-        # reported, the parent tells the webhook process to stop, and notices still in
-        # this process's queue buffer would be lost (and its exit would wait on them).
-        notices.close()
-        notices.join_thread()
         results.put(("storefront", dict(tally), None))
     except BaseException:
         results.put(("storefront", {}, traceback.format_exc()))
@@ -130,62 +171,148 @@ def storefront(
 
 def _checkout(
     sessions: PaymentSessions,
-    provider: SimulatedProvider,
+    providers: dict[str, SimulatedProvider],
+    places: tuple[str, str],
+    seed: int,
     number: int,
     rng: random.Random,
     tally: Counter[str],
 ) -> None:
     cart_id = f"cart_{number:05d}"
-    session = sessions.create(
-        cart_id=cart_id, provider_id="stripe", amount=rng.randrange(500, 50_000)
-    )
-    sessions.select(session.id, actor="storefront")
+    amount = rng.randrange(500, 50_000)
+    choice = rng.random()
     expires = rng.random() < EXPIRE_IN_3DS
     cancels = rng.random() < CANCEL_AFTER
-    for _ in range(10):
+    session = sessions.create(cart_id=cart_id, provider_id="stripe", amount=amount)
+    other = None
+    if choice < CRASH + SWITCH:
+        other = sessions.create(cart_id=cart_id, provider_id="stripe_eu", amount=amount)
+    sessions.select(session.id, actor="storefront")
+    if other is not None and choice < CRASH:
+        _crash_then_switch(sessions, providers, places, seed, cart_id, other.id, tally)
+        return
+    stripe = providers["stripe"]
+    if other is not None:
+        switch_to = other.id
+
+        def switch_while_in_flight(_: object, __: str) -> None:
+            stripe.on_authorize = None
+            try:
+                sessions.select(switch_to, actor="customer")
+            except CartBusy:
+                tally["switches refused while a completion was in flight"] += 1
+
+        stripe.on_authorize = switch_while_in_flight
+    try:
+        _complete(sessions, providers, cart_id, session.id, expires, tally)
+    finally:
+        stripe.on_authorize = None
+    if cancels and sessions.get(session.id).status is PaymentSessionStatus.AUTHORIZED:
+        cancel_payment(sessions, providers, session.id, actor="storefront", lease=LEASE)
+
+
+def _complete(
+    sessions: PaymentSessions,
+    providers: dict[str, SimulatedProvider],
+    cart_id: str,
+    session_id: str,
+    expires: bool,
+    tally: Counter[str],
+) -> None:
+    for _ in range(40):
         try:
-            done = complete_cart(sessions, provider, cart_id, actor="storefront")
+            done = complete_cart(sessions, providers, cart_id, actor="storefront", lease=LEASE)
         except CompletionTimeout:
             tally["timeouts resumed"] += 1
             continue
+        except CartBusy:
+            time.sleep(LEASE.total_seconds() / 3)
+            continue
         tally["storefront races lost"] += done.lost_races
+        tally["claims taken over after a crash"] += done.taken_over
         if done.outcome is CompletionOutcome.DECLINED:
             tally["declines retried"] += 1
             continue
         if done.outcome is CompletionOutcome.REQUIRES_MORE:
             tally["3-D Secure challenges"] += 1
+            provider = providers[done.session.provider_id]
             if expires:
                 # The cart expires while the customer is away; they finish 3-D Secure
                 # anyway, and the provider authorizes a session we have canceled.
                 sessions.fire_with_retry(
-                    session.id, "cancel", actor="storefront", reason="cart expired"
+                    session_id, "cancel", actor="storefront", reason="cart expired"
                 )
-                provider.customer_acts(session.id)
+                provider.customer_acts(session_id)
                 return
-            provider.customer_acts(session.id)
+            provider.customer_acts(done.session.id)
             continue
-        break
-    else:
-        raise RuntimeError(f"{cart_id} did not complete in 10 rounds")
-    if cancels:
-        cancel_payment(sessions, provider, session.id, actor="storefront")
+        return
+    raise RuntimeError(f"{cart_id} did not complete in 40 rounds")
 
 
-def webhooks(db: str, seed: int, notices: Any, results: Any) -> None:
-    """The webhook endpoint process: delivers the providers' notices, scrambled."""
+def _crash_then_switch(
+    sessions: PaymentSessions,
+    providers: dict[str, SimulatedProvider],
+    places: tuple[str, str],
+    seed: int,
+    cart_id: str,
+    other_id: str,
+    tally: Counter[str],
+) -> None:
+    """A completion dies after the provider's yes; the customer switches once it lapses."""
+    child = multiprocessing.get_context("spawn").Process(
+        target=complete_and_die, args=(*places, seed, cart_id)
+    )
+    child.start()
+    child.join(120)
+    tally["completions crashed"] += child.exitcode == _EXIT_CRASHED
+    time.sleep(LEASE.total_seconds())
+    # Refused when a webhook authorized the first choice meanwhile: then it stands.
+    with contextlib.suppress(IllegalTransition, CartBusy, ConcurrentUpdate):
+        sessions.select(other_id, actor="customer")
+    chosen = sessions.selected(cart_id)
+    session_id = other_id if chosen is None else chosen.id
+    _complete(sessions, providers, cart_id, session_id, False, tally)
+
+
+def complete_and_die(db: str, ledger: str, seed: int, cart_id: str) -> None:
+    """Complete the cart, and die (os._exit) once the provider said yes, before the commit."""
+    hooks = Hooks()
+
+    @hooks.before("authorize")
+    def die(event: TransitionEvent) -> None:
+        os._exit(_EXIT_CRASHED)
+
+    sessions = _open(db, hooks)
+    # A completion that ends without the provider's yes (3-D Secure, a decline) leaves
+    # nothing to crash on: the storefront finishes whatever it left.
+    with contextlib.suppress(Exception):
+        complete_cart(sessions, _providers(ledger, seed), cart_id, actor="storefront", lease=LEASE)
+
+
+def webhooks(db: str, ledger: str, seed: int, stop: Any, results: Any) -> None:
+    """The webhook endpoint process: delivers the provider's notices, scrambled."""
     try:
         sessions = _open(db)
+        providers = _providers(ledger, seed)
+        processor = providers["stripe"]
         channel = WebhookChannel(seed)
         tally: Counter[str] = Counter()
         retry: list[Webhook] = []
+        cursor = 0
         while True:
-            notice = notices.get()
-            if notice is None:
+            stopping = stop.is_set()
+            sent = processor.sent(cursor)
+            for number, notice in sent:
+                cursor = number
+                for due in channel.push(notice):
+                    _deliver(sessions, providers, due, tally, retry)
+            if stopping and not sent:
                 break
-            for due in channel.push(notice):
-                _deliver(sessions, due, tally, retry)
+            if not sent:
+                time.sleep(0.005)
         for due in [*channel.flush(), *retry]:
-            _deliver(sessions, due, tally, [])
+            _deliver(sessions, providers, due, tally, [])
         sessions.store.close()
         results.put(("webhooks", dict(tally), None))
     except BaseException:
@@ -193,9 +320,14 @@ def webhooks(db: str, seed: int, notices: Any, results: Any) -> None:
 
 
 def _deliver(
-    sessions: PaymentSessions, notice: Webhook, tally: Counter[str], retry: list[Webhook]
+    sessions: PaymentSessions,
+    providers: dict[str, SimulatedProvider],
+    notice: Webhook,
+    tally: Counter[str],
+    retry: list[Webhook],
 ) -> None:
     tally["webhooks delivered"] += 1
+    chosen: dict[str, PaymentProvider] = dict(providers)
     try:
         result = sessions.reconcile_result(
             notice.session_id,
@@ -203,6 +335,7 @@ def _deliver(
             event_id=notice.event_id,
             observed_at=notice.observed_at,
             attempts=8,
+            provider=chosen,
         )
     except ReconciliationAnomaly:
         tally["anomaly"] += 1
@@ -246,15 +379,16 @@ def run(
     )
     out.flush()
     started = time.perf_counter()
+    ledger = str(ledger_path(path))
     context = multiprocessing.get_context("spawn")
-    notices = context.Queue()
+    stop = context.Event()
     results = context.Queue()
     progress = context.Value("i", 0)
-    processes = [context.Process(target=webhooks, args=(str(path), seed, notices, results))]
+    processes = [context.Process(target=webhooks, args=(str(path), ledger, seed, stop, results))]
     processes += [
         context.Process(
             target=storefront,
-            args=(str(path), seed, k, workers, carts, notices, progress, results),
+            args=(str(path), ledger, seed, k, workers, carts, progress, results),
         )
         for k in range(workers)
     ]
@@ -262,7 +396,7 @@ def run(
         process.start()
     tallies: list[tuple[str, dict[str, int], str | None]] = []
     show = _Progress(out, carts)
-    storefronts_left, stopped = workers, False
+    storefronts_left = workers
     while len(tallies) < workers + 1:
         try:
             tally = results.get(timeout=0.1)
@@ -272,9 +406,8 @@ def run(
         else:
             tallies.append(tally)
             storefronts_left -= tally[0] == "storefront"
-        if storefronts_left == 0 and not stopped:
-            notices.put(None)  # every notice is queued: the webhook process may finish
-            stopped = True
+        if storefronts_left == 0:
+            stop.set()  # every notice is in the ledger: the webhook process may finish
         show(progress.value, time.perf_counter() - started)
     show.finish(progress.value, time.perf_counter() - started)
     for process in processes:
@@ -284,7 +417,22 @@ def run(
     ]
     for failure in failures:
         out.write(f"\nprocess failed:\n{failure}\n")
-    ok = _summary(sessions, tallies, out, time.perf_counter() - started)
+    providers = _providers(ledger, seed)
+    # Every storefront is done: whatever is neither authorized nor canceled now was
+    # abandoned (a method the customer did not use, a 3-D Secure never finished).
+    expired = expire_sessions(
+        sessions, providers, older_than=timedelta(microseconds=1), limit=10 * carts + 10
+    )
+    ok = _summary(
+        sessions,
+        providers["stripe"],
+        tallies,
+        len(expired.canceled),
+        out,
+        time.perf_counter() - started,
+    )
+    for provider in providers.values():
+        provider.close()
     sessions.store.close()
     return 0 if ok and not failures else 1
 
@@ -333,7 +481,9 @@ def _all_records(sessions: PaymentSessions) -> Iterator[TransitionRecord]:
 
 def _summary(
     sessions: PaymentSessions,
+    ledger: SimulatedProvider,
     tallies: list[tuple[str, dict[str, int], str | None]],
+    expired: int,
     out: TextIO,
     elapsed: float,
 ) -> bool:
@@ -344,7 +494,15 @@ def _summary(
         tally.update(counts)
     records = list(_all_records(sessions))
     report = verify(records)
-    statuses = Counter(session.status for session in sessions.find())
+    found = sessions.find()
+    statuses = Counter(session.status for session in found)
+    authorized = Counter(
+        session.cart_id for session in found if session.status is PaymentSessionStatus.AUTHORIZED
+    )
+    keeps = {session.id for session in found if session.status is PaymentSessionStatus.AUTHORIZED}
+    holds = ledger.holds()
+    orphaned = [hold for hold in holds if hold.session_id not in keeps]
+    authorizations = ledger.authorizations
     moves = Counter(record.trigger for record in records if record.seq > 0)
     authorized_by = Counter(
         "webhook" if (record.actor or "").startswith("provider:") else "storefront"
@@ -353,6 +511,8 @@ def _summary(
     )
     events = sessions.provider_events()
     outcomes = Counter(event.outcome for event in events if event.event_id.startswith("evt_"))
+    doubles = sessions.anomalies(kind=AnomalyKind.DOUBLE_AUTHORIZATION)
+    twice = sum(1 for count in authorized.values() if count > 1)
     rows: list[tuple[str, object]] = [
         *((f"sessions {status.value}", statuses[status]) for status in PaymentSessionStatus),
         ("moves recorded", sum(moves.values())),
@@ -364,14 +524,25 @@ def _summary(
         ("3-D Secure challenges", tally["3-D Secure challenges"]),
         ("declines, then a new attempt", tally["declines retried"]),
         ("provider timeouts, resumed with the same key", tally["timeouts resumed"]),
+        (
+            "switches refused while a completion was in flight",
+            tally["switches refused while a completion was in flight"],
+        ),
+        ("completions crashed after the provider's yes", tally["completions crashed"]),
+        ("claims taken over after a crash", tally["claims taken over after a crash"]),
         ("webhooks delivered", tally["webhooks delivered"]),
         ("  applied", outcomes[EventOutcome.APPLIED]),
         ("  no-ops", outcomes[EventOutcome.NOOP]),
         ("  duplicates ignored", sum(event.duplicates for event in events)),
         ("  stale reports ignored", outcomes[EventOutcome.STALE]),
         ("  anomalies caught (recorded, not applied)", outcomes[EventOutcome.ANOMALY]),
-        ("provider authorizations", tally["provider authorizations"]),
-        ("  keys authorized twice", tally["keys authorized twice"]),
+        ("double authorizations (recorded as anomalies)", len(doubles)),
+        ("abandoned sessions expired", expired),
+        ("provider authorizations", sum(authorizations.values())),
+        ("  keys authorized twice", sum(1 for n in authorizations.values() if n > 1)),
+        ("carts authorized twice", twice),
+        ("holds voided", len(ledger.voided())),
+        ("orphaned holds", len(orphaned)),
     ]
     out.write("\n" + format_table(("", "count"), rows) + "\n")
     anomalies = sessions.anomalies()
@@ -388,8 +559,10 @@ def _summary(
     )
     for problem in report.problems[:10]:
         out.write(f"  session {problem.session_id} seq {problem.seq}: {problem.message}\n")
+    for hold in orphaned[:10]:
+        out.write(f"  orphaned hold: session {hold.session_id} ({hold.provider_id})\n")
     out.write(f"finished in {elapsed:.1f} s\n")
-    return report.ok
+    return report.ok and twice == 0 and not orphaned
 
 
 __all__ = ["DEFAULT_CARTS", "DEFAULT_DB", "DEFAULT_WORKERS", "DemoError", "run"]

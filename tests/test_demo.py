@@ -12,7 +12,8 @@ import pytest
 
 from paysession import PaymentSessions, PaymentSessionStatus
 from paysession.cli import main
-from paysession.demo import _Progress, _summary
+from paysession.demo import _Progress, _summary, ledger_path
+from paysession.providers import SimulatedProvider
 from paysession.store import EventOutcome, SqliteStore
 
 S = PaymentSessionStatus
@@ -32,8 +33,10 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 class TestDemo:
     def test_every_trail_verified(self, demo_run: tuple[Path, str]) -> None:
         """The run ends with every trail verified, and says so."""
-        _, out = demo_run
-        assert "trails verified: 30 sessions" in out and ": ok" in out
+        path, out = demo_run
+        with SqliteStore(path) as store:
+            count = len(store.find())
+        assert f"trails verified: {count} sessions" in out and ": ok" in out
         assert "30/30 carts completed" in out  # plain progress lines: not a terminal
 
     def test_the_summary_counts(self, demo_run: tuple[Path, str]) -> None:
@@ -50,6 +53,10 @@ class TestDemo:
         ):
             assert row in out
         assert re.search(r"\n  keys authorized twice +0\n", out)
+        assert re.search(r"\ncarts authorized twice +0\n", out)
+        assert re.search(r"\norphaned holds +0\n", out)
+        for row in ("holds voided", "claims taken over after a crash", "abandoned sessions"):
+            assert row in out
 
     def test_each_payment_authorized_once(self, demo_run: tuple[Path, str]) -> None:
         """Every cart ends authorized or canceled, with one authorize move at most."""
@@ -57,17 +64,23 @@ class TestDemo:
         with SqliteStore(path) as store:
             sessions = PaymentSessions(store)
             found = sessions.find()
-            assert len(found) == 30
+            assert len({s.cart_id for s in found}) == 30 <= len(found)
             assert {s.status for s in found} <= {S.AUTHORIZED, S.CANCELED}
+            authorized = Counter(s.cart_id for s in found if s.status is S.AUTHORIZED)
+            assert set(authorized.values()) <= {1}
             for session in found:
                 moves = Counter(r.trigger for r in sessions.history(session.id))
                 assert moves["authorize"] <= 1
                 if session.status is S.AUTHORIZED:
                     assert moves["authorize"] == 1
-            # Anomalies are only ever about sessions the storefront canceled.
+            # Anomalies are about sessions canceled before (by the storefront) or after
+            # (their extra hold voided): either way they end canceled.
             for anomaly in sessions.anomalies():
-                assert anomaly.session_status is S.CANCELED
                 assert sessions.get(anomaly.session_id).status is S.CANCELED
+            provider = SimulatedProvider(ledger=ledger_path(path))
+            keeps = {s.id for s in found if s.status is S.AUTHORIZED}
+            assert {hold.session_id for hold in provider.holds()} <= keeps
+            provider.close()
             assert sessions.provider_events(outcome=EventOutcome.APPLIED)
 
     def test_a_run_starts_from_a_fresh_file(self, tmp_path: Path) -> None:
@@ -76,7 +89,7 @@ class TestDemo:
         for _ in range(2):
             assert main(["demo", "--db", str(path), "--carts", "6", "--workers", "1"]) == 0
         with SqliteStore(path) as store:
-            assert len(store.find()) == 6
+            assert len({session.cart_id for session in store.find()}) == 6
 
     def test_another_file_is_left_alone(self, tmp_path: Path) -> None:
         """A path holding anything but a demo database is refused (exit 2), untouched."""
@@ -107,7 +120,8 @@ class TestDemo:
         copy.close()
         out = io.StringIO()
         with SqliteStore(path) as store:
-            assert _summary(PaymentSessions(store), [], out, 0.0) is False
+            ledger = SimulatedProvider(ledger=tmp_path / "provider.db")
+            assert _summary(PaymentSessions(store), ledger, [], 0, out, 0.0) is False
         assert "FAILED (1 bad sessions)" in out.getvalue()
 
 

@@ -30,14 +30,16 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from paysession import IllegalTransition, PaymentSessions
+from paysession import IllegalTransition, PaymentSessions, demo
 from paysession.audit import verify
+from paysession.checkout import expire_sessions
 from paysession.record import TransitionRecord
 from paysession.store import SessionStore, SqliteStore
 
@@ -202,14 +204,7 @@ class TestDemoOnSqlite:
 
 def demo_process(role: str, dsn: str, *args: Any) -> None:
     """A demo storefront or webhook process, on a PostgreSQL database instead of a file."""
-    from paysession import demo
-    from paysession.store.postgres import PostgresStore
-
-    def open_postgres(place: str) -> PaymentSessions:
-        return PaymentSessions(PostgresStore(place, max_size=2))
-
-    demo._open = open_postgres  # type: ignore[attr-defined]
-    (demo.storefront if role == "storefront" else demo.webhooks)(dsn, *args)  # type: ignore[attr-defined]
+    (demo.storefront if role == "storefront" else demo.webhooks)(dsn, *args)
 
 
 def kill_survivors(processes: Sequence[multiprocessing.process.BaseProcess]) -> None:
@@ -220,30 +215,21 @@ def kill_survivors(processes: Sequence[multiprocessing.process.BaseProcess]) -> 
 
 
 class TestDemoOnPostgres:
-    def test_demo_processes(self, postgres_dsn: str) -> None:
+    def test_demo_processes(self, postgres_dsn: str, tmp_path: Path) -> None:
         """The demo's 8 storefronts and its webhook process on PostgreSQL: every trail verifies."""
         from paysession.store.postgres import PostgresStore
 
         PostgresStore(postgres_dsn).migrate()
-        notices, results = SPAWN.Queue(), SPAWN.Queue()
+        ledger = str(tmp_path / "provider.db")
+        stop, results = SPAWN.Event(), SPAWN.Queue()
         progress = SPAWN.Value("i", 0)
         hook = SPAWN.Process(
-            target=demo_process, args=("webhooks", postgres_dsn, 11, notices, results)
+            target=demo_process, args=("webhooks", postgres_dsn, ledger, 11, stop, results)
         )
         fronts = [
             SPAWN.Process(
                 target=demo_process,
-                args=(
-                    "storefront",
-                    postgres_dsn,
-                    11,
-                    k,
-                    WORKERS,
-                    CARTS,
-                    notices,
-                    progress,
-                    results,
-                ),
+                args=("storefront", postgres_dsn, ledger, 11, k, WORKERS, CARTS, progress, results),
             )
             for k in range(WORKERS)
         ]
@@ -257,18 +243,25 @@ class TestDemoOnPostgres:
                 stack.enter_context(sampler)
             stack.callback(kill_survivors, [hook, *fronts])
             for process in fronts:
-                # Joined before the webhook process is told to stop: a storefront's last
-                # notices are flushed to the queue as it exits.
+                # Joined before the webhook process is told to stop: every notice is in
+                # the provider's ledger by then.
                 while process.is_alive():
                     assert time.monotonic() < deadline, "the storefronts did not finish"
                     with contextlib.suppress(queue.Empty):
                         tallies.append(results.get(timeout=1))
                 assert process.exitcode == 0
-            notices.put(None)
+            stop.set()
             while len(tallies) < WORKERS + 1:
                 tallies.append(results.get(timeout=max(deadline - time.monotonic(), 1)))
             hook.join(60)
         assert [error for _, _, error in tallies if error] == []
+        # As the demo does at its end: the sessions nobody finished are abandoned.
+        expire_sessions(
+            PaymentSessions(PostgresStore(postgres_dsn)),
+            demo._providers(ledger, 11),
+            older_than=timedelta(microseconds=1),
+            limit=10 * CARTS,
+        )
         statuses = check_trails(PostgresStore(postgres_dsn), CARTS)
         assert statuses.keys() <= {"authorized", "canceled"}, statuses
         report(
