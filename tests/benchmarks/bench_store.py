@@ -25,6 +25,17 @@ that both meet the same moments of a machine that other work keeps busy:
 The figure is moves committed per second by all workers together: a contender's moves
 divided by the wall time of its chunks (each from the moment the workers are released
 at once until the last one is done). Target: paysession >= 0.7x by hand.
+
+A second table shows what one cart completion costs, with 8 worker processes each
+completing carts of its own (one selected, initiated session each; a provider that
+authorizes at once, so that the figure is paysession's, not a simulator's). The two
+contenders take turns in chunks as above:
+
+- ``complete_cart``: the claim, the provider call, the answer's commit (which releases
+  the claim);
+- ``answer only``: the same provider call and the same answer's commit through
+  ``PaymentSessions.record_answer``, with no claim: what a completion cost before
+  claims, and the yardstick for the one extra commit a claim may add.
 """
 
 from __future__ import annotations
@@ -290,6 +301,124 @@ def measure(
 
 
 # --------------------------------------------------------------------------------------
+# Completions.
+
+
+class InstantProvider:
+    """A provider that authorizes every request at once (the simulator would dominate)."""
+
+    id = "stripe"
+
+    def _reply(self, status: str) -> Any:
+        from paysession.providers import ProviderReply
+
+        return ProviderReply(status)
+
+    def initiate(self, session: Any) -> Any:
+        return self._reply("requires_payment_method")
+
+    def update(self, session: Any) -> Any:
+        return self._reply("requires_payment_method")
+
+    def authorize(self, session: Any, *, idempotency_key: str) -> Any:
+        return self._reply("requires_capture")
+
+    def cancel(self, session: Any, *, idempotency_key: str) -> Any:
+        return self._reply("canceled")
+
+    def status(self, session: Any) -> Any:
+        return self._reply("requires_capture")
+
+
+def completion_worker(
+    kind: str,
+    place: str,
+    carts: dict[str, list[str]],
+    chunk: int,
+    chunks: int,
+    barrier: Any,
+    results: Any,
+) -> None:
+    from paysession import PaymentSessions
+    from paysession.checkout import complete_cart
+
+    store = _open_store(kind, place, "FULL")
+    sessions = PaymentSessions(store)
+    provider = InstantProvider()
+    queues = {name: list(ids) for name, ids in carts.items()}
+
+    def with_claim(cart_id: str) -> None:
+        complete_cart(sessions, provider, cart_id)
+
+    def answer_only(cart_id: str) -> None:
+        chosen = sessions.selected(cart_id)
+        assert chosen is not None
+        key = chosen.idempotency_key or chosen.id
+        reply = provider.authorize(chosen, idempotency_key=key)
+        sessions.record_answer(
+            chosen.id,
+            [("authorize", {})],
+            provider_status=reply.status,
+            idempotency_key=f"complete:{key}",
+        )
+
+    contenders = [("complete_cart", with_claim), ("answer only", answer_only)]
+    for number in range(chunks + 1):
+        for name, complete in contenders if number % 2 == 0 else contenders[::-1]:
+            todo = [queues[name].pop() for _ in range(chunk)]
+            barrier.wait()
+            start = time.monotonic()
+            for cart_id in todo:
+                complete(cart_id)
+            results.put((name, number, (start, time.monotonic())))
+    store.close()
+
+
+def measure_completions(kind: str, place: str, workers: int, chunk: int, chunks: int) -> Any:
+    """Completions per second of each contender, all workers together."""
+    from paysession import PaymentSessions
+
+    store = _open_store(kind, place, "NORMAL")
+    sessions = PaymentSessions(store)
+    plans = []
+    for w in range(workers):
+        carts: dict[str, list[str]] = {}
+        for name in ("complete_cart", "answer only"):
+            carts[name] = []
+            for n in range(chunk * (chunks + 1)):
+                cart_id = f"{name[:6]}_w{w}_{n}"
+                session = sessions.create(cart_id=cart_id, provider_id="stripe", amount=1000)
+                sessions.fire(session.id, "initiate", data={"id": f"pi_{w}_{n}"})
+                sessions.select(session.id)
+                carts[name].append(cart_id)
+        plans.append(carts)
+    store.close()
+    barrier = SPAWN.Barrier(workers)
+    results = SPAWN.Queue()
+    processes = [
+        SPAWN.Process(
+            target=completion_worker,
+            args=(kind, place, plans[w], chunk, chunks, barrier, results),
+        )
+        for w in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    spans: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for _ in range(workers * 2 * (chunks + 1)):
+        name, number, span = results.get(timeout=600)
+        spans.setdefault((name, number), []).append(span)
+    for process in processes:
+        process.join()
+    walls: dict[str, float] = {}
+    for (name, number), group in spans.items():
+        if number > 0:
+            wall = max(end for _, end in group) - min(start for start, _ in group)
+            walls[name] = walls.get(name, 0.0) + wall
+    return {name: workers * chunk * chunks / wall for name, wall in walls.items()}
+
+
+# --------------------------------------------------------------------------------------
 # The run.
 
 
@@ -297,6 +426,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer chunks")
     parser.add_argument("--chunks", type=int, default=None, help="chunks per contender")
+    parser.add_argument(
+        "--only", choices=("moves", "completions"), default=None, help="one table only"
+    )
     args = parser.parse_args(argv)
     chunks = args.chunks or (10 if args.quick else 60)
     chunk = 54  # moves per worker per chunk: a multiple of 3 x 9
@@ -314,10 +446,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("postgres", "", 8),
     ]
     rows = []
+    completions = []
     cluster = None
     admin = os.environ.get("PAYSESSION_PG_DSN")
     try:
-        for kind, synchronous, workers in configurations:
+        for kind, synchronous, workers in configurations if args.only != "completions" else []:
             if kind == "sqlite":
                 directory = tempfile.mkdtemp(prefix="paysession-bench-")
                 place = os.path.join(directory, "sessions.db")
@@ -335,20 +468,46 @@ def main(argv: Sequence[str] | None = None) -> int:
             ratio = rates["paysession"] / rates["by hand"]
             rows.append((label, workers, rates["paysession"], rates["by hand"], ratio))
             print(f"  measured {label}, {workers} worker(s)", file=sys.stderr)
+        for kind in ("sqlite", "postgres") if args.only != "moves" else ():
+            if kind == "sqlite":
+                directory = tempfile.mkdtemp(prefix="paysession-bench-")
+                place = os.path.join(directory, "sessions.db")
+                label = "SQLite WAL, synchronous=FULL"
+            else:
+                if admin is None:
+                    if not pgcluster.binaries_available():
+                        print("PostgreSQL: no PAYSESSION_PG_DSN and no initdb; skipped")
+                        continue
+                    cluster = pgcluster.start_cluster(fsync=True)
+                    admin = cluster.dsn()
+                place = pgcluster.with_database(admin, pgcluster.create_database(admin))
+                label = "PostgreSQL, fsync on"
+            per = 6  # completions per worker per chunk
+            rates = measure_completions(kind, place, 8, per, max(chunks // 3, 4))
+            completions.append((label, rates["complete_cart"], rates["answer only"]))
+            print(f"  measured completions on {label}", file=sys.stderr)
     finally:
         if cluster is not None:
             cluster.stop()
 
-    header = "| store | workers | paysession moves/s | by hand moves/s | ratio | target |"
-    print(header)
-    print("|---|---:|---:|---:|---:|---|")
     failed = False
+    if rows:
+        print("| store | workers | paysession moves/s | by hand moves/s | ratio | target |")
+        print("|---|---:|---:|---:|---:|---|")
     for label, workers, ours, theirs, ratio in rows:
         verdict = "PASS" if ratio >= TARGET else "FAIL"
         failed |= ratio < TARGET
         print(
             f"| {label} | {workers} | {ours:,.0f} | {theirs:,.0f} | {ratio:.2f}x | "
             f">= {TARGET}x {verdict} |"
+        )
+    if completions:
+        print("\n| store | workers | complete_cart /s | answer only /s | ratio |")
+        print("|---|---:|---:|---:|---:|")
+    for label, with_claim, answer_only in completions:
+        print(
+            f"| {label} | 8 | {with_claim:,.0f} | {answer_only:,.0f} | "
+            f"{with_claim / answer_only:.2f}x |"
         )
     print(
         f"\n{chunks} alternating chunks of {chunk} moves per worker and contender; "
