@@ -60,25 +60,34 @@ from paysession.checkout import (
     Completion,
     CompletionOutcome,
     CompletionTimeout,
+    Expiry,
     NoSelectedSession,
     cancel_payment,
     complete_cart,
+    expire_sessions,
 )
+from paysession.errors import AuthorizationConflict, CartBusy
 from paysession.providers import (
+    DoubleAuthorization,
     ProviderReply,
     ProviderTimeout,
     ReconciliationAnomaly,
     UnknownProviderStatus,
 )
 from paysession.service import Reconciliation
-from paysession.store.base import EventOutcome, ProviderEvent
+from paysession.store.base import AnomalyKind, EventOutcome, ProviderEvent
 
 __all__ += [
+    "AnomalyKind",
     "AsyncPaymentSessions",
+    "AuthorizationConflict",
+    "CartBusy",
     "Completion",
     "CompletionOutcome",
     "CompletionTimeout",
+    "DoubleAuthorization",
     "EventOutcome",
+    "Expiry",
     "NoSelectedSession",
     "ProviderEvent",
     "ProviderReply",
@@ -88,4 +97,5 @@ __all__ += [
     "UnknownProviderStatus",
     "cancel_payment",
     "complete_cart",
+    "expire_sessions",
 ]

@@ -19,17 +19,24 @@ import contextvars
 import functools
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from paysession.audit import AuditReport
-from paysession.checkout import Completion, complete_cart, complete_session
+from paysession.checkout import (
+    Completion,
+    Expiry,
+    cancel_payment,
+    complete_cart,
+    complete_session,
+    expire_sessions,
+)
 from paysession.providers import PaymentProvider
 from paysession.record import TransitionRecord
-from paysession.service import PaymentSessions, Reconciliation
+from paysession.service import DEFAULT_LEASE, PaymentSessions, Providers, Reconciliation
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
-from paysession.store.base import EventOutcome, ProviderEvent
+from paysession.store.base import AnomalyKind, EventOutcome, ProviderEvent
 
 _T = TypeVar("_T")
 
@@ -146,6 +153,8 @@ class AsyncPaymentSessions:
         *,
         event_id: str | None = None,
         observed_at: datetime | None = None,
+        attempts: int = 5,
+        provider: Providers | None = None,
     ) -> list[TransitionRecord]:
         """:meth:`PaymentSessions.reconcile <paysession.PaymentSessions.reconcile>`."""
         return await self._run(
@@ -155,6 +164,8 @@ class AsyncPaymentSessions:
                 provider_status,
                 event_id=event_id,
                 observed_at=observed_at,
+                attempts=attempts,
+                provider=provider,
             )
         )
 
@@ -165,6 +176,8 @@ class AsyncPaymentSessions:
         *,
         event_id: str | None = None,
         observed_at: datetime | None = None,
+        attempts: int = 5,
+        provider: Providers | None = None,
     ) -> Reconciliation:
         """:meth:`reconcile`, telling what it did."""
         return await self._run(
@@ -174,12 +187,16 @@ class AsyncPaymentSessions:
                 provider_status,
                 event_id=event_id,
                 observed_at=observed_at,
+                attempts=attempts,
+                provider=provider,
             )
         )
 
-    async def anomalies(self, session_id: str | None = None) -> list[ProviderEvent]:
+    async def anomalies(
+        self, session_id: str | None = None, *, kind: AnomalyKind | str | None = None
+    ) -> list[ProviderEvent]:
         """The provider reports recorded as anomalies, oldest first."""
-        return await self._run(functools.partial(self.sessions.anomalies, session_id))
+        return await self._run(functools.partial(self.sessions.anomalies, session_id, kind=kind))
 
     async def provider_events(
         self, *, session_id: str | None = None, outcome: EventOutcome | str | None = None
@@ -195,10 +212,20 @@ class AsyncPaymentSessions:
         cart_id: str,
         *,
         actor: str = "checkout",
+        attempts: int = 5,
+        lease: timedelta = DEFAULT_LEASE,
     ) -> Completion:
         """:func:`paysession.checkout.complete_cart`; the provider is called in the thread too."""
         return await self._run(
-            functools.partial(complete_cart, self.sessions, provider, cart_id, actor=actor)
+            functools.partial(
+                complete_cart,
+                self.sessions,
+                provider,
+                cart_id,
+                actor=actor,
+                attempts=attempts,
+                lease=lease,
+            )
         )
 
     async def complete_session(
@@ -207,10 +234,49 @@ class AsyncPaymentSessions:
         session_id: str,
         *,
         actor: str = "checkout",
+        attempts: int = 5,
+        lease: timedelta = DEFAULT_LEASE,
     ) -> Completion:
         """:func:`paysession.checkout.complete_session`."""
         return await self._run(
-            functools.partial(complete_session, self.sessions, provider, session_id, actor=actor)
+            functools.partial(
+                complete_session,
+                self.sessions,
+                provider,
+                session_id,
+                actor=actor,
+                attempts=attempts,
+                lease=lease,
+            )
+        )
+
+    async def cancel_payment(
+        self,
+        provider: PaymentProvider | Mapping[str, PaymentProvider],
+        session_id: str,
+        *,
+        actor: str = "checkout",
+        lease: timedelta = DEFAULT_LEASE,
+    ) -> list[TransitionRecord]:
+        """:func:`paysession.checkout.cancel_payment`."""
+        return await self._run(
+            functools.partial(
+                cancel_payment, self.sessions, provider, session_id, actor=actor, lease=lease
+            )
+        )
+
+    async def expire_sessions(
+        self,
+        provider: PaymentProvider | Mapping[str, PaymentProvider],
+        *,
+        older_than: timedelta,
+        limit: int = 1000,
+    ) -> Expiry:
+        """:func:`paysession.checkout.expire_sessions`."""
+        return await self._run(
+            functools.partial(
+                expire_sessions, self.sessions, provider, older_than=older_than, limit=limit
+            )
         )
 
     async def aclose(self) -> None:

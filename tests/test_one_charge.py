@@ -338,9 +338,11 @@ class TestExpire:
         """Stale sessions canceled (at the provider first when initiated); busy carts skipped."""
         clock = StepClock()
         sessions = PaymentSessions(store_factory(), clock=clock)
-        provider = SimulatedProvider(ledger=tmp_path / "provider.db", clock=clock)
         quiet = sessions.create(cart_id="cart_1", provider_id="stripe", amount=10)
         initiated = sessions.create(cart_id="cart_2", provider_id="stripe", amount=10)
+        provider = SimulatedProvider(
+            seed_for(initiated.id), ledger=tmp_path / "provider.db", clock=clock
+        )
         sessions.fire(initiated.id, "initiate", data={"id": "pi"})
         provider.authorize(sessions.get(initiated.id), idempotency_key="lost")  # a hold
         busy = sessions.create(cart_id="cart_3", provider_id="stripe", amount=10)
@@ -397,3 +399,82 @@ class TestExpire:
         for sid in ids:
             assert [r.trigger for r in sessions.history(sid)].count("cancel") == 1
         assert SimulatedProvider(ledger=ledger).holds() == []
+
+
+class Counting:
+    """A store that counts the write transactions a caller asks of it."""
+
+    WRITES = ("create", "commit", "claim", "release", "record_event", "count_duplicate")
+
+    def __init__(self, inner: SessionStore) -> None:
+        self.inner = inner
+        self.writes: list[tuple[str, bool]] = []
+
+    def __getattr__(self, name: str) -> object:
+        attribute = getattr(self.inner, name)
+        if name not in self.WRITES:
+            return attribute
+
+        def counted(*args: object, **kwargs: object) -> object:
+            checks = kwargs.get("cart_check") is not None or kwargs.get("release") is not None
+            self.writes.append((name, checks))
+            return attribute(*args, **kwargs)
+
+        return counted
+
+
+class TestCost:
+    def test_a_completion_pays_one_extra_commit(self, store: SessionStore) -> None:
+        """Claim, then the answer's commit releasing it: one commit more than the answer alone."""
+        sessions = PaymentSessions(store, clock=StepClock())
+        session = sessions.create(cart_id="cart_1", provider_id="stripe", amount=10)
+        sessions.fire(session.id, "initiate", data={"id": "pi"})
+        sessions.select(session.id)
+        counting = Counting(store)
+        counted = PaymentSessions(counting, clock=StepClock())  # type: ignore[arg-type]
+        provider = SimulatedProvider(seed_for(session.id))
+        assert complete_cart(counted, provider, "cart_1").outcome is O.AUTHORIZED
+        assert counting.writes == [("claim", False), ("record_event", True)]
+
+    def test_other_moves_do_not_pay(self, store: SessionStore) -> None:
+        """Moves that leave the cart's choice alone ask no claim check of the store."""
+        counting = Counting(store)
+        sessions = PaymentSessions(counting, clock=StepClock())  # type: ignore[arg-type]
+        session = sessions.create(cart_id="cart_1", provider_id="stripe", amount=10)
+        sessions.fire(session.id, "initiate", data={"id": "pi"})
+        for trigger in ("require_more", "retry", "fail", "retry"):
+            sessions.fire(session.id, trigger)
+        sessions.fire(session.id, "update", amount=20)
+        assert counting.writes == [("create", False)] + [("commit", False)] * 6
+        sessions.select(session.id)
+        assert counting.writes[-1] == ("commit", True)
+
+
+class TestAsync:
+    def test_the_async_twin(self, tmp_path: Path) -> None:
+        """Completion, cancellation and expiry through AsyncPaymentSessions, with a lease."""
+        import asyncio
+
+        from paysession import AsyncPaymentSessions
+        from paysession.store import MemoryStore
+
+        clock = StepClock()
+        sessions = PaymentSessions(MemoryStore(), clock=clock)
+        first = sessions.create(cart_id="cart_1", provider_id="stripe", amount=10)
+        sessions.select(first.id)
+        second = sessions.create(cart_id="cart_2", provider_id="stripe", amount=10)
+        provider = SimulatedProvider(seed_for(first.id, second.id), clock=clock)
+
+        async def run() -> None:
+            aio = AsyncPaymentSessions(sessions)
+            done = await aio.complete_cart(provider, "cart_1", lease=timedelta(seconds=5))
+            assert done.outcome is O.AUTHORIZED
+            (record,) = await aio.cancel_payment(provider, first.id, lease=timedelta(seconds=5))
+            assert record.trigger == "cancel"
+            clock.now += timedelta(hours=1)
+            expired = await aio.expire_sessions(provider, older_than=timedelta(minutes=1))
+            assert expired.canceled == (second.id,)
+            assert await aio.anomalies(kind="double_authorization") == []
+
+        asyncio.run(run())
+        assert provider.holds() == []

@@ -31,6 +31,41 @@ class TestReadme:
         for number, block in enumerate(blocks, 1):
             exec(compile(block, f"README.md python block {number}", "exec"), namespace)
 
+    def test_docs_examples_run(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Every python block of docs/*.md runs, in order, one namespace per file."""
+        monkeypatch.chdir(tmp_path)
+        pages = sorted((ROOT / "docs").glob("*.md"))
+        assert pages
+        ran = 0
+        for page in pages:
+            namespace: dict[str, object] = {"__name__": "docs"}
+            blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+            for number, block in enumerate(blocks, 1):
+                exec(compile(block, f"{page.name} python block {number}", "exec"), namespace)
+                ran += 1
+        assert ran >= 1
+
+    def test_guarantees_name_tests_that_exist(self) -> None:
+        """Each test the Guarantees table names is defined where it says."""
+        section = README.split("## Guarantees")[1].split("\n## ")[0]
+        named = 0
+        for row in section.splitlines():
+            if not row.startswith("| **"):
+                continue
+            current = ""
+            for reference in re.findall(r"`([^`]+)`", row.split("|")[2]):
+                if reference.startswith("tests/"):
+                    current, _, rest = reference.partition("::")
+                elif reference.startswith("::") or "::" not in reference:
+                    rest = reference.removeprefix("::")
+                else:
+                    rest = reference
+                source = (ROOT / current).read_text()
+                for name in filter(None, rest.split("::")):
+                    assert re.search(rf"(class|def) {name}\b|^{name} = ", source, re.M), (current, name)
+                    named += 1
+        assert named >= 20
+
     def test_transition_table_is_the_code(self) -> None:
         """The table printed in the README is rendered from TRANSITIONS."""
         rows = ["| trigger | from | to | guards |", "|---|---|---|---|"]
