@@ -38,8 +38,9 @@ key) uses its id in its place.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
+from typing import TypeVar
 
 import attrs
 
@@ -67,6 +68,7 @@ from paysession.status import PaymentSessionStatus
 from paysession.store.base import STALE_STATUSES, Claim, ClaimAction, Claimed
 
 S = PaymentSessionStatus
+_R = TypeVar("_R")
 
 _ANSWER = "complete:"
 _NEW_ATTEMPT = "retry:"
@@ -189,7 +191,8 @@ def complete_cart(
     a canceled session. ``attempts`` bounds the reloads after racing moves.
     """
     _check_attempts(attempts)
-    return _holding(sessions, provider, sessions.claim_cart(cart_id, lease=lease), actor, attempts)
+    claimed = sessions.claim_cart(cart_id, lease=lease)
+    return _completing(sessions, provider, claimed, actor, attempts)
 
 
 def complete_session(
@@ -207,7 +210,7 @@ def complete_session(
     if session.cart_id is None:
         return _complete(sessions, provider, session_id, actor, attempts, None)[0]
     claimed = sessions.claim_cart(session.cart_id, lease=lease, session_id=session_id)
-    return _holding(sessions, provider, claimed, actor, attempts)
+    return _completing(sessions, provider, claimed, actor, attempts)
 
 
 def _holding(
@@ -216,8 +219,15 @@ def _holding(
     claimed: Claimed,
     actor: str,
     attempts: int,
-) -> Completion:
-    """Complete the claimed session, then let the claim go (if the answer's commit did not)."""
+    work: Callable[[str, Claim], tuple[_R, bool]],
+) -> tuple[_R, bool]:
+    """Do ``work`` on the claimed session, then let the claim go if its commit did not.
+
+    ``work`` returns its result and whether its commit released the claim. A claim taken
+    over from a holder that never finished (``claimed.previous``) is first finished,
+    unless it was doing the very same thing to the same session: then ``work`` is its
+    continuation, under the same key. Returns the result and whether it took over.
+    """
     claim = claimed.claim
     if claim is None:  # claim_cart raises instead of returning nothing
         raise NoSelectedSession("(unknown)")
@@ -225,14 +235,32 @@ def _holding(
     try:
         previous = claimed.previous
         if previous is not None and not (
-            previous.action is ClaimAction.AUTHORIZE and previous.session_id == claim.session_id
+            previous.action is claim.action and previous.session_id == claim.session_id
         ):
             _finish_crashed(sessions, provider, previous, actor, attempts)
-        done, released = _complete(sessions, provider, claim.session_id, actor, attempts, claim)
-        return done if previous is None else attrs.evolve(done, taken_over=True)
+        result, released = work(claim.session_id, claim)
+        return result, previous is not None
     finally:
         if not released:
             sessions.store.release(claim)
+
+
+def _completing(
+    sessions: PaymentSessions,
+    provider: Providers,
+    claimed: Claimed,
+    actor: str,
+    attempts: int,
+) -> Completion:
+    done, taken_over = _holding(
+        sessions,
+        provider,
+        claimed,
+        actor,
+        attempts,
+        lambda session_id, claim: _complete(sessions, provider, session_id, actor, attempts, claim),
+    )
+    return attrs.evolve(done, taken_over=True) if taken_over else done
 
 
 def _finish_crashed(
@@ -339,9 +367,12 @@ def _complete(
                 raise
             lost += 1
             continue
-        done = Completion(
-            outcome, sessions.get(session_id), tuple(records), reply.status, key, lost
-        )
+        current = sessions.get(session_id)
+        if not fresh and current.status is S.CANCELED and mapped is S.AUTHORIZED:
+            # The answer under this key was recorded first by another caller, as a hold
+            # the cart could not keep (a takeover of our lapsed claim voided it).
+            outcome = CompletionOutcome.VOIDED
+        done = Completion(outcome, current, tuple(records), reply.status, key, lost)
         return done, fresh and claim is not None
 
 
@@ -405,34 +436,16 @@ def cancel_payment(
     claimed = sessions.claim_cart(
         session.cart_id, lease=lease, session_id=session_id, action=ClaimAction.CANCEL
     )
-    return _cancel_holding(sessions, provider, claimed, actor, attempts, None)[0]
-
-
-def _cancel_holding(
-    sessions: PaymentSessions,
-    provider: Providers,
-    claimed: Claimed,
-    actor: str,
-    attempts: int,
-    reason: str | None,
-) -> tuple[list[TransitionRecord], bool]:
-    claim = claimed.claim
-    if claim is None:  # claim_cart raises instead of returning nothing
-        raise NoSelectedSession("(unknown)")
-    released = False
-    try:
-        previous = claimed.previous
-        if previous is not None and not (
-            previous.action is ClaimAction.CANCEL and previous.session_id == claim.session_id
-        ):
-            _finish_crashed(sessions, provider, previous, actor, attempts)
-        records, released = _cancel(
-            sessions, provider, claim.session_id, actor, attempts, claim, reason
-        )
-        return records, True
-    finally:
-        if not released:
-            sessions.store.release(claim)
+    return _holding(
+        sessions,
+        provider,
+        claimed,
+        actor,
+        attempts,
+        lambda session_id, claim: _cancel(
+            sessions, provider, session_id, actor, attempts, claim, None
+        ),
+    )[0]
 
 
 def _cancel(
@@ -549,32 +562,28 @@ def _expire_one(
     reason: str,
 ) -> str:
     """Cancel one stale session; say whether it was canceled, busy, moved or unanswered."""
-    claim: Claim | None = None
-    released = False
-    try:
-        if stale.cart_id is not None:
-            try:
-                claimed = sessions.claim_cart(
-                    stale.cart_id, lease=lease, session_id=stale.id, action=ClaimAction.CANCEL
-                )
-            except CartBusy:
-                return "busy"
-            claim = claimed.claim
-            previous = claimed.previous
-            if previous is not None:
-                _finish_crashed(sessions, provider, previous, actor, 3)
-        current = sessions.get(stale.id)
+
+    def cancel(session_id: str, claim: Claim | None) -> tuple[str, bool]:
+        current = sessions.get(session_id)
         if current.status not in STALE_STATUSES or current.updated_at != stale.updated_at:
-            return "moved"
-        records, released = _cancel(sessions, provider, stale.id, actor, 3, claim, reason)
+            return "moved", False
+        records, released = _cancel(sessions, provider, session_id, actor, 3, claim, reason)
+        return ("canceled" if records else "moved"), released
+
+    try:
+        if stale.cart_id is None:
+            return cancel(stale.id, None)[0]
+        try:
+            claimed = sessions.claim_cart(
+                stale.cart_id, lease=lease, session_id=stale.id, action=ClaimAction.CANCEL
+            )
+        except CartBusy:
+            return "busy"
+        return _holding(sessions, provider, claimed, actor, 3, cancel)[0]
     except (ConcurrentUpdate, IllegalTransition):
         return "moved"
     except ProviderTimeout:
         return "unanswered"
-    finally:
-        if claim is not None and not released:
-            sessions.store.release(claim)
-    return "canceled" if records else "moved"
 
 
 __all__ = [

@@ -173,17 +173,21 @@ class ConcurrentUpdate(PaySessionError):
         )
 
 
-class SelectionConflict(ConcurrentUpdate):
-    """Another session of the same cart is selected: at most one may be.
-
-    A lost race when it comes out of ``PaymentSessions.select`` (which deselects the
-    cart's other sessions in the same transaction), hence a :class:`ConcurrentUpdate`.
-    """
+class _CartConflict(ConcurrentUpdate):
+    """A write refused by a rule of the cart (one selected, one authorized)."""
 
     def __init__(self, session_id: str, cart_id: str | None) -> None:
         self.cart_id = cart_id
         super().__init__(session_id, None)
         self.args = (session_id, cart_id)
+
+
+class SelectionConflict(_CartConflict):
+    """Another session of the same cart is selected: at most one may be.
+
+    A lost race when it comes out of ``PaymentSessions.select`` (which deselects the
+    cart's other sessions in the same transaction), hence a :class:`ConcurrentUpdate`.
+    """
 
     def __str__(self) -> str:
         return (
@@ -236,18 +240,13 @@ class StoreError(PaySessionError):
         return f"session store failed during {self.operation}: {self.detail}"
 
 
-class AuthorizationConflict(ConcurrentUpdate):
+class AuthorizationConflict(_CartConflict):
     """Another session of the same cart is authorized: at most one may be.
 
     The database refuses the second authorization; nothing was written. A lost race
     when it comes out of reconciliation or cart completion (which then look again, and
-    void the extra hold), hence a :class:`ConcurrentUpdate`.
+    void the extra hold), hence a :class:`ConcurrentUpdate`. ``cart_id`` names the cart.
     """
-
-    def __init__(self, session_id: str, cart_id: str | None) -> None:
-        self.cart_id = cart_id
-        super().__init__(session_id, None)
-        self.args = (session_id, cart_id)
 
     def __str__(self) -> str:
         return (

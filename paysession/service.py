@@ -727,6 +727,12 @@ class PaymentSessions:
     ) -> Reconciliation:
         """:meth:`reconcile`, telling what it did: the outcome, records and lost races."""
         self._check_report(provider_status, event_id, observed_at, attempts)
+        if provider is not None and not (
+            isinstance(provider, Mapping) or callable(getattr(provider, "cancel", None))
+        ):
+            raise InvalidSessionData(
+                {"provider": "must be a PaymentProvider, a mapping of them by id, or None"}
+            )
         stored_id = event_id if event_id is not None else f"unidentified:{uuid.uuid4().hex}"
         # Each pass either returns or raises; the count bounds the retries.
         attempt = -1

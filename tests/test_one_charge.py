@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -44,6 +45,7 @@ from paysession.store.base import AnomalyKind, ClaimAction
 
 from .conftest import StoreFactory
 from .helpers import StepClock
+from .test_reconcile import Meddler
 
 S = PaymentSessionStatus
 O = CompletionOutcome  # noqa: E741
@@ -200,6 +202,30 @@ class TestTwoTabs:
         assert anomaly.kind is AnomalyKind.DOUBLE_AUTHORIZATION
         assert cart.tab1.get(cart.a.id).status is S.CANCELED
         assert cart.tab1.claim_of("cart_9") is None
+        assert cart.verified()
+
+    def test_the_answer_recorded_first_by_a_takeover(
+        self, store_factory: StoreFactory, tmp_path: Path
+    ) -> None:
+        """Tab 1's lease lapses between its check and its commit: it reports voided."""
+        cart = Cart(store_factory, tmp_path)
+        second: list[object] = []
+
+        def lease_passes() -> None:
+            cart.clock.now += LEASE + timedelta(seconds=1)
+            cart.tab2.select(cart.b.id)
+            second.append(complete_cart(cart.tab2, cart.providers, "cart_9", lease=LEASE))
+
+        # The takeover runs just before tab 1 looks for an answer under its key.
+        slow = PaymentSessions(
+            cast(SessionStore, Meddler(cart.tab1.store, "provider_event", lease_passes)),
+            clock=cart.clock,
+        )
+        slow.select(cart.a.id)
+        first = complete_cart(slow, cart.stripe, "cart_9", lease=LEASE)
+        (other,) = second
+        assert (first.outcome, other.outcome) == (O.VOIDED, O.AUTHORIZED)  # type: ignore[attr-defined]
+        assert cart.authorized() == [cart.b.id] and cart.holds() == [cart.b.id]
         assert cart.verified()
 
 
@@ -478,3 +504,18 @@ class TestAsync:
 
         asyncio.run(run())
         assert provider.holds() == []
+
+
+class TestReconcileArguments:
+    def test_a_provider_that_is_not_one(self, store: SessionStore) -> None:
+        """reconcile's provider must be a provider or a mapping: typed error, nothing recorded."""
+        sessions = PaymentSessions(store, clock=StepClock())
+        session = sessions.create(cart_id="cart_1", provider_id="stripe", amount=10)
+        for wrong in (object(), "stripe", 3):
+            with pytest.raises(InvalidSessionData) as refused:
+                sessions.reconcile(session.id, "succeeded", provider=wrong)  # type: ignore[arg-type]
+            assert refused.value.fields == ("provider",)
+        assert sessions.provider_events() == []
+        with pytest.raises(InvalidSessionData) as refused:
+            sessions.anomalies(kind="bogus")
+        assert refused.value.fields == ("kind",)

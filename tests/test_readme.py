@@ -62,7 +62,10 @@ class TestReadme:
                     rest = reference
                 source = (ROOT / current).read_text()
                 for name in filter(None, rest.split("::")):
-                    assert re.search(rf"(class|def) {name}\b|^{name} = ", source, re.M), (current, name)
+                    assert re.search(rf"(class|def) {name}\b|^{name} = ", source, re.M), (
+                        current,
+                        name,
+                    )
                     named += 1
         assert named >= 20
 

@@ -16,7 +16,9 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, ClassVar
 
-from paysession.errors import MigrationRefused
+import attrs
+
+from paysession.errors import CartBusy, MigrationRefused
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
@@ -176,6 +178,54 @@ class SqlReads(abc.ABC):
             (position, max(limit, 0)),
         )
         return [LoggedRecord(at, record_from_wire(wire)) for at, wire in rows]
+
+    def _claim_in(
+        self, conn: Any, claim: Claim, now: datetime, selected: bool, lock: str = ""
+    ) -> tuple[Sequence[Any], Claim, Claim | None] | None:
+        """The claim's work inside the store's write transaction.
+
+        Reads (and, with ``lock``, locks) the cart's sessions, refuses (CartBusy)
+        another token's live claim, finds the session (the cart's selected one, or
+        ``claim.session_id``), and takes the claim; None, writing nothing, when there is
+        no such session. Returns the session's row, the claim taken and the expired
+        claim it replaced, if any.
+        """
+        sql = functools.partial(_with_placeholder, placeholder=self._PLACEHOLDER)
+        # Every session row of the cart, in id order (``lock`` is how the store locks
+        # them, when it must), then the one the claim is about.
+        rows = conn.execute(
+            sql(f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE cart_id = ? ")
+            + f"ORDER BY id{lock}",
+            (claim.cart_id,),
+        ).fetchall()
+        held_row = conn.execute(
+            sql(f"SELECT {CLAIM_COLUMNS} FROM paysession_claims WHERE cart_id = ?"),
+            (claim.cart_id,),
+        ).fetchone()
+        held = None if held_row is None else self._claim_from_row(held_row)
+        if held is not None and held.token != claim.token and held.live(now):
+            raise CartBusy(held.cart_id, held.expires_at)
+        row = next((r for r in rows if (r[3] if selected else r[0] == claim.session_id)), None)
+        if row is None:
+            return None
+        taken = attrs.evolve(claim, session_id=row[0])
+        conn.execute(
+            sql(
+                f"INSERT INTO paysession_claims ({CLAIM_COLUMNS}) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (cart_id) DO UPDATE SET token = excluded.token, "
+                "session_id = excluded.session_id, action = excluded.action, "
+                "expires_at = excluded.expires_at"
+            ),
+            (
+                taken.cart_id,
+                taken.token,
+                taken.session_id,
+                taken.action.value,
+                self._time(taken.expires_at),
+            ),
+        )
+        previous = held if held is not None and held.token != claim.token else None
+        return row, taken, previous
 
     def claim_of(self, cart_id: str) -> Claim | None:
         if has_nul(cart_id):

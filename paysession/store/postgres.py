@@ -31,7 +31,6 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, NoReturn
 
-import attrs
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
@@ -52,7 +51,6 @@ from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
 from paysession.store._sql import (
     ANOMALY_KINDS,
-    CLAIM_COLUMNS,
     DOUBLY_AUTHORIZED_CARTS,
     EVENT_COLUMNS,
     SESSION_COLUMNS,
@@ -208,14 +206,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 # every session row of the cart, in id order: a claim and a select of one cart then
 # take turns (never deadlock), and each reads what the other committed. See claim().
 _LOCK_CART = "SELECT id FROM paysession_sessions WHERE cart_id = %s ORDER BY id FOR NO KEY UPDATE"
-_CLAIM_HELD = f"SELECT {CLAIM_COLUMNS} FROM paysession_claims WHERE cart_id = %s"
 _CLAIM_LIVE = "SELECT expires_at FROM paysession_claims WHERE cart_id = %s AND expires_at > %s"
-_TAKE_CLAIM = (
-    f"INSERT INTO paysession_claims ({CLAIM_COLUMNS}) VALUES (%s, %s, %s, %s, %s) "
-    "ON CONFLICT (cart_id) DO UPDATE SET token = excluded.token, "
-    "session_id = excluded.session_id, action = excluded.action, "
-    "expires_at = excluded.expires_at"
-)
 _RELEASE = "DELETE FROM paysession_claims WHERE cart_id = %s AND token = %s"
 
 _LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = %s"
@@ -715,47 +706,18 @@ class PostgresStore(SqlReads):
         with self._read("claim") as conn:
             try:
                 with conn.transaction():
-                    found = self._claim(conn, claim, now, selected)
+                    # Read committed: each statement sees what committed before it
+                    # started. Locking the cart's rows first waits out any select or
+                    # deselect of the cart in flight (they lock the same rows first, see
+                    # _commit_many), and keeps new ones out until this claim commits;
+                    # they then see it and refuse.
+                    found = self._claim_in(conn, claim, now, selected, " FOR NO KEY UPDATE")
             except pg_errors.DeadlockDetected as error:  # the lock order rules it out
                 raise StoreError("claim", str(error).strip()) from error
         if found is None:
             return Claimed(None, None)
         row, taken, previous = found
         return Claimed(taken, self._cache.snapshot(row, _session_from_row), previous)
-
-    @staticmethod
-    def _claim(
-        conn: Connection, claim: Claim, now: datetime, selected: bool
-    ) -> tuple[Sequence[Any], Claim, Claim | None] | None:
-        # Read committed: each statement below sees what committed before it started.
-        # Locking the cart's rows first waits out any select or deselect of the cart in
-        # flight (they lock the same rows first, see _commit_many), and keeps new ones
-        # out until this claim is committed; they then see it and refuse.
-        conn.execute(_LOCK_CART, (claim.cart_id,))
-        held_row = conn.execute(_CLAIM_HELD, (claim.cart_id,)).fetchone()
-        held = None if held_row is None else _claim_from_row(held_row)
-        if held is not None and held.token != claim.token and held.live(now):
-            raise CartBusy(held.cart_id, held.expires_at)
-        if selected:
-            row = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions "
-                "WHERE cart_id = %s AND is_selected ORDER BY id LIMIT 1",
-                (claim.cart_id,),
-            ).fetchone()
-        else:
-            row = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = %s AND cart_id = %s",
-                (claim.session_id, claim.cart_id),
-            ).fetchone()
-        if row is None:
-            return None
-        taken = attrs.evolve(claim, session_id=row[0])
-        conn.execute(
-            _TAKE_CLAIM,
-            (taken.cart_id, taken.token, taken.session_id, taken.action.value, taken.expires_at),
-        )
-        previous = held if held is not None and held.token != claim.token else None
-        return row, taken, previous
 
     def release(self, claim: Claim) -> bool:
         if has_nul(claim.cart_id) or has_nul(claim.token):

@@ -22,8 +22,6 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, TypeVar
 
-import attrs
-
 from paysession.errors import (
     AuthorizationConflict,
     CartBusy,
@@ -40,7 +38,6 @@ from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
 from paysession.store._sql import (
     ANOMALY_KINDS,
-    CLAIM_COLUMNS,
     DOUBLY_AUTHORIZED_CARTS,
     EVENT_COLUMNS,
     SESSION_COLUMNS,
@@ -179,14 +176,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-_CLAIM_HELD = f"SELECT {CLAIM_COLUMNS} FROM paysession_claims WHERE cart_id = ?"
 _CLAIM_LIVE = "SELECT expires_at FROM paysession_claims WHERE cart_id = ? AND expires_at > ?"
-_TAKE_CLAIM = (
-    f"INSERT INTO paysession_claims ({CLAIM_COLUMNS}) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (cart_id) DO UPDATE SET token = excluded.token, "
-    "session_id = excluded.session_id, action = excluded.action, "
-    "expires_at = excluded.expires_at"
-)
 _RELEASE = "DELETE FROM paysession_claims WHERE cart_id = ? AND token = ?"
 
 _LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = ?"
@@ -709,48 +699,13 @@ class SqliteStore(SqlReads):
             conn.execute(_RELEASE, (release.cart_id, release.token))
 
     def claim(self, claim: Claim, now: datetime, *, selected: bool) -> Claimed:
-        found = self._transaction("claim", self._claim, claim, now, selected)
+        # BEGIN IMMEDIATE: the claim and the session read with it cannot change before
+        # the commit, and no select or deselect commits in between.
+        found = self._transaction("claim", self._claim_in, claim, now, selected)
         if found is None:
             return Claimed(None, None)
         row, taken, previous = found
         return Claimed(taken, self._cache.snapshot(row, _session_from_row), previous)
-
-    @staticmethod
-    def _claim(
-        conn: sqlite3.Connection, claim: Claim, now: datetime, selected: bool
-    ) -> tuple[Sequence[Any], Claim, Claim | None] | None:
-        # BEGIN IMMEDIATE: the claim and the session read here cannot change before the
-        # commit, and no select or deselect commits in between.
-        held_row = conn.execute(_CLAIM_HELD, (claim.cart_id,)).fetchone()
-        held = None if held_row is None else _claim_from_row(held_row)
-        if held is not None and held.token != claim.token and held.live(now):
-            raise CartBusy(held.cart_id, held.expires_at)
-        if selected:
-            row = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions "
-                "WHERE cart_id = ? AND is_selected ORDER BY id LIMIT 1",
-                (claim.cart_id,),
-            ).fetchone()
-        else:
-            row = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = ? AND cart_id = ?",
-                (claim.session_id, claim.cart_id),
-            ).fetchone()
-        if row is None:
-            return None
-        taken = attrs.evolve(claim, session_id=row[0])
-        conn.execute(
-            _TAKE_CLAIM,
-            (
-                taken.cart_id,
-                taken.token,
-                taken.session_id,
-                taken.action.value,
-                _micros(taken.expires_at),
-            ),
-        )
-        previous = held if held is not None and held.token != claim.token else None
-        return row, taken, previous
 
     def release(self, claim: Claim) -> bool:
         cursor = self._transaction(

@@ -255,6 +255,30 @@ def worker(
     store.close()
 
 
+def _rates(
+    processes: list[Any], results: Any, workers: int, chunk: int, chunks: int
+) -> dict[str, float]:
+    """Start the workers; each contender's operations per second over its chunks' walls.
+
+    A chunk's wall runs from its earliest start to its latest end across the workers;
+    chunk 0 is a warm-up and not counted.
+    """
+    for process in processes:
+        process.start()
+    spans: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for _ in range(workers * 2 * (chunks + 1)):
+        name, number, span = results.get(timeout=600)
+        spans.setdefault((name, number), []).append(span)
+    for process in processes:
+        process.join()
+    walls: dict[str, float] = {}
+    for (name, number), group in spans.items():
+        if number > 0:
+            wall = max(end for _, end in group) - min(start for start, _ in group)
+            walls[name] = walls.get(name, 0.0) + wall
+    return {name: workers * chunk * chunks / wall for name, wall in walls.items()}
+
+
 def measure(
     kind: str, place: str, synchronous: str, workers: int, chunk: int, chunks: int
 ) -> dict[str, float]:
@@ -284,20 +308,7 @@ def measure(
         )
         for w in range(workers)
     ]
-    for process in processes:
-        process.start()
-    spans: dict[tuple[str, int], list[tuple[float, float]]] = {}
-    for _ in range(workers * 2 * (chunks + 1)):
-        name, number, span = results.get(timeout=600)
-        spans.setdefault((name, number), []).append(span)
-    for process in processes:
-        process.join()
-    walls: dict[str, float] = {}
-    for (name, number), group in spans.items():
-        if number > 0:
-            wall = max(end for _, end in group) - min(start for start, _ in group)
-            walls[name] = walls.get(name, 0.0) + wall
-    return {name: workers * chunk * chunks / wall for name, wall in walls.items()}
+    return _rates(processes, results, workers, chunk, chunks)
 
 
 # --------------------------------------------------------------------------------------
@@ -402,20 +413,7 @@ def measure_completions(kind: str, place: str, workers: int, chunk: int, chunks:
         )
         for w in range(workers)
     ]
-    for process in processes:
-        process.start()
-    spans: dict[tuple[str, int], list[tuple[float, float]]] = {}
-    for _ in range(workers * 2 * (chunks + 1)):
-        name, number, span = results.get(timeout=600)
-        spans.setdefault((name, number), []).append(span)
-    for process in processes:
-        process.join()
-    walls: dict[str, float] = {}
-    for (name, number), group in spans.items():
-        if number > 0:
-            wall = max(end for _, end in group) - min(start for start, _ in group)
-            walls[name] = walls.get(name, 0.0) + wall
-    return {name: workers * chunk * chunks / wall for name, wall in walls.items()}
+    return _rates(processes, results, workers, chunk, chunks)
 
 
 # --------------------------------------------------------------------------------------
