@@ -66,13 +66,16 @@ from paysession.checkout import (
     complete_cart,
     expire_sessions,
 )
-from paysession.errors import AuthorizationConflict, CartBusy
-from paysession.providers import (
+from paysession.errors import (
+    AuthorizationConflict,
+    CartBusy,
     DoubleAuthorization,
-    ProviderReply,
     ProviderTimeout,
     ReconciliationAnomaly,
     UnknownProviderStatus,
+)
+from paysession.providers import (
+    ProviderReply,
 )
 from paysession.service import Reconciliation
 from paysession.store.base import AnomalyKind, EventOutcome, ProviderEvent

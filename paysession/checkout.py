@@ -46,17 +46,18 @@ import attrs
 
 from paysession.errors import (
     CartBusy,
+    CompletionTimeout,
     ConcurrentUpdate,
     IllegalTransition,
     InvalidSessionData,
     NoSelectedSession,
+    ProviderTimeout,
+    ReconciliationAnomaly,
 )
 from paysession.lifecycle import ALLOWED
 from paysession.providers import (
     PaymentProvider,
     ProviderReply,
-    ProviderTimeout,
-    ReconciliationAnomaly,
     cancel_key,
     map_status,
     provider_for,
@@ -116,25 +117,6 @@ class Completion:
     idempotency_key: str | None = None
     lost_races: int = 0
     taken_over: bool = False
-
-
-class CompletionTimeout(ProviderTimeout):
-    """The provider did not answer in time; completing the cart again resumes safely.
-
-    ``idempotency_key`` is the key the provider was asked with; the retry asks with the
-    same one, so a request that did reach the provider is not made twice.
-    """
-
-    def __init__(self, session_id: str, idempotency_key: str) -> None:
-        self.session_id = session_id
-        self.idempotency_key = idempotency_key
-        super().__init__(session_id, idempotency_key)
-
-    def __str__(self) -> str:
-        return (
-            f"the provider did not answer in time for session {self.session_id}; "
-            "complete the cart again to resume (the same idempotency key is used)"
-        )
 
 
 def provider_key(session: PaymentSession, attempt: int) -> str:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from paysession.record import TransitionRecord
-    from paysession.session import PaymentSession
+from paysession.status import PaymentSessionStatus
 
 
 class PaySessionError(Exception):
@@ -37,6 +35,36 @@ class InvalidSessionData(PaySessionError, ValueError):
     def __str__(self) -> str:
         details = "; ".join(f"{path}: {why}" for path, why in self.problems.items())
         return f"invalid payment session data: {details}"
+
+
+class DefinitionError(PaySessionError, ValueError):
+    """A mistake in setting paysession up, not a refusal at run time.
+
+    A hook registered for a trigger or a status the table does not have, say. ``kind``
+    is what was named (``trigger``, ``status``) and ``name`` the name given; ``known``
+    the names that would have been accepted.
+    """
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+        self.kind = kind
+        self.name = name
+        self.known: tuple[str, ...] = tuple(known)
+        super().__init__(kind, name, self.known)
+
+    def __str__(self) -> str:
+        return f"no {self.kind} {self.name!r} in the transition table; known: " + ", ".join(
+            self.known
+        )
+
+
+class ReentrantMove(PaySessionError, RuntimeError):
+    """A before-hook fired another move on the machine whose move it is part of.
+
+    Nothing changed: the outer move is refused too. After-hooks may fire moves.
+    """
+
+    def __str__(self) -> str:
+        return "a move's before-hooks cannot fire another move on the same machine"
 
 
 class IllegalTransition(PaySessionError):
@@ -81,8 +109,8 @@ class HookError(PaySessionError):
     def __init__(
         self,
         errors: Iterable[BaseException],
-        session: PaymentSession,
-        record: TransitionRecord,
+        session: Any,
+        record: Any,
     ) -> None:
         self.errors: tuple[BaseException, ...] = tuple(errors)
         self.error = self.errors[0]
@@ -127,17 +155,6 @@ class ImmutableSession(PaySessionError, AttributeError):
             f"PaymentSession is immutable: {self.field!r} changes only through a move "
             "(SessionMachine or PaymentSessions.fire)"
         )
-
-
-__all__ = [
-    "GuardRejected",
-    "HookError",
-    "IdempotencyConflict",
-    "IllegalTransition",
-    "ImmutableSession",
-    "InvalidSessionData",
-    "PaySessionError",
-]
 
 
 class SessionNotFound(PaySessionError, LookupError):
@@ -318,16 +335,260 @@ class MigrationRefused(StoreError):
         super().__init__("migrate", detail)
 
 
-__all__ += [
+class AuditError(PaySessionError, ValueError):
+    """A trail that cannot be replayed, or replay input that does not match it.
+
+    ``reason`` is a short kind (a key of :data:`REASONS`), ``message`` says what is wrong;
+    ``session_id`` and ``seq`` name the record (None where unknown); ``position`` is the
+    record's index in the input (``position + 1`` is its line in a JSON Lines file).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        session_id: str | None = None,
+        seq: int | None = None,
+        position: int | None = None,
+    ) -> None:
+        self.reason = reason
+        self.message = message
+        self.session_id = session_id
+        self.seq = seq
+        self.position = position
+        super().__init__(reason, message, session_id, seq, position)
+
+    def __str__(self) -> str:
+        where = "audit trail"
+        if self.session_id is not None:
+            where += f" of {self.session_id!r}"
+        if self.seq is not None:
+            where += f" at seq {self.seq}"
+        if self.position is not None:
+            where += f" (input position {self.position})"
+        return f"{where}: {self.reason}: {self.message}"
+
+
+class SinkError(PaySessionError, OSError):
+    """An audit sink could not keep a record, or found that its file lost records.
+
+    ``operation`` is ``write`` or ``fsync`` (the disk refused: full, read-only, I/O
+    error; the OSError is the ``__cause__`` and its ``errno`` is this error's) or
+    ``truncated`` (the file is shorter than what the sink wrote to it: someone cut it).
+    ``session_id`` and ``seq`` name the record being appended. After a ``write`` or
+    ``truncated`` error the record is not in the file as a whole line; ``verify`` of the
+    file reports the gap it leaves.
+    """
+
+    def __init__(
+        self,
+        operation: str,
+        detail: str,
+        *,
+        path: str,
+        session_id: str,
+        seq: int,
+        errno: int | None = None,
+    ) -> None:
+        super().__init__(errno, detail)
+        self.operation = operation
+        self.detail = detail
+        self.path = path
+        self.session_id = session_id
+        self.seq = seq
+
+    def __str__(self) -> str:
+        return (
+            f"audit sink {self.path} failed during {self.operation} of "
+            f"{self.session_id!r} seq {self.seq}: {self.detail}"
+        )
+
+
+class DiagramError(PaySessionError):
+    """A diagram could not be drawn: an unknown format, or a trail the table cannot draw."""
+
+
+class MissingRenderer(DiagramError, RuntimeError):
+    """A format needs a tool that is not installed; ``install`` says how to get it."""
+
+    def __init__(self, fmt: str, tool: str, install: str) -> None:
+        self.fmt = fmt
+        self.tool = tool
+        self.install = install
+        super().__init__(fmt, tool, install)
+
+    def __str__(self) -> str:
+        return f"{self.fmt} diagrams need {self.tool}, which is missing; install it: {self.install}"
+
+
+class UnknownProviderStatus(PaySessionError, LookupError):
+    """A provider, or a provider's status name, that no status map knows."""
+
+    def __init__(self, provider_id: str, provider_status: str | None) -> None:
+        self.provider_id = provider_id
+        self.provider_status = provider_status
+        super().__init__(provider_id, provider_status)
+
+    def __str__(self) -> str:
+        if self.provider_status is None:
+            return f"no status map is registered for provider {self.provider_id!r}"
+        shown = repr(self.provider_status[:60])
+        return f"provider {self.provider_id!r} status {shown} is not in its status map"
+
+
+class ReconciliationAnomaly(PaySessionError):
+    """A provider reported a status the session cannot legally reach; nothing was applied.
+
+    ``status`` is the session's status, ``provider_status`` what the provider reported
+    and ``mapped`` what its status map made of it. ``guard`` names the guard that refused
+    the path when the table has one (an authorization reported for a session that was
+    never initiated, or has no amount); None when no legal path exists at all (anything
+    after canceled, authorized back to pending). The report is recorded in the store with
+    the outcome ``anomaly`` (see ``PaymentSessions.anomalies``).
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        status: PaymentSessionStatus,
+        provider_id: str,
+        provider_status: str,
+        mapped: PaymentSessionStatus,
+        *,
+        event_id: str | None = None,
+        guard: str | None = None,
+        kind: object = None,
+        voided: bool = False,
+    ) -> None:
+        self.session_id = session_id
+        self.status = status
+        self.provider_id = provider_id
+        self.provider_status = provider_status
+        self.mapped = mapped
+        self.event_id = event_id
+        self.guard = guard
+        self.kind = None if kind is None else str(kind)
+        self.voided = voided
+        super().__init__(session_id, status, provider_id, provider_status, mapped)
+
+    def __str__(self) -> str:
+        why = (
+            f"guard {self.guard!r} refuses the path"
+            if self.guard is not None
+            else "no legal path leads there"
+        )
+        event = "" if self.event_id is None else f" (event {self.event_id[:80]!r})"
+        voided = "; the hold was voided at the provider" if self.voided else ""
+        return (
+            f"provider {self.provider_id!r} reported {self.provider_status[:60]!r}{event}, "
+            f"that is {self.mapped.value!r}, for session {self.session_id} which is "
+            f"{self.status.value!r}: {why}; recorded as an anomaly, not applied{voided}"
+        )
+
+
+class DoubleAuthorization(ReconciliationAnomaly):
+    """The provider authorized a session that cannot be its cart's authorized one.
+
+    ``conflict`` says why (another session of the cart is authorized, or the cart
+    switched away from this one), naming the other session. The report is recorded as
+    an anomaly of kind ``double_authorization``. ``voided`` is True when the hold was
+    voided at the provider and the session canceled (reconciliation was given the
+    provider); otherwise the money is still held: void it (``cancel_payment``, or
+    ``expire_sessions`` once the session is stale).
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        status: PaymentSessionStatus,
+        provider_id: str,
+        provider_status: str,
+        mapped: PaymentSessionStatus,
+        *,
+        event_id: str | None = None,
+        conflict: str,
+        voided: bool,
+    ) -> None:
+        super().__init__(
+            session_id,
+            status,
+            provider_id,
+            provider_status,
+            mapped,
+            event_id=event_id,
+            kind="double_authorization",
+            voided=voided,
+        )
+        self.conflict = conflict
+
+    def __str__(self) -> str:
+        event = "" if self.event_id is None else f" (event {self.event_id[:80]!r})"
+        then = (
+            "the hold was voided at the provider and the session canceled"
+            if self.voided
+            else "the money is still held: void it at the provider"
+        )
+        return (
+            f"double authorization: provider {self.provider_id!r} authorized session "
+            f"{self.session_id}{event}, but {self.conflict}; recorded as an anomaly, {then}"
+        )
+
+
+class ProviderTimeout(PaySessionError, TimeoutError):
+    """The provider did not answer in time; the request may or may not have happened."""
+
+
+class CompletionTimeout(ProviderTimeout):
+    """The provider did not answer in time; completing the cart again resumes safely.
+
+    ``idempotency_key`` is the key the provider was asked with; the retry asks with the
+    same one, so a request that did reach the provider is not made twice.
+    """
+
+    def __init__(self, session_id: str, idempotency_key: str) -> None:
+        self.session_id = session_id
+        self.idempotency_key = idempotency_key
+        super().__init__(session_id, idempotency_key)
+
+    def __str__(self) -> str:
+        return (
+            f"the provider did not answer in time for session {self.session_id}; "
+            "complete the cart again to resume (the same idempotency key is used)"
+        )
+
+
+class DemoError(PaySessionError):
+    """The demo cannot run as asked (the database path is not a demo database)."""
+
+
+__all__ = [
+    "AuditError",
     "AuthorizationConflict",
     "CartBusy",
     "CartNotFound",
     "ClaimNotHeld",
+    "CompletionTimeout",
     "ConcurrentUpdate",
+    "DemoError",
+    "DiagramError",
+    "DoubleAuthorization",
     "DuplicateSession",
+    "GuardRejected",
+    "HookError",
+    "IdempotencyConflict",
+    "IllegalTransition",
+    "ImmutableSession",
+    "InvalidSessionData",
     "MigrationRefused",
+    "MissingRenderer",
     "NoSelectedSession",
+    "PaySessionError",
+    "ProviderTimeout",
+    "ReconciliationAnomaly",
     "SelectionConflict",
     "SessionNotFound",
+    "SinkError",
     "StoreError",
+    "UnknownProviderStatus",
 ]

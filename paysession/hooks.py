@@ -8,8 +8,8 @@ from typing import TypeVar
 
 import attrs
 
-from paysession.errors import IllegalTransition, InvalidSessionData
-from paysession.lifecycle import ALLOWED, MOVES
+from paysession.errors import DefinitionError
+from paysession.lifecycle import MOVES
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
 
@@ -116,7 +116,7 @@ class Hooks:
 
 def _trigger_name(trigger: str | None) -> str | None:
     if trigger is not None and trigger not in MOVES:
-        raise IllegalTransition(trigger, "(any)", frozenset().union(*ALLOWED.values()))
+        raise DefinitionError("trigger", str(trigger), MOVES)
     return trigger
 
 
@@ -124,9 +124,8 @@ def _status_name(status: PaymentSessionStatus | str) -> str:
     try:
         return PaymentSessionStatus(status).value
     except ValueError:
-        raise InvalidSessionData(
-            {"status": f"hooks take one of {', '.join(s.value for s in PaymentSessionStatus)}"}
-        ) from None
+        known = [member.value for member in PaymentSessionStatus]
+        raise DefinitionError("status", str(status), known) from None
 
 
 __all__ = ["Hooks", "TransitionEvent"]

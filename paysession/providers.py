@@ -19,7 +19,13 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from paysession.errors import InvalidSessionData, PaySessionError
+from paysession.errors import (
+    DoubleAuthorization,
+    InvalidSessionData,
+    ProviderTimeout,
+    ReconciliationAnomaly,
+    UnknownProviderStatus,
+)
 from paysession.session import Clock, PaymentSession, utc_now
 from paysession.status import PaymentSessionStatus
 
@@ -96,123 +102,6 @@ def map_status(provider_id: str, provider_status: str) -> PaymentSessionStatus:
         return status_map(provider_id)[provider_status]
     except KeyError:
         raise UnknownProviderStatus(provider_id, provider_status) from None
-
-
-class UnknownProviderStatus(PaySessionError, LookupError):
-    """A provider, or a provider's status name, that no status map knows."""
-
-    def __init__(self, provider_id: str, provider_status: str | None) -> None:
-        self.provider_id = provider_id
-        self.provider_status = provider_status
-        super().__init__(provider_id, provider_status)
-
-    def __str__(self) -> str:
-        if self.provider_status is None:
-            return f"no status map is registered for provider {self.provider_id!r}"
-        shown = repr(self.provider_status[:60])
-        return f"provider {self.provider_id!r} status {shown} is not in its status map"
-
-
-class ReconciliationAnomaly(PaySessionError):
-    """A provider reported a status the session cannot legally reach; nothing was applied.
-
-    ``status`` is the session's status, ``provider_status`` what the provider reported
-    and ``mapped`` what its status map made of it. ``guard`` names the guard that refused
-    the path when the table has one (an authorization reported for a session that was
-    never initiated, or has no amount); None when no legal path exists at all (anything
-    after canceled, authorized back to pending). The report is recorded in the store with
-    the outcome ``anomaly`` (see ``PaymentSessions.anomalies``).
-    """
-
-    def __init__(
-        self,
-        session_id: str,
-        status: PaymentSessionStatus,
-        provider_id: str,
-        provider_status: str,
-        mapped: PaymentSessionStatus,
-        *,
-        event_id: str | None = None,
-        guard: str | None = None,
-        kind: object = None,
-        voided: bool = False,
-    ) -> None:
-        self.session_id = session_id
-        self.status = status
-        self.provider_id = provider_id
-        self.provider_status = provider_status
-        self.mapped = mapped
-        self.event_id = event_id
-        self.guard = guard
-        self.kind = None if kind is None else str(kind)
-        self.voided = voided
-        super().__init__(session_id, status, provider_id, provider_status, mapped)
-
-    def __str__(self) -> str:
-        why = (
-            f"guard {self.guard!r} refuses the path"
-            if self.guard is not None
-            else "no legal path leads there"
-        )
-        event = "" if self.event_id is None else f" (event {self.event_id[:80]!r})"
-        voided = "; the hold was voided at the provider" if self.voided else ""
-        return (
-            f"provider {self.provider_id!r} reported {self.provider_status[:60]!r}{event}, "
-            f"that is {self.mapped.value!r}, for session {self.session_id} which is "
-            f"{self.status.value!r}: {why}; recorded as an anomaly, not applied{voided}"
-        )
-
-
-class DoubleAuthorization(ReconciliationAnomaly):
-    """The provider authorized a session that cannot be its cart's authorized one.
-
-    ``conflict`` says why (another session of the cart is authorized, or the cart
-    switched away from this one), naming the other session. The report is recorded as
-    an anomaly of kind ``double_authorization``. ``voided`` is True when the hold was
-    voided at the provider and the session canceled (reconciliation was given the
-    provider); otherwise the money is still held: void it (``cancel_payment``, or
-    ``expire_sessions`` once the session is stale).
-    """
-
-    def __init__(
-        self,
-        session_id: str,
-        status: PaymentSessionStatus,
-        provider_id: str,
-        provider_status: str,
-        mapped: PaymentSessionStatus,
-        *,
-        event_id: str | None = None,
-        conflict: str,
-        voided: bool,
-    ) -> None:
-        super().__init__(
-            session_id,
-            status,
-            provider_id,
-            provider_status,
-            mapped,
-            event_id=event_id,
-            kind="double_authorization",
-            voided=voided,
-        )
-        self.conflict = conflict
-
-    def __str__(self) -> str:
-        event = "" if self.event_id is None else f" (event {self.event_id[:80]!r})"
-        then = (
-            "the hold was voided at the provider and the session canceled"
-            if self.voided
-            else "the money is still held: void it at the provider"
-        )
-        return (
-            f"double authorization: provider {self.provider_id!r} authorized session "
-            f"{self.session_id}{event}, but {self.conflict}; recorded as an anomaly, {then}"
-        )
-
-
-class ProviderTimeout(PaySessionError, TimeoutError):
-    """The provider did not answer in time; the request may or may not have happened."""
 
 
 def void_key(session: PaymentSession) -> str:
@@ -786,3 +675,27 @@ class WebhookChannel:
         rest = [notice for _, notice in self._held]
         self._held = []
         return rest
+
+
+__all__ = [
+    "NATIVE",
+    "PAYPAL",
+    "SCENARIOS",
+    "STRIPE",
+    "DoubleAuthorization",
+    "Hold",
+    "PaymentProvider",
+    "ProviderReply",
+    "ProviderTimeout",
+    "ReconciliationAnomaly",
+    "SimulatedProvider",
+    "UnknownProviderStatus",
+    "Webhook",
+    "WebhookChannel",
+    "cancel_key",
+    "map_status",
+    "provider_for",
+    "register_status_map",
+    "status_map",
+    "void_key",
+]

@@ -7,7 +7,7 @@ import hmac
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -311,3 +311,14 @@ def _compile_sealed_record() -> Callable[..., TransitionRecord]:
 
 
 _sealed_record = _compile_sealed_record()
+
+
+class AuditSink(Protocol):
+    """A protocol: where a machine sends each record once the move is final.
+
+    A ``SessionMachine(..., sink=...)`` calls ``append`` exactly once per record, in seq
+    order, record 0 first (when the machine first builds its trail), under the machine's
+    lock. An exception from ``append`` reaches the caller of the move.
+    """
+
+    def append(self, record: TransitionRecord) -> None: ...

@@ -27,17 +27,19 @@ from paysession.errors import (
     CartNotFound,
     ClaimNotHeld,
     ConcurrentUpdate,
+    DoubleAuthorization,
     GuardRejected,
     HookError,
     IdempotencyConflict,
     InvalidSessionData,
     NoSelectedSession,
+    ReconciliationAnomaly,
     SessionNotFound,
     StoreError,
 )
 from paysession.hooks import Hooks
 from paysession.lifecycle import MOVES, Move, shortest_path
-from paysession.machine import (
+from paysession.planning import (
     Planned,
     check_meta,
     check_params,
@@ -48,9 +50,7 @@ from paysession.machine import (
     resolve,
 )
 from paysession.providers import (
-    DoubleAuthorization,
     PaymentProvider,
-    ReconciliationAnomaly,
     map_status,
     provider_for,
     void_key,

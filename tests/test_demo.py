@@ -12,7 +12,7 @@ import pytest
 
 from paysession import PaymentSessions, PaymentSessionStatus
 from paysession.cli import main
-from paysession.demo import _Progress, _summary, ledger_path
+from paysession.cli.demo import _Progress, _summary, ledger_path
 from paysession.providers import SimulatedProvider
 from paysession.store import EventOutcome, SqliteStore
 
@@ -24,7 +24,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """One small run (30 carts, 2 storefront processes), shared by the checks below."""
     path = tmp_path_factory.mktemp("demo") / "demo.db"
     out = io.StringIO()
-    from paysession.demo import run
+    from paysession.cli.demo import run
 
     assert run(path, carts=30, workers=2, seed=7, out=out) == 0, out.getvalue()
     return path, out.getvalue()
@@ -99,7 +99,7 @@ class TestDemo:
         conn.close()
         before = path.read_bytes()
         out = io.StringIO()
-        from paysession.demo import run
+        from paysession.cli.demo import run
 
         assert run(path, carts=3, workers=1, out=out) == 2
         assert "is not a paysession demo database" in out.getvalue()

@@ -35,7 +35,7 @@ from paysession import (
 )
 from paysession.audit import replay, verify
 from paysession.limits import current
-from paysession.machine import create_record
+from paysession.planning import create_record
 from paysession.store import SessionStore, Snapshot
 from paysession.store.base import NUL_IN_KEY
 

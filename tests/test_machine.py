@@ -23,7 +23,7 @@ from .helpers import StepClock, args_for, machine_in
 
 S = PaymentSessionStatus
 
-# The table of DESIGN.md §2, written out independently of paysession.lifecycle.
+# The table of docs/transition-table.md, written out independently of paysession.lifecycle.
 EXPECTED: dict[tuple[str, S], S] = {
     ("authorize", S.PENDING): S.AUTHORIZED,
     ("authorize", S.REQUIRES_MORE): S.AUTHORIZED,
@@ -341,7 +341,7 @@ class TestIdempotency:
 class TestSharedEngine:
     def test_no_machine_per_session(self) -> None:
         """Binding sessions adds nothing to the shared transitions machine."""
-        from paysession.machine import _ENGINE
+        from paysession.planning import _ENGINE
 
         before = list(_ENGINE.models)
         machines = [machine_in(S.PENDING) for _ in range(50)]

@@ -37,9 +37,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from paysession import IllegalTransition, PaymentSessions, demo
+from paysession import IllegalTransition, PaymentSessions
 from paysession.audit import verify
 from paysession.checkout import expire_sessions
+from paysession.cli import demo
 from paysession.record import TransitionRecord
 from paysession.store import SessionStore, SqliteStore
 

@@ -31,7 +31,7 @@ from paysession import (
 from paysession.audit import replay
 from paysession.errors import DuplicateSession, SelectionConflict, StoreError
 from paysession.lifecycle import MOVES
-from paysession.machine import check_params, create_record, plan
+from paysession.planning import check_params, create_record, plan
 from paysession.store import Binding, LoggedRecord, SessionStore, Snapshot, Write
 
 from .conftest import StoreFactory

@@ -1,4 +1,9 @@
-"""The ``paysession`` command: ``main(argv)`` returns the exit code."""
+"""The ``paysession`` command: ``main(argv)`` returns the exit code.
+
+The top floor of the package (see ``docs/layers.md``): one module per command
+(``audit``, ``diagram``, ``demo``) and the table formatting they share. Nothing in the
+library imports from here.
+"""
 
 from __future__ import annotations
 
@@ -7,40 +12,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from paysession.audit import add_command as add_audit_command
-from paysession.demo import DEFAULT_CARTS, DEFAULT_DB, DEFAULT_WORKERS
-from paysession.demo import run as run_demo
-from paysession.diagrams import add_command as add_diagram_command
+from paysession.cli._table import RECORD_HEADERS, format_table, record_row
+from paysession.cli.audit import add_command as add_audit_command
+from paysession.cli.demo import DEFAULT_CARTS, DEFAULT_DB, DEFAULT_WORKERS
+from paysession.cli.demo import run as run_demo
+from paysession.cli.diagram import add_command as add_diagram_command
 from paysession.errors import PaySessionError
 from paysession.machine import SessionMachine
-from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain-text table with aligned columns."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def record_row(record: TransitionRecord) -> list[object]:
-    source = "" if record.source is None else record.source.value
-    return [
-        record.session_id,
-        record.seq,
-        record.trigger,
-        f"{source} -> {record.dest.value}" if source else f"-> {record.dest.value}",
-        record.actor or "",
-        record.reason or "",
-    ]
-
-
-RECORD_HEADERS = ("session", "seq", "move", "status", "actor", "reason")
 
 _Step = Callable[[SessionMachine], object]
 
@@ -173,4 +152,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(args)
 
 
-__all__ = ["main"]
+__all__ = ["RECORD_HEADERS", "build_parser", "format_table", "main", "record_row"]

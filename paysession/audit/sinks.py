@@ -1,0 +1,260 @@
+"""Where trails are kept: in memory, or in a JSON Lines file; and the file's reader.
+
+A JSON Lines trail holds one record a line, in its one canonical spelling (see
+``paysession/audit/trail.py`` for why that matters to verification). The reader never
+skips a line: a line that is not a record comes out as a :class:`BadLine`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import attrs
+
+from paysession.errors import InvalidSessionData, SinkError
+from paysession.record import TransitionRecord
+
+
+@attrs.frozen
+class BadLine:
+    """A line of a JSON Lines trail that is not a record; :func:`read_jsonl` yields it.
+
+    ``line`` is 1-based; ``reason`` is ``torn_line``, ``malformed`` or ``encoding``;
+    ``session_id`` is the session the line names when it can be read that far, else None.
+    """
+
+    line: int
+    reason: str
+    message: str
+    session_id: str | None = None
+
+
+class MemorySink:
+    """An :class:`AuditSink` that keeps every record in memory, in arrival order."""
+
+    def __init__(self) -> None:
+        self._records: list[TransitionRecord] = []
+        self._lock = threading.Lock()
+
+    def append(self, record: TransitionRecord) -> None:
+        with self._lock:
+            self._records.append(record)
+
+    @property
+    def records(self) -> tuple[TransitionRecord, ...]:
+        """Every record received so far."""
+        with self._lock:
+            return tuple(self._records)
+
+    def __repr__(self) -> str:
+        return f"<MemorySink {len(self._records)} records>"
+
+
+def encode_line(record: TransitionRecord) -> bytes:
+    """A record as one JSON Lines line: its canonical JSON and a newline, in ASCII."""
+    return (record.canonical(with_hash=True) + "\n").encode("ascii")
+
+
+class JsonlSink:
+    """An :class:`AuditSink` appending one canonical JSON line per record to one file.
+
+    Any number of sessions share a file. Each record is one ``os.write`` of its whole line
+    to a file opened for appending, followed by ``os.fsync`` when ``fsync`` is true (the
+    record is then on disk when the move returns). A crash can only leave the last line
+    incomplete; :func:`read_jsonl` reports it. If the file does not end with a newline
+    when the sink opens it, the next record starts on a new line, so the torn bytes stay
+    a line of their own and the records after them stay readable.
+
+    ``append`` never fails silently: a disk that refuses the line (full, read-only) or
+    the fsync raises :class:`SinkError`, and so does a file found shorter than what this
+    sink wrote to it (truncated under it): then the record is not written, and later
+    appends go on from the file's new end. The bytes of a line the disk took only in
+    part stay a torn line of their own, like a crash's.
+
+    Close it with ``close()`` or use it as a context manager.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.fsync = fsync
+        created = not self.path.exists()
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+        self._fd: int | None = os.open(self.path, flags, 0o644)
+        self._lock = threading.Lock()
+        try:
+            size = os.fstat(self._fd).st_size
+            # Where this sink's last line ended: the file can grow past it (other sinks
+            # append too), never shrink below it unless someone cut it.
+            self._end = size
+            self._needs_newline = not _ends_a_line(self._fd, size)
+            if created and fsync:
+                _sync_directory(self.path.parent)
+        except BaseException:
+            self.close()
+            raise
+
+    def append(self, record: TransitionRecord) -> None:
+        """Write ``record`` as one line, then flush it to disk if ``fsync``.
+
+        Raises :class:`SinkError` when the line cannot be written or synced, or when the
+        file was truncated since this sink last wrote to it.
+        """
+        line = encode_line(record)
+        with self._lock:
+            fd = self._fd
+            if fd is None:
+                raise ValueError(f"JsonlSink for {self.path} is closed")
+            operation = "write"
+            view = memoryview(b"\n" + line if self._needs_newline else line)
+            try:
+                size = os.fstat(fd).st_size
+                if size < self._end:
+                    lost, self._end = self._end - size, size
+                    self._needs_newline = not _ends_a_line(fd, size)
+                    raise self._error(
+                        record,
+                        "truncated",
+                        f"the file is {size} bytes, {lost} fewer than this sink had "
+                        "written: records were cut from it; this one was not written",
+                    )
+                while view:
+                    # One write for the whole line; a regular file only writes less when
+                    # the disk is full or a signal interrupts it, and then the rest follows.
+                    written = os.write(fd, view)
+                    if written:
+                        # A line the disk took in part is a torn line: the next one must
+                        # not continue it, or the record it holds would be torn too.
+                        self._needs_newline = view[written - 1] != ord("\n")
+                    view = view[written:]
+                self._end = os.lseek(fd, 0, os.SEEK_CUR)
+                if self.fsync:
+                    operation = "fsync"
+                    os.fsync(fd)
+            except OSError as error:
+                if isinstance(error, SinkError):
+                    raise
+                raise self._error(
+                    record, operation, error.strerror or str(error), error.errno
+                ) from error
+
+    def _error(
+        self, record: TransitionRecord, operation: str, detail: str, errno: int | None = None
+    ) -> SinkError:
+        return SinkError(
+            operation,
+            detail,
+            path=str(self.path),
+            session_id=record.session_id,
+            seq=record.seq,
+            errno=errno,
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def close(self) -> None:
+        """Close the file; later appends raise ValueError."""
+        with self._lock:
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                os.close(fd)
+
+    def __enter__(self) -> JsonlSink:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._fd is None else ("fsync" if self.fsync else "no fsync")
+        return f"<JsonlSink {str(self.path)!r} {state}>"
+
+
+def _ends_a_line(fd: int, size: int) -> bool:
+    """Whether a file of ``size`` bytes is empty or ends with a newline."""
+    if not size:
+        return True
+    os.lseek(fd, size - 1, os.SEEK_SET)
+    return os.read(fd, 1) == b"\n"
+
+
+def _sync_directory(directory: Path) -> None:
+    # A new file's name is durable only once its directory is; POSIX only.
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_line(raw: bytes, line: int) -> TransitionRecord | BadLine:
+    """One line's bytes (without its newline) as a record, or as the BadLine it is."""
+    if not raw:
+        return BadLine(line, "torn_line", "the line is empty")
+    try:
+        text = raw.decode("ascii")
+        wire = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return BadLine(line, "torn_line", "the line is not a JSON record (torn or corrupted)")
+    if not isinstance(wire, dict):
+        return BadLine(line, "malformed", "the line is JSON but not an object")
+    named = wire.get("session_id")
+    session_id = named if isinstance(named, str) else None
+    try:
+        record = TransitionRecord.from_dict(wire)
+    except InvalidSessionData as error:
+        return BadLine(
+            line,
+            "malformed",
+            f"not a transition record (bad keys: {', '.join(error.fields)})",
+            session_id,
+        )
+    if record.canonical(with_hash=True) != text:
+        return BadLine(
+            line,
+            "encoding",
+            "the line is not the canonical encoding of the record it holds",
+            session_id,
+        )
+    return record
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[TransitionRecord | BadLine]:
+    """Stream the records of a JSON Lines trail, one item per line, in file order.
+
+    A line that is not a record in its canonical encoding yields a :class:`BadLine`
+    instead, never nothing; the item's index is its line number minus 1. The last line
+    may lack its newline: it is a record if its bytes are one whole, else ``torn_line``.
+    Raises OSError if the file cannot be read.
+    """
+    with open(path, "rb") as stream:
+        for number, raw in enumerate(stream, 1):
+            yield decode_line(raw[:-1] if raw.endswith(b"\n") else raw, number)
+
+
+__all__ = [
+    "BadLine",
+    "JsonlSink",
+    "MemorySink",
+    "SinkError",
+    "decode_line",
+    "encode_line",
+    "read_jsonl",
+]

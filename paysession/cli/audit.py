@@ -1,0 +1,197 @@
+"""``paysession audit verify|show|replay``: the audit trail on the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from paysession._wire import format_datetime
+from paysession.audit.sinks import BadLine, _no_constant, read_jsonl
+from paysession.audit.trail import AuditError, _short, replay, verify
+from paysession.cli._table import RECORD_HEADERS, format_table, record_row
+from paysession.codec import to_json
+from paysession.errors import InvalidSessionData
+
+
+class _UsageError(Exception):
+    """A command line problem: reported on stderr with exit code 2."""
+
+
+def _shown(text: str | None) -> str:
+    if text is None:
+        return "?"
+    return text if text.isprintable() and len(text) <= 120 else _short(text)
+
+
+def _read_key(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        key = path.read_bytes().strip()
+    except OSError as error:
+        raise _UsageError(f"cannot read key file {path}: {error.strerror or error}") from None
+    if not key:
+        raise _UsageError(f"key file {path} is empty")
+    return key
+
+
+def _read_json_object(path: Path | None, what: str) -> Mapping[str, object] | None:
+    if path is None:
+        return None
+    try:
+        payload = json.loads(path.read_bytes(), parse_constant=_no_constant)
+    except OSError as error:
+        raise _UsageError(f"cannot read {what} file {path}: {error.strerror or error}") from None
+    except (ValueError, RecursionError):
+        raise _UsageError(f"{what} file {path} is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise _UsageError(f"{what} file {path} must hold a JSON object")
+    return payload
+
+
+def _where(path: Path, position: int | None) -> str:
+    return str(path) if position is None else f"{path}:{position + 1}"
+
+
+def _who(session_id: str | None, seq: int | None) -> str:
+    if session_id is None:
+        return "unreadable line"
+    return f"session {_shown(session_id)}" + ("" if seq is None else f" seq {seq}")
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    try:
+        report = verify(read_jsonl(path), key=_read_key(args.key_file))
+    except _UsageError as error:
+        return _usage(str(error))
+    except OSError as error:
+        return _usage(f"cannot read {path}: {error.strerror or error}")
+    if report.ok:
+        print(f"ok: {report.sessions} sessions, {report.records} records verified")
+        return 0
+    for problem in report.problems:
+        print(
+            f"{_where(path, problem.position)}: {_who(problem.session_id, problem.seq)}: "
+            f"{problem.reason}: {problem.message}"
+        )
+    bad_sessions = len({p.session_id for p in report.problems if p.session_id is not None})
+    print(
+        f"FAILED: {bad_sessions} of {report.sessions} sessions bad, "
+        f"{len(report.problems)} problems in {report.records} records"
+    )
+    return 1
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    wanted: str | None = args.session
+    rows: list[list[object]] = []
+    unreadable = 0
+    try:
+        for position, item in enumerate(read_jsonl(path)):
+            if wanted is not None and item.session_id not in (wanted, None):
+                continue
+            if isinstance(item, BadLine):
+                unreadable += 1
+                rows.append(
+                    [position + 1, _shown(item.session_id), "", f"({item.reason})", "", "", "", ""]
+                )
+            else:
+                rows.append([position + 1, *record_row(item), format_datetime(item.at)])
+    except OSError as error:
+        return _usage(f"cannot read {path}: {error.strerror or error}")
+    if wanted is not None and len(rows) == unreadable:
+        return _usage(f"no record of session {_shown(wanted)} in {path}")
+    print(format_table(("line", *RECORD_HEADERS, "at"), rows))
+    if unreadable:
+        print(f"{unreadable} unreadable lines; run `paysession audit verify {path}`")
+        return 1
+    return 0
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    try:
+        key = _read_key(args.key_file)
+        data = _read_json_object(args.data_json, "data")
+        cart = _read_json_object(args.cart_json, "cart")
+        session = replay(read_jsonl(path), session_id=args.session, data=data, cart=cart, key=key)
+    except _UsageError as error:
+        return _usage(str(error))
+    except OSError as error:
+        return _usage(f"cannot read {path}: {error.strerror or error}")
+    except InvalidSessionData:
+        # Not even the paths: a data file's keys are the caller's, and may be secrets.
+        return _usage("the data or cart given is not JSON data a session can hold")
+    except AuditError as error:
+        if error.reason == "unknown_session":
+            return _usage(f"no record of session {_shown(args.session)} in {path}")
+        if error.reason in _INPUT_PROBLEMS:
+            what = error.reason.split("_")[0]
+            if error.reason.endswith("needed"):
+                return _usage(
+                    f"the trail holds only a digest of session {_shown(args.session)}'s "
+                    f"{what}: pass --{what}-json FILE"
+                )
+            return _usage(
+                f"the {what} given does not match the trail's digest of session "
+                f"{_shown(args.session)}'s {what}"
+            )
+        print(
+            f"{_where(path, error.position)}: {_who(error.session_id, error.seq)}: "
+            f"{error.reason}: {error.message}",
+            file=sys.stderr,
+        )
+        return 1
+    print(to_json(session))
+    return 0
+
+
+_INPUT_PROBLEMS = frozenset({"data_needed", "data_mismatch", "cart_needed", "cart_mismatch"})
+
+
+def _usage(message: str) -> int:
+    print(f"paysession audit: {message}", file=sys.stderr)
+    return 2
+
+
+def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``audit verify|show|replay`` to the ``paysession`` command's subcommands.
+
+    Exit codes: 0 when the trail checks out, 1 when it does not (or, for ``show``, has
+    unreadable lines), 2 for usage errors (a missing file, a bad key file, an unknown
+    session, data that does not match the trail).
+    """
+    audit = commands.add_parser("audit", help="verify, show or replay a JSON Lines audit trail")
+    actions = audit.add_subparsers(dest="audit_command", required=True)
+
+    check = actions.add_parser(
+        "verify", help="check every session's hash chain, moves and changes; exit 1 if bad"
+    )
+    check.add_argument("file", type=Path, help="the JSON Lines trail (one record per line)")
+    check.add_argument("--key-file", type=Path, help="the HMAC key the trail was written with")
+    check.set_defaults(run=_run_verify)
+
+    show = actions.add_parser("show", help="print the moves as a table (does not verify)")
+    show.add_argument("file", type=Path, help="the JSON Lines trail")
+    show.add_argument("--session", metavar="ID", help="only this session's moves")
+    show.set_defaults(run=_run_show)
+
+    rebuild = actions.add_parser("replay", help="rebuild one session and print it as JSON")
+    rebuild.add_argument("file", type=Path, help="the JSON Lines trail")
+    rebuild.add_argument("--session", metavar="ID", required=True, help="the session to rebuild")
+    rebuild.add_argument(
+        "--data-json", type=Path, metavar="FILE", help="the session's data (a JSON object)"
+    )
+    rebuild.add_argument(
+        "--cart-json", type=Path, metavar="FILE", help="the session's cart (a JSON object)"
+    )
+    rebuild.add_argument("--key-file", type=Path, help="the HMAC key the trail was written with")
+    rebuild.set_defaults(run=_run_replay)
+
+
+__all__ = ["add_command"]

@@ -1,0 +1,568 @@
+"""``paysession demo``: a checkout simulation on SQLite, with webhooks racing the storefront.
+
+Carts are shared out among K storefront processes (spawned), each running the cart
+completion of :mod:`paysession.checkout`. The payment processor is a
+:class:`SimulatedProvider` whose ledger (a second SQLite file beside the database) all
+processes share, as they would share one real processor; it plays two provider ids,
+``stripe`` and ``stripe_eu``. It sends a webhook for every status change the moment it
+happens, before the storefront has its answer; one more process delivers them, late,
+twice and out of order (:class:`WebhookChannel`), through ``PaymentSessions.reconcile``
+with the provider at hand, so that a hold the cart cannot keep is voided.
+
+Per cart (all chosen by the seed): authorized at once, 3-D Secure, a decline then a
+new attempt, or a lost answer (timeout) then a retry. Besides:
+
+- a few customers cancel their order once it is authorized (at the provider, then here);
+- a few carts expire while the customer is in 3-D Secure: the storefront cancels the
+  session without telling the provider, the customer completes 3-D Secure anyway, and
+  the provider's authorization of a canceled session is an anomaly (recorded, never
+  applied, its hold voided);
+- some customers have two payment sessions and switch method while the completion is
+  in flight: the switch is refused (CartBusy) until the provider's answer is committed;
+- a few completions crash (their process dies) after the provider said yes, leaving
+  their claim on the cart; the customer switches method once the claim has lapsed,
+  and the next completion takes the claim over, finds the earlier authorization under
+  the same key and voids it (a double authorization, recorded).
+
+At the end, abandoned sessions are expired (``expire_sessions``), every trail is
+verified, the provider's holds are checked against the carts, and a summary is printed;
+the exit code is 1 when a trail fails to verify, a cart is authorized twice, a hold is
+orphaned, or a process failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import queue
+import random
+import sqlite3
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
+from typing import Any, TextIO
+
+from paysession.audit import verify
+from paysession.checkout import (
+    CompletionOutcome,
+    CompletionTimeout,
+    cancel_payment,
+    complete_cart,
+    expire_sessions,
+)
+from paysession.cli._table import format_table
+from paysession.errors import (
+    CartBusy,
+    ConcurrentUpdate,
+    DemoError,
+    IllegalTransition,
+    ReconciliationAnomaly,
+)
+from paysession.hooks import Hooks, TransitionEvent
+from paysession.providers import (
+    STRIPE,
+    PaymentProvider,
+    SimulatedProvider,
+    Webhook,
+    WebhookChannel,
+    register_status_map,
+)
+from paysession.record import TransitionRecord
+from paysession.service import PaymentSessions
+from paysession.status import PaymentSessionStatus
+from paysession.store.base import AnomalyKind, EventOutcome
+from paysession.store.sqlite import SqliteStore
+
+DEFAULT_DB = "paysession-demo.db"
+DEFAULT_CARTS = 200
+DEFAULT_WORKERS = 2
+
+_MARKER = "paysession_demo"
+CANCEL_AFTER = 0.05
+"""Share of authorized orders the customer cancels."""
+EXPIRE_IN_3DS = 0.15
+"""Share of 3-D Secure carts that expire while the customer is away (then authorized)."""
+SWITCH = 0.15
+"""Share of carts whose customer tries to switch method while the completion is in flight."""
+CRASH = 0.03
+"""Share of carts whose first completion crashes after the provider's answer."""
+LEASE = timedelta(milliseconds=300)
+"""The claim's lease in the demo: short, so that a crashed completion's cart is free soon."""
+PROVIDERS = ("stripe", "stripe_eu")
+_EXIT_CRASHED = 17
+
+
+def ledger_path(db: str | os.PathLike[str]) -> Path:
+    """The simulated processor's ledger beside the demo database."""
+    return Path(f"{os.fspath(db)}-provider")
+
+
+def _open(place: str, hooks: Hooks | None = None) -> PaymentSessions:
+    """The demo's sessions on a SQLite file, or on a PostgreSQL DSN (the soak test's)."""
+    if place.startswith(("postgresql://", "postgres://")) or "dbname=" in place:
+        # The postgres extra is optional: loaded only when a DSN asks for it.
+        from paysession.store.postgres import PostgresStore
+
+        return PaymentSessions(PostgresStore(place, max_size=2), hooks=hooks)
+    # NORMAL: in WAL mode a crashed process loses nothing; only a power cut could lose
+    # the last commits of this throwaway database.
+    return PaymentSessions(SqliteStore(place, synchronous="NORMAL"), hooks=hooks)
+
+
+def _providers(ledger: str, seed: int) -> dict[str, SimulatedProvider]:
+    register_status_map("stripe_eu", STRIPE)
+    return {name: SimulatedProvider(seed, provider_id=name, ledger=ledger) for name in PROVIDERS}
+
+
+def fresh_database(path: Path) -> None:
+    """Remove a database left by an earlier demo run; refuse any other existing file."""
+    if not path.exists():
+        return
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_MARKER,)
+            ).fetchone()
+    except sqlite3.Error:
+        found = None
+    if found is None:
+        raise DemoError(
+            f"{path} exists and is not a paysession demo database; "
+            "pass --db with another path (the demo starts from a fresh file)"
+        )
+    ledger = ledger_path(path)
+    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        leftover.unlink(missing_ok=True)
+    for leftover in (ledger, Path(f"{ledger}-wal"), Path(f"{ledger}-shm")):
+        leftover.unlink(missing_ok=True)
+
+
+# -- the processes
+
+
+def storefront(
+    db: str,
+    ledger: str,
+    seed: int,
+    index: int,
+    workers: int,
+    carts: int,
+    progress: Synchronized[int],
+    results: Any,
+) -> None:
+    """A storefront process: creates, selects and completes its share of the carts."""
+    try:
+        sessions = _open(db)
+        providers = _providers(ledger, seed)
+        tally: Counter[str] = Counter()
+        for number in range(index, carts, workers):
+            rng = random.Random(f"{seed}:cart:{number}")
+            _checkout(sessions, providers, (db, ledger), seed, number, rng, tally)
+            with progress.get_lock():
+                progress.value += 1
+        sessions.store.close()
+        results.put(("storefront", dict(tally), None))
+    except BaseException:
+        results.put(("storefront", {}, traceback.format_exc()))
+
+
+def _checkout(
+    sessions: PaymentSessions,
+    providers: dict[str, SimulatedProvider],
+    places: tuple[str, str],
+    seed: int,
+    number: int,
+    rng: random.Random,
+    tally: Counter[str],
+) -> None:
+    cart_id = f"cart_{number:05d}"
+    amount = rng.randrange(500, 50_000)
+    choice = rng.random()
+    expires = rng.random() < EXPIRE_IN_3DS
+    cancels = rng.random() < CANCEL_AFTER
+    session = sessions.create(cart_id=cart_id, provider_id="stripe", amount=amount)
+    other = None
+    if choice < CRASH + SWITCH:
+        other = sessions.create(cart_id=cart_id, provider_id="stripe_eu", amount=amount)
+    sessions.select(session.id, actor="storefront")
+    if other is not None and choice < CRASH:
+        _crash_then_switch(sessions, providers, places, seed, cart_id, other.id, tally)
+        return
+    stripe = providers["stripe"]
+    if other is not None:
+        switch_to = other.id
+
+        def switch_while_in_flight(_: object, __: str) -> None:
+            stripe.on_authorize = None
+            try:
+                sessions.select(switch_to, actor="customer")
+            except CartBusy:
+                tally["switches refused while a completion was in flight"] += 1
+
+        stripe.on_authorize = switch_while_in_flight
+    try:
+        _complete(sessions, providers, cart_id, session.id, expires, tally)
+    finally:
+        stripe.on_authorize = None
+    if cancels and sessions.get(session.id).status is PaymentSessionStatus.AUTHORIZED:
+        cancel_payment(sessions, providers, session.id, actor="storefront", lease=LEASE)
+
+
+def _complete(
+    sessions: PaymentSessions,
+    providers: dict[str, SimulatedProvider],
+    cart_id: str,
+    session_id: str,
+    expires: bool,
+    tally: Counter[str],
+) -> None:
+    for _ in range(40):
+        try:
+            done = complete_cart(sessions, providers, cart_id, actor="storefront", lease=LEASE)
+        except CompletionTimeout:
+            tally["timeouts resumed"] += 1
+            continue
+        except CartBusy:
+            time.sleep(LEASE.total_seconds() / 3)
+            continue
+        tally["storefront races lost"] += done.lost_races
+        tally["claims taken over after a crash"] += done.taken_over
+        if done.outcome is CompletionOutcome.DECLINED:
+            tally["declines retried"] += 1
+            continue
+        if done.outcome is CompletionOutcome.REQUIRES_MORE:
+            tally["3-D Secure challenges"] += 1
+            provider = providers[done.session.provider_id]
+            if expires:
+                # The cart expires while the customer is away; they finish 3-D Secure
+                # anyway, and the provider authorizes a session we have canceled.
+                sessions.fire_with_retry(
+                    session_id, "cancel", actor="storefront", reason="cart expired"
+                )
+                provider.customer_acts(session_id)
+                return
+            provider.customer_acts(done.session.id)
+            continue
+        return
+    raise RuntimeError(f"{cart_id} did not complete in 40 rounds")
+
+
+def _crash_then_switch(
+    sessions: PaymentSessions,
+    providers: dict[str, SimulatedProvider],
+    places: tuple[str, str],
+    seed: int,
+    cart_id: str,
+    other_id: str,
+    tally: Counter[str],
+) -> None:
+    """A completion dies after the provider's yes; the customer switches once it lapses."""
+    child = multiprocessing.get_context("spawn").Process(
+        target=complete_and_die, args=(*places, seed, cart_id)
+    )
+    child.start()
+    child.join(120)
+    tally["completions crashed"] += child.exitcode == _EXIT_CRASHED
+    time.sleep(LEASE.total_seconds())
+    # Refused when a webhook authorized the first choice meanwhile: then it stands.
+    with contextlib.suppress(IllegalTransition, CartBusy, ConcurrentUpdate):
+        sessions.select(other_id, actor="customer")
+    chosen = sessions.selected(cart_id)
+    session_id = other_id if chosen is None else chosen.id
+    _complete(sessions, providers, cart_id, session_id, False, tally)
+
+
+def complete_and_die(db: str, ledger: str, seed: int, cart_id: str) -> None:
+    """Complete the cart, and die (os._exit) once the provider said yes, before the commit."""
+    hooks = Hooks()
+
+    @hooks.before("authorize")
+    def die(event: TransitionEvent) -> None:
+        os._exit(_EXIT_CRASHED)
+
+    sessions = _open(db, hooks)
+    # A completion that ends without the provider's yes (3-D Secure, a decline) leaves
+    # nothing to crash on: the storefront finishes whatever it left.
+    with contextlib.suppress(Exception):
+        complete_cart(sessions, _providers(ledger, seed), cart_id, actor="storefront", lease=LEASE)
+
+
+def webhooks(db: str, ledger: str, seed: int, stop: Any, results: Any) -> None:
+    """The webhook endpoint process: delivers the provider's notices, scrambled."""
+    try:
+        sessions = _open(db)
+        providers = _providers(ledger, seed)
+        processor = providers["stripe"]
+        channel = WebhookChannel(seed)
+        tally: Counter[str] = Counter()
+        retry: list[Webhook] = []
+        cursor = 0
+        while True:
+            stopping = stop.is_set()
+            sent = processor.sent(cursor)
+            for number, notice in sent:
+                cursor = number
+                for due in channel.push(notice):
+                    _deliver(sessions, providers, due, tally, retry)
+            if stopping and not sent:
+                break
+            if not sent:
+                time.sleep(0.005)
+        for due in [*channel.flush(), *retry]:
+            _deliver(sessions, providers, due, tally, [])
+        sessions.store.close()
+        results.put(("webhooks", dict(tally), None))
+    except BaseException:
+        results.put(("webhooks", {}, traceback.format_exc()))
+
+
+def _deliver(
+    sessions: PaymentSessions,
+    providers: dict[str, SimulatedProvider],
+    notice: Webhook,
+    tally: Counter[str],
+    retry: list[Webhook],
+) -> None:
+    tally["webhooks delivered"] += 1
+    chosen: dict[str, PaymentProvider] = dict(providers)
+    try:
+        result = sessions.reconcile_result(
+            notice.session_id,
+            notice.provider_status,
+            event_id=notice.event_id,
+            observed_at=notice.observed_at,
+            attempts=8,
+            provider=chosen,
+        )
+    except ReconciliationAnomaly:
+        tally["anomaly"] += 1
+        return
+    except ConcurrentUpdate:
+        # What a webhook endpoint answering 500 gets: the provider delivers it again.
+        tally["redelivered after losing every race"] += 1
+        retry.append(notice)
+        return
+    tally[result.outcome.value] += 1
+    tally["webhook races lost"] += result.lost_races
+
+
+# -- the parent
+
+
+def run(
+    db: str | os.PathLike[str] = DEFAULT_DB,
+    *,
+    carts: int = DEFAULT_CARTS,
+    workers: int = DEFAULT_WORKERS,
+    seed: int = 0,
+    out: TextIO,
+) -> int:
+    """Run the simulation, print progress and the summary; return the exit code."""
+    path = Path(db)
+    try:
+        fresh_database(path)
+    except DemoError as error:
+        out.write(f"paysession demo: {error}\n")
+        return 2
+    sessions = _open(str(path))
+    sessions.store.migrate()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"CREATE TABLE {_MARKER} (seed INTEGER, carts INTEGER, workers INTEGER)")
+        conn.execute(f"INSERT INTO {_MARKER} VALUES (?, ?, ?)", (seed, carts, workers))
+    conn.close()
+    out.write(
+        f"paysession demo: {carts} carts, {workers} storefront process(es) and a webhook "
+        f"process on {path} (SQLite), seed {seed}\n"
+    )
+    out.flush()
+    started = time.perf_counter()
+    ledger = str(ledger_path(path))
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    results = context.Queue()
+    progress = context.Value("i", 0)
+    processes = [context.Process(target=webhooks, args=(str(path), ledger, seed, stop, results))]
+    processes += [
+        context.Process(
+            target=storefront,
+            args=(str(path), ledger, seed, k, workers, carts, progress, results),
+        )
+        for k in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    tallies: list[tuple[str, dict[str, int], str | None]] = []
+    show = _Progress(out, carts)
+    storefronts_left = workers
+    while len(tallies) < workers + 1:
+        try:
+            tally = results.get(timeout=0.1)
+        except queue.Empty:
+            if any(p.exitcode not in (None, 0) for p in processes):
+                break  # died without a word (killed): nothing more will come
+        else:
+            tallies.append(tally)
+            storefronts_left -= tally[0] == "storefront"
+        if storefronts_left == 0:
+            stop.set()  # every notice is in the ledger: the webhook process may finish
+        show(progress.value, time.perf_counter() - started)
+    show.finish(progress.value, time.perf_counter() - started)
+    for process in processes:
+        process.join(30)
+    failures = [error for _, _, error in tallies if error] + [
+        f"a process exited with code {p.exitcode}" for p in processes if p.exitcode not in (0,)
+    ]
+    for failure in failures:
+        out.write(f"\nprocess failed:\n{failure}\n")
+    providers = _providers(ledger, seed)
+    # Every storefront is done: whatever is neither authorized nor canceled now was
+    # abandoned (a method the customer did not use, a 3-D Secure never finished).
+    expired = expire_sessions(
+        sessions, providers, older_than=timedelta(microseconds=1), limit=10 * carts + 10
+    )
+    ok = _summary(
+        sessions,
+        providers["stripe"],
+        tallies,
+        len(expired.canceled),
+        out,
+        time.perf_counter() - started,
+    )
+    for provider in providers.values():
+        provider.close()
+    sessions.store.close()
+    return 0 if ok and not failures else 1
+
+
+class _Progress:
+    """A bar redrawn in place on a terminal; a plain line at each quarter otherwise."""
+
+    def __init__(self, out: TextIO, total: int) -> None:
+        self.out = out
+        self.total = max(total, 1)
+        self.tty = out.isatty()
+        self.shown = -1
+
+    def __call__(self, done: int, elapsed: float) -> None:
+        if self.tty:
+            filled = 30 * done // self.total
+            self.out.write(
+                f"\r  [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} carts "
+                f"{elapsed:5.1f} s"
+            )
+            self.out.flush()
+            return
+        quarter = 4 * done // self.total
+        if quarter > self.shown:
+            if quarter > 0:
+                self.out.write(f"  {done}/{self.total} carts completed ({elapsed:.1f} s)\n")
+                self.out.flush()
+            self.shown = quarter
+
+    def finish(self, done: int, elapsed: float) -> None:
+        self(done, elapsed)
+        if self.tty:
+            self.out.write("\n")
+        self.out.flush()
+
+
+def _all_records(sessions: PaymentSessions) -> Iterator[TransitionRecord]:
+    position = 0
+    while True:
+        page = sessions.records_since(position, 5000)
+        if not page:
+            return
+        yield from (logged.record for logged in page)
+        position = page[-1].position
+
+
+def _summary(
+    sessions: PaymentSessions,
+    ledger: SimulatedProvider,
+    tallies: list[tuple[str, dict[str, int], str | None]],
+    expired: int,
+    out: TextIO,
+    elapsed: float,
+) -> bool:
+    tally: Counter[str] = Counter()
+    for _, counts, _ in tallies:
+        tally.update(counts)
+    records = list(_all_records(sessions))
+    report = verify(records)
+    found = sessions.find()
+    statuses = Counter(session.status for session in found)
+    authorized = Counter(
+        session.cart_id for session in found if session.status is PaymentSessionStatus.AUTHORIZED
+    )
+    keeps = {session.id for session in found if session.status is PaymentSessionStatus.AUTHORIZED}
+    holds = ledger.holds()
+    orphaned = [hold for hold in holds if hold.session_id not in keeps]
+    authorizations = ledger.authorizations
+    moves = Counter(record.trigger for record in records if record.seq > 0)
+    authorized_by = Counter(
+        "webhook" if (record.actor or "").startswith("provider:") else "storefront"
+        for record in records
+        if record.trigger == "authorize"
+    )
+    events = sessions.provider_events()
+    outcomes = Counter(event.outcome for event in events if event.event_id.startswith("evt_"))
+    doubles = sessions.anomalies(kind=AnomalyKind.DOUBLE_AUTHORIZATION)
+    twice = sum(1 for count in authorized.values() if count > 1)
+    rows: list[tuple[str, object]] = [
+        *((f"sessions {status.value}", statuses[status]) for status in PaymentSessionStatus),
+        ("moves recorded", sum(moves.values())),
+        *((f"  {trigger}", count) for trigger, count in sorted(moves.items())),
+        ("authorizations recorded by the storefront", authorized_by["storefront"]),
+        ("authorizations recorded by a webhook first", authorized_by["webhook"]),
+        ("storefront races lost (reloaded, decided again)", tally["storefront races lost"]),
+        ("webhook races lost (reloaded, path recomputed)", tally["webhook races lost"]),
+        ("3-D Secure challenges", tally["3-D Secure challenges"]),
+        ("declines, then a new attempt", tally["declines retried"]),
+        ("provider timeouts, resumed with the same key", tally["timeouts resumed"]),
+        (
+            "switches refused while a completion was in flight",
+            tally["switches refused while a completion was in flight"],
+        ),
+        ("completions crashed after the provider's yes", tally["completions crashed"]),
+        ("claims taken over after a crash", tally["claims taken over after a crash"]),
+        ("webhooks delivered", tally["webhooks delivered"]),
+        ("  applied", outcomes[EventOutcome.APPLIED]),
+        ("  no-ops", outcomes[EventOutcome.NOOP]),
+        ("  duplicates ignored", sum(event.duplicates for event in events)),
+        ("  stale reports ignored", outcomes[EventOutcome.STALE]),
+        ("  anomalies caught (recorded, not applied)", outcomes[EventOutcome.ANOMALY]),
+        ("double authorizations (recorded as anomalies)", len(doubles)),
+        ("abandoned sessions expired", expired),
+        ("provider authorizations", sum(authorizations.values())),
+        ("  keys authorized twice", sum(1 for n in authorizations.values() if n > 1)),
+        ("carts authorized twice", twice),
+        ("holds voided", len(ledger.voided())),
+        ("orphaned holds", len(orphaned)),
+    ]
+    out.write("\n" + format_table(("", "count"), rows) + "\n")
+    anomalies = sessions.anomalies()
+    if anomalies:
+        first = anomalies[0]
+        out.write(
+            f"\nan anomaly, for example: session {first.session_id} was "
+            f"{first.session_status.value} when the provider reported "
+            f"{first.provider_status!r} ({first.status.value})\n"
+        )
+    verdict = "ok" if report.ok else f"FAILED ({len(report.problems)} bad sessions)"
+    out.write(
+        f"\ntrails verified: {report.sessions} sessions, {report.records} records: {verdict}\n"
+    )
+    for problem in report.problems[:10]:
+        out.write(f"  session {problem.session_id} seq {problem.seq}: {problem.message}\n")
+    for hold in orphaned[:10]:
+        out.write(f"  orphaned hold: session {hold.session_id} ({hold.provider_id})\n")
+    out.write(f"finished in {elapsed:.1f} s\n")
+    return report.ok and twice == 0 and not orphaned
+
+
+__all__ = ["DEFAULT_CARTS", "DEFAULT_DB", "DEFAULT_WORKERS", "DemoError", "run"]

@@ -1,0 +1,416 @@
+"""The move engine: one planning step for every move, on the ``transitions`` engine.
+
+One ``transitions.Machine`` is built at import from :data:`~paysession.TRANSITIONS` and
+shared by every session: binding a session costs a few attribute writes, not a machine.
+Each attempt hands the shared machine a throwaway model, ``_Attempt``, whose ``status``
+starts at the session's; ``transitions`` checks the source, evaluates the guards, calls
+``_Attempt.prepare`` (our before-phase) and moves the status. Nothing is added to the
+shared machine's model list, so nothing leaks.
+
+Both shells drive this engine: :class:`~paysession.SessionMachine` (one session in
+memory, ``paysession/machine.py``) and :class:`~paysession.PaymentSessions` (sessions in
+a store, ``paysession/service.py``). Neither reaches into the other. ``resolve`` names
+the move, ``check_params`` and ``check_meta`` check its arguments, ``fingerprint`` keys
+its idempotency, ``plan`` runs it without committing anything, ``finish`` runs the
+after-hooks of a move once it is final.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, cast
+
+from transitions import Machine
+from transitions.core import EventData
+
+from paysession._frozen import freeze, is_text
+from paysession._wire import canonical_json, digest, format_datetime
+from paysession.errors import (
+    GuardRejected,
+    HookError,
+    IllegalTransition,
+    InvalidSessionData,
+    PaySessionError,
+)
+from paysession.hooks import Hooks, TransitionEvent
+from paysession.lifecycle import ALLOWED, CREATE, GUARDS, MOVES, TRANSITIONS, Move
+from paysession.limits import current
+from paysession.record import GENESIS, Change, TransitionRecord, make_record
+from paysession.session import (
+    FIELDS,
+    MAX_AMOUNT,
+    PaymentSession,
+    evolve_trusted,
+)
+from paysession.status import PaymentSessionStatus
+
+_STATUS_BY_VALUE = {status.value: status for status in PaymentSessionStatus}
+_UNSET: Any = object()
+
+
+class _Attempt:
+    """The model ``transitions`` moves for one attempt at one move; lives for one call."""
+
+    __slots__ = (
+        "actor",
+        "failed_guard",
+        "hooks",
+        "idempotency_key",
+        "key",
+        "move",
+        "now",
+        "params",
+        "planned",
+        "prev_hash",
+        "reason",
+        "seq",
+        "session",
+        "status",
+    )
+
+    def __init__(
+        self,
+        session: PaymentSession,
+        move: Move,
+        params: dict[str, object],
+        seq: int,
+        prev_hash: str,
+        now: datetime,
+        hooks: Hooks | None,
+        actor: str | None,
+        reason: str | None,
+        idempotency_key: str | None,
+        key: bytes | None,
+    ) -> None:
+        # Positional: one is built for every move.
+        self.session = session
+        self.status = session.status.value
+        self.move = move
+        self.params = params
+        self.seq = seq
+        self.prev_hash = prev_hash
+        self.now = now
+        self.hooks = hooks
+        self.actor = actor
+        self.reason = reason
+        self.idempotency_key = idempotency_key
+        self.key = key
+        self.failed_guard: str | None = None
+        self.planned: Planned | None = None
+
+    def prepare(self) -> None:
+        """Our before-phase: build the new snapshot and its record, then let hooks veto."""
+        session, move, now = self.session, self.move, self.now
+        source = session.status
+        dest = source if move.dest is None else move.dest
+        # Spelled out rather than diffing every field: this runs on every move, and the
+        # move itself says which fields it can touch.
+        updates: dict[str, object] = {"status": dest, "updated_at": now}
+        changes: dict[str, Change] = {}
+        old_text = format_datetime(session.updated_at)
+        now_text = format_datetime(now)
+        if old_text != now_text:
+            changes["updated_at"] = (old_text, now_text)
+        for name in move.stamps:
+            updates[name] = now
+            old = getattr(session, name)
+            if old != now:
+                changes[name] = (_wire_value(name, old), now_text)
+        for name, flag in move.sets:
+            updates[name] = flag
+            old = getattr(session, name)
+            if old != flag:
+                changes[name] = (old, flag)
+        for name, value in self.params.items():
+            updates[name] = value
+            old = getattr(session, name)
+            if old != value:
+                changes[name] = (_wire_value(name, old), _wire_value(name, value))
+        after = evolve_trusted(session, updates)
+        record = make_record(
+            session_id=session.id,
+            seq=self.seq,
+            trigger=move.trigger,
+            source=source,
+            dest=dest,
+            at=now,
+            actor=self.actor,
+            reason=self.reason,
+            idempotency_key=self.idempotency_key,
+            changes=changes,
+            prev_hash=self.prev_hash,
+            key=self.key,
+        )
+        hooks = self.hooks
+        if hooks is None:
+            # Nobody to tell: the event would be built only to be thrown away.
+            self.planned = Planned(after, record, None, move.dest is not None)
+            return
+        event = TransitionEvent(
+            trigger=move.trigger,
+            source=source,
+            dest=dest,
+            before=session,
+            after=after,
+            at=now,
+            actor=self.actor,
+            reason=self.reason,
+            idempotency_key=self.idempotency_key,
+        )
+        planned = Planned(after, record, event, move.dest is not None)
+        hooks.run_before(event, planned.status_move)
+        self.planned = planned
+
+
+class Planned:
+    """A move that ``transitions`` allowed and the before-hooks let through, not yet final.
+
+    ``event`` is what the hooks saw, and None when the move ran without hooks.
+    """
+
+    __slots__ = ("event", "record", "session", "status_move")
+
+    def __init__(
+        self,
+        session: PaymentSession,
+        record: TransitionRecord,
+        event: TransitionEvent | None,
+        status_move: bool,
+    ) -> None:
+        self.session = session
+        self.record = record
+        self.event = event
+        self.status_move = status_move
+
+
+def _guard_condition(name: str) -> Callable[[EventData], bool]:
+    check = GUARDS[name].check
+
+    def condition(event_data: EventData) -> bool:
+        attempt = cast(_Attempt, event_data.model)
+        if check(attempt.session):
+            return True
+        attempt.failed_guard = name
+        return False
+
+    return condition
+
+
+def _prepare(event_data: EventData) -> None:
+    cast(_Attempt, event_data.model).prepare()
+
+
+def _build_engine() -> Machine:
+    engine = Machine(
+        model=None,
+        states=[status.value for status in PaymentSessionStatus],
+        initial=PaymentSessionStatus.PENDING.value,
+        auto_transitions=False,
+        send_event=True,
+        model_attribute="status",
+    )
+    for move in TRANSITIONS:
+        engine.add_transition(
+            move.trigger,
+            [source.value for source in move.sources],
+            None if move.dest is None else move.dest.value,
+            conditions=[_guard_condition(name) for name in move.guards],
+            before=[_prepare],
+        )
+    return engine
+
+
+_ENGINE = _build_engine()
+_EVENTS = {name: _ENGINE.events[name] for name in MOVES}
+
+
+def _wire_value(name: str, value: object) -> object:
+    if value is None or type(value) is bool or type(value) is int or type(value) is str:
+        return value
+    if name == "data" or name == "cart":
+        return digest(value)
+    if isinstance(value, datetime):
+        return format_datetime(value)
+    if isinstance(value, PaymentSessionStatus):
+        return value.value
+    return value
+
+
+def create_record(session: PaymentSession, key: bytes | None = None) -> TransitionRecord:
+    """Record 0 of a trail: the session's values as the trail begins."""
+    return make_record(
+        session_id=session.id,
+        seq=0,
+        trigger=CREATE,
+        source=None,
+        dest=session.status,
+        at=session.updated_at,
+        actor=None,
+        reason=None,
+        idempotency_key=None,
+        changes={
+            name: (None, _wire_value(name, getattr(session, name)))
+            for name in FIELDS
+            if name not in ("id", "status")
+        },
+        prev_hash=GENESIS,
+        key=key,
+    )
+
+
+def check_params(move: Move, params: Mapping[str, object]) -> dict[str, object]:
+    """Validate a move's keyword arguments; return the fields they set."""
+    if not params and not move.params:
+        return {}
+    problems: dict[str, str] = {}
+    out: dict[str, object] = {}
+    for name, value in params.items():
+        if name not in move.params:
+            takes = ", ".join(move.params) or "no arguments"
+            problems[name] = f"{move.trigger} takes {takes}"
+        elif value is _UNSET:
+            continue
+        elif name == "amount":
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not 0 <= value <= MAX_AMOUNT
+            ):
+                problems["amount"] = f"must be an int from 0 to {MAX_AMOUNT} (minor units)"
+            else:
+                out["amount"] = value
+        elif name == "data":
+            if isinstance(value, Mapping):
+                out["data"] = freeze(value, "data", problems)
+            else:
+                problems["data"] = f"must be a JSON object, got {type(value).__name__}"
+    if not problems:
+        if move.trigger == "initiate" and "data" not in out:
+            problems["data"] = "initiate needs the provider's data"
+        elif move.trigger == "update" and not out:
+            problems["amount"] = "update needs amount and/or data"
+    if problems:
+        raise InvalidSessionData(problems)
+    return out
+
+
+def check_meta(actor: object, reason: object, idempotency_key: object) -> None:
+    """Validate the metadata every move takes."""
+    if actor is None and reason is None and idempotency_key is None:
+        return
+    problems: dict[str, str] = {}
+    limits = current()
+    for name, value, limit in (
+        ("actor", actor, limits.text_length),
+        ("reason", reason, limits.text_length),
+        ("idempotency_key", idempotency_key, limits.id_length),
+    ):
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            problems[name] = f"must be a string or None, got {type(value).__name__}"
+        elif not value:
+            problems[name] = "must not be empty"
+        elif not is_text(value):
+            problems[name] = "must be valid Unicode text (it holds a lone surrogate)"
+        elif len(value) > limit:
+            problems[name] = f"must be at most {limit} characters, got {len(value)}"
+    if problems:
+        raise InvalidSessionData(problems)
+
+
+def fingerprint(trigger: str, params: Mapping[str, object]) -> str:
+    """What an idempotency key binds: the trigger and its arguments (data as a digest)."""
+    wire = {name: _wire_value(name, value) for name, value in params.items()}
+    return canonical_json([trigger, wire])
+
+
+def resolve(trigger: object, status: PaymentSessionStatus) -> Move:
+    """The table's move for ``trigger``, or IllegalTransition for a name it does not know."""
+    move = MOVES.get(trigger) if isinstance(trigger, str) else None
+    if move is None:
+        raise IllegalTransition(str(trigger), status.value, ALLOWED[status])
+    return move
+
+
+def check_legal(move: Move, status: PaymentSessionStatus) -> None:
+    """Raise IllegalTransition unless the shared ``transitions`` machine has ``move`` from
+    ``status``.
+
+    This asks the engine's own registry (the lookup ``Event.trigger`` starts with), so
+    the verdict is still ``transitions``'; it only spares a refused move the clock
+    reading, the attempt and the exception that a full trigger would cost.
+    """
+    if status.value not in _EVENTS[move.trigger].transitions:
+        raise IllegalTransition(move.trigger, status.value, ALLOWED[status])
+
+
+def plan(
+    session: PaymentSession,
+    move: Move,
+    params: dict[str, object],
+    *,
+    seq: int,
+    prev_hash: str,
+    now: datetime,
+    hooks: Hooks | None,
+    actor: str | None,
+    reason: str | None,
+    idempotency_key: str | None,
+    key: bytes | None,
+) -> Planned:
+    """Run one move through ``transitions`` up to, not including, making it final.
+
+    Raises IllegalTransition, GuardRejected, or whatever a before-hook raised; in every
+    case nothing has changed.
+    """
+    check_legal(move, session.status)
+    attempt = _Attempt(
+        session,
+        move,
+        params,
+        seq,
+        prev_hash,
+        # A clock that steps back (NTP, another host of the fleet) must not make a trail
+        # run backwards: a move is never stamped earlier than the session's last one.
+        now if now > session.updated_at else session.updated_at,
+        hooks,
+        actor,
+        reason,
+        idempotency_key,
+        key,
+    )
+    moved = _EVENTS[move.trigger].trigger(attempt)
+    if not moved:
+        guard = attempt.failed_guard or "?"
+        raise GuardRejected(
+            move.trigger, guard, GUARDS[guard].description if guard in GUARDS else ""
+        )
+    planned = attempt.planned
+    if planned is None or _STATUS_BY_VALUE[attempt.status] is not planned.session.status:
+        raise PaySessionError(f"internal error: {move.trigger} was not planned consistently")
+    return planned
+
+
+def finish(hooks: Hooks | None, planned: Planned) -> None:
+    """Run the post-move hooks of a final move; raise HookError if any failed."""
+    event = planned.event
+    if hooks is None or event is None:
+        return
+    failures = hooks.run_after(event, planned.status_move)
+    if failures:
+        raise HookError(failures, planned.session, planned.record)
+
+
+__all__ = [
+    "Planned",
+    "check_legal",
+    "check_meta",
+    "check_params",
+    "create_record",
+    "fingerprint",
+    "finish",
+    "plan",
+    "resolve",
+]
