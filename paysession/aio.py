@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -36,7 +36,15 @@ from paysession.record import TransitionRecord
 from paysession.service import DEFAULT_LEASE, PaymentSessions, Providers, Reconciliation
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
-from paysession.store.base import AnomalyKind, EventOutcome, ProviderEvent
+from paysession.store.base import (
+    AnomalyKind,
+    Claim,
+    ClaimAction,
+    Claimed,
+    EventOutcome,
+    LoggedRecord,
+    ProviderEvent,
+)
 
 _T = TypeVar("_T")
 
@@ -131,6 +139,7 @@ class AsyncPaymentSessions:
         self,
         session_id: str,
         *,
+        expected_version: int | None = None,
         actor: str | None = None,
         reason: str | None = None,
         idempotency_key: str | None = None,
@@ -140,11 +149,133 @@ class AsyncPaymentSessions:
             functools.partial(
                 self.sessions.select,
                 session_id,
+                expected_version=expected_version,
                 actor=actor,
                 reason=reason,
                 idempotency_key=idempotency_key,
             )
         )
+
+    async def fire_many(
+        self,
+        session_id: str,
+        moves: Sequence[tuple[str, Mapping[str, object]]],
+        /,
+        *,
+        expected_version: int | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> list[TransitionRecord]:
+        """:meth:`PaymentSessions.fire_many <paysession.PaymentSessions.fire_many>`."""
+        return await self._run(
+            functools.partial(
+                self.sessions.fire_many,
+                session_id,
+                moves,
+                expected_version=expected_version,
+                actor=actor,
+                reason=reason,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    async def fire_with_retry(
+        self,
+        session_id: str,
+        trigger: str,
+        /,
+        *,
+        attempts: int = 5,
+        actor: str | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+        **args: object,
+    ) -> TransitionRecord:
+        """:meth:`PaymentSessions.fire_with_retry <paysession.PaymentSessions.fire_with_retry>`."""
+        return await self._run(
+            functools.partial(
+                self.sessions.fire_with_retry,
+                session_id,
+                trigger,
+                attempts=attempts,
+                actor=actor,
+                reason=reason,
+                idempotency_key=idempotency_key,
+                **args,
+            )
+        )
+
+    async def record_answer(
+        self,
+        session_id: str,
+        moves: Sequence[tuple[str, Mapping[str, object]]],
+        /,
+        *,
+        provider_status: str,
+        observed_at: datetime | None = None,
+        actor: str | None = None,
+        idempotency_key: str,
+        reason: str | None = None,
+        release: Claim | None = None,
+    ) -> tuple[list[TransitionRecord], bool]:
+        """:meth:`PaymentSessions.record_answer <paysession.PaymentSessions.record_answer>`."""
+        return await self._run(
+            functools.partial(
+                self.sessions.record_answer,
+                session_id,
+                moves,
+                provider_status=provider_status,
+                observed_at=observed_at,
+                actor=actor,
+                idempotency_key=idempotency_key,
+                reason=reason,
+                release=release,
+            )
+        )
+
+    async def version(self, session_id: str) -> int:
+        """The seq of the session's last record."""
+        return await self._run(functools.partial(self.sessions.version, session_id))
+
+    async def records_since(self, position: int = 0, limit: int = 1000) -> list[LoggedRecord]:
+        """Every session's records after ``position``, in commit order."""
+        return await self._run(functools.partial(self.sessions.records_since, position, limit))
+
+    async def claim_cart(
+        self,
+        cart_id: str,
+        *,
+        lease: timedelta = DEFAULT_LEASE,
+        session_id: str | None = None,
+        action: ClaimAction | str = ClaimAction.AUTHORIZE,
+    ) -> Claimed:
+        """:meth:`PaymentSessions.claim_cart <paysession.PaymentSessions.claim_cart>`."""
+        return await self._run(
+            functools.partial(
+                self.sessions.claim_cart,
+                cart_id,
+                lease=lease,
+                session_id=session_id,
+                action=action,
+            )
+        )
+
+    async def release_cart(self, claim: Claim) -> None:
+        """Release a claim taken by :meth:`claim_cart`."""
+        await self._run(functools.partial(self.sessions.release_cart, claim))
+
+    async def claim_of(self, cart_id: str) -> Claim | None:
+        """The claim on the cart, live or expired, or None."""
+        return await self._run(functools.partial(self.sessions.claim_of, cart_id))
+
+    async def stale(self, older_than: timedelta, *, limit: int = 1000) -> list[PaymentSession]:
+        """Sessions with no move for ``older_than`` that are neither authorized nor canceled."""
+        return await self._run(functools.partial(self.sessions.stale, older_than, limit=limit))
+
+    async def authorization_conflict(self, session_id: str) -> str | None:
+        """Why an authorization of this session would be one its cart cannot keep, or None."""
+        return await self._run(functools.partial(self.sessions.authorization_conflict, session_id))
 
     async def reconcile(
         self,

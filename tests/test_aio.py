@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 
@@ -161,3 +162,27 @@ class TestAsyncPaymentSessions:
 
         run(scenario)
         assert seen == ["req-42"]
+
+
+class TestNoDrift:
+    def test_every_public_method_and_parameter_has_its_twin(self) -> None:
+        """A public method of PaymentSessions, or a parameter of one, missing here fails."""
+        def public(cls: type) -> dict[str, inspect.Signature]:
+            return {
+                name: inspect.signature(function)
+                for name, function in inspect.getmembers(cls, inspect.isfunction)
+                if not name.startswith("_")
+            }
+
+        sync, twin = public(PaymentSessions), public(AsyncPaymentSessions)
+        assert sorted(set(sync) - set(twin)) == []
+        for name, signature in sync.items():
+            mine = twin[name].parameters
+            for parameter in signature.parameters.values():
+                assert parameter.name in mine, (name, parameter.name)
+                theirs = mine[parameter.name]
+                assert (theirs.kind, theirs.default) == (parameter.kind, parameter.default), (
+                    name,
+                    parameter.name,
+                )
+            assert inspect.iscoroutinefunction(getattr(AsyncPaymentSessions, name)), name
