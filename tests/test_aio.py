@@ -167,6 +167,7 @@ class TestAsyncPaymentSessions:
 class TestNoDrift:
     def test_every_public_method_and_parameter_has_its_twin(self) -> None:
         """A public method of PaymentSessions, or a parameter of one, missing here fails."""
+
         def public(cls: type) -> dict[str, inspect.Signature]:
             return {
                 name: inspect.signature(function)

@@ -432,6 +432,7 @@ def complete_then_die(kind: str, place: str, ledger: str) -> None:
     complete_cart(sessions, LedgerProvider(Path(ledger)), "cart_1", lease=LEASE)
 
 
+@pytest.mark.slow
 class TestKilledProcess:
     store_kinds = ("sqlite", "postgres")
 

@@ -22,6 +22,7 @@ class TestDemo:
         assert "IllegalTransition" in out and "GuardRejected" in out
         assert "pi_demo" not in out  # provider data stays out of the output
 
+    @pytest.mark.slow
     def test_demo_as_a_process(self, tmp_path: Path) -> None:
         """python -m paysession demo runs the simulation in the working directory, exit 0."""
         done = subprocess.run(

@@ -16,6 +16,9 @@ from paysession.cli.demo import _Progress, _summary, ledger_path
 from paysession.providers import SimulatedProvider
 from paysession.store import EventOutcome, SqliteStore
 
+pytestmark = pytest.mark.slow
+
+
 S = PaymentSessionStatus
 
 

@@ -26,6 +26,9 @@ from .conftest import StoreFactory
 from .faultfs import read_only_view, small_disk
 from .test_races import check_database
 
+pytestmark = pytest.mark.slow
+
+
 BLOB = "x" * 60_000
 
 

@@ -27,6 +27,8 @@ from paysession.audit import (
 from .faultfs import FULL, small_disk
 from .helpers import machine_in
 
+pytestmark = pytest.mark.slow
+
 
 def trail(moves: int = 40, reason_length: int = 3000) -> tuple[TransitionRecord, ...]:
     """One session's trail: record 0, initiate, then ``moves`` updates with long reasons."""

@@ -35,6 +35,9 @@ from paysession.store import LoggedRecord, SessionStore, SqliteStore
 
 from .conftest import StoreFactory
 
+pytestmark = pytest.mark.slow
+
+
 SPAWN = multiprocessing.get_context("spawn")
 WORKERS = 8
 S = PaymentSessionStatus

@@ -494,6 +494,7 @@ def deliver(kind: str, place: str, session_id: str) -> None:
     store.close()
 
 
+@pytest.mark.slow
 class TestAcrossProcesses:
     store_kinds = ("sqlite", "postgres")
 
