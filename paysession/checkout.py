@@ -32,7 +32,7 @@ once:
 - a session already authorized returns at once, without calling the provider.
 
 A session without an ``idempotency_key`` (one read from a Medusa payload with a null
-key) uses its id in its place.
+key) uses its id in its place. The design, and why it holds: ``docs/one-charge.md``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The transition table: the one definition of every legal move, as immutable data.
 
 The machine enforces it, the diagrams draw it, the audit verifier checks trails against
-it and the README prints it. Nothing here runs a move; see :mod:`paysession.machine`.
+it and the README prints it. Nothing here runs a move; see ``paysession/planning.py``.
+The table, its guards and how to add a move: ``docs/transition-table.md``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ are unique; at most one selected session per cart; at most one authorized sessio
 cart; one session per (cart, provider); no select or deselect while another caller's
 claim on the cart is live.
 Stores know nothing of the transition table: the service plans every move, a store
-makes it durable or refuses it whole.
+makes it durable or refuses it whole. How the rules hold under concurrency, and the
+feed: ``docs/concurrency.md``; claims: ``docs/one-charge.md``.
 """
 
 from __future__ import annotations
