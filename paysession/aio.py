@@ -31,9 +31,9 @@ from paysession.checkout import (
     complete_session,
     expire_sessions,
 )
-from paysession.providers import PaymentProvider
+from paysession.providers import PaymentProvider, Providers
 from paysession.record import TransitionRecord
-from paysession.service import DEFAULT_LEASE, PaymentSessions, Providers, Reconciliation
+from paysession.service import DEFAULT_LEASE, PaymentSessions, Reconciliation
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
 from paysession.store.base import (

@@ -58,12 +58,13 @@ from paysession.lifecycle import ALLOWED
 from paysession.providers import (
     PaymentProvider,
     ProviderReply,
+    Providers,
     cancel_key,
     map_status,
     provider_for,
 )
 from paysession.record import TransitionRecord
-from paysession.service import DEFAULT_LEASE, PaymentSessions, Providers
+from paysession.service import DEFAULT_LEASE, PaymentSessions
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
 from paysession.store.base import STALE_STATUSES, Claim, ClaimAction, Claimed

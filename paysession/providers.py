@@ -166,6 +166,10 @@ def provider_for(
     return found
 
 
+Providers = PaymentProvider | Mapping[str, PaymentProvider]
+"""A provider, or a mapping from provider id to provider."""
+
+
 @attrs.frozen
 class Webhook:
     """A provider's notice about a session, as a webhook endpoint receives it."""
@@ -687,6 +691,7 @@ __all__ = [
     "PaymentProvider",
     "ProviderReply",
     "ProviderTimeout",
+    "Providers",
     "ReconciliationAnomaly",
     "SimulatedProvider",
     "UnknownProviderStatus",

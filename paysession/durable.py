@@ -1,0 +1,159 @@
+"""What both halves of the service share: the store, the clock, the key, the hooks.
+
+``PaymentSessions`` (``paysession/service.py``) is built in two floors so that neither
+file does every job: this base loads sessions and plans, finishes and binds moves on the
+engine of ``paysession/planning.py``; ``paysession/reconcile.py`` adds what provider
+reports need (reconciliation, answers, anomalies, voids); the service on top adds
+creating, firing, selecting, claims and reads.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from paysession.errors import (
+    HookError,
+    IdempotencyConflict,
+    InvalidSessionData,
+    SessionNotFound,
+    StoreError,
+)
+from paysession.hooks import Hooks
+from paysession.lifecycle import MOVES, Move
+from paysession.planning import (
+    Planned,
+    check_meta,
+    check_params,
+    finish,
+    plan,
+    resolve,
+)
+from paysession.record import TransitionRecord
+from paysession.session import Clock, PaymentSession, clock_reading, utc_now
+from paysession.store.base import (
+    NUL_IN_KEY,
+    Binding,
+    SessionStore,
+    Snapshot,
+    has_nul,
+)
+
+_SELECT = MOVES["select"]
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def member(kind: type[_E], value: object, field: str) -> _E:
+    """``value`` as a member of the str enum ``kind``; InvalidSessionData naming ``field``."""
+    try:
+        return kind(value)
+    except ValueError:
+        names = ", ".join(str(item.value) for item in kind)
+        raise InvalidSessionData({field: f"must be one of {names}"}) from None
+
+
+class DurableBase:
+    """The state and helpers of :class:`~paysession.PaymentSessions`; not used alone."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        hooks: Hooks | None = None,
+        clock: Clock | None = None,
+        key: bytes | None = None,
+    ) -> None:
+        self.store = store
+        self._hooks = hooks
+        self._clock: Clock = clock or utc_now
+        self._key = key
+
+    def get(self, session_id: str) -> PaymentSession:
+        """The session as last committed; SessionNotFound if there is none."""
+        return self._load(session_id).session
+
+    def _now(self) -> datetime:
+        return clock_reading(self._clock)
+
+    def _load(self, session_id: str, idempotency_key: str | None = None) -> Snapshot:
+        if has_nul(idempotency_key):
+            # Every store's commit refuses it too; here, before any before-hook runs.
+            raise InvalidSessionData({"idempotency_key": NUL_IN_KEY})
+        snapshot = self.store.load(session_id, idempotency_key)
+        if snapshot is None:
+            raise SessionNotFound(session_id)
+        return snapshot
+
+    def _bound(self, stored: Binding, attempted: Binding, move: Move) -> TransitionRecord:
+        record = self.store.record(stored.session_id, stored.seq)
+        if record is None:  # the key's foreign key rules this out in a sound database
+            raise StoreError("idempotency", f"key {stored.key!r} names a missing record")
+        if stored.fingerprint != attempted.fingerprint:
+            raise IdempotencyConflict(stored.key, record.trigger, move.trigger)
+        return record
+
+    def _finish(self, others: list[Planned], planned: Planned) -> None:
+        if not others:
+            finish(self._hooks, planned)
+            return
+        # Every committed move gets its after-hooks, even when an earlier one's failed.
+        errors: list[BaseException] = []
+        for done in (*others, planned):
+            try:
+                finish(self._hooks, done)
+            except HookError as error:
+                errors.extend(error.errors)
+        if errors:
+            raise HookError(errors, planned.session, planned.record)
+
+    def _resolve_moves(
+        self,
+        snapshot: Snapshot,
+        moves: Sequence[tuple[str, Mapping[str, object]]],
+        actor: str | None,
+        reason: str | None,
+        idempotency_key: str | None,
+    ) -> list[tuple[Move, dict[str, object]]]:
+        steps: list[tuple[Move, dict[str, object]]] = []
+        for trigger, args in moves:
+            move = resolve(trigger, snapshot.session.status)
+            if move is _SELECT:
+                raise InvalidSessionData({"moves": "select must be fired on its own"})
+            steps.append((move, check_params(move, args)))
+        check_meta(actor, reason, idempotency_key)
+        return steps
+
+    def _plan_moves(
+        self,
+        snapshot: Snapshot,
+        steps: list[tuple[Move, dict[str, object]]],
+        actor: str | None,
+        reason: str | None,
+        idempotency_key: str | None,
+    ) -> list[Planned]:
+        """Plan each move from the session as the one before leaves it; the last gets the key."""
+        now = clock_reading(self._clock)
+        planned: list[Planned] = []
+        current, seq, head = snapshot.session, snapshot.version, snapshot.head
+        for index, (move, changes) in enumerate(steps, 1):
+            step = plan(
+                current,
+                move,
+                changes,
+                seq=seq + 1,
+                prev_hash=head,
+                now=now,
+                hooks=self._hooks,
+                actor=actor,
+                reason=reason,
+                idempotency_key=idempotency_key if index == len(steps) else None,
+                key=self._key,
+            )
+            planned.append(step)
+            current, seq, head = step.session, step.record.seq, step.record.hash
+        return planned
+
+
+__all__ = ["DurableBase", "member"]

@@ -1,0 +1,481 @@
+"""Provider reports: reconciliation, answers to our own requests, anomalies and voids.
+
+A provider's report is a fact. Reconciliation moves the session to what the provider
+says along the shortest legal path, records every report (applied, no-op, stale,
+duplicate or anomaly) in the same transaction as the moves it caused, and voids a hold
+the cart cannot keep (``docs/one-charge.md``).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import NoReturn
+
+import attrs
+
+from paysession.durable import DurableBase, member
+from paysession.errors import (
+    ConcurrentUpdate,
+    DoubleAuthorization,
+    GuardRejected,
+    InvalidSessionData,
+    ReconciliationAnomaly,
+    StoreError,
+)
+from paysession.lifecycle import MOVES, shortest_path
+from paysession.planning import (
+    Planned,
+    check_meta,
+    plan,
+)
+from paysession.providers import (
+    Providers,
+    map_status,
+    provider_for,
+    void_key,
+)
+from paysession.record import TransitionRecord
+from paysession.session import PaymentSession, clock_reading
+from paysession.status import PaymentSessionStatus
+from paysession.store.base import (
+    AnomalyKind,
+    Claim,
+    EventOutcome,
+    ProviderEvent,
+    Snapshot,
+    Write,
+)
+
+_CANCEL = MOVES["cancel"]
+_AUTHORIZED = PaymentSessionStatus.AUTHORIZED
+_CANCELED = PaymentSessionStatus.CANCELED
+
+
+@attrs.frozen
+class Reconciliation:
+    """What :meth:`PaymentSessions.reconcile_result` did with one provider report.
+
+    ``outcome`` is applied, noop, stale or duplicate (an anomaly raises instead);
+    ``records`` the moves it committed (empty unless applied); ``event`` the stored
+    event row (for a duplicate, the first delivery's); ``lost_races`` how many times a
+    concurrent move committed first and the path was recomputed.
+    """
+
+    outcome: EventOutcome
+    records: tuple[TransitionRecord, ...]
+    event: ProviderEvent | None
+    lost_races: int = 0
+
+
+class Reconciler(DurableBase):
+    """The provider-facing half of :class:`~paysession.PaymentSessions`; not used alone."""
+
+    def record_answer(
+        self,
+        session_id: str,
+        moves: Sequence[tuple[str, Mapping[str, object]]],
+        /,
+        *,
+        provider_status: str,
+        observed_at: datetime | None = None,
+        actor: str | None = None,
+        idempotency_key: str,
+        reason: str | None = None,
+        release: Claim | None = None,
+    ) -> tuple[list[TransitionRecord], bool]:
+        """Commit the moves that record a provider's answer to our own request, once.
+
+        What cart completion uses. The answer is also kept as a provider event (event id
+        ``idempotency_key``, outcome applied, ``observed_at`` as the provider gave it) in
+        the same transaction, so webhooks observed before the answer are stale when they
+        arrive. The last move's record carries ``idempotency_key``; ``reason`` is the
+        provider status. Returns the records and True, or, when an answer was recorded
+        under this key already (by a racing request), the record of its last move and
+        False. ConcurrentUpdate when the session moved meanwhile (reload and decide
+        again) or when a newer provider report was applied first. ``reason``, when given,
+        replaces the provider status as the records' reason; ``release`` is a claim on
+        the session's cart to release in the same transaction.
+        """
+        if not moves:
+            raise InvalidSessionData({"moves": "must hold at least one (trigger, arguments)"})
+        self._check_report(provider_status, idempotency_key, observed_at, 1)
+        snapshot = self._load(session_id)
+        stored = self._answered(session_id, idempotency_key)
+        if stored is not None:
+            return stored, False
+        mapped = map_status(snapshot.session.provider_id, provider_status)
+        why = provider_status if reason is None else reason
+        steps = self._resolve_moves(snapshot, moves, actor, why, idempotency_key)
+        planned = self._plan_moves(snapshot, steps, actor, why, idempotency_key)
+        records = [step.record for step in planned]
+        event = ProviderEvent(
+            session_id=session_id,
+            event_id=idempotency_key,
+            provider_status=provider_status,
+            status=mapped,
+            session_status=snapshot.session.status,
+            outcome=EventOutcome.APPLIED,
+            observed_at=observed_at,
+            recorded_at=records[-1].at,
+            version=records[-1].seq,
+        )
+        write = Write(planned[-1].session, snapshot.version, tuple(records))
+        try:
+            self.store.record_event(event, write, release=release)
+        except ConcurrentUpdate:
+            stored = self._answered(session_id, idempotency_key)
+            if stored is None:
+                raise
+            return stored, False
+        self._finish(planned[:-1], planned[-1])
+        return records, True
+
+    def _answered(self, session_id: str, event_id: str) -> list[TransitionRecord] | None:
+        event = self.store.provider_event(session_id, event_id)
+        if event is None:
+            return None
+        record = self.store.record(session_id, event.version)
+        if record is None:  # the event and its moves are committed together
+            raise StoreError("provider_event", f"event {event_id!r} names a missing record")
+        return [record]
+
+    def authorization_conflict(self, session_id: str) -> str | None:
+        """Why an authorization of this session would hold money its cart must not keep.
+
+        A session cannot be its cart's authorized one when another session of the cart
+        is authorized, or when the cart switched away from it (it is not selected while
+        another one is, or it was deselected). Returns the reason, naming the cart and
+        the other session, or None when an authorization is the cart's to keep.
+        """
+        return self._conflict(self.get(session_id))
+
+    def _conflict(self, session: PaymentSession) -> str | None:
+        cart_id = session.cart_id
+        if cart_id is None:
+            return None
+        cart = [other for other in self.store.find(cart_id=cart_id) if other.id != session.id]
+        for other in cart:
+            if other.status is _AUTHORIZED:
+                return f"cart {cart_id} is authorized with session {other.id}"
+        if session.is_selected:
+            return None
+        for other in cart:
+            if other.is_selected:
+                return f"cart {cart_id} switched to session {other.id}"
+        if any(record.trigger == "deselect" for record in self.store.history(session.id)):
+            return f"session {session.id} was deselected from cart {cart_id}"
+        return None
+
+    def reconcile(
+        self,
+        session_id: str,
+        provider_status: str,
+        *,
+        event_id: str | None = None,
+        observed_at: datetime | None = None,
+        attempts: int = 5,
+        provider: Providers | None = None,
+    ) -> list[TransitionRecord]:
+        """Move the session to what its provider reports; return the records committed.
+
+        ``provider_status`` is the provider's own name (``requires_capture``,
+        ``COMPLETED``), read through the status map of the session's ``provider_id``;
+        a name the map does not know raises UnknownProviderStatus and records nothing.
+        The session moves along the shortest legal path to the mapped status in one
+        transaction, each step audited with actor ``provider:<provider_id>`` and the
+        provider status and event id in ``reason``; the event row is written in the same
+        transaction. Returns ``[]``, having applied nothing, when the session is there
+        already (noop), when ``event_id`` was handled before (duplicate, even by another
+        process long ago), or when ``observed_at`` is older than the newest report
+        applied or found a no-op, or is the very same report (same status, same instant)
+        under another event id (stale). A status no legal path reaches, or a path a
+        guard refuses, raises ReconciliationAnomaly (recorded, never applied). A
+        concurrent move makes it reload and recompute, up to ``attempts`` times.
+
+        An authorization reported for a session that cannot be its cart's authorized
+        one (see :meth:`authorization_conflict`) is a double authorization: money is held
+        all the same. It is recorded as an anomaly of kind ``double_authorization``
+        and, with ``provider`` (the provider, or a mapping from provider id to
+        provider), the hold is voided through the provider's cancel (under the key
+        ``<session key>:void``) and the session canceled with a reason naming the cart's
+        choice, in one transaction with the anomaly; DoubleAuthorization is raised
+        either way (``voided`` says which). An authorization reported for a canceled
+        session is voided the same way when ``provider`` is given.
+        """
+        return list(
+            self.reconcile_result(
+                session_id,
+                provider_status,
+                event_id=event_id,
+                observed_at=observed_at,
+                attempts=attempts,
+                provider=provider,
+            ).records
+        )
+
+    def reconcile_result(
+        self,
+        session_id: str,
+        provider_status: str,
+        *,
+        event_id: str | None = None,
+        observed_at: datetime | None = None,
+        attempts: int = 5,
+        provider: Providers | None = None,
+    ) -> Reconciliation:
+        """:meth:`reconcile`, telling what it did: the outcome, records and lost races."""
+        self._check_report(provider_status, event_id, observed_at, attempts)
+        if provider is not None and not (
+            isinstance(provider, Mapping) or callable(getattr(provider, "cancel", None))
+        ):
+            raise InvalidSessionData(
+                {"provider": "must be a PaymentProvider, a mapping of them by id, or None"}
+            )
+        stored_id = event_id if event_id is not None else f"unidentified:{uuid.uuid4().hex}"
+        # Each pass either returns or raises; the count bounds the retries.
+        attempt = -1
+        while True:
+            attempt += 1
+            try:
+                return self._reconcile(
+                    session_id, provider_status, event_id, stored_id, observed_at, attempt, provider
+                )
+            except ConcurrentUpdate:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))
+
+    def provider_events(
+        self, *, session_id: str | None = None, outcome: EventOutcome | str | None = None
+    ) -> list[ProviderEvent]:
+        """The provider reports reconciliation recorded, in the order it recorded them."""
+        wanted = None if outcome is None else member(EventOutcome, outcome, "outcome")
+        return self.store.provider_events(session_id=session_id, outcome=wanted)
+
+    def anomalies(
+        self, session_id: str | None = None, *, kind: AnomalyKind | str | None = None
+    ) -> list[ProviderEvent]:
+        """The reports recorded as anomalies (of one session, or of all), oldest first.
+
+        ``kind`` keeps those of one kind (``double_authorization``, say).
+        """
+        wanted = None if kind is None else member(AnomalyKind, kind, "kind")
+        found = self.store.provider_events(session_id=session_id, outcome=EventOutcome.ANOMALY)
+        return found if wanted is None else [event for event in found if event.kind is wanted]
+
+    @staticmethod
+    def _check_report(
+        provider_status: object, event_id: object, observed_at: object, attempts: object
+    ) -> None:
+        problems: dict[str, str] = {}
+        if not isinstance(provider_status, str) or not provider_status:
+            problems["provider_status"] = "must be a non-empty string"
+        if event_id is not None:
+            try:
+                check_meta(None, None, event_id)
+            except InvalidSessionData as error:
+                problems["event_id"] = error.problems["idempotency_key"]
+        if observed_at is not None and (
+            not isinstance(observed_at, datetime) or observed_at.utcoffset() is None
+        ):
+            problems["observed_at"] = "must be a timezone-aware datetime or None"
+        if type(attempts) is not int or attempts < 1:
+            problems["attempts"] = "must be an int >= 1"
+        if problems:
+            raise InvalidSessionData(problems)
+
+    def _reconcile(
+        self,
+        session_id: str,
+        provider_status: str,
+        event_id: str | None,
+        stored_id: str,
+        observed_at: datetime | None,
+        lost: int,
+        provider: Providers | None,
+    ) -> Reconciliation:
+        snapshot = self._load(session_id)
+        session = snapshot.session
+        mapped = map_status(session.provider_id, provider_status)
+        if event_id is not None:
+            seen = self.store.provider_event(session_id, event_id)
+            if seen is not None:
+                self.store.count_duplicate(session_id, event_id)
+                return Reconciliation(EventOutcome.DUPLICATE, (), seen, lost)
+        now = clock_reading(self._clock)
+
+        def event(
+            outcome: EventOutcome,
+            version: int,
+            guard: str | None = None,
+            kind: AnomalyKind | None = None,
+        ) -> ProviderEvent:
+            return ProviderEvent(
+                session_id=session_id,
+                event_id=stored_id,
+                provider_status=provider_status,
+                status=mapped,
+                session_status=session.status,
+                outcome=outcome,
+                observed_at=observed_at,
+                recorded_at=now,
+                version=version,
+                guard=guard,
+                kind=kind,
+            )
+
+        if observed_at is not None and self._outdated(session_id, provider_status, observed_at):
+            stale = event(EventOutcome.STALE, snapshot.version)
+            self.store.record_event(stale)
+            return Reconciliation(EventOutcome.STALE, (), stale, lost)
+        path = shortest_path(session.status, mapped)
+        if path is None:
+            anomaly = event(EventOutcome.ANOMALY, snapshot.version, kind=AnomalyKind.NO_LEGAL_PATH)
+            voided = False
+            if mapped is _AUTHORIZED and session.status is _CANCELED and provider is not None:
+                # Authorized at the provider after we canceled: money is held for nothing.
+                voided = self._void(session, provider)
+            self._anomaly(anomaly, session, None, voided=voided)
+        if path and mapped is _AUTHORIZED:
+            conflict = self._conflict(session)
+            if conflict is not None:
+                anomaly = event(
+                    EventOutcome.ANOMALY, snapshot.version, kind=AnomalyKind.DOUBLE_AUTHORIZATION
+                )
+                self._double_authorization(snapshot, anomaly, conflict, provider, now)
+        if not path:
+            noop = event(EventOutcome.NOOP, snapshot.version)
+            self.store.record_event(noop, expected_version=snapshot.version)
+            return Reconciliation(EventOutcome.NOOP, (), noop, lost)
+        actor = f"provider:{session.provider_id}"
+        reason = provider_status if event_id is None else f"{provider_status} (event {event_id})"
+        steps: list[Planned] = []
+        current, seq, head = session, snapshot.version, snapshot.head
+        for trigger in path:
+            try:
+                planned = plan(
+                    current,
+                    MOVES[trigger],
+                    {},
+                    seq=seq + 1,
+                    prev_hash=head,
+                    now=now,
+                    hooks=self._hooks,
+                    actor=actor,
+                    reason=reason,
+                    idempotency_key=None,
+                    key=self._key,
+                )
+            except GuardRejected as refused:
+                anomaly = event(
+                    EventOutcome.ANOMALY,
+                    snapshot.version,
+                    refused.guard,
+                    kind=AnomalyKind.GUARD_REFUSED,
+                )
+                self._anomaly(anomaly, session, refused.guard)
+            steps.append(planned)
+            current, seq, head = planned.session, planned.record.seq, planned.record.hash
+        applied = event(EventOutcome.APPLIED, seq)
+        self.store.record_event(
+            applied, Write(current, snapshot.version, tuple(p.record for p in steps))
+        )
+        self._finish(steps[:-1], steps[-1])
+        return Reconciliation(EventOutcome.APPLIED, tuple(p.record for p in steps), applied, lost)
+
+    def _outdated(self, session_id: str, provider_status: str, observed_at: datetime) -> bool:
+        """Whether an applied or no-op report is newer, or the same report is known.
+
+        The same provider status at the same instant is what the provider sends twice
+        under two names (a webhook for the state a completion's answer already recorded):
+        nothing new, so stale rather than applied again after the session moved on.
+        """
+        for event in self.store.provider_events(session_id=session_id):
+            if not event.advances or event.observed_at is None:
+                continue
+            if event.observed_at > observed_at or (
+                event.observed_at == observed_at and event.provider_status == provider_status
+            ):
+                return True
+        return False
+
+    def _anomaly(
+        self,
+        event: ProviderEvent,
+        session: PaymentSession,
+        guard: str | None,
+        *,
+        voided: bool = False,
+    ) -> NoReturn:
+        self.store.record_event(event)
+        raise ReconciliationAnomaly(
+            session.id,
+            session.status,
+            session.provider_id,
+            event.provider_status,
+            event.status,
+            event_id=None if event.event_id.startswith("unidentified:") else event.event_id,
+            guard=guard,
+            kind=event.kind,
+            voided=voided,
+        )
+
+    def _void(self, session: PaymentSession, provider: Providers) -> bool:
+        """Void the session's hold at its provider; whether the provider says it is gone."""
+        payments = provider_for(provider, session)
+        reply = payments.cancel(session, idempotency_key=void_key(session))
+        return map_status(session.provider_id, reply.status) is _CANCELED
+
+    def _double_authorization(
+        self,
+        snapshot: Snapshot,
+        anomaly: ProviderEvent,
+        conflict: str,
+        provider: Providers | None,
+        now: datetime,
+    ) -> NoReturn:
+        """Record the anomaly; with a provider, void the hold and cancel, in one commit.
+
+        The provider is asked first: when the commit then loses a race, the retry asks
+        again under the same key and gets the same answer, so the hold is voided once.
+        """
+        session = snapshot.session
+        voided = provider is not None and self._void(session, provider)
+        if not voided:
+            self.store.record_event(anomaly, expected_version=snapshot.version)
+        else:
+            planned = plan(
+                session,
+                _CANCEL,
+                {},
+                seq=snapshot.version + 1,
+                prev_hash=snapshot.head,
+                now=now,
+                hooks=self._hooks,
+                actor=f"provider:{session.provider_id}",
+                reason=f"double authorization voided: {conflict}",
+                idempotency_key=None,
+                key=self._key,
+            )
+            self.store.record_event(
+                attrs.evolve(anomaly, version=planned.record.seq),
+                Write(planned.session, snapshot.version, (planned.record,)),
+            )
+            self._finish([], planned)
+        raise DoubleAuthorization(
+            session.id,
+            session.status,
+            session.provider_id,
+            anomaly.provider_status,
+            anomaly.status,
+            event_id=None if anomaly.event_id.startswith("unidentified:") else anomaly.event_id,
+            conflict=conflict,
+            voided=voided,
+        )
+
+
+__all__ = ["Reconciler", "Reconciliation"]
