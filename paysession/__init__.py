@@ -60,11 +60,9 @@ from paysession.checkout import (
     Completion,
     CompletionOutcome,
     CompletionTimeout,
-    Expiry,
     NoSelectedSession,
     cancel_payment,
     complete_cart,
-    expire_sessions,
 )
 from paysession.errors import (
     AuthorizationConflict,
@@ -74,6 +72,7 @@ from paysession.errors import (
     ReconciliationAnomaly,
     UnknownProviderStatus,
 )
+from paysession.expiry import Expiry, expire_sessions
 from paysession.providers import (
     ProviderReply,
 )

@@ -25,12 +25,11 @@ from typing import TypeVar
 from paysession.audit import AuditReport
 from paysession.checkout import (
     Completion,
-    Expiry,
     cancel_payment,
     complete_cart,
     complete_session,
-    expire_sessions,
 )
+from paysession.expiry import Expiry, expire_sessions
 from paysession.providers import PaymentProvider, Providers
 from paysession.record import TransitionRecord
 from paysession.service import DEFAULT_LEASE, PaymentSessions, Reconciliation

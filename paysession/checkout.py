@@ -1,23 +1,12 @@
 """Cart completion: authorize a cart's selected session through its provider, once.
 
 What Medusa's cart completion does for the payment, made safe to retry, to race and
-to crash. Three rules make "one order, one charge" hold:
-
-- **A claim holds the cart while the provider is asked.** :func:`complete_cart` takes a
-  claim on the cart (see ``PaymentSessions.claim_cart``) in the same transaction that
-  reads its selected session, and releases it in the transaction that commits the
-  provider's answer. While it holds, the cart's choice of session cannot change, and a
-  second completion, a ``cancel_payment`` or an expiry of the cart gets CartBusy. A
-  claim left by a crashed process lapses after its lease; the next caller takes it
-  over and first finishes what the crashed one started, asking the provider again
-  under the same idempotency key.
-- **The database keeps one authorized session per cart** (a unique index), whatever
-  the code above it does.
-- **The provider's answer is a fact.** An authorization of a session that cannot be
-  its cart's authorized one (another session of the cart is authorized, or the cart
-  switched away from it, or it was canceled) is recorded as an anomaly, its hold is
-  voided through the provider's cancel under the key ``<session key>:void``, and the
-  session is canceled; the completion reports ``voided``, never ``authorized``.
+to crash. A claim holds the cart while its provider is asked (a method switch, a second
+completion or a cancellation meanwhile gets CartBusy; a crashed holder's claim is taken
+over once it lapses, and its attempt finished under the same key); the database keeps
+one authorized session per cart; and an authorization the cart cannot keep is recorded
+as an anomaly and voided at the provider (the completion reports ``voided``). The
+design, and why it holds: ``docs/one-charge.md``.
 
 Idempotency keys depend only on what completion itself has committed, so a retry after
 any failure sends the provider the same key, gets the same answer back and commits it
@@ -32,7 +21,7 @@ once:
 - a session already authorized returns at once, without calling the provider.
 
 A session without an ``idempotency_key`` (one read from a Medusa payload with a null
-key) uses its id in its place. The design, and why it holds: ``docs/one-charge.md``.
+key) uses its id in its place.
 """
 
 from __future__ import annotations
@@ -45,7 +34,6 @@ from typing import TypeVar
 import attrs
 
 from paysession.errors import (
-    CartBusy,
     CompletionTimeout,
     ConcurrentUpdate,
     IllegalTransition,
@@ -67,7 +55,7 @@ from paysession.record import TransitionRecord
 from paysession.service import DEFAULT_LEASE, PaymentSessions
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
-from paysession.store.base import STALE_STATUSES, Claim, ClaimAction, Claimed
+from paysession.store.base import Claim, ClaimAction, Claimed
 
 S = PaymentSessionStatus
 _R = TypeVar("_R")
@@ -493,92 +481,14 @@ def _cancel(
         return records, fresh and claim is not None
 
 
-@attrs.frozen
-class Expiry:
-    """What :func:`expire_sessions` did, by session id.
-
-    ``canceled``: abandoned sessions now canceled (at the provider first, when it had
-    been called). ``busy``: skipped, their cart held by a live claim (a completion in
-    flight). ``moved``: skipped, they moved (or were canceled by another process)
-    between the look-up and the cancel. ``unanswered``: skipped, their provider did not
-    answer in time; the next run tries them again.
-    """
-
-    canceled: tuple[str, ...] = ()
-    busy: tuple[str, ...] = ()
-    moved: tuple[str, ...] = ()
-    unanswered: tuple[str, ...] = ()
-
-
-def expire_sessions(
-    sessions: PaymentSessions,
-    provider: Providers,
-    *,
-    older_than: timedelta,
-    limit: int = 1000,
-    actor: str = "expiry",
-    lease: timedelta = DEFAULT_LEASE,
-) -> Expiry:
-    """Cancel abandoned sessions: pending, requires_more or error, no move for ``older_than``.
-
-    Each is canceled under a claim on its cart, so a cart whose completion is in flight
-    is skipped, and several processes may expire at once: each session is canceled once.
-    An initiated session is canceled at its provider first (voiding any hold, under the
-    key ``<session key>:cancel``). A claim left by a crashed completion is finished
-    first; a session that this (or anything else) moved is left alone. At most
-    ``limit`` sessions per call, least recently moved first; running it again finds
-    none of those it canceled (idempotent).
-    """
-    done: dict[str, list[str]] = {"canceled": [], "busy": [], "moved": [], "unanswered": []}
-    reason = f"abandoned: no move for {older_than}"
-    for session in sessions.stale(older_than, limit=limit):
-        done[_expire_one(sessions, provider, session, actor, lease, reason)].append(session.id)
-    return Expiry(**{outcome: tuple(ids) for outcome, ids in done.items()})
-
-
-def _expire_one(
-    sessions: PaymentSessions,
-    provider: Providers,
-    stale: PaymentSession,
-    actor: str,
-    lease: timedelta,
-    reason: str,
-) -> str:
-    """Cancel one stale session; say whether it was canceled, busy, moved or unanswered."""
-
-    def cancel(session_id: str, claim: Claim | None) -> tuple[str, bool]:
-        current = sessions.get(session_id)
-        if current.status not in STALE_STATUSES or current.updated_at != stale.updated_at:
-            return "moved", False
-        records, released = _cancel(sessions, provider, session_id, actor, 3, claim, reason)
-        return ("canceled" if records else "moved"), released
-
-    try:
-        if stale.cart_id is None:
-            return cancel(stale.id, None)[0]
-        try:
-            claimed = sessions.claim_cart(
-                stale.cart_id, lease=lease, session_id=stale.id, action=ClaimAction.CANCEL
-            )
-        except CartBusy:
-            return "busy"
-        return _holding(sessions, provider, claimed, actor, 3, cancel)[0]
-    except (ConcurrentUpdate, IllegalTransition):
-        return "moved"
-    except ProviderTimeout:
-        return "unanswered"
-
-
 __all__ = [
     "Completion",
     "CompletionOutcome",
     "CompletionTimeout",
-    "Expiry",
     "NoSelectedSession",
     "attempts_made",
     "cancel_payment",
     "complete_cart",
     "complete_session",
-    "expire_sessions",
     "provider_key",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from paysession.status import PaymentSessionStatus
 
@@ -17,11 +17,23 @@ class PaySessionError(Exception):
     """The root of every error paysession raises on purpose."""
 
 
-class InvalidSessionData(PaySessionError, ValueError):
-    """Input that cannot be a payment session (or a move's argument).
+class _Facts(PaySessionError):
+    """An error whose positional arguments are its facts, named by ``_facts``."""
 
-    ``problems`` maps each bad field, by path (``amount``, ``data.items[3]``), to what is
-    wrong with it; ``fields`` is the paths alone, in order.
+    _facts: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *values: Any) -> None:
+        # Facts not given take their class default: every fact is on the instance.
+        values += tuple(getattr(type(self), name) for name in self._facts[len(values) :])
+        for name, value in zip(self._facts, values, strict=True):
+            setattr(self, name, value)
+        super().__init__(*values)
+
+
+class InvalidSessionData(PaySessionError, ValueError):
+    """Input that cannot be a payment session or a move's argument; nothing happened.
+
+    ``problems`` maps each bad field's path (``data.items[3]``) to what is wrong with it.
     """
 
     def __init__(self, problems: Mapping[str, str]) -> None:
@@ -38,11 +50,10 @@ class InvalidSessionData(PaySessionError, ValueError):
 
 
 class DefinitionError(PaySessionError, ValueError):
-    """A mistake in setting paysession up, not a refusal at run time.
+    """A mistake in setting paysession up (a hook for a trigger or status the table lacks).
 
-    A hook registered for a trigger or a status the table does not have, say. ``kind``
-    is what was named (``trigger``, ``status``) and ``name`` the name given; ``known``
-    the names that would have been accepted.
+    ``kind`` is what was named (``trigger``, ``status``), ``name`` the name given and
+    ``known`` the names that would have been accepted. Not a refusal at run time.
     """
 
     def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
@@ -52,26 +63,19 @@ class DefinitionError(PaySessionError, ValueError):
         super().__init__(kind, name, self.known)
 
     def __str__(self) -> str:
-        return f"no {self.kind} {self.name!r} in the transition table; known: " + ", ".join(
-            self.known
-        )
+        known = ", ".join(self.known)
+        return f"no {self.kind} {self.name!r} in the transition table; known: {known}"
 
 
 class ReentrantMove(PaySessionError, RuntimeError):
-    """A before-hook fired another move on the machine whose move it is part of.
-
-    Nothing changed: the outer move is refused too. After-hooks may fire moves.
-    """
+    """A before-hook fired another move on its own machine; nothing changed."""
 
     def __str__(self) -> str:
         return "a move's before-hooks cannot fire another move on the same machine"
 
 
 class IllegalTransition(PaySessionError):
-    """A trigger the transition table does not allow from the current status.
-
-    Also raised for a trigger name the table does not know at all.
-    """
+    """A trigger the table does not allow from the current status (or does not know)."""
 
     def __init__(self, trigger: str, status: str, allowed: Iterable[str]) -> None:
         self.trigger = trigger
@@ -84,14 +88,13 @@ class IllegalTransition(PaySessionError):
         return f"cannot {self.trigger!r} a session that is {self.status!r}; legal here: {legal}"
 
 
-class GuardRejected(PaySessionError):
+class GuardRejected(_Facts):
     """The table allows the trigger from this status, but one of its guards said no."""
 
-    def __init__(self, trigger: str, guard: str, why: str = "") -> None:
-        self.trigger = trigger
-        self.guard = guard
-        self.why = why
-        super().__init__(trigger, guard)
+    _facts = ("trigger", "guard", "why")
+    trigger: str
+    guard: str
+    why: str = ""
 
     def __str__(self) -> str:
         suffix = f" ({self.why})" if self.why else ""
@@ -99,19 +102,13 @@ class GuardRejected(PaySessionError):
 
 
 class HookError(PaySessionError):
-    """An after-hook (or on-enter hook) raised once the move was final.
+    """An after-hook (or on-enter hook) raised once the move was final; the move stands.
 
-    The move stands: ``session`` is the new snapshot and ``record`` its audit record.
-    ``error`` is the first hook exception, ``errors`` all of them (every after-hook still
-    runs when one fails).
+    ``session``: the new snapshot; ``record``: its audit record; ``errors``: every hook
+    exception (all after-hooks run), ``error`` the first.
     """
 
-    def __init__(
-        self,
-        errors: Iterable[BaseException],
-        session: Any,
-        record: Any,
-    ) -> None:
+    def __init__(self, errors: Iterable[BaseException], session: Any, record: Any) -> None:
         self.errors: tuple[BaseException, ...] = tuple(errors)
         self.error = self.errors[0]
         self.session = session
@@ -120,74 +117,60 @@ class HookError(PaySessionError):
 
     def __str__(self) -> str:
         kinds = ", ".join(type(e).__name__ for e in self.errors)
-        return (
-            f"{len(self.errors)} hook(s) failed after {self.record.trigger!r} on "
-            f"{self.record.session_id} (seq {self.record.seq}): {kinds}; the move stands"
-        )
+        move = f"{self.record.trigger!r} on {self.record.session_id} (seq {self.record.seq})"
+        return f"{len(self.errors)} hook(s) failed after {move}: {kinds}; the move stands"
 
 
-class IdempotencyConflict(PaySessionError):
+class IdempotencyConflict(_Facts):
     """An idempotency key already bound to a different trigger or different arguments."""
 
-    def __init__(self, key: str, trigger: str, attempted: str) -> None:
-        self.key = key
-        self.trigger = trigger
-        self.attempted = attempted
-        super().__init__(key, trigger, attempted)
+    _facts = ("key", "trigger", "attempted")
+    key: str
+    trigger: str
+    attempted: str
 
     def __str__(self) -> str:
-        if self.trigger == self.attempted:
-            return (
-                f"idempotency key {self.key!r} was used for {self.trigger!r} with other arguments"
-            )
-        return f"idempotency key {self.key!r} was used for {self.trigger!r}, not {self.attempted!r}"
+        other = "with other arguments" if self.trigger == self.attempted else None
+        used = f"idempotency key {self.key!r} was used for {self.trigger!r}"
+        return f"{used} {other}" if other else f"{used}, not {self.attempted!r}"
 
 
-class ImmutableSession(PaySessionError, AttributeError):
+class ImmutableSession(_Facts, AttributeError):
     """A field of a session snapshot was assigned; sessions change only through moves."""
 
-    def __init__(self, field: str) -> None:
-        self.field = field
-        super().__init__(field)
+    _facts = ("field",)
+    field: str
 
     def __str__(self) -> str:
-        return (
-            f"PaymentSession is immutable: {self.field!r} changes only through a move "
-            "(SessionMachine or PaymentSessions.fire)"
-        )
+        return f"PaymentSession is immutable: {self.field!r} changes only through a move"
 
 
-class SessionNotFound(PaySessionError, LookupError):
+class SessionNotFound(_Facts, LookupError):
     """No session with this id in the store."""
 
-    def __init__(self, session_id: str) -> None:
-        self.session_id = session_id
-        super().__init__(session_id)
+    _facts = ("session_id",)
+    session_id: str
 
     def __str__(self) -> str:
         return f"no payment session {self.session_id!r}"
 
 
-class ConcurrentUpdate(PaySessionError):
+class ConcurrentUpdate(_Facts):
     """Another move of the session committed first; this one wrote nothing.
 
-    ``expected`` is the version the move was planned from (None when unknown) and
-    ``actual`` the version found in the store (None when the store could not tell).
-    Reload and decide again, or let ``PaymentSessions.fire_with_retry`` do it.
+    ``expected``: the version the move was planned from; ``actual``: the one found (each
+    None when unknown). Reload and decide again (``PaymentSessions.fire_with_retry``).
     """
 
-    def __init__(self, session_id: str, expected: int | None, actual: int | None = None) -> None:
-        self.session_id = session_id
-        self.expected = expected
-        self.actual = actual
-        super().__init__(session_id, expected, actual)
+    _facts = ("session_id", "expected", "actual")
+    session_id: str
+    expected: int | None
+    actual: int | None = None
 
     def __str__(self) -> str:
         found = "" if self.actual is None else f", found {self.actual}"
-        return (
-            f"session {self.session_id} was changed by another move first "
-            f"(expected version {self.expected}{found}); nothing was written"
-        )
+        first = f"session {self.session_id} was changed by another move first"
+        return f"{first} (expected version {self.expected}{found}); nothing was written"
 
 
 class _CartConflict(ConcurrentUpdate):
@@ -200,111 +183,82 @@ class _CartConflict(ConcurrentUpdate):
 
 
 class SelectionConflict(_CartConflict):
-    """Another session of the same cart is selected: at most one may be.
-
-    A lost race when it comes out of ``PaymentSessions.select`` (which deselects the
-    cart's other sessions in the same transaction), hence a :class:`ConcurrentUpdate`.
-    """
+    """Another session of the cart is selected (at most one may be): a lost race."""
 
     def __str__(self) -> str:
-        return (
-            f"cannot select session {self.session_id}: another session of cart "
-            f"{self.cart_id} is selected; nothing was written"
-        )
+        other = f"another session of cart {self.cart_id} is selected"
+        return f"cannot select session {self.session_id}: {other}; nothing was written"
 
 
-class DuplicateSession(PaySessionError):
+class DuplicateSession(_Facts):
     """A session with this id, or for this cart and provider, already exists.
 
     ``fields`` names the rule that refused it: ``("id",)`` or ``("cart_id", "provider_id")``.
     """
 
-    def __init__(
-        self,
-        session_id: str,
-        cart_id: str | None,
-        provider_id: str,
-        fields: tuple[str, ...],
-    ) -> None:
-        self.session_id = session_id
-        self.cart_id = cart_id
-        self.provider_id = provider_id
-        self.fields = fields
-        super().__init__(session_id, cart_id, provider_id, fields)
+    _facts = ("session_id", "cart_id", "provider_id", "fields")
+    session_id: str
+    cart_id: str | None
+    provider_id: str
+    fields: tuple[str, ...]
 
     def __str__(self) -> str:
         if self.fields == ("id",):
             return f"a payment session with id {self.session_id} already exists"
-        return (
-            f"cart {self.cart_id} already has a payment session with provider {self.provider_id!r}"
-        )
+        provider = f"provider {self.provider_id!r}"
+        return f"cart {self.cart_id} already has a payment session with {provider}"
 
 
-class StoreError(PaySessionError):
-    """The store failed for a reason that no rule of ours explains (a driver error).
+class StoreError(_Facts):
+    """The store failed for a reason no rule of ours explains (a driver error, the cause).
 
-    ``operation`` says what the store was doing; the driver's exception is the
-    ``__cause__``. Whether a failed write was applied is unknown only when the
-    connection broke during the commit: retry with the same idempotency key.
+    ``operation``: what the store was doing. A write is in doubt only when the connection
+    broke during its commit: retry with the same idempotency key.
     """
 
-    def __init__(self, operation: str, detail: str) -> None:
-        self.operation = operation
-        self.detail = detail
-        super().__init__(operation, detail)
+    _facts = ("operation", "detail")
+    operation: str
+    detail: str
 
     def __str__(self) -> str:
         return f"session store failed during {self.operation}: {self.detail}"
 
 
 class AuthorizationConflict(_CartConflict):
-    """Another session of the same cart is authorized: at most one may be.
+    """Another session of the cart is authorized (at most one may be); nothing written.
 
-    The database refuses the second authorization; nothing was written. A lost race
-    when it comes out of reconciliation or cart completion (which then look again, and
-    void the extra hold), hence a :class:`ConcurrentUpdate`. ``cart_id`` names the cart.
+    A lost race for reconciliation and completion, which look again and void the hold.
     """
 
     def __str__(self) -> str:
-        return (
-            f"cannot authorize session {self.session_id}: another session of cart "
-            f"{self.cart_id} is authorized already; nothing was written"
-        )
+        other = f"another session of cart {self.cart_id} is authorized already"
+        return f"cannot authorize session {self.session_id}: {other}; nothing was written"
 
 
-class CartBusy(PaySessionError):
+class CartBusy(_Facts):
     """A completion (or a cancellation) of this cart is in flight at its provider.
 
-    While a live claim holds the cart, its sessions cannot be selected or deselected,
-    and it cannot be completed or have its payment canceled. ``expires_at`` is when the
-    claim lapses if its holder never comes back (a crashed process): after that,
-    the next completion takes it over.
+    Until the claim is released, or lapses at ``expires_at`` (its holder crashed), the
+    cart's choice of session cannot change and nothing else may claim it.
     """
 
-    def __init__(self, cart_id: str, expires_at: datetime) -> None:
-        self.cart_id = cart_id
-        self.expires_at = expires_at
-        super().__init__(cart_id, expires_at)
+    _facts = ("cart_id", "expires_at")
+    cart_id: str
+    expires_at: datetime
 
     def __str__(self) -> str:
-        return (
-            f"cart {self.cart_id} is busy: a provider call for it is in flight "
-            f"(claim held until {self.expires_at.isoformat()}); nothing was written"
-        )
+        held = f"claim held until {self.expires_at.isoformat()}"
+        return f"cart {self.cart_id} is busy: a provider call is in flight ({held})"
 
 
-class ClaimNotHeld(PaySessionError):
+class ClaimNotHeld(_Facts):
     """A claim released (or used) with a token that does not hold the cart."""
 
-    def __init__(self, cart_id: str) -> None:
-        self.cart_id = cart_id
-        super().__init__(cart_id)
+    _facts = ("cart_id",)
+    cart_id: str
 
     def __str__(self) -> str:
-        return (
-            f"this token does not hold the claim on cart {self.cart_id} "
-            "(it was released, or taken over after it expired)"
-        )
+        return f"this token does not hold the claim on cart {self.cart_id} (released or taken over)"
 
 
 class NoSelectedSession(InvalidSessionData, LookupError):
@@ -325,9 +279,8 @@ class CartNotFound(NoSelectedSession):
 class MigrationRefused(StoreError):
     """The database breaks a rule the new schema enforces; nothing was migrated.
 
-    ``offenders`` names what breaks it (for the one-authorization-per-cart rule, the
-    carts with more than one authorized session). No row is ever dropped to make a
-    migration pass: settle those first (cancel the extra sessions, voiding their holds).
+    ``offenders`` names what breaks it (carts with two authorized sessions, say). No row
+    is ever dropped to make a migration pass: settle those first.
     """
 
     def __init__(self, detail: str, offenders: Iterable[str]) -> None:
@@ -338,9 +291,8 @@ class MigrationRefused(StoreError):
 class AuditError(PaySessionError, ValueError):
     """A trail that cannot be replayed, or replay input that does not match it.
 
-    ``reason`` is a short kind (a key of :data:`REASONS`), ``message`` says what is wrong;
-    ``session_id`` and ``seq`` name the record (None where unknown); ``position`` is the
-    record's index in the input (``position + 1`` is its line in a JSON Lines file).
+    ``reason``: a key of ``REASONS``; ``session_id``, ``seq``: the record (None where
+    unknown); ``position``: its index in the input (its line in a file, minus 1).
     """
 
     def __init__(
@@ -360,25 +312,18 @@ class AuditError(PaySessionError, ValueError):
         super().__init__(reason, message, session_id, seq, position)
 
     def __str__(self) -> str:
-        where = "audit trail"
-        if self.session_id is not None:
-            where += f" of {self.session_id!r}"
-        if self.seq is not None:
-            where += f" at seq {self.seq}"
-        if self.position is not None:
-            where += f" (input position {self.position})"
+        where = "audit trail" + ("" if self.session_id is None else f" of {self.session_id!r}")
+        where += "" if self.seq is None else f" at seq {self.seq}"
+        where += "" if self.position is None else f" (input position {self.position})"
         return f"{where}: {self.reason}: {self.message}"
 
 
 class SinkError(PaySessionError, OSError):
     """An audit sink could not keep a record, or found that its file lost records.
 
-    ``operation`` is ``write`` or ``fsync`` (the disk refused: full, read-only, I/O
-    error; the OSError is the ``__cause__`` and its ``errno`` is this error's) or
-    ``truncated`` (the file is shorter than what the sink wrote to it: someone cut it).
-    ``session_id`` and ``seq`` name the record being appended. After a ``write`` or
-    ``truncated`` error the record is not in the file as a whole line; ``verify`` of the
-    file reports the gap it leaves.
+    ``operation``: ``write`` or ``fsync`` (the disk refused; the OSError is the cause,
+    its ``errno`` this error's) or ``truncated`` (someone cut the file). ``session_id``
+    and ``seq`` name the record, which is then not in the file as a whole line.
     """
 
     def __init__(
@@ -399,53 +344,45 @@ class SinkError(PaySessionError, OSError):
         self.seq = seq
 
     def __str__(self) -> str:
-        return (
-            f"audit sink {self.path} failed during {self.operation} of "
-            f"{self.session_id!r} seq {self.seq}: {self.detail}"
-        )
+        record = f"{self.session_id!r} seq {self.seq}"
+        return f"audit sink {self.path} failed during {self.operation} of {record}: {self.detail}"
 
 
 class DiagramError(PaySessionError):
     """A diagram could not be drawn: an unknown format, or a trail the table cannot draw."""
 
 
-class MissingRenderer(DiagramError, RuntimeError):
+class MissingRenderer(_Facts, DiagramError, RuntimeError):
     """A format needs a tool that is not installed; ``install`` says how to get it."""
 
-    def __init__(self, fmt: str, tool: str, install: str) -> None:
-        self.fmt = fmt
-        self.tool = tool
-        self.install = install
-        super().__init__(fmt, tool, install)
+    _facts = ("fmt", "tool", "install")
+    fmt: str
+    tool: str
+    install: str
 
     def __str__(self) -> str:
         return f"{self.fmt} diagrams need {self.tool}, which is missing; install it: {self.install}"
 
 
-class UnknownProviderStatus(PaySessionError, LookupError):
+class UnknownProviderStatus(_Facts, LookupError):
     """A provider, or a provider's status name, that no status map knows."""
 
-    def __init__(self, provider_id: str, provider_status: str | None) -> None:
-        self.provider_id = provider_id
-        self.provider_status = provider_status
-        super().__init__(provider_id, provider_status)
+    _facts = ("provider_id", "provider_status")
+    provider_id: str
+    provider_status: str | None
 
     def __str__(self) -> str:
         if self.provider_status is None:
             return f"no status map is registered for provider {self.provider_id!r}"
-        shown = repr(self.provider_status[:60])
-        return f"provider {self.provider_id!r} status {shown} is not in its status map"
+        return f"provider {self.provider_id!r} status {self.provider_status[:60]!r} is not mapped"
 
 
 class ReconciliationAnomaly(PaySessionError):
     """A provider reported a status the session cannot legally reach; nothing was applied.
 
-    ``status`` is the session's status, ``provider_status`` what the provider reported
-    and ``mapped`` what its status map made of it. ``guard`` names the guard that refused
-    the path when the table has one (an authorization reported for a session that was
-    never initiated, or has no amount); None when no legal path exists at all (anything
-    after canceled, authorized back to pending). The report is recorded in the store with
-    the outcome ``anomaly`` (see ``PaymentSessions.anomalies``).
+    ``status``: the session's; ``provider_status``: what the provider said; ``mapped``:
+    what its map made of it; ``guard``: the guard that refused the path, or None when no
+    legal path exists; ``kind`` and ``voided`` as recorded (``PaymentSessions.anomalies``).
     """
 
     def __init__(
@@ -490,36 +427,12 @@ class ReconciliationAnomaly(PaySessionError):
 class DoubleAuthorization(ReconciliationAnomaly):
     """The provider authorized a session that cannot be its cart's authorized one.
 
-    ``conflict`` says why (another session of the cart is authorized, or the cart
-    switched away from this one), naming the other session. The report is recorded as
-    an anomaly of kind ``double_authorization``. ``voided`` is True when the hold was
-    voided at the provider and the session canceled (reconciliation was given the
-    provider); otherwise the money is still held: void it (``cancel_payment``, or
-    ``expire_sessions`` once the session is stale).
+    ``conflict`` says why, naming the other session. ``voided``: the hold was voided and
+    the session canceled; otherwise the money is still held (``expire_sessions`` voids it).
     """
 
-    def __init__(
-        self,
-        session_id: str,
-        status: PaymentSessionStatus,
-        provider_id: str,
-        provider_status: str,
-        mapped: PaymentSessionStatus,
-        *,
-        event_id: str | None = None,
-        conflict: str,
-        voided: bool,
-    ) -> None:
-        super().__init__(
-            session_id,
-            status,
-            provider_id,
-            provider_status,
-            mapped,
-            event_id=event_id,
-            kind="double_authorization",
-            voided=voided,
-        )
+    def __init__(self, *args: Any, conflict: str, **kwargs: Any) -> None:
+        super().__init__(*args, kind="double_authorization", **kwargs)
         self.conflict = conflict
 
     def __str__(self) -> str:
@@ -539,23 +452,16 @@ class ProviderTimeout(PaySessionError, TimeoutError):
     """The provider did not answer in time; the request may or may not have happened."""
 
 
-class CompletionTimeout(ProviderTimeout):
-    """The provider did not answer in time; completing the cart again resumes safely.
+class CompletionTimeout(_Facts, ProviderTimeout):
+    """The provider did not answer in time; completing again resumes under the same key."""
 
-    ``idempotency_key`` is the key the provider was asked with; the retry asks with the
-    same one, so a request that did reach the provider is not made twice.
-    """
-
-    def __init__(self, session_id: str, idempotency_key: str) -> None:
-        self.session_id = session_id
-        self.idempotency_key = idempotency_key
-        super().__init__(session_id, idempotency_key)
+    _facts = ("session_id", "idempotency_key")
+    session_id: str
+    idempotency_key: str
 
     def __str__(self) -> str:
-        return (
-            f"the provider did not answer in time for session {self.session_id}; "
-            "complete the cart again to resume (the same idempotency key is used)"
-        )
+        late = f"the provider did not answer in time for session {self.session_id}"
+        return f"{late}; complete the cart again to resume (the same idempotency key is used)"
 
 
 class DemoError(PaySessionError):

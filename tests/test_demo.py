@@ -12,7 +12,8 @@ import pytest
 
 from paysession import PaymentSessions, PaymentSessionStatus
 from paysession.cli import main
-from paysession.cli.demo import _Progress, _summary, ledger_path
+from paysession.cli._demo_report import Progress, summary
+from paysession.cli.demo import ledger_path
 from paysession.providers import SimulatedProvider
 from paysession.store import EventOutcome, SqliteStore
 
@@ -124,7 +125,7 @@ class TestDemo:
         out = io.StringIO()
         with SqliteStore(path) as store:
             ledger = SimulatedProvider(ledger=tmp_path / "provider.db")
-            assert _summary(PaymentSessions(store), ledger, [], 0, out, 0.0) is False
+            assert summary(PaymentSessions(store), ledger, [], 0, out, 0.0) is False
         assert "FAILED (1 bad sessions)" in out.getvalue()
 
 
@@ -137,7 +138,7 @@ class TestProgress:
                 return True
 
         out = Terminal()
-        show = _Progress(out, 40)
+        show = Progress(out, 40)
         show(10, 0.5)
         show.finish(40, 1.0)
         text = out.getvalue()
@@ -147,7 +148,7 @@ class TestProgress:
     def test_plain_lines_otherwise(self) -> None:
         """Elsewhere, one line per quarter reached."""
         out = io.StringIO()
-        show = _Progress(out, 8)
+        show = Progress(out, 8)
         for done in range(9):
             show(done, float(done))
         show.finish(8, 8.0)

@@ -22,7 +22,6 @@ from paysession.checkout import (
     CompletionOutcome,
     cancel_payment,
     complete_cart,
-    expire_sessions,
 )
 from paysession.errors import (
     AuthorizationConflict,
@@ -34,6 +33,7 @@ from paysession.errors import (
     NoSelectedSession,
     SessionNotFound,
 )
+from paysession.expiry import expire_sessions
 from paysession.providers import (
     STRIPE,
     DoubleAuthorization,

@@ -34,13 +34,14 @@ from typing import Any
 import pytest
 
 from paysession import PaymentSessions, PaymentSessionStatus, TransitionEvent
-from paysession.checkout import complete_cart, expire_sessions
+from paysession.checkout import complete_cart
 from paysession.errors import (
     CartBusy,
     ConcurrentUpdate,
     IllegalTransition,
     NoSelectedSession,
 )
+from paysession.expiry import expire_sessions
 from paysession.hooks import Hooks
 from paysession.providers import (
     STRIPE,

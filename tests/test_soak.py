@@ -39,8 +39,8 @@ import pytest
 
 from paysession import IllegalTransition, PaymentSessions
 from paysession.audit import verify
-from paysession.checkout import expire_sessions
 from paysession.cli import demo
+from paysession.expiry import expire_sessions
 from paysession.record import TransitionRecord
 from paysession.store import SessionStore, SqliteStore
 
@@ -60,7 +60,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 FLAT = 8 * MIB
 """How much a process running the direct workload may grow once warm (allocator noise)."""
 CACHED = 4096
-"""Sessions a store's snapshot cache keeps (paysession.store.base.SnapshotCache)."""
+"""Sessions a store's snapshot cache keeps (paysession.store._sql.SnapshotCache)."""
 DEMO_PER_CART = 4096
 """What the demo's simulated provider and webhook channel may keep per cart, in bytes."""
 

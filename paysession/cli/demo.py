@@ -41,21 +41,18 @@ import sqlite3
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any, TextIO
 
-from paysession.audit import verify
 from paysession.checkout import (
     CompletionOutcome,
     CompletionTimeout,
     cancel_payment,
     complete_cart,
-    expire_sessions,
 )
-from paysession.cli._table import format_table
+from paysession.cli._demo_report import Progress, summary
 from paysession.errors import (
     CartBusy,
     ConcurrentUpdate,
@@ -63,6 +60,7 @@ from paysession.errors import (
     IllegalTransition,
     ReconciliationAnomaly,
 )
+from paysession.expiry import expire_sessions
 from paysession.hooks import Hooks, TransitionEvent
 from paysession.providers import (
     STRIPE,
@@ -72,10 +70,8 @@ from paysession.providers import (
     WebhookChannel,
     register_status_map,
 )
-from paysession.record import TransitionRecord
 from paysession.service import PaymentSessions
 from paysession.status import PaymentSessionStatus
-from paysession.store.base import AnomalyKind, EventOutcome
 from paysession.store.sqlite import SqliteStore
 
 DEFAULT_DB = "paysession-demo.db"
@@ -397,7 +393,7 @@ def run(
     for process in processes:
         process.start()
     tallies: list[tuple[str, dict[str, int], str | None]] = []
-    show = _Progress(out, carts)
+    show = Progress(out, carts)
     storefronts_left = workers
     while len(tallies) < workers + 1:
         try:
@@ -425,7 +421,7 @@ def run(
     expired = expire_sessions(
         sessions, providers, older_than=timedelta(microseconds=1), limit=10 * carts + 10
     )
-    ok = _summary(
+    ok = summary(
         sessions,
         providers["stripe"],
         tallies,
@@ -437,132 +433,6 @@ def run(
         provider.close()
     sessions.store.close()
     return 0 if ok and not failures else 1
-
-
-class _Progress:
-    """A bar redrawn in place on a terminal; a plain line at each quarter otherwise."""
-
-    def __init__(self, out: TextIO, total: int) -> None:
-        self.out = out
-        self.total = max(total, 1)
-        self.tty = out.isatty()
-        self.shown = -1
-
-    def __call__(self, done: int, elapsed: float) -> None:
-        if self.tty:
-            filled = 30 * done // self.total
-            self.out.write(
-                f"\r  [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} carts "
-                f"{elapsed:5.1f} s"
-            )
-            self.out.flush()
-            return
-        quarter = 4 * done // self.total
-        if quarter > self.shown:
-            if quarter > 0:
-                self.out.write(f"  {done}/{self.total} carts completed ({elapsed:.1f} s)\n")
-                self.out.flush()
-            self.shown = quarter
-
-    def finish(self, done: int, elapsed: float) -> None:
-        self(done, elapsed)
-        if self.tty:
-            self.out.write("\n")
-        self.out.flush()
-
-
-def _all_records(sessions: PaymentSessions) -> Iterator[TransitionRecord]:
-    position = 0
-    while True:
-        page = sessions.records_since(position, 5000)
-        if not page:
-            return
-        yield from (logged.record for logged in page)
-        position = page[-1].position
-
-
-def _summary(
-    sessions: PaymentSessions,
-    ledger: SimulatedProvider,
-    tallies: list[tuple[str, dict[str, int], str | None]],
-    expired: int,
-    out: TextIO,
-    elapsed: float,
-) -> bool:
-    tally: Counter[str] = Counter()
-    for _, counts, _ in tallies:
-        tally.update(counts)
-    records = list(_all_records(sessions))
-    report = verify(records)
-    found = sessions.find()
-    statuses = Counter(session.status for session in found)
-    authorized = Counter(
-        session.cart_id for session in found if session.status is PaymentSessionStatus.AUTHORIZED
-    )
-    keeps = {session.id for session in found if session.status is PaymentSessionStatus.AUTHORIZED}
-    holds = ledger.holds()
-    orphaned = [hold for hold in holds if hold.session_id not in keeps]
-    authorizations = ledger.authorizations
-    moves = Counter(record.trigger for record in records if record.seq > 0)
-    authorized_by = Counter(
-        "webhook" if (record.actor or "").startswith("provider:") else "storefront"
-        for record in records
-        if record.trigger == "authorize"
-    )
-    events = sessions.provider_events()
-    outcomes = Counter(event.outcome for event in events if event.event_id.startswith("evt_"))
-    doubles = sessions.anomalies(kind=AnomalyKind.DOUBLE_AUTHORIZATION)
-    twice = sum(1 for count in authorized.values() if count > 1)
-    rows: list[tuple[str, object]] = [
-        *((f"sessions {status.value}", statuses[status]) for status in PaymentSessionStatus),
-        ("moves recorded", sum(moves.values())),
-        *((f"  {trigger}", count) for trigger, count in sorted(moves.items())),
-        ("authorizations recorded by the storefront", authorized_by["storefront"]),
-        ("authorizations recorded by a webhook first", authorized_by["webhook"]),
-        ("storefront races lost (reloaded, decided again)", tally["storefront races lost"]),
-        ("webhook races lost (reloaded, path recomputed)", tally["webhook races lost"]),
-        ("3-D Secure challenges", tally["3-D Secure challenges"]),
-        ("declines, then a new attempt", tally["declines retried"]),
-        ("provider timeouts, resumed with the same key", tally["timeouts resumed"]),
-        (
-            "switches refused while a completion was in flight",
-            tally["switches refused while a completion was in flight"],
-        ),
-        ("completions crashed after the provider's yes", tally["completions crashed"]),
-        ("claims taken over after a crash", tally["claims taken over after a crash"]),
-        ("webhooks delivered", tally["webhooks delivered"]),
-        ("  applied", outcomes[EventOutcome.APPLIED]),
-        ("  no-ops", outcomes[EventOutcome.NOOP]),
-        ("  duplicates ignored", sum(event.duplicates for event in events)),
-        ("  stale reports ignored", outcomes[EventOutcome.STALE]),
-        ("  anomalies caught (recorded, not applied)", outcomes[EventOutcome.ANOMALY]),
-        ("double authorizations (recorded as anomalies)", len(doubles)),
-        ("abandoned sessions expired", expired),
-        ("provider authorizations", sum(authorizations.values())),
-        ("  keys authorized twice", sum(1 for n in authorizations.values() if n > 1)),
-        ("carts authorized twice", twice),
-        ("holds voided", len(ledger.voided())),
-        ("orphaned holds", len(orphaned)),
-    ]
-    out.write("\n" + format_table(("", "count"), rows) + "\n")
-    anomalies = sessions.anomalies()
-    if anomalies:
-        first = anomalies[0]
-        out.write(
-            f"\nan anomaly, for example: session {first.session_id} was "
-            f"{first.session_status.value} when the provider reported "
-            f"{first.provider_status!r} ({first.status.value})\n"
-        )
-    verdict = "ok" if report.ok else f"FAILED ({len(report.problems)} bad sessions)"
-    out.write(
-        f"\ntrails verified: {report.sessions} sessions, {report.records} records: {verdict}\n"
-    )
-    for problem in report.problems[:10]:
-        out.write(f"  session {problem.session_id} seq {problem.seq}: {problem.message}\n")
-    for hold in orphaned[:10]:
-        out.write(f"  orphaned hold: session {hold.session_id} ({hold.provider_id})\n")
-    out.write(f"finished in {elapsed:.1f} s\n")
-    return report.ok and twice == 0 and not orphaned
 
 
 __all__ = ["DEFAULT_CARTS", "DEFAULT_DB", "DEFAULT_WORKERS", "DemoError", "run"]

@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import enum
 import json
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 
@@ -345,83 +344,6 @@ class SessionStore(Protocol):
         ...
 
 
-Texts = tuple[str | None, str | None]
-"""A session's ``data`` and ``cart`` as :func:`dump_json` writes them."""
-
-
-class SnapshotCache:
-    """The sessions a store has recently built or committed, by id, with their version.
-
-    A committed version of a session never changes, so a row read back at the version
-    (and head) a snapshot was cached at is that snapshot: the store can hand it out
-    instead of decoding and validating the row again. A committed session also keeps
-    the JSON text of its ``data`` and ``cart``, which the next move usually leaves as
-    they were. Bounded; oldest entries go first.
-    """
-
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
-        self._entries: dict[str, tuple[int, str, PaymentSession, Texts | None]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, session_id: str, version: int, head: str) -> PaymentSession | None:
-        entry = self._entries.get(session_id)
-        if entry is None or entry[0] != version or entry[1] != head:
-            return None
-        return entry[2]
-
-    def put(
-        self, session: PaymentSession, version: int, head: str, texts: Texts | None = None
-    ) -> None:
-        with self._lock:
-            entries = self._entries
-            entries.pop(session.id, None)
-            if len(entries) >= self._size:
-                del entries[next(iter(entries))]
-            entries[session.id] = (version, head, session, texts)
-
-    def texts(self, session: PaymentSession) -> Texts:
-        """``session``'s data and cart as JSON text, to store and then :meth:`put`.
-
-        Frozen data cannot change, so where the cached snapshot of the same session
-        holds the very same object, its text is the text; only new data is encoded.
-        """
-        data, cart = session.data, session.cart
-        entry = self._entries.get(session.id)
-        if entry is None or entry[3] is None:
-            return dump_json(data), dump_json(cart)
-        known, (data_text, cart_text) = entry[2], entry[3]
-        return (
-            data_text if known.data is data else dump_json(data),
-            cart_text if known.cart is cart else dump_json(cart),
-        )
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def snapshot(
-        self,
-        row: Sequence[Any],
-        build: Callable[[Sequence[Any]], PaymentSession],
-        key: str | None = None,
-    ) -> Snapshot:
-        """The snapshot of a row laid out as the SQL stores select it.
-
-        Columns 0-12 are the session's, 13 its version, 14 its head; with ``key``,
-        15 and 16 are the key's fingerprint and seq (NULL when the key is not bound).
-        """
-        session_id, version, head = row[0], row[13], row[14]
-        session = self.get(session_id, version, head)
-        if session is None:
-            session = build(row)
-            self.put(session, version, head)
-        binding = None
-        if key is not None and row[15] is not None:
-            binding = Binding(session_id, key, row[15], row[16])
-        return Snapshot(session, version, head, binding)
-
-
 STALE_STATUSES = frozenset(
     {PaymentSessionStatus.PENDING, PaymentSessionStatus.REQUIRES_MORE, PaymentSessionStatus.ERROR}
 )
@@ -506,21 +428,6 @@ def record_wire(record: TransitionRecord) -> str:
 def record_from_wire(text: str) -> TransitionRecord:
     """A record from the text :func:`record_wire` wrote."""
     return TransitionRecord.from_dict(json.loads(text))
-
-
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
-def dump_json(value: Mapping[str, object] | None) -> str | None:
-    """A session's ``data`` or ``cart`` as compact JSON text, key order kept."""
-    return None if value is None else _encode(value)
-
-
-def load_json(value: Any) -> Any:
-    """JSON text (SQLite) or an already decoded value (psycopg's json) as a value."""
-    if value is None or not isinstance(value, str | bytes):
-        return value
-    return json.loads(value)
 
 
 __all__ = [

@@ -54,7 +54,11 @@ from paysession.store._sql import (
     DOUBLY_AUTHORIZED_CARTS,
     EVENT_COLUMNS,
     SESSION_COLUMNS,
+    SnapshotCache,
     SqlReads,
+    Texts,
+    dump_json,
+    load_json,
     refuse_doubly_authorized,
 )
 from paysession.store.base import (
@@ -67,13 +71,9 @@ from paysession.store.base import (
     EventOutcome,
     ProviderEvent,
     Snapshot,
-    SnapshotCache,
-    Texts,
     Write,
     check_writes,
-    dump_json,
     has_nul,
-    load_json,
     record_wire,
 )
 

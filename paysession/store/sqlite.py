@@ -41,7 +41,11 @@ from paysession.store._sql import (
     DOUBLY_AUTHORIZED_CARTS,
     EVENT_COLUMNS,
     SESSION_COLUMNS,
+    SnapshotCache,
     SqlReads,
+    Texts,
+    dump_json,
+    load_json,
     refuse_doubly_authorized,
 )
 from paysession.store.base import (
@@ -54,12 +58,8 @@ from paysession.store.base import (
     EventOutcome,
     ProviderEvent,
     Snapshot,
-    SnapshotCache,
-    Texts,
     Write,
     check_writes,
-    dump_json,
-    load_json,
     record_wire,
 )
 
