@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from paysession.errors import CartBusy, MigrationRefused
+from paysession.errors import CartBusy, MigrationRefused, StoreError
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
@@ -154,6 +154,39 @@ DOUBLY_AUTHORIZED_CARTS = (
 """The carts that break the one-authorization-per-cart rule (none, in a sound store)."""
 
 _STALE_IN = ", ".join(f"'{status.value}'" for status in sorted(STALE_STATUSES))
+
+
+def migrate_schema(conn: Any, migrations: Sequence[Sequence[str]], placeholder: str) -> int:
+    """Bring the schema to the last of ``migrations``, inside the caller's transaction.
+
+    The version in force is kept in ``paysession_schema``; each version's statements run
+    once, in order. A database newer than this paysession is refused (StoreError), and
+    version 3 first checks that no cart holds two authorized sessions.
+    """
+    target = len(migrations)
+    conn.execute("CREATE TABLE IF NOT EXISTS paysession_schema (version integer NOT NULL)")
+    row = conn.execute("SELECT version FROM paysession_schema").fetchone()
+    current = 0 if row is None else int(row[0])
+    if current > target:
+        raise StoreError(
+            "migrate",
+            f"the database is at schema version {current}; this paysession knows up to {target}",
+        )
+    for version in range(current + 1, target + 1):
+        if version == 3:
+            refuse_doubly_authorized([cart for (cart,) in conn.execute(DOUBLY_AUTHORIZED_CARTS)])
+        for statement in migrations[version - 1]:
+            conn.execute(statement)
+    if row is None:
+        conn.execute(
+            _with_placeholder("INSERT INTO paysession_schema (version) VALUES (?)", placeholder),
+            (target,),
+        )
+    elif current != target:
+        conn.execute(
+            _with_placeholder("UPDATE paysession_schema SET version = ?", placeholder), (target,)
+        )
+    return target
 
 
 def refuse_doubly_authorized(carts: Sequence[str]) -> None:

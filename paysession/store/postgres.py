@@ -23,7 +23,6 @@ hence one round trip and one implicit transaction; a write of several sessions
 
 from __future__ import annotations
 
-import functools
 import select
 import threading
 from collections.abc import Iterator, Sequence
@@ -50,323 +49,48 @@ from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
 from paysession.store._sql import (
-    ANOMALY_KINDS,
-    DOUBLY_AUTHORIZED_CARTS,
-    EVENT_COLUMNS,
     SESSION_COLUMNS,
     SnapshotCache,
     SqlReads,
     Texts,
     dump_json,
-    load_json,
-    refuse_doubly_authorized,
+    migrate_schema,
 )
 from paysession.store.base import (
-    AnomalyKind,
     Binding,
     CartCheck,
     Claim,
-    ClaimAction,
     Claimed,
-    EventOutcome,
     ProviderEvent,
     Snapshot,
     Write,
     check_writes,
     has_nul,
-    record_wire,
 )
+from paysession.store.postgres_mapper import (
+    _CLAIM_LIVE,
+    _CREATE,
+    _INSERT_EVENT,
+    _INSERT_KEY,
+    _LOAD,
+    _LOAD_PLAIN,
+    _LOCK_CART,
+    _NEWEST_OBSERVED,
+    _RELEASE,
+    _UPDATE_SESSION,
+    MIGRATION_LOCK,
+    _claim_from_row,
+    _commit_one,
+    _event_from_row,
+    _insert_records,
+    _records_params,
+    _same,
+    _session_from_row,
+    _update_params,
+)
+from paysession.store.postgres_schema import MIGRATIONS
 
 Connection = psycopg.Connection[tuple[Any, ...]]
-
-# The pg_advisory_xact_lock key migrate() takes: an arbitrary constant, the same everywhere.
-MIGRATION_LOCK = 0x2B5F8E7C3A1D4E60
-
-# Each entry is one schema version: the statements that lead to it from the one before.
-# Published versions never change; a change of schema is a new entry.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE paysession_sessions (
-            id text PRIMARY KEY,
-            cart_id text,
-            provider_id text NOT NULL,
-            is_selected boolean NOT NULL,
-            is_initiated boolean NOT NULL,
-            status text NOT NULL CHECK (
-                status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
-            ),
-            data json NOT NULL,
-            idempotency_key text,
-            amount bigint CHECK (amount >= 0),
-            payment_authorized_at timestamptz,
-            created_at timestamptz NOT NULL,
-            updated_at timestamptz NOT NULL CHECK (updated_at >= created_at),
-            cart json,
-            version integer NOT NULL CHECK (version >= 0),
-            head text NOT NULL,
-            CONSTRAINT paysession_cart_provider UNIQUE (cart_id, provider_id),
-            CONSTRAINT paysession_authorized_stamped
-                CHECK (status <> 'authorized' OR payment_authorized_at IS NOT NULL)
-        )
-        """,
-        """
-        CREATE UNIQUE INDEX paysession_one_selected_per_cart
-            ON paysession_sessions (cart_id) WHERE is_selected
-        """,
-        "CREATE INDEX paysession_sessions_status ON paysession_sessions (status)",
-        """
-        CREATE TABLE paysession_records (
-            session_id text NOT NULL REFERENCES paysession_sessions (id),
-            seq integer NOT NULL CHECK (seq >= 0),
-            position bigint NOT NULL CHECK (position > 0),
-            trigger text NOT NULL,
-            at timestamptz NOT NULL,
-            hash text NOT NULL,
-            wire text NOT NULL,
-            CONSTRAINT paysession_records_pkey PRIMARY KEY (session_id, seq),
-            CONSTRAINT paysession_records_position UNIQUE (position)
-        )
-        """,
-        # The key is inserted before its record, so that a key taken by another process
-        # fails the transaction before it queues for the position counter: the foreign
-        # key is checked at commit.
-        """
-        CREATE TABLE paysession_keys (
-            session_id text NOT NULL,
-            key text NOT NULL,
-            fingerprint text NOT NULL,
-            seq integer NOT NULL,
-            CONSTRAINT paysession_keys_pkey PRIMARY KEY (session_id, key),
-            CONSTRAINT paysession_keys_record FOREIGN KEY (session_id, seq)
-                REFERENCES paysession_records (session_id, seq)
-                DEFERRABLE INITIALLY DEFERRED
-        )
-        """,
-        """
-        CREATE TABLE paysession_position (
-            only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
-            last bigint NOT NULL CHECK (last >= 0)
-        )
-        """,
-        "INSERT INTO paysession_position (last) VALUES (0)",
-    ),
-    # 2: provider events, for reconciliation (one row per report; duplicates counted).
-    (
-        """
-        CREATE TABLE paysession_provider_events (
-            session_id text NOT NULL REFERENCES paysession_sessions (id),
-            event_id text NOT NULL,
-            provider_status text NOT NULL,
-            status text NOT NULL CHECK (
-                status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
-            ),
-            session_status text NOT NULL CHECK (
-                session_status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
-            ),
-            outcome text NOT NULL CHECK (
-                outcome IN ('applied', 'noop', 'stale', 'duplicate', 'anomaly')
-            ),
-            observed_at timestamptz,
-            recorded_at timestamptz NOT NULL,
-            version integer NOT NULL CHECK (version >= 0),
-            guard text,
-            duplicates integer NOT NULL DEFAULT 0 CHECK (duplicates >= 0),
-            recorded bigint GENERATED ALWAYS AS IDENTITY,
-            CONSTRAINT paysession_provider_events_pkey PRIMARY KEY (session_id, event_id)
-        )
-        """,
-        """
-        CREATE INDEX paysession_provider_events_outcome
-            ON paysession_provider_events (outcome, recorded)
-        """,
-    ),
-    # 3: one authorized session per cart (checked before: see migrate), the claims that
-    # hold a cart while a provider call is in flight, and the kind of an anomaly.
-    (
-        """
-        CREATE UNIQUE INDEX paysession_one_authorized_per_cart
-            ON paysession_sessions (cart_id) WHERE status = 'authorized'
-        """,
-        """
-        CREATE TABLE paysession_claims (
-            cart_id text PRIMARY KEY,
-            token text NOT NULL,
-            session_id text NOT NULL REFERENCES paysession_sessions (id),
-            action text NOT NULL CHECK (action IN ('authorize', 'cancel')),
-            expires_at timestamptz NOT NULL
-        )
-        """,
-        f"ALTER TABLE paysession_provider_events ADD COLUMN kind text "
-        f"CHECK (kind IN {ANOMALY_KINDS})",
-    ),
-)
-
-# Whoever changes which session of a cart is selected, or claims the cart, first locks
-# every session row of the cart, in id order: a claim and a select of one cart then
-# take turns (never deadlock), and each reads what the other committed. See claim().
-_LOCK_CART = "SELECT id FROM paysession_sessions WHERE cart_id = %s ORDER BY id FOR NO KEY UPDATE"
-_CLAIM_LIVE = "SELECT expires_at FROM paysession_claims WHERE cart_id = %s AND expires_at > %s"
-_RELEASE = "DELETE FROM paysession_claims WHERE cart_id = %s AND token = %s"
-
-_LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = %s"
-_LOAD = (
-    f"SELECT {', '.join('s.' + c for c in SESSION_COLUMNS.split(', '))}, k.fingerprint, k.seq "
-    "FROM paysession_sessions AS s LEFT JOIN paysession_keys AS k "
-    "ON k.session_id = s.id AND k.key = %s WHERE s.id = %s"
-)
-_INSERT_SESSION = (
-    f"INSERT INTO paysession_sessions ({SESSION_COLUMNS}) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s::json, %s, %s, %s, %s, %s, %s::json, %s, %s)"
-)
-_UPDATE_SESSION = (
-    "UPDATE paysession_sessions SET is_selected = %s, is_initiated = %s, status = %s, "
-    "data = %s::json, idempotency_key = %s, amount = %s, payment_authorized_at = %s, "
-    "updated_at = %s, cart = %s::json, version = %s, head = %s WHERE id = %s AND version = %s"
-)
-_INSERT_KEY = (
-    "INSERT INTO paysession_keys (session_id, key, fingerprint, seq) VALUES (%s, %s, %s, %s)"
-)
-
-
-_INSERT_EVENT = (
-    f"INSERT INTO paysession_provider_events ({EVENT_COLUMNS}) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
-_NEWEST_OBSERVED = (
-    "SELECT max(observed_at) FROM paysession_provider_events "
-    "WHERE session_id = %s AND outcome IN ('applied', 'noop')"
-)
-
-
-def _event_from_row(row: Sequence[Any]) -> ProviderEvent:
-    return ProviderEvent(
-        session_id=row[0],
-        event_id=row[1],
-        provider_status=row[2],
-        status=PaymentSessionStatus(row[3]),
-        session_status=PaymentSessionStatus(row[4]),
-        outcome=EventOutcome(row[5]),
-        observed_at=row[6],
-        recorded_at=row[7],
-        version=row[8],
-        guard=row[9],
-        duplicates=row[10],
-        kind=None if row[11] is None else AnomalyKind(row[11]),
-    )
-
-
-def _claim_from_row(row: Sequence[Any]) -> Claim:
-    return Claim(row[0], row[1], row[2], ClaimAction(row[3]), row[4])
-
-
-def _same(value: datetime) -> datetime:
-    return value
-
-
-def _records_from(counter: str, count: int) -> str:
-    """INSERT of ``count`` records numbered from the ``counter`` CTE, in row order."""
-    rows = ", ".join(
-        f"(%s::text, %s::integer, {n}, %s::text, %s::timestamptz, %s::text, %s::text)"
-        for n in range(1, count + 1)
-    )
-    return (
-        "INSERT INTO paysession_records (session_id, seq, position, trigger, at, hash, wire) "
-        f"SELECT r.session_id, r.seq, {counter}.last - {count} + r.n, r.trigger, r.at, r.hash, "
-        f"r.wire FROM {counter}, (VALUES {rows}) AS r (session_id, seq, n, trigger, at, hash, wire)"
-    )
-
-
-def _counter(count: int, after: str | None = None) -> str:
-    """The CTE that takes ``count`` positions; with ``after``, only if that CTE has a row."""
-    condition = "" if after is None else f" WHERE EXISTS (SELECT FROM {after})"
-    return (
-        f"counter AS (UPDATE paysession_position SET last = last + {count}{condition} "
-        "RETURNING last)"
-    )
-
-
-@functools.lru_cache(maxsize=32)
-def _commit_one(count: int, keyed: bool) -> str:
-    """A commit of one session's write as a single statement, so one implicit transaction.
-
-    Only the compare-and-set (``moved``) looks at the session; the counter, the key and
-    the records are written from its output. When the version has moved, the statement
-    changes nothing and inserts no record; a constraint it breaks fails it whole. One
-    round trip instead of BEGIN, three statements and COMMIT.
-    """
-    key = (
-        ", bound AS (INSERT INTO paysession_keys (session_id, key, fingerprint, seq) "
-        "SELECT moved.id, %s::text, %s::text, %s::integer FROM moved)"
-        if keyed
-        else ""
-    )
-    return (
-        f"WITH moved AS ({_UPDATE_SESSION} RETURNING id), {_counter(count, 'moved')}{key} "
-        + _records_from("counter", count)
-    )
-
-
-@functools.lru_cache(maxsize=16)
-def _insert_records(count: int) -> str:
-    return f"WITH {_counter(count)} " + _records_from("counter", count)
-
-
-_CREATE = (
-    f"WITH created AS ({_INSERT_SESSION} RETURNING id), {_counter(1, 'created')} "
-    + _records_from("counter", 1)
-)
-
-
-def _session_from_row(row: Sequence[Any]) -> PaymentSession:
-    return PaymentSession(
-        id=row[0],
-        cart_id=row[1],
-        provider_id=row[2],
-        is_selected=row[3],
-        is_initiated=row[4],
-        status=row[5],
-        data=load_json(row[6]),
-        idempotency_key=row[7],
-        amount=row[8],
-        payment_authorized_at=row[9],
-        created_at=row[10],
-        updated_at=row[11],
-        cart=load_json(row[12]),
-    )
-
-
-def _records_params(records: Sequence[TransitionRecord]) -> list[object]:
-    params: list[object] = []
-    for record in records:
-        params += (
-            record.session_id,
-            record.seq,
-            record.trigger,
-            record.at,
-            record.hash,
-            record_wire(record),
-        )
-    return params
-
-
-def _update_params(write: Write, texts: Texts) -> list[object]:
-    session = write.session
-    return [
-        session.is_selected,
-        session.is_initiated,
-        session.status.value,
-        texts[0],
-        session.idempotency_key,
-        session.amount,
-        session.payment_authorized_at,
-        session.updated_at,
-        texts[1],
-        write.version,
-        write.head,
-        session.id,
-        write.expected_version,
-    ]
 
 
 class PostgresStore(SqlReads):
@@ -458,28 +182,9 @@ class PostgresStore(SqlReads):
         An advisory lock makes concurrent migrations (a fleet starting at once) wait
         for each other rather than race to create the same tables.
         """
-        target = len(MIGRATIONS)
         with self._connection("migrate") as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            conn.execute("CREATE TABLE IF NOT EXISTS paysession_schema (version integer NOT NULL)")
-            row = conn.execute("SELECT version FROM paysession_schema").fetchone()
-            current = 0 if row is None else int(row[0])
-            if current > target:
-                raise StoreError(
-                    "migrate",
-                    f"the database is at schema version {current}; this paysession knows "
-                    f"up to {target}",
-                )
-            for version in range(current + 1, target + 1):
-                if version == 3:
-                    carts = [cart for (cart,) in conn.execute(DOUBLY_AUTHORIZED_CARTS)]
-                    refuse_doubly_authorized(carts)
-                for statement in MIGRATIONS[version - 1]:
-                    conn.execute(statement)
-            if row is None:
-                conn.execute("INSERT INTO paysession_schema (version) VALUES (%s)", (target,))
-            elif current != target:
-                conn.execute("UPDATE paysession_schema SET version = %s", (target,))
+            target = migrate_schema(conn, MIGRATIONS, "%s")
         self._ready = True
         return target
 

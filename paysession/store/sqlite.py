@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from paysession.errors import (
@@ -35,280 +35,51 @@ from paysession.errors import (
 )
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
-from paysession.status import PaymentSessionStatus
 from paysession.store._sql import (
-    ANOMALY_KINDS,
-    DOUBLY_AUTHORIZED_CARTS,
-    EVENT_COLUMNS,
     SESSION_COLUMNS,
     SnapshotCache,
     SqlReads,
     Texts,
     dump_json,
-    load_json,
-    refuse_doubly_authorized,
+    migrate_schema,
 )
 from paysession.store.base import (
-    AnomalyKind,
     Binding,
     CartCheck,
     Claim,
-    ClaimAction,
     Claimed,
-    EventOutcome,
     ProviderEvent,
     Snapshot,
     Write,
     check_writes,
-    record_wire,
 )
+from paysession.store.sqlite_mapper import (
+    _CLAIM_LIVE,
+    _INSERT_EVENT,
+    _INSERT_KEY,
+    _INSERT_RECORD,
+    _INSERT_SESSION,
+    _LAST_POSITION,
+    _LOAD,
+    _LOAD_PLAIN,
+    _NEWEST_OBSERVED,
+    _RELEASE,
+    _UPDATE_SESSION,
+    _claim_from_row,
+    _event_from_row,
+    _event_row,
+    _instant,
+    _micros,
+    _mutable_columns,
+    _new_row,
+    _record_row,
+    _session_from_row,
+    _unique_columns,
+)
+from paysession.store.sqlite_schema import MIGRATIONS
 
 Synchronous = Literal["FULL", "NORMAL"]
 _T = TypeVar("_T")
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
-
-# Each entry is one schema version: the statements that lead to it from the one before.
-# Published versions never change; a change of schema is a new entry.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE paysession_sessions (
-            id TEXT PRIMARY KEY,
-            cart_id TEXT,
-            provider_id TEXT NOT NULL,
-            is_selected INTEGER NOT NULL CHECK (is_selected IN (0, 1)),
-            is_initiated INTEGER NOT NULL CHECK (is_initiated IN (0, 1)),
-            status TEXT NOT NULL CHECK (
-                status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
-            ),
-            data TEXT NOT NULL,
-            idempotency_key TEXT,
-            amount INTEGER CHECK (amount >= 0),
-            payment_authorized_at INTEGER,
-            created_at INTEGER NOT NULL,
-            updated_at INTEGER NOT NULL CHECK (updated_at >= created_at),
-            cart TEXT,
-            version INTEGER NOT NULL CHECK (version >= 0),
-            head TEXT NOT NULL,
-            CONSTRAINT paysession_cart_provider UNIQUE (cart_id, provider_id),
-            CHECK (status <> 'authorized' OR payment_authorized_at IS NOT NULL)
-        )
-        """,
-        """
-        CREATE UNIQUE INDEX paysession_one_selected_per_cart
-            ON paysession_sessions (cart_id) WHERE is_selected
-        """,
-        "CREATE INDEX paysession_sessions_status ON paysession_sessions (status)",
-        """
-        CREATE TABLE paysession_records (
-            session_id TEXT NOT NULL REFERENCES paysession_sessions (id),
-            seq INTEGER NOT NULL CHECK (seq >= 0),
-            position INTEGER NOT NULL UNIQUE CHECK (position > 0),
-            trigger TEXT NOT NULL,
-            at INTEGER NOT NULL,
-            hash TEXT NOT NULL,
-            wire TEXT NOT NULL,
-            PRIMARY KEY (session_id, seq)
-        )
-        """,
-        """
-        CREATE TABLE paysession_keys (
-            session_id TEXT NOT NULL,
-            key TEXT NOT NULL,
-            fingerprint TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            PRIMARY KEY (session_id, key),
-            FOREIGN KEY (session_id, seq) REFERENCES paysession_records (session_id, seq)
-        )
-        """,
-    ),
-    # 2: provider events, for reconciliation (one row per report; duplicates counted).
-    (
-        """
-        CREATE TABLE paysession_provider_events (
-            session_id TEXT NOT NULL REFERENCES paysession_sessions (id),
-            event_id TEXT NOT NULL,
-            provider_status TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (
-                status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
-            ),
-            session_status TEXT NOT NULL CHECK (
-                session_status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
-            ),
-            outcome TEXT NOT NULL CHECK (
-                outcome IN ('applied', 'noop', 'stale', 'duplicate', 'anomaly')
-            ),
-            observed_at INTEGER,
-            recorded_at INTEGER NOT NULL,
-            version INTEGER NOT NULL CHECK (version >= 0),
-            guard TEXT,
-            duplicates INTEGER NOT NULL DEFAULT 0 CHECK (duplicates >= 0),
-            PRIMARY KEY (session_id, event_id)
-        )
-        """,
-        """
-        CREATE INDEX paysession_provider_events_outcome
-            ON paysession_provider_events (outcome, recorded_at)
-        """,
-    ),
-    # 3: one authorized session per cart (checked before: see _PRECHECKS), the claims
-    # that hold a cart while a provider call is in flight, and the kind of an anomaly.
-    (
-        # (cart_id, status) rather than cart_id alone: SQLite names an index's columns
-        # in its error, and this must not read like the one-selected-per-cart index.
-        """
-        CREATE UNIQUE INDEX paysession_one_authorized_per_cart
-            ON paysession_sessions (cart_id, status) WHERE status = 'authorized'
-        """,
-        """
-        CREATE TABLE paysession_claims (
-            cart_id TEXT PRIMARY KEY,
-            token TEXT NOT NULL,
-            session_id TEXT NOT NULL REFERENCES paysession_sessions (id),
-            action TEXT NOT NULL CHECK (action IN ('authorize', 'cancel')),
-            expires_at INTEGER NOT NULL
-        )
-        """,
-        f"ALTER TABLE paysession_provider_events ADD COLUMN kind TEXT "
-        f"CHECK (kind IN {ANOMALY_KINDS})",
-    ),
-)
-
-_CLAIM_LIVE = "SELECT expires_at FROM paysession_claims WHERE cart_id = ? AND expires_at > ?"
-_RELEASE = "DELETE FROM paysession_claims WHERE cart_id = ? AND token = ?"
-
-_LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = ?"
-_LOAD = (
-    f"SELECT {', '.join('s.' + c for c in SESSION_COLUMNS.split(', '))}, k.fingerprint, k.seq "
-    "FROM paysession_sessions AS s LEFT JOIN paysession_keys AS k "
-    "ON k.session_id = s.id AND k.key = ? WHERE s.id = ?"
-)
-_INSERT_SESSION = (
-    f"INSERT INTO paysession_sessions ({SESSION_COLUMNS}) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_UPDATE_SESSION = (
-    "UPDATE paysession_sessions SET is_selected = ?, is_initiated = ?, status = ?, data = ?, "
-    "idempotency_key = ?, amount = ?, payment_authorized_at = ?, updated_at = ?, cart = ?, "
-    "version = ?, head = ? WHERE id = ? AND version = ?"
-)
-_LAST_POSITION = "SELECT coalesce(max(position), 0) FROM paysession_records"
-_INSERT_RECORD = (
-    "INSERT INTO paysession_records (session_id, seq, position, trigger, at, hash, wire) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_KEY = "INSERT INTO paysession_keys (session_id, key, fingerprint, seq) VALUES (?, ?, ?, ?)"
-_INSERT_EVENT = (
-    f"INSERT INTO paysession_provider_events ({EVENT_COLUMNS}) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_NEWEST_OBSERVED = (
-    "SELECT max(observed_at) FROM paysession_provider_events "
-    "WHERE session_id = ? AND outcome IN ('applied', 'noop')"
-)
-
-
-def _micros(value: datetime) -> int:
-    return (value - _EPOCH) // _MICROSECOND
-
-
-def _instant(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
-
-
-def _session_from_row(row: Sequence[Any]) -> PaymentSession:
-    return PaymentSession(
-        id=row[0],
-        cart_id=row[1],
-        provider_id=row[2],
-        is_selected=bool(row[3]),
-        is_initiated=bool(row[4]),
-        status=row[5],
-        data=load_json(row[6]),
-        idempotency_key=row[7],
-        amount=row[8],
-        payment_authorized_at=None if row[9] is None else _instant(row[9]),
-        created_at=_instant(row[10]),
-        updated_at=_instant(row[11]),
-        cart=load_json(row[12]),
-    )
-
-
-def _mutable_columns(session: PaymentSession, texts: Texts) -> tuple[object, ...]:
-    authorized_at = session.payment_authorized_at
-    return (
-        int(session.is_selected),
-        int(session.is_initiated),
-        session.status.value,
-        texts[0],
-        session.idempotency_key,
-        session.amount,
-        None if authorized_at is None else _micros(authorized_at),
-        _micros(session.updated_at),
-        texts[1],
-    )
-
-
-def _record_row(record: TransitionRecord, position: int) -> tuple[object, ...]:
-    return (
-        record.session_id,
-        record.seq,
-        position,
-        record.trigger,
-        _micros(record.at),
-        record.hash,
-        record_wire(record),
-    )
-
-
-def _event_row(event: ProviderEvent) -> tuple[object, ...]:
-    return (
-        event.session_id,
-        event.event_id,
-        event.provider_status,
-        event.status.value,
-        event.session_status.value,
-        event.outcome.value,
-        None if event.observed_at is None else _micros(event.observed_at),
-        _micros(event.recorded_at),
-        event.version,
-        event.guard,
-        event.duplicates,
-        None if event.kind is None else event.kind.value,
-    )
-
-
-def _claim_from_row(row: Sequence[Any]) -> Claim:
-    return Claim(row[0], row[1], row[2], ClaimAction(row[3]), _instant(row[4]))
-
-
-def _event_from_row(row: Sequence[Any]) -> ProviderEvent:
-    return ProviderEvent(
-        session_id=row[0],
-        event_id=row[1],
-        provider_status=row[2],
-        status=PaymentSessionStatus(row[3]),
-        session_status=PaymentSessionStatus(row[4]),
-        outcome=EventOutcome(row[5]),
-        observed_at=None if row[6] is None else _instant(row[6]),
-        recorded_at=_instant(row[7]),
-        version=row[8],
-        guard=row[9],
-        duplicates=row[10],
-        kind=None if row[11] is None else AnomalyKind(row[11]),
-    )
-
-
-def _unique_columns(error: sqlite3.IntegrityError) -> frozenset[str]:
-    # "UNIQUE constraint failed: t.a, t.b": Python 3.10's sqlite3 has no error codes
-    # to go by, and the message is stable across SQLite versions.
-    text = str(error)
-    prefix = "UNIQUE constraint failed: "
-    if not text.startswith(prefix):
-        return frozenset()
-    return frozenset(name.strip() for name in text[len(prefix) :].split(","))
 
 
 class SqliteStore(SqlReads):
@@ -479,27 +250,7 @@ class SqliteStore(SqlReads):
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> int:
-        target = len(MIGRATIONS)
-        conn.execute("CREATE TABLE IF NOT EXISTS paysession_schema (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT version FROM paysession_schema").fetchone()
-        current = 0 if row is None else int(row[0])
-        if current > target:
-            raise StoreError(
-                "migrate",
-                f"the database is at schema version {current}; this paysession knows "
-                f"up to {target}",
-            )
-        for version in range(current + 1, target + 1):
-            if version == 3:
-                carts = [cart for (cart,) in conn.execute(DOUBLY_AUTHORIZED_CARTS)]
-                refuse_doubly_authorized(carts)
-            for statement in MIGRATIONS[version - 1]:
-                conn.execute(statement)
-        if row is None:
-            conn.execute("INSERT INTO paysession_schema (version) VALUES (?)", (target,))
-        elif current != target:
-            conn.execute("UPDATE paysession_schema SET version = ?", (target,))
-        return target
+        return migrate_schema(conn, MIGRATIONS, "?")
 
     def create(self, session: PaymentSession, record: TransitionRecord) -> None:
         check_writes([Write(session, -1, (record,))])
@@ -514,28 +265,8 @@ class SqliteStore(SqlReads):
         record: TransitionRecord,
         texts: Texts,
     ) -> None:
-        authorized_at = session.payment_authorized_at
         try:
-            conn.execute(
-                _INSERT_SESSION,
-                (
-                    session.id,
-                    session.cart_id,
-                    session.provider_id,
-                    int(session.is_selected),
-                    int(session.is_initiated),
-                    session.status.value,
-                    texts[0],
-                    session.idempotency_key,
-                    session.amount,
-                    None if authorized_at is None else _micros(authorized_at),
-                    _micros(session.created_at),
-                    _micros(session.updated_at),
-                    texts[1],
-                    record.seq,
-                    record.hash,
-                ),
-            )
+            conn.execute(_INSERT_SESSION, _new_row(session, texts, record))
         except sqlite3.IntegrityError as error:
             raise self._refusal(error, session) from error
         (last,) = conn.execute(_LAST_POSITION).fetchone()

@@ -1,0 +1,201 @@
+"""PostgreSQL rows and objects: timestamptz, ``%s`` placeholders, the statements."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from paysession.record import TransitionRecord
+from paysession.session import PaymentSession
+from paysession.status import PaymentSessionStatus
+from paysession.store._sql import (
+    EVENT_COLUMNS,
+    SESSION_COLUMNS,
+    Texts,
+    load_json,
+)
+from paysession.store.base import (
+    AnomalyKind,
+    Claim,
+    ClaimAction,
+    EventOutcome,
+    ProviderEvent,
+    Write,
+    record_wire,
+)
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+# The pg_advisory_xact_lock key migrate() takes: an arbitrary constant, the same everywhere.
+MIGRATION_LOCK = 0x2B5F8E7C3A1D4E60
+
+
+# Whoever changes which session of a cart is selected, or claims the cart, first locks
+# every session row of the cart, in id order: a claim and a select of one cart then
+# take turns (never deadlock), and each reads what the other committed. See claim().
+_LOCK_CART = "SELECT id FROM paysession_sessions WHERE cart_id = %s ORDER BY id FOR NO KEY UPDATE"
+_CLAIM_LIVE = "SELECT expires_at FROM paysession_claims WHERE cart_id = %s AND expires_at > %s"
+_RELEASE = "DELETE FROM paysession_claims WHERE cart_id = %s AND token = %s"
+
+_LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = %s"
+_LOAD = (
+    f"SELECT {', '.join('s.' + c for c in SESSION_COLUMNS.split(', '))}, k.fingerprint, k.seq "
+    "FROM paysession_sessions AS s LEFT JOIN paysession_keys AS k "
+    "ON k.session_id = s.id AND k.key = %s WHERE s.id = %s"
+)
+_INSERT_SESSION = (
+    f"INSERT INTO paysession_sessions ({SESSION_COLUMNS}) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s::json, %s, %s, %s, %s, %s, %s::json, %s, %s)"
+)
+_UPDATE_SESSION = (
+    "UPDATE paysession_sessions SET is_selected = %s, is_initiated = %s, status = %s, "
+    "data = %s::json, idempotency_key = %s, amount = %s, payment_authorized_at = %s, "
+    "updated_at = %s, cart = %s::json, version = %s, head = %s WHERE id = %s AND version = %s"
+)
+_INSERT_KEY = (
+    "INSERT INTO paysession_keys (session_id, key, fingerprint, seq) VALUES (%s, %s, %s, %s)"
+)
+
+
+_INSERT_EVENT = (
+    f"INSERT INTO paysession_provider_events ({EVENT_COLUMNS}) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_NEWEST_OBSERVED = (
+    "SELECT max(observed_at) FROM paysession_provider_events "
+    "WHERE session_id = %s AND outcome IN ('applied', 'noop')"
+)
+
+
+def _event_from_row(row: Sequence[Any]) -> ProviderEvent:
+    return ProviderEvent(
+        session_id=row[0],
+        event_id=row[1],
+        provider_status=row[2],
+        status=PaymentSessionStatus(row[3]),
+        session_status=PaymentSessionStatus(row[4]),
+        outcome=EventOutcome(row[5]),
+        observed_at=row[6],
+        recorded_at=row[7],
+        version=row[8],
+        guard=row[9],
+        duplicates=row[10],
+        kind=None if row[11] is None else AnomalyKind(row[11]),
+    )
+
+
+def _claim_from_row(row: Sequence[Any]) -> Claim:
+    return Claim(row[0], row[1], row[2], ClaimAction(row[3]), row[4])
+
+
+def _same(value: datetime) -> datetime:
+    return value
+
+
+def _records_from(counter: str, count: int) -> str:
+    """INSERT of ``count`` records numbered from the ``counter`` CTE, in row order."""
+    rows = ", ".join(
+        f"(%s::text, %s::integer, {n}, %s::text, %s::timestamptz, %s::text, %s::text)"
+        for n in range(1, count + 1)
+    )
+    return (
+        "INSERT INTO paysession_records (session_id, seq, position, trigger, at, hash, wire) "
+        f"SELECT r.session_id, r.seq, {counter}.last - {count} + r.n, r.trigger, r.at, r.hash, "
+        f"r.wire FROM {counter}, (VALUES {rows}) AS r (session_id, seq, n, trigger, at, hash, wire)"
+    )
+
+
+def _counter(count: int, after: str | None = None) -> str:
+    """The CTE that takes ``count`` positions; with ``after``, only if that CTE has a row."""
+    condition = "" if after is None else f" WHERE EXISTS (SELECT FROM {after})"
+    return (
+        f"counter AS (UPDATE paysession_position SET last = last + {count}{condition} "
+        "RETURNING last)"
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _commit_one(count: int, keyed: bool) -> str:
+    """A commit of one session's write as a single statement, so one implicit transaction.
+
+    Only the compare-and-set (``moved``) looks at the session; the counter, the key and
+    the records are written from its output. When the version has moved, the statement
+    changes nothing and inserts no record; a constraint it breaks fails it whole. One
+    round trip instead of BEGIN, three statements and COMMIT.
+    """
+    key = (
+        ", bound AS (INSERT INTO paysession_keys (session_id, key, fingerprint, seq) "
+        "SELECT moved.id, %s::text, %s::text, %s::integer FROM moved)"
+        if keyed
+        else ""
+    )
+    return (
+        f"WITH moved AS ({_UPDATE_SESSION} RETURNING id), {_counter(count, 'moved')}{key} "
+        + _records_from("counter", count)
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_records(count: int) -> str:
+    return f"WITH {_counter(count)} " + _records_from("counter", count)
+
+
+_CREATE = (
+    f"WITH created AS ({_INSERT_SESSION} RETURNING id), {_counter(1, 'created')} "
+    + _records_from("counter", 1)
+)
+
+
+def _session_from_row(row: Sequence[Any]) -> PaymentSession:
+    return PaymentSession(
+        id=row[0],
+        cart_id=row[1],
+        provider_id=row[2],
+        is_selected=row[3],
+        is_initiated=row[4],
+        status=row[5],
+        data=load_json(row[6]),
+        idempotency_key=row[7],
+        amount=row[8],
+        payment_authorized_at=row[9],
+        created_at=row[10],
+        updated_at=row[11],
+        cart=load_json(row[12]),
+    )
+
+
+def _records_params(records: Sequence[TransitionRecord]) -> list[object]:
+    params: list[object] = []
+    for record in records:
+        params += (
+            record.session_id,
+            record.seq,
+            record.trigger,
+            record.at,
+            record.hash,
+            record_wire(record),
+        )
+    return params
+
+
+def _update_params(write: Write, texts: Texts) -> list[object]:
+    session = write.session
+    return [
+        session.is_selected,
+        session.is_initiated,
+        session.status.value,
+        texts[0],
+        session.idempotency_key,
+        session.amount,
+        session.payment_authorized_at,
+        session.updated_at,
+        texts[1],
+        write.version,
+        write.head,
+        session.id,
+        write.expected_version,
+    ]

@@ -1,0 +1,114 @@
+"""The SQLite schema, one migration per version: published versions never change."""
+
+from __future__ import annotations
+
+from paysession.store._sql import ANOMALY_KINDS
+
+# Each entry is one schema version: the statements that lead to it from the one before.
+# Published versions never change; a change of schema is a new entry.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE paysession_sessions (
+            id TEXT PRIMARY KEY,
+            cart_id TEXT,
+            provider_id TEXT NOT NULL,
+            is_selected INTEGER NOT NULL CHECK (is_selected IN (0, 1)),
+            is_initiated INTEGER NOT NULL CHECK (is_initiated IN (0, 1)),
+            status TEXT NOT NULL CHECK (
+                status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
+            ),
+            data TEXT NOT NULL,
+            idempotency_key TEXT,
+            amount INTEGER CHECK (amount >= 0),
+            payment_authorized_at INTEGER,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL CHECK (updated_at >= created_at),
+            cart TEXT,
+            version INTEGER NOT NULL CHECK (version >= 0),
+            head TEXT NOT NULL,
+            CONSTRAINT paysession_cart_provider UNIQUE (cart_id, provider_id),
+            CHECK (status <> 'authorized' OR payment_authorized_at IS NOT NULL)
+        )
+        """,
+        """
+        CREATE UNIQUE INDEX paysession_one_selected_per_cart
+            ON paysession_sessions (cart_id) WHERE is_selected
+        """,
+        "CREATE INDEX paysession_sessions_status ON paysession_sessions (status)",
+        """
+        CREATE TABLE paysession_records (
+            session_id TEXT NOT NULL REFERENCES paysession_sessions (id),
+            seq INTEGER NOT NULL CHECK (seq >= 0),
+            position INTEGER NOT NULL UNIQUE CHECK (position > 0),
+            trigger TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            hash TEXT NOT NULL,
+            wire TEXT NOT NULL,
+            PRIMARY KEY (session_id, seq)
+        )
+        """,
+        """
+        CREATE TABLE paysession_keys (
+            session_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (session_id, key),
+            FOREIGN KEY (session_id, seq) REFERENCES paysession_records (session_id, seq)
+        )
+        """,
+    ),
+    # 2: provider events, for reconciliation (one row per report; duplicates counted).
+    (
+        """
+        CREATE TABLE paysession_provider_events (
+            session_id TEXT NOT NULL REFERENCES paysession_sessions (id),
+            event_id TEXT NOT NULL,
+            provider_status TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (
+                status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
+            ),
+            session_status TEXT NOT NULL CHECK (
+                session_status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
+            ),
+            outcome TEXT NOT NULL CHECK (
+                outcome IN ('applied', 'noop', 'stale', 'duplicate', 'anomaly')
+            ),
+            observed_at INTEGER,
+            recorded_at INTEGER NOT NULL,
+            version INTEGER NOT NULL CHECK (version >= 0),
+            guard TEXT,
+            duplicates INTEGER NOT NULL DEFAULT 0 CHECK (duplicates >= 0),
+            PRIMARY KEY (session_id, event_id)
+        )
+        """,
+        """
+        CREATE INDEX paysession_provider_events_outcome
+            ON paysession_provider_events (outcome, recorded_at)
+        """,
+    ),
+    # 3: one authorized session per cart (checked before: see _PRECHECKS), the claims
+    # that hold a cart while a provider call is in flight, and the kind of an anomaly.
+    (
+        # (cart_id, status) rather than cart_id alone: SQLite names an index's columns
+        # in its error, and this must not read like the one-selected-per-cart index.
+        """
+        CREATE UNIQUE INDEX paysession_one_authorized_per_cart
+            ON paysession_sessions (cart_id, status) WHERE status = 'authorized'
+        """,
+        """
+        CREATE TABLE paysession_claims (
+            cart_id TEXT PRIMARY KEY,
+            token TEXT NOT NULL,
+            session_id TEXT NOT NULL REFERENCES paysession_sessions (id),
+            action TEXT NOT NULL CHECK (action IN ('authorize', 'cancel')),
+            expires_at INTEGER NOT NULL
+        )
+        """,
+        f"ALTER TABLE paysession_provider_events ADD COLUMN kind TEXT "
+        f"CHECK (kind IN {ANOMALY_KINDS})",
+    ),
+)
+
+__all__ = ["MIGRATIONS"]
