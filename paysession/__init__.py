@@ -4,57 +4,6 @@ Legal moves only, enforced by a ``transitions`` state machine; every move stampe
 hooked and written to a tamper-evident audit trail; Medusa's wire JSON in and out.
 """
 
-from paysession.codec import from_dict, from_json, to_dict, to_json
-from paysession.errors import (
-    ConcurrentUpdate,
-    DuplicateSession,
-    GuardRejected,
-    HookError,
-    IdempotencyConflict,
-    IllegalTransition,
-    ImmutableSession,
-    InvalidSessionData,
-    PaySessionError,
-    SelectionConflict,
-    SessionNotFound,
-    StoreError,
-)
-from paysession.hooks import Hooks, TransitionEvent
-from paysession.lifecycle import TRANSITIONS
-from paysession.machine import SessionMachine
-from paysession.record import TransitionRecord
-from paysession.service import PaymentSessions
-from paysession.session import PaymentSession
-from paysession.status import PaymentSessionStatus
-
-__all__ = [
-    "TRANSITIONS",
-    "ConcurrentUpdate",
-    "DuplicateSession",
-    "GuardRejected",
-    "HookError",
-    "Hooks",
-    "IdempotencyConflict",
-    "IllegalTransition",
-    "ImmutableSession",
-    "InvalidSessionData",
-    "PaySessionError",
-    "PaymentSession",
-    "PaymentSessionStatus",
-    "PaymentSessions",
-    "SelectionConflict",
-    "SessionMachine",
-    "SessionNotFound",
-    "StoreError",
-    "TransitionEvent",
-    "TransitionRecord",
-    "from_dict",
-    "from_json",
-    "to_dict",
-    "to_json",
-]
-
-# Checkout integration: reconciliation with providers, cart completion, asyncio.
 from paysession.aio import AsyncPaymentSessions
 from paysession.checkout import (
     Completion,
@@ -64,22 +13,45 @@ from paysession.checkout import (
     cancel_payment,
     complete_cart,
 )
+from paysession.codec import from_dict, from_json, to_dict, to_json
 from paysession.errors import (
     AuthorizationConflict,
     CartBusy,
+    ConcurrentUpdate,
     DoubleAuthorization,
+    DuplicateSession,
+    GuardRejected,
+    HookError,
+    IdempotencyConflict,
+    IllegalTransition,
+    ImmutableSession,
+    InvalidSessionData,
+    PaySessionError,
     ProviderTimeout,
     ReconciliationAnomaly,
+    SelectionConflict,
+    SessionNotFound,
+    StoreError,
     UnknownProviderStatus,
 )
 from paysession.expiry import Expiry, expire_sessions
+from paysession.hooks import Hooks, TransitionEvent
+from paysession.lifecycle import TRANSITIONS
+from paysession.machine import SessionMachine
 from paysession.providers import (
     ProviderReply,
 )
-from paysession.service import Reconciliation
+from paysession.record import TransitionRecord
+from paysession.service import PaymentSessions, Reconciliation
+from paysession.session import PaymentSession
+from paysession.status import PaymentSessionStatus
 from paysession.store.base import AnomalyKind, EventOutcome, ProviderEvent
 
-__all__ += [
+# What a checkout developer imports: the session and its moves, the service and its
+# asyncio twin, cart completion, and the errors they raise. Everything else (stores,
+# providers, the audit trail, diagrams) is imported from its own module.
+__all__ = [
+    "TRANSITIONS",
     "AnomalyKind",
     "AsyncPaymentSessions",
     "AuthorizationConflict",
@@ -87,17 +59,40 @@ __all__ += [
     "Completion",
     "CompletionOutcome",
     "CompletionTimeout",
+    "ConcurrentUpdate",
     "DoubleAuthorization",
+    "DuplicateSession",
     "EventOutcome",
     "Expiry",
+    "GuardRejected",
+    "HookError",
+    "Hooks",
+    "IdempotencyConflict",
+    "IllegalTransition",
+    "ImmutableSession",
+    "InvalidSessionData",
     "NoSelectedSession",
+    "PaySessionError",
+    "PaymentSession",
+    "PaymentSessionStatus",
+    "PaymentSessions",
     "ProviderEvent",
     "ProviderReply",
     "ProviderTimeout",
     "Reconciliation",
     "ReconciliationAnomaly",
+    "SelectionConflict",
+    "SessionMachine",
+    "SessionNotFound",
+    "StoreError",
+    "TransitionEvent",
+    "TransitionRecord",
     "UnknownProviderStatus",
     "cancel_payment",
     "complete_cart",
     "expire_sessions",
+    "from_dict",
+    "from_json",
+    "to_dict",
+    "to_json",
 ]

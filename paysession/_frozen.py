@@ -159,3 +159,12 @@ def thaw(value: Any) -> Any:
     if isinstance(value, list):
         return [thaw(item) for item in value]
     return value
+
+
+__all__ = [
+    "FrozenDict",
+    "FrozenList",
+    "freeze",
+    "is_text",
+    "thaw",
+]

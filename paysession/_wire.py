@@ -102,3 +102,12 @@ def json_scalar(value: object) -> str:
 def digest(value: object) -> str:
     """``sha256:<hex>`` of the canonical JSON of ``value``: how data appears in the audit."""
     return "sha256:" + hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+__all__ = [
+    "canonical_json",
+    "digest",
+    "format_datetime",
+    "json_scalar",
+    "parse_datetime",
+]

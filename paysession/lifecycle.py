@@ -168,20 +168,6 @@ ALLOWED: Mapping[PaymentSessionStatus, frozenset[str]] = _allowed_by_status()
 """For each status, the triggers the table allows from it (guards aside)."""
 
 
-__all__ = [
-    "ALLOWED",
-    "CREATE",
-    "FINAL",
-    "GUARDS",
-    "INITIAL",
-    "MOVES",
-    "TRANSITIONS",
-    "TRIGGERS",
-    "Guard",
-    "Move",
-]
-
-
 @attrs.frozen
 class Defect:
     """One thing wrong with a transition table, found by :func:`validate`.
@@ -302,9 +288,6 @@ def validate(
     return defects
 
 
-__all__ += ["Defect", "validate"]
-
-
 def shortest_path(
     source: PaymentSessionStatus, dest: PaymentSessionStatus, table: tuple[Move, ...] = TRANSITIONS
 ) -> tuple[str, ...] | None:
@@ -333,4 +316,18 @@ def shortest_path(
     return None
 
 
-__all__ += ["shortest_path"]
+__all__ = [
+    "ALLOWED",
+    "CREATE",
+    "FINAL",
+    "GUARDS",
+    "INITIAL",
+    "MOVES",
+    "TRANSITIONS",
+    "TRIGGERS",
+    "Defect",
+    "Guard",
+    "Move",
+    "shortest_path",
+    "validate",
+]

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from paysession._compiled import compile_function
 from paysession._frozen import FrozenDict
 from paysession._wire import canonical_json, format_datetime, json_scalar, parse_datetime
 from paysession.errors import InvalidSessionData
@@ -305,8 +306,7 @@ def _compile_sealed_record() -> Callable[..., TransitionRecord]:
         "TransitionRecord": TransitionRecord,
         **setters,
     }
-    exec("\n".join(lines), namespace)
-    function: Callable[..., TransitionRecord] = namespace["sealed_record"]
+    function: Callable[..., TransitionRecord] = compile_function("sealed_record", lines, namespace)
     return function
 
 
@@ -322,3 +322,14 @@ class AuditSink(Protocol):
     """
 
     def append(self, record: TransitionRecord) -> None: ...
+
+
+__all__ = [
+    "GENESIS",
+    "AuditSink",
+    "Change",
+    "TransitionRecord",
+    "compute_hash",
+    "make_record",
+    "seal",
+]

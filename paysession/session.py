@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from paysession._compiled import compile_function
 from paysession._frozen import freeze, is_text
 from paysession.errors import ImmutableSession, InvalidSessionData
 from paysession.limits import current
@@ -240,9 +241,8 @@ def _compile_evolve() -> Callable[[PaymentSession, Mapping[str, object]], Paymen
         "PaymentSession": PaymentSession,
         **{f"_set_{name}": PaymentSession.__dict__[name].__set__ for name in FIELDS},
     }
-    exec("\n".join(lines), namespace)
     function: Callable[[PaymentSession, Mapping[str, object]], PaymentSession]
-    function = namespace["evolve_trusted"]
+    function = compile_function("evolve_trusted", lines, namespace)
     function.__doc__ = """A copy of ``session`` with ``changes``, skipping validation.
 
     Only for the machine, whose changes are validated before they get here: a move must

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import linecache
 from datetime import timedelta, timezone
 
 from hypothesis import given
@@ -9,7 +10,8 @@ from hypothesis import strategies as st
 
 from paysession import PaymentSessionStatus, TransitionRecord
 from paysession._wire import canonical_json, format_datetime, parse_datetime
-from paysession.record import GENESIS, compute_hash, make_record
+from paysession.record import GENESIS, _sealed_record, compute_hash, make_record
+from paysession.session import evolve_trusted
 
 from .strategies import aware_datetimes
 
@@ -120,3 +122,17 @@ class TestLine:
             prev_hash=GENESIS,
         )
         assert record.canonical(with_hash=True) == canonical_json(record.to_dict())
+
+
+class TestGeneratedCode:
+    def test_tracebacks_show_the_generated_lines(self) -> None:
+        """The functions built with exec have their source in linecache, not <string>."""
+
+        for function, first in (
+            (_sealed_record, "def sealed_record("),
+            (evolve_trusted, "def evolve_trusted("),
+        ):
+            filename = function.__code__.co_filename
+            assert filename.startswith("<paysession generated ")
+            assert linecache.getline(filename, 1).startswith(first)
+            assert linecache.getline(filename, 2).strip()

@@ -401,3 +401,19 @@ class SqlReads(abc.ABC):
             params,
         )
         return [self._event_from_row(row) for row in rows]
+
+
+__all__ = [
+    "ANOMALY_KINDS",
+    "CLAIM_COLUMNS",
+    "DOUBLY_AUTHORIZED_CARTS",
+    "EVENT_COLUMNS",
+    "SESSION_COLUMNS",
+    "SnapshotCache",
+    "SqlReads",
+    "Texts",
+    "dump_json",
+    "load_json",
+    "migrate_schema",
+    "refuse_doubly_authorized",
+]

@@ -199,3 +199,30 @@ def _update_params(write: Write, texts: Texts) -> list[object]:
         session.id,
         write.expected_version,
     ]
+
+
+__all__ = [
+    "MIGRATION_LOCK",
+    "_CLAIM_LIVE",
+    "_CREATE",
+    "_INSERT_EVENT",
+    "_INSERT_KEY",
+    "_INSERT_SESSION",
+    "_LOAD",
+    "_LOAD_PLAIN",
+    "_LOCK_CART",
+    "_NEWEST_OBSERVED",
+    "_RELEASE",
+    "_UPDATE_SESSION",
+    "Connection",
+    "_claim_from_row",
+    "_commit_one",
+    "_counter",
+    "_event_from_row",
+    "_insert_records",
+    "_records_from",
+    "_records_params",
+    "_same",
+    "_session_from_row",
+    "_update_params",
+]

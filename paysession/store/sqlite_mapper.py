@@ -174,3 +174,32 @@ def _unique_columns(error: sqlite3.IntegrityError) -> frozenset[str]:
     if not text.startswith(prefix):
         return frozenset()
     return frozenset(name.strip() for name in text[len(prefix) :].split(","))
+
+
+__all__ = [
+    "_CLAIM_LIVE",
+    "_EPOCH",
+    "_INSERT_EVENT",
+    "_INSERT_KEY",
+    "_INSERT_RECORD",
+    "_INSERT_SESSION",
+    "_LAST_POSITION",
+    "_LOAD",
+    "_LOAD_PLAIN",
+    "_MICROSECOND",
+    "_NEWEST_OBSERVED",
+    "_RELEASE",
+    "_T",
+    "_UPDATE_SESSION",
+    "Synchronous",
+    "_claim_from_row",
+    "_event_from_row",
+    "_event_row",
+    "_instant",
+    "_micros",
+    "_mutable_columns",
+    "_new_row",
+    "_record_row",
+    "_session_from_row",
+    "_unique_columns",
+]
