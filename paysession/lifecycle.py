@@ -36,9 +36,10 @@ class Move:
 
     ``dest`` is None for a move inside a status (``initiate``, ``update``, ``select``,
     ``deselect``): the status stays, the move is still stamped, hooked and audited.
-    ``params`` names the keyword arguments the trigger takes (fields it replaces);
-    ``sets`` the fields it sets to a constant; ``stamps`` the timestamps it sets from
-    the move's clock reading besides ``updated_at``.
+    ``params`` names the keyword arguments the trigger takes (fields it replaces), and
+    ``needs_params`` says it needs at least one of them; ``sets`` the fields it sets to
+    a constant; ``stamps`` the timestamps it sets from the move's clock reading besides
+    ``updated_at``.
     """
 
     trigger: str
@@ -46,6 +47,7 @@ class Move:
     dest: PaymentSessionStatus | None
     guards: tuple[str, ...] = ()
     params: tuple[str, ...] = ()
+    needs_params: bool = False
     sets: tuple[tuple[str, bool], ...] = ()
     stamps: tuple[str, ...] = ()
     description: str = ""
@@ -120,6 +122,7 @@ TRANSITIONS: tuple[Move, ...] = (
         (S.PENDING,),
         None,
         params=("data",),
+        needs_params=True,
         sets=(("is_initiated", True),),
         description="the provider was called; its data replaces the session's",
     ),
@@ -128,6 +131,7 @@ TRANSITIONS: tuple[Move, ...] = (
         (S.PENDING, S.REQUIRES_MORE),
         None,
         params=("amount", "data"),
+        needs_params=True,
         description="a new amount and/or provider data before authorization",
     ),
     Move(

@@ -17,9 +17,10 @@ from paysession.errors import (
     ReentrantMove,
 )
 from paysession.hooks import Hooks
-from paysession.lifecycle import ALLOWED, GUARDS, MOVES
+from paysession.lifecycle import ALLOWED
 from paysession.planning import (
     _UNSET,
+    can_fire,
     check_legal,
     check_meta,
     check_params,
@@ -109,11 +110,7 @@ class SessionMachine:
 
     def can(self, trigger: str) -> bool:
         """Whether ``trigger`` would pass the table and its guards now. Runs no hook."""
-        move = MOVES.get(trigger)
-        session = self._session
-        if move is None or session.status not in move.sources:
-            return False
-        return all(GUARDS[name].check(session) for name in move.guards)
+        return can_fire(trigger, self._session)
 
     def fire(
         self,

@@ -285,11 +285,9 @@ def check_params(move: Move, params: Mapping[str, object]) -> dict[str, object]:
                 out["data"] = freeze(value, "data", problems)
             else:
                 problems["data"] = f"must be a JSON object, got {type(value).__name__}"
-    if not problems:
-        if move.trigger == "initiate" and "data" not in out:
-            problems["data"] = "initiate needs the provider's data"
-        elif move.trigger == "update" and not out:
-            problems["amount"] = "update needs amount and/or data"
+    if not problems and move.params and move.needs_params and not out:
+        # The table says the move takes nothing without at least one of its arguments.
+        problems[move.params[0]] = f"{move.trigger} needs {' and/or '.join(move.params)}"
     if problems:
         raise InvalidSessionData(problems)
     return out
@@ -334,15 +332,31 @@ def resolve(trigger: object, status: PaymentSessionStatus) -> Move:
     return move
 
 
-def check_legal(move: Move, status: PaymentSessionStatus) -> None:
-    """Raise IllegalTransition unless the shared ``transitions`` machine has ``move`` from
-    ``status``.
+def legal(trigger: str, status: PaymentSessionStatus) -> bool:
+    """Whether the shared ``transitions`` machine has ``trigger`` from ``status``.
 
-    This asks the engine's own registry (the lookup ``Event.trigger`` starts with), so
-    the verdict is still ``transitions``'; it only spares a refused move the clock
-    reading, the attempt and the exception that a full trigger would cost.
+    The one place legality is decided: it asks the engine's own registry (the lookup
+    ``Event.trigger`` starts with), so the verdict is ``transitions``'; the machine, the
+    service and the audit check all ask here.
     """
-    if status.value not in _EVENTS[move.trigger].transitions:
+    event = _EVENTS.get(trigger)
+    return event is not None and status.value in event.transitions
+
+
+def can_fire(trigger: str, session: PaymentSession) -> bool:
+    """Whether ``trigger`` would pass the engine and its guards on ``session`` now."""
+    if not legal(trigger, session.status):
+        return False
+    return all(GUARDS[name].check(session) for name in MOVES[trigger].guards)
+
+
+def check_legal(move: Move, status: PaymentSessionStatus) -> None:
+    """Raise IllegalTransition unless :func:`legal` says yes.
+
+    Spares a refused move the clock reading, the attempt and the exception that a full
+    trigger would cost; the verdict is the engine's all the same.
+    """
+    if not legal(move.trigger, status):
         raise IllegalTransition(move.trigger, status.value, ALLOWED[status])
 
 
@@ -405,12 +419,14 @@ def finish(hooks: Hooks | None, planned: Planned) -> None:
 
 __all__ = [
     "Planned",
+    "can_fire",
     "check_legal",
     "check_meta",
     "check_params",
     "create_record",
     "fingerprint",
     "finish",
+    "legal",
     "plan",
     "resolve",
 ]

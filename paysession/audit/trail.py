@@ -49,6 +49,7 @@ from paysession._wire import digest, format_datetime, parse_datetime
 from paysession.audit.sinks import BadLine
 from paysession.errors import AuditError, InvalidSessionData
 from paysession.lifecycle import CREATE, FINAL, GUARDS, MOVES
+from paysession.planning import legal
 from paysession.record import GENESIS, TransitionRecord, seal
 from paysession.session import FIELDS, PaymentSession, evolve_trusted, is_amount
 
@@ -237,7 +238,7 @@ class _Trail:
                 "illegal_move",
                 f"source is {shown} but the previous record left the session {status.value}",
             )
-        if status not in move.sources:
+        if not legal(move.trigger, status):
             fail("illegal_move", f"{move.trigger} is not allowed from {status.value}")
         dest = move.dest_from(status)
         if record.dest is not dest:
