@@ -33,6 +33,7 @@ from typing import TypeVar
 
 import attrs
 
+from paysession.durable import retrying
 from paysession.errors import (
     CompletionTimeout,
     ConcurrentUpdate,
@@ -429,56 +430,58 @@ def _cancel(
     reason: str | None,
 ) -> tuple[list[TransitionRecord], bool]:
     """Cancel one session (at its provider first when initiated); whether ``claim`` went."""
-    # Each pass either returns or raises; the count bounds the retries.
-    attempt = -1
-    while True:
-        attempt += 1
-        session = sessions.get(session_id)
-        if session.status is S.CANCELED:
+    return retrying(
+        attempts,
+        lambda _: _cancel_once(sessions, provider, session_id, actor, claim, reason),
+        wait=False,
+    )
+
+
+def _cancel_once(
+    sessions: PaymentSessions,
+    provider: Providers,
+    session_id: str,
+    actor: str,
+    claim: Claim | None,
+    reason: str | None,
+) -> tuple[list[TransitionRecord], bool]:
+    session = sessions.get(session_id)
+    if session.status is S.CANCELED:
+        return [], False
+    base = session.idempotency_key or session.id
+    if not session.is_initiated:
+        # The provider has never heard of it: there is nothing to cancel there.
+        record = sessions.fire(
+            session_id,
+            "cancel",
+            expected_version=sessions.version(session_id),
+            actor=actor,
+            reason=reason,
+            idempotency_key=f"cancel:{base}",
+        )
+        return [record], False
+    reply = provider_for(provider, session).cancel(session, idempotency_key=cancel_key(session))
+    if map_status(session.provider_id, reply.status) is not S.CANCELED:
+        sessions.reconcile(session_id, reply.status, observed_at=reply.observed_at)
+        raise IllegalTransition("cancel", session.status.value, ALLOWED[session.status])
+    try:
+        records, fresh = sessions.record_answer(
+            session_id,
+            [("cancel", {})],
+            provider_status=reply.status,
+            observed_at=reply.observed_at,
+            actor=actor,
+            idempotency_key=f"cancel:{base}",
+            reason=None if reason is None else f"{reason} ({reply.status})",
+            release=claim,
+        )
+    except IllegalTransition:
+        # The provider's cancel webhook was reconciled between our read and our commit:
+        # the session is canceled, which is what was asked.
+        if sessions.get(session_id).status is S.CANCELED:
             return [], False
-        base = session.idempotency_key or session.id
-        if not session.is_initiated:
-            # The provider has never heard of it: there is nothing to cancel there.
-            try:
-                record = sessions.fire(
-                    session_id,
-                    "cancel",
-                    expected_version=sessions.version(session_id),
-                    actor=actor,
-                    reason=reason,
-                    idempotency_key=f"cancel:{base}",
-                )
-            except ConcurrentUpdate:
-                if attempt == attempts - 1:
-                    raise
-                continue
-            return [record], False
-        reply = provider_for(provider, session).cancel(session, idempotency_key=cancel_key(session))
-        if map_status(session.provider_id, reply.status) is not S.CANCELED:
-            sessions.reconcile(session_id, reply.status, observed_at=reply.observed_at)
-            raise IllegalTransition("cancel", session.status.value, ALLOWED[session.status])
-        try:
-            records, fresh = sessions.record_answer(
-                session_id,
-                [("cancel", {})],
-                provider_status=reply.status,
-                observed_at=reply.observed_at,
-                actor=actor,
-                idempotency_key=f"cancel:{base}",
-                reason=None if reason is None else f"{reason} ({reply.status})",
-                release=claim,
-            )
-        except ConcurrentUpdate:
-            if attempt == attempts - 1:
-                raise
-            continue
-        except IllegalTransition:
-            # The provider's cancel webhook was reconciled between our read and our
-            # commit: the session is canceled, which is what was asked.
-            if sessions.get(session_id).status is S.CANCELED:
-                return [], False
-            raise
-        return records, fresh and claim is not None
+        raise
+    return records, fresh and claim is not None
 
 
 __all__ = [

@@ -10,11 +10,14 @@ creating, firing, selecting, claims and reads.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 
 from paysession.errors import (
+    ConcurrentUpdate,
     HookError,
     IdempotencyConflict,
     InvalidSessionData,
@@ -43,6 +46,7 @@ from paysession.store.base import (
 
 _SELECT = MOVES["select"]
 _E = TypeVar("_E", bound=enum.Enum)
+_T = TypeVar("_T")
 
 
 def member(kind: type[_E], value: object, field: str) -> _E:
@@ -52,6 +56,22 @@ def member(kind: type[_E], value: object, field: str) -> _E:
     except ValueError:
         names = ", ".join(str(item.value) for item in kind)
         raise InvalidSessionData({field: f"must be one of {names}"}) from None
+
+
+def retrying(attempts: int, attempt: Callable[[int], _T], *, wait: bool = True) -> _T:
+    """``attempt(n)`` for n = 0, 1, ... until it returns; each lost race is tried again.
+
+    A ConcurrentUpdate (another writer committed first) starts the next attempt, after a
+    few random milliseconds that double each time when ``wait``; the last attempt's
+    ConcurrentUpdate reaches the caller. ``attempt`` reloads whatever it decides from.
+    """
+    for number in range(attempts - 1):
+        try:
+            return attempt(number)
+        except ConcurrentUpdate:
+            if wait:
+                time.sleep(random.uniform(0, 0.002 * 2**number))
+    return attempt(attempts - 1)
 
 
 class DurableBase:
@@ -156,4 +176,4 @@ class DurableBase:
         return planned
 
 
-__all__ = ["DurableBase", "member"]
+__all__ = ["DurableBase", "member", "retrying"]

@@ -8,8 +8,6 @@ the cart cannot keep (``docs/one-charge.md``).
 
 from __future__ import annotations
 
-import random
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -17,7 +15,7 @@ from typing import NoReturn
 
 import attrs
 
-from paysession.durable import DurableBase, member
+from paysession.durable import DurableBase, member, retrying
 from paysession.errors import (
     ConcurrentUpdate,
     DoubleAuthorization,
@@ -236,18 +234,12 @@ class Reconciler(DurableBase):
                 {"provider": "must be a PaymentProvider, a mapping of them by id, or None"}
             )
         stored_id = event_id if event_id is not None else f"unidentified:{uuid.uuid4().hex}"
-        # Each pass either returns or raises; the count bounds the retries.
-        attempt = -1
-        while True:
-            attempt += 1
-            try:
-                return self._reconcile(
-                    session_id, provider_status, event_id, stored_id, observed_at, attempt, provider
-                )
-            except ConcurrentUpdate:
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(random.uniform(0, 0.002 * 2**attempt))
+        return retrying(
+            attempts,
+            lambda lost: self._reconcile(
+                session_id, provider_status, event_id, stored_id, observed_at, lost, provider
+            ),
+        )
 
     def provider_events(
         self, *, session_id: str | None = None, outcome: EventOutcome | str | None = None

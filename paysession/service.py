@@ -11,14 +11,13 @@ that was rolled back.
 
 from __future__ import annotations
 
-import random
 import secrets
-import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from paysession.audit import AuditReport, verify
 from paysession.durable import member as _member
+from paysession.durable import retrying
 from paysession.errors import (
     CartNotFound,
     ClaimNotHeld,
@@ -348,16 +347,10 @@ class PaymentSessions(Reconciler):
         """
         if type(attempts) is not int or attempts < 1:
             raise InvalidSessionData({"attempts": "must be an int >= 1"})
-        # Each pass either returns or raises; the count bounds the retries.
-        attempt = -1
-        while True:
-            attempt += 1
-            try:
-                return self._fire(session_id, trigger, None, actor, reason, idempotency_key, args)
-            except ConcurrentUpdate:
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(random.uniform(0, 0.002 * 2**attempt))
+        return retrying(
+            attempts,
+            lambda _: self._fire(session_id, trigger, None, actor, reason, idempotency_key, args),
+        )
 
     def selected(self, cart_id: str) -> PaymentSession | None:
         """The cart's selected session, or None when it has none."""
