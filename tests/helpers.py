@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from paysession import PaymentSession, PaymentSessionStatus, SessionMachine
+from paysession import Hooks, PaymentSession, PaymentSessions, PaymentSessionStatus, SessionMachine
 from paysession.lifecycle import MOVES
+from paysession.planning import check_params, create_record, plan
+from paysession.store import LoggedRecord, SessionStore, Snapshot, Write
 
 T0 = datetime(2024, 4, 21, 14, 50, 24, 77000, tzinfo=timezone.utc)
 
@@ -57,3 +59,75 @@ def machine_in(
         machine.fire(trigger)
     assert machine.session.status is status
     return machine
+
+
+# Stores driven directly, with writes planned by the engine.
+
+CLOCK = StepClock()
+
+
+def new_session(cart_id: str | None = "cart_1", provider_id: str = "stripe") -> PaymentSession:
+    """A pending session, created one millisecond after the previous one."""
+    return PaymentSession.new(cart_id=cart_id, provider_id=provider_id, amount=1000, clock=CLOCK)
+
+
+def created(
+    store: SessionStore, cart_id: str | None = "cart_1", provider: str = "stripe"
+) -> Snapshot:
+    """A new session stored with its record 0; its snapshot."""
+    session = new_session(cart_id, provider)
+    store.create(session, create_record(session))
+    snapshot = store.load(session.id)
+    assert snapshot is not None
+    return snapshot
+
+
+def move(snapshot: Snapshot, trigger: str, *, key: str | None = None, **params: object) -> Write:
+    """The write of ``trigger`` planned from ``snapshot``."""
+    planned = plan(
+        snapshot.session,
+        MOVES[trigger],
+        check_params(MOVES[trigger], params),
+        seq=snapshot.version + 1,
+        prev_hash=snapshot.head,
+        now=snapshot.session.updated_at,
+        hooks=None,
+        actor="test",
+        reason=None,
+        idempotency_key=key,
+        key=None,
+    )
+    return Write(planned.session, snapshot.version, (planned.record,))
+
+
+def committed(store: SessionStore, snapshot: Snapshot, trigger: str, **params: object) -> Snapshot:
+    store.commit([move(snapshot, trigger, **params)])
+    again = store.load(snapshot.session.id)
+    assert again is not None
+    return again
+
+
+def log(store: SessionStore) -> list[LoggedRecord]:
+    return store.records_since(0, 10_000)
+
+
+# PaymentSessions over a store.
+
+
+def service(store: SessionStore, hooks: Hooks | None = None) -> PaymentSessions:
+    """The service over ``store``, on a clock that steps a millisecond a reading."""
+    return PaymentSessions(store, hooks=hooks, clock=StepClock())
+
+
+def initiated(
+    sessions: PaymentSessions,
+    cart_id: str | None = "cart_1",
+    provider: str = "stripe",
+    *,
+    amount: int = 1000,
+    actor: str | None = None,
+) -> str:
+    """Create, then initiate: a new session of ``cart_id`` its provider has been called for."""
+    session = sessions.create(cart_id=cart_id, provider_id=provider, amount=amount)
+    sessions.fire(session.id, "initiate", data={"id": "pi_1", "client_secret": "s"}, actor=actor)
+    return session.id

@@ -43,7 +43,7 @@ from paysession.store import EventOutcome, MemoryStore, SessionStore
 from paysession.store.base import AnomalyKind
 
 from .conftest import StoreFactory, open_store
-from .helpers import StepClock
+from .helpers import StepClock, initiated
 from .test_reconcile import Meddler
 
 S = PaymentSessionStatus
@@ -58,8 +58,7 @@ def cart_playing(
     sessions: PaymentSessions, scenario: str, cart_id: str = "cart_1"
 ) -> tuple[PaymentSession, SimulatedProvider]:
     """An initiated, selected session of ``cart_id``; a simulator that plays ``scenario`` for it."""
-    session = sessions.create(cart_id=cart_id, provider_id="stripe", amount=4999)
-    sessions.fire(session.id, "initiate", data={"id": "pi_1"}, actor="storefront")
+    session = sessions.get(initiated(sessions, cart_id, amount=4999, actor="storefront"))
     sessions.select(session.id, actor="storefront")
     seed = next(n for n in range(1000) if SimulatedProvider(n).scenario(session.id) == scenario)
     return sessions.get(session.id), SimulatedProvider(seed=seed)

@@ -28,7 +28,7 @@ from paysession.store import MemoryStore, SessionStore
 from paysession.store.base import EventOutcome, ProviderEvent, Write
 
 from .conftest import StoreFactory, open_store
-from .helpers import PATHS, StepClock
+from .helpers import PATHS, StepClock, initiated
 
 S = PaymentSessionStatus
 T = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -99,11 +99,10 @@ def session_in(
     sessions: PaymentSessions, status: PaymentSessionStatus, provider: str = "stripe"
 ) -> str:
     """An initiated session (amount 1000) of a new cart, brought to ``status``."""
-    created = sessions.create(cart_id=None, provider_id=provider, amount=1000)
-    sessions.fire(created.id, "initiate", data={"id": "pi_1"}, actor="storefront")
+    session_id = initiated(sessions, None, provider, actor="storefront")
     for trigger in PATHS[status]:
-        sessions.fire(created.id, trigger, actor="storefront")
-    return created.id
+        sessions.fire(session_id, trigger, actor="storefront")
+    return session_id
 
 
 class Meddler:

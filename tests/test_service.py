@@ -1,36 +1,39 @@
-"""PaymentSessions and each store's own options, beyond the shared contract."""
+"""PaymentSessions over every store: one transaction per move, hooks, selection, keys, retries."""
 
 from __future__ import annotations
 
 import pickle
-import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-import paysession.store
 from paysession import (
     ConcurrentUpdate,
+    GuardRejected,
+    HookError,
+    Hooks,
+    IdempotencyConflict,
+    IllegalTransition,
     InvalidSessionData,
     PaymentSessions,
     PaymentSessionStatus,
     SessionNotFound,
+    TransitionEvent,
 )
-from paysession.audit import verify
+from paysession.audit import replay, verify
 from paysession.errors import DuplicateSession, SelectionConflict, StoreError
-from paysession.store import MemoryStore, SqliteStore
-from paysession.store.sqlite import MIGRATIONS
+from paysession.store import (
+    MemoryStore,
+    SessionStore,
+    SqliteStore,
+)
 
-from .helpers import T0, StepClock
+from .conftest import StoreFactory
+from .helpers import T0, StepClock, initiated, service
 
 S = PaymentSessionStatus
-
-
-def initiated(sessions: PaymentSessions, cart_id: str = "cart_1", provider: str = "stripe") -> str:
-    session = sessions.create(cart_id=cart_id, provider_id=provider, amount=1000)
-    sessions.fire(session.id, "initiate", data={"id": "pi_1"})
-    return session.id
 
 
 class TestPaymentSessions:
@@ -113,86 +116,6 @@ class TestThreads:
         store.close()
 
 
-class TestSqliteStore:
-    def test_options_are_checked(self, tmp_path: Path) -> None:
-        """synchronous is FULL or NORMAL; busy_timeout is a number of seconds >= 0."""
-        with pytest.raises(InvalidSessionData) as refused:
-            SqliteStore(tmp_path / "x.db", synchronous="OFF")  # type: ignore[arg-type]
-        assert refused.value.fields == ("synchronous",)
-        with pytest.raises(InvalidSessionData) as refused:
-            SqliteStore(tmp_path / "x.db", busy_timeout=-1)
-        assert refused.value.fields == ("busy_timeout",)
-
-    def test_file_is_in_wal_mode_with_the_schema(self, tmp_path: Path) -> None:
-        """First use puts the file in WAL mode and migrates it to the current schema."""
-        path = tmp_path / "sessions.db"
-        with SqliteStore(path, synchronous="NORMAL") as store:
-            assert store.find() == []
-        with sqlite3.connect(path) as conn:
-            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert conn.execute("SELECT version FROM paysession_schema").fetchall() == [
-                (len(MIGRATIONS),)
-            ]
-
-    def test_a_busy_database_is_a_store_error(self, tmp_path: Path) -> None:
-        """A write that waits longer than busy_timeout for the lock fails with StoreError."""
-        path = tmp_path / "sessions.db"
-        store = SqliteStore(path, busy_timeout=0.05)
-        sessions = PaymentSessions(store)
-        session_id = initiated(sessions)
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        try:
-            with pytest.raises(StoreError) as failed:
-                sessions.fire(session_id, "fail")
-            assert (failed.value.operation, failed.value.detail) == (
-                "commit",
-                "database is locked",
-            )
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
-        assert sessions.version(session_id) == 1
-        store.close()
-
-    def test_a_closed_store_is_a_store_error(self, tmp_path: Path) -> None:
-        """Any use after close() raises StoreError."""
-        store = SqliteStore(tmp_path / "sessions.db")
-        store.migrate()
-        store.close()
-        with pytest.raises(StoreError) as failed:
-            store.load("ps_1")
-        assert (failed.value.operation, failed.value.detail) == ("connect", "the store is closed")
-
-
-class TestPostgresStore:
-    def test_imported_on_first_use(self) -> None:
-        """paysession.store.PostgresStore is the psycopg store, loaded when first named."""
-        from paysession.store.postgres import PostgresStore
-
-        assert paysession.store.PostgresStore is PostgresStore
-        with pytest.raises(AttributeError):
-            _ = paysession.store.OracleStore  # type: ignore[attr-defined]
-
-    def test_pool_sizes_are_checked(self) -> None:
-        """The pool needs max_size >= 1 and 0 <= min_size <= max_size."""
-        from paysession.store.postgres import PostgresStore
-
-        with pytest.raises(InvalidSessionData) as refused:
-            PostgresStore("host=127.0.0.1", min_size=3, max_size=2)
-        assert refused.value.fields == ("max_size",)
-
-    def test_no_server_is_a_store_error(self) -> None:
-        """A server that cannot be reached gives StoreError once the pool gives up."""
-        from paysession.store.postgres import PostgresStore
-
-        store = PostgresStore("host=127.0.0.1 port=9 connect_timeout=1", timeout=0.3)
-        with pytest.raises(StoreError) as failed:
-            store.load("ps_1")
-        assert failed.value.operation == "migrate"
-        store.close()
-
-
 class TestErrors:
     def test_messages(self) -> None:
         """Each error says what happened from its attributes."""
@@ -233,3 +156,379 @@ class TestErrors:
         """SessionNotFound is a LookupError; a selection conflict is a concurrent update."""
         assert issubclass(SessionNotFound, LookupError)
         assert issubclass(SelectionConflict, ConcurrentUpdate)
+
+
+class Calls:
+    """A hook registry that records which hooks ran, by kind and trigger."""
+
+    def __init__(self) -> None:
+        self.hooks = Hooks()
+        self.seen: list[tuple[str, str]] = []
+
+        @self.hooks.before()
+        def before(event: TransitionEvent) -> None:
+            self.seen.append(("before", event.trigger))
+
+        @self.hooks.after()
+        def after(event: TransitionEvent) -> None:
+            self.seen.append(("after", event.trigger))
+
+
+class TestServiceMoves:
+    def test_row_equals_the_replay_of_its_trail(self, store: SessionStore) -> None:
+        """After a run of moves the row is what replaying its trail rebuilds."""
+        sessions = service(store)
+        session_id = initiated(sessions)
+        for trigger in ("require_more", "fail", "retry", "authorize"):
+            sessions.fire(session_id, trigger)
+        sessions.fire(session_id, "cancel", reason="customer left")
+        row = sessions.get(session_id)
+        assert row.status is S.CANCELED
+        assert replay(sessions.history(session_id), data=row.data, cart=row.cart) == row
+        assert sessions.verify(session_id).ok
+        assert sessions.version(session_id) == 6
+
+    def test_create_writes_session_and_record_zero(self, store: SessionStore) -> None:
+        """create stores the session at version 0 with its create record."""
+        sessions = service(store)
+        session = sessions.create(cart_id="cart_1", provider_id="stripe", amount=10)
+        assert sessions.get(session.id) == session
+        assert [r.trigger for r in sessions.history(session.id)] == ["create"]
+        assert sessions.version(session.id) == 0
+
+    def test_duplicate_provider_on_a_cart(self, store: SessionStore) -> None:
+        """A second session for the same cart and provider raises DuplicateSession."""
+        sessions = service(store)
+        sessions.create(cart_id="cart_1", provider_id="stripe", amount=10)
+        with pytest.raises(DuplicateSession) as refused:
+            sessions.create(cart_id="cart_1", provider_id="stripe", amount=20)
+        assert (refused.value.cart_id, refused.value.fields) == (
+            "cart_1",
+            ("cart_id", "provider_id"),
+        )
+        assert len(sessions.find(cart_id="cart_1")) == 1
+
+    def test_unknown_session(self, store: SessionStore) -> None:
+        """Every read and move of an unknown id raises SessionNotFound, a LookupError."""
+        sessions = service(store)
+        for call in (
+            lambda: sessions.get("ps_x"),
+            lambda: sessions.version("ps_x"),
+            lambda: sessions.history("ps_x"),
+            lambda: sessions.fire("ps_x", "cancel"),
+        ):
+            with pytest.raises(LookupError) as missing:
+                call()
+            assert type(missing.value) is SessionNotFound
+            assert vars(missing.value) == {"session_id": "ps_x"}
+
+    def test_stale_expected_version(self, store: SessionStore) -> None:
+        """A stale expected_version raises ConcurrentUpdate; no hook runs, nothing is written."""
+        calls = Calls()
+        sessions = service(store, calls.hooks)
+        session_id = initiated(sessions)
+        calls.seen.clear()
+        with pytest.raises(ConcurrentUpdate) as refused:
+            sessions.fire(session_id, "authorize", expected_version=0)
+        assert vars(refused.value) == {"session_id": session_id, "expected": 0, "actual": 1}
+        assert calls.seen == []
+        assert sessions.version(session_id) == 1
+        record = sessions.fire(session_id, "authorize", expected_version=1)
+        assert (record.seq, record.dest) == (2, S.AUTHORIZED)
+
+    def test_lost_race_fires_no_after_hook(self, store_factory: StoreFactory) -> None:
+        """A move that loses the race at commit is rolled back and its after-hooks never run."""
+        calls = Calls()
+        sessions = service(store_factory(), calls.hooks)
+        rival = service(store_factory())
+        session_id = initiated(sessions)
+
+        @calls.hooks.before("authorize")
+        def meanwhile(event: TransitionEvent) -> None:
+            rival.fire(event.session_id, "cancel", actor="webhook")
+
+        calls.seen.clear()
+        with pytest.raises(ConcurrentUpdate):
+            sessions.fire(session_id, "authorize")
+        assert calls.seen == [("before", "authorize")]
+        trail = sessions.history(session_id)
+        assert [(r.trigger, r.actor) for r in trail[2:]] == [("cancel", "webhook")]
+        assert sessions.get(session_id).status is S.CANCELED
+
+    def test_after_hooks_see_the_committed_move(self, store: SessionStore) -> None:
+        """After-hooks run once the move is committed: a read from the hook sees it."""
+        hooks = Hooks()
+        sessions = service(store, hooks)
+        seen: list[tuple[S, int]] = []
+
+        @hooks.after("authorize")
+        def look(event: TransitionEvent) -> None:
+            seen.append((sessions.get(event.session_id).status, sessions.version(event.session_id)))
+
+        session_id = initiated(sessions)
+        sessions.fire(session_id, "authorize")
+        assert seen == [(S.AUTHORIZED, 2)]
+
+    def test_failing_after_hook_keeps_the_move(self, store: SessionStore) -> None:
+        """An after-hook that raises gives HookError, and the committed move stands."""
+        hooks = Hooks()
+        sessions = service(store, hooks)
+        boom = RuntimeError("mailer down")
+
+        @hooks.after("fail")
+        def mail(event: TransitionEvent) -> None:
+            raise boom
+
+        session_id = initiated(sessions)
+        with pytest.raises(HookError) as failed:
+            sessions.fire(session_id, "fail")
+        assert failed.value.errors == (boom,)
+        assert failed.value.record == sessions.history(session_id)[-1]
+        assert failed.value.session == sessions.get(session_id)
+
+    def test_before_hook_veto_writes_nothing(self, store: SessionStore) -> None:
+        """A before-hook that raises vetoes the move: nothing is written."""
+        hooks = Hooks()
+        sessions = service(store, hooks)
+        veto = PermissionError("fraud check")
+
+        @hooks.before("authorize")
+        def fraud(event: TransitionEvent) -> None:
+            raise veto
+
+        session_id = initiated(sessions)
+        with pytest.raises(PermissionError) as stopped:
+            sessions.fire(session_id, "authorize")
+        assert stopped.value is veto
+        assert sessions.version(session_id) == 1
+
+    def test_illegal_and_guarded_moves_write_nothing(self, store: SessionStore) -> None:
+        """The table and its guards hold through the service; refusals write nothing."""
+        sessions = service(store)
+        session = sessions.create(cart_id="cart_1", provider_id="stripe", amount=1000)
+        with pytest.raises(GuardRejected) as guarded:
+            sessions.fire(session.id, "authorize")
+        assert (guarded.value.trigger, guarded.value.guard) == ("authorize", "is_initiated")
+        sessions.fire(session.id, "cancel")
+        with pytest.raises(IllegalTransition) as illegal:
+            sessions.fire(session.id, "retry")
+        assert (illegal.value.trigger, illegal.value.status, illegal.value.allowed) == (
+            "retry",
+            "canceled",
+            frozenset(),
+        )
+        assert sessions.version(session.id) == 1
+
+    def test_records_since_follows_every_move(self, store: SessionStore) -> None:
+        """A consumer reading from a cursor sees every record of every session once."""
+        sessions = service(store)
+        one, two = initiated(sessions, "cart_1"), initiated(sessions, "cart_2")
+        sessions.fire(two, "authorize")
+        sessions.fire(one, "fail")
+        seen = [(e.record.session_id, e.record.seq) for e in sessions.records_since(0, 100)]
+        assert sorted(seen) == sorted(
+            (r.session_id, r.seq) for sid in (one, two) for r in sessions.history(sid)
+        )
+        assert [e.position for e in sessions.records_since(0, 100)] == [1, 2, 3, 4, 5, 6]
+
+
+class TestServiceSelect:
+    def test_select_deselects_the_others_in_one_commit(self, store: SessionStore) -> None:
+        """select deselects the cart's selected session, each an audited move of its own."""
+        calls = Calls()
+        sessions = service(store, calls.hooks)
+        one = initiated(sessions, "cart_1", "stripe")
+        two = initiated(sessions, "cart_1", "paypal")
+        sessions.select(one)
+        calls.seen.clear()
+        record = sessions.select(two, actor="storefront")
+        assert (record.trigger, record.session_id) == ("select", two)
+        deselect = sessions.history(one)[-1]
+        assert (deselect.trigger, deselect.actor, deselect.reason) == (
+            "deselect",
+            "storefront",
+            f"replaced by {two}",
+        )
+        assert [s.id for s in sessions.find(cart_id="cart_1") if s.is_selected] == [two]
+        tail = [(e.record.session_id, e.record.trigger) for e in sessions.records_since(5, 10)]
+        assert tail == [(one, "deselect"), (two, "select")]
+        assert calls.seen == [
+            ("before", "select"),
+            ("before", "deselect"),
+            ("after", "deselect"),
+            ("after", "select"),
+        ]
+
+    def test_fire_select_is_select(self, store: SessionStore) -> None:
+        """fire(id, "select") deselects the others too."""
+        sessions = service(store)
+        one = initiated(sessions, "cart_1", "stripe")
+        two = initiated(sessions, "cart_1", "paypal")
+        sessions.fire(one, "select")
+        sessions.fire(two, "select")
+        assert [s.is_selected for s in (sessions.get(one), sessions.get(two))] == [False, True]
+
+    def test_an_authorized_choice_cannot_be_replaced(self, store: SessionStore) -> None:
+        """When the selected session is authorized, selecting another is illegal."""
+        sessions = service(store)
+        one = initiated(sessions, "cart_1", "stripe")
+        two = initiated(sessions, "cart_1", "paypal")
+        sessions.select(one)
+        sessions.fire(one, "authorize")
+        with pytest.raises(IllegalTransition) as illegal:
+            sessions.select(two)
+        assert (illegal.value.trigger, illegal.value.status) == ("deselect", "authorized")
+        assert sessions.version(two) == 1
+
+    def test_a_racing_selection_is_a_concurrent_update(self, store_factory: StoreFactory) -> None:
+        """Another session selected between read and commit makes select lose the race."""
+        hooks = Hooks()
+        sessions = service(store_factory(), hooks)
+        rival = service(store_factory())
+        one = initiated(sessions, "cart_1", "stripe")
+        two = initiated(sessions, "cart_1", "paypal")
+
+        @hooks.before("select")
+        def meanwhile(event: TransitionEvent) -> None:
+            rival.select(one)
+
+        with pytest.raises(ConcurrentUpdate) as lost:
+            sessions.select(two)
+        assert type(lost.value) is SelectionConflict
+        assert vars(lost.value) == {
+            "session_id": two,
+            "cart_id": "cart_1",
+            "expected": None,
+            "actual": None,
+        }
+        assert [s.id for s in sessions.find(cart_id="cart_1") if s.is_selected] == [one]
+        assert sessions.version(two) == 1
+
+
+class TestServiceIdempotency:
+    def test_repeat_returns_the_stored_record(self, store: SessionStore) -> None:
+        """The same key, trigger and arguments return the stored record; no hook runs again."""
+        calls = Calls()
+        sessions = service(store, calls.hooks)
+        session_id = initiated(sessions)
+        first = sessions.fire(session_id, "update", idempotency_key="k1", amount=1500)
+        calls.seen.clear()
+        again = sessions.fire(session_id, "update", idempotency_key="k1", amount=1500)
+        assert again == first
+        assert calls.seen == []
+        assert sessions.version(session_id) == 2
+
+    def test_repeat_after_a_restart(self, store_factory: StoreFactory) -> None:
+        """Keys are persisted: a request repeated through a new store gets the record back."""
+        sessions = service(store_factory())
+        session_id = initiated(sessions)
+        first = sessions.fire(session_id, "authorize", idempotency_key="k1", expected_version=1)
+        later = service(store_factory())
+        assert (
+            later.fire(session_id, "authorize", idempotency_key="k1", expected_version=1) == first
+        )
+
+    def test_other_trigger_or_arguments_conflict(self, store: SessionStore) -> None:
+        """The same key with another trigger or other arguments raises IdempotencyConflict."""
+        sessions = service(store)
+        session_id = initiated(sessions)
+        sessions.fire(session_id, "update", idempotency_key="k1", amount=1500)
+        with pytest.raises(IdempotencyConflict) as other_trigger:
+            sessions.fire(session_id, "fail", idempotency_key="k1")
+        assert vars(other_trigger.value) == {"key": "k1", "trigger": "update", "attempted": "fail"}
+        with pytest.raises(IdempotencyConflict) as other_args:
+            sessions.fire(session_id, "update", idempotency_key="k1", amount=1600)
+        assert vars(other_args.value) == {"key": "k1", "trigger": "update", "attempted": "update"}
+        assert sessions.version(session_id) == 2
+
+    def test_a_failed_move_binds_no_key(self, store: SessionStore) -> None:
+        """Only a successful move binds its key: after a refusal the key is still free."""
+        sessions = service(store)
+        session_id = initiated(sessions)
+        with pytest.raises(IllegalTransition):
+            sessions.fire(session_id, "retry", idempotency_key="k1")
+        record = sessions.fire(session_id, "fail", idempotency_key="k1")
+        assert (record.trigger, record.idempotency_key) == ("fail", "k1")
+
+    def test_key_bound_by_a_racing_process(self, store_factory: StoreFactory) -> None:
+        """When another process binds the key first, the caller gets that stored record."""
+        hooks = Hooks()
+        sessions = service(store_factory(), hooks)
+        rival = service(store_factory())
+        session_id = initiated(sessions)
+        rivals: list[Any] = []
+
+        @hooks.before("update")
+        def meanwhile(event: TransitionEvent) -> None:
+            if not rivals:
+                rivals.append(rival.fire(session_id, "update", idempotency_key="k", amount=7))
+
+        assert sessions.fire(session_id, "update", idempotency_key="k", amount=7) == rivals[0]
+        assert [r.trigger for r in sessions.history(session_id)] == ["create", "initiate", "update"]
+
+    def test_key_bound_by_a_racing_process_to_another_move(
+        self, store_factory: StoreFactory
+    ) -> None:
+        """A key a racing process bound to another move raises IdempotencyConflict."""
+        hooks = Hooks()
+        sessions = service(store_factory(), hooks)
+        rival = service(store_factory())
+        session_id = initiated(sessions)
+
+        @hooks.before("authorize")
+        def meanwhile(event: TransitionEvent) -> None:
+            rival.fire(session_id, "fail", idempotency_key="k")
+
+        with pytest.raises(IdempotencyConflict) as conflict:
+            sessions.fire(session_id, "authorize", idempotency_key="k")
+        assert vars(conflict.value) == {"key": "k", "trigger": "fail", "attempted": "authorize"}
+
+
+class TestServiceRetry:
+    def test_retry_reapplies_after_a_lost_race(self, store_factory: StoreFactory) -> None:
+        """fire_with_retry reloads after a lost race and applies the move to the new state."""
+        hooks = Hooks()
+        sessions = service(store_factory(), hooks)
+        rival = service(store_factory())
+        session_id = initiated(sessions)
+        raced: list[bool] = []
+
+        @hooks.before("update")
+        def meanwhile(event: TransitionEvent) -> None:
+            if not raced:
+                raced.append(True)
+                rival.fire(session_id, "require_more")
+
+        record = sessions.fire_with_retry(session_id, "update", amount=5)
+        assert (record.seq, record.source, record.dest) == (3, S.REQUIRES_MORE, S.REQUIRES_MORE)
+
+    def test_retry_stops_when_the_move_became_illegal(self, store_factory: StoreFactory) -> None:
+        """When the winner made the move illegal, the retry raises instead of forcing it."""
+        hooks = Hooks()
+        sessions = service(store_factory(), hooks)
+        rival = service(store_factory())
+        session_id = initiated(sessions)
+
+        @hooks.before("authorize")
+        def meanwhile(event: TransitionEvent) -> None:
+            if sessions.get(session_id).status is S.PENDING:
+                rival.fire(session_id, "cancel")
+
+        with pytest.raises(IllegalTransition):
+            sessions.fire_with_retry(session_id, "authorize")
+        assert sessions.get(session_id).status is S.CANCELED
+
+    def test_retry_gives_up(self, store_factory: StoreFactory) -> None:
+        """After ``attempts`` lost races the last ConcurrentUpdate reaches the caller."""
+        hooks = Hooks()
+        sessions = service(store_factory(), hooks)
+        rival = service(store_factory())
+        session_id = initiated(sessions)
+
+        @hooks.before("update")
+        def meanwhile(event: TransitionEvent) -> None:
+            rival.fire(session_id, "require_more")
+
+        with pytest.raises(ConcurrentUpdate):
+            sessions.fire_with_retry(session_id, "update", attempts=3, amount=5)
+        assert sessions.version(session_id) == 4
