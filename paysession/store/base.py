@@ -305,10 +305,6 @@ class SessionStore(Protocol):
         """The event recorded under (session_id, event_id), or None."""
         ...
 
-    def newest_observed(self, session_id: str) -> datetime | None:
-        """The latest ``observed_at`` of the session's applied and no-op events, or None."""
-        ...
-
     def record_event(
         self,
         event: ProviderEvent,

@@ -242,10 +242,6 @@ class MemoryStore:
         with self._lock:
             return self._events.get((session_id, event_id))
 
-    def newest_observed(self, session_id: str) -> datetime | None:
-        with self._lock:
-            return self._newest.get(session_id)
-
     def record_event(
         self,
         event: ProviderEvent,

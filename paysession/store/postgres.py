@@ -317,12 +317,6 @@ class PostgresStore(SqlReads):
             raise SessionNotFound(session_id)
         raise ConcurrentUpdate(session_id, write.expected_version, found[0])
 
-    def newest_observed(self, session_id: str) -> datetime | None:
-        with self._read("newest_observed") as conn:
-            row = conn.execute(_NEWEST_OBSERVED, (session_id,)).fetchone()
-        newest: datetime | None = None if row is None else row[0]
-        return newest
-
     def record_event(
         self,
         event: ProviderEvent,

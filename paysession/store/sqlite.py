@@ -370,11 +370,6 @@ class SqliteStore(SqlReads):
                     raise ConcurrentUpdate(binding.session_id, None) from error
                 raise
 
-    def newest_observed(self, session_id: str) -> datetime | None:
-        with self._read("newest_observed") as conn:
-            (newest,) = conn.execute(_NEWEST_OBSERVED, (session_id,)).fetchone()
-        return None if newest is None else _instant(newest)
-
     def record_event(
         self,
         event: ProviderEvent,
