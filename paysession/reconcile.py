@@ -271,9 +271,8 @@ class Reconciler(DurableBase):
                 check_meta(None, None, event_id)
             except InvalidSessionData as error:
                 problems["event_id"] = error.problems["idempotency_key"]
-        if observed_at is not None and (
-            not isinstance(observed_at, datetime) or observed_at.utcoffset() is None
-        ):
+        aware = isinstance(observed_at, datetime) and observed_at.utcoffset() is not None
+        if observed_at is not None and not aware:
             problems["observed_at"] = "must be a timezone-aware datetime or None"
         if type(attempts) is not int or attempts < 1:
             problems["attempts"] = "must be an int >= 1"
@@ -430,16 +429,38 @@ class Reconciler(DurableBase):
         provider: Providers | None,
         now: datetime,
     ) -> NoReturn:
-        """Record the anomaly; with a provider, void the hold and cancel, in one commit.
+        """Record the anomaly; with a provider, void the hold, then cancel the session.
 
-        The provider is asked first: when the commit then loses a race, the retry asks
-        again under the same key and gets the same answer, so the hold is voided once.
+        Once the provider has voided the hold the session must end canceled, whatever
+        moved it meanwhile (a completion replaying the provider's earlier answer could
+        mark it authorized with no money held): a lost race reloads and cancels again.
         """
         session = snapshot.session
         voided = provider is not None and self._void(session, provider)
         if not voided:
             self.store.record_event(anomaly, expected_version=snapshot.version)
         else:
+            self._cancel_voided(snapshot, anomaly, conflict, now)
+        raise DoubleAuthorization(
+            session.id,
+            session.status,
+            session.provider_id,
+            anomaly.provider_status,
+            anomaly.status,
+            event_id=None if anomaly.event_id.startswith("unidentified:") else anomaly.event_id,
+            conflict=conflict,
+            voided=voided,
+        )
+
+    def _cancel_voided(
+        self, snapshot: Snapshot, anomaly: ProviderEvent, conflict: str, now: datetime
+    ) -> None:
+        """Cancel a session whose hold was voided, recording the anomaly with the move."""
+        recorded = False
+        for _ in range(_VOID_ATTEMPTS):
+            session = snapshot.session
+            if session.status is _CANCELED:
+                break
             planned = plan(
                 session,
                 _CANCEL,
@@ -453,21 +474,27 @@ class Reconciler(DurableBase):
                 idempotency_key=None,
                 key=self._key,
             )
-            self.store.record_event(
-                attrs.evolve(anomaly, version=planned.record.seq),
-                Write(planned.session, snapshot.version, (planned.record,)),
-            )
+            write = Write(planned.session, snapshot.version, (planned.record,))
+            try:
+                if recorded:
+                    self.store.commit([write])
+                else:
+                    event = attrs.evolve(anomaly, version=planned.record.seq)
+                    self.store.record_event(event, write)
+            except ConcurrentUpdate:
+                # Moved meanwhile, or the report was recorded by a redelivery: reload.
+                recorded = recorded or (
+                    self.store.provider_event(session.id, anomaly.event_id) is not None
+                )
+                snapshot = self._load(session.id)
+                continue
             self._finish([], planned)
-        raise DoubleAuthorization(
-            session.id,
-            session.status,
-            session.provider_id,
-            anomaly.provider_status,
-            anomaly.status,
-            event_id=None if anomaly.event_id.startswith("unidentified:") else anomaly.event_id,
-            conflict=conflict,
-            voided=voided,
-        )
+            return
+        if not recorded:
+            self.store.record_event(anomaly)
+
+
+_VOID_ATTEMPTS = 10  # reloads of a voided session that keeps losing races to its cancel
 
 
 __all__ = ["Reconciler", "Reconciliation"]

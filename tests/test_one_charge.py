@@ -228,6 +228,37 @@ class TestTwoTabs:
         assert cart.authorized() == [cart.b.id] and cart.holds() == [cart.b.id]
         assert cart.verified()
 
+    def test_a_void_then_a_replayed_answer(
+        self, store_factory: StoreFactory, tmp_path: Path
+    ) -> None:
+        """Voided, then authorized by a replayed answer before the cancel commits: canceled."""
+        cart = Cart(store_factory, tmp_path)
+        cart.tab1.select(cart.b.id)
+        cart.tab1.fire(cart.a.id, "initiate", data={"id": "pi_a"})
+        key = cart.a.idempotency_key
+        assert key is not None
+        cart.stripe.authorize(cart.tab1.get(cart.a.id), idempotency_key=key)  # a's hold
+        notice = cart.stripe.outbox[-1]
+
+        def customer_switches_back() -> None:
+            # After the void, before its cancel commits: the customer picks a again and
+            # its completion replays the provider's first answer (authorized).
+            cart.tab2.select(cart.a.id)
+            assert complete_cart(cart.tab2, cart.providers, "cart_9").outcome is O.AUTHORIZED
+
+        webhook = PaymentSessions(
+            cast(SessionStore, Meddler(cart.tab1.store, "record_event", customer_switches_back)),
+            clock=cart.clock,
+        )
+        with pytest.raises(DoubleAuthorization) as caught:
+            webhook.reconcile(
+                cart.a.id, notice.provider_status, event_id=notice.event_id, provider=cart.providers
+            )
+        assert caught.value.voided
+        assert cart.tab1.get(cart.a.id).status is S.CANCELED
+        assert cart.authorized() == [] and cart.holds() == []
+        assert cart.verified()
+
 
 class TestTheRuleInTheDatabase:
     def test_a_second_authorize_is_refused(self, store: SessionStore) -> None:
