@@ -20,7 +20,16 @@ from typing import Any, ClassVar
 
 import attrs
 
-from paysession.errors import CartBusy, MigrationRefused, StoreError
+from paysession.errors import (
+    AuthorizationConflict,
+    CartBusy,
+    ConcurrentUpdate,
+    DuplicateSession,
+    MigrationRefused,
+    PaySessionError,
+    SelectionConflict,
+    StoreError,
+)
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
@@ -32,6 +41,7 @@ from paysession.store.base import (
     LoggedRecord,
     ProviderEvent,
     Snapshot,
+    Write,
     has_nul,
     record_from_wire,
 )
@@ -153,7 +163,38 @@ DOUBLY_AUTHORIZED_CARTS = (
 )
 """The carts that break the one-authorization-per-cart rule (none, in a sound store)."""
 
+_AUTHORIZED = PaymentSessionStatus.AUTHORIZED
 _STALE_IN = ", ".join(f"'{status.value}'" for status in sorted(STALE_STATUSES))
+
+
+def refusal(
+    rule: str | None, writes: Sequence[Write], binding: Binding | None, detail: str
+) -> PaySessionError:
+    """The paysession error for a write that broke ``rule`` of the schema.
+
+    Each driver names the rule its error points at (a constraint, a set of columns):
+    ``session_id``, ``cart_provider``, ``one_selected``, ``one_authorized``,
+    ``record_seq`` or ``key``, ``race`` for a serialization failure, or None for a
+    failure no rule of ours explains (a StoreError with the driver's ``detail``).
+    """
+    first = writes[0]
+    session = first.session
+    if rule == "session_id":
+        return DuplicateSession(session.id, session.cart_id, session.provider_id, ("id",))
+    if rule == "cart_provider":
+        fields = ("cart_id", "provider_id")
+        return DuplicateSession(session.id, session.cart_id, session.provider_id, fields)
+    if rule == "one_selected":
+        chosen = next((w.session for w in writes if w.session.is_selected), session)
+        return SelectionConflict(chosen.id, chosen.cart_id)
+    if rule == "one_authorized":
+        authorized = next((w.session for w in writes if w.session.status is _AUTHORIZED), session)
+        return AuthorizationConflict(authorized.id, authorized.cart_id)
+    if rule in ("record_seq", "race"):
+        return ConcurrentUpdate(session.id, first.expected_version)
+    if rule == "key" and binding is not None:
+        return ConcurrentUpdate(binding.session_id, None)
+    return StoreError("write", detail)
 
 
 def migrate_schema(conn: Any, migrations: Sequence[Sequence[str]], placeholder: str) -> int:

@@ -35,19 +35,15 @@ from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
 from paysession.errors import (
-    AuthorizationConflict,
     CartBusy,
     ConcurrentUpdate,
-    DuplicateSession,
     InvalidSessionData,
     PaySessionError,
-    SelectionConflict,
     SessionNotFound,
     StoreError,
 )
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
-from paysession.status import PaymentSessionStatus
 from paysession.store._sql import (
     SESSION_COLUMNS,
     SnapshotCache,
@@ -55,6 +51,7 @@ from paysession.store._sql import (
     Texts,
     dump_json,
     migrate_schema,
+    refusal,
 )
 from paysession.store.base import (
     Binding,
@@ -463,32 +460,23 @@ def _refusal(
     error: psycopg.Error, writes: Sequence[Write], binding: Binding | None
 ) -> PaySessionError:
     """The paysession error for a driver error raised inside a write transaction."""
-    first = writes[0]
-    session = first.session
+    rule = None
     if isinstance(error, pg_errors.UniqueViolation):
-        constraint = error.diag.constraint_name
-        if constraint == "paysession_sessions_pkey":
-            return DuplicateSession(session.id, session.cart_id, session.provider_id, ("id",))
-        if constraint == "paysession_cart_provider":
-            return DuplicateSession(
-                session.id, session.cart_id, session.provider_id, ("cart_id", "provider_id")
-            )
-        if constraint == "paysession_one_selected_per_cart":
-            chosen = next((w.session for w in writes if w.session.is_selected), session)
-            return SelectionConflict(chosen.id, chosen.cart_id)
-        if constraint == "paysession_one_authorized_per_cart":
-            authorized = next(
-                (w.session for w in writes if w.session.status is PaymentSessionStatus.AUTHORIZED),
-                session,
-            )
-            return AuthorizationConflict(authorized.id, authorized.cart_id)
-        if constraint == "paysession_records_pkey":
-            return ConcurrentUpdate(session.id, first.expected_version)
-        if constraint == "paysession_keys_pkey" and binding is not None:
-            return ConcurrentUpdate(binding.session_id, None)
-    if isinstance(error, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
-        return ConcurrentUpdate(session.id, first.expected_version)
-    return StoreError("write", str(error).strip())
+        rule = _RULES.get(error.diag.constraint_name or "")
+    elif isinstance(error, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
+        rule = "race"
+    return refusal(rule, writes, binding, str(error).strip())
+
+
+# PostgreSQL names the constraint (or unique index) a write broke.
+_RULES = {
+    "paysession_sessions_pkey": "session_id",
+    "paysession_cart_provider": "cart_provider",
+    "paysession_one_selected_per_cart": "one_selected",
+    "paysession_one_authorized_per_cart": "one_authorized",
+    "paysession_records_pkey": "record_seq",
+    "paysession_keys_pkey": "key",
+}
 
 
 __all__ = ["PostgresStore"]

@@ -23,13 +23,10 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from paysession.errors import (
-    AuthorizationConflict,
     CartBusy,
     ConcurrentUpdate,
-    DuplicateSession,
     InvalidSessionData,
     PaySessionError,
-    SelectionConflict,
     SessionNotFound,
     StoreError,
 )
@@ -42,6 +39,7 @@ from paysession.store._sql import (
     Texts,
     dump_json,
     migrate_schema,
+    refusal,
 )
 from paysession.store.base import (
     Binding,
@@ -268,7 +266,7 @@ class SqliteStore(SqlReads):
         try:
             conn.execute(_INSERT_SESSION, _new_row(session, texts, record))
         except sqlite3.IntegrityError as error:
-            raise self._refusal(error, session) from error
+            raise self._refusal(error, Write(session, -1, (record,))) from error
         (last,) = conn.execute(_LAST_POSITION).fetchone()
         conn.execute(_INSERT_RECORD, _record_row(record, last + 1))
 
@@ -343,7 +341,7 @@ class SqliteStore(SqlReads):
                     ),
                 )
             except sqlite3.IntegrityError as error:
-                raise self._refusal(error, session) from error
+                raise self._refusal(error, write) from error
             if cursor.rowcount != 1:
                 found = conn.execute(
                     "SELECT version FROM paysession_sessions WHERE id = ?", (session.id,)
@@ -358,7 +356,7 @@ class SqliteStore(SqlReads):
                 try:
                     conn.execute(_INSERT_RECORD, _record_row(record, position))
                 except sqlite3.IntegrityError as error:
-                    raise self._refusal(error, write.session, write) from error
+                    raise self._refusal(error, write) from error
         if binding is not None:
             try:
                 conn.execute(
@@ -366,9 +364,7 @@ class SqliteStore(SqlReads):
                     (binding.session_id, binding.key, binding.fingerprint, binding.seq),
                 )
             except sqlite3.IntegrityError as error:
-                if "paysession_keys.key" in _unique_columns(error):
-                    raise ConcurrentUpdate(binding.session_id, None) from error
-                raise
+                raise self._refusal(error, writes[-1], binding) from error
 
     def record_event(
         self,
@@ -469,22 +465,22 @@ class SqliteStore(SqlReads):
 
     @staticmethod
     def _refusal(
-        error: sqlite3.IntegrityError, session: PaymentSession, write: Write | None = None
+        error: sqlite3.IntegrityError, write: Write, binding: Binding | None = None
     ) -> PaySessionError:
-        columns = _unique_columns(error)
-        if columns == {"paysession_sessions.id"}:
-            return DuplicateSession(session.id, session.cart_id, session.provider_id, ("id",))
-        if columns == {"paysession_sessions.cart_id", "paysession_sessions.provider_id"}:
-            return DuplicateSession(
-                session.id, session.cart_id, session.provider_id, ("cart_id", "provider_id")
-            )
-        if columns == {"paysession_sessions.cart_id"}:
-            return SelectionConflict(session.id, session.cart_id)
-        if columns == {"paysession_sessions.cart_id", "paysession_sessions.status"}:
-            return AuthorizationConflict(session.id, session.cart_id)
-        if columns == {"paysession_records.session_id", "paysession_records.seq"}:
-            return ConcurrentUpdate(session.id, None if write is None else write.expected_version)
-        return StoreError("write", str(error))
+        return refusal(_RULES.get(_unique_columns(error)), [write], binding, str(error))
+
+
+# SQLite names the columns of the unique index or key a write broke.
+_RULES = {
+    frozenset({"paysession_sessions.id"}): "session_id",
+    frozenset({"paysession_sessions.cart_id", "paysession_sessions.provider_id"}): (
+        "cart_provider"
+    ),
+    frozenset({"paysession_sessions.cart_id"}): "one_selected",
+    frozenset({"paysession_sessions.cart_id", "paysession_sessions.status"}): "one_authorized",
+    frozenset({"paysession_records.session_id", "paysession_records.seq"}): "record_seq",
+    frozenset({"paysession_keys.session_id", "paysession_keys.key"}): "key",
+}
 
 
 __all__ = ["SqliteStore"]
