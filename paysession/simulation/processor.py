@@ -12,13 +12,13 @@ import os
 import random
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
 import attrs
 
+from paysession._sqlite import use_wal
 from paysession.errors import (
     ProviderTimeout,
 )
@@ -75,23 +75,6 @@ _LEDGER_SCHEMA = (
     )
     """,
 )
-
-
-def _use_wal(conn: sqlite3.Connection) -> None:
-    # Switching a new file to WAL can answer "database is locked" at once, without
-    # waiting, while another process opens it: ask first, and retry for a while.
-    for _ in range(2000):
-        (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
-        if str(mode).lower() == "wal":
-            return
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error):
-                raise
-            time.sleep(0.005)
-    conn.execute("PRAGMA journal_mode = WAL")
 
 
 _HELD = "requires_capture"
@@ -221,7 +204,7 @@ class SimulatedProvider:
             )
             if self.ledger is not None:
                 conn.execute("PRAGMA busy_timeout = 60000")
-                _use_wal(conn)
+                use_wal(conn, 60)
                 conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("BEGIN IMMEDIATE")
             for statement in _LEDGER_SCHEMA:

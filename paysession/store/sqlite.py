@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
+from paysession._sqlite import use_wal
 from paysession.errors import (
     CartBusy,
     ConcurrentUpdate,
@@ -138,7 +138,7 @@ class SqliteStore(SqlReads):
             # PRAGMA takes no parameters; both values are ours (a checked word, an int).
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             if not self._memory:
-                self._use_wal(conn)
+                use_wal(conn, self.busy_timeout)
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as error:
@@ -146,24 +146,6 @@ class SqliteStore(SqlReads):
         with self._guard:
             self._connections.append(conn)
         return conn
-
-    def _use_wal(self, conn: sqlite3.Connection) -> None:
-        # WAL is a property of the file: once set it stays. Switching to it can return
-        # "database is locked" at once, without the busy handler, while another
-        # connection opens the same new file; so ask first, and retry the switch until
-        # the busy timeout has passed.
-        (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
-        if str(mode).lower() == "wal":
-            return
-        deadline = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.005)
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection; call it holding ``self._turn``."""
