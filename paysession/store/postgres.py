@@ -65,6 +65,7 @@ from paysession.store.base import (
     has_nul,
 )
 from paysession.store.postgres_mapper import (
+    _CART_ROWS_LOCK,
     _CLAIM_LIVE,
     _CREATE,
     _INSERT_EVENT,
@@ -407,7 +408,7 @@ class PostgresStore(SqlReads):
                     # deselect of the cart in flight (they lock the same rows first, see
                     # _commit_many), and keeps new ones out until this claim commits;
                     # they then see it and refuse.
-                    found = self._claim_in(conn, claim, now, selected, " FOR NO KEY UPDATE")
+                    found = self._claim_in(conn, claim, now, selected, _CART_ROWS_LOCK)
             except pg_errors.DeadlockDetected as error:  # the lock order rules it out
                 raise StoreError("claim", str(error).strip()) from error
         if found is None:

@@ -37,7 +37,8 @@ MIGRATION_LOCK = 0x2B5F8E7C3A1D4E60
 # Whoever changes which session of a cart is selected, or claims the cart, first locks
 # every session row of the cart, in id order: a claim and a select of one cart then
 # take turns (never deadlock), and each reads what the other committed. See claim().
-_LOCK_CART = "SELECT id FROM paysession_sessions WHERE cart_id = %s ORDER BY id FOR NO KEY UPDATE"
+_CART_ROWS_LOCK = " FOR NO KEY UPDATE"
+_LOCK_CART = f"SELECT id FROM paysession_sessions WHERE cart_id = %s ORDER BY id{_CART_ROWS_LOCK}"
 _CLAIM_LIVE = "SELECT expires_at FROM paysession_claims WHERE cart_id = %s AND expires_at > %s"
 _RELEASE = "DELETE FROM paysession_claims WHERE cart_id = %s AND token = %s"
 
@@ -203,6 +204,7 @@ def _update_params(write: Write, texts: Texts) -> list[object]:
 
 __all__ = [
     "MIGRATION_LOCK",
+    "_CART_ROWS_LOCK",
     "_CLAIM_LIVE",
     "_CREATE",
     "_INSERT_EVENT",
