@@ -33,12 +33,11 @@ from typing import TypeVar
 
 import attrs
 
-from paysession.durable import retrying
+from paysession.durable import check_attempts, retrying
 from paysession.errors import (
     CompletionTimeout,
     ConcurrentUpdate,
     IllegalTransition,
-    InvalidSessionData,
     NoSelectedSession,
     ProviderTimeout,
     ReconciliationAnomaly,
@@ -135,11 +134,6 @@ _MOVE_FOR = {
 }
 
 
-def _check_attempts(attempts: object) -> None:
-    if type(attempts) is not int or attempts < 1:
-        raise InvalidSessionData({"attempts": "must be an int >= 1"})
-
-
 def complete_cart(
     sessions: PaymentSessions,
     provider: Providers,
@@ -162,7 +156,7 @@ def complete_cart(
     sessions), CompletionTimeout (complete again to resume), and IllegalTransition for
     a canceled session. ``attempts`` bounds the reloads after racing moves.
     """
-    _check_attempts(attempts)
+    check_attempts(attempts)
     claimed = sessions.claim_cart(cart_id, lease=lease)
     return _completing(sessions, provider, claimed, actor, attempts)
 
@@ -177,7 +171,7 @@ def complete_session(
     lease: timedelta = DEFAULT_LEASE,
 ) -> Completion:
     """:func:`complete_cart` for one session, selected or not (its cart is claimed all the same)."""
-    _check_attempts(attempts)
+    check_attempts(attempts)
     session = sessions.get(session_id)
     if session.cart_id is None:
         return _complete(sessions, provider, session_id, actor, attempts, None)[0]
@@ -399,7 +393,7 @@ def cancel_payment(
     the session is canceled already (by a webhook, say). An answer other than canceled
     raises ReconciliationAnomaly through reconciliation (recorded).
     """
-    _check_attempts(attempts)
+    check_attempts(attempts)
     session = sessions.get(session_id)
     if session.status is S.CANCELED:
         return []

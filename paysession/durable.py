@@ -58,13 +58,21 @@ def member(kind: type[_E], value: object, field: str) -> _E:
         raise InvalidSessionData({field: f"must be one of {names}"}) from None
 
 
+def check_attempts(attempts: object) -> None:
+    """InvalidSessionData naming ``attempts`` unless it is an int of at least 1."""
+    if type(attempts) is not int or attempts < 1:
+        raise InvalidSessionData({"attempts": "must be an int >= 1"})
+
+
 def retrying(attempts: int, attempt: Callable[[int], _T], *, wait: bool = True) -> _T:
     """``attempt(n)`` for n = 0, 1, ... until it returns; each lost race is tried again.
 
     A ConcurrentUpdate (another writer committed first) starts the next attempt, after a
     few random milliseconds that double each time when ``wait``; the last attempt's
     ConcurrentUpdate reaches the caller. ``attempt`` reloads whatever it decides from.
+    ``attempts`` is checked before anything runs.
     """
+    check_attempts(attempts)
     for number in range(attempts - 1):
         try:
             return attempt(number)
@@ -176,4 +184,4 @@ class DurableBase:
         return planned
 
 
-__all__ = ["DurableBase", "member", "retrying"]
+__all__ = ["DurableBase", "check_attempts", "member", "retrying"]

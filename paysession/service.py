@@ -345,8 +345,6 @@ class PaymentSessions(Reconciler):
         move that the winner made illegal raises IllegalTransition (or GuardRejected)
         instead of being forced through. Waits a few random milliseconds between tries.
         """
-        if type(attempts) is not int or attempts < 1:
-            raise InvalidSessionData({"attempts": "must be an int >= 1"})
         return retrying(
             attempts,
             lambda _: self._fire(session_id, trigger, None, actor, reason, idempotency_key, args),
