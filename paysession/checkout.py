@@ -333,12 +333,9 @@ def _complete(
                 raise
             lost += 1
             continue
-        current = sessions.get(session_id)
-        if not fresh and current.status is S.CANCELED and mapped is S.AUTHORIZED:
-            # The answer under this key was recorded first by another caller, as a hold
-            # the cart could not keep (a takeover of our lapsed claim voided it).
-            outcome = CompletionOutcome.VOIDED
-        done = Completion(outcome, current, tuple(records), reply.status, key, lost)
+        done = Completion(
+            outcome, sessions.get(session_id), tuple(records), reply.status, key, lost
+        )
         return done, fresh and claim is not None
 
 

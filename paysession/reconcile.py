@@ -134,7 +134,7 @@ class Reconciler(DurableBase):
 
     def _answered(self, session_id: str, event_id: str) -> list[TransitionRecord] | None:
         event = self.store.provider_event(session_id, event_id)
-        if event is None:
+        if event is None or event.outcome is not EventOutcome.APPLIED:  # a voided hold is not
             return None
         record = self.store.record(session_id, event.version)
         if record is None:  # the event and its moves are committed together
