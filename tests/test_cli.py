@@ -23,6 +23,23 @@ class TestDemo:
         assert "pi_demo" not in out  # provider data stays out of the output
 
     @pytest.mark.slow
+    def test_a_closed_output_does_not_hang_the_demo(self, tmp_path: Path) -> None:
+        """Like `paysession demo | head -n 1`: the demo and its processes end once it dies."""
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "paysession", "demo", "--db", str(tmp_path / "d.db")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert demo.stdout is not None
+        assert demo.stdout.readline().startswith(b"paysession demo: ")
+        demo.stdout.close()  # what head does after its first line
+        try:
+            demo.wait(timeout=120)  # a guard against a hang, not a measure of speed
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            pytest.fail("the demo did not end after its output was closed")
+
+    @pytest.mark.slow
     def test_demo_as_a_process(self, tmp_path: Path) -> None:
         """python -m paysession demo runs the simulation in the working directory, exit 0."""
         done = subprocess.run(

@@ -317,6 +317,33 @@ def webhooks(db: str, ledger: str, seed: int, stop: Any, results: Any) -> None:
         results.put(("webhooks", {}, traceback.format_exc()))
 
 
+def _supervise(
+    processes: list[Any],
+    results: Any,
+    progress: Synchronized[int],
+    stop: Any,
+    workers: int,
+    tallies: list[tuple[str, dict[str, int], str | None]],
+    show: Progress,
+) -> None:
+    """Collect each process's tally, showing progress; stop the webhooks after the carts."""
+    started = time.perf_counter()
+    storefronts_left = workers
+    while len(tallies) < workers + 1:
+        try:
+            tally = results.get(timeout=0.1)
+        except queue.Empty:
+            if any(p.exitcode not in (None, 0) for p in processes):
+                break  # died without a word (killed): nothing more will come
+        else:
+            tallies.append(tally)
+            storefronts_left -= tally[0] == "storefront"
+        if storefronts_left == 0:
+            stop.set()  # every notice is in the ledger: the webhook process may finish
+        show(progress.value, time.perf_counter() - started)
+    show.finish(progress.value, time.perf_counter() - started)
+
+
 def _deliver(
     sessions: PaymentSessions,
     providers: dict[str, SimulatedProvider],
@@ -393,21 +420,15 @@ def run(
     for process in processes:
         process.start()
     tallies: list[tuple[str, dict[str, int], str | None]] = []
-    show = Progress(out, carts)
-    storefronts_left = workers
-    while len(tallies) < workers + 1:
-        try:
-            tally = results.get(timeout=0.1)
-        except queue.Empty:
-            if any(p.exitcode not in (None, 0) for p in processes):
-                break  # died without a word (killed): nothing more will come
-        else:
-            tallies.append(tally)
-            storefronts_left -= tally[0] == "storefront"
-        if storefronts_left == 0:
-            stop.set()  # every notice is in the ledger: the webhook process may finish
-        show(progress.value, time.perf_counter() - started)
-    show.finish(progress.value, time.perf_counter() - started)
+    try:
+        _supervise(processes, results, progress, stop, workers, tallies, Progress(out, carts))
+    except BaseException:
+        # The parent cannot go on (a closed output, Ctrl-C): the children must not
+        # outlive it, or its exit would wait on a webhook process that is never stopped.
+        stop.set()
+        for process in processes:
+            process.terminate()
+        raise
     for process in processes:
         process.join(30)
     failures = [error for _, _, error in tallies if error] + [
