@@ -27,11 +27,11 @@ from paysession.errors import (
 from paysession.hooks import Hooks
 from paysession.lifecycle import MOVES, Move
 from paysession.planning import (
+    Context,
     Planned,
     check_meta,
     check_params,
     finish,
-    plan,
     resolve,
 )
 from paysession.record import TransitionRecord
@@ -153,35 +153,17 @@ class DurableBase:
         check_meta(actor, reason, idempotency_key)
         return steps
 
-    def _plan_moves(
-        self,
-        snapshot: Snapshot,
-        steps: list[tuple[Move, dict[str, object]]],
-        actor: str | None,
-        reason: str | None,
-        idempotency_key: str | None,
-    ) -> list[Planned]:
-        """Plan each move from the session as the one before leaves it; the last gets the key."""
-        now = clock_reading(self._clock)
-        planned: list[Planned] = []
-        current, seq, head = snapshot.session, snapshot.version, snapshot.head
-        for index, (move, changes) in enumerate(steps, 1):
-            step = plan(
-                current,
-                move,
-                changes,
-                seq=seq + 1,
-                prev_hash=head,
-                now=now,
-                hooks=self._hooks,
-                actor=actor,
-                reason=reason,
-                idempotency_key=idempotency_key if index == len(steps) else None,
-                key=self._key,
-            )
-            planned.append(step)
-            current, seq, head = step.session, step.record.seq, step.record.hash
-        return planned
+    def _context(
+        self, actor: str | None, reason: str | None, now: datetime | None = None
+    ) -> Context:
+        """The shared part of a request's moves, read from the clock unless given."""
+        return Context(
+            clock_reading(self._clock) if now is None else now,
+            self._hooks,
+            actor,
+            reason,
+            self._key,
+        )
 
 
 __all__ = ["DurableBase", "check_attempts", "member", "retrying"]

@@ -20,6 +20,7 @@ from paysession.hooks import Hooks
 from paysession.lifecycle import ALLOWED
 from paysession.planning import (
     _UNSET,
+    Context,
     can_fire,
     check_legal,
     check_meta,
@@ -153,12 +154,10 @@ class SessionMachine:
                     changes,
                     seq=last.seq + 1,
                     prev_hash=last.hash,
-                    now=clock_reading(self._clock),
-                    hooks=self._hooks,
-                    actor=actor,
-                    reason=reason,
+                    context=Context(
+                        clock_reading(self._clock), self._hooks, actor, reason, self._key
+                    ),
                     idempotency_key=idempotency_key,
-                    key=self._key,
                 )
             finally:
                 self._busy = False

@@ -17,7 +17,7 @@ after-hooks of a move once it is final.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -49,21 +49,46 @@ _STATUS_BY_VALUE = {status.value: status for status in PaymentSessionStatus}
 _UNSET: Any = object()
 
 
+class Context:
+    """What every move of one request shares: when, who, why, its hooks and its seal key.
+
+    ``now`` is the request's clock reading; ``key`` is the HMAC key records are sealed
+    with (None: plain SHA-256).
+    """
+
+    __slots__ = ("actor", "hooks", "key", "now", "reason")
+
+    def __init__(
+        self,
+        now: datetime,
+        hooks: Hooks | None,
+        actor: str | None,
+        reason: str | None,
+        key: bytes | None,
+    ) -> None:
+        self.now = now
+        self.hooks = hooks
+        self.actor = actor
+        self.reason = reason
+        self.key = key
+
+    def because(self, reason: str) -> Context:
+        """The same request, with another reason (a deselect it causes, say)."""
+        return Context(self.now, self.hooks, self.actor, reason, self.key)
+
+
 class _Attempt:
     """The model ``transitions`` moves for one attempt at one move; lives for one call."""
 
     __slots__ = (
-        "actor",
+        "context",
         "failed_guard",
-        "hooks",
         "idempotency_key",
-        "key",
         "move",
         "now",
         "params",
         "planned",
         "prev_hash",
-        "reason",
         "seq",
         "session",
         "status",
@@ -77,11 +102,8 @@ class _Attempt:
         seq: int,
         prev_hash: str,
         now: datetime,
-        hooks: Hooks | None,
-        actor: str | None,
-        reason: str | None,
+        context: Context,
         idempotency_key: str | None,
-        key: bytes | None,
     ) -> None:
         # Positional: one is built for every move.
         self.session = session
@@ -91,17 +113,14 @@ class _Attempt:
         self.seq = seq
         self.prev_hash = prev_hash
         self.now = now
-        self.hooks = hooks
-        self.actor = actor
-        self.reason = reason
+        self.context = context
         self.idempotency_key = idempotency_key
-        self.key = key
         self.failed_guard: str | None = None
         self.planned: Planned | None = None
 
     def prepare(self) -> None:
         """Our before-phase: build the new snapshot and its record, then let hooks veto."""
-        session, move, now = self.session, self.move, self.now
+        session, move, now, context = self.session, self.move, self.now, self.context
         source = session.status
         dest = source if move.dest is None else move.dest
         # Spelled out rather than diffing every field: this runs on every move, and the
@@ -135,14 +154,14 @@ class _Attempt:
             source=source,
             dest=dest,
             at=now,
-            actor=self.actor,
-            reason=self.reason,
+            actor=context.actor,
+            reason=context.reason,
             idempotency_key=self.idempotency_key,
             changes=changes,
             prev_hash=self.prev_hash,
-            key=self.key,
+            key=context.key,
         )
-        hooks = self.hooks
+        hooks = context.hooks
         if hooks is None:
             # Nobody to tell: the event would be built only to be thrown away.
             self.planned = Planned(after, record, None, move.dest is not None)
@@ -154,8 +173,8 @@ class _Attempt:
             before=session,
             after=after,
             at=now,
-            actor=self.actor,
-            reason=self.reason,
+            actor=context.actor,
+            reason=context.reason,
             idempotency_key=self.idempotency_key,
         )
         planned = Planned(after, record, event, move.dest is not None)
@@ -367,12 +386,8 @@ def plan(
     *,
     seq: int,
     prev_hash: str,
-    now: datetime,
-    hooks: Hooks | None,
-    actor: str | None,
-    reason: str | None,
-    idempotency_key: str | None,
-    key: bytes | None,
+    context: Context,
+    idempotency_key: str | None = None,
 ) -> Planned:
     """Run one move through ``transitions`` up to, not including, making it final.
 
@@ -380,6 +395,7 @@ def plan(
     case nothing has changed.
     """
     check_legal(move, session.status)
+    now = context.now
     attempt = _Attempt(
         session,
         move,
@@ -389,11 +405,8 @@ def plan(
         # A clock that steps back (NTP, another host of the fleet) must not make a trail
         # run backwards: a move is never stamped earlier than the session's last one.
         now if now > session.updated_at else session.updated_at,
-        hooks,
-        actor,
-        reason,
+        context,
         idempotency_key,
-        key,
     )
     moved = _EVENTS[move.trigger].trigger(attempt)
     if not moved:
@@ -404,6 +417,36 @@ def plan(
     planned = attempt.planned
     if planned is None or _STATUS_BY_VALUE[attempt.status] is not planned.session.status:
         raise PaySessionError(f"internal error: {move.trigger} was not planned consistently")
+    return planned
+
+
+def plan_chain(
+    session: PaymentSession,
+    version: int,
+    head: str,
+    steps: Sequence[tuple[Move, dict[str, object]]],
+    context: Context,
+    idempotency_key: str | None = None,
+) -> list[Planned]:
+    """Plan each move from the session as the one before leaves it; the last gets the key.
+
+    ``version`` and ``head`` are the seq and hash of the session's last record. Raises
+    as :func:`plan` does, for the first move that cannot be made; nothing has changed.
+    """
+    planned: list[Planned] = []
+    last = len(steps)
+    for index, (move, params) in enumerate(steps, 1):
+        step = plan(
+            session,
+            move,
+            params,
+            seq=version + 1,
+            prev_hash=head,
+            context=context,
+            idempotency_key=idempotency_key if index == last else None,
+        )
+        planned.append(step)
+        session, version, head = step.session, step.record.seq, step.record.hash
     return planned
 
 
@@ -418,6 +461,7 @@ def finish(hooks: Hooks | None, planned: Planned) -> None:
 
 
 __all__ = [
+    "Context",
     "Planned",
     "can_fire",
     "check_legal",
@@ -428,5 +472,6 @@ __all__ = [
     "finish",
     "legal",
     "plan",
+    "plan_chain",
     "resolve",
 ]

@@ -26,9 +26,9 @@ from paysession.errors import (
 )
 from paysession.lifecycle import MOVES, shortest_path
 from paysession.planning import (
-    Planned,
     check_meta,
     plan,
+    plan_chain,
 )
 from paysession.providers import (
     Providers,
@@ -108,7 +108,14 @@ class Reconciler(DurableBase):
         mapped = map_status(snapshot.session.provider_id, provider_status)
         why = provider_status if reason is None else reason
         steps = self._resolve_moves(snapshot, moves, actor, why, idempotency_key)
-        planned = self._plan_moves(snapshot, steps, actor, why, idempotency_key)
+        planned = plan_chain(
+            snapshot.session,
+            snapshot.version,
+            snapshot.head,
+            steps,
+            self._context(actor, why),
+            idempotency_key,
+        )
         records = [step.record for step in planned]
         event = ProviderEvent(
             session_id=session_id,
@@ -344,33 +351,23 @@ class Reconciler(DurableBase):
             return Reconciliation(EventOutcome.NOOP, (), noop, lost)
         actor = f"provider:{session.provider_id}"
         reason = provider_status if event_id is None else f"{provider_status} (event {event_id})"
-        steps: list[Planned] = []
-        current, seq, head = session, snapshot.version, snapshot.head
-        for trigger in path:
-            try:
-                planned = plan(
-                    current,
-                    MOVES[trigger],
-                    {},
-                    seq=seq + 1,
-                    prev_hash=head,
-                    now=now,
-                    hooks=self._hooks,
-                    actor=actor,
-                    reason=reason,
-                    idempotency_key=None,
-                    key=self._key,
-                )
-            except GuardRejected as refused:
-                anomaly = event(
-                    EventOutcome.ANOMALY,
-                    snapshot.version,
-                    refused.guard,
-                    kind=AnomalyKind.GUARD_REFUSED,
-                )
-                self._anomaly(anomaly, session, refused.guard)
-            steps.append(planned)
-            current, seq, head = planned.session, planned.record.seq, planned.record.hash
+        try:
+            steps = plan_chain(
+                session,
+                snapshot.version,
+                snapshot.head,
+                [(MOVES[trigger], {}) for trigger in path],
+                self._context(actor, reason, now),
+            )
+        except GuardRejected as refused:
+            anomaly = event(
+                EventOutcome.ANOMALY,
+                snapshot.version,
+                refused.guard,
+                kind=AnomalyKind.GUARD_REFUSED,
+            )
+            self._anomaly(anomaly, session, refused.guard)
+        current, seq = steps[-1].session, steps[-1].record.seq
         applied = event(EventOutcome.APPLIED, seq)
         self.store.record_event(
             applied, Write(current, snapshot.version, tuple(p.record for p in steps))
@@ -467,12 +464,11 @@ class Reconciler(DurableBase):
                 {},
                 seq=snapshot.version + 1,
                 prev_hash=snapshot.head,
-                now=now,
-                hooks=self._hooks,
-                actor=f"provider:{session.provider_id}",
-                reason=f"double authorization voided: {conflict}",
-                idempotency_key=None,
-                key=self._key,
+                context=self._context(
+                    f"provider:{session.provider_id}",
+                    f"double authorization voided: {conflict}",
+                    now,
+                ),
             )
             write = Write(planned.session, snapshot.version, (planned.record,))
             try:

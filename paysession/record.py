@@ -70,19 +70,7 @@ class TransitionRecord:
         """The canonical JSON the hash covers; ``with_hash=True``: the record's line."""
         if with_hash and self._line is not None:
             return self._line
-        head, tail = _canonical_halves(
-            self.session_id,
-            self.seq,
-            self.trigger,
-            self.source,
-            self.dest,
-            self.at,
-            self.actor,
-            self.reason,
-            self.idempotency_key,
-            self.changes,
-            self.prev_hash,
-        )
+        head, tail = _canonical_halves(self)
         return f'{head}"hash":{_text(self.hash)},{tail}' if with_hash else head + tail
 
     def to_dict(self) -> dict[str, Any]:
@@ -205,19 +193,7 @@ def seal(canonical: str, key: bytes | None = None) -> str:
     return hmac.new(key, payload, hashlib.sha256).hexdigest()
 
 
-def _canonical_halves(
-    session_id: str,
-    seq: int,
-    trigger: str,
-    source: PaymentSessionStatus | None,
-    dest: PaymentSessionStatus,
-    at: datetime,
-    actor: str | None,
-    reason: str | None,
-    idempotency_key: str | None,
-    changes: Mapping[str, Change],
-    prev_hash: str,
-) -> tuple[str, str]:
+def _canonical_halves(record: TransitionRecord) -> tuple[str, str]:
     """The canonical JSON of a record's wire form, split where "hash" sorts in (after
     "dest"), so that the hashed text and the line with the hash share both pieces.
 
@@ -229,19 +205,21 @@ def _canonical_halves(
     pairs = ",".join(
         [
             f"{_NAME_TEXT.get(name) or j(name)}:[{j(old)},{j(new)}]"
-            for name, (old, new) in sorted(changes.items())
+            for name, (old, new) in sorted(record.changes.items())
         ]
     )
     enc = encode_basestring_ascii
+    actor, reason, key = record.actor, record.reason, record.idempotency_key
     head = (
-        f'{{"actor":{"null" if actor is None else enc(actor)},"at":"{format_datetime(at)}",'
-        f'"changes":{{{pairs}}},"dest":{_STATUS_TEXT[dest]},'
+        f'{{"actor":{"null" if actor is None else enc(actor)},'
+        f'"at":"{format_datetime(record.at)}",'
+        f'"changes":{{{pairs}}},"dest":{_STATUS_TEXT[record.dest]},'
     )
     tail = (
-        f'"idempotency_key":{"null" if idempotency_key is None else enc(idempotency_key)},'
-        f'"prev_hash":{enc(prev_hash)},"reason":{"null" if reason is None else enc(reason)},'
-        f'"seq":{seq:d},"session_id":{enc(session_id)},"source":{_STATUS_TEXT[source]},'
-        f'"trigger":{enc(trigger)}}}'
+        f'"idempotency_key":{"null" if key is None else enc(key)},'
+        f'"prev_hash":{enc(record.prev_hash)},"reason":{"null" if reason is None else enc(reason)},'
+        f'"seq":{record.seq:d},"session_id":{enc(record.session_id)},'
+        f'"source":{_STATUS_TEXT[record.source]},"trigger":{enc(record.trigger)}}}'
     )
     return head, tail
 
@@ -262,21 +240,7 @@ def make_record(
     key: bytes | None = None,
 ) -> TransitionRecord:
     """Build a record and seal it with its hash."""
-    head, tail = _canonical_halves(
-        session_id,
-        seq,
-        trigger,
-        source,
-        dest,
-        at,
-        actor,
-        reason,
-        idempotency_key,
-        changes,
-        prev_hash,
-    )
-    sealed = seal(head + tail, key)
-    return _sealed_record(
+    record = _sealed_record(
         session_id,
         seq,
         trigger,
@@ -288,9 +252,16 @@ def make_record(
         idempotency_key,
         FrozenDict(changes),
         prev_hash,
-        sealed,
-        f'{head}"hash":"{sealed}",{tail}',
+        "",
+        None,
     )
+    # The hash covers the record's own fields, so it is filled in last, through the
+    # same slot descriptors the record was built with.
+    head, tail = _canonical_halves(record)
+    sealed = seal(head + tail, key)
+    _set_hash(record, sealed)
+    _set_line(record, f'{head}"hash":"{sealed}",{tail}')
+    return record
 
 
 def _compile_sealed_record() -> Callable[..., TransitionRecord]:
@@ -311,6 +282,8 @@ def _compile_sealed_record() -> Callable[..., TransitionRecord]:
 
 
 _sealed_record = _compile_sealed_record()
+_set_hash = TransitionRecord.__dict__["hash"].__set__
+_set_line = TransitionRecord.__dict__["_line"].__set__
 
 
 class AuditSink(Protocol):

@@ -33,11 +33,12 @@ from paysession.planning import (
     create_record,
     fingerprint,
     plan,
+    plan_chain,
     resolve,
 )
 from paysession.reconcile import Reconciler, Reconciliation
 from paysession.record import TransitionRecord
-from paysession.session import PaymentSession, clock_reading
+from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
 from paysession.store.base import (
     Binding,
@@ -184,20 +185,17 @@ class PaymentSessions(Reconciler):
                 for other in self.store.load_selected(snapshot.session.cart_id)
                 if other.session.id != session_id
             ]
-        now = clock_reading(self._clock)
+        context = self._context(actor, reason)
         planned = plan(
             snapshot.session,
             move,
             changes,
             seq=snapshot.version + 1,
             prev_hash=snapshot.head,
-            now=now,
-            hooks=self._hooks,
-            actor=actor,
-            reason=reason,
+            context=context,
             idempotency_key=idempotency_key,
-            key=self._key,
         )
+        replaced = context.because(f"replaced by {session_id}")
         others = [
             (
                 other,
@@ -207,12 +205,7 @@ class PaymentSessions(Reconciler):
                     {},
                     seq=other.version + 1,
                     prev_hash=other.head,
-                    now=now,
-                    hooks=self._hooks,
-                    actor=actor,
-                    reason=f"replaced by {session_id}",
-                    idempotency_key=None,
-                    key=self._key,
+                    context=replaced,
                 ),
             )
             for other in selected
@@ -224,7 +217,7 @@ class PaymentSessions(Reconciler):
         cart_id = snapshot.session.cart_id
         # Changing the cart's choice is refused while a completion holds the cart.
         cart_check = (
-            CartCheck(cart_id, now)
+            CartCheck(cart_id, context.now)
             if cart_id is not None and (move is _SELECT or move is _DESELECT)
             else None
         )
@@ -278,7 +271,14 @@ class PaymentSessions(Reconciler):
                 return [self._bound(snapshot.binding, binding, last)]
         if expected_version is not None and expected_version != snapshot.version:
             raise ConcurrentUpdate(session_id, expected_version, snapshot.version)
-        planned = self._plan_moves(snapshot, steps, actor, reason, idempotency_key)
+        planned = plan_chain(
+            snapshot.session,
+            snapshot.version,
+            snapshot.head,
+            steps,
+            self._context(actor, reason),
+            idempotency_key,
+        )
         records = [step.record for step in planned]
         cart_id = snapshot.session.cart_id
         cart_check = (

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from paysession import Hooks, PaymentSession, PaymentSessions, PaymentSessionStatus, SessionMachine
 from paysession.lifecycle import MOVES
-from paysession.planning import check_params, create_record, plan
+from paysession.planning import Context, check_params, create_record, plan
 from paysession.store import LoggedRecord, SessionStore, Snapshot, Write
 
 T0 = datetime(2024, 4, 21, 14, 50, 24, 77000, tzinfo=timezone.utc)
@@ -90,12 +90,8 @@ def move(snapshot: Snapshot, trigger: str, *, key: str | None = None, **params: 
         check_params(MOVES[trigger], params),
         seq=snapshot.version + 1,
         prev_hash=snapshot.head,
-        now=snapshot.session.updated_at,
-        hooks=None,
-        actor="test",
-        reason=None,
+        context=Context(snapshot.session.updated_at, None, "test", None, None),
         idempotency_key=key,
-        key=None,
     )
     return Write(planned.session, snapshot.version, (planned.record,))
 
