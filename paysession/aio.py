@@ -17,42 +17,51 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Callable, Mapping, Sequence
+import inspect
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from paysession.audit import AuditReport
-from paysession.checkout import (
-    Completion,
-    cancel_payment,
-    complete_cart,
-    complete_session,
-)
-from paysession.expiry import Expiry, expire_sessions
-from paysession.providers import PaymentProvider, Providers
-from paysession.record import TransitionRecord
-from paysession.service import DEFAULT_LEASE, PaymentSessions, Reconciliation
-from paysession.session import PaymentSession
-from paysession.status import PaymentSessionStatus
-from paysession.store.base import (
-    AnomalyKind,
-    Claim,
-    ClaimAction,
-    Claimed,
-    EventOutcome,
-    LoggedRecord,
-    ProviderEvent,
-)
+from paysession.checkout import cancel_payment, complete_cart, complete_session
+from paysession.expiry import expire_sessions
+from paysession.service import PaymentSessions
 
+_P = ParamSpec("_P")
 _T = TypeVar("_T")
+
+
+def _in_thread(
+    function: Callable[Concatenate[PaymentSessions, _P], _T],
+) -> Callable[Concatenate[AsyncPaymentSessions, _P], Awaitable[_T]]:
+    """The awaitable twin of a method of PaymentSessions, or of a function taking one.
+
+    Built from the synchronous callable, so the twin takes exactly its parameters (mypy
+    checks calls against them) and carries its docstring: the two cannot drift apart.
+    """
+
+    async def twin(self: AsyncPaymentSessions, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return await self._run(functools.partial(function, self.sessions, *args, **kwargs))
+
+    functools.update_wrapper(twin, function)
+    # What help() and inspect show: the callable's parameters, with self for the service.
+    signature = inspect.signature(function)
+    service, *rest = signature.parameters.values()
+    described: Any = twin
+    described.__signature__ = signature.replace(
+        parameters=[service.replace(name="self", annotation=inspect.Parameter.empty), *rest]
+    )
+    return twin
 
 
 class AsyncPaymentSessions:
     """:class:`~paysession.PaymentSessions` with awaitable methods, for asyncio code.
 
     Wraps a service (share one per process); ``executor`` runs the calls (None: the
-    running loop's default executor). ``async with`` closes the store at the end.
+    running loop's default executor). ``async with`` closes the store at the end. Each
+    method takes the parameters of the synchronous method of the same name, and
+    ``complete_cart``, ``complete_session``, ``cancel_payment`` and ``expire_sessions``
+    those of the functions in :mod:`paysession.checkout` and :mod:`paysession.expiry`
+    without their first (the service); the provider is called in the worker thread too.
     """
 
     def __init__(self, sessions: PaymentSessions, *, executor: Executor | None = None) -> None:
@@ -65,349 +74,35 @@ class AsyncPaymentSessions:
         context = contextvars.copy_context()
         return await loop.run_in_executor(self._executor, functools.partial(context.run, call))
 
-    async def create(
-        self,
-        *,
-        cart_id: str | None,
-        provider_id: str,
-        amount: int | None,
-        data: Mapping[str, object] | None = None,
-    ) -> PaymentSession:
-        """:meth:`PaymentSessions.create <paysession.PaymentSessions.create>`."""
-        return await self._run(
-            functools.partial(
-                self.sessions.create,
-                cart_id=cart_id,
-                provider_id=provider_id,
-                amount=amount,
-                data=data,
-            )
-        )
+    # The service's methods, in the order PaymentSessions documents them.
+    create = _in_thread(PaymentSessions.create)
+    get = _in_thread(PaymentSessions.get)
+    find = _in_thread(PaymentSessions.find)
+    selected = _in_thread(PaymentSessions.selected)
+    history = _in_thread(PaymentSessions.history)
+    verify = _in_thread(PaymentSessions.verify)
+    version = _in_thread(PaymentSessions.version)
+    records_since = _in_thread(PaymentSessions.records_since)
+    fire = _in_thread(PaymentSessions.fire)
+    fire_many = _in_thread(PaymentSessions.fire_many)
+    fire_with_retry = _in_thread(PaymentSessions.fire_with_retry)
+    select = _in_thread(PaymentSessions.select)
+    claim_cart = _in_thread(PaymentSessions.claim_cart)
+    release_cart = _in_thread(PaymentSessions.release_cart)
+    claim_of = _in_thread(PaymentSessions.claim_of)
+    stale = _in_thread(PaymentSessions.stale)
+    authorization_conflict = _in_thread(PaymentSessions.authorization_conflict)
+    record_answer = _in_thread(PaymentSessions.record_answer)
+    reconcile = _in_thread(PaymentSessions.reconcile)
+    reconcile_result = _in_thread(PaymentSessions.reconcile_result)
+    provider_events = _in_thread(PaymentSessions.provider_events)
+    anomalies = _in_thread(PaymentSessions.anomalies)
 
-    async def get(self, session_id: str) -> PaymentSession:
-        """The session as last committed; SessionNotFound if there is none."""
-        return await self._run(functools.partial(self.sessions.get, session_id))
-
-    async def find(
-        self, *, cart_id: str | None = None, status: PaymentSessionStatus | str | None = None
-    ) -> list[PaymentSession]:
-        """The sessions of a cart and/or in a status, oldest first."""
-        return await self._run(
-            functools.partial(self.sessions.find, cart_id=cart_id, status=status)
-        )
-
-    async def selected(self, cart_id: str) -> PaymentSession | None:
-        """The cart's selected session, or None."""
-        return await self._run(functools.partial(self.sessions.selected, cart_id))
-
-    async def history(self, session_id: str) -> tuple[TransitionRecord, ...]:
-        """The session's trail, record 0 first."""
-        return await self._run(functools.partial(self.sessions.history, session_id))
-
-    async def verify(self, session_id: str) -> AuditReport:
-        """Check the session's trail."""
-        return await self._run(functools.partial(self.sessions.verify, session_id))
-
-    async def fire(
-        self,
-        session_id: str,
-        trigger: str,
-        /,
-        *,
-        expected_version: int | None = None,
-        actor: str | None = None,
-        reason: str | None = None,
-        idempotency_key: str | None = None,
-        **args: object,
-    ) -> TransitionRecord:
-        """:meth:`PaymentSessions.fire <paysession.PaymentSessions.fire>`."""
-        return await self._run(
-            functools.partial(
-                self.sessions.fire,
-                session_id,
-                trigger,
-                expected_version=expected_version,
-                actor=actor,
-                reason=reason,
-                idempotency_key=idempotency_key,
-                **args,
-            )
-        )
-
-    async def select(
-        self,
-        session_id: str,
-        *,
-        expected_version: int | None = None,
-        actor: str | None = None,
-        reason: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> TransitionRecord:
-        """Make this session its cart's choice (deselecting the cart's other one)."""
-        return await self._run(
-            functools.partial(
-                self.sessions.select,
-                session_id,
-                expected_version=expected_version,
-                actor=actor,
-                reason=reason,
-                idempotency_key=idempotency_key,
-            )
-        )
-
-    async def fire_many(
-        self,
-        session_id: str,
-        moves: Sequence[tuple[str, Mapping[str, object]]],
-        /,
-        *,
-        expected_version: int | None = None,
-        actor: str | None = None,
-        reason: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> list[TransitionRecord]:
-        """:meth:`PaymentSessions.fire_many <paysession.PaymentSessions.fire_many>`."""
-        return await self._run(
-            functools.partial(
-                self.sessions.fire_many,
-                session_id,
-                moves,
-                expected_version=expected_version,
-                actor=actor,
-                reason=reason,
-                idempotency_key=idempotency_key,
-            )
-        )
-
-    async def fire_with_retry(
-        self,
-        session_id: str,
-        trigger: str,
-        /,
-        *,
-        attempts: int = 5,
-        actor: str | None = None,
-        reason: str | None = None,
-        idempotency_key: str | None = None,
-        **args: object,
-    ) -> TransitionRecord:
-        """:meth:`PaymentSessions.fire_with_retry <paysession.PaymentSessions.fire_with_retry>`."""
-        return await self._run(
-            functools.partial(
-                self.sessions.fire_with_retry,
-                session_id,
-                trigger,
-                attempts=attempts,
-                actor=actor,
-                reason=reason,
-                idempotency_key=idempotency_key,
-                **args,
-            )
-        )
-
-    async def record_answer(
-        self,
-        session_id: str,
-        moves: Sequence[tuple[str, Mapping[str, object]]],
-        /,
-        *,
-        provider_status: str,
-        observed_at: datetime | None = None,
-        actor: str | None = None,
-        idempotency_key: str,
-        reason: str | None = None,
-        release: Claim | None = None,
-    ) -> tuple[list[TransitionRecord], bool]:
-        """:meth:`PaymentSessions.record_answer <paysession.PaymentSessions.record_answer>`."""
-        return await self._run(
-            functools.partial(
-                self.sessions.record_answer,
-                session_id,
-                moves,
-                provider_status=provider_status,
-                observed_at=observed_at,
-                actor=actor,
-                idempotency_key=idempotency_key,
-                reason=reason,
-                release=release,
-            )
-        )
-
-    async def version(self, session_id: str) -> int:
-        """The seq of the session's last record."""
-        return await self._run(functools.partial(self.sessions.version, session_id))
-
-    async def records_since(self, position: int = 0, limit: int = 1000) -> list[LoggedRecord]:
-        """Every session's records after ``position``, in commit order."""
-        return await self._run(functools.partial(self.sessions.records_since, position, limit))
-
-    async def claim_cart(
-        self,
-        cart_id: str,
-        *,
-        lease: timedelta = DEFAULT_LEASE,
-        session_id: str | None = None,
-        action: ClaimAction | str = ClaimAction.AUTHORIZE,
-    ) -> Claimed:
-        """:meth:`PaymentSessions.claim_cart <paysession.PaymentSessions.claim_cart>`."""
-        return await self._run(
-            functools.partial(
-                self.sessions.claim_cart,
-                cart_id,
-                lease=lease,
-                session_id=session_id,
-                action=action,
-            )
-        )
-
-    async def release_cart(self, claim: Claim) -> None:
-        """Release a claim taken by :meth:`claim_cart`."""
-        await self._run(functools.partial(self.sessions.release_cart, claim))
-
-    async def claim_of(self, cart_id: str) -> Claim | None:
-        """The claim on the cart, live or expired, or None."""
-        return await self._run(functools.partial(self.sessions.claim_of, cart_id))
-
-    async def stale(self, older_than: timedelta, *, limit: int = 1000) -> list[PaymentSession]:
-        """Sessions with no move for ``older_than`` that are neither authorized nor canceled."""
-        return await self._run(functools.partial(self.sessions.stale, older_than, limit=limit))
-
-    async def authorization_conflict(self, session_id: str) -> str | None:
-        """Why an authorization of this session would be one its cart cannot keep, or None."""
-        return await self._run(functools.partial(self.sessions.authorization_conflict, session_id))
-
-    async def reconcile(
-        self,
-        session_id: str,
-        provider_status: str,
-        *,
-        event_id: str | None = None,
-        observed_at: datetime | None = None,
-        attempts: int = 5,
-        provider: Providers | None = None,
-    ) -> list[TransitionRecord]:
-        """:meth:`PaymentSessions.reconcile <paysession.PaymentSessions.reconcile>`."""
-        return await self._run(
-            functools.partial(
-                self.sessions.reconcile,
-                session_id,
-                provider_status,
-                event_id=event_id,
-                observed_at=observed_at,
-                attempts=attempts,
-                provider=provider,
-            )
-        )
-
-    async def reconcile_result(
-        self,
-        session_id: str,
-        provider_status: str,
-        *,
-        event_id: str | None = None,
-        observed_at: datetime | None = None,
-        attempts: int = 5,
-        provider: Providers | None = None,
-    ) -> Reconciliation:
-        """:meth:`reconcile`, telling what it did."""
-        return await self._run(
-            functools.partial(
-                self.sessions.reconcile_result,
-                session_id,
-                provider_status,
-                event_id=event_id,
-                observed_at=observed_at,
-                attempts=attempts,
-                provider=provider,
-            )
-        )
-
-    async def anomalies(
-        self, session_id: str | None = None, *, kind: AnomalyKind | str | None = None
-    ) -> list[ProviderEvent]:
-        """The provider reports recorded as anomalies, oldest first."""
-        return await self._run(functools.partial(self.sessions.anomalies, session_id, kind=kind))
-
-    async def provider_events(
-        self, *, session_id: str | None = None, outcome: EventOutcome | str | None = None
-    ) -> list[ProviderEvent]:
-        """The provider reports reconciliation recorded."""
-        return await self._run(
-            functools.partial(self.sessions.provider_events, session_id=session_id, outcome=outcome)
-        )
-
-    async def complete_cart(
-        self,
-        provider: PaymentProvider | Mapping[str, PaymentProvider],
-        cart_id: str,
-        *,
-        actor: str = "checkout",
-        attempts: int = 5,
-        lease: timedelta = DEFAULT_LEASE,
-    ) -> Completion:
-        """:func:`paysession.checkout.complete_cart`; the provider is called in the thread too."""
-        return await self._run(
-            functools.partial(
-                complete_cart,
-                self.sessions,
-                provider,
-                cart_id,
-                actor=actor,
-                attempts=attempts,
-                lease=lease,
-            )
-        )
-
-    async def complete_session(
-        self,
-        provider: PaymentProvider | Mapping[str, PaymentProvider],
-        session_id: str,
-        *,
-        actor: str = "checkout",
-        attempts: int = 5,
-        lease: timedelta = DEFAULT_LEASE,
-    ) -> Completion:
-        """:func:`paysession.checkout.complete_session`."""
-        return await self._run(
-            functools.partial(
-                complete_session,
-                self.sessions,
-                provider,
-                session_id,
-                actor=actor,
-                attempts=attempts,
-                lease=lease,
-            )
-        )
-
-    async def cancel_payment(
-        self,
-        provider: PaymentProvider | Mapping[str, PaymentProvider],
-        session_id: str,
-        *,
-        actor: str = "checkout",
-        lease: timedelta = DEFAULT_LEASE,
-    ) -> list[TransitionRecord]:
-        """:func:`paysession.checkout.cancel_payment`."""
-        return await self._run(
-            functools.partial(
-                cancel_payment, self.sessions, provider, session_id, actor=actor, lease=lease
-            )
-        )
-
-    async def expire_sessions(
-        self,
-        provider: PaymentProvider | Mapping[str, PaymentProvider],
-        *,
-        older_than: timedelta,
-        limit: int = 1000,
-    ) -> Expiry:
-        """:func:`paysession.checkout.expire_sessions`."""
-        return await self._run(
-            functools.partial(
-                expire_sessions, self.sessions, provider, older_than=older_than, limit=limit
-            )
-        )
+    # The checkout flows, which take the service as their first argument.
+    complete_cart = _in_thread(complete_cart)
+    complete_session = _in_thread(complete_session)
+    cancel_payment = _in_thread(cancel_payment)
+    expire_sessions = _in_thread(expire_sessions)
 
     async def aclose(self) -> None:
         """Close the store (its connections) once the calls in flight are done."""
