@@ -349,7 +349,7 @@ def _void(
 ) -> Completion:
     """Hand an authorization the cart cannot keep to reconciliation, which voids it."""
     try:
-        result = sessions.reconcile_result(
+        result = sessions.reconcile(
             session_id, reply.status, event_id=f"{_ANSWER}{key}", provider=payments
         )
     except ReconciliationAnomaly as anomaly:

@@ -9,9 +9,10 @@ the cart cannot keep (``docs/one-charge.md``).
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import NoReturn
+from typing import NoReturn, overload
 
 import attrs
 
@@ -54,19 +55,33 @@ _CANCELED = PaymentSessionStatus.CANCELED
 
 
 @attrs.frozen
-class Reconciliation:
-    """What :meth:`PaymentSessions.reconcile_result` did with one provider report.
+class Reconciliation(Sequence[TransitionRecord]):
+    """What :meth:`PaymentSessions.reconcile` did with one provider report.
 
     ``outcome`` is applied, noop, stale or duplicate (an anomaly raises instead);
     ``records`` the moves it committed (empty unless applied); ``event`` the stored
     event row (for a duplicate, the first delivery's); ``lost_races`` how many times a
-    concurrent move committed first and the path was recomputed.
+    concurrent move committed first and the path was recomputed. It is also the
+    sequence of its records, so ``for record in sessions.reconcile(...)`` reads the
+    moves, and an empty one is false.
     """
 
     outcome: EventOutcome
     records: tuple[TransitionRecord, ...]
     event: ProviderEvent | None
     lost_races: int = 0
+
+    @overload
+    def __getitem__(self, index: int) -> TransitionRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[TransitionRecord, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> TransitionRecord | tuple[TransitionRecord, ...]:
+        return self.records[index]
+
+    def __len__(self) -> int:
+        return len(self.records)
 
 
 class Reconciler(DurableBase):
@@ -184,8 +199,8 @@ class Reconciler(DurableBase):
         observed_at: datetime | None = None,
         attempts: int = 5,
         provider: Providers | None = None,
-    ) -> list[TransitionRecord]:
-        """Move the session to what its provider reports; return the records committed.
+    ) -> Reconciliation:
+        """Move the session to what its provider reports; say what was done.
 
         ``provider_status`` is the provider's own name (``requires_capture``,
         ``COMPLETED``), read through the status map of the session's ``provider_id``;
@@ -193,11 +208,12 @@ class Reconciler(DurableBase):
         The session moves along the shortest legal path to the mapped status in one
         transaction, each step audited with actor ``provider:<provider_id>`` and the
         provider status and event id in ``reason``; the event row is written in the same
-        transaction. Returns ``[]``, having applied nothing, when the session is there
-        already (noop), when ``event_id`` was handled before (duplicate, even by another
-        process long ago), or when ``observed_at`` is older than the newest report
-        applied or found a no-op, or is the very same report (same status, same instant)
-        under another event id (stale). A status no legal path reaches, or a path a
+        transaction. Returns a :class:`Reconciliation`: the outcome, the records
+        committed and the races lost. It holds no records, having applied nothing, when
+        the session is there already (noop), when ``event_id`` was handled before
+        (duplicate, even by another process long ago), or when ``observed_at`` is older
+        than the newest report applied or found a no-op, or is the very same report (same
+        status, same instant) under another event id (stale). A status no legal path reaches, or a path a
         guard refuses, raises ReconciliationAnomaly (recorded, never applied). A
         concurrent move makes it reload and recompute, up to ``attempts`` times.
 
@@ -211,28 +227,6 @@ class Reconciler(DurableBase):
         either way (``voided`` says which). An authorization reported for a canceled
         session is voided the same way when ``provider`` is given.
         """
-        return list(
-            self.reconcile_result(
-                session_id,
-                provider_status,
-                event_id=event_id,
-                observed_at=observed_at,
-                attempts=attempts,
-                provider=provider,
-            ).records
-        )
-
-    def reconcile_result(
-        self,
-        session_id: str,
-        provider_status: str,
-        *,
-        event_id: str | None = None,
-        observed_at: datetime | None = None,
-        attempts: int = 5,
-        provider: Providers | None = None,
-    ) -> Reconciliation:
-        """:meth:`reconcile`, telling what it did: the outcome, records and lost races."""
         self._check_report(provider_status, event_id, observed_at, attempts)
         if provider is not None and not (
             isinstance(provider, Mapping) or callable(getattr(provider, "cancel", None))
@@ -246,6 +240,31 @@ class Reconciler(DurableBase):
             lambda lost: self._reconcile(
                 session_id, provider_status, event_id, stored_id, observed_at, lost, provider
             ),
+        )
+
+    def reconcile_result(
+        self,
+        session_id: str,
+        provider_status: str,
+        *,
+        event_id: str | None = None,
+        observed_at: datetime | None = None,
+        attempts: int = 5,
+        provider: Providers | None = None,
+    ) -> Reconciliation:
+        """Deprecated: :meth:`reconcile` returns the same :class:`Reconciliation`."""
+        warnings.warn(
+            "reconcile_result() is deprecated: reconcile() returns the same Reconciliation",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.reconcile(
+            session_id,
+            provider_status,
+            event_id=event_id,
+            observed_at=observed_at,
+            attempts=attempts,
+            provider=provider,
         )
 
     def provider_events(

@@ -68,9 +68,7 @@ class TestAsyncPaymentSessions:
                 assert (await sessions.selected("cart_1")) == await sessions.get(session.id)
                 moved = await sessions.reconcile(session.id, "requires_action", event_id="e1")
                 assert [r.trigger for r in moved] == ["require_more"]
-                again = await sessions.reconcile_result(
-                    session.id, "requires_action", event_id="e1"
-                )
+                again = await sessions.reconcile(session.id, "requires_action", event_id="e1")
                 assert again.outcome is EventOutcome.DUPLICATE
                 seed = next(
                     n

@@ -144,7 +144,7 @@ class TestCompletion:
         complete_cart(sessions, provider, "cart_1")
         complete_cart(sessions, provider, "cart_1")
         outcomes = [
-            sessions.reconcile_result(
+            sessions.reconcile(
                 n.session_id, n.provider_status, event_id=n.event_id, observed_at=n.observed_at
             ).outcome
             for n in reversed(provider.outbox)

@@ -198,27 +198,40 @@ class TestReconcile:
         assert sessions.verify(session_id).ok
 
     def test_same_status_again_is_a_noop(self, store: SessionStore) -> None:
-        """A report of the status the session is in changes nothing and returns []."""
+        """A report of the status the session is in changes nothing and moves nothing."""
         sessions = PaymentSessions(store, clock=StepClock())
         session_id = session_in(sessions, S.AUTHORIZED)
         version = sessions.version(session_id)
-        assert sessions.reconcile(session_id, "succeeded", event_id="evt_a") == []
-        assert sessions.reconcile(session_id, "requires_capture") == []
+        for result in (
+            sessions.reconcile(session_id, "succeeded", event_id="evt_a"),
+            sessions.reconcile(session_id, "requires_capture"),
+        ):
+            assert (result.outcome, result.records, len(result)) == (EventOutcome.NOOP, (), 0)
         assert sessions.version(session_id) == version
         events = sessions.provider_events(session_id=session_id)
         assert [e.outcome for e in events] == [EventOutcome.NOOP, EventOutcome.NOOP]
         assert events[0].event_id == "evt_a"
         assert events[1].event_id.startswith("unidentified:")
 
+    def test_reconcile_result_is_the_same_verb_deprecated(self, store: SessionStore) -> None:
+        """The old second verb warns and answers as reconcile does."""
+        sessions = PaymentSessions(store, clock=StepClock())
+        session_id = session_in(sessions, S.PENDING)
+        with pytest.warns(DeprecationWarning, match="reconcile_result"):
+            result = sessions.reconcile_result(session_id, "requires_action", event_id="e1")
+        assert result.outcome is EventOutcome.APPLIED
+        assert [record.trigger for record in result] == ["require_more"]
+        assert sessions.get(session_id).status is S.REQUIRES_MORE
+
     def test_repeated_event_id_is_ignored(self, store: SessionStore) -> None:
-        """The same event id again is a duplicate: [] even when the status would move."""
+        """The same event id again is a duplicate, moving nothing even when it could."""
         sessions = PaymentSessions(store, clock=StepClock())
         session_id = session_in(sessions, S.PENDING)
         assert len(sessions.reconcile(session_id, "requires_action", event_id="evt_1")) == 1
         sessions.fire(session_id, "retry", actor="storefront")
-        result = sessions.reconcile_result(session_id, "requires_action", event_id="evt_1")
+        result = sessions.reconcile(session_id, "requires_action", event_id="evt_1")
         assert (result.outcome, result.records) == (EventOutcome.DUPLICATE, ())
-        assert sessions.reconcile(session_id, "requires_action", event_id="evt_1") == []
+        assert not sessions.reconcile(session_id, "requires_action", event_id="evt_1")
         assert sessions.get(session_id).status is S.PENDING
         (event,) = sessions.provider_events(session_id=session_id)
         assert (event.outcome, event.duplicates) == (EventOutcome.APPLIED, 2)
@@ -231,7 +244,8 @@ class TestReconcile:
         first.store.close()
         later = PaymentSessions(store_factory())
         later.fire(session_id, "cancel", actor="admin")
-        assert later.reconcile(session_id, "requires_capture", event_id="evt_9") == []
+        again = later.reconcile(session_id, "requires_capture", event_id="evt_9")
+        assert (again.outcome, again.records) == (EventOutcome.DUPLICATE, ())
         assert later.anomalies() == []
 
     def test_older_report_is_stale(self, store: SessionStore) -> None:
@@ -240,7 +254,7 @@ class TestReconcile:
         session_id = session_in(sessions, S.PENDING)
         sessions.reconcile(session_id, "succeeded", event_id="evt_2", observed_at=T)
         early = T - timedelta(seconds=5)
-        result = sessions.reconcile_result(
+        result = sessions.reconcile(
             session_id, "requires_action", event_id="evt_1", observed_at=early
         )
         assert (result.outcome, result.records) == (EventOutcome.STALE, ())
@@ -255,8 +269,11 @@ class TestReconcile:
         """The newest report found a no-op still outdates older ones."""
         sessions = PaymentSessions(store, clock=StepClock())
         session_id = session_in(sessions, S.PENDING)
-        assert sessions.reconcile(session_id, "processing", observed_at=T) == []
-        assert sessions.reconcile(session_id, "succeeded", observed_at=T - timedelta(1)) == []
+        assert (
+            sessions.reconcile(session_id, "processing", observed_at=T).outcome is EventOutcome.NOOP
+        )
+        late = sessions.reconcile(session_id, "succeeded", observed_at=T - timedelta(1))
+        assert (late.outcome, late.records) == (EventOutcome.STALE, ())
         assert sessions.get(session_id).status is S.PENDING
         assert [e.outcome for e in sessions.provider_events()] == [
             EventOutcome.NOOP,
@@ -276,9 +293,7 @@ class TestReconcile:
         session_id = session_in(sessions, S.PENDING)
         sessions.reconcile(session_id, "requires_action", event_id="e1", observed_at=T)
         sessions.fire(session_id, "retry", actor="storefront")
-        result = sessions.reconcile_result(
-            session_id, "requires_action", event_id="e2", observed_at=T
-        )
+        result = sessions.reconcile(session_id, "requires_action", event_id="e2", observed_at=T)
         assert (result.outcome, sessions.get(session_id).status) == (EventOutcome.STALE, S.PENDING)
 
     def test_stale_and_anomalous_reports_do_not_outdate_others(self, store: SessionStore) -> None:
@@ -322,7 +337,8 @@ class TestReconcile:
         assert anomalies[0].observed_at == T and anomalies[0].recorded_at <= clock.now
         assert sessions.anomalies(other) == anomalies[1:]
         # Its redelivery is a duplicate: ignored, so the provider stops retrying.
-        assert sessions.reconcile(session_id, "succeeded", event_id="evt_late") == []
+        redelivered = sessions.reconcile(session_id, "succeeded", event_id="evt_late")
+        assert (redelivered.outcome, redelivered.records) == (EventOutcome.DUPLICATE, ())
         assert not any(e.advances for e in sessions.provider_events(session_id=session_id))
 
     def test_a_refusing_guard_is_an_anomaly(self, store: SessionStore) -> None:
@@ -412,7 +428,7 @@ class TestRaces:
             store, "record_event", lambda: storefront.fire(session_id, "fail", actor="storefront")
         )
         webhooks = PaymentSessions(cast(SessionStore, meddler), clock=StepClock())
-        result = webhooks.reconcile_result(session_id, "succeeded", event_id="evt_1")
+        result = webhooks.reconcile(session_id, "succeeded", event_id="evt_1")
         assert [r.trigger for r in result.records] == ["retry", "authorize"]
         assert (result.outcome, result.lost_races) == (EventOutcome.APPLIED, 1)
         assert [r.trigger for r in storefront.history(session_id)] == [
@@ -455,7 +471,7 @@ class TestRaces:
             store, "record_event", lambda: other.reconcile(session_id, "succeeded", event_id="e")
         )
         racing = PaymentSessions(cast(SessionStore, meddler), clock=StepClock())
-        result = racing.reconcile_result(session_id, "succeeded", event_id="e")
+        result = racing.reconcile(session_id, "succeeded", event_id="e")
         assert (result.outcome, result.lost_races) == (EventOutcome.DUPLICATE, 1)
         assert [r.trigger for r in other.history(session_id)][-1] == "authorize"
         assert other.version(session_id) == 2
@@ -469,7 +485,7 @@ class TestRaces:
         )
         racing = PaymentSessions(cast(SessionStore, meddler), clock=StepClock())
         early = T - timedelta(seconds=1)
-        result = racing.reconcile_result(session_id, "requires_action", observed_at=early)
+        result = racing.reconcile(session_id, "requires_action", observed_at=early)
         assert (result.outcome, result.lost_races) == (EventOutcome.STALE, 1)
         assert other.get(session_id).status is S.PENDING
 
@@ -512,6 +528,6 @@ class TestAcrossProcesses:
         child.start()
         child.join(60)
         assert child.exitcode == 0
-        result = sessions.reconcile_result(session_id, "requires_capture", event_id="evt_x")
+        result = sessions.reconcile(session_id, "requires_capture", event_id="evt_x")
         assert result.outcome is EventOutcome.DUPLICATE
         assert sessions.get(session_id).status is S.AUTHORIZED

@@ -354,7 +354,7 @@ def _deliver(
     tally["webhooks delivered"] += 1
     chosen: dict[str, PaymentProvider] = dict(providers)
     try:
-        result = sessions.reconcile_result(
+        result = sessions.reconcile(
             notice.session_id,
             notice.provider_status,
             event_id=notice.event_id,
