@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING, TypedDict
 
 from paysession.errors import (
     IdempotencyConflict,
@@ -38,6 +39,21 @@ from paysession.session import (
     clock_reading,
     utc_now,
 )
+
+if TYPE_CHECKING:  # typing.Unpack is new in 3.11, and only the type checker reads it
+    from typing_extensions import Unpack
+
+
+class MoveMeta(TypedDict, total=False):
+    """What any move may carry besides its own arguments: who, why, and its key.
+
+    ``actor`` and ``reason`` go into the move's record; ``idempotency_key`` makes a
+    repeat of the same move return the first one's record (see ``SessionMachine.fire``).
+    """
+
+    actor: str | None
+    reason: str | None
+    idempotency_key: str | None
 
 
 class SessionMachine:
@@ -172,112 +188,50 @@ class SessionMachine:
         finish(self._hooks, planned)
         return planned.record
 
-    def authorize(
-        self,
-        *,
-        actor: str | None = None,
-        reason: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> TransitionRecord:
+    def authorize(self, **meta: Unpack[MoveMeta]) -> TransitionRecord:
         """pending/requires_more → authorized; needs is_initiated and amount > 0."""
-        return self.fire("authorize", actor=actor, reason=reason, idempotency_key=idempotency_key)
+        return self.fire("authorize", **meta)
 
-    def require_more(
-        self,
-        *,
-        actor: str | None = None,
-        reason: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> TransitionRecord:
+    def require_more(self, **meta: Unpack[MoveMeta]) -> TransitionRecord:
         """pending/requires_more → requires_more: the customer must act (3-D Secure)."""
-        return self.fire(
-            "require_more", actor=actor, reason=reason, idempotency_key=idempotency_key
-        )
+        return self.fire("require_more", **meta)
 
-    def fail(
-        self,
-        *,
-        actor: str | None = None,
-        reason: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> TransitionRecord:
+    def fail(self, **meta: Unpack[MoveMeta]) -> TransitionRecord:
         """pending/requires_more → error; say why in ``reason``."""
-        return self.fire("fail", actor=actor, reason=reason, idempotency_key=idempotency_key)
+        return self.fire("fail", **meta)
 
-    def retry(
-        self,
-        *,
-        actor: str | None = None,
-        reason: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> TransitionRecord:
+    def retry(self, **meta: Unpack[MoveMeta]) -> TransitionRecord:
         """requires_more/error → pending, for a new attempt."""
-        return self.fire("retry", actor=actor, reason=reason, idempotency_key=idempotency_key)
+        return self.fire("retry", **meta)
 
-    def cancel(
-        self,
-        *,
-        actor: str | None = None,
-        reason: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> TransitionRecord:
+    def cancel(self, **meta: Unpack[MoveMeta]) -> TransitionRecord:
         """pending/requires_more/error/authorized → canceled, which is final."""
-        return self.fire("cancel", actor=actor, reason=reason, idempotency_key=idempotency_key)
+        return self.fire("cancel", **meta)
 
-    def initiate(
-        self,
-        data: Mapping[str, object],
-        *,
-        actor: str | None = None,
-        reason: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> TransitionRecord:
+    def initiate(self, data: Mapping[str, object], **meta: Unpack[MoveMeta]) -> TransitionRecord:
         """In pending: the provider was called; its ``data`` replaces the session's."""
-        return self.fire(
-            "initiate", actor=actor, reason=reason, idempotency_key=idempotency_key, data=data
-        )
+        return self.fire("initiate", data=data, **meta)
 
     def update(
         self,
         *,
         amount: int = _UNSET,
         data: Mapping[str, object] = _UNSET,
-        actor: str | None = None,
-        reason: str | None = None,
-        idempotency_key: str | None = None,
+        **meta: Unpack[MoveMeta],
     ) -> TransitionRecord:
         """In pending/requires_more: a new ``amount`` and/or ``data``."""
-        return self.fire(
-            "update",
-            actor=actor,
-            reason=reason,
-            idempotency_key=idempotency_key,
-            amount=amount,
-            data=data,
-        )
+        return self.fire("update", amount=amount, data=data, **meta)
 
-    def select(
-        self,
-        *,
-        actor: str | None = None,
-        reason: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> TransitionRecord:
+    def select(self, **meta: Unpack[MoveMeta]) -> TransitionRecord:
         """Mark this session as the one its cart completes with."""
-        return self.fire("select", actor=actor, reason=reason, idempotency_key=idempotency_key)
+        return self.fire("select", **meta)
 
-    def deselect(
-        self,
-        *,
-        actor: str | None = None,
-        reason: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> TransitionRecord:
+    def deselect(self, **meta: Unpack[MoveMeta]) -> TransitionRecord:
         """Unmark this session as its cart's choice."""
-        return self.fire("deselect", actor=actor, reason=reason, idempotency_key=idempotency_key)
+        return self.fire("deselect", **meta)
 
     def __repr__(self) -> str:
         return f"<SessionMachine {self._session.id} {self._session.status.value}>"
 
 
-__all__ = ["SessionMachine"]
+__all__ = ["MoveMeta", "SessionMachine"]

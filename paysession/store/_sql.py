@@ -248,13 +248,16 @@ def _with_placeholder(query: str, placeholder: str) -> str:
     return query if placeholder == "?" else query.replace("?", placeholder)
 
 
-def _matching(**filters: object) -> tuple[str, list[object]]:
-    """A WHERE clause with only the filters given (None: not filtered), and its values.
+def _select_matching(
+    columns: str, table: str, order: str, **filters: object
+) -> tuple[str, list[object]]:
+    """A SELECT with only the filters given (None: not filtered), and its values.
 
     Only those given, so that each shape of query gets a plan that uses its index.
     """
     given = {column: value for column, value in filters.items() if value is not None}
-    return " AND ".join(f"{column} = ?" for column in given) or "1 = 1", list(given.values())
+    where = " AND ".join(f"{column} = ?" for column in given) or "1 = 1"
+    return f"SELECT {columns} FROM {table} WHERE {where} ORDER BY {order}", list(given.values())
 
 
 class SqlReads(abc.ABC):
@@ -327,16 +330,15 @@ class SqlReads(abc.ABC):
     ) -> list[PaymentSession]:
         if has_nul(cart_id):
             return []
-        where, params = _matching(
+        status_value = None if status is None else PaymentSessionStatus(status).value
+        query, params = _select_matching(
+            SESSION_COLUMNS,
+            "paysession_sessions",
+            "created_at, id",
             cart_id=cart_id,
-            status=None if status is None else PaymentSessionStatus(status).value,
+            status=status_value,
         )
-        rows = self._rows(
-            "find",
-            f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE {where} "
-            "ORDER BY created_at, id",
-            params,
-        )
+        rows = self._rows("find", query, params)
         return [self._cache.snapshot(row, self._session_from_row).session for row in rows]
 
     def records_since(self, position: int, limit: int) -> list[LoggedRecord]:
@@ -431,16 +433,14 @@ class SqlReads(abc.ABC):
     ) -> list[ProviderEvent]:
         if has_nul(session_id):
             return []
-        where, params = _matching(
+        query, params = _select_matching(
+            EVENT_COLUMNS,
+            "paysession_provider_events",
+            self._EVENTS_IN_RECORDED_ORDER,
             session_id=session_id,
             outcome=None if outcome is None else EventOutcome(outcome).value,
         )
-        rows = self._rows(
-            "provider_events",
-            f"SELECT {EVENT_COLUMNS} FROM paysession_provider_events "
-            f"WHERE {where} ORDER BY {self._EVENTS_IN_RECORDED_ORDER}",
-            params,
-        )
+        rows = self._rows("provider_events", query, params)
         return [self._event_from_row(row) for row in rows]
 
 
