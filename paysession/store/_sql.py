@@ -315,6 +315,17 @@ class SqlReads(abc.ABC):
         )
         return record_from_wire(rows[0][0]) if rows else None
 
+    def load_selected(self, cart_id: str) -> list[Snapshot]:
+        if has_nul(cart_id):
+            return []
+        rows = self._rows(
+            "load_selected",
+            f"SELECT {SESSION_COLUMNS} FROM paysession_sessions "
+            "WHERE cart_id = ? AND is_selected ORDER BY id",
+            (cart_id,),
+        )
+        return [self._cache.snapshot(row, self._session_from_row) for row in rows]
+
     def history(self, session_id: str) -> list[TransitionRecord]:
         if has_nul(session_id):
             return []

@@ -42,28 +42,9 @@ from paysession.errors import (
     SessionNotFound,
     StoreError,
 )
-from paysession.record import TransitionRecord
-from paysession.session import PaymentSession
-from paysession.store._sql import (
-    SESSION_COLUMNS,
-    SnapshotCache,
-    SqlReads,
-    Texts,
-    dump_json,
-    migrate_schema,
-    refusal,
-)
-from paysession.store.base import (
-    Binding,
-    CartCheck,
-    Claim,
-    Claimed,
-    ProviderEvent,
-    Snapshot,
-    Write,
-    check_writes,
-    has_nul,
-)
+from paysession.store._sql import Texts, migrate_schema, refusal
+from paysession.store._sql_store import Found, SqlStore
+from paysession.store.base import Binding, CartCheck, Claim, ProviderEvent, Write
 from paysession.store.postgres_mapper import (
     _CART_ROWS_LOCK,
     _CLAIM_LIVE,
@@ -91,7 +72,7 @@ from paysession.store.postgres_schema import MIGRATIONS
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 
-class PostgresStore(SqlReads):
+class PostgresStore(SqlStore):
     """A :class:`~paysession.store.SessionStore` in a PostgreSQL database (psycopg 3).
 
     ``dsn`` is a libpq connection string or URL. Connections come from a pool of
@@ -102,6 +83,8 @@ class PostgresStore(SqlReads):
 
     _PLACEHOLDER = "%s"
     _EVENTS_IN_RECORDED_ORDER = "recorded"
+    _LOAD = _LOAD
+    _LOAD_PLAIN = _LOAD_PLAIN
     _session_from_row = staticmethod(_session_from_row)
     _event_from_row = staticmethod(_event_from_row)
     _claim_from_row = staticmethod(_claim_from_row)
@@ -124,8 +107,8 @@ class PostgresStore(SqlReads):
         )
         self._opened = False
         self._ready = False
-        self._cache = SnapshotCache()
         self._guard = threading.Lock()
+        super().__init__()
 
     # -- connections and transactions
 
@@ -186,10 +169,8 @@ class PostgresStore(SqlReads):
         self._ready = True
         return target
 
-    def create(self, session: PaymentSession, record: TransitionRecord) -> None:
-        write = Write(session, -1, (record,))
-        check_writes([write])
-        texts = (dump_json(session.data), dump_json(session.cart))
+    def _insert(self, write: Write, texts: Texts) -> None:
+        session, (record,) = write.session, write.records
         params = [
             session.id,
             session.cart_id,
@@ -213,45 +194,20 @@ class PostgresStore(SqlReads):
                 conn.execute(_CREATE, params)
             except psycopg.Error as error:
                 raise _refusal(error, [write], None) from error
-        self._cache.put(session, record.seq, record.hash, texts)
 
-    def load(self, session_id: str, idempotency_key: str | None = None) -> Snapshot | None:
-        # PostgreSQL text cannot hold NUL, so no id or key stored here has one (they are
-        # refused on the way in): nothing to find, as on the other stores.
-        if has_nul(session_id):
-            return None
-        if has_nul(idempotency_key):
-            idempotency_key = None
+    def _fetch_one(self, query: str, params: Sequence[object]) -> Sequence[Any] | None:
         with self._read("load") as conn:
-            if idempotency_key is None:
-                row = conn.execute(_LOAD_PLAIN, (session_id,)).fetchone()
-            else:
-                row = conn.execute(_LOAD, (idempotency_key, session_id)).fetchone()
-        return (
-            None if row is None else self._cache.snapshot(row, _session_from_row, idempotency_key)
-        )
+            row: Sequence[Any] | None = conn.execute(query, params).fetchone()
+        return row
 
-    def load_selected(self, cart_id: str) -> list[Snapshot]:
-        if has_nul(cart_id):
-            return []
-        with self._read("load_selected") as conn:
-            rows = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions "
-                "WHERE cart_id = %s AND is_selected ORDER BY id",
-                (cart_id,),
-            ).fetchall()
-        return [self._cache.snapshot(row, _session_from_row) for row in rows]
-
-    def commit(
+    def _write(
         self,
         writes: Sequence[Write],
-        binding: Binding | None = None,
-        *,
-        cart_check: CartCheck | None = None,
-        release: Claim | None = None,
+        texts: Sequence[Texts],
+        binding: Binding | None,
+        cart_check: CartCheck | None,
+        release: Claim | None,
     ) -> None:
-        check_writes(writes, binding)
-        texts = [self._cache.texts(write.session) for write in writes]
         with self._read("commit") as conn:
             try:
                 if len(writes) == 1 and cart_check is None and release is None:
@@ -260,8 +216,6 @@ class PostgresStore(SqlReads):
                     self._commit_many(conn, writes, texts, binding, cart_check, release)
             except psycopg.Error as error:
                 raise _refusal(error, writes, binding) from error
-        for write, text in zip(writes, texts, strict=True):
-            self._cache.put(write.session, write.version, write.head, text)
 
     def _commit_many(
         self,
@@ -315,18 +269,14 @@ class PostgresStore(SqlReads):
             raise SessionNotFound(session_id)
         raise ConcurrentUpdate(session_id, write.expected_version, found[0])
 
-    def record_event(
+    def _write_event(
         self,
         event: ProviderEvent,
-        write: Write | None = None,
-        *,
-        expected_version: int | None = None,
-        release: Claim | None = None,
+        write: Write | None,
+        texts: Texts,
+        expected_version: int | None,
+        release: Claim | None,
     ) -> None:
-        texts: Texts = (None, None)
-        if write is not None:
-            check_writes([write])
-            texts = self._cache.texts(write.session)
         with self._read("record_event") as conn:
             try:
                 with conn.transaction():
@@ -345,8 +295,6 @@ class PostgresStore(SqlReads):
                 if write is None:
                     raise StoreError("record_event", str(error).strip()) from error
                 raise _refusal(error, [write], None) from error
-        if write is not None:
-            self._cache.put(write.session, write.version, write.head, texts)
 
     def _record_event(
         self,
@@ -397,9 +345,7 @@ class PostgresStore(SqlReads):
         if write is not None:
             conn.execute(_insert_records(len(write.records)), _records_params(write.records))
 
-    def claim(self, claim: Claim, now: datetime, *, selected: bool) -> Claimed:
-        if has_nul(claim.cart_id) or has_nul(claim.session_id):
-            return Claimed(None, None)
+    def _claim(self, claim: Claim, now: datetime, selected: bool) -> Found | None:
         with self._read("claim") as conn:
             try:
                 with conn.transaction():
@@ -408,17 +354,11 @@ class PostgresStore(SqlReads):
                     # deselect of the cart in flight (they lock the same rows first, see
                     # _commit_many), and keeps new ones out until this claim commits;
                     # they then see it and refuse.
-                    found = self._claim_in(conn, claim, now, selected, _CART_ROWS_LOCK)
+                    return self._claim_in(conn, claim, now, selected, _CART_ROWS_LOCK)
             except pg_errors.DeadlockDetected as error:  # the lock order rules it out
                 raise StoreError("claim", str(error).strip()) from error
-        if found is None:
-            return Claimed(None, None)
-        row, taken, previous = found
-        return Claimed(taken, self._cache.snapshot(row, _session_from_row), previous)
 
-    def release(self, claim: Claim) -> bool:
-        if has_nul(claim.cart_id) or has_nul(claim.token):
-            return False
+    def _release(self, claim: Claim) -> bool:
         with self._read("release") as conn:
             cursor = conn.execute(_RELEASE, (claim.cart_id, claim.token))
         return cursor.rowcount == 1
@@ -433,12 +373,6 @@ class PostgresStore(SqlReads):
 
     def close(self) -> None:
         self._pool.close()
-
-    def __enter__(self) -> PostgresStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<PostgresStore pool={self._pool.name}>"

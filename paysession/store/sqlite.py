@@ -30,27 +30,9 @@ from paysession.errors import (
     SessionNotFound,
     StoreError,
 )
-from paysession.record import TransitionRecord
-from paysession.session import PaymentSession
-from paysession.store._sql import (
-    SESSION_COLUMNS,
-    SnapshotCache,
-    SqlReads,
-    Texts,
-    dump_json,
-    migrate_schema,
-    refusal,
-)
-from paysession.store.base import (
-    Binding,
-    CartCheck,
-    Claim,
-    Claimed,
-    ProviderEvent,
-    Snapshot,
-    Write,
-    check_writes,
-)
+from paysession.store._sql import Texts, migrate_schema, refusal
+from paysession.store._sql_store import Found, SqlStore
+from paysession.store.base import Binding, CartCheck, Claim, ProviderEvent, Write
 from paysession.store.sqlite_mapper import (
     _CLAIM_LIVE,
     _INSERT_EVENT,
@@ -80,7 +62,7 @@ Synchronous = Literal["FULL", "NORMAL"]
 _T = TypeVar("_T")
 
 
-class SqliteStore(SqlReads):
+class SqliteStore(SqlStore):
     """A :class:`~paysession.store.SessionStore` in one SQLite file (or ``":memory:"``).
 
     ``synchronous`` is ``"FULL"`` (every commit reaches the disk before it returns: the
@@ -92,6 +74,8 @@ class SqliteStore(SqlReads):
 
     # Rows in the order they were recorded: rowid grows with every insert.
     _EVENTS_IN_RECORDED_ORDER = "rowid"
+    _LOAD = _LOAD
+    _LOAD_PLAIN = _LOAD_PLAIN
     _session_from_row = staticmethod(_session_from_row)
     _event_from_row = staticmethod(_event_from_row)
     _claim_from_row = staticmethod(_claim_from_row)
@@ -122,8 +106,8 @@ class SqliteStore(SqlReads):
             threading.RLock() if self._memory else nullcontext()
         )
         self._ready = False
-        self._cache = SnapshotCache()
         self._closed = False
+        super().__init__()
 
     # -- connections and transactions
 
@@ -232,64 +216,38 @@ class SqliteStore(SqlReads):
     def _migrate(conn: sqlite3.Connection) -> int:
         return migrate_schema(conn, MIGRATIONS, "?")
 
-    def create(self, session: PaymentSession, record: TransitionRecord) -> None:
-        check_writes([Write(session, -1, (record,))])
-        texts = (dump_json(session.data), dump_json(session.cart))
-        self._transaction("create", self._create, session, record, texts)
-        self._cache.put(session, record.seq, record.hash, texts)
+    def _insert(self, write: Write, texts: Texts) -> None:
+        self._transaction("create", self._create, write, texts)
 
-    def _create(
-        self,
-        conn: sqlite3.Connection,
-        session: PaymentSession,
-        record: TransitionRecord,
-        texts: Texts,
-    ) -> None:
+    def _create(self, conn: sqlite3.Connection, write: Write, texts: Texts) -> None:
+        (record,) = write.records
         try:
-            conn.execute(_INSERT_SESSION, _new_row(session, texts, record))
+            conn.execute(_INSERT_SESSION, _new_row(write.session, texts, record))
         except sqlite3.IntegrityError as error:
-            raise self._refusal(error, Write(session, -1, (record,))) from error
+            raise self._refusal(error, write) from error
         (last,) = conn.execute(_LAST_POSITION).fetchone()
         conn.execute(_INSERT_RECORD, _record_row(record, last + 1))
 
-    def load(self, session_id: str, idempotency_key: str | None = None) -> Snapshot | None:
+    def _fetch_one(self, query: str, params: Sequence[object]) -> Sequence[Any] | None:
         # Spelled out rather than through _read: every move starts here.
         if not self._ready:
             self.migrate()
         with self._turn:
             try:
-                if idempotency_key is None:
-                    row = self._conn().execute(_LOAD_PLAIN, (session_id,)).fetchone()
-                else:
-                    row = self._conn().execute(_LOAD, (idempotency_key, session_id)).fetchone()
+                row: Sequence[Any] | None = self._conn().execute(query, params).fetchone()
             except sqlite3.Error as error:
                 raise StoreError("load", str(error)) from error
-        return (
-            None if row is None else self._cache.snapshot(row, _session_from_row, idempotency_key)
-        )
+        return row
 
-    def load_selected(self, cart_id: str) -> list[Snapshot]:
-        with self._read("load_selected") as conn:
-            rows = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions "
-                "WHERE cart_id = ? AND is_selected ORDER BY id",
-                (cart_id,),
-            ).fetchall()
-        return [self._cache.snapshot(row, _session_from_row) for row in rows]
-
-    def commit(
+    def _write(
         self,
         writes: Sequence[Write],
-        binding: Binding | None = None,
-        *,
-        cart_check: CartCheck | None = None,
-        release: Claim | None = None,
+        texts: Sequence[Texts],
+        binding: Binding | None,
+        cart_check: CartCheck | None,
+        release: Claim | None,
     ) -> None:
-        check_writes(writes, binding)
-        texts = [self._cache.texts(write.session) for write in writes]
         self._transaction("commit", self._commit, writes, texts, binding, cart_check, release)
-        for write, text in zip(writes, texts, strict=True):
-            self._cache.put(write.session, write.version, write.head, text)
 
     def _commit(
         self,
@@ -348,23 +306,17 @@ class SqliteStore(SqlReads):
             except sqlite3.IntegrityError as error:
                 raise self._refusal(error, writes[-1], binding) from error
 
-    def record_event(
+    def _write_event(
         self,
         event: ProviderEvent,
-        write: Write | None = None,
-        *,
-        expected_version: int | None = None,
-        release: Claim | None = None,
+        write: Write | None,
+        texts: Texts,
+        expected_version: int | None,
+        release: Claim | None,
     ) -> None:
-        texts: Texts = (None, None)
-        if write is not None:
-            check_writes([write])
-            texts = self._cache.texts(write.session)
         self._transaction(
             "record_event", self._record_event, event, write, texts, expected_version, release
         )
-        if write is not None:
-            self._cache.put(write.session, write.version, write.head, texts)
 
     def _record_event(
         self,
@@ -402,16 +354,12 @@ class SqliteStore(SqlReads):
         if release is not None:
             conn.execute(_RELEASE, (release.cart_id, release.token))
 
-    def claim(self, claim: Claim, now: datetime, *, selected: bool) -> Claimed:
+    def _claim(self, claim: Claim, now: datetime, selected: bool) -> Found | None:
         # BEGIN IMMEDIATE: the claim and the session read with it cannot change before
         # the commit, and no select or deselect commits in between.
-        found = self._transaction("claim", self._claim_in, claim, now, selected)
-        if found is None:
-            return Claimed(None, None)
-        row, taken, previous = found
-        return Claimed(taken, self._cache.snapshot(row, _session_from_row), previous)
+        return self._transaction("claim", self._claim_in, claim, now, selected)
 
-    def release(self, claim: Claim) -> bool:
+    def _release(self, claim: Claim) -> bool:
         cursor = self._transaction(
             "release", lambda conn: conn.execute(_RELEASE, (claim.cart_id, claim.token))
         )
@@ -433,12 +381,6 @@ class SqliteStore(SqlReads):
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
-
-    def __enter__(self) -> SqliteStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<SqliteStore {self.path!r} synchronous={self.synchronous}>"

@@ -1,0 +1,171 @@
+"""SqlStore: what the SQL stores do the same way around their own writes.
+
+A write is checked (:func:`~paysession.store.base.check_writes`) and its JSON text
+taken from the snapshot cache before the driver's transaction runs, and the cache
+learns the committed snapshot after it. Reads refuse ids with NUL the same way in
+every store: no id or key stored anywhere holds one (they are refused on the way in),
+and PostgreSQL text cannot even be asked about one.
+
+A driver (``sqlite.py``, ``postgres.py``) supplies its connections (``_read``), its
+statements (``_LOAD``, ``_LOAD_PLAIN``), and the transactions of its writes:
+``_insert``, ``_write``, ``_write_event``, ``_claim`` and ``_release``, each raising
+paysession errors, never its driver's.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
+
+from paysession.record import TransitionRecord
+from paysession.session import PaymentSession
+from paysession.store._sql import SnapshotCache, SqlReads, Texts, dump_json
+from paysession.store.base import (
+    Binding,
+    CartCheck,
+    Claim,
+    Claimed,
+    ProviderEvent,
+    Snapshot,
+    Write,
+    check_writes,
+    has_nul,
+)
+
+_Store = TypeVar("_Store", bound="SqlStore")
+Found = tuple[Sequence[Any], Claim, Claim | None]
+"""A claim's work done: the session's row, the claim taken and the one it replaced."""
+
+
+class SqlStore(SqlReads):
+    """The protocol's writes and point reads, around the driver's transactions."""
+
+    _LOAD: ClassVar[str]
+    """The session's row and the record bound to an idempotency key (key, id)."""
+    _LOAD_PLAIN: ClassVar[str]
+    """The session's row (id)."""
+
+    def __init__(self) -> None:
+        self._cache = SnapshotCache()
+
+    # -- what each driver writes its own way
+
+    @abc.abstractmethod
+    def _fetch_one(self, query: str, params: Sequence[object]) -> Sequence[Any] | None:
+        """One row of a point read (``load``), or None."""
+
+    @abc.abstractmethod
+    def _insert(self, write: Write, texts: Texts) -> None:
+        """Insert a new session's row and its record 0, in one transaction."""
+
+    @abc.abstractmethod
+    def _write(
+        self,
+        writes: Sequence[Write],
+        texts: Sequence[Texts],
+        binding: Binding | None,
+        cart_check: CartCheck | None,
+        release: Claim | None,
+    ) -> None:
+        """Compare-and-set each session, append its records, bind the key: one transaction."""
+
+    @abc.abstractmethod
+    def _write_event(
+        self,
+        event: ProviderEvent,
+        write: Write | None,
+        texts: Texts,
+        expected_version: int | None,
+        release: Claim | None,
+    ) -> None:
+        """Record a provider event, with the moves it applied, in one transaction."""
+
+    @abc.abstractmethod
+    def _claim(self, claim: Claim, now: datetime, selected: bool) -> Found | None:
+        """Take the claim in one transaction (see ``SqlReads._claim_in``)."""
+
+    @abc.abstractmethod
+    def _release(self, claim: Claim) -> bool:
+        """Delete the claim if ``claim.token`` still holds it; whether it did."""
+
+    # -- the protocol
+
+    def create(self, session: PaymentSession, record: TransitionRecord) -> None:
+        write = Write(session, -1, (record,))
+        check_writes([write])
+        texts = (dump_json(session.data), dump_json(session.cart))
+        self._insert(write, texts)
+        self._cache.put(session, record.seq, record.hash, texts)
+
+    def load(self, session_id: str, idempotency_key: str | None = None) -> Snapshot | None:
+        if has_nul(session_id):
+            return None
+        if idempotency_key is None or has_nul(idempotency_key):
+            row = self._fetch_one(self._LOAD_PLAIN, (session_id,))
+            idempotency_key = None
+        else:
+            row = self._fetch_one(self._LOAD, (idempotency_key, session_id))
+        return (
+            None
+            if row is None
+            else self._cache.snapshot(row, self._session_from_row, idempotency_key)
+        )
+
+    def commit(
+        self,
+        writes: Sequence[Write],
+        binding: Binding | None = None,
+        *,
+        cart_check: CartCheck | None = None,
+        release: Claim | None = None,
+    ) -> None:
+        check_writes(writes, binding)
+        texts = [self._cache.texts(write.session) for write in writes]
+        self._write(writes, texts, binding, cart_check, release)
+        for write, text in zip(writes, texts, strict=True):
+            self._cache.put(write.session, write.version, write.head, text)
+
+    def record_event(
+        self,
+        event: ProviderEvent,
+        write: Write | None = None,
+        *,
+        expected_version: int | None = None,
+        release: Claim | None = None,
+    ) -> None:
+        texts: Texts = (None, None)
+        if write is not None:
+            check_writes([write])
+            texts = self._cache.texts(write.session)
+        self._write_event(event, write, texts, expected_version, release)
+        if write is not None:
+            self._cache.put(write.session, write.version, write.head, texts)
+
+    def claim(self, claim: Claim, now: datetime, *, selected: bool) -> Claimed:
+        if has_nul(claim.cart_id) or has_nul(claim.session_id):
+            return Claimed(None, None)
+        found = self._claim(claim, now, selected)
+        if found is None:
+            return Claimed(None, None)
+        row, taken, previous = found
+        return Claimed(taken, self._cache.snapshot(row, self._session_from_row), previous)
+
+    def release(self, claim: Claim) -> bool:
+        if has_nul(claim.cart_id) or has_nul(claim.token):
+            return False
+        return self._release(claim)
+
+    def __enter__(self: _Store) -> _Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close the store's connections."""
+
+
+__all__ = ["Found", "SqlStore"]
