@@ -257,18 +257,19 @@ def _complete(
     claim: Claim | None,
 ) -> tuple[Completion, bool]:
     """The completion of one session; also whether the answer's commit released ``claim``."""
-    answered: tuple[str, ProviderReply] | None = None
-    lost = 0
-    # Each pass either returns or raises; the count bounds the retries.
-    attempt = -1
-    while True:
-        attempt += 1
+    # The provider's answer under its key, kept across attempts: a lost race looks
+    # again without asking again. A webhook or another completion that moved the session
+    # first (or authorized another session of the cart) is a lost race; the key only
+    # changes if completion itself committed an answer meanwhile.
+    answered: dict[str, ProviderReply] = {}
+
+    def attempt(lost: int) -> tuple[Completion, bool]:
         session = sessions.get(session_id)
         if session.status is S.AUTHORIZED:
             return Completion(CompletionOutcome.AUTHORIZED, session, lost_races=lost), False
         payments = provider_for(provider, session)
         key = provider_key(session, attempts_made(session, sessions.history(session_id)))
-        reply = answered[1] if answered is not None and answered[0] == key else None
+        reply = answered.get(key)
         if session.status is S.CANCELED:
             if reply is not None and map_status(session.provider_id, reply.status) is S.AUTHORIZED:
                 # Authorized at the provider, canceled here meanwhile: void the hold.
@@ -300,7 +301,8 @@ def _complete(
                     reply = payments.authorize(session, idempotency_key=key)
                 except ProviderTimeout as error:
                     raise CompletionTimeout(session_id, key) from error
-                answered = (key, reply)
+                answered.clear()
+                answered[key] = reply
             mapped = map_status(session.provider_id, reply.status)
             if mapped is S.AUTHORIZED and sessions.authorization_conflict(session_id):
                 return _void(sessions, payments, session_id, key, reply, lost), False
@@ -318,25 +320,19 @@ def _complete(
                 idempotency_key=f"{_ANSWER}{key}",
                 release=claim,
             )
-        except ConcurrentUpdate:
-            # A webhook or another completion moved the session first (or authorized
-            # another session of the cart): look again. The key only changes if
-            # completion itself committed an answer meanwhile.
-            if attempt == attempts - 1:
-                raise
-            lost += 1
-            continue
-        except IllegalTransition:
+        except IllegalTransition as refused:
             # The session changed status under us (authorized by a webhook, canceled by
-            # the storefront): look again, unless it is where the move was planned from.
-            if sessions.get(session_id).status is session.status or attempt == attempts - 1:
+            # the storefront): a lost race, looked at again like any other, unless it is
+            # where the move was planned from.
+            if sessions.get(session_id).status is session.status or lost == attempts - 1:
                 raise
-            lost += 1
-            continue
+            raise ConcurrentUpdate(session_id, None) from refused
         done = Completion(
             outcome, sessions.get(session_id), tuple(records), reply.status, key, lost
         )
         return done, fresh and claim is not None
+
+    return retrying(attempts, attempt, wait=False)
 
 
 def _void(
