@@ -3,35 +3,13 @@
 from __future__ import annotations
 
 from paysession.store._sql import ANOMALY_KINDS
+from paysession.store._tables import POSTGRES, provider_events_table, sessions_table
 
 # Each entry is one schema version: the statements that lead to it from the one before.
 # Published versions never change; a change of schema is a new entry.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
-        """
-        CREATE TABLE paysession_sessions (
-            id text PRIMARY KEY,
-            cart_id text,
-            provider_id text NOT NULL,
-            is_selected boolean NOT NULL,
-            is_initiated boolean NOT NULL,
-            status text NOT NULL CHECK (
-                status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
-            ),
-            data json NOT NULL,
-            idempotency_key text,
-            amount bigint CHECK (amount >= 0),
-            payment_authorized_at timestamptz,
-            created_at timestamptz NOT NULL,
-            updated_at timestamptz NOT NULL CHECK (updated_at >= created_at),
-            cart json,
-            version integer NOT NULL CHECK (version >= 0),
-            head text NOT NULL,
-            CONSTRAINT paysession_cart_provider UNIQUE (cart_id, provider_id),
-            CONSTRAINT paysession_authorized_stamped
-                CHECK (status <> 'authorized' OR payment_authorized_at IS NOT NULL)
-        )
-        """,
+        sessions_table(POSTGRES),
         """
         CREATE UNIQUE INDEX paysession_one_selected_per_cart
             ON paysession_sessions (cart_id) WHERE is_selected
@@ -75,29 +53,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: provider events, for reconciliation (one row per report; duplicates counted).
     (
-        """
-        CREATE TABLE paysession_provider_events (
-            session_id text NOT NULL REFERENCES paysession_sessions (id),
-            event_id text NOT NULL,
-            provider_status text NOT NULL,
-            status text NOT NULL CHECK (
-                status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
-            ),
-            session_status text NOT NULL CHECK (
-                session_status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
-            ),
-            outcome text NOT NULL CHECK (
-                outcome IN ('applied', 'noop', 'stale', 'duplicate', 'anomaly')
-            ),
-            observed_at timestamptz,
-            recorded_at timestamptz NOT NULL,
-            version integer NOT NULL CHECK (version >= 0),
-            guard text,
-            duplicates integer NOT NULL DEFAULT 0 CHECK (duplicates >= 0),
-            recorded bigint GENERATED ALWAYS AS IDENTITY,
-            CONSTRAINT paysession_provider_events_pkey PRIMARY KEY (session_id, event_id)
-        )
-        """,
+        provider_events_table(POSTGRES),
         """
         CREATE INDEX paysession_provider_events_outcome
             ON paysession_provider_events (outcome, recorded)

@@ -3,34 +3,13 @@
 from __future__ import annotations
 
 from paysession.store._sql import ANOMALY_KINDS
+from paysession.store._tables import SQLITE, provider_events_table, sessions_table
 
 # Each entry is one schema version: the statements that lead to it from the one before.
 # Published versions never change; a change of schema is a new entry.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
-        """
-        CREATE TABLE paysession_sessions (
-            id TEXT PRIMARY KEY,
-            cart_id TEXT,
-            provider_id TEXT NOT NULL,
-            is_selected INTEGER NOT NULL CHECK (is_selected IN (0, 1)),
-            is_initiated INTEGER NOT NULL CHECK (is_initiated IN (0, 1)),
-            status TEXT NOT NULL CHECK (
-                status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
-            ),
-            data TEXT NOT NULL,
-            idempotency_key TEXT,
-            amount INTEGER CHECK (amount >= 0),
-            payment_authorized_at INTEGER,
-            created_at INTEGER NOT NULL,
-            updated_at INTEGER NOT NULL CHECK (updated_at >= created_at),
-            cart TEXT,
-            version INTEGER NOT NULL CHECK (version >= 0),
-            head TEXT NOT NULL,
-            CONSTRAINT paysession_cart_provider UNIQUE (cart_id, provider_id),
-            CHECK (status <> 'authorized' OR payment_authorized_at IS NOT NULL)
-        )
-        """,
+        sessions_table(SQLITE),
         """
         CREATE UNIQUE INDEX paysession_one_selected_per_cart
             ON paysession_sessions (cart_id) WHERE is_selected
@@ -61,28 +40,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: provider events, for reconciliation (one row per report; duplicates counted).
     (
-        """
-        CREATE TABLE paysession_provider_events (
-            session_id TEXT NOT NULL REFERENCES paysession_sessions (id),
-            event_id TEXT NOT NULL,
-            provider_status TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (
-                status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
-            ),
-            session_status TEXT NOT NULL CHECK (
-                session_status IN ('authorized', 'pending', 'requires_more', 'error', 'canceled')
-            ),
-            outcome TEXT NOT NULL CHECK (
-                outcome IN ('applied', 'noop', 'stale', 'duplicate', 'anomaly')
-            ),
-            observed_at INTEGER,
-            recorded_at INTEGER NOT NULL,
-            version INTEGER NOT NULL CHECK (version >= 0),
-            guard TEXT,
-            duplicates INTEGER NOT NULL DEFAULT 0 CHECK (duplicates >= 0),
-            PRIMARY KEY (session_id, event_id)
-        )
-        """,
+        provider_events_table(SQLITE),
         """
         CREATE INDEX paysession_provider_events_outcome
             ON paysession_provider_events (outcome, recorded_at)

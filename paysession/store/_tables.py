@@ -1,0 +1,110 @@
+"""The text of the tables both SQL stores create, written once for the two dialects.
+
+Each template names the column types that differ between SQLite and PostgreSQL; a
+dialect fills them in. The published migrations are built from these templates, and
+``tests/test_migrations.py`` pins the exact text of each one, so a change here that
+would alter a published schema fails there. A new schema version does not edit a
+template: it adds statements of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+STATUSES = "('authorized', 'pending', 'requires_more', 'error', 'canceled')"
+"""The statuses a status column may hold, as SQL."""
+
+_SESSIONS = """
+        CREATE TABLE paysession_sessions (
+            id {text} PRIMARY KEY,
+            cart_id {text},
+            provider_id {text} NOT NULL,
+            is_selected {is_selected},
+            is_initiated {is_initiated},
+            status {text} NOT NULL CHECK (
+                status IN {statuses}
+            ),
+            data {json} NOT NULL,
+            idempotency_key {text},
+            amount {bigint} CHECK (amount >= 0),
+            payment_authorized_at {time},
+            created_at {time} NOT NULL,
+            updated_at {time} NOT NULL CHECK (updated_at >= created_at),
+            cart {json},
+            version {integer} NOT NULL CHECK (version >= 0),
+            head {text} NOT NULL,
+            CONSTRAINT paysession_cart_provider UNIQUE (cart_id, provider_id),
+            {authorized_stamped}
+        )
+        """
+
+_PROVIDER_EVENTS = """
+        CREATE TABLE paysession_provider_events (
+            session_id {text} NOT NULL REFERENCES paysession_sessions (id),
+            event_id {text} NOT NULL,
+            provider_status {text} NOT NULL,
+            status {text} NOT NULL CHECK (
+                status IN {statuses}
+            ),
+            session_status {text} NOT NULL CHECK (
+                session_status IN {statuses}
+            ),
+            outcome {text} NOT NULL CHECK (
+                outcome IN ('applied', 'noop', 'stale', 'duplicate', 'anomaly')
+            ),
+            observed_at {time},
+            recorded_at {time} NOT NULL,
+            version {integer} NOT NULL CHECK (version >= 0),
+            guard {text},
+            duplicates {integer} NOT NULL DEFAULT 0 CHECK (duplicates >= 0),
+            {events_key}
+        )
+        """
+
+_AUTHORIZED_STAMPED = "CHECK (status <> 'authorized' OR payment_authorized_at IS NOT NULL)"
+
+SQLITE: Mapping[str, str] = {
+    "text": "TEXT",
+    "integer": "INTEGER",
+    "bigint": "INTEGER",
+    "json": "TEXT",
+    "time": "INTEGER",  # microseconds since the epoch, UTC
+    "is_selected": "INTEGER NOT NULL CHECK (is_selected IN (0, 1))",
+    "is_initiated": "INTEGER NOT NULL CHECK (is_initiated IN (0, 1))",
+    "authorized_stamped": _AUTHORIZED_STAMPED,
+    "events_key": "PRIMARY KEY (session_id, event_id)",
+    "statuses": STATUSES,
+}
+"""SQLite's words for the templates' slots."""
+
+POSTGRES: Mapping[str, str] = {
+    "text": "text",
+    "integer": "integer",
+    "bigint": "bigint",
+    "json": "json",
+    "time": "timestamptz",
+    "is_selected": "boolean NOT NULL",
+    "is_initiated": "boolean NOT NULL",
+    "authorized_stamped": (
+        f"CONSTRAINT paysession_authorized_stamped\n                {_AUTHORIZED_STAMPED}"
+    ),
+    "events_key": (
+        "recorded bigint GENERATED ALWAYS AS IDENTITY,\n"
+        "            CONSTRAINT paysession_provider_events_pkey PRIMARY KEY (session_id, event_id)"
+    ),
+    "statuses": STATUSES,
+}
+"""PostgreSQL's words for the templates' slots."""
+
+
+def sessions_table(dialect: Mapping[str, str]) -> str:
+    """CREATE TABLE paysession_sessions, in ``dialect`` (:data:`SQLITE` or :data:`POSTGRES`)."""
+    return _SESSIONS.format_map(dialect)
+
+
+def provider_events_table(dialect: Mapping[str, str]) -> str:
+    """CREATE TABLE paysession_provider_events, in ``dialect``."""
+    return _PROVIDER_EVENTS.format_map(dialect)
+
+
+__all__ = ["POSTGRES", "SQLITE", "STATUSES", "provider_events_table", "sessions_table"]
