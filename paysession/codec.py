@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+import attrs
 import cattrs
-from cattrs.gen import make_dict_unstructure_fn
+from cattrs.errors import ForbiddenExtraKeysError
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 
 from paysession._frozen import thaw
 from paysession._wire import format_datetime, parse_datetime
 from paysession.errors import InvalidSessionData
 from paysession.limits import current
-from paysession.session import FIELDS, PaymentSession
+from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
 
 CAMEL_CASE: Mapping[str, str] = {
@@ -41,8 +43,11 @@ _DEFAULTS: Mapping[str, object] = {
     "amount": None,
     "payment_authorized_at": None,
 }
-_DATETIMES = ("created_at", "updated_at", "payment_authorized_at")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_JSON_OBJECT = Mapping[str, object]
+_FIELD_TYPES: dict[str, Any] = {
+    field.name: field.type for field in attrs.fields(attrs.resolve_types(PaymentSession))
+}
 
 
 def _structure_datetime(value: object, _: type) -> datetime:
@@ -50,7 +55,10 @@ def _structure_datetime(value: object, _: type) -> datetime:
         return value
     if not isinstance(value, str):
         raise TypeError(f"must be an ISO 8601 string, got {type(value).__name__}")
-    return parse_datetime(value)
+    try:
+        return parse_datetime(value)
+    except OverflowError:  # an offset that carries the instant past year 1 or 9999
+        raise ValueError("must fall within the years 1 to 9999 once in UTC") from None
 
 
 def _structure_status(value: object, _: type) -> PaymentSessionStatus:
@@ -63,6 +71,10 @@ def _structure_status(value: object, _: type) -> PaymentSessionStatus:
     raise ValueError(
         f"must be one of {', '.join(s.value for s in PaymentSessionStatus)}; got {shown}"
     )
+
+
+def _as_given(value: object, _: object) -> object:
+    return value
 
 
 def make_converter() -> cattrs.Converter:
@@ -79,7 +91,12 @@ def make_converter() -> cattrs.Converter:
       optional fields as null, refuses unknown keys, and raises
       :class:`InvalidSessionData` naming every bad field.
     """
-    converter = cattrs.Converter()
+    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    # cattrs would coerce these (str(5), bool("no")); PaymentSession checks them itself
+    # and names what is wrong, so they reach it as they came.
+    for kind in (str, bool, int):
+        converter.register_structure_hook(kind, _as_given)
+    converter.register_structure_hook_func(lambda kind: kind == _JSON_OBJECT, _as_given)
     converter.register_unstructure_hook(datetime, format_datetime)
     converter.register_structure_hook(datetime, _structure_datetime)
     converter.register_unstructure_hook(PaymentSessionStatus, lambda status: status.value)
@@ -87,54 +104,80 @@ def make_converter() -> cattrs.Converter:
     converter.register_unstructure_hook(
         PaymentSession, make_dict_unstructure_fn(PaymentSession, converter)
     )
+    # cattrs reads the fields: unknown keys, missing ones, each field's hook, and every
+    # failure collected with the field it belongs to (detailed validation).
+    structure_fields = make_dict_structure_fn(PaymentSession, converter)
 
     def structure_session(payload: object, _: type) -> PaymentSession:
-        return _structure_session(converter, payload)
+        return _structure_session(converter, structure_fields, payload)
 
     converter.register_structure_hook(PaymentSession, structure_session)
     return converter
 
 
-def _structure_session(converter: cattrs.Converter, payload: object) -> PaymentSession:
-    structure_datetime = converter.get_structure_hook(datetime)
-    structure_status = converter.get_structure_hook(PaymentSessionStatus)
+def _structure_session(
+    converter: cattrs.Converter,
+    structure_fields: Callable[[Mapping[str, Any], Any], PaymentSession],
+    payload: object,
+) -> PaymentSession:
     if not isinstance(payload, Mapping):
         raise InvalidSessionData({"$": f"must be a JSON object, got {type(payload).__name__}"})
     problems: dict[str, str] = {}
+    # The Java client's names are aliases, not a second format: a payload may mix them,
+    # which one cattrs rename per field cannot read, so they are mapped here first.
     fields: dict[str, Any] = {}
     for raw_key, value in payload.items():
         key = raw_key if isinstance(raw_key, str) else repr(raw_key)[:40]
-        name = key if key in FIELDS else CAMEL_CASE.get(key)
-        if name is None:
-            problems[key[:80]] = "is not a field of a payment session"
-        elif name in fields:
+        name = CAMEL_CASE.get(key, key)
+        if name in fields:
             problems[key] = f"gives {name} a second time"
         else:
             fields[name] = value
-    for name in REQUIRED:
-        if name not in fields:
-            problems[name] = "is required"
     for name, default in _DEFAULTS.items():
-        if fields.get(name) is None and name not in problems:
+        if fields.get(name) is None:
             fields[name] = default
-    for name in _DATETIMES:
-        value = fields.get(name)
-        if value is not None:
-            try:
-                fields[name] = structure_datetime(value, datetime)
-            except (TypeError, ValueError) as error:
-                problems[name] = str(error)
-    if "status" in fields:
-        try:
-            fields["status"] = structure_status(fields["status"], PaymentSessionStatus)
-        except ValueError as error:
-            problems["status"] = str(error)
-    if problems:
-        # Report what the session itself finds wrong with the fields that parsed, too.
-        usable = {n: v for n, v in fields.items() if n not in problems}
+    try:
+        session = structure_fields(fields, PaymentSession)
+    except cattrs.ClassValidationError as error:
+        problems.update(_field_problems(error))
+        # Report what the session itself finds wrong with the fields that read, too.
+        usable = _readable(converter, {n: v for n, v in fields.items() if n not in problems})
         problems.update(_session_problems(usable, skip=problems))
+        raise InvalidSessionData(problems) from None
+    except InvalidSessionData as error:  # the session's own checks, after cattrs read it
+        raise InvalidSessionData({**problems, **error.problems}) from None
+    if problems:
         raise InvalidSessionData(problems)
-    return PaymentSession(**fields)
+    return session
+
+
+def _field_problems(error: cattrs.ClassValidationError) -> dict[str, str]:
+    """Our field-path messages for what cattrs collected."""
+    problems: dict[str, str] = {}
+    with_field, without = error.group_exceptions()
+    for cause, note in with_field:
+        problems[note.name] = "is required" if isinstance(cause, KeyError) else str(cause)
+    for cause in without:
+        if isinstance(cause, InvalidSessionData):  # the session's own checks
+            problems.update(cause.problems)
+        elif isinstance(cause, ForbiddenExtraKeysError):
+            for key in sorted(cause.extra_fields):
+                problems[key[:80]] = "is not a field of a payment session"
+        else:
+            raise cause
+    return problems
+
+
+def _readable(converter: cattrs.Converter, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields read through their hooks, leaving out those that do not read."""
+    usable: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name in _FIELD_TYPES:
+            try:
+                usable[name] = converter.structure(value, _FIELD_TYPES[name])
+            except (TypeError, ValueError):
+                continue
+    return usable
 
 
 def _session_problems(fields: dict[str, Any], skip: Mapping[str, str]) -> dict[str, str]:

@@ -213,9 +213,10 @@ class Reconciler(DurableBase):
         the session is there already (noop), when ``event_id`` was handled before
         (duplicate, even by another process long ago), or when ``observed_at`` is older
         than the newest report applied or found a no-op, or is the very same report (same
-        status, same instant) under another event id (stale). A status no legal path reaches, or a path a
-        guard refuses, raises ReconciliationAnomaly (recorded, never applied). A
-        concurrent move makes it reload and recompute, up to ``attempts`` times.
+        status, same instant) under another event id (stale). A status no legal path
+        reaches, or a path a guard refuses, raises ReconciliationAnomaly (recorded, never
+        applied). A concurrent move makes it reload and recompute, up to ``attempts``
+        times.
 
         An authorization reported for a session that cannot be its cart's authorized
         one (see :meth:`authorization_conflict`) is a double authorization: money is held

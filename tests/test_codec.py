@@ -205,6 +205,22 @@ class TestBadInput:
             from_json(json.dumps(payload))
         assert again.value.problems == caught.value.problems
 
+    @pytest.mark.parametrize("at", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+01:00"])
+    def test_instant_beyond_the_calendar_in_utc(self, at: str) -> None:
+        """An offset that carries a timestamp past year 9999 (or before 1) is named."""
+        with pytest.raises(InvalidSessionData) as caught:
+            from_json(json.dumps(bad(created_at=at)))
+        assert caught.value.problems == {
+            "created_at": "must fall within the years 1 to 9999 once in UTC"
+        }
+
+    def test_alias_twice_and_a_bad_value_named_together(self) -> None:
+        """A key given under both names and a field the session refuses: both in one error."""
+        with pytest.raises(InvalidSessionData) as caught:
+            from_dict({**bad(amount=-1), "cartId": "cart_2"})
+        assert set(caught.value.problems) == {"cartId", "amount"}
+        assert caught.value.problems["cartId"] == "gives cart_id a second time"
+
     def test_all_bad_fields_named(self) -> None:
         """Every bad field is named in one error."""
         with pytest.raises(InvalidSessionData) as caught:
