@@ -16,6 +16,7 @@ from paysession.errors import (
     IdempotencyConflict,
     InvalidSessionData,
     ReentrantMove,
+    SinkError,
 )
 from paysession.hooks import Hooks
 from paysession.lifecycle import ALLOWED
@@ -117,7 +118,7 @@ class SessionMachine:
                 # gets record 0 here, so before any move's record, and only once.
                 first = create_record(self._session, self._key)
                 if self._sink is not None:
-                    self._sink.append(first)
+                    _keep(self._sink, first)
                 self._history = [first]
             return self._history
 
@@ -177,14 +178,16 @@ class SessionMachine:
                 )
             finally:
                 self._busy = False
+            # The record is kept first: a move whose record the sink cannot take does
+            # not happen, so the machine, its trail and the sink's file still agree.
+            if self._sink is not None:
+                _keep(self._sink, planned.record)
             self._session = planned.session
             trail.append(planned.record)
             if idempotency_key is not None and print_ is not None:
                 if self._keys is None:
                     self._keys = {}
                 self._keys[idempotency_key] = (print_, planned.record)
-            if self._sink is not None:
-                self._sink.append(planned.record)
         finish(self._hooks, planned)
         return planned.record
 
@@ -232,6 +235,22 @@ class SessionMachine:
 
     def __repr__(self) -> str:
         return f"<SessionMachine {self._session.id} {self._session.status.value}>"
+
+
+def _keep(sink: AuditSink, record: TransitionRecord) -> None:
+    """Hand the record to the sink; SinkError, whatever the sink raised, if it failed."""
+    try:
+        sink.append(record)
+    except SinkError:
+        raise
+    except Exception as error:  # a sink of the caller's own: its failure is a SinkError too
+        raise SinkError(
+            "append",
+            f"{type(error).__name__}: {error}",
+            path=repr(sink),
+            session_id=record.session_id,
+            seq=record.seq,
+        ) from error
 
 
 __all__ = ["MoveMeta", "SessionMachine"]

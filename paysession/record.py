@@ -291,7 +291,9 @@ class AuditSink(Protocol):
 
     A ``SessionMachine(..., sink=...)`` calls ``append`` exactly once per record, in seq
     order, record 0 first (when the machine first builds its trail), under the machine's
-    lock. An exception from ``append`` reaches the caller of the move.
+    lock. An exception from ``append`` means the record was not kept: the move does not
+    happen, and its caller gets a :class:`~paysession.errors.SinkError` (with the
+    sink's own exception as its cause, when it raised another).
     """
 
     def append(self, record: TransitionRecord) -> None: ...

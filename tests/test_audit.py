@@ -36,6 +36,7 @@ from paysession.audit import (
     BadLine,
     JsonlSink,
     MemorySink,
+    SinkError,
     decode_line,
     encode_line,
     read_jsonl,
@@ -1032,7 +1033,7 @@ class TestJsonlSink:
         sink.close()
         sink.close()
         assert sink.closed
-        with pytest.raises(ValueError):
+        with pytest.raises(SinkError, match="the sink is closed"):
             sink.append(story().history[0])
 
 

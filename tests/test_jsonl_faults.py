@@ -105,7 +105,7 @@ class TestDiskFull:
             )
 
     def test_a_machine_move_reports_the_full_disk(self, tmp_path: Path) -> None:
-        """A machine's move whose record the disk refuses raises SinkError to its caller."""
+        """A move whose record the disk refuses does not happen: SinkError, nothing moved."""
         with small_disk(tmp_path, "64k") as disk:
             path = disk.path / "trail.jsonl"
             with JsonlSink(path, fsync=True) as sink:
@@ -113,12 +113,20 @@ class TestDiskFull:
                 disk.fill()
                 with pytest.raises(SinkError) as caught:
                     for n in range(100):
+                        before = machine.session
                         machine.update(amount=n + 1, reason="r" * 4000)
+                assert (caught.value.operation, caught.value.errno in FULL) == ("write", True)
+                # The machine kept its old session; its trail and the file still agree.
+                assert machine.session is before
+                assert machine.history[-1].seq == caught.value.seq - 1
+                assert records_in(path) == list(machine.history)
+                assert bad_lines(path) == []
                 disk.free()
-            assert (caught.value.operation, caught.value.errno in FULL) == ("write", True)
-            # The move stands in the machine; the file holds every record before it.
-            assert machine.history[-1].seq == caught.value.seq
-            assert records_in(path) == list(machine.history[: caught.value.seq])
+                # With room again, the same move is made under the same seq.
+                record = machine.update(amount=999)
+                assert record.seq == caught.value.seq
+            assert records_in(path) == list(machine.history)
+            assert verify(read_jsonl(path)).ok
 
     def test_part_of_a_line_written_then_enospc(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -151,20 +159,40 @@ class TestDiskFull:
             errno.ENOSPC,
             os.strerror(errno.ENOSPC),
         )
-        for record in history[2:]:
-            sink.append(record)
+        # The half line was cut off again: the failed record left nothing behind.
+        assert path.read_bytes() == encode_line(history[0])
+        sink.append(history[1])
         sink.close()
-        line = encode_line(history[1])
-        assert path.read_bytes() == b"".join(
-            [encode_line(history[0]), line[: len(line) // 2], b"\n"]
-            + [encode_line(r) for r in history[2:]]
-        )
-        assert verify(read_jsonl(path)).problems == (
-            AuditProblem(
-                None, None, 1, "torn_line", "the line is not a JSON record (torn or corrupted)"
-            ),
-            AuditProblem(history[0].session_id, 2, 2, "sequence", "expected seq 1, got 2 (a gap)"),
-        )
+        assert path.read_bytes() == encode_line(history[0]) + encode_line(history[1])
+        assert verify(read_jsonl(path)).ok
+
+    def test_half_a_line_followed_by_another_writer_stays_torn(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Bytes another writer appended after are never cut: the half line stays torn."""
+        history = trail(moves=3, reason_length=10)
+        path = tmp_path / "trail.jsonl"
+        sink = JsonlSink(path, fsync=False)
+        sink.append(history[0])
+        real_write = os.write
+        calls: list[int] = []
+
+        def half_then_full(fd: int, data: bytes) -> int:
+            calls.append(len(data))
+            if len(calls) == 1:
+                written = real_write(fd, bytes(data)[: len(data) // 2])
+                with path.open("ab") as other:
+                    other.write(b"\n" + encode_line(history[2]))
+                return written
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(os, "write", half_then_full)
+        with pytest.raises(SinkError):
+            sink.append(history[1])
+        monkeypatch.undo()
+        sink.close()
+        assert [b.reason for b in bad_lines(path)] == ["torn_line"]
+        assert records_in(path) == [history[0], history[2]]
 
     def test_nothing_written_adds_no_empty_line(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -282,7 +310,22 @@ class TestFsync:
             f"audit sink {path} failed during fsync of {history[0].session_id!r} seq 0: "
             f"{os.strerror(errno.EIO)}"
         )
+        # The line whose fsync failed is not kept: its move does not happen.
+        assert path.read_bytes() == b""
         sink.close()
+
+    def test_a_closed_sink_refuses_with_a_sink_error(self, tmp_path: Path) -> None:
+        """A machine whose sink was closed keeps its session: the move does not happen."""
+        path = tmp_path / "trail.jsonl"
+        sink = JsonlSink(path, fsync=False)
+        machine = machine_in(PaymentSessionStatus.PENDING, sink=sink)
+        before = machine.session
+        sink.close()
+        with pytest.raises(SinkError) as caught:
+            machine.cancel(reason="closed file")
+        assert (caught.value.operation, caught.value.detail) == ("write", "the sink is closed")
+        assert machine.session is before and machine.history[-1].seq == caught.value.seq - 1
+        assert records_in(path) == list(machine.history)
 
 
 class TestSinkError:

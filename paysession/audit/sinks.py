@@ -71,10 +71,11 @@ class JsonlSink:
     a line of their own and the records after them stay readable.
 
     ``append`` never fails silently: a disk that refuses the line (full, read-only) or
-    the fsync raises :class:`SinkError`, and so does a file found shorter than what this
-    sink wrote to it (truncated under it): then the record is not written, and later
-    appends go on from the file's new end. The bytes of a line the disk took only in
-    part stay a torn line of their own, like a crash's.
+    the fsync raises :class:`SinkError`, and so does a closed sink or a file found
+    shorter than what this sink wrote to it (truncated under it). The record is then
+    not kept: what the failed append wrote of it is cut off again, unless another
+    writer appended to the file after it (then those bytes stay a torn line of their
+    own, like a crash's). Later appends go on from the file's end.
 
     Close it with ``close()`` or use it as a context manager.
     """
@@ -108,8 +109,9 @@ class JsonlSink:
         with self._lock:
             fd = self._fd
             if fd is None:
-                raise ValueError(f"JsonlSink for {self.path} is closed")
+                raise self._error(record, "write", "the sink is closed")
             operation = "write"
+            start = self._end
             view = memoryview(b"\n" + line if self._needs_newline else line)
             try:
                 size = os.fstat(fd).st_size
@@ -138,9 +140,26 @@ class JsonlSink:
             except OSError as error:
                 if isinstance(error, SinkError):
                     raise
+                self._undo(fd, start)
                 raise self._error(
                     record, operation, error.strerror or str(error), error.errno
                 ) from error
+
+    def _undo(self, fd: int, start: int) -> None:
+        """Cut off what a failed append wrote, when nothing was appended after it.
+
+        A record whose append failed is not kept: the caller treats its move as not
+        made, so a line of it left in the file would stand for a move that never was.
+        Best effort: another writer's lines after it are never cut.
+        """
+        try:
+            end = os.fstat(fd).st_size
+            if end > start and end == os.lseek(fd, 0, os.SEEK_CUR):
+                os.ftruncate(fd, start)
+                self._end = start
+                self._needs_newline = not _ends_a_line(fd, start)
+        except OSError:
+            pass  # the file stays as the failure left it; the reader reports a torn line
 
     def _error(
         self, record: TransitionRecord, operation: str, detail: str, errno: int | None = None
@@ -159,7 +178,7 @@ class JsonlSink:
         return self._fd is None
 
     def close(self) -> None:
-        """Close the file; later appends raise ValueError."""
+        """Close the file; later appends raise SinkError."""
         with self._lock:
             if self._fd is not None:
                 fd, self._fd = self._fd, None
