@@ -144,8 +144,14 @@ class _Attempt:
         for name, value in self.params.items():
             updates[name] = value
             old = getattr(session, name)
-            if old != value:
-                changes[name] = (_wire_value(name, old), _wire_value(name, value))
+            if old is value:
+                continue
+            # Compared as they are written, never by Python's ==: 0 == False == 0.0 and
+            # 0.0 == -0.0, but each is different JSON, and a change the record did not
+            # show would leave it with the old digest.
+            before, after_value = _wire_value(name, old), _wire_value(name, value)
+            if type(before) is not type(after_value) or before != after_value:
+                changes[name] = (before, after_value)
         after = evolve_trusted(session, updates)
         record = make_record(
             session_id=session.id,

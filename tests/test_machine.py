@@ -6,6 +6,7 @@ import itertools
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
 
 from paysession import (
     TRANSITIONS,
@@ -17,9 +18,12 @@ from paysession import (
     PaymentSessionStatus,
     SessionMachine,
 )
+from paysession._wire import canonical_json, digest
+from paysession.audit import replay, verify
 from paysession.lifecycle import ALLOWED, MOVES, TRIGGERS
 
 from .helpers import StepClock, args_for, machine_in
+from .strategies import json_objects
 
 S = PaymentSessionStatus
 
@@ -362,3 +366,42 @@ class TestDocs:
         """Each trigger of the table is a method of SessionMachine."""
         for trigger in MOVES:
             assert callable(getattr(SessionMachine, trigger))
+
+
+class TestEveryChangeRecorded:
+    """A change is judged by its JSON, never by Python's == (issue: 0 == False == 0.0)."""
+
+    @pytest.mark.parametrize(
+        ("first", "then"),
+        [
+            ({"captured": 0}, {"captured": False}),
+            ({"captured": 1}, {"captured": True}),
+            ({"captured": 1}, {"captured": 1.0}),
+            ({"x": 0.0}, {"x": -0.0}),
+            ({"deep": [{"n": 0}]}, {"deep": [{"n": False}]}),
+        ],
+    )
+    def test_equal_in_python_different_in_json(
+        self, first: dict[str, object], then: dict[str, object]
+    ) -> None:
+        machine = SessionMachine(
+            PaymentSession.new(cart_id="c", provider_id="stripe", amount=1, clock=StepClock())
+        )
+        machine.initiate(first)
+        record = machine.update(data=then)
+        assert record.changes["data"] == (digest(first), digest(then))
+        assert verify(machine.history).ok
+        assert replay(machine.history, data=then) == machine.session
+
+    @settings(max_examples=200, deadline=None)
+    @given(first=json_objects, then=json_objects)
+    def test_data_change_recorded_iff_its_json_differs(
+        self, first: dict[str, object], then: dict[str, object]
+    ) -> None:
+        machine = SessionMachine(
+            PaymentSession.new(cart_id="c", provider_id="stripe", amount=1, clock=StepClock())
+        )
+        machine.initiate(first)
+        record = machine.update(data=then)
+        assert ("data" in record.changes) == (canonical_json(first) != canonical_json(then))
+        assert replay(machine.history, data=then) == machine.session
