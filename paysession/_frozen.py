@@ -80,8 +80,10 @@ def freeze(value: object, path: str, problems: dict[str, str]) -> Any:
     """Return a deep read-only copy of JSON ``value``; record what is not JSON in ``problems``.
 
     Refuses data deeper or larger (counted as JSON text, roughly) than the limits in
-    force, stopping the walk as soon as the size is over. Values are never quoted in a
-    problem: data can hold provider secrets.
+    force, stopping the walk as soon as the size is over. Neither values nor keys are
+    quoted in a problem (data can hold provider secrets): a place inside an object is
+    named by the key's position, ``data.<key 2>[0]`` for the first item of the list under
+    the second key.
     """
     limits = current()
     budget = [limits.data_bytes]
@@ -117,13 +119,15 @@ def _freeze(
         budget[0] -= _measure(value)
     elif isinstance(value, Mapping):
         out: dict[str, Any] = {}
-        for key, item in value.items():
+        # A key is named by its place in the object, never spelled out: keys of provider
+        # data can be secrets themselves (a card number used as a key).
+        for number, (key, item) in enumerate(value.items(), 1):
+            place = f"{path}.<key {number}>"
             if not isinstance(key, str) or not is_text(key):
-                problems[f"{path}.<key>"] = "object keys must be valid Unicode strings"
+                problems[place] = "object keys must be valid Unicode strings"
                 continue
             budget[0] -= len(key) + 4
-            shown = key if len(key) <= 40 else key[:37] + "..."
-            out[key] = _freeze(item, f"{path}.{shown}", problems, depth + 1, max_depth, budget)
+            out[key] = _freeze(item, place, problems, depth + 1, max_depth, budget)
         value = FrozenDict(out)
     elif isinstance(value, (list, tuple)):
         items = []

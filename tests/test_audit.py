@@ -711,7 +711,7 @@ class TestReplay:
         """data= that is not JSON data is refused like any session data."""
         with pytest.raises(InvalidSessionData) as caught:
             replay(story().history, data={"n": float("nan")})
-        assert caught.value.fields == ("data.n",)
+        assert caught.value.fields == ("data.<key 1>",)
 
     def test_cart(self) -> None:
         """A cart is a digest too: needed, checked, and refused where the trail has none."""
