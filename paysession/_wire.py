@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -99,9 +100,29 @@ def json_scalar(value: object) -> str:
     return canonical_json(value)
 
 
-def digest(value: object) -> str:
-    """``sha256:<hex>`` of the canonical JSON of ``value``: how data appears in the audit."""
-    return "sha256:" + hashlib.sha256(canonical_json(value).encode()).hexdigest()
+# Keeps a data digest from ever equalling a record's hash under the same key.
+_DIGEST_LABEL = b"paysession digest of data or cart\x00"
+
+
+def digest(value: object, key: bytes | None = None) -> str:
+    """How ``data`` and ``cart`` appear in the audit: a digest of their canonical JSON.
+
+    ``sha256:<hex>`` without a key. With the trail's key, ``hmac-sha256:<hex>``: a plain
+    hash of low-entropy data (a CVC, a postcode) can be found by trying every value,
+    an HMAC cannot without the key.
+    """
+    payload = canonical_json(value).encode()
+    if key is None:
+        return "sha256:" + hashlib.sha256(payload).hexdigest()
+    return "hmac-sha256:" + hmac.new(key, _DIGEST_LABEL + payload, hashlib.sha256).hexdigest()
+
+
+def same_digest(a: str, b: str) -> bool:
+    """Whether two hashes, HMACs or digests are equal, in time that does not tell where
+    they differ (``hmac.compare_digest``); any text, not only ASCII, may be compared."""
+    return hmac.compare_digest(
+        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
+    )
 
 
 __all__ = [
@@ -110,4 +131,5 @@ __all__ = [
     "format_datetime",
     "json_scalar",
     "parse_datetime",
+    "same_digest",
 ]

@@ -149,7 +149,8 @@ class _Attempt:
             # Compared as they are written, never by Python's ==: 0 == False == 0.0 and
             # 0.0 == -0.0, but each is different JSON, and a change the record did not
             # show would leave it with the old digest.
-            before, after_value = _wire_value(name, old), _wire_value(name, value)
+            before = _wire_value(name, old, context.key)
+            after_value = _wire_value(name, value, context.key)
             if type(before) is not type(after_value) or before != after_value:
                 changes[name] = (before, after_value)
         after = evolve_trusted(session, updates)
@@ -250,11 +251,11 @@ _ENGINE = _build_engine()
 _EVENTS = {name: _ENGINE.events[name] for name in MOVES}
 
 
-def _wire_value(name: str, value: object) -> object:
+def _wire_value(name: str, value: object, key: bytes | None = None) -> object:
     if value is None or type(value) is bool or type(value) is int or type(value) is str:
         return value
     if name == "data" or name == "cart":
-        return digest(value)
+        return digest(value, key)
     if isinstance(value, datetime):
         return format_datetime(value)
     if isinstance(value, PaymentSessionStatus):
@@ -275,7 +276,7 @@ def create_record(session: PaymentSession, key: bytes | None = None) -> Transiti
         reason=None,
         idempotency_key=None,
         changes={
-            name: (None, _wire_value(name, getattr(session, name)))
+            name: (None, _wire_value(name, getattr(session, name), key))
             for name in FIELDS
             if name not in ("id", "status")
         },

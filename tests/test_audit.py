@@ -430,11 +430,16 @@ class TestTamper:
     def test_keyed_chain_rehashed_without_the_key_fails(
         self, keyed_trail: Trail, checker: Checker
     ) -> None:
-        """A forger without the key can rebuild a consistent SHA-256 chain; the key sees it."""
+        """A forger without the key can rebuild a SHA-256 chain; the key sees it.
+
+        Without the key the chain itself holds, but its digests are HMACs, which no
+        trail made without a key has: that is found too.
+        """
         assert checker.verify(keyed_trail.blob, key=KEY).ok
         forged = rechain(keyed_trail.records)
         blob = b"".join(encode_line(r) for r in forged)
-        assert checker.verify(blob).ok
+        unkeyed = checker.verify(blob)
+        assert {(p.seq, p.reason) for p in unkeyed.problems} == {(0, "changes")}
         report = checker.verify(blob, key=KEY)
         firsts = {}
         for index, record in enumerate(forged):
@@ -449,6 +454,8 @@ class TestTamper:
             report = checker.verify(keyed_trail.blob, key=key)
             assert {p.reason for p in report.problems} == {"hash"}
             assert len(report.problems) == report.sessions == 120
+            hint = "the trail looks keyed" in report.problems[0].message
+            assert hint is (key is None)
 
 
 class TestVerify:
@@ -1103,6 +1110,22 @@ class TestReadJsonl:
 
 
 class TestRedaction:
+    def test_keyed_digests_cannot_be_guessed(self) -> None:
+        """With a key, a CVC's digest is an HMAC: trying all 1,000 codes finds nothing."""
+        machine = SessionMachine(
+            PaymentSession.new(cart_id="c", provider_id="stripe", amount=5), key=KEY
+        )
+        machine.initiate({"cvc": "737"})
+        kept = machine.history[-1].changes["data"][1]
+        assert isinstance(kept, str) and kept.startswith("hmac-sha256:")
+        guesses = {digest({"cvc": f"{n:03d}"}) for n in range(1000)}
+        assert kept not in guesses
+        assert digest({"cvc": "737"}, KEY) == kept
+        assert replay(machine.history, data={"cvc": "737"}, key=KEY) == machine.session
+        with pytest.raises(AuditError) as caught:
+            replay(machine.history, data={"cvc": "738"}, key=KEY)
+        assert caught.value.reason == "data_mismatch"
+
     def test_secret_never_leaves_data(
         self,
         tmp_path: Path,

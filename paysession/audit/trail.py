@@ -45,7 +45,7 @@ from typing import Any, NoReturn
 import attrs
 
 from paysession._frozen import FrozenDict
-from paysession._wire import digest, format_datetime, parse_datetime
+from paysession._wire import digest, format_datetime, parse_datetime, same_digest
 from paysession.audit.sinks import BadLine
 from paysession.errors import AuditError, InvalidSessionData
 from paysession.lifecycle import CREATE, FINAL, GUARDS, MOVES
@@ -76,6 +76,7 @@ REASONS: Mapping[str, str] = {
 """Every ``reason`` this module reports, with what it means."""
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_KEYED_DIGEST = re.compile(r"hmac-sha256:[0-9a-f]{64}")
 _TIMESTAMPS = frozenset({"payment_authorized_at", "created_at", "updated_at"})
 _DIGESTED = frozenset({"data", "cart"})
 _CREATE_FIELDS = frozenset(FIELDS) - {"id", "status"}
@@ -134,8 +135,23 @@ def _timestamp(value: object) -> datetime | None:
     return parsed if format_datetime(parsed) == value else None
 
 
-def _is_digest(value: object) -> bool:
-    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
+def _is_digest(value: object, key: bytes | None) -> bool:
+    """Whether ``value`` is a digest as the machine writes it: an HMAC under a key."""
+    form = _DIGEST if key is None else _KEYED_DIGEST
+    return isinstance(value, str) and form.fullmatch(value) is not None
+
+
+def _digest_form(key: bytes | None) -> str:
+    return "a sha256 digest" if key is None else "an hmac-sha256 digest under the key"
+
+
+def _looks_keyed(record: TransitionRecord) -> bool:
+    """Whether the record's digests are HMACs: a trail made with a key."""
+    return any(
+        isinstance(new, str) and _KEYED_DIGEST.fullmatch(new) is not None
+        for name, (_, new) in record.changes.items()
+        if name in _DIGESTED
+    )
 
 
 class _Trail:
@@ -168,7 +184,7 @@ class _Trail:
         _check_hash(record, position, key)
         if record.seq != 0:
             fail("sequence", f"the trail begins at seq {record.seq}: record 0 is missing")
-        if record.prev_hash != GENESIS:
+        if not same_digest(record.prev_hash, GENESIS):
             fail("link", "record 0 must link to the genesis hash")
         if record.trigger != CREATE or record.source is not None:
             fail("illegal_move", f"record 0 must be a {CREATE!r} with no source status")
@@ -188,10 +204,10 @@ class _Trail:
             if name in _DIGESTED:
                 if new is None and name == "cart":
                     values[name] = None
-                elif _is_digest(new):
+                elif _is_digest(new, key):
                     values[name] = _PLACEHOLDER
                 else:
-                    fail("changes", f"{name} must appear as a sha256 digest")
+                    fail("changes", f"{name} must appear as {_digest_form(key)}")
             elif name in _TIMESTAMPS and new is not None:
                 stamp = _timestamp(new)
                 if stamp is None:
@@ -219,7 +235,7 @@ class _Trail:
         if record.seq != self.seq + 1:
             what = "a gap" if record.seq > self.seq + 1 else "a repeat or reordering"
             fail("sequence", f"expected seq {self.seq + 1}, got {record.seq} ({what})")
-        if record.prev_hash != self.hash:
+        if not same_digest(record.prev_hash, self.hash):
             fail("link", f"prev_hash is not the hash of seq {self.seq}")
         if record.at < self.at:
             fail(
@@ -276,8 +292,8 @@ class _Trail:
                     fail("changes", "amount must be an int from 0 up (minor units)")
                 updates[name] = new
             elif name == "data":
-                if not _is_digest(new):
-                    fail("changes", "data must appear as a sha256 digest")
+                if not _is_digest(new, key):
+                    fail("changes", f"data must appear as {_digest_form(key)}")
                 data = str(new)
         for name, value in required.items():
             if name not in record.changes and not _same(_wire(session, name), value):
@@ -289,28 +305,33 @@ class _Trail:
         self.at = record.at
 
     def finish(
-        self, data: Mapping[str, object] | None, cart: Mapping[str, object] | None
+        self,
+        data: Mapping[str, object] | None,
+        cart: Mapping[str, object] | None,
+        key: bytes | None,
     ) -> PaymentSession:
         """The session with its real ``data`` and ``cart``, checked against the digests."""
 
         def fail(reason: str, message: str) -> NoReturn:
             raise AuditError(reason, message, session_id=self.session.id, seq=self.seq)
 
+        empty = digest({}, key)
         if data is None:
-            if self.data != EMPTY_DIGEST:
+            if not same_digest(self.data, empty):
                 fail("data_needed", "the trail holds only a digest of data: pass data=")
             data = {}
         if cart is None and self.cart is not None:
-            if self.cart != EMPTY_DIGEST:
+            if not same_digest(self.cart, empty):
                 fail("cart_needed", "the trail holds only a digest of cart: pass cart=")
             cart = {}
         session = attrs.evolve(self.session, data=data, cart=cart)
-        if digest(session.data) != self.data:
+        if not same_digest(digest(session.data, key), self.data):
             fail("data_mismatch", "the data given does not match the trail's digest")
-        if self.cart is None and session.cart is not None:
-            fail("cart_mismatch", "the trail's session has no cart")
-        if session.cart is not None and digest(session.cart) != self.cart:
-            fail("cart_mismatch", "the cart given does not match the trail's digest")
+        if session.cart is not None:
+            if self.cart is None:
+                fail("cart_mismatch", "the trail's session has no cart")
+            if not same_digest(digest(session.cart, key), self.cart):
+                fail("cart_mismatch", "the cart given does not match the trail's digest")
         return session
 
 
@@ -320,11 +341,19 @@ def _wire(session: PaymentSession, name: str) -> object:
 
 
 def _check_hash(record: TransitionRecord, position: int, key: bytes | None) -> None:
-    if seal(record.canonical(), key) != record.hash:
+    if not same_digest(seal(record.canonical(), key), record.hash):
+        if key is None and _looks_keyed(record):
+            why = (
+                "the record's hash does not match its contents; the trail looks keyed (its "
+                "digests are HMACs): verify it with its key"
+            )
+        else:
+            why = "the record's hash does not match its contents" + (
+                "" if key is None else " under the key"
+            )
         raise AuditError(
             "hash",
-            "the record's hash does not match its contents"
-            + ("" if key is None else " under the key"),
+            why,
             session_id=record.session_id,
             seq=record.seq,
             position=position,
@@ -436,7 +465,7 @@ def replay(
             "no record of this session" if session_id is not None else "the trail is empty",
             session_id=session_id,
         )
-    return trail.finish(data, cart)
+    return trail.finish(data, cart, key)
 
 
 __all__ = [

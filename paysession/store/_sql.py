@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from paysession._wire import same_digest
 from paysession.errors import (
     AuthorizationConflict,
     CartBusy,
@@ -67,7 +68,7 @@ class SnapshotCache:
 
     def get(self, session_id: str, version: int, head: str) -> PaymentSession | None:
         entry = self._entries.get(session_id)
-        if entry is None or entry[0] != version or entry[1] != head:
+        if entry is None or entry[0] != version or not same_digest(entry[1], head):
             return None
         return entry[2]
 
