@@ -11,9 +11,21 @@ from json.encoder import encode_basestring_ascii
 
 _WIRE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}(?:[0-9]{3})?Z")
 _ISO = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))"
-)
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:[.,]([0-9]{1,9}))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):?([0-9]{2}))"
+)  # ASCII digits only: \d would take full-width and other scripts' digits too
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+"""The earliest instant a session or record may carry."""
+LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
+"""The first instant past the range: a year short of the calendar's end, so that no
+time zone a database or a reader converts to can carry an instant off the calendar."""
+RANGE = "from 1970-01-01T00:00:00Z up to, not including, 9999-01-01T00:00:00Z"
+
+
+def in_range(value: datetime) -> bool:
+    """Whether an aware datetime lies in the range every timestamp must keep to."""
+    return EARLIEST <= value < LATEST
 
 
 # Recently formatted instants. A move formats its own instant several times (its
@@ -54,12 +66,16 @@ def format_datetime(value: datetime) -> str:
 def parse_datetime(text: str) -> datetime:
     """Parse an ISO 8601 timestamp that names its offset; normalize to UTC.
 
-    Raises ValueError for a naive or malformed timestamp. Fractions beyond microseconds
-    (Java's nanoseconds) are truncated.
+    Raises ValueError for a naive or malformed timestamp, for one written with other than
+    ASCII digits, and for one outside :data:`RANGE` once in UTC. Fractions beyond
+    microseconds (Java's nanoseconds) are truncated.
     """
     if _WIRE.fullmatch(text):
         # The form this library and Medusa write: the C parser, then UTC.
-        return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
+        value = datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
+        if not in_range(value):
+            raise ValueError(f"must be an instant {RANGE}")
+        return value
     match = _ISO.fullmatch(text)
     if match is None:
         raise ValueError("must be an ISO 8601 timestamp with a UTC offset or Z")
@@ -75,7 +91,13 @@ def parse_datetime(text: str) -> datetime:
     value = datetime(
         int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=tz
     )
-    return value if tz is timezone.utc else value.astimezone(timezone.utc)
+    try:
+        utc = value if tz is timezone.utc else value.astimezone(timezone.utc)
+    except OverflowError:  # the offset carries it off the calendar
+        raise ValueError(f"must be an instant {RANGE}") from None
+    if not in_range(utc):
+        raise ValueError(f"must be an instant {RANGE}")
+    return utc
 
 
 def canonical_json(value: object) -> str:
@@ -126,9 +148,13 @@ def same_digest(a: str, b: str) -> bool:
 
 
 __all__ = [
+    "EARLIEST",
+    "LATEST",
+    "RANGE",
     "canonical_json",
     "digest",
     "format_datetime",
+    "in_range",
     "json_scalar",
     "parse_datetime",
     "same_digest",

@@ -6,13 +6,14 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import attrs
 
 from paysession._compiled import compile_function
 from paysession._frozen import freeze, is_text
+from paysession._wire import RANGE, in_range
 from paysession.errors import ImmutableSession, InvalidSessionData
 from paysession.limits import current
 from paysession.status import PaymentSessionStatus
@@ -204,9 +205,14 @@ def check_datetime(value: object, name: str, problems: dict[str, str]) -> dateti
     if offset is None:
         problems[name] = "must be timezone-aware (a naive datetime is ambiguous)"
         return None
-    if offset == timedelta(0) and value.tzinfo is timezone.utc:
-        return value
-    return value.astimezone(timezone.utc)
+    try:
+        utc = value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
+    except OverflowError:  # an offset that carries it off the calendar
+        utc = None
+    if utc is None or not in_range(utc):
+        problems[name] = f"must be an instant {RANGE}"
+        return None
+    return utc
 
 
 def _check_id(value: object, name: str, problems: dict[str, str], *, nullable: bool) -> None:
@@ -257,7 +263,7 @@ evolve_trusted = _compile_evolve()
 def clock_reading(clock: Callable[[], datetime]) -> datetime:
     """Read ``clock``, refusing a naive or non-datetime reading; always UTC."""
     value = clock()
-    if type(value) is datetime and value.tzinfo is timezone.utc:
+    if type(value) is datetime and value.tzinfo is timezone.utc and in_range(value):
         return value
     problems: dict[str, str] = {}
     checked = check_datetime(value, "clock", problems)

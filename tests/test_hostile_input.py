@@ -1,0 +1,126 @@
+"""Hostile input gets a typed error naming the field, on every path: never a raw Python error.
+
+Each test here is one way an attacker (or a broken client) got a raw ``OverflowError``,
+``ValueError`` or a silently wrong answer out of paysession before; each now gets
+InvalidSessionData (or the path's own typed error) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+from paysession import (
+    InvalidSessionData,
+    PaymentSession,
+    PaymentSessions,
+    SessionMachine,
+    from_json,
+)
+from paysession._wire import LATEST, RANGE, parse_datetime
+from paysession.store import PostgresStore
+
+from .helpers import StepClock
+
+MEDUSA = {
+    "id": "ps_1",
+    "cart_id": "cart_1",
+    "provider_id": "stripe",
+    "is_selected": False,
+    "is_initiated": True,
+    "status": "pending",
+    "data": {},
+    "idempotency_key": None,
+    "amount": 100,
+    "payment_authorized_at": None,
+    "created_at": "2024-04-21T14:49:01.512Z",
+    "updated_at": "2024-04-21T14:49:01.512Z",
+}
+
+
+def wire(**changes: object) -> str:
+    return json.dumps({**MEDUSA, **changes})
+
+
+class TestTimestamps:
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "9999-12-31T23:00:00-05:00",  # off the calendar once in UTC
+            "0001-01-01T00:00:00+01:00",
+            "9999-06-01T00:00:00Z",  # on the calendar, past the range
+            "1969-12-31T23:59:59.999Z",
+            "0001-01-01T00:00:00.000Z",
+        ],
+    )
+    def test_outside_the_range_is_named(self, text: str) -> None:
+        with pytest.raises(InvalidSessionData) as caught:
+            from_json(wire(created_at=text, updated_at=text))
+        assert caught.value.problems == {
+            "created_at": f"must be an instant {RANGE}",
+            "updated_at": f"must be an instant {RANGE}",
+        }
+
+    def test_the_range_edges(self) -> None:
+        """The first instant of 1970 is in; the first of 9999 is out."""
+        assert parse_datetime("1970-01-01T00:00:00Z") == datetime(1970, 1, 1, tzinfo=timezone.utc)
+        last = LATEST - timedelta(microseconds=1)
+        assert parse_datetime("9998-12-31T23:59:59.999999Z") == last
+        with pytest.raises(ValueError, match="must be an instant"):
+            parse_datetime("9999-01-01T00:00:00.000Z")
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "\uff12\uff10\uff12\uff14-04-21T14:49:01Z",  # full-width digits
+            "2024-04-21T14:49:0\u0661Z",  # an Arabic-Indic digit
+            "2024-04-21T14:49:01+0\uff15:00",
+        ],
+    )
+    def test_only_ascii_digits(self, text: str) -> None:
+        with pytest.raises(InvalidSessionData) as caught:
+            from_json(wire(created_at=text))
+        assert list(caught.value.problems) == ["created_at"]
+
+    def test_a_session_built_in_code_is_held_to_the_range(self) -> None:
+        early = datetime(1, 1, 1, tzinfo=timezone.utc)
+        with pytest.raises(InvalidSessionData) as caught:
+            PaymentSession.new(cart_id="c", provider_id="p", amount=1, clock=lambda: early)
+        assert set(caught.value.problems) == {"created_at", "updated_at"}
+
+    def test_a_clock_past_the_range_moves_nothing(self) -> None:
+        """A clock gone wild is refused before any move is stamped with it."""
+        clock = StepClock()
+        machine = SessionMachine(
+            PaymentSession.new(cart_id="c", provider_id="p", amount=1, clock=clock),
+            clock=lambda: datetime(9999, 6, 1, tzinfo=timezone.utc),
+        )
+        before = machine.session
+        with pytest.raises(InvalidSessionData) as caught:
+            machine.cancel()
+        assert list(caught.value.problems) == ["clock"]
+        assert machine.session is before
+
+
+class TestPostgresInAnyTimeZone:
+    @pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Etc/GMT+12"])
+    def test_the_range_edges_read_back_in_a_far_time_zone(
+        self, postgres_dsn: str, zone: str
+    ) -> None:
+        """A server whose time zone is 14 hours ahead, or 12 behind, still reads every row."""
+        dsn = psycopg.conninfo.make_conninfo(postgres_dsn, options=f"-c TimeZone={zone}")
+        with PostgresStore(dsn) as store:
+            sessions = PaymentSessions(store)
+            edges = [
+                datetime(1970, 1, 1, tzinfo=timezone.utc),
+                LATEST - timedelta(microseconds=1),
+            ]
+            sessions.create(cart_id="cart_now", provider_id="p", amount=1)
+            for n, at in enumerate(edges):
+                early = PaymentSessions(store, clock=lambda at=at: at)
+                early.create(cart_id=f"edge_{n}", provider_id="p", amount=1)
+            found = sorted(s.created_at for s in sessions.find())
+            assert (found[0], found[-1], len(found)) == (edges[0], edges[1], 3)
