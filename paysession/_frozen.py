@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -88,7 +89,7 @@ def freeze(value: object, path: str, problems: dict[str, str]) -> Any:
     limits = current()
     budget = [limits.data_bytes]
     try:
-        return _freeze(value, path, problems, 0, limits.depth, budget)
+        return _freeze(value, path, problems, 0, limits.depth, budget, limits.int_digits)
     except _TooBig:
         problems[path] = f"is larger than {limits.data_bytes} bytes as JSON"
         return None
@@ -101,11 +102,17 @@ def _freeze(
     depth: int,
     max_depth: int,
     budget: list[int],
+    digits: int,
 ) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         budget[0] -= _measure(value)
         if type(value) is str and not is_text(value):
             problems[path] = "must be valid Unicode text (it holds a lone surrogate)"
+        # 2**(3 * digits) < 10**digits: only a long int needs the exact comparison.
+        elif (
+            type(value) is int and value.bit_length() > 3 * digits and abs(value) >= _ten_to(digits)
+        ):
+            problems[path] = f"is an integer of more than {digits} digits"
     elif isinstance(value, float):
         budget[0] -= 24
         if not math.isfinite(value):
@@ -127,13 +134,15 @@ def _freeze(
                 problems[place] = "object keys must be valid Unicode strings"
                 continue
             budget[0] -= len(key) + 4
-            out[key] = _freeze(item, place, problems, depth + 1, max_depth, budget)
+            out[key] = _freeze(item, place, problems, depth + 1, max_depth, budget, digits)
         value = FrozenDict(out)
     elif isinstance(value, (list, tuple)):
         items = []
         for i, item in enumerate(value):
             budget[0] -= 1
-            items.append(_freeze(item, f"{path}[{i}]", problems, depth + 1, max_depth, budget))
+            items.append(
+                _freeze(item, f"{path}[{i}]", problems, depth + 1, max_depth, budget, digits)
+            )
         value = FrozenList(items)
     else:
         kind = type(value).__name__
@@ -142,6 +151,11 @@ def _freeze(
     if budget[0] < 0:
         raise _TooBig
     return value
+
+
+@functools.cache
+def _ten_to(digits: int) -> int:
+    return int(10**digits)
 
 
 def _measure(value: object) -> int:

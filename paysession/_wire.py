@@ -8,6 +8,7 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 from json.encoder import encode_basestring_ascii
+from typing import Any
 
 _WIRE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}(?:[0-9]{3})?Z")
 _ISO = re.compile(
@@ -147,15 +148,67 @@ def same_digest(a: str, b: str) -> bool:
     )
 
 
+class JsonRefused(ValueError):
+    """Text that is not JSON as paysession reads it; ``why`` says how, ``key`` which key
+    was given twice (None for the other refusals)."""
+
+    def __init__(self, why: str, key: str | None = None) -> None:
+        super().__init__(why)
+        self.why = why
+        self.key = key
+
+
+def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise JsonRefused("gives a key twice", key)
+            seen.add(key)
+    return found
+
+
+def _no_constant(name: str) -> object:
+    raise JsonRefused(f"holds {name}, which is not JSON")
+
+
+_STRICT = json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=_one_value_per_key)
+
+
+def read_json(text: str | bytes) -> Any:
+    """Parse JSON text (bytes must be UTF-8) as strictly as the wire format is written.
+
+    A key given twice in one object, NaN or Infinity, bytes that are not UTF-8 and
+    nesting deeper than the parser can follow each raise :class:`JsonRefused`, like
+    malformed text: JSON leaves a repeated key's meaning open, and "the last one wins"
+    would let two readers see two different documents.
+    """
+    try:
+        return _STRICT.decode(text if isinstance(text, str) else text.decode("utf-8"))
+    except JsonRefused:
+        raise
+    except UnicodeDecodeError:
+        raise JsonRefused("is not UTF-8 text") from None
+    except RecursionError:
+        raise JsonRefused("nests too deeply") from None
+    except json.JSONDecodeError as error:
+        raise JsonRefused(f"is not valid JSON ({error.msg} at character {error.pos})") from None
+    except ValueError:  # Python's own limit on the digits of an int it converts
+        raise JsonRefused("holds a number with too many digits") from None
+
+
 __all__ = [
     "EARLIEST",
     "LATEST",
     "RANGE",
+    "JsonRefused",
     "canonical_json",
     "digest",
     "format_datetime",
     "in_range",
     "json_scalar",
     "parse_datetime",
+    "read_json",
     "same_digest",
 ]

@@ -13,10 +13,10 @@ from cattrs.errors import ForbiddenExtraKeysError
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 
 from paysession._frozen import thaw
-from paysession._wire import format_datetime, parse_datetime
+from paysession._wire import JsonRefused, format_datetime, parse_datetime, read_json
 from paysession.errors import InvalidSessionData
 from paysession.limits import current
-from paysession.session import PaymentSession
+from paysession.session import FIELDS, PaymentSession
 from paysession.status import PaymentSessionStatus
 
 CAMEL_CASE: Mapping[str, str] = {
@@ -219,13 +219,6 @@ def to_json(session: PaymentSession) -> str:
     return json.dumps(_CONVERTER.unstructure(session, PaymentSession), separators=(",", ":"))
 
 
-def _no_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_no_constant)
-
-
 def from_json(text: str | bytes) -> PaymentSession:
     """A session from wire JSON text; InvalidSessionData for anything else."""
     longest = current().document_chars
@@ -234,15 +227,14 @@ def from_json(text: str | bytes) -> PaymentSession:
     if len(text) > longest:
         raise InvalidSessionData({"$": f"is longer than {longest} characters"})
     try:
-        payload = (
-            _DECODER.decode(text)
-            if isinstance(text, str)
-            else json.loads(text, parse_constant=_no_constant)
-        )
-    except RecursionError:
-        raise InvalidSessionData({"$": "nests too deeply"}) from None
-    except (ValueError, TypeError) as error:
-        raise InvalidSessionData({"$": f"is not valid JSON ({type(error).__name__})"}) from None
+        payload = read_json(bytes(text) if isinstance(text, bytearray) else text)
+    except JsonRefused as refused:
+        # A field's name may be quoted; a key inside data or cart may be a secret.
+        if refused.key in FIELDS or refused.key in CAMEL_CASE:
+            raise InvalidSessionData({str(refused.key): "is given twice"}) from None
+        if refused.key is not None:
+            raise InvalidSessionData({"$": "an object in it gives one key twice"}) from None
+        raise InvalidSessionData({"$": refused.why}) from None
     return from_dict(payload)
 
 

@@ -16,7 +16,6 @@ compares them.
 from __future__ import annotations
 
 import importlib
-import json
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -27,6 +26,7 @@ from typing import Any
 import attrs
 from transitions.extensions.diagrams import GraphMachine
 
+from paysession._wire import JsonRefused, read_json
 from paysession.errors import DiagramError, MissingRenderer
 from paysession.lifecycle import CREATE, FINAL, INITIAL, TRANSITIONS, Move
 from paysession.record import TransitionRecord
@@ -325,11 +325,11 @@ def read_history(text: str) -> list[TransitionRecord]:
     try:
         stripped = text.strip()
         if stripped.startswith("["):
-            items = json.loads(stripped)
+            items = read_json(stripped)
         else:
-            items = [json.loads(line) for line in stripped.splitlines() if line.strip()]
-    except ValueError as error:
-        raise DiagramError(f"the history is not JSON: {error}") from None
+            items = [read_json(line) for line in stripped.splitlines() if line.strip()]
+    except JsonRefused as refused:
+        raise DiagramError(f"the history {refused.why}") from None
     if not isinstance(items, list):
         raise DiagramError("the history must be a JSON array of records or JSON lines")
     return [TransitionRecord.from_dict(item) for item in items]

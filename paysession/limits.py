@@ -24,6 +24,9 @@ class Limits:
     """Longest id, cart id, provider id or idempotency key, in characters."""
     depth: int = 64
     """Deepest nesting of ``data`` or ``cart``."""
+    int_digits: int = 100
+    """Most decimal digits of an integer in ``data`` or ``cart``: larger ones are refused
+    where they enter, not when a trail or a store later fails to write them."""
 
     @property
     def document_chars(self) -> int:

@@ -228,7 +228,12 @@ class TestAuditReplayCommand:
                 id="wrong data",
             ),
             pytest.param([1, 2], "data file {data} must hold a JSON object", id="not an object"),
-            pytest.param("{", "data file {data} is not valid JSON", id="not JSON"),
+            pytest.param(
+                "{",
+                "data file {data} is not valid JSON (Expecting property name enclosed in"
+                " double quotes at character 1)",
+                id="not JSON",
+            ),
             pytest.param(
                 {"k": json.loads("[" * 80 + "]" * 80)},
                 "the data or cart given is not JSON data a session can hold",

@@ -627,7 +627,7 @@ class TestCli:
             (
                 "",
                 "paysession diagram: invalid payment session data: $: is not valid JSON"
-                " (JSONDecodeError)\n",
+                " (Expecting property name enclosed in double quotes at character 1)\n",
             ),
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,8 +20,11 @@ from paysession import (
     PaymentSessions,
     SessionMachine,
     from_json,
+    to_json,
 )
 from paysession._wire import LATEST, RANGE, parse_datetime
+from paysession.audit import BadLine, encode_line, read_jsonl, verify
+from paysession.limits import configure, current
 from paysession.store import PostgresStore
 
 from .helpers import StepClock
@@ -124,3 +128,67 @@ class TestPostgresInAnyTimeZone:
                 early.create(cart_id=f"edge_{n}", provider_id="p", amount=1)
             found = sorted(s.created_at for s in sessions.find())
             assert (found[0], found[-1], len(found)) == (edges[0], edges[1], 3)
+
+
+class TestIntegers:
+    def test_an_integer_past_the_limit_is_refused_where_it_enters(self) -> None:
+        """Python reads ints of any size; data holding one is refused, not stored."""
+        digits = current().int_digits
+        with pytest.raises(InvalidSessionData) as caught:
+            PaymentSession.new(cart_id="c", provider_id="p", amount=1, data={"n": [10**digits]})
+        assert caught.value.problems == {
+            "data.<key 1>[0]": f"is an integer of more than {digits} digits"
+        }
+        just = 10**digits - 1
+        kept = PaymentSession.new(cart_id="c", provider_id="p", amount=1, data={"n": -just})
+        assert from_json(to_json(kept)).data == {"n": -just}
+
+    def test_more_digits_than_python_converts(self) -> None:
+        with pytest.raises(InvalidSessionData) as caught:
+            from_json(wire(data={}).replace('"data": {}', '"data": {"n": ' + "9" * 5000 + "}"))
+        assert caught.value.problems == {"$": "holds a number with too many digits"}
+
+    def test_the_limit_is_configurable(self) -> None:
+        before = current()
+        try:
+            configure(int_digits=3)
+            with pytest.raises(InvalidSessionData):
+                PaymentSession.new(cart_id="c", provider_id="p", amount=1, data={"n": 1000})
+            PaymentSession.new(cart_id="c", provider_id="p", amount=1, data={"n": 999})
+        finally:
+            configure(int_digits=before.int_digits)
+
+
+class TestDuplicateKeys:
+    def test_a_field_given_twice_is_named(self) -> None:
+        text = wire().replace('"status": "pending"', '"status": "canceled", "status": "pending"')
+        with pytest.raises(InvalidSessionData) as caught:
+            from_json(text)
+        assert caught.value.problems == {"status": "is given twice"}
+
+    def test_a_key_twice_inside_data_is_refused_unnamed(self) -> None:
+        """A key of data may be a secret: the error says what, not which."""
+        text = wire().replace('"data": {}', '"data": {"cvc": "1", "cvc": "2"}')
+        with pytest.raises(InvalidSessionData) as caught:
+            from_json(text)
+        assert caught.value.problems == {"$": "an object in it gives one key twice"}
+        assert "cvc" not in str(caught.value)
+
+    def test_a_trail_line_with_a_key_twice_is_a_bad_line(self, tmp_path: Path) -> None:
+        machine = SessionMachine(
+            PaymentSession.new(cart_id="c", provider_id="p", amount=1, clock=StepClock())
+        )
+        machine.cancel(reason="r")
+        lines = [encode_line(record) for record in machine.history]
+        lines[1] = lines[1].replace(b'"reason":"r"', b'"reason":"x","reason":"r"')
+        path = tmp_path / "trail.jsonl"
+        path.write_bytes(b"".join(lines))
+        items = list(read_jsonl(path))
+        assert items[0] == machine.history[0]
+        assert isinstance(items[1], BadLine)
+        assert (items[1].line, items[1].reason, items[1].message) == (
+            2,
+            "malformed",
+            "the line gives the key 'reason' twice",
+        )
+        assert not verify(items).ok

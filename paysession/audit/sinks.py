@@ -7,7 +7,6 @@ skips a line: a line that is not a record comes out as a :class:`BadLine`.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from types import TracebackType
 
 import attrs
 
+from paysession._wire import JsonRefused, read_json
 from paysession.errors import InvalidSessionData, SinkError
 from paysession.record import TransitionRecord
 
@@ -219,18 +219,19 @@ def _sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _no_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
-
-
 def decode_line(raw: bytes, line: int) -> TransitionRecord | BadLine:
     """One line's bytes (without its newline) as a record, or as the BadLine it is."""
     if not raw:
         return BadLine(line, "torn_line", "the line is empty")
     try:
         text = raw.decode("ascii")
-        wire = json.loads(text, parse_constant=_no_constant)
-    except (ValueError, RecursionError):
+        wire = read_json(text)
+    except JsonRefused as refused:
+        if refused.key is not None:
+            shown = refused.key if len(refused.key) <= 40 else refused.key[:37] + "..."
+            return BadLine(line, "malformed", f"the line gives the key {shown!r} twice")
+        return BadLine(line, "torn_line", "the line is not a JSON record (torn or corrupted)")
+    except UnicodeDecodeError:
         return BadLine(line, "torn_line", "the line is not a JSON record (torn or corrupted)")
     if not isinstance(wire, dict):
         return BadLine(line, "malformed", "the line is JSON but not an object")

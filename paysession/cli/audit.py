@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from paysession._wire import format_datetime
-from paysession.audit.sinks import BadLine, _no_constant, read_jsonl
+from paysession._wire import JsonRefused, format_datetime, read_json
+from paysession.audit.sinks import BadLine, read_jsonl
 from paysession.audit.trail import AuditError, _short, replay, verify
 from paysession.cli._table import RECORD_HEADERS, format_table, record_row
 from paysession.codec import to_json
@@ -42,11 +41,11 @@ def _read_json_object(path: Path | None, what: str) -> Mapping[str, object] | No
     if path is None:
         return None
     try:
-        payload = json.loads(path.read_bytes(), parse_constant=_no_constant)
+        payload = read_json(path.read_bytes())
     except OSError as error:
         raise _UsageError(f"cannot read {what} file {path}: {error.strerror or error}") from None
-    except (ValueError, RecursionError):
-        raise _UsageError(f"{what} file {path} is not valid JSON") from None
+    except JsonRefused as refused:
+        raise _UsageError(f"{what} file {path} {refused.why}") from None
     if not isinstance(payload, dict):
         raise _UsageError(f"{what} file {path} must hold a JSON object")
     return payload
