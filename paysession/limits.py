@@ -34,6 +34,22 @@ class Limits:
         return 2 * self.data_bytes + 64 * 1024
 
 
+MAX_COUNTER = 2**63 - 1
+"""The largest seq, version or position: what a 64-bit database column holds."""
+
+
+def check_counter(
+    value: object, name: str, problems: dict[str, str], *, low: int = 0, nullable: bool = False
+) -> None:
+    """Put a problem for ``name`` unless ``value`` is an int from ``low`` to MAX_COUNTER."""
+    if value is None and nullable:
+        return
+    if type(value) is not int or not low <= value <= MAX_COUNTER:
+        problems[name] = f"must be an int from {low} to {MAX_COUNTER}" + (
+            " or None" if nullable else ""
+        )
+
+
 _current = Limits()
 
 
@@ -60,4 +76,4 @@ def configure(**changes: int) -> Limits:
     return _current
 
 
-__all__ = ["Limits", "configure", "current"]
+__all__ = ["MAX_COUNTER", "Limits", "check_counter", "configure", "current"]

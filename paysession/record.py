@@ -15,6 +15,7 @@ from paysession._compiled import compile_function
 from paysession._frozen import FrozenDict
 from paysession._wire import canonical_json, format_datetime, json_scalar, parse_datetime
 from paysession.errors import InvalidSessionData
+from paysession.limits import check_counter
 from paysession.session import FIELDS
 from paysession.status import PaymentSessionStatus
 
@@ -113,8 +114,7 @@ class TransitionRecord:
                 return None
 
         seq: Any = wire.get("seq")
-        if type(seq) is not int or seq < 0:
-            problems.setdefault("seq", "must be a non-negative int")
+        check_counter(seq, "seq", problems)
         at: Any = None
         try:
             at = parse_datetime(wire.get("at"))  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ from paysession.errors import (
     SessionNotFound,
 )
 from paysession.lifecycle import MOVES
+from paysession.limits import check_counter
 from paysession.planning import (
     check_meta,
     check_params,
@@ -123,6 +124,11 @@ class PaymentSessions(Reconciler):
         out at commit, so a record that commits later never has a lower position than
         one already read.
         """
+        problems: dict[str, str] = {}
+        check_counter(position, "position", problems)
+        check_counter(limit, "limit", problems, low=1)
+        if problems:
+            raise InvalidSessionData(problems)
         return self.store.records_since(position, limit)
 
     def fire(
@@ -160,10 +166,7 @@ class PaymentSessions(Reconciler):
         idempotency_key: str | None,
         args: Mapping[str, object],
     ) -> TransitionRecord:
-        if expected_version is not None and (
-            type(expected_version) is not int or expected_version < 0
-        ):
-            raise InvalidSessionData({"expected_version": "must be an int >= 0 or None"})
+        _check_expected(expected_version)
         snapshot = self._load(session_id, idempotency_key)
         move = resolve(trigger, snapshot.session.status)
         changes = check_params(move, args)
@@ -256,10 +259,7 @@ class PaymentSessions(Reconciler):
         """
         if not moves:
             raise InvalidSessionData({"moves": "must hold at least one (trigger, arguments)"})
-        if expected_version is not None and (
-            type(expected_version) is not int or expected_version < 0
-        ):
-            raise InvalidSessionData({"expected_version": "must be an int >= 0 or None"})
+        _check_expected(expected_version)
         snapshot = self._load(session_id, idempotency_key)
         steps = self._resolve_moves(snapshot, moves, actor, reason, idempotency_key)
         last, last_changes = steps[-1]
@@ -428,8 +428,7 @@ class PaymentSessions(Reconciler):
         problems: dict[str, str] = {}
         if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
             problems["older_than"] = "must be a timedelta above zero"
-        if type(limit) is not int or limit < 1:
-            problems["limit"] = "must be an int >= 1"
+        check_counter(limit, "limit", problems, low=1)
         if problems:
             raise InvalidSessionData(problems)
         try:
@@ -440,6 +439,13 @@ class PaymentSessions(Reconciler):
 
     def __repr__(self) -> str:
         return f"<PaymentSessions {self.store!r}>"
+
+
+def _check_expected(expected_version: object) -> None:
+    problems: dict[str, str] = {}
+    check_counter(expected_version, "expected_version", problems, nullable=True)
+    if problems:
+        raise InvalidSessionData(problems)
 
 
 __all__ = ["DEFAULT_LEASE", "PaymentSessions", "Reconciliation"]

@@ -148,11 +148,14 @@ class PaymentSession:
         if not problems:
             if self.updated_at < self.created_at:
                 problems["updated_at"] = "must not be earlier than created_at"
-            if (
-                self.status is PaymentSessionStatus.AUTHORIZED
-                and self.payment_authorized_at is None
-            ):
-                problems["payment_authorized_at"] = "must be set when the status is authorized"
+            if self.status is PaymentSessionStatus.AUTHORIZED:
+                # What the authorize move's guards demand: no session gets there otherwise.
+                if self.payment_authorized_at is None:
+                    problems["payment_authorized_at"] = "must be set when the status is authorized"
+                if not self.is_initiated:
+                    problems["is_initiated"] = "must be true when the status is authorized"
+                if not self.amount:
+                    problems["amount"] = "must be above 0 when the status is authorized"
         if problems:
             raise InvalidSessionData(problems)
 

@@ -41,18 +41,24 @@ def sessions(draw: st.DrawFn) -> PaymentSession:
     updated = created + draw(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=30)))
     status = draw(st.sampled_from(list(PaymentSessionStatus)))
     authorized_at = draw(st.none() | st.just(updated))
-    if status is PaymentSessionStatus.AUTHORIZED and authorized_at is None:
+    authorized = status is PaymentSessionStatus.AUTHORIZED
+    if authorized and authorized_at is None:
         authorized_at = updated
+    # An authorized session was initiated and has an amount: the authorize guards.
+    least = 1 if authorized else 0
     return PaymentSession(
         id="ps_" + draw(ids),
         cart_id=draw(st.none() | ids),
         provider_id=draw(ids),
         is_selected=draw(st.booleans()),
-        is_initiated=draw(st.booleans()),
+        is_initiated=authorized or draw(st.booleans()),
         status=status,
         data=draw(json_objects),
         idempotency_key=draw(st.none() | ids),
-        amount=draw(st.none() | st.integers(min_value=0, max_value=2**63 - 1)),
+        amount=draw(
+            st.integers(min_value=least, max_value=2**63 - 1)
+            | (st.nothing() if authorized else st.none())
+        ),
         payment_authorized_at=authorized_at,
         created_at=created,
         updated_at=updated,

@@ -90,7 +90,7 @@ def new_session(
         cart_id=f"cart_{number:04d}",
         provider_id="stripe",
         is_selected=False,
-        is_initiated=False,
+        is_initiated=status is S.AUTHORIZED,
         status=status,
         data={} if data is None else data,
         idempotency_key=f"idem_{number:04d}",

@@ -25,7 +25,7 @@ from paysession import (
 from paysession._wire import LATEST, RANGE, parse_datetime
 from paysession.audit import BadLine, encode_line, read_jsonl, verify
 from paysession.limits import configure, current
-from paysession.store import PostgresStore
+from paysession.store import PostgresStore, SessionStore
 
 from .helpers import StepClock
 
@@ -192,3 +192,60 @@ class TestDuplicateKeys:
             "the line gives the key 'reason' twice",
         )
         assert not verify(items).ok
+
+
+class TestCounters:
+    def test_positions_past_64_bits_are_refused_on_every_store(self, store: SessionStore) -> None:
+        sessions = PaymentSessions(store)
+        for position, limit, field in (
+            (2**63, 10, "position"),
+            (-1, 10, "position"),
+            (0, 2**63, "limit"),
+            (0, 0, "limit"),
+        ):
+            with pytest.raises(InvalidSessionData) as caught:
+                sessions.records_since(position, limit)
+            assert list(caught.value.problems) == [field]
+        assert sessions.records_since(2**63 - 1, 10) == []
+
+    def test_expected_version_past_64_bits(self, store: SessionStore) -> None:
+        sessions = PaymentSessions(store)
+        session = sessions.create(cart_id="c", provider_id="p", amount=1)
+        with pytest.raises(InvalidSessionData) as caught:
+            sessions.fire(session.id, "cancel", expected_version=2**63)
+        assert list(caught.value.problems) == ["expected_version"]
+        assert sessions.version(session.id) == 0
+
+    def test_a_trail_line_with_a_seq_past_64_bits_is_a_bad_line(self, tmp_path: Path) -> None:
+        machine = SessionMachine(
+            PaymentSession.new(cart_id="c", provider_id="p", amount=1, clock=StepClock())
+        )
+        line = encode_line(machine.history[0]).replace(b'"seq":0', b'"seq":' + str(2**63).encode())
+        path = tmp_path / "trail.jsonl"
+        path.write_bytes(line)
+        (item,) = read_jsonl(path)
+        assert isinstance(item, BadLine) and item.reason == "malformed"
+        assert "seq" in item.message
+
+
+class TestStatusInvariants:
+    @pytest.mark.parametrize(
+        ("changes", "named"),
+        [
+            ({"amount": 0}, {"amount"}),
+            ({"amount": None}, {"amount"}),
+            ({"is_initiated": False}, {"is_initiated"}),
+            ({"amount": 0, "is_initiated": False}, {"amount", "is_initiated"}),
+        ],
+    )
+    def test_authorized_means_initiated_with_an_amount(
+        self, changes: dict[str, object], named: set[str]
+    ) -> None:
+        authorized = {
+            "status": "authorized",
+            "payment_authorized_at": MEDUSA["updated_at"],
+            **changes,
+        }
+        with pytest.raises(InvalidSessionData) as caught:
+            from_json(wire(**authorized))
+        assert set(caught.value.problems) == named
