@@ -81,6 +81,7 @@ class AsyncPaymentSessions:
     selected = _in_thread(PaymentSessions.selected)
     history = _in_thread(PaymentSessions.history)
     verify = _in_thread(PaymentSessions.verify)
+    verify_all = _in_thread(PaymentSessions.verify_all)
     version = _in_thread(PaymentSessions.version)
     records_since = _in_thread(PaymentSessions.records_since)
     fire = _in_thread(PaymentSessions.fire)

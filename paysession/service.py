@@ -15,7 +15,8 @@ import secrets
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
-from paysession.audit import AuditReport, verify
+from paysession.audit import AuditReport
+from paysession.audit.stored import Progress, verify_store, verify_stored
 from paysession.durable import member as _member
 from paysession.durable import retrying
 from paysession.errors import (
@@ -114,8 +115,28 @@ class PaymentSessions(Reconciler):
         return tuple(trail)
 
     def verify(self, session_id: str) -> AuditReport:
-        """Check the session's trail: links, hashes (under the service's key), table."""
-        return verify(self.history(session_id), key=self._key)
+        """Check the session's trail, and the trail against the session's row.
+
+        The chain (links, hashes under the service's key, every move against the
+        table), then that it leads to the row: its last seq is the row's version, its
+        hash the row's head, and replaying it gives the stored session in every field
+        (``data`` and ``cart`` by digest). A record removed from the end, or all of
+        them, and a row edited in the database are each found. SessionNotFound if there
+        is no such session.
+        """
+        report = verify_stored(self.store, session_id, self._key)
+        if not report.sessions:
+            raise SessionNotFound(session_id)
+        return report
+
+    def verify_all(self, *, progress: Progress | None = None) -> AuditReport:
+        """:meth:`verify` for every session of the store, a page at a time.
+
+        Memory stays constant however large the store; ``progress(sessions, records)``,
+        if given, is called as the check goes. The report holds the first problem of
+        each bad session.
+        """
+        return verify_store(self.store, self._key, progress=progress)
 
     def records_since(self, position: int = 0, limit: int = 1000) -> list[LoggedRecord]:
         """Every session's records after ``position``, in commit order, at most ``limit``.

@@ -72,6 +72,9 @@ REASONS: Mapping[str, str] = {
     "data_mismatch": "the data given is not the data the trail's digest is of",
     "cart_needed": "the session's cart is a digest; replay needs the cart",
     "cart_mismatch": "the cart given is not the cart the trail's digest is of",
+    "trail_cut": "a stored session's trail ends before its row's version (records removed)",
+    "head": "a stored session's row names a head that is not its last record's hash",
+    "row_mismatch": "a stored session's row differs from what its trail leads to",
 }
 """Every ``reason`` this module reports, with what it means."""
 

@@ -291,6 +291,19 @@ class SessionStore(Protocol):
         """A session's trail, oldest first; empty for an unknown session."""
         ...
 
+    def trails(
+        self, *, after: str | None = None, only: str | None = None, limit: int = 500
+    ) -> list[tuple[Snapshot, list[TransitionRecord]]]:
+        """Sessions as the database holds them, each with its trail, for an audit.
+
+        Up to ``limit`` sessions with ids after ``after`` (all, from the first, with
+        None), in id order; with ``only``, that session alone (or nothing). The rows are
+        read as stored, never from a cache, so that a row edited behind the store's back
+        is seen. A move committing meanwhile may leave a trail longer than its row's
+        version: the records after it are later moves, not damage.
+        """
+        ...
+
     def find(
         self, *, cart_id: str | None = None, status: PaymentSessionStatus | None = None
     ) -> list[PaymentSession]:

@@ -216,6 +216,22 @@ class MemoryStore:
             trail = self._trails.get(session_id, [])
             return trail[seq] if 0 <= seq < len(trail) else None
 
+    def trails(
+        self, *, after: str | None = None, only: str | None = None, limit: int = 500
+    ) -> list[tuple[Snapshot, list[TransitionRecord]]]:
+        with self._lock:
+            if only is not None:
+                ids = [only] if only in self._rows else []
+            else:
+                ids = sorted(i for i in self._rows if after is None or i > after)[:limit]
+            return [
+                (
+                    Snapshot(self._rows[i].session, self._rows[i].version, self._rows[i].head),
+                    list(self._trails[i]),
+                )
+                for i in ids
+            ]
+
     def history(self, session_id: str) -> list[TransitionRecord]:
         with self._lock:
             return list(self._trails.get(session_id, ()))
