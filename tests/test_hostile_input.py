@@ -8,6 +8,7 @@ InvalidSessionData (or the path's own typed error) and changes nothing.
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from paysession import (
 )
 from paysession._wire import LATEST, RANGE, parse_datetime
 from paysession.audit import BadLine, encode_line, read_jsonl, verify
+from paysession.cli import demo
+from paysession.errors import DemoError
 from paysession.limits import configure, current
 from paysession.store import PostgresStore, SessionStore
 
@@ -249,3 +252,34 @@ class TestStatusInvariants:
         with pytest.raises(InvalidSessionData) as caught:
             from_json(wire(**authorized))
         assert set(caught.value.problems) == named
+
+
+class TestDemoDatabaseNames:
+    @pytest.mark.parametrize(
+        ("given", "misread"), [("x.db?keep", "x.db"), ("%41.db", "A.db"), ("run#1.db", "run")]
+    )
+    def test_a_user_file_named_like_uri_syntax_is_never_removed(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str, misread: str
+    ) -> None:
+        """The file a plain "file:" URI would misread is a demo database; ours is not."""
+        monkeypatch.chdir(tmp_path)
+        conn = sqlite3.connect(misread)
+        conn.execute(f"CREATE TABLE {demo._MARKER} (seed INTEGER)")
+        conn.commit()
+        conn.close()
+        Path(given).write_bytes(b"the user's own file")
+        with pytest.raises(DemoError, match="is not a paysession demo database"):
+            demo.fresh_database(Path(given))
+        assert Path(given).read_bytes() == b"the user's own file"
+
+    @pytest.mark.parametrize("given", ["x.db?keep", "%41.db", "run#1.db"])
+    def test_a_demo_database_with_such_a_name_is_recognized(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+    ) -> None:
+        monkeypatch.chdir(tmp_path)
+        conn = sqlite3.connect(given)
+        conn.execute(f"CREATE TABLE {demo._MARKER} (seed INTEGER)")
+        conn.commit()
+        conn.close()
+        demo.fresh_database(Path(given))
+        assert not Path(given).exists()

@@ -120,7 +120,9 @@ def fresh_database(path: Path) -> None:
     if not path.exists():
         return
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        # As a file URI, quoted: in a plain "file:" string a ?, # or % in the path
+        # would be read as URI syntax and name another file.
+        with sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True) as conn:
             found = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_MARKER,)
             ).fetchone()
