@@ -11,7 +11,7 @@ import pytest
 
 from paysession import SessionMachine, TransitionRecord, to_json
 from paysession._wire import format_datetime
-from paysession.audit import read_jsonl, verify
+from paysession.audit import encode_line, read_jsonl, verify
 from paysession.cli import RECORD_HEADERS, format_table, main, record_row
 
 from .helpers import StepClock
@@ -333,3 +333,54 @@ class TestAuditSubprocess:
         assert bad.returncode == 1 and bad.stdout.startswith(f"{tampered}:")
         assert missing.returncode == 2 and "Traceback" not in missing.stderr
         assert missing.stderr.startswith("paysession audit: cannot read")
+
+
+class TestHostileTrails:
+    def test_show_escapes_control_characters(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A reason from a webhook cannot forge a row or colour the terminal."""
+        clock = StepClock()
+        machine = SessionMachine(new_session(1, clock), clock=clock)
+        machine.cancel(actor="wh\u202eevil", reason="x\n9  ps_forged  0  create\x1b[31m")
+        path = tmp_path / "t.jsonl"
+        path.write_bytes(b"".join(_encoded(machine.history)))
+        assert main(["audit", "show", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "\u202e" not in out
+        assert len(out.splitlines()) == 2 + len(machine.history)
+        assert "x\\x0a9  ps_forged  0  create\\x1b[31m" in out and "wh\\u202eevil" in out
+
+    def test_an_empty_trail_is_not_ok(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "empty.jsonl"
+        path.write_bytes(b"")
+        assert main(["audit", "verify", str(path)]) == 1
+        assert capsys.readouterr().out == (
+            f"FAILED: {path} holds no records; an empty trail proves nothing\n"
+        )
+
+    def test_one_line_off_the_calendar_leaves_the_rest_verified(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A record stamped at year 1 is a bad line with its number; other sessions pass."""
+        clock = StepClock()
+        machines = [SessionMachine(new_session(n, clock), clock=clock) for n in (1, 2)]
+        for machine in machines:
+            machine.cancel()
+        lines = [line for m in machines for line in _encoded(m.history)]
+        at = format_datetime(machines[0].history[1].at).encode()
+        lines[1] = lines[1].replace(at, b"0001-01-01T00:00:00.000Z")
+        path = tmp_path / "t.jsonl"
+        path.write_bytes(b"".join(lines))
+        assert main(["audit", "verify", str(path)]) == 1
+        out, err = capsys.readouterr()
+        assert err == "" and out.splitlines()[0].startswith(f"{path}:2: session ps_0001: malformed")
+        assert out.splitlines()[-1] == "FAILED: 1 of 2 sessions bad, 1 problem in 4 records"
+        assert main(["audit", "show", str(path)]) == 1
+        assert "(malformed)" in capsys.readouterr().out
+
+
+def _encoded(history: tuple[TransitionRecord, ...]) -> list[bytes]:
+    return [encode_line(record) for record in history]

@@ -618,27 +618,54 @@ class TestCli:
         )
 
     def test_bad_session_json(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        """A file that is not a session is one line on stderr and exit 1."""
+        """A file that is not a session is an input error: one line on stderr and exit 2."""
         bad = tmp_path / "session.json"
         bad.write_text("{", "utf-8")
         code = main(["diagram", "--session-json", str(bad)])
         assert (code, capsys.readouterr()) == (
-            1,
+            2,
             (
                 "",
-                "paysession diagram: invalid payment session data: $: is not valid JSON"
-                " (Expecting property name enclosed in double quotes at character 1)\n",
+                f"paysession diagram: --session-json: {bad}: invalid payment session data: $: "
+                "is not valid JSON (Expecting property name enclosed in double quotes at "
+                "character 1)\n",
             ),
         )
 
     def test_missing_session_file(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        """An unreadable file is named on stderr, exit 1."""
+        """An unreadable file is named on stderr, exit 2."""
         missing = tmp_path / "nope.json"
         code = main(["diagram", "--session-json", str(missing)])
         assert (code, capsys.readouterr()) == (
-            1,
-            ("", f"paysession diagram: {missing}: No such file or directory\n"),
+            2,
+            (
+                "",
+                f"paysession diagram: --session-json: cannot read {missing}: "
+                "No such file or directory\n",
+            ),
         )
+
+    @pytest.mark.parametrize(
+        ("option", "content", "says"),
+        [
+            ("--session-json", '{"a": "caf\u00e9"}'.encode("latin-1"), "is not UTF-8 text"),
+            ("--history-json", b"[" * 100_000, "nests too deeply"),
+            ("--history-json", b"\xff\xfe[]", "is not UTF-8 text"),
+        ],
+    )
+    def test_hostile_files_are_one_line_and_exit_2(
+        self,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        option: str,
+        content: bytes,
+        says: str,
+    ) -> None:
+        path = tmp_path / "input.json"
+        path.write_bytes(content)
+        assert main(["diagram", option, str(path)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and says in err and "Traceback" not in err
 
     @pytest.mark.usefixtures("dot_program")
     def test_check_passes_on_the_committed_files(

@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 
 from paysession.record import TransitionRecord
 
 
+def printable(value: object) -> str:
+    """``value`` as text safe for a terminal: control and format characters escaped.
+
+    Actors, reasons and event ids come from webhooks: a newline would forge a row, an
+    escape sequence would recolour the terminal, a bidi override would reorder it.
+    """
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char == " " or unicodedata.category(char)[0] not in "CZ" else _escaped(char)
+        for char in text
+    )
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain-text table with aligned columns."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    """A plain-text table with aligned columns; every cell made :func:`printable`."""
+    cells = [[str(h) for h in headers]] + [
+        ["" if c is None else printable(c) for c in r] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
@@ -33,4 +62,4 @@ def record_row(record: TransitionRecord) -> list[object]:
 RECORD_HEADERS = ("session", "seq", "move", "status", "actor", "reason")
 
 
-__all__ = ["RECORD_HEADERS", "format_table", "record_row"]
+__all__ = ["RECORD_HEADERS", "format_table", "printable", "record_row"]

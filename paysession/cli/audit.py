@@ -10,7 +10,7 @@ from pathlib import Path
 from paysession._wire import JsonRefused, format_datetime, read_json
 from paysession.audit.sinks import BadLine, read_jsonl
 from paysession.audit.trail import AuditError, _short, replay, verify
-from paysession.cli._table import RECORD_HEADERS, format_table, record_row
+from paysession.cli._table import RECORD_HEADERS, format_table, printable, record_row
 from paysession.codec import to_json
 from paysession.errors import InvalidSessionData
 
@@ -22,7 +22,7 @@ class _UsageError(Exception):
 def _shown(text: str | None) -> str:
     if text is None:
         return "?"
-    return text if text.isprintable() and len(text) <= 120 else _short(text)
+    return printable(text) if len(text) <= 120 else printable(_short(text))
 
 
 def _read_key(path: Path | None) -> bytes | None:
@@ -69,20 +69,30 @@ def _run_verify(args: argparse.Namespace) -> int:
         return _usage(str(error))
     except OSError as error:
         return _usage(f"cannot read {path}: {error.strerror or error}")
+    if not report.records:
+        # A trail cut to nothing is the cut that removes every record: not a clean trail.
+        print(f"FAILED: {path} holds no records; an empty trail proves nothing")
+        return 1
     if report.ok:
-        print(f"ok: {report.sessions} sessions, {report.records} records verified")
+        print(
+            f"ok: {_many(report.sessions, 'session')}, {_many(report.records, 'record')} verified"
+        )
         return 0
     for problem in report.problems:
         print(
             f"{_where(path, problem.position)}: {_who(problem.session_id, problem.seq)}: "
-            f"{problem.reason}: {problem.message}"
+            f"{problem.reason}: {printable(problem.message)}"
         )
     bad_sessions = len({p.session_id for p in report.problems if p.session_id is not None})
     print(
-        f"FAILED: {bad_sessions} of {report.sessions} sessions bad, "
-        f"{len(report.problems)} problems in {report.records} records"
+        f"FAILED: {bad_sessions} of {_many(report.sessions, 'session')} bad, "
+        f"{_many(len(report.problems), 'problem')} in {_many(report.records, 'record')}"
     )
     return 1
+
+
+def _many(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _run_show(args: argparse.Namespace) -> int:

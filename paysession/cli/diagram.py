@@ -17,13 +17,33 @@ from paysession.diagrams import (
     render,
     write_files,
 )
-from paysession.errors import PaySessionError
+from paysession.errors import InvalidSessionData, PaySessionError
+
+# The largest file an option reads: a history of many sessions fits; a runaway does not.
+_LARGEST_FILE = 64 * 2**20
 
 
-def _read_text(name: str) -> str:
+class _InputError(Exception):
+    """A file option that cannot be read as UTF-8 JSON: a usage error, exit 2."""
+
+
+def _read_text(name: str, option: str) -> str:
     if name == "-":
-        return sys.stdin.read()
-    return Path(name).read_text(encoding="utf-8")
+        raw = sys.stdin.buffer.read(_LARGEST_FILE + 1)
+    else:
+        try:
+            with Path(name).open("rb") as stream:
+                raw = stream.read(_LARGEST_FILE + 1)
+        except OSError as error:
+            raise _InputError(f"{option}: cannot read {name}: {error.strerror or error}") from None
+    if len(raw) > _LARGEST_FILE:
+        raise _InputError(f"{option}: {name} is larger than {_LARGEST_FILE // 2**20} MiB")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _InputError(
+            f"{option}: {name} is not UTF-8 text (byte {error.start + 1} is not)"
+        ) from None
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     """``paysession diagram``: the exit code; errors are one line on stderr, no traceback."""
     try:
         return _run(args, sys.stdout, sys.stderr)
+    except _InputError as error:
+        sys.stderr.write(f"paysession diagram: {error}\n")
+        return 2
     except PaySessionError as error:
         sys.stderr.write(f"paysession diagram: {error}\n")
     except OSError as error:
@@ -91,8 +114,20 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return 1
         out.write(f"{len(FILES)} diagram files in {directory} are current\n")
         return 0
-    session = None if args.session_json is None else from_json(_read_text(args.session_json))
-    history = None if args.history_json is None else read_history(_read_text(args.history_json))
+    session = None
+    if args.session_json is not None:
+        text = _read_text(args.session_json, "--session-json")
+        try:
+            session = from_json(text)
+        except InvalidSessionData as error:
+            raise _InputError(f"--session-json: {args.session_json}: {error}") from None
+    history = None
+    if args.history_json is not None:
+        text = _read_text(args.history_json, "--history-json")
+        try:
+            history = read_history(text)
+        except (DiagramError, InvalidSessionData) as error:
+            raise _InputError(f"--history-json: {args.history_json}: {error}") from None
     if session is not None and history is not None:
         # A JSON Lines trail is often shared by many sessions: draw this one's records.
         history = [record for record in history if record.session_id == session.id]

@@ -6,7 +6,8 @@ memory and committed as one write each), then, in a fresh child process, times
 ``PaymentSessions.verify_all()`` beside the yardstick of reading the same records
 alone (the paged SELECT and the decoding of each record, no checks), sampling the
 child's RSS at every page. Targets: at least 20,000 records/s, and an RSS that does
-not grow with the store (the highest sample within 5% of the first page's).
+not grow with the store (the highest sample of the run within 5% of the highest in
+its first tenth, once warm).
 """
 
 from __future__ import annotations
@@ -136,9 +137,14 @@ def main(argv: list[str] | None = None) -> int:
             seconds = float(result["seconds"])  # type: ignore[arg-type]
             rss: list[int] = result["rss"]  # type: ignore[assignment]
             rate = records / seconds
-            growth = max(rss) / rss[0]
+            # Warm-up (SQLite's page cache, the first pages' objects) fills the first
+            # tenth of the run; memory that grew with the store would keep rising after.
+            growth = max(rss) / max(rss[: max(1, len(rss) // 10)])
             rows.append((what, records, rate, rss[0], max(rss), growth, result["ok"]))
-        print("| pass | records | records/s | RSS first page | RSS highest | growth | ok |")
+        print(
+            "| pass | records | records/s | RSS first page | RSS highest | highest / highest "
+            "in the first tenth | ok |"
+        )
         print("|---|---:|---:|---:|---:|---:|---|")
         for what, records, rate, first, high, growth, ok in rows:
             print(
