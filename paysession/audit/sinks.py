@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -16,8 +17,9 @@ from types import TracebackType
 import attrs
 
 from paysession._wire import JsonRefused, read_json
+from paysession.audit.anchors import Checkpoint, checkpoint_from_wire, make_checkpoint
 from paysession.errors import InvalidSessionData, SinkError
-from paysession.record import TransitionRecord
+from paysession.record import GENESIS, TransitionRecord
 
 
 @attrs.frozen
@@ -77,12 +79,35 @@ class JsonlSink:
     writer appended to the file after it (then those bytes stay a torn line of their
     own, like a crash's). Later appends go on from the file's end.
 
+    With ``checkpoint_every=N`` the sink anchors the trail: after every N records, in
+    the same write as the Nth, and when it is closed, it appends a checkpoint naming
+    the last record of each session it wrote since its previous one, sealed under
+    ``key`` when given (the trail's key: see ``paysession/audit/anchors.py``). Only a
+    closed sink's trail ends with its closing checkpoint, so close it.
+
     Close it with ``close()`` or use it as a context manager.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: bool = True,
+        checkpoint_every: int | None = None,
+        key: bytes | None = None,
+    ) -> None:
+        if checkpoint_every is not None and (
+            type(checkpoint_every) is not int or checkpoint_every < 1
+        ):
+            raise InvalidSessionData({"checkpoint_every": "must be an int >= 1 or None"})
         self.path = Path(path)
         self.fsync = fsync
+        self.checkpoint_every = checkpoint_every
+        self._key = key
+        self._sink_id = uuid.uuid4().hex
+        self._prev = GENESIS
+        self._written = 0
+        self._touched: dict[str, tuple[int, str]] = {}
         created = not self.path.exists()
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
         self._fd: int | None = os.open(self.path, flags, 0o644)
@@ -110,6 +135,12 @@ class JsonlSink:
             fd = self._fd
             if fd is None:
                 raise self._error(record, "write", "the sink is closed")
+            touched = {**self._touched, record.session_id: (record.seq, record.hash)}
+            checkpoint = None
+            every = self.checkpoint_every
+            if every is not None and (self._written + 1) % every == 0:
+                checkpoint = self._checkpoint(touched, final=False, written=self._written + 1)
+                line += (checkpoint.line() + "\n").encode("ascii")
             operation = "write"
             start = self._end
             view = memoryview(b"\n" + line if self._needs_newline else line)
@@ -137,6 +168,11 @@ class JsonlSink:
                 if self.fsync:
                     operation = "fsync"
                     os.fsync(fd)
+                self._written += 1
+                if checkpoint is None:
+                    self._touched = touched
+                else:
+                    self._touched, self._prev = {}, checkpoint.seal
             except OSError as error:
                 if isinstance(error, SinkError):
                     raise
@@ -177,11 +213,40 @@ class JsonlSink:
     def closed(self) -> bool:
         return self._fd is None
 
+    def _checkpoint(
+        self, touched: dict[str, tuple[int, str]], *, final: bool, written: int
+    ) -> Checkpoint:
+        return make_checkpoint(self._sink_id, self._prev, written, final, touched, self._key)
+
     def close(self) -> None:
-        """Close the file; later appends raise SinkError."""
+        """Write the closing checkpoint (when anchored), then close the file.
+
+        Later appends raise SinkError. A closing checkpoint the disk refuses raises
+        SinkError too; the file is closed all the same.
+        """
         with self._lock:
-            if self._fd is not None:
-                fd, self._fd = self._fd, None
+            if self._fd is None:
+                return
+            fd, self._fd = self._fd, None
+            try:
+                if self.checkpoint_every is not None:
+                    closing = self._checkpoint(self._touched, final=True, written=self._written)
+                    prefix = b"\n" if self._needs_newline else b""
+                    view = memoryview(prefix + (closing.line() + "\n").encode("ascii"))
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    if self.fsync:
+                        os.fsync(fd)
+            except OSError as error:
+                raise SinkError(
+                    "checkpoint",
+                    error.strerror or str(error),
+                    path=str(self.path),
+                    session_id="",
+                    seq=self._written,
+                    errno=error.errno,
+                ) from error
+            finally:
                 os.close(fd)
 
     def __enter__(self) -> JsonlSink:
@@ -219,13 +284,15 @@ def _sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def decode_line(raw: bytes, line: int) -> TransitionRecord | BadLine:
+def decode_line(raw: bytes, line: int) -> Item:
     """One line's bytes (without its newline) as a record, or as the BadLine it is."""
     if not raw:
         return BadLine(line, "torn_line", "the line is empty")
     try:
         text = raw.decode("ascii")
         wire = read_json(text)
+        if isinstance(wire, dict) and "checkpoint" in wire:
+            return _checkpoint_line(wire, text, line)
     except JsonRefused as refused:
         if refused.key is not None:
             shown = refused.key if len(refused.key) <= 40 else refused.key[:37] + "..."
@@ -256,7 +323,20 @@ def decode_line(raw: bytes, line: int) -> TransitionRecord | BadLine:
     return record
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> Iterator[TransitionRecord | BadLine]:
+def _checkpoint_line(wire: dict[str, object], text: str, line: int) -> Checkpoint | BadLine:
+    checkpoint = checkpoint_from_wire(wire)
+    if checkpoint is None:
+        return BadLine(line, "malformed", "the line is not a well-formed checkpoint")
+    if checkpoint.line() != text:
+        return BadLine(line, "encoding", "the checkpoint is not in its canonical encoding")
+    return checkpoint
+
+
+Item = TransitionRecord | BadLine | Checkpoint
+"""What reading a JSON Lines trail yields, one a line."""
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Item]:
     """Stream the records of a JSON Lines trail, one item per line, in file order.
 
     A line that is not a record in its canonical encoding yields a :class:`BadLine`
@@ -271,6 +351,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[TransitionRecord | BadL
 
 __all__ = [
     "BadLine",
+    "Item",
     "JsonlSink",
     "MemorySink",
     "SinkError",

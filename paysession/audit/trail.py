@@ -46,6 +46,7 @@ import attrs
 
 from paysession._frozen import FrozenDict
 from paysession._wire import digest, format_datetime, parse_datetime, same_digest
+from paysession.audit.anchors import Checkpoint
 from paysession.audit.sinks import BadLine
 from paysession.errors import AuditError, InvalidSessionData
 from paysession.lifecycle import CREATE, FINAL, GUARDS, MOVES
@@ -72,6 +73,7 @@ REASONS: Mapping[str, str] = {
     "data_mismatch": "the data given is not the data the trail's digest is of",
     "cart_needed": "the session's cart is a digest; replay needs the cart",
     "cart_mismatch": "the cart given is not the cart the trail's digest is of",
+    "anchor": "a checkpoint, or a head given from outside, that the trail does not match",
     "trail_cut": "a stored session's trail ends before its row's version (records removed)",
     "head": "a stored session's row names a head that is not its last record's hash",
     "row_mismatch": "a stored session's row differs from what its trail leads to",
@@ -367,56 +369,8 @@ def _check_hash(record: TransitionRecord, position: int, key: bytes | None) -> N
 # verify and replay
 
 
-def verify(
-    records: Iterable[TransitionRecord | BadLine], *, key: bytes | None = None
-) -> AuditReport:
-    """Check the trails of any number of sessions; report the first bad record of each.
-
-    ``records`` may interleave sessions in any order but must keep each session's records
-    in seq order; it is read once, holding one session's state per session. With ``key``
-    every hash must be the HMAC-SHA-256 the machine made with that key. A
-    :class:`BadLine` (from :func:`read_jsonl`) is a problem of the session it names, or
-    one of its own when it names none.
-    """
-    trails: dict[str, _Trail] = {}
-    bad: set[str] = set()
-    problems: list[AuditProblem] = []
-    count = 0
-    for position, item in enumerate(records):
-        count += 1
-        if isinstance(item, BadLine):
-            named = item.session_id
-            if named is None or named not in bad:
-                problems.append(AuditProblem(named, None, position, item.reason, item.message))
-            if named is not None:
-                trails.pop(named, None)
-                bad.add(named)
-            continue
-        session_id = item.session_id
-        if session_id in bad:
-            continue
-        trail = trails.get(session_id)
-        try:
-            if trail is None:
-                trails[session_id] = _Trail.open(item, position, key)
-            else:
-                trail.step(item, position, key)
-        except AuditError as error:
-            problems.append(
-                AuditProblem(session_id, item.seq, position, error.reason, error.message)
-            )
-            trails.pop(session_id, None)
-            bad.add(session_id)
-    return AuditReport(
-        ok=not problems,
-        sessions=len(trails) + len(bad),
-        records=count,
-        problems=tuple(problems),
-    )
-
-
 def replay(
-    records: Iterable[TransitionRecord | BadLine],
+    records: Iterable[TransitionRecord | BadLine | Checkpoint],
     *,
     data: Mapping[str, object] | None = None,
     cart: Mapping[str, object] | None = None,
@@ -437,6 +391,8 @@ def replay(
     trail: _Trail | None = None
     target = session_id
     for position, item in enumerate(records):
+        if isinstance(item, Checkpoint):
+            continue  # anchors are verify's to check; replay rebuilds from the records
         if isinstance(item, BadLine):
             if session_id is not None and (
                 (item.session_id is None and (trail is None or trail.session.status in FINAL))
@@ -478,5 +434,4 @@ __all__ = [
     "AuditProblem",
     "AuditReport",
     "replay",
-    "verify",
 ]

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from paysession._wire import JsonRefused, format_datetime, read_json
+from paysession.audit.anchors import Checkpoint
+from paysession.audit.check import Heads, verify
 from paysession.audit.sinks import BadLine, read_jsonl
-from paysession.audit.trail import AuditError, _short, replay, verify
+from paysession.audit.trail import AuditError, _short, replay
 from paysession.cli._table import RECORD_HEADERS, format_table, printable, record_row
 from paysession.codec import to_json
-from paysession.errors import InvalidSessionData
+from paysession.errors import InvalidSessionData, PaySessionError
+from paysession.store import SessionStore, SqliteStore
 
 
 class _UsageError(Exception):
@@ -64,7 +68,8 @@ def _who(session_id: str | None, seq: int | None) -> str:
 def _run_verify(args: argparse.Namespace) -> int:
     path: Path = args.file
     try:
-        report = verify(read_jsonl(path), key=_read_key(args.key_file))
+        heads = _read_heads(args.heads)
+        report = verify(read_jsonl(path), key=_read_key(args.key_file), heads=heads)
     except _UsageError as error:
         return _usage(str(error))
     except OSError as error:
@@ -102,6 +107,13 @@ def _run_show(args: argparse.Namespace) -> int:
     unreadable = 0
     try:
         for position, item in enumerate(read_jsonl(path)):
+            if isinstance(item, Checkpoint):
+                if wanted is None or wanted in item.heads:
+                    what = "(closing checkpoint)" if item.final else "(checkpoint)"
+                    names = _many(len(item.heads), "session")
+                    rows.append([position + 1, "", "", what, "", "", names, ""])
+                    unreadable += wanted is not None  # not a record of the session
+                continue
             if wanted is not None and item.session_id not in (wanted, None):
                 continue
             if isinstance(item, BadLine):
@@ -163,6 +175,63 @@ def _run_replay(args: argparse.Namespace) -> int:
 _INPUT_PROBLEMS = frozenset({"data_needed", "data_mismatch", "cart_needed", "cart_mismatch"})
 
 
+def _read_heads(path: Path | None) -> Heads | None:
+    """Heads from a file as ``paysession audit heads`` writes it: {id: [seq, hash]}."""
+    found = _read_json_object(path, "heads")
+    if found is None:
+        return None
+    heads: dict[str, tuple[int, str]] = {}
+    for session_id, head in found.items():
+        if not (
+            isinstance(head, list)
+            and len(head) == 2
+            and type(head[0]) is int
+            and head[0] >= 0
+            and isinstance(head[1], str)
+        ):
+            raise _UsageError(f"heads file {path}: each value must be [seq, hash]")
+        heads[session_id] = (head[0], head[1])
+    return heads
+
+
+def _open_store(place: str) -> SessionStore:
+    """A SQLite file that must exist, or a PostgreSQL URL or DSN; never a new database."""
+    if place.startswith(("postgres://", "postgresql://")) or "=" in place:
+        try:
+            from paysession.store.postgres import PostgresStore  # the optional extra
+        except ImportError:
+            raise _UsageError(
+                "reading PostgreSQL needs the postgres extra: pip install 'paysession[postgres]'"
+            ) from None
+        return PostgresStore(place, max_size=1)
+    if not Path(place).is_file():
+        raise _UsageError(f"no database file {place}")
+    return SqliteStore(place)
+
+
+def _run_heads(args: argparse.Namespace) -> int:
+    try:
+        store = _open_store(args.db)
+    except _UsageError as error:
+        return _usage(str(error))
+    heads: dict[str, list[object]] = {}
+    try:
+        after: str | None = None
+        while True:
+            page = store.trails(after=after, limit=500)
+            for snapshot, _ in page:
+                heads[snapshot.session.id] = [snapshot.version, snapshot.head]
+            if len(page) < 500:
+                break
+            after = page[-1][0].session.id
+    except PaySessionError as error:
+        return _usage(f"cannot read {args.db}: {error}")
+    finally:
+        store.close()
+    print(json.dumps(heads, sort_keys=True, separators=(",", ":")))
+    return 0
+
+
 def _usage(message: str) -> int:
     print(f"paysession audit: {message}", file=sys.stderr)
     return 2
@@ -183,7 +252,21 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     check.add_argument("file", type=Path, help="the JSON Lines trail (one record per line)")
     check.add_argument("--key-file", type=Path, help="the HMAC key the trail was written with")
+    check.add_argument(
+        "--heads",
+        type=Path,
+        metavar="FILE",
+        help="heads each session's trail must reach (JSON, as `paysession audit heads` prints)",
+    )
     check.set_defaults(run=_run_verify)
+
+    heads = actions.add_parser(
+        "heads", help="print every session's last seq and hash from a store, as JSON"
+    )
+    heads.add_argument(
+        "--db", required=True, metavar="PATH_OR_DSN", help="a SQLite file or a PostgreSQL DSN"
+    )
+    heads.set_defaults(run=_run_heads)
 
     show = actions.add_parser("show", help="print the moves as a table (does not verify)")
     show.add_argument("file", type=Path, help="the JSON Lines trail")
