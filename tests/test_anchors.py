@@ -79,7 +79,8 @@ class TestAnchoredTrail:
         path = anchored(tmp_path, key=key)
         items = list(read_jsonl(path))
         checkpoints = [i for i in items if isinstance(i, Checkpoint)]
-        assert [c.final for c in checkpoints] == [False, False, False, True]
+        assert [c.final for c in checkpoints] == [False, False, False, False, True]
+        assert (checkpoints[0].records, checkpoints[0].heads) == (0, {})  # the opening one
         assert items[-1] is checkpoints[-1]
         assert verify(items, key=key).ok
 
@@ -126,7 +127,7 @@ class TestAnchoredTrail:
         """Rewriting a checkpoint needs the key: an edit is found by its seal."""
         path = anchored(tmp_path, key=KEY)
         kept = lines(path)
-        index = checkpoints_in(kept)[0]
+        index = checkpoints_in(kept)[1]  # the first that names sessions
         wire = json.loads(kept[index])
         wire["checkpoint"]["heads"] = {}
         kept[index] = (json.dumps(wire, sort_keys=True, separators=(",", ":")) + "\n").encode()

@@ -2,8 +2,9 @@
 
 A hash chain proves each record follows the one before; it cannot show that records
 were removed from the end of a session, or a whole session from the file. So a sink
-made with ``checkpoint_every=N`` also writes a checkpoint line after every N records,
-and a closing one when it is closed::
+made with ``checkpoint_every=N`` also writes a checkpoint line when it opens the file
+(so that a file cut back to before its first periodic one still shows it was anchored),
+after every N records, and a closing one when it is closed::
 
     {"checkpoint":{"final":false,"heads":{"<session id>":[<seq>,"<hash>"]},
      "prev":"<seal of this sink's previous checkpoint>","records":<written so far>,

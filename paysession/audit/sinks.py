@@ -79,11 +79,12 @@ class JsonlSink:
     writer appended to the file after it (then those bytes stay a torn line of their
     own, like a crash's). Later appends go on from the file's end.
 
-    With ``checkpoint_every=N`` the sink anchors the trail: after every N records, in
-    the same write as the Nth, and when it is closed, it appends a checkpoint naming
-    the last record of each session it wrote since its previous one, sealed under
-    ``key`` when given (the trail's key: see ``paysession/audit/anchors.py``). Only a
-    closed sink's trail ends with its closing checkpoint, so close it.
+    With ``checkpoint_every=N`` the sink anchors the trail: when it opens the file, after
+    every N records (in the same write as the Nth) and when it is closed, it appends a
+    checkpoint naming the last record of each session it wrote since its previous one,
+    sealed under ``key`` when given (the trail's key: see
+    ``paysession/audit/anchors.py``). Only a closed sink's trail ends with its closing
+    checkpoint, so close it.
 
     Close it with ``close()`` or use it as a context manager.
     """
@@ -118,6 +119,10 @@ class JsonlSink:
             # append too), never shrink below it unless someone cut it.
             self._end = size
             self._needs_newline = not _ends_a_line(self._fd, size)
+            if checkpoint_every is not None:
+                # The opening checkpoint: a file cut back to before any of this sink's
+                # checkpoints would otherwise read as a trail that was never anchored.
+                self._write_checkpoint(self._fd, self._checkpoint({}, final=False, written=0))
             if created and fsync:
                 _sync_directory(self.path.parent)
         except BaseException:
@@ -218,6 +223,17 @@ class JsonlSink:
     ) -> Checkpoint:
         return make_checkpoint(self._sink_id, self._prev, written, final, touched, self._key)
 
+    def _write_checkpoint(self, fd: int, checkpoint: Checkpoint) -> None:
+        prefix = b"\n" if self._needs_newline else b""
+        view = memoryview(prefix + (checkpoint.line() + "\n").encode("ascii"))
+        while view:
+            view = view[os.write(fd, view) :]
+        self._needs_newline = False
+        self._end = os.lseek(fd, 0, os.SEEK_END)
+        self._prev = checkpoint.seal
+        if self.fsync:
+            os.fsync(fd)
+
     def close(self) -> None:
         """Write the closing checkpoint (when anchored), then close the file.
 
@@ -231,12 +247,7 @@ class JsonlSink:
             try:
                 if self.checkpoint_every is not None:
                     closing = self._checkpoint(self._touched, final=True, written=self._written)
-                    prefix = b"\n" if self._needs_newline else b""
-                    view = memoryview(prefix + (closing.line() + "\n").encode("ascii"))
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    if self.fsync:
-                        os.fsync(fd)
+                    self._write_checkpoint(fd, closing)
             except OSError as error:
                 raise SinkError(
                     "checkpoint",
