@@ -410,11 +410,12 @@ class ReconciliationAnomaly(PaySessionError):
         super().__init__(session_id, status, provider_id, provider_status, mapped)
 
     def __str__(self) -> str:
-        why = (
-            f"guard {self.guard!r} refuses the path"
-            if self.guard is not None
-            else "no legal path leads there"
-        )
+        if self.kind == "future_report":
+            why = "it says it was observed further ahead of now than clock skew explains"
+        elif self.guard is not None:
+            why = f"guard {self.guard!r} refuses the path"
+        else:
+            why = "no legal path leads there"
         event = "" if self.event_id is None else f" (event {self.event_id[:80]!r})"
         voided = "; the hold was voided at the provider" if self.voided else ""
         return (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NoReturn, overload
 
 import attrs
@@ -50,6 +50,10 @@ from paysession.store.base import (
 )
 
 _CANCEL = MOVES["cancel"]
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+"""How far ahead of its recording a report's ``observed_at`` may be (clock skew between
+the provider and us); a report further ahead is an anomaly of kind ``future_report``."""
 _AUTHORIZED = PaymentSessionStatus.AUTHORIZED
 _CANCELED = PaymentSessionStatus.CANCELED
 
@@ -346,6 +350,11 @@ class Reconciler(DurableBase):
                 kind=kind,
             )
 
+        if observed_at is not None and observed_at > now + FUTURE_TOLERANCE:
+            # Applied, it would become the session's newest report and make every later
+            # one stale; no provider's clock is that far ahead of ours.
+            future = event(EventOutcome.ANOMALY, snapshot.version, kind=AnomalyKind.FUTURE_REPORT)
+            self._anomaly(future, session, None)
         if observed_at is not None and self._outdated(session_id, provider_status, observed_at):
             stale = event(EventOutcome.STALE, snapshot.version)
             self.store.record_event(stale)
@@ -513,4 +522,4 @@ class Reconciler(DurableBase):
 _VOID_ATTEMPTS = 10  # reloads of a voided session that keeps losing races to its cancel
 
 
-__all__ = ["Reconciler", "Reconciliation"]
+__all__ = ["FUTURE_TOLERANCE", "Reconciler", "Reconciliation"]

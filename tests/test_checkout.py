@@ -61,7 +61,8 @@ def cart_playing(
     session = sessions.get(initiated(sessions, cart_id, amount=4999, actor="storefront"))
     sessions.select(session.id, actor="storefront")
     seed = next(n for n in range(1000) if SimulatedProvider(n).scenario(session.id) == scenario)
-    return sessions.get(session.id), SimulatedProvider(seed=seed)
+    # The provider keeps time on the same timeline as the service (both from T0).
+    return sessions.get(session.id), SimulatedProvider(seed=seed, clock=StepClock())
 
 
 def triggers(sessions: PaymentSessions, session_id: str) -> list[str]:

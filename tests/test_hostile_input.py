@@ -19,6 +19,7 @@ from paysession import (
     InvalidSessionData,
     PaymentSession,
     PaymentSessions,
+    PaymentSessionStatus,
     SessionMachine,
     from_json,
     to_json,
@@ -28,7 +29,10 @@ from paysession.audit import BadLine, encode_line, read_jsonl, verify
 from paysession.cli import demo
 from paysession.errors import DemoError
 from paysession.limits import configure, current
+from paysession.providers import ReconciliationAnomaly
+from paysession.reconcile import FUTURE_TOLERANCE
 from paysession.store import PostgresStore, SessionStore
+from paysession.store.base import AnomalyKind, EventOutcome
 
 from .helpers import StepClock
 
@@ -283,3 +287,41 @@ class TestDemoDatabaseNames:
         conn.close()
         demo.fresh_database(Path(given))
         assert not Path(given).exists()
+
+
+class TestReportsFromTheFuture:
+    def test_a_report_far_ahead_is_an_anomaly_not_the_high_water_mark(
+        self, store: SessionStore
+    ) -> None:
+        clock = StepClock()
+        sessions = PaymentSessions(store, clock=clock)
+        session = sessions.create(cart_id="c", provider_id="stripe", amount=5)
+        sessions.fire(session.id, "initiate", data={"id": "pi"})
+        far = clock.now + timedelta(days=365 * 50)
+        with pytest.raises(ReconciliationAnomaly) as caught:
+            sessions.reconcile(session.id, "requires_action", event_id="e1", observed_at=far)
+        assert caught.value.kind == AnomalyKind.FUTURE_REPORT.value
+        assert sessions.get(session.id).status is PaymentSessionStatus.PENDING
+        (anomaly,) = sessions.anomalies(session.id, kind="future_report")
+        assert anomaly.observed_at == far and not anomaly.advances
+        # A true report that follows is applied: the far one set no high-water mark.
+        now = clock.now
+        result = sessions.reconcile(session.id, "succeeded", event_id="e2", observed_at=now)
+        assert result.outcome is EventOutcome.APPLIED
+
+    def test_within_the_tolerance_is_applied(self, store: SessionStore) -> None:
+        clock = StepClock()
+        sessions = PaymentSessions(store, clock=clock)
+        session = sessions.create(cart_id="c", provider_id="stripe", amount=5)
+        sessions.fire(session.id, "initiate", data={"id": "pi"})
+        ahead = clock.now + FUTURE_TOLERANCE - timedelta(seconds=1)
+        result = sessions.reconcile(session.id, "succeeded", event_id="e", observed_at=ahead)
+        assert result.outcome is EventOutcome.APPLIED
+
+    def test_the_anomaly_says_why(self, store: SessionStore) -> None:
+        clock = StepClock()
+        sessions = PaymentSessions(store, clock=clock)
+        session = sessions.create(cart_id="c", provider_id="stripe", amount=5)
+        far = clock.now + timedelta(hours=1)
+        with pytest.raises(ReconciliationAnomaly, match="further ahead of now"):
+            sessions.reconcile(session.id, "processing", observed_at=far)

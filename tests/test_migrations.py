@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from paysession import PaymentSessions, PaymentSessionStatus
-from paysession.errors import AuthorizationConflict, MigrationRefused
+from paysession.errors import AuthorizationConflict, MigrationRefused, ReconciliationAnomaly
 from paysession.store import SessionStore, SqliteStore
 from paysession.store import postgres as postgres_store
 from paysession.store import sqlite as sqlite_store
@@ -132,7 +133,7 @@ class TestMigrations:
         counts = database.scalar("SELECT count(*) FROM paysession_records")
 
         def check(sessions: PaymentSessions) -> None:
-            assert sessions.store.migrate() == 3
+            assert sessions.store.migrate() == 4
             found = {session.id: session.status for session in sessions.find()}
             assert found == {
                 made["authorized"]: S.AUTHORIZED,
@@ -153,7 +154,7 @@ class TestMigrations:
 
         reopened(database, check)
         assert database.scalar("SELECT count(*) FROM paysession_records") == counts + 2
-        assert database.scalar("SELECT version FROM paysession_schema") == 3
+        assert database.scalar("SELECT version FROM paysession_schema") == 4
 
     def test_refused_when_a_cart_is_authorized_twice(self, database: Database) -> None:
         """A version-2 database holding two authorized sessions of one cart is left as it is."""
@@ -180,5 +181,37 @@ class TestMigrations:
             f"UPDATE paysession_sessions SET status = 'canceled' WHERE id = '{made['pending']}'"
         )
         store = database.store()
-        assert store.migrate() == 3
+        assert store.migrate() == 4
         store.close()
+
+
+class TestVersionFour:
+    def test_a_version_3_database_keeps_its_events_and_takes_the_new_kind(
+        self, database: Database, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Schema 4 widens the anomaly kinds; SQLite rebuilds the table, rows in order."""
+        module = sqlite_store if database.kind == "sqlite" else postgres_store
+        with monkeypatch.context() as patched:
+            patched.setattr(module, "MIGRATIONS", module.MIGRATIONS[:3])
+            made = fill(database)
+            store = database.store()
+            sessions = PaymentSessions(store, clock=StepClock())
+            with pytest.raises(ReconciliationAnomaly):
+                sessions.reconcile(made["canceled"], "succeeded", event_id="evt_late")
+            before = [(e.event_id, e.outcome, e.kind) for e in sessions.provider_events()]
+            store.close()
+        assert database.scalar("SELECT version FROM paysession_schema") == 3
+
+        def check(sessions: PaymentSessions) -> None:
+            assert sessions.store.migrate() == 4
+            after = [(e.event_id, e.outcome, e.kind) for e in sessions.provider_events()]
+            assert after == before and len(after) >= 2
+            far = datetime(2090, 1, 1, tzinfo=timezone.utc)
+            with pytest.raises(ReconciliationAnomaly):
+                sessions.reconcile(made["pending"], "PAYER_ACTION_REQUIRED", observed_at=far)
+            assert sessions.anomalies(kind="future_report")[0].observed_at == far
+            for session_id in made.values():
+                assert sessions.verify(session_id).ok
+
+        reopened(database, check)
+        assert database.scalar("SELECT version FROM paysession_schema") == 4

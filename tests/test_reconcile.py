@@ -31,7 +31,7 @@ from .conftest import StoreFactory, open_store
 from .helpers import PATHS, StepClock, initiated
 
 S = PaymentSessionStatus
-T = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+T = datetime(2024, 4, 20, 12, 0, tzinfo=timezone.utc)  # before the test clocks start
 
 # Rows: a provider status; columns: the session's status when the report arrives.
 # A cell is the moves reconciliation makes ("-" for none: a no-op) or ANOMALY.

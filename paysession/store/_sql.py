@@ -155,7 +155,10 @@ EVENT_COLUMNS = (
 CLAIM_COLUMNS = "cart_id, token, session_id, action, expires_at"
 """The claim row as every SQL query selects it."""
 
-ANOMALY_KINDS = "('no_legal_path', 'guard_refused', 'double_authorization')"
+ANOMALY_KINDS_3 = "('no_legal_path', 'guard_refused', 'double_authorization')"
+"""The values the provider-events ``kind`` column could hold in schema version 3."""
+
+ANOMALY_KINDS = "('no_legal_path', 'guard_refused', 'double_authorization', 'future_report')"
 """The values the provider-events ``kind`` column may hold, for its CHECK."""
 
 DOUBLY_AUTHORIZED_CARTS = (
@@ -494,6 +497,7 @@ class SqlReads(abc.ABC):
 
 __all__ = [
     "ANOMALY_KINDS",
+    "ANOMALY_KINDS_3",
     "CLAIM_COLUMNS",
     "DOUBLY_AUTHORIZED_CARTS",
     "EVENT_COLUMNS",

@@ -39,7 +39,7 @@ _SESSIONS = """
         """
 
 _PROVIDER_EVENTS = """
-        CREATE TABLE paysession_provider_events (
+        CREATE TABLE {events_table} (
             session_id {text} NOT NULL REFERENCES paysession_sessions (id),
             event_id {text} NOT NULL,
             provider_status {text} NOT NULL,
@@ -102,9 +102,11 @@ def sessions_table(dialect: Mapping[str, str]) -> str:
     return _SESSIONS.format_map(dialect)
 
 
-def provider_events_table(dialect: Mapping[str, str]) -> str:
-    """CREATE TABLE paysession_provider_events, in ``dialect``."""
-    return _PROVIDER_EVENTS.format_map(dialect)
+def provider_events_table(
+    dialect: Mapping[str, str], name: str = "paysession_provider_events"
+) -> str:
+    """CREATE TABLE paysession_provider_events (or ``name``), in ``dialect``."""
+    return _PROVIDER_EVENTS.format_map({**dialect, "events_table": name})
 
 
 __all__ = ["POSTGRES", "SQLITE", "STATUSES", "provider_events_table", "sessions_table"]

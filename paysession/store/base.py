@@ -101,6 +101,9 @@ class AnomalyKind(str, enum.Enum):
     DOUBLE_AUTHORIZATION = "double_authorization"
     """Authorized at the provider, but the session cannot be its cart's authorized one:
     another session of the cart is authorized, or the cart switched away from it."""
+    FUTURE_REPORT = "future_report"
+    """The report says it was observed further ahead of its recording than any clock
+    skew explains: applied, it would make every later report look stale."""
 
     def __str__(self) -> str:
         return self.value

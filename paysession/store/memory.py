@@ -51,7 +51,7 @@ class MemoryStore:
     process; use :class:`~paysession.store.SqliteStore` for that.
     """
 
-    SCHEMA_VERSION = 3
+    SCHEMA_VERSION = 4
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

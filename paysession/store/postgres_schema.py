@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from paysession.store._sql import ANOMALY_KINDS
+from paysession.store._sql import ANOMALY_KINDS, ANOMALY_KINDS_3
 from paysession.store._tables import POSTGRES, provider_events_table, sessions_table
 
 # Each entry is one schema version: the statements that lead to it from the one before.
@@ -76,7 +76,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
         f"ALTER TABLE paysession_provider_events ADD COLUMN kind text "
-        f"CHECK (kind IN {ANOMALY_KINDS})",
+        f"CHECK (kind IN {ANOMALY_KINDS_3})",
+    ),
+    # 4: a report observed too far ahead of its recording is an anomaly of its own kind.
+    (
+        "ALTER TABLE paysession_provider_events "
+        "DROP CONSTRAINT paysession_provider_events_kind_check",
+        "ALTER TABLE paysession_provider_events ADD CONSTRAINT "
+        f"paysession_provider_events_kind_check CHECK (kind IN {ANOMALY_KINDS})",
     ),
 )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from paysession.store._sql import ANOMALY_KINDS
+from paysession.store._sql import ANOMALY_KINDS, ANOMALY_KINDS_3
 from paysession.store._tables import SQLITE, provider_events_table, sessions_table
 
 # Each entry is one schema version: the statements that lead to it from the one before.
@@ -65,7 +65,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
         f"ALTER TABLE paysession_provider_events ADD COLUMN kind TEXT "
+        f"CHECK (kind IN {ANOMALY_KINDS_3})",
+    ),
+    # 4: a report observed too far ahead of its recording is an anomaly of its own kind.
+    # SQLite cannot change a CHECK in place: the table is rebuilt, its rows copied in the
+    # order they were recorded (the order provider_events reads them back in).
+    (
+        provider_events_table(SQLITE, "paysession_provider_events_4"),
+        f"ALTER TABLE paysession_provider_events_4 ADD COLUMN kind TEXT "
         f"CHECK (kind IN {ANOMALY_KINDS})",
+        "INSERT INTO paysession_provider_events_4 "
+        "SELECT * FROM paysession_provider_events ORDER BY rowid",
+        "DROP TABLE paysession_provider_events",
+        "ALTER TABLE paysession_provider_events_4 RENAME TO paysession_provider_events",
+        """
+        CREATE INDEX paysession_provider_events_outcome
+            ON paysession_provider_events (outcome, recorded_at)
+        """,
     ),
 )
 
