@@ -384,3 +384,26 @@ class TestHostileTrails:
 
 def _encoded(history: tuple[TransitionRecord, ...]) -> list[bytes]:
     return [encode_line(record) for record in history]
+
+
+class TestHostileFileOptions:
+    @pytest.mark.parametrize(
+        ("content", "says"),
+        [
+            ('{"a": "caf\u00e9"}'.encode("latin-1"), "is not UTF-8 text"),
+            (b"[" * 100_000, "nests too deeply"),
+            (b'{"a": 1, "a": 2}', "gives a key twice"),
+        ],
+        ids=["latin-1", "deep", "key-twice"],
+    )
+    def test_a_bad_data_file_is_one_line_and_exit_2(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, says: str
+    ) -> None:
+        path = tmp_path / "trail.jsonl"
+        path.write_bytes(b"".join(encode_line(r) for r in story().history))
+        data = tmp_path / "data.json"
+        data.write_bytes(content)
+        argv = ["audit", "replay", str(path), "--session", "ps_0001", "--data-json", str(data)]
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and says in err

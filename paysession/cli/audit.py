@@ -41,10 +41,16 @@ def _read_key(path: Path | None) -> bytes | None:
     return key
 
 
+# The largest JSON file an option reads (data, cart, heads): far above any real one.
+_LARGEST_FILE = 64 * 2**20
+
+
 def _read_json_object(path: Path | None, what: str) -> Mapping[str, object] | None:
     if path is None:
         return None
     try:
+        if path.stat().st_size > _LARGEST_FILE:
+            raise _UsageError(f"{what} file {path} is larger than {_LARGEST_FILE // 2**20} MiB")
         payload = read_json(path.read_bytes())
     except OSError as error:
         raise _UsageError(f"cannot read {what} file {path}: {error.strerror or error}") from None
