@@ -14,7 +14,9 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import TypeVar, overload
+
+import attrs
 
 from paysession.errors import (
     ConcurrentUpdate,
@@ -39,6 +41,8 @@ from paysession.session import Clock, PaymentSession, clock_reading, utc_now
 from paysession.store.base import (
     NUL_IN_KEY,
     Binding,
+    EventOutcome,
+    ProviderEvent,
     SessionStore,
     Snapshot,
     has_nul,
@@ -80,6 +84,37 @@ def retrying(attempts: int, attempt: Callable[[int], _T], *, wait: bool = True) 
             if wait:
                 time.sleep(random.uniform(0, 0.002 * 2**number))
     return attempt(attempts - 1)
+
+
+@attrs.frozen
+class Reconciliation(Sequence[TransitionRecord]):
+    """What :meth:`PaymentSessions.reconcile` did with one provider report (kept here,
+    below the reconciler, so that both halves of the service can name it).
+
+    ``outcome`` is applied, noop, stale or duplicate (an anomaly raises instead);
+    ``records`` the moves it committed (empty unless applied); ``event`` the stored
+    event row (for a duplicate, the first delivery's); ``lost_races`` how many times a
+    concurrent move committed first and the path was recomputed. It is also the
+    sequence of its records, so ``for record in sessions.reconcile(...)`` reads the
+    moves, and an empty one is false.
+    """
+
+    outcome: EventOutcome
+    records: tuple[TransitionRecord, ...]
+    event: ProviderEvent | None
+    lost_races: int = 0
+
+    @overload
+    def __getitem__(self, index: int) -> TransitionRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[TransitionRecord, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> TransitionRecord | tuple[TransitionRecord, ...]:
+        return self.records[index]
+
+    def __len__(self) -> int:
+        return len(self.records)
 
 
 class DurableBase:
@@ -166,4 +201,4 @@ class DurableBase:
         )
 
 
-__all__ = ["DurableBase", "check_attempts", "member", "retrying"]
+__all__ = ["DurableBase", "Reconciliation", "check_attempts", "member", "retrying"]

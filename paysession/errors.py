@@ -33,7 +33,7 @@ class _Facts(PaySessionError):
 class InvalidSessionData(PaySessionError, ValueError):
     """Input that cannot be a payment session or a move's argument; nothing happened.
 
-    ``problems`` maps each bad field's path (``data.items[3]``) to what is wrong with it.
+    ``problems`` maps each bad field's path (``data.<key 2>[3]``) to what is wrong with it.
     """
 
     def __init__(self, problems: Mapping[str, str]) -> None:
@@ -321,10 +321,10 @@ class AuditError(PaySessionError, ValueError):
 class SinkError(PaySessionError, OSError):
     """An audit sink could not keep a record, or found that its file lost records.
 
-    ``operation``: ``write`` or ``fsync`` (the disk refused; the OSError is the cause,
-    its ``errno`` this error's) or ``truncated`` (someone cut the file). ``session_id``
-    and ``seq`` name the record, which is then not in the file as a whole line.
-    """
+    ``operation``: ``write`` or ``fsync`` (the disk refused, or the sink is closed),
+    ``truncated`` (someone cut the file), ``checkpoint`` or ``append`` (a sink of the
+    caller's own failed; its exception is the cause). ``session_id`` and ``seq`` name the
+    record: its move did not happen."""
 
     def __init__(
         self,
@@ -378,12 +378,9 @@ class UnknownProviderStatus(_Facts, LookupError):
 
 
 class ReconciliationAnomaly(PaySessionError):
-    """A provider reported a status the session cannot legally reach; nothing was applied.
-
-    ``status``: the session's; ``provider_status``: what the provider said; ``mapped``:
-    what its map made of it; ``guard``: the guard that refused the path, or None when no
-    legal path exists; ``kind`` and ``voided`` as recorded (``PaymentSessions.anomalies``).
-    """
+    """A provider report recorded as an anomaly (``kind``), never applied: ``status`` is
+    the session's, ``mapped`` what the map made of ``provider_status``, ``guard`` the guard
+    that refused the path (or None), ``voided`` whether the hold was voided."""
 
     def __init__(
         self,
@@ -410,12 +407,13 @@ class ReconciliationAnomaly(PaySessionError):
         super().__init__(session_id, status, provider_id, provider_status, mapped)
 
     def __str__(self) -> str:
-        if self.kind == "future_report":
-            why = "it says it was observed further ahead of now than clock skew explains"
-        elif self.guard is not None:
-            why = f"guard {self.guard!r} refuses the path"
-        else:
-            why = "no legal path leads there"
+        why = (
+            "it says it was observed further ahead of now than clock skew explains"
+            if self.kind == "future_report"
+            else "no legal path leads there"
+            if self.guard is None
+            else f"guard {self.guard!r} refuses the path"
+        )
         event = "" if self.event_id is None else f" (event {self.event_id[:80]!r})"
         voided = "; the hold was voided at the provider" if self.voided else ""
         return (

@@ -12,11 +12,11 @@ import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import NoReturn, overload
+from typing import NoReturn
 
 import attrs
 
-from paysession.durable import DurableBase, member, retrying
+from paysession.durable import DurableBase, Reconciliation, member, retrying
 from paysession.errors import (
     ConcurrentUpdate,
     DoubleAuthorization,
@@ -56,36 +56,6 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 the provider and us); a report further ahead is an anomaly of kind ``future_report``."""
 _AUTHORIZED = PaymentSessionStatus.AUTHORIZED
 _CANCELED = PaymentSessionStatus.CANCELED
-
-
-@attrs.frozen
-class Reconciliation(Sequence[TransitionRecord]):
-    """What :meth:`PaymentSessions.reconcile` did with one provider report.
-
-    ``outcome`` is applied, noop, stale or duplicate (an anomaly raises instead);
-    ``records`` the moves it committed (empty unless applied); ``event`` the stored
-    event row (for a duplicate, the first delivery's); ``lost_races`` how many times a
-    concurrent move committed first and the path was recomputed. It is also the
-    sequence of its records, so ``for record in sessions.reconcile(...)`` reads the
-    moves, and an empty one is false.
-    """
-
-    outcome: EventOutcome
-    records: tuple[TransitionRecord, ...]
-    event: ProviderEvent | None
-    lost_races: int = 0
-
-    @overload
-    def __getitem__(self, index: int) -> TransitionRecord: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> tuple[TransitionRecord, ...]: ...
-
-    def __getitem__(self, index: int | slice) -> TransitionRecord | tuple[TransitionRecord, ...]:
-        return self.records[index]
-
-    def __len__(self) -> int:
-        return len(self.records)
 
 
 class Reconciler(DurableBase):

@@ -330,42 +330,6 @@ class SqlReads(abc.ABC):
         )
         return [self._cache.snapshot(row, self._session_from_row) for row in rows]
 
-    def trails(
-        self, *, after: str | None = None, only: str | None = None, limit: int = 500
-    ) -> list[tuple[Snapshot, list[TransitionRecord]]]:
-        if has_nul(only) or has_nul(after):
-            return []
-        if only is not None:
-            rows = self._rows(
-                "trails", f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = ?", (only,)
-            )
-        else:
-            rows = self._rows(
-                "trails",
-                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id > ? "
-                "ORDER BY id LIMIT ?",
-                ("" if after is None else after, limit),
-            )
-        if not rows:
-            return []
-        # One range read of the records of every session of the page, on the primary
-        # key's order; rows are built afresh, bypassing the snapshot cache.
-        records = self._rows(
-            "trails",
-            "SELECT session_id, wire FROM paysession_records "
-            "WHERE session_id >= ? AND session_id <= ? ORDER BY session_id, seq",
-            (rows[0][0], rows[-1][0]),
-        )
-        by_session: dict[str, list[TransitionRecord]] = {row[0]: [] for row in rows}
-        for session_id, wire in records:
-            trail = by_session.get(session_id)
-            if trail is not None:
-                trail.append(record_from_wire(wire))
-        return [
-            (Snapshot(self._session_from_row(row), row[13], row[14]), by_session[row[0]])
-            for row in rows
-        ]
-
     def history(self, session_id: str) -> list[TransitionRecord]:
         if has_nul(session_id):
             return []

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
-from paysession.store._sql import SnapshotCache, SqlReads, Texts, dump_json
+from paysession.store._sql import SESSION_COLUMNS, SnapshotCache, SqlReads, Texts, dump_json
 from paysession.store.base import (
     Binding,
     CartCheck,
@@ -32,6 +32,7 @@ from paysession.store.base import (
     Write,
     check_writes,
     has_nul,
+    record_from_wire,
 )
 
 _Store = TypeVar("_Store", bound="SqlStore")
@@ -142,6 +143,42 @@ class SqlStore(SqlReads):
         self._write_event(event, write, texts, expected_version, release)
         if write is not None:
             self._cache.put(write.session, write.version, write.head, texts)
+
+    def trails(
+        self, *, after: str | None = None, only: str | None = None, limit: int = 500
+    ) -> list[tuple[Snapshot, list[TransitionRecord]]]:
+        if has_nul(only) or has_nul(after):
+            return []
+        if only is not None:
+            rows = self._rows(
+                "trails", f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = ?", (only,)
+            )
+        else:
+            rows = self._rows(
+                "trails",
+                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id > ? "
+                "ORDER BY id LIMIT ?",
+                ("" if after is None else after, limit),
+            )
+        if not rows:
+            return []
+        # One range read of the records of every session of the page, on the primary
+        # key's order; rows are built afresh, bypassing the snapshot cache.
+        records = self._rows(
+            "trails",
+            "SELECT session_id, wire FROM paysession_records "
+            "WHERE session_id >= ? AND session_id <= ? ORDER BY session_id, seq",
+            (rows[0][0], rows[-1][0]),
+        )
+        by_session: dict[str, list[TransitionRecord]] = {row[0]: [] for row in rows}
+        for session_id, wire in records:
+            trail = by_session.get(session_id)
+            if trail is not None:
+                trail.append(record_from_wire(wire))
+        return [
+            (Snapshot(self._session_from_row(row), row[13], row[14]), by_session[row[0]])
+            for row in rows
+        ]
 
     def claim(self, claim: Claim, now: datetime, *, selected: bool) -> Claimed:
         if has_nul(claim.cart_id) or has_nul(claim.session_id):
