@@ -146,7 +146,7 @@ class TestOutsideHeads:
         made = [sessions.create(cart_id=f"c{n}", provider_id="p", amount=5) for n in range(2)]
         for session in made:
             sessions.fire(session.id, "cancel")
-        with JsonlSink(path, fsync=False) as sink:
+        with JsonlSink(path, fsync=False, checkpoint_every=None) as sink:
             for session in made:
                 for record in sessions.history(session.id):
                     sink.append(record)
@@ -171,7 +171,7 @@ class TestOutsideHeads:
         path = tmp_path / "trail.jsonl"
         sessions = PaymentSessions(SqliteStore(db), clock=StepClock())
         made = [sessions.create(cart_id=f"c{n}", provider_id="p", amount=5) for n in range(2)]
-        with JsonlSink(path, fsync=False) as sink:
+        with JsonlSink(path, fsync=False, checkpoint_every=None) as sink:
             for session in made:
                 sessions.fire(session.id, "cancel")
                 for record in sessions.history(session.id):

@@ -132,7 +132,7 @@ def write_trail(
 ) -> list[SessionMachine]:
     """A JSON Lines trail of many interleaved sessions, written by machines through a sink."""
     clock = StepClock()
-    with JsonlSink(path, fsync=False) as sink:
+    with JsonlSink(path, fsync=False, checkpoint_every=None) as sink:
         machines = [
             SessionMachine(new_session(n, clock), clock=clock, sink=sink, key=key)
             for n in range(sessions)
@@ -952,7 +952,7 @@ class TestMachineSink:
     def test_many_threads_one_file(self, tmp_path: Path) -> None:
         """Machines on several threads sharing one JsonlSink leave a verifiable file."""
         path = tmp_path / "trail.jsonl"
-        with JsonlSink(path, fsync=False) as sink:
+        with JsonlSink(path, fsync=False, checkpoint_every=None) as sink:
 
             def run(offset: int) -> None:
                 clock = StepClock()
@@ -977,7 +977,7 @@ class TestJsonlSink:
         """Each record is one canonical line; reading the file gives the records back."""
         path = tmp_path / "trail.jsonl"
         history = story().history
-        with JsonlSink(path) as sink:
+        with JsonlSink(path, checkpoint_every=None) as sink:
             for record in history:
                 sink.append(record)
         assert path.read_bytes() == b"".join(
@@ -991,7 +991,7 @@ class TestJsonlSink:
         clock = StepClock()
         a, b = story(clock, number=1).history, story(clock, number=2).history
         for history in (a, b):
-            with JsonlSink(path, fsync=False) as sink:
+            with JsonlSink(path, fsync=False, checkpoint_every=None) as sink:
                 for record in history:
                     sink.append(record)
         assert list(read_jsonl(path)) == [*a, *b]
@@ -1011,7 +1011,7 @@ class TestJsonlSink:
 
         monkeypatch.setattr(os, "write", write)
         monkeypatch.setattr(os, "fsync", syncs.append)
-        sink = JsonlSink(tmp_path / "trail.jsonl", fsync=fsync)
+        sink = JsonlSink(tmp_path / "trail.jsonl", fsync=fsync, checkpoint_every=None)
         syncs.clear()  # the directory's, when the file is created
         history = story().history
         for record in history:
@@ -1026,7 +1026,7 @@ class TestJsonlSink:
         history = story().history
         whole = encode_line(history[0])
         path.write_bytes(whole + encode_line(history[1])[:50])
-        with JsonlSink(path) as sink:
+        with JsonlSink(path, checkpoint_every=None) as sink:
             sink.append(history[1])
             sink.append(history[2])
         items = list(read_jsonl(path))
@@ -1036,7 +1036,7 @@ class TestJsonlSink:
 
     def test_closed(self, tmp_path: Path) -> None:
         """A closed sink refuses appends; closing twice is harmless."""
-        sink = JsonlSink(tmp_path / "trail.jsonl")
+        sink = JsonlSink(tmp_path / "trail.jsonl", checkpoint_every=None)
         sink.close()
         sink.close()
         assert sink.closed
@@ -1139,7 +1139,7 @@ class TestRedaction:
         cart = {"email": "a@example.com", "token": SECRET}
         data = {"client_secret": SECRET, "nested": [{"card": SECRET}]}
         sink = MemorySink()
-        with JsonlSink(path) as jsonl:
+        with JsonlSink(path, checkpoint_every=None) as jsonl:
 
             class Both:
                 def append(self, record: TransitionRecord) -> None:

@@ -61,7 +61,7 @@ class TestDiskFull:
         history = trail()
         with small_disk(tmp_path, "512k") as disk:
             path = disk.path / "trail.jsonl"
-            sink = JsonlSink(path, fsync=False)
+            sink = JsonlSink(path, fsync=False, checkpoint_every=None)
             for record in history[:10]:
                 sink.append(record)
             disk.fill()
@@ -108,7 +108,7 @@ class TestDiskFull:
         """A move whose record the disk refuses does not happen: SinkError, nothing moved."""
         with small_disk(tmp_path, "64k") as disk:
             path = disk.path / "trail.jsonl"
-            with JsonlSink(path, fsync=True) as sink:
+            with JsonlSink(path, fsync=True, checkpoint_every=None) as sink:
                 machine = machine_in(PaymentSessionStatus.PENDING, sink=sink)
                 disk.fill()
                 with pytest.raises(SinkError) as caught:
@@ -134,7 +134,7 @@ class TestDiskFull:
         """A line the disk took in part stays a torn line: the next record starts a new one."""
         history = trail(moves=3, reason_length=10)
         path = tmp_path / "trail.jsonl"
-        sink = JsonlSink(path, fsync=False)
+        sink = JsonlSink(path, fsync=False, checkpoint_every=None)
         sink.append(history[0])
         real_write = os.write
         calls: list[int] = []
@@ -172,7 +172,7 @@ class TestDiskFull:
         """Bytes another writer appended after are never cut: the half line stays torn."""
         history = trail(moves=3, reason_length=10)
         path = tmp_path / "trail.jsonl"
-        sink = JsonlSink(path, fsync=False)
+        sink = JsonlSink(path, fsync=False, checkpoint_every=None)
         sink.append(history[0])
         real_write = os.write
         calls: list[int] = []
@@ -200,7 +200,7 @@ class TestDiskFull:
         """A write refused before its first byte leaves the file as it was: no blank line."""
         history = trail(moves=2, reason_length=10)
         path = tmp_path / "trail.jsonl"
-        sink = JsonlSink(path, fsync=False)
+        sink = JsonlSink(path, fsync=False, checkpoint_every=None)
         sink.append(history[0])
 
         def full(fd: int, data: bytes) -> int:
@@ -220,7 +220,7 @@ class TestTruncated:
         """A file emptied under the sink: the next append raises; verify finds the cut."""
         history = trail(moves=4, reason_length=10)
         path = tmp_path / "trail.jsonl"
-        sink = JsonlSink(path, fsync=False)
+        sink = JsonlSink(path, fsync=False, checkpoint_every=None)
         for record in history[:4]:
             sink.append(record)
         written = path.stat().st_size
@@ -255,7 +255,7 @@ class TestTruncated:
         """A file cut inside a line: reported, and the next record starts a line of its own."""
         history = trail(moves=4, reason_length=10)
         path = tmp_path / "trail.jsonl"
-        sink = JsonlSink(path, fsync=False)
+        sink = JsonlSink(path, fsync=False, checkpoint_every=None)
         for record in history[:4]:
             sink.append(record)
         keep = len(encode_line(history[0])) + len(encode_line(history[1])) // 2
@@ -277,7 +277,10 @@ class TestTruncated:
         """Two sinks appending to one file in turn raise nothing: the file only grows."""
         history = trail(moves=6, reason_length=10)
         path = tmp_path / "trail.jsonl"
-        with JsonlSink(path, fsync=False) as a, JsonlSink(path, fsync=False) as b:
+        with (
+            JsonlSink(path, fsync=False, checkpoint_every=None) as a,
+            JsonlSink(path, fsync=False, checkpoint_every=None) as b,
+        ):
             for n, record in enumerate(history):
                 (a if n % 2 else b).append(record)
         assert records_in(path) == list(history)
@@ -291,7 +294,7 @@ class TestFsync:
         """An fsync that fails (EIO) raises SinkError naming fsync, with the errno."""
         history = trail(moves=1, reason_length=10)
         path = tmp_path / "trail.jsonl"
-        sink = JsonlSink(path, fsync=True)
+        sink = JsonlSink(path, fsync=True, checkpoint_every=None)
 
         def broken(fd: int) -> None:
             raise OSError(errno.EIO, os.strerror(errno.EIO))
@@ -317,7 +320,7 @@ class TestFsync:
     def test_a_closed_sink_refuses_with_a_sink_error(self, tmp_path: Path) -> None:
         """A machine whose sink was closed keeps its session: the move does not happen."""
         path = tmp_path / "trail.jsonl"
-        sink = JsonlSink(path, fsync=False)
+        sink = JsonlSink(path, fsync=False, checkpoint_every=None)
         machine = machine_in(PaymentSessionStatus.PENDING, sink=sink)
         before = machine.session
         sink.close()

@@ -52,8 +52,8 @@ def verify(
         trails.pop(session_id, None)
         bad.add(session_id)
 
+    position = -1
     for position, item in enumerate(records):
-        count += 1
         if isinstance(item, Checkpoint):
             wrong = anchors.seal_problem(item)
             if wrong is not None:
@@ -69,6 +69,7 @@ def verify(
                         fail(session_id, expected[0], position, "anchor", f"a checkpoint {why}")
             anchors.passed(item, position)
             continue
+        count += 1  # records and bad lines; checkpoints are not records
         if isinstance(item, BadLine):
             named = item.session_id
             if named is None or named not in bad:
@@ -115,7 +116,7 @@ def verify(
             expected, None if trail is None else (trail.seq, trail.hash), at_most=False
         )
         if why is not None:
-            fail(session_id, expected[0], count, "anchor", f"the outside head {why}")
+            fail(session_id, expected[0], position + 1, "anchor", f"the outside head {why}")
     return AuditReport(
         ok=not problems,
         sessions=len(trails) + len(bad),

@@ -62,6 +62,10 @@ def encode_line(record: TransitionRecord) -> bytes:
     return (record.canonical(with_hash=True) + "\n").encode("ascii")
 
 
+DEFAULT_CHECKPOINT_EVERY = 1000
+"""How many records a JsonlSink writes between checkpoints unless told otherwise."""
+
+
 class JsonlSink:
     """An :class:`AuditSink` appending one canonical JSON line per record to one file.
 
@@ -94,7 +98,7 @@ class JsonlSink:
         path: str | os.PathLike[str],
         *,
         fsync: bool = True,
-        checkpoint_every: int | None = None,
+        checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
         key: bytes | None = None,
     ) -> None:
         if checkpoint_every is not None and (

@@ -24,8 +24,8 @@ Decisions worth knowing:
   are not a JSON record, such as the incomplete last line a crash leaves, ``malformed``
   for JSON that is not a record, ``encoding`` for a record spelled non-canonically).
 - **A hash chain cannot see its own tail cut off.** Deleting a session's last records
-  leaves a shorter trail that is still valid; compare the last hash with the one your
-  store holds to catch that.
+  leaves a shorter trail that is still valid: the checkpoints of
+  ``paysession/audit/anchors.py`` and heads kept outside the file catch that.
 - **``data`` and ``cart`` are digests.** ``replay`` checks the ``data=`` and ``cart=`` it
   is given against the trail's last digests. Without ``data=`` it returns the session
   only if the trail's data is the digest of ``{}``, and otherwise raises ``AuditError``
@@ -104,8 +104,8 @@ class AuditProblem:
 class AuditReport:
     """What ``verify`` found: ``ok`` when every record of every session checks out.
 
-    ``sessions`` counts the session ids seen, ``records`` the items read (bad lines
-    included); ``problems`` holds the first bad record of each bad session, and every
+    ``sessions`` counts the session ids seen, ``records`` the records and bad lines read
+    (checkpoints are not records); ``problems`` holds the first bad record of each bad session, and every
     line that names no session, in input order.
     """
 
