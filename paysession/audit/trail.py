@@ -105,8 +105,8 @@ class AuditReport:
     """What ``verify`` found: ``ok`` when every record of every session checks out.
 
     ``sessions`` counts the session ids seen, ``records`` the records and bad lines read
-    (checkpoints are not records); ``problems`` holds the first bad record of each bad session, and every
-    line that names no session, in input order.
+    (checkpoints are not records); ``problems`` holds the first bad record of each bad
+    session, and every line that names no session, in input order.
     """
 
     ok: bool
