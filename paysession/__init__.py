@@ -4,6 +4,8 @@ Legal moves only, enforced by a ``transitions`` state machine; every move stampe
 hooked and written to a tamper-evident audit trail; Medusa's wire JSON in and out.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from paysession.aio import AsyncPaymentSessions
 from paysession.checkout import (
     Completion,
@@ -47,6 +49,11 @@ from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
 from paysession.store.base import AnomalyKind, EventOutcome, ProviderEvent
 
+try:
+    __version__ = version("paysession")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
+
 # What a checkout developer imports: the session and its moves, the service and its
 # asyncio twin, cart completion, and the errors they raise. Everything else (stores,
 # providers, the audit trail, diagrams) is imported from its own module.
@@ -88,6 +95,7 @@ __all__ = [
     "TransitionEvent",
     "TransitionRecord",
     "UnknownProviderStatus",
+    "__version__",
     "cancel_payment",
     "complete_cart",
     "expire_sessions",

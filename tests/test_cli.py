@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from paysession import PaymentSession, SessionMachine, __version__
+from paysession.audit import encode_line
+from paysession.cli import diagram as diagram_command
 from paysession.cli import format_table, main
 
 
@@ -74,3 +77,55 @@ class TestFormatTable:
         assert format_table(("a", "bb"), [("xxx", 1), (None, "y")]) == (
             "a    bb\n---  --\nxxx  1\n     y"
         )
+
+
+class TestConventions:
+    def test_version(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit) as done:
+            main(["--version"])
+        assert done.value.code == 0
+        assert capsys.readouterr().out == f"paysession {__version__}\n"
+        assert __version__ != "0+unknown"  # the tests run on an installed copy
+
+    def test_interrupted_is_130_and_one_line(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        def interrupted(args: object) -> int:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(diagram_command, "run", interrupted)
+        assert main(["diagram"]) == 130
+        assert capsys.readouterr() == ("", "paysession: interrupted\n")
+
+    def test_unexpected_error_is_one_line_and_debug_shows_it(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        def broken(args: object) -> int:
+            raise ZeroDivisionError("a bug\nwith a second line")
+
+        monkeypatch.setattr(diagram_command, "run", broken)
+        assert main(["diagram"]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and "ZeroDivisionError: a bug\\x0a" in err
+        assert "--debug" in err and "Traceback" not in err
+        with pytest.raises(ZeroDivisionError):
+            main(["--debug", "diagram"])
+
+    def test_a_closed_pipe_ends_quietly(self, tmp_path: Path) -> None:
+        """`paysession audit show big.jsonl | head -1`: no traceback, exit 0."""
+        path = tmp_path / "big.jsonl"
+        machine = SessionMachine(PaymentSession.new(cart_id="c", provider_id="p", amount=1))
+        for n in range(2000):
+            machine.update(amount=n + 1, reason="r" * 40)
+        path.write_bytes(b"".join(encode_line(record) for record in machine.history))
+        shown = subprocess.Popen(
+            [sys.executable, "-m", "paysession", "audit", "show", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert shown.stdout is not None and shown.stderr is not None
+        assert shown.stdout.read(100)
+        shown.stdout.close()  # what head does once it has its lines
+        err = shown.stderr.read()
+        assert shown.wait(timeout=60) == 0
+        assert err == b""

@@ -8,11 +8,13 @@ library imports from here.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from paysession.cli._table import RECORD_HEADERS, format_table, record_row
+from paysession import __version__
+from paysession.cli._table import RECORD_HEADERS, format_table, printable, record_row
 from paysession.cli.audit import add_command as add_audit_command
 from paysession.cli.demo import DEFAULT_CARTS, DEFAULT_DB, DEFAULT_WORKERS
 from paysession.cli.demo import run as run_demo
@@ -109,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paysession", description="Payment session lifecycle: demo, audit and diagrams."
     )
+    parser.add_argument("--version", action="version", version=f"paysession {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an unexpected error"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser(
         "demo",
@@ -146,10 +152,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the process exit code."""
+    """Run the command line; return the process exit code.
+
+    0 ok, 1 problems found, 2 usage or input errors, 130 when interrupted. An output
+    closed early (``| head``) ends the command quietly; an unexpected error is one line
+    on stderr (``--debug`` shows its traceback).
+    """
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
-    return run(args)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("paysession: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        # The reader has gone: nothing more can be shown. Point stdout at nothing so that
+        # the interpreter's final flush does not report the same closed pipe again.
+        _silence_stdout()
+        return 0
+    except Exception as error:
+        if args.debug:
+            raise
+        what = printable(str(error))[:200]
+        sys.stderr.write(
+            f"paysession: unexpected error: {type(error).__name__}: {what} "
+            "(run with --debug for the traceback)\n"
+        )
+        return 1
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # stdout is not a real file (a test's capture): nothing will flush to a pipe
+    finally:
+        os.close(devnull)
 
 
 __all__ = ["RECORD_HEADERS", "build_parser", "format_table", "main", "record_row"]
