@@ -129,3 +129,31 @@ class TestConventions:
         err = shown.stderr.read()
         assert shown.wait(timeout=60) == 0
         assert err == b""
+
+
+class TestDemoUsage:
+    def test_a_database_that_cannot_be_opened_is_named(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        place = tmp_path / "no-such-dir" / "x.db"
+        assert main(["demo", "--db", str(place), "--carts", "1", "--workers", "1"]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and str(place) in err
+
+    def test_walkthrough_refuses_the_options_it_ignores(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert main(["demo", "--walkthrough", "--db", "x.db"]) == 2
+        assert capsys.readouterr().err == (
+            "paysession demo: --walkthrough takes no --db, --carts or --workers\n"
+        )
+
+    def test_too_many_workers(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["demo", "--workers", "1000", "--carts", "5"]) == 2
+        assert "--workers must be at most 64" in capsys.readouterr().err
+
+    def test_a_count_that_is_not_a_number_says_so(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit) as caught:
+            main(["demo", "--carts", "abc"])
+        assert caught.value.code == 2
+        assert "--carts: must be a whole number, got 'abc'" in capsys.readouterr().err

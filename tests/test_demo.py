@@ -95,8 +95,10 @@ class TestDemo:
         with SqliteStore(path) as store:
             assert len({session.cart_id for session in store.find()}) == 6
 
-    def test_another_file_is_left_alone(self, tmp_path: Path) -> None:
-        """A path holding anything but a demo database is refused (exit 2), untouched."""
+    def test_another_file_is_left_alone(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A path holding anything but a demo database is refused (exit 2, on stderr)."""
         path = tmp_path / "shop.db"
         with sqlite3.connect(path) as conn:
             conn.execute("CREATE TABLE orders (id INTEGER)")
@@ -106,7 +108,8 @@ class TestDemo:
         from paysession.cli.demo import run
 
         assert run(path, carts=3, workers=1, out=out) == 2
-        assert "is not a paysession demo database" in out.getvalue()
+        assert out.getvalue() == ""
+        assert "is not a paysession demo database" in capsys.readouterr().err
         assert path.read_bytes() == before
 
     def test_a_broken_trail_fails_the_run(self, demo_run: tuple[Path, str], tmp_path: Path) -> None:

@@ -94,16 +94,31 @@ def walkthrough(out: TextIO) -> int:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text[:40]!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+MAX_WORKERS = 64
+"""The most storefront processes the demo starts: more only queue on the SQLite lock."""
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     if args.walkthrough:
+        if args.db != DEFAULT_DB or args.carts != DEFAULT_CARTS or args.workers != DEFAULT_WORKERS:
+            sys.stderr.write("paysession demo: --walkthrough takes no --db, --carts or --workers\n")
+            return 2
         return walkthrough(sys.stdout)
-    return run_demo(args.db, carts=args.carts, workers=args.workers, seed=args.seed, out=sys.stdout)
+    if args.workers > MAX_WORKERS:
+        sys.stderr.write(f"paysession demo: --workers must be at most {MAX_WORKERS}\n")
+        return 2
+    # More storefronts than carts would start processes with nothing to do.
+    workers = min(args.workers, args.carts)
+    return run_demo(args.db, carts=args.carts, workers=workers, seed=args.seed, out=sys.stdout)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -251,7 +251,9 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     session, data that does not match the trail).
     """
     audit = commands.add_parser("audit", help="verify, show or replay a JSON Lines audit trail")
-    actions = audit.add_subparsers(dest="audit_command", required=True)
+    actions = audit.add_subparsers(
+        dest="audit_command", required=True, metavar="{verify,heads,show,replay}"
+    )
 
     check = actions.add_parser(
         "verify", help="check every session's hash chain, moves and changes; exit 1 if bad"

@@ -38,6 +38,7 @@ import os
 import queue
 import random
 import sqlite3
+import sys
 import time
 import traceback
 from collections import Counter
@@ -59,6 +60,7 @@ from paysession.errors import (
     DemoError,
     IllegalTransition,
     ReconciliationAnomaly,
+    StoreError,
 )
 from paysession.expiry import expire_sessions
 from paysession.hooks import Hooks, TransitionEvent
@@ -391,11 +393,16 @@ def run(
     path = Path(db)
     try:
         fresh_database(path)
+        sessions = _open(str(path))
+        sessions.store.migrate()
     except DemoError as error:
-        out.write(f"paysession demo: {error}\n")
+        sys.stderr.write(f"paysession demo: {error}\n")
         return 2
-    sessions = _open(str(path))
-    sessions.store.migrate()
+    except StoreError as error:
+        sys.stderr.write(
+            f"paysession demo: cannot use {path} as the demo database: {error.detail}\n"
+        )
+        return 2
     with sqlite3.connect(path) as conn:
         conn.execute(f"CREATE TABLE {_MARKER} (seed INTEGER, carts INTEGER, workers INTEGER)")
         conn.execute(f"INSERT INTO {_MARKER} VALUES (?, ?, ?)", (seed, carts, workers))
