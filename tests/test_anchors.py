@@ -197,3 +197,14 @@ class TestOutsideHeads:
         assert main(["audit", "heads", "--db", str(missing)]) == 2
         assert capsys.readouterr().err == f"paysession audit: no database file {missing}\n"
         assert not missing.exists()
+
+    def test_a_heads_file_of_the_wrong_shape_is_a_usage_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = anchored(tmp_path)
+        heads_file = tmp_path / "heads.json"
+        heads_file.write_text('{"ps_1": [1]}')
+        assert main(["audit", "verify", str(path), "--heads", str(heads_file)]) == 2
+        assert capsys.readouterr().err == (
+            f"paysession audit: heads file {heads_file}: each value must be [seq, hash]\n"
+        )

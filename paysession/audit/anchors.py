@@ -95,6 +95,14 @@ def checkpoint_from_wire(wire: Mapping[str, Any]) -> Checkpoint | None:
         and isinstance(heads, dict)
     ):
         return None
+    parsed = heads_from_wire(heads)
+    if parsed is None:
+        return None
+    return Checkpoint(body["sink"], prev, records, body["final"], parsed, sealed)
+
+
+def heads_from_wire(heads: Mapping[str, Any]) -> dict[str, tuple[int, str]] | None:
+    """``{session id: [seq, hash]}`` as read from JSON, or None if any value is not that."""
     parsed: dict[str, tuple[int, str]] = {}
     for session_id, head in heads.items():
         if not (
@@ -106,7 +114,7 @@ def checkpoint_from_wire(wire: Mapping[str, Any]) -> Checkpoint | None:
         ):
             return None
         parsed[session_id] = (head[0], head[1])
-    return Checkpoint(body["sink"], prev, records, body["final"], parsed, sealed)
+    return parsed
 
 
 class AnchorCheck:
@@ -172,5 +180,6 @@ __all__ = [
     "Checkpoint",
     "checkpoint_from_wire",
     "head_problem",
+    "heads_from_wire",
     "make_checkpoint",
 ]

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from paysession._wire import JsonRefused, format_datetime, read_json
-from paysession.audit.anchors import Checkpoint
+from paysession.audit.anchors import Checkpoint, heads_from_wire
 from paysession.audit.check import Heads, verify
 from paysession.audit.sinks import BadLine, read_jsonl
 from paysession.audit.trail import AuditError, _short, replay
@@ -186,17 +186,9 @@ def _read_heads(path: Path | None) -> Heads | None:
     found = _read_json_object(path, "heads")
     if found is None:
         return None
-    heads: dict[str, tuple[int, str]] = {}
-    for session_id, head in found.items():
-        if not (
-            isinstance(head, list)
-            and len(head) == 2
-            and type(head[0]) is int
-            and head[0] >= 0
-            and isinstance(head[1], str)
-        ):
-            raise _UsageError(f"heads file {path}: each value must be [seq, hash]")
-        heads[session_id] = (head[0], head[1])
+    heads = heads_from_wire(found)
+    if heads is None:
+        raise _UsageError(f"heads file {path}: each value must be [seq, hash]")
     return heads
 
 
