@@ -4,8 +4,6 @@ Legal moves only, enforced by a ``transitions`` state machine; every move stampe
 hooked and written to a tamper-evident audit trail; Medusa's wire JSON in and out.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from paysession.aio import AsyncPaymentSessions
 from paysession.checkout import (
     Completion,
@@ -49,10 +47,9 @@ from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
 from paysession.store.base import AnomalyKind, EventOutcome, ProviderEvent
 
-try:
-    __version__ = version("paysession")
-except PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0+unknown"
+# The one place the version is written: the build reads it from here (pyproject.toml,
+# [tool.hatch.version]), so it costs nothing at import.
+__version__ = "0.1.0"
 
 # What a checkout developer imports: the session and its moves, the service and its
 # asyncio twin, cart completion, and the errors they raise. Everything else (stores,

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from paysession import __version__
+import paysession
 from paysession.cli._table import RECORD_HEADERS, format_table, printable, record_row
 from paysession.cli.audit import add_command as add_audit_command
 from paysession.cli.demo import DEFAULT_CARTS, DEFAULT_DB, DEFAULT_WORKERS
@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paysession", description="Payment session lifecycle: demo, audit and diagrams."
     )
-    parser.add_argument("--version", action="version", version=f"paysession {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"paysession {paysession.__version__}"
+    )
     parser.add_argument(
         "--debug", action="store_true", help="show the traceback of an unexpected error"
     )
