@@ -144,10 +144,13 @@ class JsonlSink:
             fd = self._fd
             if fd is None:
                 raise self._error(record, "write", "the sink is closed")
-            touched = {**self._touched, record.session_id: (record.seq, record.hash)}
+            head = (record.seq, record.hash)
             checkpoint = None
             every = self.checkpoint_every
             if every is not None and (self._written + 1) % every == 0:
+                # Copied only for a checkpoint: the sink's own heads change only once the
+                # record is written.
+                touched = {**self._touched, record.session_id: head}
                 checkpoint = self._checkpoint(touched, final=False, written=self._written + 1)
                 line += (checkpoint.line() + "\n").encode("ascii")
             operation = "write"
@@ -179,7 +182,7 @@ class JsonlSink:
                     os.fsync(fd)
                 self._written += 1
                 if checkpoint is None:
-                    self._touched = touched
+                    self._touched[record.session_id] = head
                 else:
                     self._touched, self._prev = {}, checkpoint.seal
             except OSError as error:
