@@ -127,6 +127,26 @@ class SnapshotCache:
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
+def event_row(event: ProviderEvent, time: Callable[[datetime], object]) -> tuple[object, ...]:
+    """A provider event's row in ``EVENT_COLUMNS`` order; ``time`` encodes an instant as
+    the store's time columns keep it."""
+    observed = event.observed_at
+    return (
+        event.session_id,
+        event.event_id,
+        event.provider_status,
+        event.status.value,
+        event.session_status.value,
+        event.outcome.value,
+        None if observed is None else time(observed),
+        time(event.recorded_at),
+        event.version,
+        event.guard,
+        event.duplicates,
+        None if event.kind is None else event.kind.value,
+    )
+
+
 def dump_json(value: Mapping[str, object] | None) -> str | None:
     """A session's ``data`` or ``cart`` as compact JSON text, key order kept."""
     return None if value is None else _encode(value)
@@ -470,6 +490,7 @@ __all__ = [
     "SqlReads",
     "Texts",
     "dump_json",
+    "event_row",
     "load_json",
     "migrate_schema",
     "refuse_doubly_authorized",

@@ -42,7 +42,7 @@ from paysession.errors import (
     SessionNotFound,
     StoreError,
 )
-from paysession.store._sql import Texts, migrate_schema, refusal
+from paysession.store._sql import Texts, event_row, migrate_schema, refusal
 from paysession.store._sql_store import Found, SqlStore
 from paysession.store.base import Binding, CartCheck, Claim, ProviderEvent, Write
 from paysession.store.postgres_mapper import (
@@ -325,23 +325,7 @@ class PostgresStore(SqlStore):
             row = conn.execute(_NEWEST_OBSERVED, (session_id,)).fetchone()
             if row is not None and row[0] is not None and row[0] > event.observed_at:
                 raise ConcurrentUpdate(session_id, expected_version)
-        conn.execute(
-            _INSERT_EVENT,
-            (
-                event.session_id,
-                event.event_id,
-                event.provider_status,
-                event.status.value,
-                event.session_status.value,
-                event.outcome.value,
-                event.observed_at,
-                event.recorded_at,
-                event.version,
-                event.guard,
-                event.duplicates,
-                None if event.kind is None else event.kind.value,
-            ),
-        )
+        conn.execute(_INSERT_EVENT, event_row(event, _same))
         if write is not None:
             conn.execute(_insert_records(len(write.records)), _records_params(write.records))
 

@@ -14,6 +14,7 @@ from paysession.store._sql import (
     EVENT_COLUMNS,
     SESSION_COLUMNS,
     Texts,
+    event_row,
     load_json,
 )
 from paysession.store.base import (
@@ -129,20 +130,7 @@ def _record_row(record: TransitionRecord, position: int) -> tuple[object, ...]:
 
 
 def _event_row(event: ProviderEvent) -> tuple[object, ...]:
-    return (
-        event.session_id,
-        event.event_id,
-        event.provider_status,
-        event.status.value,
-        event.session_status.value,
-        event.outcome.value,
-        None if event.observed_at is None else _micros(event.observed_at),
-        _micros(event.recorded_at),
-        event.version,
-        event.guard,
-        event.duplicates,
-        None if event.kind is None else event.kind.value,
-    )
+    return event_row(event, _micros)
 
 
 def _claim_from_row(row: Sequence[Any]) -> Claim:
