@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,25 @@ def facts(error: SinkError) -> dict[str, object]:
         "session_id": error.session_id,
         "seq": error.seq,
     }
+
+
+def half_then_full(
+    monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], object] = lambda: None
+) -> None:
+    """os.write takes half of the first bytes it is given (then ``meanwhile`` runs), and
+    finds the disk full after that."""
+    real_write = os.write
+    calls: list[int] = []
+
+    def write(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            written = real_write(fd, bytes(data)[: len(data) // 2])
+            meanwhile()
+            return written
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", write)
 
 
 class TestDiskFull:
@@ -131,21 +151,12 @@ class TestDiskFull:
     def test_part_of_a_line_written_then_enospc(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """A line the disk took in part stays a torn line: the next record starts a new one."""
+        """A line the disk took in part is cut off again: the failed record leaves nothing."""
         history = trail(moves=3, reason_length=10)
         path = tmp_path / "trail.jsonl"
         sink = JsonlSink(path, fsync=False, checkpoint_every=None)
         sink.append(history[0])
-        real_write = os.write
-        calls: list[int] = []
-
-        def half_then_full(fd: int, data: bytes) -> int:
-            calls.append(len(data))
-            if len(calls) == 1:
-                return real_write(fd, bytes(data)[: len(data) // 2])
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        monkeypatch.setattr(os, "write", half_then_full)
+        half_then_full(monkeypatch)
         with pytest.raises(SinkError) as caught:
             sink.append(history[1])
         monkeypatch.undo()
@@ -174,19 +185,12 @@ class TestDiskFull:
         path = tmp_path / "trail.jsonl"
         sink = JsonlSink(path, fsync=False, checkpoint_every=None)
         sink.append(history[0])
-        real_write = os.write
-        calls: list[int] = []
 
-        def half_then_full(fd: int, data: bytes) -> int:
-            calls.append(len(data))
-            if len(calls) == 1:
-                written = real_write(fd, bytes(data)[: len(data) // 2])
-                with path.open("ab") as other:
-                    other.write(b"\n" + encode_line(history[2]))
-                return written
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        def another_writer() -> None:
+            with path.open("ab") as other:
+                other.write(b"\n" + encode_line(history[2]))
 
-        monkeypatch.setattr(os, "write", half_then_full)
+        half_then_full(monkeypatch, meanwhile=another_writer)
         with pytest.raises(SinkError):
             sink.append(history[1])
         monkeypatch.undo()
