@@ -72,11 +72,10 @@ def verify(
         count += 1  # records and bad lines; checkpoints are not records
         if isinstance(item, BadLine):
             named = item.session_id
-            if named is None or named not in bad:
-                problems.append(AuditProblem(named, None, position, item.reason, item.message))
-            if named is not None:
-                trails.pop(named, None)
-                bad.add(named)
+            if named is None:
+                problems.append(AuditProblem(None, None, position, item.reason, item.message))
+            elif named not in bad:
+                fail(named, None, position, item.reason, item.message)
             continue
         session_id = item.session_id
         if session_id in bad:

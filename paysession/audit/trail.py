@@ -320,13 +320,14 @@ class _Trail:
         def fail(reason: str, message: str) -> NoReturn:
             raise AuditError(reason, message, session_id=self.session.id, seq=self.seq)
 
-        empty = digest({}, key)
+        # The digest of {} only when data or cart is missing: replay runs for every
+        # session verify_all checks, and most are given theirs.
         if data is None:
-            if not same_digest(self.data, empty):
+            if not same_digest(self.data, digest({}, key)):
                 fail("data_needed", "the trail holds only a digest of data: pass data=")
             data = {}
         if cart is None and self.cart is not None:
-            if not same_digest(self.cart, empty):
+            if not same_digest(self.cart, digest({}, key)):
                 fail("cart_needed", "the trail holds only a digest of cart: pass cart=")
             cart = {}
         session = attrs.evolve(self.session, data=data, cart=cart)
