@@ -18,13 +18,14 @@ import asyncio
 import contextvars
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from paysession.checkout import cancel_payment, complete_cart, complete_session
 from paysession.expiry import expire_sessions
 from paysession.service import PaymentSessions
+from paysession.store.base import LoggedRecord
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -98,6 +99,22 @@ class AsyncPaymentSessions:
     reconcile_result = _in_thread(PaymentSessions.reconcile_result)
     provider_events = _in_thread(PaymentSessions.provider_events)
     anomalies = _in_thread(PaymentSessions.anomalies)
+
+    async def follow(
+        self, cursor: str | int | None = None, *, batch: int = 500, idle: float | None = None
+    ) -> AsyncIterator[LoggedRecord]:
+        """:meth:`PaymentSessions.follow <paysession.PaymentSessions.follow>`, as an
+        async iterator: each read and each wait runs in a worker thread.
+
+        The arguments are checked at the first iteration. Leaving the loop early closes
+        the feed (on PostgreSQL, its listening connection) once the wait in flight ends.
+        """
+        records = self.sessions.follow(cursor, batch=batch, idle=idle)
+        try:
+            while (logged := await self._run(functools.partial(next, records, None))) is not None:
+                yield logged
+        finally:
+            await self._run(records.close)
 
     # The checkout flows, which take the service as their first argument.
     complete_cart = _in_thread(complete_cart)

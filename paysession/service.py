@@ -12,7 +12,7 @@ that was rolled back.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from datetime import timedelta
 
 from paysession.audit import AuditReport
@@ -27,6 +27,8 @@ from paysession.errors import (
     NoSelectedSession,
     SessionNotFound,
 )
+from paysession.feed import check_feed_args
+from paysession.feed import follow as follow_feed
 from paysession.lifecycle import MOVES
 from paysession.limits import check_counter
 from paysession.planning import (
@@ -138,19 +140,31 @@ class PaymentSessions(Reconciler):
         """
         return verify_store(self.store, self._key, progress=progress)
 
-    def records_since(self, position: int = 0, limit: int = 1000) -> list[LoggedRecord]:
-        """Every session's records after ``position``, in commit order, at most ``limit``.
+    def records_since(
+        self, cursor: str | int | None = None, limit: int = 1000
+    ) -> list[LoggedRecord]:
+        """Every session's records after ``cursor``, in feed order, at most ``limit``.
 
-        Follow all moves by passing the last position read back in: positions are given
-        out at commit, so a record that commits later never has a lower position than
-        one already read.
+        Read on by passing the last record's ``cursor`` back in (None, or 0, is the
+        start). A record that commits later never lands behind a cursor already read,
+        and each session's records come in seq order. On SQLite and in memory the cursor
+        is the record's position, and an int position is taken too.
         """
-        problems: dict[str, str] = {}
-        check_counter(position, "position", problems)
-        check_counter(limit, "limit", problems, low=1)
-        if problems:
-            raise InvalidSessionData(problems)
-        return self.store.records_since(position, limit)
+        return self.store.records_since(check_feed_args(cursor, limit, "limit"), limit)
+
+    def follow(
+        self, cursor: str | int | None = None, *, batch: int = 500, idle: float | None = None
+    ) -> Generator[LoggedRecord, None, None]:
+        """Every session's records after ``cursor``, as they commit: the outbox's feed.
+
+        An iterator: it reads ``batch`` records at a time and, once caught up, waits for
+        more (woken by the commits' notices on PostgreSQL, polling with backoff on SQLite
+        and in memory). It ends after ``idle`` seconds with nothing new; with None it
+        follows until the caller stops iterating. Save each handled record's
+        ``cursor``; pass the last one saved after a restart, and no record is missed or
+        delivered twice.
+        """
+        return follow_feed(self.store, cursor, batch=batch, idle=idle)
 
     def fire(
         self,

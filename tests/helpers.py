@@ -104,7 +104,7 @@ def committed(store: SessionStore, snapshot: Snapshot, trigger: str, **params: o
 
 
 def log(store: SessionStore) -> list[LoggedRecord]:
-    return store.records_since(0, 10_000)
+    return store.records_since(None, 10_000)
 
 
 # PaymentSessions over a store.

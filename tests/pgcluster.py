@@ -61,8 +61,13 @@ class Cluster:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_cluster(*, fsync: bool = False, max_connections: int = 200) -> Cluster:
-    """initdb and start a cluster; ``fsync=False`` trades crash safety for speed."""
+def start_cluster(
+    *, fsync: bool = False, max_connections: int = 200, settings: tuple[str, ...] = ()
+) -> Cluster:
+    """initdb and start a cluster; ``fsync=False`` trades crash safety for speed.
+
+    ``settings`` are more server settings, each ``"name=value"``.
+    """
     directory = Path(tempfile.mkdtemp(prefix="paysession-pg-"))
     as_user: list[str] = []
     if os.geteuid() == 0:
@@ -75,14 +80,15 @@ def start_cluster(*, fsync: bool = False, max_connections: int = 200) -> Cluster
         check=True,
         capture_output=True,
     )
-    settings = [
+    options = [
         "-c listen_addresses=127.0.0.1",
         f"-k {directory}",
         f"-c max_connections={max_connections}",
         f"-c fsync={'on' if fsync else 'off'}",
     ]
     if not fsync:
-        settings += ["-c synchronous_commit=off", "-c full_page_writes=off"]
+        options += ["-c synchronous_commit=off", "-c full_page_writes=off"]
+    options += [f"-c {setting}" for setting in settings]
     last_error = ""
     for _ in range(5):
         port = _free_port()
@@ -96,7 +102,7 @@ def start_cluster(*, fsync: bool = False, max_connections: int = 200) -> Cluster
                 str(directory / "log"),
                 "-w",
                 "-o",
-                " ".join([f"-p {port}", *settings]),
+                " ".join([f"-p {port}", *options]),
                 "start",
             ],
             check=False,

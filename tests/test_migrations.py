@@ -21,7 +21,9 @@ from paysession.errors import AuthorizationConflict, MigrationRefused, Reconcili
 from paysession.store import SessionStore, SqliteStore
 from paysession.store import postgres as postgres_store
 from paysession.store import sqlite as sqlite_store
+from paysession.store._sql import ANOMALY_KINDS_3, migrate_schema
 
+from .conftest import PostgresServer
 from .helpers import StepClock
 
 S = PaymentSessionStatus
@@ -42,6 +44,41 @@ TO_VERSION_2 = (
     "UPDATE paysession_schema SET version = 2",
 )
 TO_VERSION_1 = ("DROP TABLE paysession_provider_events", "UPDATE paysession_schema SET version = 1")
+
+# What PostgreSQL's schema version 5 changed, undone: the feed keys and the record
+# numbering go, and the single counter row comes back at the last position. Records are
+# renumbered 1, 2, 3, ... in feed order, as the counter numbered them in commit order.
+PG_TO_VERSION_4 = (
+    "DROP INDEX paysession_records_feed",
+    "ALTER TABLE paysession_records ALTER COLUMN position DROP IDENTITY",
+    """
+    UPDATE paysession_records AS r SET position = o.n FROM (
+        SELECT session_id, seq, row_number() OVER (ORDER BY xact, position) AS n
+        FROM paysession_records
+    ) AS o WHERE (r.session_id, r.seq) = (o.session_id, o.seq)
+    """,
+    "ALTER TABLE paysession_records DROP COLUMN xact",
+    "ALTER TABLE paysession_sessions DROP COLUMN xact",
+    "ALTER TABLE paysession_records ADD CONSTRAINT paysession_records_position UNIQUE (position)",
+    """
+    CREATE TABLE paysession_position (
+        only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+        last bigint NOT NULL CHECK (last >= 0)
+    )
+    """,
+    "INSERT INTO paysession_position (last) SELECT coalesce(max(position), 0) "
+    "FROM paysession_records",
+    "UPDATE paysession_schema SET version = 4",
+)
+# What schema version 4 changed, undone on PostgreSQL: anomaly kinds as version 3 had them.
+PG_TO_VERSION_3 = (
+    "ALTER TABLE paysession_provider_events "
+    "DROP CONSTRAINT paysession_provider_events_kind_check",
+    "ALTER TABLE paysession_provider_events ADD CONSTRAINT "
+    f"paysession_provider_events_kind_check CHECK (kind IN {ANOMALY_KINDS_3})",
+    "UPDATE paysession_schema SET version = 3",
+)
+LATEST = {"sqlite": len(sqlite_store.MIGRATIONS), "postgres": len(postgres_store.MIGRATIONS)}
 
 
 def test_published_migrations_never_change() -> None:
@@ -74,6 +111,14 @@ class Database:
             with psycopg.connect(self.place) as pg:
                 for statement in statements:
                     pg.execute(statement)
+
+    def back_to(self, version: int) -> tuple[str, ...]:
+        """The statements that turn today's schema back into ``version`` (2 or more)."""
+        undo = {"sqlite": {}, "postgres": {4: PG_TO_VERSION_4, 3: PG_TO_VERSION_3}}[self.kind]
+        statements: tuple[str, ...] = ()
+        for step in range(LATEST[self.kind] - 1, version - 1, -1):
+            statements += undo.get(step, ())
+        return statements + (TO_VERSION_2 if version == 2 else ())
 
     def scalar(self, query: str) -> object:
         if self.kind == "sqlite":
@@ -129,11 +174,13 @@ class TestMigrations:
     def test_an_older_database_gains_the_rules(self, database: Database, version: int) -> None:
         """Versions 1 and 2 migrate to 3 in place; every session and trail is kept."""
         made = fill(database)
-        database.run(*(TO_VERSION_2 if version == 2 else TO_VERSION_2[:-1] + TO_VERSION_1))
+        database.run(*database.back_to(2))
+        if version == 1:
+            database.run(*TO_VERSION_1)
         counts = database.scalar("SELECT count(*) FROM paysession_records")
 
         def check(sessions: PaymentSessions) -> None:
-            assert sessions.store.migrate() == 4
+            assert sessions.store.migrate() == LATEST[database.kind]
             found = {session.id: session.status for session in sessions.find()}
             assert found == {
                 made["authorized"]: S.AUTHORIZED,
@@ -154,12 +201,12 @@ class TestMigrations:
 
         reopened(database, check)
         assert database.scalar("SELECT count(*) FROM paysession_records") == counts + 2
-        assert database.scalar("SELECT version FROM paysession_schema") == 4
+        assert database.scalar("SELECT version FROM paysession_schema") == LATEST[database.kind]
 
     def test_refused_when_a_cart_is_authorized_twice(self, database: Database) -> None:
         """A version-2 database holding two authorized sessions of one cart is left as it is."""
         made = fill(database)
-        database.run(*TO_VERSION_2)
+        database.run(*database.back_to(2))
         database.run(
             "UPDATE paysession_sessions SET status = 'authorized', "
             f"payment_authorized_at = updated_at WHERE id = '{made['pending']}'"
@@ -181,7 +228,7 @@ class TestMigrations:
             f"UPDATE paysession_sessions SET status = 'canceled' WHERE id = '{made['pending']}'"
         )
         store = database.store()
-        assert store.migrate() == 4
+        assert store.migrate() == LATEST[database.kind]
         store.close()
 
 
@@ -190,9 +237,8 @@ class TestVersionFour:
         self, database: Database, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Schema 4 widens the anomaly kinds; SQLite rebuilds the table, rows in order."""
-        module = sqlite_store if database.kind == "sqlite" else postgres_store
-        with monkeypatch.context() as patched:
-            patched.setattr(module, "MIGRATIONS", module.MIGRATIONS[:3])
+
+        def fill_with_an_anomaly() -> tuple[dict[str, str], list[object]]:
             made = fill(database)
             store = database.store()
             sessions = PaymentSessions(store, clock=StepClock())
@@ -200,10 +246,20 @@ class TestVersionFour:
                 sessions.reconcile(made["canceled"], "succeeded", event_id="evt_late")
             before = [(e.event_id, e.outcome, e.kind) for e in sessions.provider_events()]
             store.close()
+            return made, before
+
+        if database.kind == "sqlite":
+            # SQLite's writes are the same at version 3: today's code makes the database.
+            with monkeypatch.context() as patched:
+                patched.setattr(sqlite_store, "MIGRATIONS", sqlite_store.MIGRATIONS[:3])
+                made, before = fill_with_an_anomaly()
+        else:
+            made, before = fill_with_an_anomaly()
+            database.run(*database.back_to(3))
         assert database.scalar("SELECT version FROM paysession_schema") == 3
 
         def check(sessions: PaymentSessions) -> None:
-            assert sessions.store.migrate() == 4
+            assert sessions.store.migrate() == LATEST[database.kind]
             after = [(e.event_id, e.outcome, e.kind) for e in sessions.provider_events()]
             assert after == before and len(after) >= 2
             far = datetime(2090, 1, 1, tzinfo=timezone.utc)
@@ -214,4 +270,71 @@ class TestVersionFour:
                 assert sessions.verify(session_id).ok
 
         reopened(database, check)
-        assert database.scalar("SELECT version FROM paysession_schema") == 4
+        assert database.scalar("SELECT version FROM paysession_schema") == LATEST[database.kind]
+
+
+def pg_schema(dsn: str) -> list[tuple[object, ...]]:
+    """Every column, constraint and index of the paysession tables, as the catalog says."""
+    with psycopg.connect(dsn) as pg:
+        columns = pg.execute(
+            "SELECT table_name, column_name, data_type, is_nullable, column_default, "
+            "is_identity FROM information_schema.columns WHERE table_schema = 'public' "
+            "ORDER BY table_name, column_name"
+        ).fetchall()
+        constraints = pg.execute(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+            "FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2"
+        ).fetchall()
+        indexes = pg.execute(
+            "SELECT tablename, indexname, indexdef FROM pg_indexes "
+            "WHERE schemaname = 'public' ORDER BY 1, 2"
+        ).fetchall()
+    return [*columns, *constraints, *indexes]
+
+
+class TestVersionFive:
+    def test_the_undone_schema_is_the_published_version_4(
+        self, postgres_server: PostgresServer
+    ) -> None:
+        """The test's version-4 database has exactly the schema version 4 created."""
+        published, undone = postgres_server.new_database(), postgres_server.new_database()
+        with psycopg.connect(published, autocommit=True) as pg:
+            migrate_schema(pg, postgres_store.MIGRATIONS[:4], "%s")
+        fill(Database("postgres", undone))
+        Database("postgres", undone).run(*PG_TO_VERSION_4)
+        assert pg_schema(undone) == pg_schema(published)
+        assert "paysession_position" in str(pg_schema(undone))
+
+    def test_a_version_4_database_keeps_its_feed_order_and_follows_on(
+        self, database: Database
+    ) -> None:
+        """Every record is kept, in its old order, every trail verifies, and new records
+        come after the old ones; on PostgreSQL the counter row is gone."""
+        made = fill(database)
+        database.run(*database.back_to(4))
+        old = database.scalar(
+            "SELECT string_agg(session_id || ':' || seq, ' ' ORDER BY position) "
+            "FROM paysession_records"
+            if database.kind == "postgres"
+            else "SELECT group_concat(session_id || ':' || seq, ' ') FROM "
+            "(SELECT session_id, seq FROM paysession_records ORDER BY position)"
+        )
+        assert isinstance(old, str) and len(old.split()) >= 15
+
+        def check(sessions: PaymentSessions) -> None:
+            assert sessions.store.migrate() == LATEST[database.kind]
+            feed = sessions.records_since(None, 1000)
+            assert " ".join(f"{e.record.session_id}:{e.record.seq}" for e in feed) == old
+            for session_id in made.values():
+                assert sessions.verify(session_id).ok
+            sessions.fire(made["pending"], "initiate", data={"id": "pi_after"})
+            newer = sessions.records_since(feed[-1].cursor, 10)
+            assert [(e.record.session_id, e.record.trigger) for e in newer] == [
+                (made["pending"], "initiate")
+            ]
+            followed = list(sessions.follow(feed[-3].cursor, idle=0))
+            assert followed == [*feed[-2:], *newer]
+
+        reopened(database, check)
+        if database.kind == "postgres":
+            assert database.scalar("SELECT to_regclass('paysession_position')") is None

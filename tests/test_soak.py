@@ -152,10 +152,10 @@ def check_trails(store: SessionStore, carts: int) -> Counter[str]:
     sessions = PaymentSessions(store)
 
     def everything() -> Iterator[TransitionRecord]:
-        position = 0
-        while page := sessions.records_since(position, 10_000):
+        cursor = None
+        while page := sessions.records_since(cursor, 10_000):
             yield from (logged.record for logged in page)
-            position = page[-1].position
+            cursor = page[-1].cursor
 
     report = verify(everything())
     assert report.ok, report.problems[:5]

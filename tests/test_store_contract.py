@@ -23,6 +23,7 @@ from paysession import (
 from paysession.errors import DuplicateSession, SelectionConflict, StoreError
 from paysession.planning import create_record
 from paysession.store import Binding, SessionStore, Snapshot, Write
+from paysession.store.postgres import PostgresStore
 
 from .conftest import StoreFactory
 from .helpers import StepClock, committed, created, log, move, new_session
@@ -232,30 +233,45 @@ class TestCommit:
 
 
 class TestRecordsSince:
-    def test_positions_follow_commit_order(self, store: SessionStore) -> None:
-        """Every record gets the next position at commit, across sessions, from 1."""
+    def test_the_feed_follows_commit_order(self, store: SessionStore) -> None:
+        """Records come in commit order, across sessions, each with its own cursor."""
         one = created(store, "cart_1")
         two = created(store, "cart_2")
         committed(store, two, "fail")
         committed(store, one, "cancel")
         entries = log(store)
-        assert [(e.position, e.record.session_id, e.record.trigger) for e in entries] == [
-            (1, one.session.id, "create"),
-            (2, two.session.id, "create"),
-            (3, two.session.id, "fail"),
-            (4, one.session.id, "cancel"),
+        assert [(e.record.session_id, e.record.trigger) for e in entries] == [
+            (one.session.id, "create"),
+            (two.session.id, "create"),
+            (two.session.id, "fail"),
+            (one.session.id, "cancel"),
         ]
+        assert len({e.cursor for e in entries}) == 4
+        if not isinstance(store, PostgresStore):
+            # On SQLite and in memory the position is the commit order, and the cursor.
+            assert [(e.position, e.cursor) for e in entries] == [
+                (n, str(n)) for n in range(1, 5)
+            ]
 
     def test_a_cursor_reads_in_pages(self, store: SessionStore) -> None:
-        """Reading from the last position seen, page by page, yields each record once."""
-        for n in range(5):
-            created(store, f"cart_{n}")
-        pages, cursor = [], 0
+        """Reading from the last cursor seen, page by page, yields each record once."""
+        ids = [created(store, f"cart_{n}").session.id for n in range(5)]
+        pages: list[list[str]] = []
+        cursor = None
         while page := store.records_since(cursor, 2):
-            pages.append([entry.position for entry in page])
-            cursor = page[-1].position
-        assert pages == [[1, 2], [3, 4], [5]]
-        assert store.records_since(5, 10) == []
+            pages.append([entry.record.session_id for entry in page])
+            cursor = page[-1].cursor
+        assert pages == [ids[0:2], ids[2:4], ids[4:5]]
+        assert store.records_since(cursor, 10) == []
+
+    def test_a_cursor_the_store_did_not_give_out_is_refused(self, store: SessionStore) -> None:
+        """A malformed cursor, or another kind of store's, is an input error naming it."""
+        created(store, "cart_1")
+        foreign = "7" if isinstance(store, PostgresStore) else "7-7"
+        for cursor in (foreign, "", "-1", "x", "1-", "1" * 40, "12\x00"):
+            with pytest.raises(InvalidSessionData) as refused:
+                store.records_since(cursor, 10)
+            assert refused.value.fields == ("cursor",), cursor
 
 
 class TestFind:
@@ -332,11 +348,15 @@ class TestSchemaRules:
     def test_duplicate_seq(self, store_factory: StoreFactory) -> None:
         """(session_id, seq) is the trail's primary key."""
         created(store_factory())
+        # PostgreSQL numbers records itself (and keys them for the feed); SQLite is told.
+        numbered = (
+            ("xact", "xact") if store_factory.kind == "postgres" else ("position", "position + 100")
+        )
         with pytest.raises(self.refused(store_factory)):
             self.execute(
                 store_factory,
-                "INSERT INTO paysession_records "
-                "SELECT session_id, seq, position + 100, trigger, at, hash, wire "
+                f"INSERT INTO paysession_records (session_id, seq, {numbered[0]}, trigger, at, "
+                f"hash, wire) SELECT session_id, seq, {numbered[1]}, trigger, at, hash, wire "
                 "FROM paysession_records",
             )
 

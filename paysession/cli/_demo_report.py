@@ -48,13 +48,13 @@ class Progress:
 
 
 def _all_records(sessions: PaymentSessions) -> Iterator[TransitionRecord]:
-    position = 0
+    cursor = None
     while True:
-        page = sessions.records_since(position, 5000)
+        page = sessions.records_since(cursor, 5000)
         if not page:
             return
         yield from (logged.record for logged in page)
-        position = page[-1].position
+        cursor = page[-1].cursor
 
 
 def summary(

@@ -4,8 +4,8 @@ A store keeps three things and the rules that bind them:
 
 - one row per session, with its ``version`` (the seq of its last record) and ``head``
   (that record's hash, which the next record chains to);
-- the trail, one record per move, under the primary key (session_id, seq), each with
-  a global ``position`` handed out in commit order;
+- the trail, one record per move, under the primary key (session_id, seq), each
+  reachable through the feed (:meth:`SessionStore.records_since`) by a cursor;
 - the idempotency keys, one per (session_id, key), each naming the record it produced;
 - the provider events, one per (session_id, event_id): every provider report that
   reconciliation handled, with its outcome, written in the same transaction as the
@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import enum
 import json
+import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
 
 import attrs
 
 from paysession.errors import InvalidSessionData
+from paysession.limits import MAX_COUNTER
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
@@ -85,10 +88,55 @@ class Write:
 
 @attrs.frozen(slots=True)
 class LoggedRecord:
-    """A record with its global position: the order in which moves were committed."""
+    """A record as the feed delivers it, with the cursor that reads on after it.
+
+    ``cursor`` is what to pass back to ``records_since`` or ``follow`` (and what a
+    consumer saves): an opaque token, to be kept as given. ``position`` is the record's
+    number in the store: on SQLite and in memory, its place in commit order (1, 2, 3,
+    ... without a gap), which is also its cursor; on PostgreSQL a unique number that
+    grows along each session's trail but says nothing of commit order across sessions.
+    """
 
     position: int
     record: TransitionRecord
+    cursor: str
+
+
+class Wakeup(Protocol):
+    """How a feed follower waits for new records (see :meth:`SessionStore.wakeups`)."""
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds; True if a commit was announced meanwhile."""
+        ...
+
+
+class Sleeper:
+    """The :class:`Wakeup` of a store that announces nothing: it sleeps the timeout out."""
+
+    def wait(self, timeout: float) -> bool:
+        time.sleep(max(timeout, 0.0))
+        return False
+
+
+def position_of(cursor: str | None) -> int:
+    """The position a SQLite or memory cursor stands for (0, the start, for None).
+
+    Raises InvalidSessionData naming ``cursor`` for anything but a position's digits.
+    """
+    if cursor is None:
+        return 0
+    if not (
+        isinstance(cursor, str)
+        and cursor.isascii()
+        and cursor.isdigit()
+        and len(cursor) <= 19
+        and int(cursor) <= MAX_COUNTER
+    ):
+        raise InvalidSessionData({"cursor": BAD_CURSOR})
+    return int(cursor)
+
+
+BAD_CURSOR = "not a cursor of this store: give a LoggedRecord's cursor, or None for the start"
 
 
 class AnomalyKind(str, enum.Enum):
@@ -313,8 +361,18 @@ class SessionStore(Protocol):
         """Sessions matching every filter given, oldest first."""
         ...
 
-    def records_since(self, position: int, limit: int) -> list[LoggedRecord]:
-        """Up to ``limit`` records with a position above ``position``, in commit order."""
+    def records_since(self, cursor: str | None, limit: int) -> list[LoggedRecord]:
+        """Up to ``limit`` records after ``cursor`` (from the first, with None).
+
+        The feed's promise: a reader passing each page's last cursor back in sees every
+        committed record exactly once, each session's records in seq order, and never a
+        record that commits later appearing behind a cursor it has passed. Raises
+        InvalidSessionData for a cursor this store did not give out.
+        """
+        ...
+
+    def wakeups(self) -> AbstractContextManager[Wakeup]:
+        """What a follower waits on between reads: announced commits, or a plain sleep."""
         ...
 
     def provider_event(self, session_id: str, event_id: str) -> ProviderEvent | None:
@@ -443,6 +501,7 @@ def record_from_wire(text: str) -> TransitionRecord:
 
 
 __all__ = [
+    "BAD_CURSOR",
     "AnomalyKind",
     "Binding",
     "CartCheck",
@@ -453,6 +512,9 @@ __all__ = [
     "LoggedRecord",
     "ProviderEvent",
     "SessionStore",
+    "Sleeper",
     "Snapshot",
+    "Wakeup",
     "Write",
+    "position_of",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 
 import attrs
@@ -28,9 +29,12 @@ from paysession.store.base import (
     EventOutcome,
     LoggedRecord,
     ProviderEvent,
+    Sleeper,
     Snapshot,
+    Wakeup,
     Write,
     check_writes,
+    position_of,
 )
 
 
@@ -248,11 +252,17 @@ class MemoryStore:
             ]
         return sorted(found, key=lambda session: (session.created_at, session.id))
 
-    def records_since(self, position: int, limit: int) -> list[LoggedRecord]:
+    def records_since(self, cursor: str | None, limit: int) -> list[LoggedRecord]:
+        start = position_of(cursor)
         with self._lock:
-            start = max(position, 0)
             chunk = self._log[start : start + max(limit, 0)]
-        return [LoggedRecord(start + offset, record) for offset, record in enumerate(chunk, 1)]
+        return [
+            LoggedRecord(start + offset, record, str(start + offset))
+            for offset, record in enumerate(chunk, 1)
+        ]
+
+    def wakeups(self) -> AbstractContextManager[Wakeup]:
+        return nullcontext(Sleeper())
 
     def provider_event(self, session_id: str, event_id: str) -> ProviderEvent | None:
         with self._lock:

@@ -4,17 +4,43 @@ Install the ``postgres`` extra. Any number of threads, processes and hosts may s
 one database: every move is a compare-and-set on the session row inside one
 transaction, and the database's constraints refuse what the rules forbid.
 
-Global positions, and why they follow commit order. A sequence would hand out
-numbers when a transaction asks, not when it commits: a transaction holding position
-7 could commit after another holding 8, and a consumer that had read up to 8 would
-never see 7. Here every write takes its positions from a single-row counter
-(``paysession_position``) with ``UPDATE ... RETURNING`` in the statement that inserts
-the records. The row lock that update takes is held until the transaction ends, so
-the next writer gets its positions only once the previous one has committed (and
-become visible) or rolled back: positions are handed out in commit order, without
-gaps, and a reader at any cursor can never later see a smaller position appear. The
-price is that writers queue for the tail of their transaction (the insert of the
-records and the commit); the compare-and-sets of different sessions run in parallel.
+The feed, and why a follower never misses a record. A follower reads records in an
+order and passes the last one's cursor back in; the promise is that a record committing
+later never lands behind a cursor already passed, and that each session's records come
+in seq order. Numbers from a sequence alone break it: they are handed out when a
+transaction asks, not when it commits, so a transaction holding 7 may commit after one
+holding 8, and a reader that had read up to 8 would never see 7. A single counter row
+taken by every write keeps the order, but queues every commit of the fleet behind the
+previous one's flush. Instead:
+
+- Each record carries a feed key, ``xact``: the id of the transaction that wrote it
+  (``pg_current_xact_id()``), raised to the key of the session's previous record if
+  that is higher. The session row keeps its last record's key, and the write reads it
+  in the compare-and-set, so a session's keys never go down along its trail. (A
+  transaction may have taken its id before another one that wrote the session's
+  previous record: a select locks the cart's rows first, and waits for the session.)
+- Each record takes a ``position`` from a sequence, inside the write, after the
+  compare-and-set. Within one key, positions follow the order of insertion: a
+  session's next record waits for the lock its previous one held until commit.
+- A reader orders by (xact, position), and reads only keys below the oldest
+  transaction still in flight: ``pg_snapshot_xmin(pg_current_snapshot())``, in the
+  reading statement. Transaction ids are handed out in increasing order, and every
+  transaction below that bound has ended, so every record below it has committed and
+  is visible to the statement, or was rolled back and never will be. A key is never
+  below its own transaction's id, so a transaction still in flight (at or above the
+  bound) writes only keys at or above it. The set of records below the bound is
+  final: nothing can later appear behind a cursor taken from it.
+
+The cost is latency, not throughput: a record reaches followers once every transaction
+that started before it commits has ended. A transaction left open anywhere in the
+cluster (an idle session inside BEGIN, holding an id) holds the feed back until it
+ends; nothing is lost meanwhile. Writes contend only on their own session's row (and
+the cart's rows, for a change of the cart's choice). The cursor is the last record's
+"<xact>-<position>"; transaction ids here are 64 bits (``xid8``), so they never wrap.
+
+Followers wait through LISTEN/NOTIFY: each write announces itself after it commits
+(see :data:`~paysession.store.postgres_mapper.NOTIFY`), and a follower also polls, with
+backoff, for records held back by another transaction.
 
 A write of one session, the common case, is a single statement (data-modifying CTEs),
 hence one round trip and one implicit transaction; a write of several sessions
@@ -44,11 +70,21 @@ from paysession.errors import (
 )
 from paysession.store._sql import Texts, event_row, migrate_schema, refusal
 from paysession.store._sql_store import Found, SqlStore
-from paysession.store.base import Binding, CartCheck, Claim, ProviderEvent, Write
+from paysession.store.base import (
+    Binding,
+    CartCheck,
+    Claim,
+    LoggedRecord,
+    ProviderEvent,
+    Wakeup,
+    Write,
+    record_from_wire,
+)
 from paysession.store.postgres_mapper import (
     _CART_ROWS_LOCK,
     _CLAIM_LIVE,
     _CREATE,
+    _FEED,
     _INSERT_EVENT,
     _INSERT_KEY,
     _LOAD,
@@ -57,7 +93,9 @@ from paysession.store.postgres_mapper import (
     _NEWEST_OBSERVED,
     _RELEASE,
     _UPDATE_SESSION,
+    FEED_CHANNEL,
     MIGRATION_LOCK,
+    NOTIFY,
     _claim_from_row,
     _commit_one,
     _event_from_row,
@@ -66,6 +104,7 @@ from paysession.store.postgres_mapper import (
     _same,
     _session_from_row,
     _update_params,
+    parse_cursor,
 )
 from paysession.store.postgres_schema import MIGRATIONS
 
@@ -95,6 +134,7 @@ class PostgresStore(SqlStore):
     ) -> None:
         if not 0 <= min_size <= max_size or max_size < 1:
             raise InvalidSessionData({"max_size": "must be >= 1 and >= min_size >= 0"})
+        self._dsn = dsn
         self._pool: ConnectionPool[Connection] = ConnectionPool(
             dsn,
             min_size=min_size,
@@ -194,6 +234,7 @@ class PostgresStore(SqlStore):
                 conn.execute(_CREATE, params)
             except psycopg.Error as error:
                 raise _refusal(error, [write], None) from error
+            self._announce(conn)
 
     def _fetch_one(self, query: str, params: Sequence[object]) -> Sequence[Any] | None:
         with self._read("load") as conn:
@@ -216,6 +257,7 @@ class PostgresStore(SqlStore):
                     self._commit_many(conn, writes, texts, binding, cart_check, release)
             except psycopg.Error as error:
                 raise _refusal(error, writes, binding) from error
+            self._announce(conn)
 
     def _commit_many(
         self,
@@ -295,6 +337,8 @@ class PostgresStore(SqlStore):
                 if write is None:
                     raise StoreError("record_event", str(error).strip()) from error
                 raise _refusal(error, [write], None) from error
+            if write is not None:
+                self._announce(conn)
 
     def _record_event(
         self,
@@ -355,11 +399,70 @@ class PostgresStore(SqlStore):
                 (session_id, event_id),
             )
 
+    def records_since(self, cursor: str | None, limit: int) -> list[LoggedRecord]:
+        xact, position = parse_cursor(cursor)
+        with self._read("records_since") as conn:
+            rows = conn.execute(_FEED, (xact, position, max(limit, 0))).fetchall()
+        return [
+            LoggedRecord(number, record_from_wire(wire), f"{key}-{number}")
+            for key, number, wire in rows
+        ]
+
+    @contextmanager
+    def wakeups(self) -> Iterator[Wakeup]:
+        """A connection of its own that LISTENs for the writes' notices.
+
+        Outside the pool: a pooled connection would keep listening for whoever takes it
+        next. Listening starts before the follower's first read, so no notice of a
+        record that read missed can be lost.
+        """
+        if not self._ready:
+            self.migrate()
+        try:
+            conn = psycopg.connect(self._dsn, autocommit=True)
+        except psycopg.Error as error:
+            raise StoreError("follow", str(error).strip()) from error
+        try:
+            conn.execute(f"LISTEN {FEED_CHANNEL}")
+            yield _Listener(conn)
+        except psycopg.Error as error:
+            raise StoreError("follow", str(error).strip()) from error
+        finally:
+            conn.close()
+
+    def _announce(self, conn: Connection) -> None:
+        """Wake the followers: a write has committed.
+
+        The move is committed whatever happens here, so a failure is not the caller's:
+        a follower that misses the notice finds the records at its next poll.
+        """
+        try:
+            conn.execute(NOTIFY)
+        except psycopg.Error:
+            return
+
     def close(self) -> None:
         self._pool.close()
 
     def __repr__(self) -> str:
         return f"<PostgresStore pool={self._pool.name}>"
+
+
+class _Listener:
+    """The :class:`~paysession.store.base.Wakeup` of a LISTENing connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def wait(self, timeout: float) -> bool:
+        # Every notice queued so far counts once: a burst of commits is one wakeup.
+        try:
+            woken = any(True for _ in self._conn.notifies(timeout=timeout, stop_after=1))
+            while woken and any(True for _ in self._conn.notifies(timeout=0, stop_after=1)):
+                pass
+        except psycopg.Error as error:
+            raise StoreError("follow", str(error).strip()) from error
+        return woken
 
 
 def _has_input(conn: Connection) -> bool:

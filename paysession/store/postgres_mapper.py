@@ -9,6 +9,8 @@ from typing import Any
 
 import psycopg
 
+from paysession.errors import InvalidSessionData
+from paysession.limits import MAX_COUNTER
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
@@ -19,6 +21,7 @@ from paysession.store._sql import (
     load_json,
 )
 from paysession.store.base import (
+    BAD_CURSOR,
     AnomalyKind,
     Claim,
     ClaimAction,
@@ -48,14 +51,18 @@ _LOAD = (
     "FROM paysession_sessions AS s LEFT JOIN paysession_keys AS k "
     "ON k.session_id = s.id AND k.key = %s WHERE s.id = %s"
 )
+# Every write stamps the session row with the feed key its records get: the writing
+# transaction's id, or the key of the session's previous record if that is higher (see
+# PostgresStore's docstring for why the feed needs both).
 _INSERT_SESSION = (
-    f"INSERT INTO paysession_sessions ({SESSION_COLUMNS}) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s::json, %s, %s, %s, %s, %s, %s::json, %s, %s)"
+    f"INSERT INTO paysession_sessions ({SESSION_COLUMNS}, xact) VALUES "
+    "(%s, %s, %s, %s, %s, %s, %s::json, %s, %s, %s, %s, %s, %s::json, %s, %s, pg_current_xact_id())"
 )
 _UPDATE_SESSION = (
     "UPDATE paysession_sessions SET is_selected = %s, is_initiated = %s, status = %s, "
     "data = %s::json, idempotency_key = %s, amount = %s, payment_authorized_at = %s, "
-    "updated_at = %s, cart = %s::json, version = %s, head = %s WHERE id = %s AND version = %s"
+    "updated_at = %s, cart = %s::json, version = %s, head = %s, "
+    "xact = greatest(xact, pg_current_xact_id()) WHERE id = %s AND version = %s"
 )
 _INSERT_KEY = (
     "INSERT INTO paysession_keys (session_id, key, fingerprint, seq) VALUES (%s, %s, %s, %s)"
@@ -97,25 +104,27 @@ def _same(value: datetime) -> datetime:
     return value
 
 
-def _records_from(counter: str, count: int) -> str:
-    """INSERT of ``count`` records numbered from the ``counter`` CTE, in row order."""
-    rows = ", ".join(
-        f"(%s::text, %s::integer, {n}, %s::text, %s::timestamptz, %s::text, %s::text)"
+def _record_values(count: int) -> str:
+    """A VALUES list of ``count`` records, numbered in the order they are to be inserted."""
+    return ", ".join(
+        f"({n}, %s::text, %s::integer, %s::text, %s::timestamptz, %s::text, %s::text)"
         for n in range(1, count + 1)
     )
-    return (
-        "INSERT INTO paysession_records (session_id, seq, position, trigger, at, hash, wire) "
-        f"SELECT r.session_id, r.seq, {counter}.last - {count} + r.n, r.trigger, r.at, r.hash, "
-        f"r.wire FROM {counter}, (VALUES {rows}) AS r (session_id, seq, n, trigger, at, hash, wire)"
-    )
 
 
-def _counter(count: int, after: str | None = None) -> str:
-    """The CTE that takes ``count`` positions; with ``after``, only if that CTE has a row."""
-    condition = "" if after is None else f" WHERE EXISTS (SELECT FROM {after})"
+_RECORD_COLUMNS = "(n, session_id, seq, trigger, at, hash, wire)"
+
+
+def _records_from(source: str, count: int) -> str:
+    """INSERT of ``count`` records of the one session that the CTE ``source`` returns.
+
+    ``source`` returns the session's id and feed key. The records are inserted in order,
+    so that their positions (from the column's sequence) grow with their seq.
+    """
     return (
-        f"counter AS (UPDATE paysession_position SET last = last + {count}{condition} "
-        "RETURNING last)"
+        "INSERT INTO paysession_records (session_id, seq, xact, trigger, at, hash, wire) "
+        f"SELECT r.session_id, r.seq, {source}.xact, r.trigger, r.at, r.hash, r.wire "
+        f"FROM {source}, (VALUES {_record_values(count)}) AS r {_RECORD_COLUMNS} ORDER BY r.n"
     )
 
 
@@ -123,10 +132,10 @@ def _counter(count: int, after: str | None = None) -> str:
 def _commit_one(count: int, keyed: bool) -> str:
     """A commit of one session's write as a single statement, so one implicit transaction.
 
-    Only the compare-and-set (``moved``) looks at the session; the counter, the key and
-    the records are written from its output. When the version has moved, the statement
-    changes nothing and inserts no record; a constraint it breaks fails it whole. One
-    round trip instead of BEGIN, three statements and COMMIT.
+    Only the compare-and-set (``moved``) looks at the session; the key and the records
+    are written from its output. When the version has moved, the statement changes
+    nothing and inserts no record; a constraint it breaks fails it whole. One round trip
+    instead of BEGIN, three statements and COMMIT.
     """
     key = (
         ", bound AS (INSERT INTO paysession_keys (session_id, key, fingerprint, seq) "
@@ -134,21 +143,55 @@ def _commit_one(count: int, keyed: bool) -> str:
         if keyed
         else ""
     )
-    return (
-        f"WITH moved AS ({_UPDATE_SESSION} RETURNING id), {_counter(count, 'moved')}{key} "
-        + _records_from("counter", count)
+    return f"WITH moved AS ({_UPDATE_SESSION} RETURNING id, xact){key} " + _records_from(
+        "moved", count
     )
 
 
 @functools.lru_cache(maxsize=16)
 def _insert_records(count: int) -> str:
-    return f"WITH {_counter(count)} " + _records_from("counter", count)
+    """INSERT of ``count`` records of sessions already updated in this transaction.
+
+    Each record takes the feed key its session's row was just stamped with.
+    """
+    return (
+        "INSERT INTO paysession_records (session_id, seq, xact, trigger, at, hash, wire) "
+        "SELECT r.session_id, r.seq, s.xact, r.trigger, r.at, r.hash, r.wire "
+        f"FROM (VALUES {_record_values(count)}) AS r {_RECORD_COLUMNS} "
+        "JOIN paysession_sessions AS s ON s.id = r.session_id ORDER BY r.n"
+    )
 
 
-_CREATE = (
-    f"WITH created AS ({_INSERT_SESSION} RETURNING id), {_counter(1, 'created')} "
-    + _records_from("counter", 1)
+_CREATE = f"WITH created AS ({_INSERT_SESSION} RETURNING id, xact) " + _records_from("created", 1)
+
+# The feed: records below the oldest transaction still in flight, in (xact, position)
+# order, after a cursor. The cursor is "<xact>-<position>" of the last record read.
+_FEED = (
+    "SELECT xact::text, position, wire FROM paysession_records "
+    "WHERE (xact, position) > (%s::xid8, %s) "
+    "AND xact < pg_snapshot_xmin(pg_current_snapshot()) "
+    "ORDER BY xact, position LIMIT %s"
 )
+FEED_CHANNEL = "paysession_feed"
+# Sent after a write has committed, in a transaction of its own whose commit need not
+# wait for the disk: the notice only wakes followers, who would find the records at
+# their next poll anyway. Sent inside the write's transaction, NOTIFY would hold the
+# database's notify lock through that commit's flush, serializing the fleet's commits.
+NOTIFY = f"SET LOCAL synchronous_commit TO OFF; NOTIFY {FEED_CHANNEL}"
+
+
+def parse_cursor(cursor: str | None) -> tuple[str, int]:
+    """The (xact, position) a PostgreSQL feed cursor stands for; ("0", 0) for None."""
+    if cursor is None:
+        return "0", 0
+    xact, dash, position = cursor.partition("-") if isinstance(cursor, str) else ("", "", "")
+    if not (
+        dash
+        and all(part.isascii() and part.isdigit() and len(part) <= 19 for part in (xact, position))
+        and int(position) <= MAX_COUNTER
+    ):
+        raise InvalidSessionData({"cursor": BAD_CURSOR})
+    return xact, int(position)
 
 
 def _session_from_row(row: Sequence[Any]) -> PaymentSession:
@@ -203,10 +246,13 @@ def _update_params(write: Write, texts: Texts) -> list[object]:
 
 
 __all__ = [
+    "FEED_CHANNEL",
     "MIGRATION_LOCK",
+    "NOTIFY",
     "_CART_ROWS_LOCK",
     "_CLAIM_LIVE",
     "_CREATE",
+    "_FEED",
     "_INSERT_EVENT",
     "_INSERT_KEY",
     "_INSERT_SESSION",
@@ -219,7 +265,6 @@ __all__ = [
     "Connection",
     "_claim_from_row",
     "_commit_one",
-    "_counter",
     "_event_from_row",
     "_insert_records",
     "_records_from",
@@ -227,4 +272,5 @@ __all__ = [
     "_same",
     "_session_from_row",
     "_update_params",
+    "parse_cursor",
 ]

@@ -85,6 +85,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE paysession_provider_events ADD CONSTRAINT "
         f"paysession_provider_events_kind_check CHECK (kind IN {ANOMALY_KINDS})",
     ),
+    # 5: the feed without a global counter. Each record carries the id of a transaction
+    # (its feed key: see PostgresStore's docstring) and takes its number from a
+    # sequence; readers order by (xact, position). Every record already there gets the
+    # id of this migration's transaction, so they keep their order, ahead of every
+    # record written after it.
+    (
+        "ALTER TABLE paysession_records ADD COLUMN xact xid8",
+        "UPDATE paysession_records SET xact = pg_current_xact_id()",
+        "ALTER TABLE paysession_records ALTER COLUMN xact SET NOT NULL",
+        "ALTER TABLE paysession_records DROP CONSTRAINT paysession_records_position",
+        "ALTER TABLE paysession_records ALTER COLUMN position ADD GENERATED ALWAYS AS IDENTITY",
+        """
+        SELECT setval(
+            pg_get_serial_sequence('paysession_records', 'position'),
+            (SELECT coalesce(max(position), 0) + 1 FROM paysession_records),
+            false
+        )
+        """,
+        "CREATE INDEX paysession_records_feed ON paysession_records (xact, position)",
+        # The feed key of the session's last record: the next record's key is never below it.
+        "ALTER TABLE paysession_sessions ADD COLUMN xact xid8",
+        "DROP TABLE paysession_position",
+    ),
 )
 
 __all__ = ["MIGRATIONS"]

@@ -1,0 +1,250 @@
+"""A fleet of writers on one PostgreSQL primary: paysession's moves/s against the ideal move.
+
+Run from the repository root::
+
+    python -m tests.benchmarks.bench_fleet [--writers 1 4 16] [--chunks N] [--strict]
+
+It starts its own cluster from the binaries on PATH, with fsync on and a commit latency
+simulated by ``commit_delay=2000`` (2 ms) with ``commit_siblings=1``: production commits
+wait 1-5 ms for network storage or a synchronous replica, and at such latencies a
+design that queues every commit behind the previous one caps the whole fleet near
+1/latency moves per second. The cluster is removed afterwards.
+
+For each number of writers, that many processes (spawned) each move sessions of their
+own, so that no two writers contend on a session: the figure is how commits of
+different sessions scale, not contention. Two contenders take turns in short chunks on
+the same cluster and the same processes, the order alternating:
+
+- ``paysession``: ``PaymentSessions.fire`` over ``PostgresStore`` (require_more, update
+  with an amount, retry, round and round), each move read, planned, sealed and
+  committed, and announced to followers;
+- ``ideal``: the durable move written by hand, the least a move can cost: the writer
+  keeps each session's version and head in memory (nothing read), builds and hashes the
+  same kind of record with ``json`` and ``hashlib``, and commits it in one statement,
+  one transaction: the compare-and-set of the session row and the insert of its record,
+  in tables of its own with nothing but their primary keys, and no global row.
+
+Figures: moves committed per second by all writers together, each contender's moves
+over the wall time of its chunks. Targets: at 4 and at 16 writers paysession commits at
+least 0.7x the ideal's moves/s, and paysession's moves/s do not fall from 4 to 16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+SPAWN = multiprocessing.get_context("spawn")
+CYCLE = ("require_more", "update", "retry")
+SESSIONS_EACH = 9
+CHUNK = 3 * SESSIONS_EACH * 2  # moves per writer per chunk: every session back where it was
+TARGET = 0.7
+SERVER_SETTINGS = ("commit_delay=2000", "commit_siblings=1", "max_connections=200")
+
+IDEAL_TABLES = (
+    """
+    CREATE TABLE ideal_sessions (
+        id text PRIMARY KEY, status text NOT NULL, amount bigint, updated_at timestamptz,
+        version integer NOT NULL, head text NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE ideal_records (
+        session_id text NOT NULL, seq integer NOT NULL, at timestamptz NOT NULL,
+        hash text NOT NULL, wire text NOT NULL, PRIMARY KEY (session_id, seq)
+    )
+    """,
+)
+IDEAL_MOVE = (
+    "WITH moved AS (UPDATE ideal_sessions SET status = %s, amount = %s, updated_at = %s, "
+    "version = %s, head = %s WHERE id = %s AND version = %s RETURNING id) "
+    "INSERT INTO ideal_records (session_id, seq, at, hash, wire) "
+    "SELECT moved.id, %s, %s, %s, %s FROM moved"
+)
+DEST = {"require_more": "requires_more", "retry": "pending", "update": None}
+
+
+class Ideal:
+    """The hand-written move: compare-and-set and record, one statement, nothing read."""
+
+    def __init__(self, dsn: str, prefix: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.state: dict[str, list[Any]] = {}
+        for n in range(SESSIONS_EACH):
+            session_id = f"{prefix}_{n}"
+            self.state[session_id] = ["pending", 1000, 0, "0" * 64]
+            self.conn.execute(
+                "INSERT INTO ideal_sessions VALUES (%s, 'pending', 1000, now(), 0, %s)",
+                (session_id, "0" * 64),
+            )
+        self.ids = list(self.state)
+
+    def move(self, session_id: str, trigger: str, amount: int) -> None:
+        status, old_amount, version, head = self.state[session_id]
+        dest = DEST[trigger] or status
+        at = datetime.now(timezone.utc)
+        body = {
+            "session_id": session_id,
+            "seq": version + 1,
+            "trigger": trigger,
+            "source": status,
+            "dest": dest,
+            "at": at.isoformat(),
+            "changes": {"amount": [old_amount, amount]} if trigger == "update" else {},
+            "prev_hash": head,
+        }
+        sealed = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        body["hash"] = sealed
+        wire = json.dumps(body, sort_keys=True)
+        new_amount = amount if trigger == "update" else old_amount
+        record = (version + 1, at, sealed, wire)
+        cursor = self.conn.execute(
+            IDEAL_MOVE,
+            (dest, new_amount, at, version + 1, sealed, session_id, version, *record),
+        )
+        if cursor.rowcount != 1:
+            raise RuntimeError("lost a race it cannot lose")
+        self.state[session_id] = [dest, new_amount, version + 1, sealed]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def writer(dsn: str, number: int, chunks: int, barrier: Any, results: Any) -> None:
+    from paysession import PaymentSessions
+    from paysession.store.postgres import PostgresStore
+
+    store = PostgresStore(dsn, max_size=1)
+    sessions = PaymentSessions(store)
+    ids = []
+    for n in range(SESSIONS_EACH):
+        made = sessions.create(cart_id=f"w{number}_c{n}", provider_id="stripe", amount=1000)
+        sessions.fire(made.id, "initiate", data={"id": f"pi_{number}_{n}"})
+        ids.append(made.id)
+    ideal = Ideal(dsn, f"w{number}")
+
+    def library(session_id: str, trigger: str, amount: int) -> None:
+        if trigger == "update":
+            sessions.fire(session_id, trigger, amount=amount)
+        else:
+            sessions.fire(session_id, trigger)
+
+    contenders = [("paysession", library, ids), ("ideal", ideal.move, ideal.ids)]
+    step = 0
+    # Chunk 0 is a warm-up (statement caches, connections); the order alternates.
+    for chunk in range(chunks + 1):
+        for name, fire, own in contenders if chunk % 2 == 0 else contenders[::-1]:
+            barrier.wait()
+            started = time.monotonic()
+            for n in range(CHUNK):
+                trigger = CYCLE[(n // SESSIONS_EACH) % 3]
+                fire(own[n % SESSIONS_EACH], trigger, 1000 + (step + n) % 7)
+            results.put((name, chunk, started, time.monotonic()))
+            step += CHUNK
+    ideal.close()
+    store.close()
+
+
+def measure(dsn: str, writers: int, chunks: int) -> dict[str, float]:
+    """Each contender's moves per second with ``writers`` processes."""
+    barrier = SPAWN.Barrier(writers)
+    results = SPAWN.Queue()
+    processes = [
+        SPAWN.Process(target=writer, args=(dsn, w, chunks, barrier, results))
+        for w in range(writers)
+    ]
+    for process in processes:
+        process.start()
+    spans: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for _ in range(writers * 2 * (chunks + 1)):
+        name, chunk, started, ended = results.get(timeout=900)
+        spans.setdefault((name, chunk), []).append((started, ended))
+    for process in processes:
+        process.join(timeout=60)
+        if process.exitcode != 0:
+            raise RuntimeError(f"a writer failed (exit code {process.exitcode})")
+    walls: dict[str, float] = {}
+    for (name, chunk), group in spans.items():
+        if chunk > 0:
+            wall = max(end for _, end in group) - min(start for start, _ in group)
+            walls[name] = walls.get(name, 0.0) + wall
+    return {name: writers * CHUNK * chunks / wall for name, wall in walls.items()}
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            cpu = next(
+                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import psycopg
+
+    from paysession.store.postgres import PostgresStore
+    from tests.pgcluster import create_database, start_cluster, with_database
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--writers", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--chunks", type=int, default=6)
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    cluster = start_cluster(fsync=True, settings=SERVER_SETTINGS)
+    rows = []
+    try:
+        with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
+            version = admin.execute("SHOW server_version").fetchone()
+        for writers in args.writers:
+            dsn = with_database(cluster.dsn(), create_database(cluster.dsn()))
+            with PostgresStore(dsn) as store:
+                store.migrate()
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                for statement in IDEAL_TABLES:
+                    conn.execute(statement)
+            print(f"  {writers} writer(s)...", file=sys.stderr, flush=True)
+            rates = measure(dsn, writers, args.chunks)
+            rows.append((writers, rates["paysession"], rates["ideal"]))
+    finally:
+        cluster.stop()
+    print(
+        f"PostgreSQL {version[0] if version else '?'}, fsync on, {', '.join(SERVER_SETTINGS[:2])}"
+    )
+    print(f"on {_machine()}\n")
+    print("| writers | paysession moves/s | ideal moves/s | paysession / ideal |")
+    print("|---:|---:|---:|---:|")
+    for writers, ours, ideal in rows:
+        print(f"| {writers} | {ours:,.0f} | {ideal:,.0f} | {ours / ideal:.2f}x |")
+    by_writers = {writers: (ours, ideal) for writers, ours, ideal in rows}
+    failed = []
+    for writers in (4, 16):
+        if writers in by_writers:
+            ours, ideal = by_writers[writers]
+            verdict = "PASS" if ours >= TARGET * ideal else "FAIL"
+            failed += [] if verdict == "PASS" else [writers]
+            print(f"\n{writers} writers: paysession / ideal >= {TARGET}x: {verdict}", end="")
+    if 4 in by_writers and 16 in by_writers:
+        holds = by_writers[16][0] >= by_writers[4][0]
+        failed += [] if holds else [0]
+        print(f"\npaysession at 16 writers >= at 4: {'PASS' if holds else 'FAIL'}", end="")
+    print()
+    return 1 if failed and args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
