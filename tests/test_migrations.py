@@ -72,8 +72,7 @@ PG_TO_VERSION_4 = (
 )
 # What schema version 4 changed, undone on PostgreSQL: anomaly kinds as version 3 had them.
 PG_TO_VERSION_3 = (
-    "ALTER TABLE paysession_provider_events "
-    "DROP CONSTRAINT paysession_provider_events_kind_check",
+    "ALTER TABLE paysession_provider_events DROP CONSTRAINT paysession_provider_events_kind_check",
     "ALTER TABLE paysession_provider_events ADD CONSTRAINT "
     f"paysession_provider_events_kind_check CHECK (kind IN {ANOMALY_KINDS_3})",
     "UPDATE paysession_schema SET version = 3",

@@ -249,9 +249,7 @@ class TestRecordsSince:
         assert len({e.cursor for e in entries}) == 4
         if not isinstance(store, PostgresStore):
             # On SQLite and in memory the position is the commit order, and the cursor.
-            assert [(e.position, e.cursor) for e in entries] == [
-                (n, str(n)) for n in range(1, 5)
-            ]
+            assert [(e.position, e.cursor) for e in entries] == [(n, str(n)) for n in range(1, 5)]
 
     def test_a_cursor_reads_in_pages(self, store: SessionStore) -> None:
         """Reading from the last cursor seen, page by page, yields each record once."""

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import select
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -110,6 +111,9 @@ from paysession.store.postgres_schema import MIGRATIONS
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
+ANNOUNCE_EVERY = 0.02
+"""Seconds: the shortest interval between two notices of commits from one store."""
+
 
 class PostgresStore(SqlStore):
     """A :class:`~paysession.store.SessionStore` in a PostgreSQL database (psycopg 3).
@@ -135,6 +139,7 @@ class PostgresStore(SqlStore):
         if not 0 <= min_size <= max_size or max_size < 1:
             raise InvalidSessionData({"max_size": "must be >= 1 and >= min_size >= 0"})
         self._dsn = dsn
+        self._announced = -ANNOUNCE_EVERY
         self._pool: ConnectionPool[Connection] = ConnectionPool(
             dsn,
             min_size=min_size,
@@ -433,9 +438,18 @@ class PostgresStore(SqlStore):
     def _announce(self, conn: Connection) -> None:
         """Wake the followers: a write has committed.
 
-        The move is committed whatever happens here, so a failure is not the caller's:
-        a follower that misses the notice finds the records at its next poll.
+        One notice per :data:`ANNOUNCE_EVERY` per store at most: each costs a
+        transaction, and a busy writer would otherwise pay one per move. A follower
+        woken by a notice polls again soon after (``paysession.feed.FIRST_PAUSE``, then
+        backing off), so the commits that followed the notice unannounced are found
+        within a few polls. The move is committed whatever happens here, so a failure
+        is not the caller's: a follower that misses a notice finds the records at its
+        next poll.
         """
+        now = time.monotonic()
+        if now - self._announced < ANNOUNCE_EVERY:
+            return
+        self._announced = now
         try:
             conn.execute(NOTIFY)
         except psycopg.Error:
@@ -501,4 +515,4 @@ _RULES = {
 }
 
 
-__all__ = ["PostgresStore"]
+__all__ = ["ANNOUNCE_EVERY", "PostgresStore"]

@@ -166,11 +166,13 @@ _CREATE = f"WITH created AS ({_INSERT_SESSION} RETURNING id, xact) " + _records_
 
 # The feed: records below the oldest transaction still in flight, in (xact, position)
 # order, after a cursor. The cursor is "<xact>-<position>" of the last record read.
+# (The key is output as text under another name: ORDER BY a bare "xact" would sort by
+# the output column, as text, where "1000" comes before "726".)
 _FEED = (
-    "SELECT xact::text, position, wire FROM paysession_records "
-    "WHERE (xact, position) > (%s::xid8, %s) "
-    "AND xact < pg_snapshot_xmin(pg_current_snapshot()) "
-    "ORDER BY xact, position LIMIT %s"
+    "SELECT r.xact::text AS feed_key, r.position, r.wire FROM paysession_records AS r "
+    "WHERE (r.xact, r.position) > (%s::xid8, %s) "
+    "AND r.xact < pg_snapshot_xmin(pg_current_snapshot()) "
+    "ORDER BY r.xact, r.position LIMIT %s"
 )
 FEED_CHANNEL = "paysession_feed"
 # Sent after a write has committed, in a transaction of its own whose commit need not

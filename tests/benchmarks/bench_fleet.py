@@ -18,8 +18,8 @@ the same cluster and the same processes, the order alternating:
 - ``paysession``: ``PaymentSessions.fire`` over ``PostgresStore`` (require_more, update
   with an amount, retry, round and round), each move read, planned, sealed and
   committed, and announced to followers;
-- ``ideal``: the durable move written by hand, the least a move can cost: the writer
-  keeps each session's version and head in memory (nothing read), builds and hashes the
+- ``ideal``: the durable move written by hand, the least a move can cost in a fleet: it
+  reads the session's row (any server may have moved it last), builds and hashes the
   same kind of record with ``json`` and ``hashlib``, and commits it in one statement,
   one transaction: the compare-and-set of the session row and the insert of its record,
   in tables of its own with nothing but their primary keys, and no global row.
@@ -70,28 +70,28 @@ IDEAL_MOVE = (
     "INSERT INTO ideal_records (session_id, seq, at, hash, wire) "
     "SELECT moved.id, %s, %s, %s, %s FROM moved"
 )
+IDEAL_READ = "SELECT status, amount, version, head FROM ideal_sessions WHERE id = %s"
 DEST = {"require_more": "requires_more", "retry": "pending", "update": None}
 
 
 class Ideal:
-    """The hand-written move: compare-and-set and record, one statement, nothing read."""
+    """The hand-written move: read the row, then compare-and-set and record in one statement."""
 
     def __init__(self, dsn: str, prefix: str) -> None:
         import psycopg
 
         self.conn = psycopg.connect(dsn, autocommit=True)
-        self.state: dict[str, list[Any]] = {}
-        for n in range(SESSIONS_EACH):
-            session_id = f"{prefix}_{n}"
-            self.state[session_id] = ["pending", 1000, 0, "0" * 64]
+        self.ids = [f"{prefix}_{n}" for n in range(SESSIONS_EACH)]
+        for session_id in self.ids:
             self.conn.execute(
                 "INSERT INTO ideal_sessions VALUES (%s, 'pending', 1000, now(), 0, %s)",
                 (session_id, "0" * 64),
             )
-        self.ids = list(self.state)
 
     def move(self, session_id: str, trigger: str, amount: int) -> None:
-        status, old_amount, version, head = self.state[session_id]
+        row = self.conn.execute(IDEAL_READ, (session_id,)).fetchone()
+        assert row is not None
+        status, old_amount, version, head = row
         dest = DEST[trigger] or status
         at = datetime.now(timezone.utc)
         body = {
@@ -115,7 +115,6 @@ class Ideal:
         )
         if cursor.rowcount != 1:
             raise RuntimeError("lost a race it cannot lose")
-        self.state[session_id] = [dest, new_amount, version + 1, sealed]
 
     def close(self) -> None:
         self.conn.close()
