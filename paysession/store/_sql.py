@@ -14,7 +14,7 @@ import functools
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -39,14 +39,10 @@ from paysession.store.base import (
     Binding,
     Claim,
     EventOutcome,
-    LoggedRecord,
     ProviderEvent,
-    Sleeper,
     Snapshot,
-    Wakeup,
     Write,
     has_nul,
-    position_of,
     record_from_wire,
 )
 
@@ -378,20 +374,6 @@ class SqlReads(abc.ABC):
         )
         rows = self._rows("find", query, params)
         return [self._cache.snapshot(row, self._session_from_row).session for row in rows]
-
-    def records_since(self, cursor: str | None, limit: int) -> list[LoggedRecord]:
-        # Positions are the feed's order here (SqliteStore's docstring says why); the
-        # PostgreSQL store reads its feed its own way.
-        rows = self._rows(
-            "records_since",
-            "SELECT position, wire FROM paysession_records WHERE position > ? "
-            "ORDER BY position LIMIT ?",
-            (position_of(cursor), max(limit, 0)),
-        )
-        return [LoggedRecord(at, record_from_wire(wire), str(at)) for at, wire in rows]
-
-    def wakeups(self) -> AbstractContextManager[Wakeup]:
-        return nullcontext(Sleeper())
 
     def _claim_in(
         self, conn: Any, claim: Claim, now: datetime, selected: bool, lock: str = ""

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import enum
 import json
-import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -36,10 +35,10 @@ from typing import Protocol
 import attrs
 
 from paysession.errors import InvalidSessionData
-from paysession.limits import MAX_COUNTER
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
+from paysession.store._feed import Wakeup
 
 
 @attrs.frozen(slots=True)
@@ -100,43 +99,6 @@ class LoggedRecord:
     position: int
     record: TransitionRecord
     cursor: str
-
-
-class Wakeup(Protocol):
-    """How a feed follower waits for new records (see :meth:`SessionStore.wakeups`)."""
-
-    def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds; True if a commit was announced meanwhile."""
-        ...
-
-
-class Sleeper:
-    """The :class:`Wakeup` of a store that announces nothing: it sleeps the timeout out."""
-
-    def wait(self, timeout: float) -> bool:
-        time.sleep(max(timeout, 0.0))
-        return False
-
-
-def position_of(cursor: str | None) -> int:
-    """The position a SQLite or memory cursor stands for (0, the start, for None).
-
-    Raises InvalidSessionData naming ``cursor`` for anything but a position's digits.
-    """
-    if cursor is None:
-        return 0
-    if not (
-        isinstance(cursor, str)
-        and cursor.isascii()
-        and cursor.isdigit()
-        and len(cursor) <= 19
-        and int(cursor) <= MAX_COUNTER
-    ):
-        raise InvalidSessionData({"cursor": BAD_CURSOR})
-    return int(cursor)
-
-
-BAD_CURSOR = "not a cursor of this store: give a LoggedRecord's cursor, or None for the start"
 
 
 class AnomalyKind(str, enum.Enum):
@@ -501,7 +463,6 @@ def record_from_wire(text: str) -> TransitionRecord:
 
 
 __all__ = [
-    "BAD_CURSOR",
     "AnomalyKind",
     "Binding",
     "CartCheck",
@@ -512,9 +473,6 @@ __all__ = [
     "LoggedRecord",
     "ProviderEvent",
     "SessionStore",
-    "Sleeper",
     "Snapshot",
-    "Wakeup",
     "Write",
-    "position_of",
 ]

@@ -20,6 +20,7 @@ from paysession.errors import (
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
+from paysession.store._feed import Sleeper, Wakeup, position_of
 from paysession.store.base import (
     STALE_STATUSES,
     Binding,
@@ -29,12 +30,9 @@ from paysession.store.base import (
     EventOutcome,
     LoggedRecord,
     ProviderEvent,
-    Sleeper,
     Snapshot,
-    Wakeup,
     Write,
     check_writes,
-    position_of,
 )
 
 

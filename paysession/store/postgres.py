@@ -4,43 +4,8 @@ Install the ``postgres`` extra. Any number of threads, processes and hosts may s
 one database: every move is a compare-and-set on the session row inside one
 transaction, and the database's constraints refuse what the rules forbid.
 
-The feed, and why a follower never misses a record. A follower reads records in an
-order and passes the last one's cursor back in; the promise is that a record committing
-later never lands behind a cursor already passed, and that each session's records come
-in seq order. Numbers from a sequence alone break it: they are handed out when a
-transaction asks, not when it commits, so a transaction holding 7 may commit after one
-holding 8, and a reader that had read up to 8 would never see 7. A single counter row
-taken by every write keeps the order, but queues every commit of the fleet behind the
-previous one's flush. Instead:
-
-- Each record carries a feed key, ``xact``: the id of the transaction that wrote it
-  (``pg_current_xact_id()``), raised to the key of the session's previous record if
-  that is higher. The session row keeps its last record's key, and the write reads it
-  in the compare-and-set, so a session's keys never go down along its trail. (A
-  transaction may have taken its id before another one that wrote the session's
-  previous record: a select locks the cart's rows first, and waits for the session.)
-- Each record takes a ``position`` from a sequence, inside the write, after the
-  compare-and-set. Within one key, positions follow the order of insertion: a
-  session's next record waits for the lock its previous one held until commit.
-- A reader orders by (xact, position), and reads only keys below the oldest
-  transaction still in flight: ``pg_snapshot_xmin(pg_current_snapshot())``, in the
-  reading statement. Transaction ids are handed out in increasing order, and every
-  transaction below that bound has ended, so every record below it has committed and
-  is visible to the statement, or was rolled back and never will be. A key is never
-  below its own transaction's id, so a transaction still in flight (at or above the
-  bound) writes only keys at or above it. The set of records below the bound is
-  final: nothing can later appear behind a cursor taken from it.
-
-The cost is latency, not throughput: a record reaches followers once every transaction
-that started before it commits has ended. A transaction left open anywhere in the
-cluster (an idle session inside BEGIN, holding an id) holds the feed back until it
-ends; nothing is lost meanwhile. Writes contend only on their own session's row (and
-the cart's rows, for a change of the cart's choice). The cursor is the last record's
-"<xact>-<position>"; transaction ids here are 64 bits (``xid8``), so they never wrap.
-
-Followers wait through LISTEN/NOTIFY: each write announces itself after it commits
-(see :data:`~paysession.store.postgres_mapper.NOTIFY`), and a follower also polls, with
-backoff, for records held back by another transaction.
+The feed (``records_since`` and ``follow``) has no global row either: why it still
+never misses a record is in :mod:`paysession.store.postgres_feed`.
 
 A write of one session, the common case, is a single statement (data-modifying CTEs),
 hence one round trip and one implicit transaction; a write of several sessions
@@ -51,7 +16,6 @@ from __future__ import annotations
 
 import select
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -69,6 +33,7 @@ from paysession.errors import (
     SessionNotFound,
     StoreError,
 )
+from paysession.store._feed import Wakeup
 from paysession.store._sql import Texts, event_row, migrate_schema, refusal
 from paysession.store._sql_store import Found, SqlStore
 from paysession.store.base import (
@@ -77,15 +42,14 @@ from paysession.store.base import (
     Claim,
     LoggedRecord,
     ProviderEvent,
-    Wakeup,
     Write,
     record_from_wire,
 )
+from paysession.store.postgres_feed import FEED, Announcer, listening, parse_cursor
 from paysession.store.postgres_mapper import (
     _CART_ROWS_LOCK,
     _CLAIM_LIVE,
     _CREATE,
-    _FEED,
     _INSERT_EVENT,
     _INSERT_KEY,
     _LOAD,
@@ -94,9 +58,7 @@ from paysession.store.postgres_mapper import (
     _NEWEST_OBSERVED,
     _RELEASE,
     _UPDATE_SESSION,
-    FEED_CHANNEL,
     MIGRATION_LOCK,
-    NOTIFY,
     _claim_from_row,
     _commit_one,
     _event_from_row,
@@ -105,14 +67,10 @@ from paysession.store.postgres_mapper import (
     _same,
     _session_from_row,
     _update_params,
-    parse_cursor,
 )
 from paysession.store.postgres_schema import MIGRATIONS
 
 Connection = psycopg.Connection[tuple[Any, ...]]
-
-ANNOUNCE_EVERY = 0.02
-"""Seconds: the shortest interval between two notices of commits from one store."""
 
 
 class PostgresStore(SqlStore):
@@ -139,7 +97,7 @@ class PostgresStore(SqlStore):
         if not 0 <= min_size <= max_size or max_size < 1:
             raise InvalidSessionData({"max_size": "must be >= 1 and >= min_size >= 0"})
         self._dsn = dsn
-        self._announced = -ANNOUNCE_EVERY
+        self._announce = Announcer()
         self._pool: ConnectionPool[Connection] = ConnectionPool(
             dsn,
             min_size=min_size,
@@ -407,76 +365,22 @@ class PostgresStore(SqlStore):
     def records_since(self, cursor: str | None, limit: int) -> list[LoggedRecord]:
         xact, position = parse_cursor(cursor)
         with self._read("records_since") as conn:
-            rows = conn.execute(_FEED, (xact, position, max(limit, 0))).fetchall()
+            rows = conn.execute(FEED, (xact, position, max(limit, 0))).fetchall()
         return [
             LoggedRecord(number, record_from_wire(wire), f"{key}-{number}")
             for key, number, wire in rows
         ]
 
-    @contextmanager
-    def wakeups(self) -> Iterator[Wakeup]:
-        """A connection of its own that LISTENs for the writes' notices.
-
-        Outside the pool: a pooled connection would keep listening for whoever takes it
-        next. Listening starts before the follower's first read, so no notice of a
-        record that read missed can be lost.
-        """
+    def wakeups(self) -> AbstractContextManager[Wakeup]:
         if not self._ready:
             self.migrate()
-        try:
-            conn = psycopg.connect(self._dsn, autocommit=True)
-        except psycopg.Error as error:
-            raise StoreError("follow", str(error).strip()) from error
-        try:
-            conn.execute(f"LISTEN {FEED_CHANNEL}")
-            yield _Listener(conn)
-        except psycopg.Error as error:
-            raise StoreError("follow", str(error).strip()) from error
-        finally:
-            conn.close()
-
-    def _announce(self, conn: Connection) -> None:
-        """Wake the followers: a write has committed.
-
-        One notice per :data:`ANNOUNCE_EVERY` per store at most: each costs a
-        transaction, and a busy writer would otherwise pay one per move. A follower
-        woken by a notice polls again soon after (``paysession.feed.FIRST_PAUSE``, then
-        backing off), so the commits that followed the notice unannounced are found
-        within a few polls. The move is committed whatever happens here, so a failure
-        is not the caller's: a follower that misses a notice finds the records at its
-        next poll.
-        """
-        now = time.monotonic()
-        if now - self._announced < ANNOUNCE_EVERY:
-            return
-        self._announced = now
-        try:
-            conn.execute(NOTIFY)
-        except psycopg.Error:
-            return
+        return listening(self._dsn)
 
     def close(self) -> None:
         self._pool.close()
 
     def __repr__(self) -> str:
         return f"<PostgresStore pool={self._pool.name}>"
-
-
-class _Listener:
-    """The :class:`~paysession.store.base.Wakeup` of a LISTENing connection."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-
-    def wait(self, timeout: float) -> bool:
-        # Every notice queued so far counts once: a burst of commits is one wakeup.
-        try:
-            woken = any(True for _ in self._conn.notifies(timeout=timeout, stop_after=1))
-            while woken and any(True for _ in self._conn.notifies(timeout=0, stop_after=1)):
-                pass
-        except psycopg.Error as error:
-            raise StoreError("follow", str(error).strip()) from error
-        return woken
 
 
 def _has_input(conn: Connection) -> bool:
@@ -515,4 +419,4 @@ _RULES = {
 }
 
 
-__all__ = ["ANNOUNCE_EVERY", "PostgresStore"]
+__all__ = ["PostgresStore"]

@@ -9,8 +9,6 @@ from typing import Any
 
 import psycopg
 
-from paysession.errors import InvalidSessionData
-from paysession.limits import MAX_COUNTER
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
@@ -21,7 +19,6 @@ from paysession.store._sql import (
     load_json,
 )
 from paysession.store.base import (
-    BAD_CURSOR,
     AnomalyKind,
     Claim,
     ClaimAction,
@@ -164,37 +161,6 @@ def _insert_records(count: int) -> str:
 
 _CREATE = f"WITH created AS ({_INSERT_SESSION} RETURNING id, xact) " + _records_from("created", 1)
 
-# The feed: records below the oldest transaction still in flight, in (xact, position)
-# order, after a cursor. The cursor is "<xact>-<position>" of the last record read.
-# (The key is output as text under another name: ORDER BY a bare "xact" would sort by
-# the output column, as text, where "1000" comes before "726".)
-_FEED = (
-    "SELECT r.xact::text AS feed_key, r.position, r.wire FROM paysession_records AS r "
-    "WHERE (r.xact, r.position) > (%s::xid8, %s) "
-    "AND r.xact < pg_snapshot_xmin(pg_current_snapshot()) "
-    "ORDER BY r.xact, r.position LIMIT %s"
-)
-FEED_CHANNEL = "paysession_feed"
-# Sent after a write has committed, in a transaction of its own whose commit need not
-# wait for the disk: the notice only wakes followers, who would find the records at
-# their next poll anyway. Sent inside the write's transaction, NOTIFY would hold the
-# database's notify lock through that commit's flush, serializing the fleet's commits.
-NOTIFY = f"SET LOCAL synchronous_commit TO OFF; NOTIFY {FEED_CHANNEL}"
-
-
-def parse_cursor(cursor: str | None) -> tuple[str, int]:
-    """The (xact, position) a PostgreSQL feed cursor stands for; ("0", 0) for None."""
-    if cursor is None:
-        return "0", 0
-    xact, dash, position = cursor.partition("-") if isinstance(cursor, str) else ("", "", "")
-    if not (
-        dash
-        and all(part.isascii() and part.isdigit() and len(part) <= 19 for part in (xact, position))
-        and int(position) <= MAX_COUNTER
-    ):
-        raise InvalidSessionData({"cursor": BAD_CURSOR})
-    return xact, int(position)
-
 
 def _session_from_row(row: Sequence[Any]) -> PaymentSession:
     return PaymentSession(
@@ -248,13 +214,10 @@ def _update_params(write: Write, texts: Texts) -> list[object]:
 
 
 __all__ = [
-    "FEED_CHANNEL",
     "MIGRATION_LOCK",
-    "NOTIFY",
     "_CART_ROWS_LOCK",
     "_CLAIM_LIVE",
     "_CREATE",
-    "_FEED",
     "_INSERT_EVENT",
     "_INSERT_KEY",
     "_INSERT_SESSION",
@@ -274,5 +237,4 @@ __all__ = [
     "_same",
     "_session_from_row",
     "_update_params",
-    "parse_cursor",
 ]

@@ -30,9 +30,18 @@ from paysession.errors import (
     SessionNotFound,
     StoreError,
 )
+from paysession.store._feed import Sleeper, Wakeup, position_of
 from paysession.store._sql import Texts, migrate_schema, refusal
 from paysession.store._sql_store import Found, SqlStore
-from paysession.store.base import Binding, CartCheck, Claim, ProviderEvent, Write
+from paysession.store.base import (
+    Binding,
+    CartCheck,
+    Claim,
+    LoggedRecord,
+    ProviderEvent,
+    Write,
+    record_from_wire,
+)
 from paysession.store.sqlite_mapper import (
     _CLAIM_LIVE,
     _INSERT_EVENT,
@@ -374,6 +383,20 @@ class SqliteStore(SqlStore):
                 (session_id, event_id),
             ),
         )
+
+    def records_since(self, cursor: str | None, limit: int) -> list[LoggedRecord]:
+        # Positions are the feed's order here: see the module's docstring.
+        rows = self._rows(
+            "records_since",
+            "SELECT position, wire FROM paysession_records WHERE position > ? "
+            "ORDER BY position LIMIT ?",
+            (position_of(cursor), max(limit, 0)),
+        )
+        return [LoggedRecord(at, record_from_wire(wire), str(at)) for at, wire in rows]
+
+    def wakeups(self) -> AbstractContextManager[Wakeup]:
+        """SQLite announces nothing: a follower polls."""
+        return nullcontext(Sleeper())
 
     def close(self) -> None:
         with self._turn, self._guard:
