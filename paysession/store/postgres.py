@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool
 
 from paysession.errors import (
@@ -107,6 +108,7 @@ class PostgresStore(SqlStore):
             name="paysession",
             open=False,
             check=self._check,
+            configure=_configure,
         )
         self._opened = False
         self._ready = False
@@ -381,6 +383,15 @@ class PostgresStore(SqlStore):
 
     def __repr__(self) -> str:
         return f"<PostgresStore pool={self._pool.name}>"
+
+
+def _configure(conn: Connection) -> None:
+    """Each new connection hands ``json`` columns over as their text.
+
+    Most loads find the session in the snapshot cache at the same version, and then
+    its ``data`` and ``cart`` need no decoding; the rest are decoded by ``load_json``.
+    """
+    conn.adapters.register_loader("json", TextLoader)
 
 
 def _has_input(conn: Connection) -> bool:
