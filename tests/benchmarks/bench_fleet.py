@@ -52,6 +52,7 @@ SESSIONS_EACH = 9
 CHUNK = 3 * SESSIONS_EACH * 2  # moves per writer per chunk: every session back where it was
 TARGET = 0.7
 LEAN = "ideal, one statement"
+NAMES = ("paysession", "ideal", LEAN)
 SERVER_SETTINGS = ("commit_delay=2000", "commit_siblings=1", "max_connections=200")
 
 IDEAL_TABLES = (
@@ -154,30 +155,46 @@ def writer(dsn: str, number: int, chunks: int, barrier: Any, results: Any) -> No
         else:
             sessions.fire(session_id, trigger)
 
+    with store._connection("benchmark") as conn:  # the pool's only connection
+        backend = _backend(conn)
     contenders = [
-        ("paysession", library, ids),
-        ("ideal", ideal.move, ideal.ids),
-        (LEAN, lean.move, lean.ids),
+        ("paysession", library, ids, backend),
+        ("ideal", ideal.move, ideal.ids, _backend(ideal.conn)),
+        (LEAN, lean.move, lean.ids, _backend(lean.conn)),
     ]
     step = 0
     # Chunk 0 is a warm-up (statement caches, connections); the order rotates.
     for chunk in range(chunks + 1):
         turn = chunk % len(contenders)
-        for name, fire, own in contenders[turn:] + contenders[:turn]:
+        for name, fire, own, pid in contenders[turn:] + contenders[:turn]:
             barrier.wait()
-            started = time.monotonic()
+            started, client, server = time.monotonic(), time.process_time(), _cpu(pid)
             for n in range(CHUNK):
                 trigger = CYCLE[(n // SESSIONS_EACH) % 3]
                 fire(own[n % SESSIONS_EACH], trigger, 1000 + (step + n) % 7)
-            results.put((name, chunk, started, time.monotonic()))
+            cpu = (time.process_time() - client, _cpu(pid) - server)
+            results.put((name, chunk, started, time.monotonic(), cpu))
             step += CHUNK
     ideal.close()
     lean.close()
     store.close()
 
 
-def measure(dsn: str, writers: int, chunks: int) -> dict[str, float]:
-    """Each contender's moves per second with ``writers`` processes."""
+def _backend(conn: Any) -> int:
+    """The process id of the server process behind a connection (the cluster is local)."""
+    return int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user and system) a local process has used so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(dsn: str, writers: int, chunks: int) -> dict[str, tuple[float, float, float]]:
+    """Each contender's moves per second with ``writers`` processes, and its CPU seconds
+    per move in the writers and in their server processes."""
     barrier = SPAWN.Barrier(writers)
     results = SPAWN.Queue()
     processes = [
@@ -187,9 +204,14 @@ def measure(dsn: str, writers: int, chunks: int) -> dict[str, float]:
     for process in processes:
         process.start()
     spans: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    cpu: dict[str, list[float]] = {}
     for _ in range(writers * 3 * (chunks + 1)):
-        name, chunk, started, ended = results.get(timeout=900)
+        name, chunk, started, ended, (client, server) = results.get(timeout=900)
         spans.setdefault((name, chunk), []).append((started, ended))
+        if chunk > 0:
+            totals = cpu.setdefault(name, [0.0, 0.0])
+            totals[0] += client
+            totals[1] += server
     for process in processes:
         process.join(timeout=60)
         if process.exitcode != 0:
@@ -199,7 +221,11 @@ def measure(dsn: str, writers: int, chunks: int) -> dict[str, float]:
         if chunk > 0:
             wall = max(end for _, end in group) - min(start for start, _ in group)
             walls[name] = walls.get(name, 0.0) + wall
-    return {name: writers * CHUNK * chunks / wall for name, wall in walls.items()}
+    moves = writers * CHUNK * chunks
+    return {
+        name: (moves / wall, cpu[name][0] / moves, cpu[name][1] / moves)
+        for name, wall in walls.items()
+    }
 
 
 def _machine() -> str:
@@ -226,7 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     cluster = start_cluster(fsync=True, settings=SERVER_SETTINGS)
-    rows = []
+    rows: list[tuple[int, Any, Any, Any]] = []
+    costs: list[tuple[int, dict[str, tuple[float, float, float]]]] = []
     try:
         with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
             version = admin.execute("SHOW server_version").fetchone()
@@ -240,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {writers} writer(s)...", file=sys.stderr, flush=True)
             rates = measure(dsn, writers, args.chunks)
             rows.append((writers, rates["paysession"], rates["ideal"], rates[LEAN]))
+            costs.append((writers, rates))
     finally:
         cluster.stop()
     print(
@@ -253,10 +281,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("|---:|---:|---:|---:|---:|---:|")
     for writers, ours, ideal, lean in rows:
         print(
-            f"| {writers} | {ours:,.0f} | {ideal:,.0f} | {ours / ideal:.2f}x "
-            f"| {lean:,.0f} | {ours / lean:.2f}x |"
+            f"| {writers} | {ours[0]:,.0f} | {ideal[0]:,.0f} | {ours[0] / ideal[0]:.2f}x "
+            f"| {lean[0]:,.0f} | {ours[0] / lean[0]:.2f}x |"
         )
-    by_writers = {writers: (ours, ideal) for writers, ours, ideal, _ in rows}
+    print("\nCPU per move, in microseconds: in the writer process / in its server process")
+    print("\n| writers | paysession | ideal | ideal, one statement |")
+    print("|---:|---:|---:|---:|")
+    for writers, rates in costs:
+        shown = [f"{rates[n][1] * 1e6:,.0f} / {rates[n][2] * 1e6:,.0f}" for n in NAMES]
+        print(f"| {writers} | {' | '.join(shown)} |")
+    by_writers = {writers: (ours[0], ideal[0]) for writers, ours, ideal, _ in rows}
     failed = []
     for writers in (4, 16):
         if writers in by_writers:
