@@ -19,11 +19,12 @@ import contextvars
 import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from paysession.checkout import cancel_payment, complete_cart, complete_session
 from paysession.expiry import expire_sessions
+from paysession.feed import FeedReader
 from paysession.service import PaymentSessions
 from paysession.store.base import LoggedRecord
 
@@ -104,17 +105,27 @@ class AsyncPaymentSessions:
         self, cursor: str | int | None = None, *, batch: int = 500, idle: float | None = None
     ) -> AsyncIterator[LoggedRecord]:
         """:meth:`PaymentSessions.follow <paysession.PaymentSessions.follow>`, as an
-        async iterator: each read and each wait runs in a worker thread.
+        async iterator.
 
-        The arguments are checked at the first iteration. Leaving the loop early closes
-        the feed (on PostgreSQL, its listening connection) once the wait in flight ends.
+        Its reads and waits run in a thread of its own, not the executor's: a follower
+        waits for as long as the feed is quiet, and must not hold a thread that requests
+        need. The arguments are checked at the first iteration. Leaving the loop, or
+        cancelling the task, closes the feed (on PostgreSQL, its listening connection)
+        once the read or wait in flight has ended.
         """
-        records = self.sessions.follow(cursor, batch=batch, idle=idle)
+        reader = FeedReader(self.sessions.store, cursor, batch=batch, idle=idle)
+        loop = asyncio.get_running_loop()
+        own = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paysession-follow")
         try:
-            while (logged := await self._run(functools.partial(next, records, None))) is not None:
-                yield logged
+            while (page := await loop.run_in_executor(own, reader.step)) is not None:
+                for logged in page:
+                    yield logged
         finally:
-            await self._run(records.close)
+            # Queued behind the step in flight (a cancellation does not stop it, and it
+            # lasts at most one read or one wait of LONGEST_PAUSE): never closed mid-step.
+            closing = loop.run_in_executor(own, reader.close)
+            own.shutdown(wait=False)
+            await closing
 
     # The checkout flows, which take the service as their first argument.
     complete_cart = _in_thread(complete_cart)

@@ -95,6 +95,36 @@ class TestFollow:
 
         assert asyncio.run(collect()) == sessions.records_since(None, 10)
 
+    def test_cancelling_an_async_follower_closes_its_feed(
+        self, store: SessionStore, postgres_server: Any
+    ) -> None:
+        """A task waiting on a quiet feed is cancelled; the feed (on PostgreSQL, its
+        listening connection) is closed once the wait in flight has ended."""
+        sessions = PaymentSessions(store)
+        made(sessions, "cart_1")
+        got: list[LoggedRecord] = []
+
+        async def follow_forever() -> None:
+            async for entry in AsyncPaymentSessions(sessions).follow(idle=None):
+                got.append(entry)
+
+        async def scenario() -> None:
+            task = asyncio.create_task(follow_forever())
+            while len(got) < 2:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(scenario())
+        assert [entry.record.trigger for entry in got] == ["create", "initiate"]
+        if isinstance(store, PostgresStore):
+            with psycopg.connect(postgres_server.admin_dsn, autocommit=True) as pg:
+                listening = pg.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'"
+                ).fetchone()
+            assert listening == (0,)
+
     def test_leaving_the_loop_early_closes_the_feed(self, store: SessionStore) -> None:
         sessions = PaymentSessions(store)
         made(sessions, "cart_1")

@@ -374,8 +374,6 @@ class PostgresStore(SqlStore):
         ]
 
     def wakeups(self) -> AbstractContextManager[Wakeup]:
-        if not self._ready:
-            self.migrate()
         return listening(self._dsn)
 
     def close(self) -> None:

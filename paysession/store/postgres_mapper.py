@@ -49,8 +49,8 @@ _LOAD = (
     "ON k.session_id = s.id AND k.key = %s WHERE s.id = %s"
 )
 # Every write stamps the session row with the feed key its records get: the writing
-# transaction's id, or the key of the session's previous record if that is higher (see
-# PostgresStore's docstring for why the feed needs both).
+# transaction's id, or the key of the session's previous record if that is higher (why:
+# the docstring of paysession/store/postgres_feed.py).
 _INSERT_SESSION = (
     f"INSERT INTO paysession_sessions ({SESSION_COLUMNS}, xact) VALUES "
     "(%s, %s, %s, %s, %s, %s, %s::json, %s, %s, %s, %s, %s, %s::json, %s, %s, pg_current_xact_id())"
