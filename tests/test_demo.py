@@ -95,6 +95,28 @@ class TestDemo:
         with SqliteStore(path) as store:
             assert len({session.cart_id for session in store.find()}) == 6
 
+    def test_a_ledger_left_without_its_database_is_replaced(self, tmp_path: Path) -> None:
+        """The database deleted by hand, its ledger left: the next run starts clean
+        (the old ledger's webhooks would name sessions that no longer exist)."""
+        path = tmp_path / "again.db"
+        for _ in range(3):
+            path.unlink(missing_ok=True)
+            assert main(["demo", "--db", str(path), "--carts", "12", "--workers", "2"]) == 0
+            with SqliteStore(path) as store:
+                assert len({session.cart_id for session in store.find()}) == 12
+
+    def test_a_foreign_file_where_the_ledger_goes_is_left_alone(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "shop.db"
+        ledger = tmp_path / "shop.db-provider"
+        ledger.write_bytes(b"not a ledger")
+        assert main(["demo", "--db", str(path), "--carts", "3", "--workers", "1"]) == 2
+        assert "shop.db-provider exists and is not a paysession demo ledger" in (
+            capsys.readouterr().err
+        )
+        assert ledger.read_bytes() == b"not a ledger" and not path.exists()
+
     def test_another_file_is_left_alone(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:

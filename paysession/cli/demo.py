@@ -118,28 +118,40 @@ def _providers(ledger: str, seed: int) -> dict[str, SimulatedProvider]:
 
 
 def fresh_database(path: Path) -> None:
-    """Remove a database left by an earlier demo run; refuse any other existing file."""
-    if not path.exists():
-        return
+    """Remove what an earlier demo run left at ``path``: its database and the ledger
+    beside it, each with its WAL files; refuse any other existing file.
+
+    Each is checked on its own: a ledger left behind by a run whose database was
+    deleted would otherwise deliver that run's webhooks into the new one.
+    """
+    ledger = ledger_path(path)
+    for place, table, what in ((path, _MARKER, "database"), (ledger, _LEDGER_TABLE, "ledger")):
+        if place.exists() and not _holds_table(place, table):
+            raise DemoError(
+                f"{place} exists and is not a paysession demo {what}; "
+                "pass --db with another path (the demo starts from a fresh file)"
+            )
+    for place in (path, ledger):
+        for leftover in (place, Path(f"{place}-wal"), Path(f"{place}-shm")):
+            leftover.unlink(missing_ok=True)
+
+
+def _holds_table(path: Path, table: str) -> bool:
     try:
         # As a file URI, quoted: in a plain "file:" string a ?, # or % in the path
         # would be read as URI syntax and name another file.
         with sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True) as conn:
             found = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_MARKER,)
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
             ).fetchone()
+        conn.close()
     except sqlite3.Error:
-        found = None
-    if found is None:
-        raise DemoError(
-            f"{path} exists and is not a paysession demo database; "
-            "pass --db with another path (the demo starts from a fresh file)"
-        )
-    ledger = ledger_path(path)
-    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        leftover.unlink(missing_ok=True)
-    for leftover in (ledger, Path(f"{ledger}-wal"), Path(f"{ledger}-shm")):
-        leftover.unlink(missing_ok=True)
+        return False
+    return found is not None
+
+
+_LEDGER_TABLE = "sim_intents"
+"""A table every simulated processor's ledger has."""
 
 
 # -- the processes
