@@ -178,7 +178,7 @@ class TestAuditShowCommand:
         ]
         rows.append([3, "?", "", "(torn_line)", "", "", "", ""])
         table = format_table(("line", *RECORD_HEADERS, "at"), rows)
-        note = f"1 unreadable lines; run `paysession audit verify {path}`"
+        note = f"1 unreadable line; run `paysession audit verify {path}`"
         assert capsys.readouterr() == (f"{table}\n{note}\n", "")
 
 

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 import attrs
 
@@ -354,17 +355,21 @@ Item = TransitionRecord | BadLine | Checkpoint
 """What reading a JSON Lines trail yields, one a line."""
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Item]:
+def read_jsonl(source: str | os.PathLike[str] | BinaryIO) -> Iterator[Item]:
     """Stream the records of a JSON Lines trail, one item per line, in file order.
 
-    A line that is not a record in its canonical encoding yields a :class:`BadLine`
-    instead, never nothing; the item's index is its line number minus 1. The last line
-    may lack its newline: it is a record if its bytes are one whole, else ``torn_line``.
-    Raises OSError if the file cannot be read.
+    ``source`` is a path, or a binary stream already open (``sys.stdin.buffer``), which
+    is read but not closed. A line that is not a record in its canonical encoding yields
+    a :class:`BadLine` instead, never nothing; the item's index is its line number
+    minus 1. The last line may lack its newline: it is a record if its bytes are one
+    whole, else ``torn_line``. Raises OSError if the file cannot be read.
     """
-    with open(path, "rb") as stream:
-        for number, raw in enumerate(stream, 1):
-            yield decode_line(raw[:-1] if raw.endswith(b"\n") else raw, number)
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as stream:
+            yield from read_jsonl(stream)
+        return
+    for number, raw in enumerate(source, 1):
+        yield decode_line(raw[:-1] if raw.endswith(b"\n") else raw, number)
 
 
 __all__ = [

@@ -8,6 +8,7 @@ library imports from here.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -177,6 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
+    if not args.debug:
+        # A command reports its own errors, one line each. Without a handler, the
+        # libraries' warnings (psycopg's pool retrying a connection, say) would reach
+        # stderr as extra lines; --debug lets them through.
+        logging.getLogger().addHandler(logging.NullHandler())
     try:
         return run(args)
     except KeyboardInterrupt:

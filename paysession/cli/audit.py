@@ -1,21 +1,24 @@
-"""``paysession audit verify|show|replay``: the audit trail on the command line."""
+"""``paysession audit verify|heads|show|replay|export``: audit trails on the command line,
+from a JSON Lines file (or stdin) or straight from a store."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from paysession._wire import JsonRefused, format_datetime, read_json
 from paysession.audit.anchors import Checkpoint, heads_from_wire
 from paysession.audit.check import Heads, verify
-from paysession.audit.sinks import BadLine, read_jsonl
+from paysession.audit.sinks import BadLine, Item, encode_line, read_jsonl
 from paysession.audit.trail import AuditError, _short, replay
 from paysession.cli._table import RECORD_HEADERS, format_table, printable, record_row
 from paysession.codec import to_json
 from paysession.errors import InvalidSessionData, PaySessionError
+from paysession.service import PaymentSessions
 from paysession.store import SessionStore, SqliteStore
 
 
@@ -61,8 +64,21 @@ def _read_json_object(path: Path | None, what: str) -> Mapping[str, object] | No
     return payload
 
 
+def _items(path: Path) -> Iterator[Item]:
+    """The trail in ``path``, or on standard input for ``-``."""
+    return read_jsonl(sys.stdin.buffer if _is_stdin(path) else path)
+
+
+def _is_stdin(path: Path) -> bool:
+    return str(path) == "-"
+
+
+def _name(path: Path) -> str:
+    return "<stdin>" if _is_stdin(path) else str(path)
+
+
 def _where(path: Path, position: int | None) -> str:
-    return str(path) if position is None else f"{path}:{position + 1}"
+    return _name(path) if position is None else f"{_name(path)}:{position + 1}"
 
 
 def _who(session_id: str | None, seq: int | None) -> str:
@@ -72,17 +88,19 @@ def _who(session_id: str | None, seq: int | None) -> str:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
+    if args.db is not None:
+        return _verify_store(args)
     path: Path = args.file
     try:
         heads = _read_heads(args.heads)
-        report = verify(read_jsonl(path), key=_read_key(args.key_file), heads=heads)
+        report = verify(_items(path), key=_read_key(args.key_file), heads=heads)
     except _UsageError as error:
         return _usage(str(error))
     except OSError as error:
-        return _usage(f"cannot read {path}: {error.strerror or error}")
+        return _usage(f"cannot read {_name(path)}: {error.strerror or error}")
     if not report.records:
         # A trail cut to nothing is the cut that removes every record: not a clean trail.
-        print(f"FAILED: {path} holds no records; an empty trail proves nothing")
+        print(f"FAILED: {_name(path)} holds no records; an empty trail proves nothing")
         return 1
     if report.ok:
         print(
@@ -102,17 +120,150 @@ def _run_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _verify_store(args: argparse.Namespace) -> int:
+    """Every session of a store against its row, a page at a time (constant memory)."""
+    if args.heads is not None:
+        return _usage("--heads is for a file: a store's rows are its heads")
+    try:
+        key = _read_key(args.key_file)
+        store = _open_store(args.db)
+    except _UsageError as error:
+        return _usage(str(error))
+    bar = _Progress() if sys.stderr.isatty() else None
+    try:
+        report = PaymentSessions(store, key=key).verify_all(progress=bar)
+    except PaySessionError as error:
+        return _usage(f"cannot read {_db_name(args.db)}: {error}")
+    finally:
+        store.close()
+        if bar is not None:
+            bar.done()
+    if not report.sessions:
+        print(f"FAILED: {_db_name(args.db)} holds no sessions; an empty store proves nothing")
+        return 1
+    if report.ok:
+        print(
+            f"ok: {_many(report.sessions, 'session')}, {_many(report.records, 'record')} verified"
+        )
+        return 0
+    for problem in report.problems:
+        who = _who(problem.session_id, problem.seq)
+        print(f"{who}: {problem.reason}: {printable(problem.message)}")
+    print(
+        f"FAILED: {len(report.problems)} of {_many(report.sessions, 'session')} bad, "
+        f"in {_many(report.records, 'record')}"
+    )
+    return 1
+
+
+class _Progress:
+    """A one-line count on a terminal's stderr while a store is verified."""
+
+    def __init__(self) -> None:
+        self._shown = False
+
+    def __call__(self, sessions: int, records: int) -> None:
+        sys.stderr.write(f"\rverifying: {_many(sessions, 'session')}, {_many(records, 'record')}")
+        sys.stderr.flush()
+        self._shown = True
+
+    def done(self) -> None:
+        if self._shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    """Every session's trail from a store as JSON Lines, session by session (id order)."""
+    try:
+        store = _open_store(args.db)
+    except _UsageError as error:
+        return _usage(str(error))
+    target: Path | None = None if args.output in (None, Path("-")) else args.output
+    try:
+        if target is None:
+            _write_trails(store, sys.stdout.buffer)
+        else:
+            # Written beside the target and renamed over it: never half an export.
+            partial = target.with_name(f".{target.name}.partial")
+            try:
+                with partial.open("wb") as out:
+                    _write_trails(store, out)
+                partial.replace(target)
+            except OSError as error:
+                partial.unlink(missing_ok=True)
+                return _usage(f"cannot write {target}: {error.strerror or error}")
+    except PaySessionError as error:
+        return _usage(f"cannot read {_db_name(args.db)}: {error}")
+    finally:
+        store.close()
+    return 0
+
+
+def _write_trails(store: SessionStore, out: BinaryIO) -> None:
+    after: str | None = None
+    while page := store.trails(after=after, limit=_PAGE):
+        for _, trail in page:
+            out.write(b"".join(encode_line(record) for record in trail))
+        after = page[-1][0].session.id
+    out.flush()
+
+
+_PAGE = 500
+
+_CONNECT_TIMEOUT = 10.0
+"""Seconds a command waits for PostgreSQL before it gives up."""
+
+
+def _db_name(place: str) -> str:
+    """A database as an error may name it: a DSN's password is never shown."""
+    if not _is_dsn(place):
+        return printable(place)
+    try:
+        import psycopg  # the optional extra
+    except ImportError:
+        return "the PostgreSQL database"
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(place)
+    except psycopg.Error:  # a malformed DSN: named by its kind alone
+        return "the PostgreSQL database"
+    shown = {name: str(value) for name, value in parts.items() if name != "password"}
+    return printable(str(psycopg.conninfo.make_conninfo(**shown)))
+
+
 def _many(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
+def _show_store(args: argparse.Namespace) -> int:
+    if args.session is None:
+        return _usage("show --db needs --session ID: a store's trails are shown one at a time")
+    try:
+        store = _open_store(args.db)
+    except _UsageError as error:
+        return _usage(str(error))
+    try:
+        trail = store.history(args.session)
+    except PaySessionError as error:
+        return _usage(f"cannot read {_db_name(args.db)}: {error}")
+    finally:
+        store.close()
+    if not trail:
+        return _usage(f"no session {_shown(args.session)} in {_db_name(args.db)}")
+    rows = [[*record_row(record), format_datetime(record.at)] for record in trail]
+    print(format_table((*RECORD_HEADERS, "at"), rows))
+    return 0
+
+
 def _run_show(args: argparse.Namespace) -> int:
+    if args.db is not None:
+        return _show_store(args)
     path: Path = args.file
     wanted: str | None = args.session
     rows: list[list[object]] = []
     unreadable = 0
     try:
-        for position, item in enumerate(read_jsonl(path)):
+        for position, item in enumerate(_items(path)):
             if isinstance(item, Checkpoint):
                 if wanted is None or wanted in item.heads:
                     what = "(closing checkpoint)" if item.final else "(checkpoint)"
@@ -130,12 +281,12 @@ def _run_show(args: argparse.Namespace) -> int:
             else:
                 rows.append([position + 1, *record_row(item), format_datetime(item.at)])
     except OSError as error:
-        return _usage(f"cannot read {path}: {error.strerror or error}")
+        return _usage(f"cannot read {_name(path)}: {error.strerror or error}")
     if wanted is not None and len(rows) == unreadable:
-        return _usage(f"no record of session {_shown(wanted)} in {path}")
+        return _usage(f"no record of session {_shown(wanted)} in {_name(path)}")
     print(format_table(("line", *RECORD_HEADERS, "at"), rows))
     if unreadable:
-        print(f"{unreadable} unreadable lines; run `paysession audit verify {path}`")
+        print(f"{_many(unreadable, 'unreadable line')}; run `paysession audit verify {path}`")
         return 1
     return 0
 
@@ -146,17 +297,17 @@ def _run_replay(args: argparse.Namespace) -> int:
         key = _read_key(args.key_file)
         data = _read_json_object(args.data_json, "data")
         cart = _read_json_object(args.cart_json, "cart")
-        session = replay(read_jsonl(path), session_id=args.session, data=data, cart=cart, key=key)
+        session = replay(_items(path), session_id=args.session, data=data, cart=cart, key=key)
     except _UsageError as error:
         return _usage(str(error))
     except OSError as error:
-        return _usage(f"cannot read {path}: {error.strerror or error}")
+        return _usage(f"cannot read {_name(path)}: {error.strerror or error}")
     except InvalidSessionData:
         # Not even the paths: a data file's keys are the caller's, and may be secrets.
         return _usage("the data or cart given is not JSON data a session can hold")
     except AuditError as error:
         if error.reason == "unknown_session":
-            return _usage(f"no record of session {_shown(args.session)} in {path}")
+            return _usage(f"no record of session {_shown(args.session)} in {_name(path)}")
         if error.reason in _INPUT_PROBLEMS:
             what = error.reason.split("_")[0]
             if error.reason.endswith("needed"):
@@ -192,18 +343,22 @@ def _read_heads(path: Path | None) -> Heads | None:
     return heads
 
 
+def _is_dsn(place: str) -> bool:
+    return place.startswith(("postgres://", "postgresql://")) or "=" in place
+
+
 def _open_store(place: str) -> SessionStore:
     """A SQLite file that must exist, or a PostgreSQL URL or DSN; never a new database."""
-    if place.startswith(("postgres://", "postgresql://")) or "=" in place:
+    if _is_dsn(place):
         try:
             from paysession.store.postgres import PostgresStore  # the optional extra
         except ImportError:
             raise _UsageError(
                 "reading PostgreSQL needs the postgres extra: pip install 'paysession[postgres]'"
             ) from None
-        return PostgresStore(place, max_size=1)
+        return PostgresStore(place, max_size=1, timeout=_CONNECT_TIMEOUT)
     if not Path(place).is_file():
-        raise _UsageError(f"no database file {place}")
+        raise _UsageError(f"no database file {printable(place)}")
     return SqliteStore(place)
 
 
@@ -216,14 +371,14 @@ def _run_heads(args: argparse.Namespace) -> int:
     try:
         after: str | None = None
         while True:
-            page = store.trails(after=after, limit=500)
+            page = store.trails(after=after, limit=_PAGE)
             for snapshot, _ in page:
                 heads[snapshot.session.id] = [snapshot.version, snapshot.head]
-            if len(page) < 500:
+            if len(page) < _PAGE:
                 break
             after = page[-1][0].session.id
     except PaySessionError as error:
-        return _usage(f"cannot read {args.db}: {error}")
+        return _usage(f"cannot read {_db_name(args.db)}: {error}")
     finally:
         store.close()
     print(json.dumps(heads, sort_keys=True, separators=(",", ":")))
@@ -242,15 +397,24 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     unreadable lines), 2 for usage errors (a missing file, a bad key file, an unknown
     session, data that does not match the trail).
     """
-    audit = commands.add_parser("audit", help="verify, show or replay a JSON Lines audit trail")
-    actions = audit.add_subparsers(
-        dest="audit_command", required=True, metavar="{verify,heads,show,replay}"
+    audit = commands.add_parser(
+        "audit", help="verify, show, replay or export audit trails, from a file or a store"
     )
+    actions = audit.add_subparsers(
+        dest="audit_command", required=True, metavar="{verify,heads,show,replay,export}"
+    )
+    db_help = "a SQLite file or a PostgreSQL DSN, instead of a file"
 
     check = actions.add_parser(
         "verify", help="check every session's hash chain, moves and changes; exit 1 if bad"
     )
-    check.add_argument("file", type=Path, help="the JSON Lines trail (one record per line)")
+    source = check.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "file", type=Path, nargs="?", help="the JSON Lines trail (one record per line; - for stdin)"
+    )
+    source.add_argument(
+        "--db", metavar="PATH_OR_DSN", help=db_help + " (each trail against its row)"
+    )
     check.add_argument("--key-file", type=Path, help="the HMAC key the trail was written with")
     check.add_argument(
         "--heads",
@@ -269,12 +433,14 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     heads.set_defaults(run=_run_heads)
 
     show = actions.add_parser("show", help="print the moves as a table (does not verify)")
-    show.add_argument("file", type=Path, help="the JSON Lines trail")
+    source = show.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", type=Path, nargs="?", help="the JSON Lines trail (- for stdin)")
+    source.add_argument("--db", metavar="PATH_OR_DSN", help=db_help + " (with --session)")
     show.add_argument("--session", metavar="ID", help="only this session's moves")
     show.set_defaults(run=_run_show)
 
     rebuild = actions.add_parser("replay", help="rebuild one session and print it as JSON")
-    rebuild.add_argument("file", type=Path, help="the JSON Lines trail")
+    rebuild.add_argument("file", type=Path, help="the JSON Lines trail (- for stdin)")
     rebuild.add_argument("--session", metavar="ID", required=True, help="the session to rebuild")
     rebuild.add_argument(
         "--data-json", type=Path, metavar="FILE", help="the session's data (a JSON object)"
@@ -284,6 +450,17 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     rebuild.add_argument("--key-file", type=Path, help="the HMAC key the trail was written with")
     rebuild.set_defaults(run=_run_replay)
+
+    export = actions.add_parser(
+        "export", help="write a store's trails as JSON Lines, for verify, show, replay or archiving"
+    )
+    export.add_argument(
+        "--db", required=True, metavar="PATH_OR_DSN", help="a SQLite file or a PostgreSQL DSN"
+    )
+    export.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="where to write (default: stdout)"
+    )
+    export.set_defaults(run=_run_export)
 
 
 __all__ = ["add_command"]

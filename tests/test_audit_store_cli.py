@@ -1,0 +1,178 @@
+"""`paysession audit verify|show|export --db`: a store audited straight from the command
+line, and `-` for standard input; each test runs the real command in a subprocess."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from paysession import PaymentSessions
+from paysession.store import PostgresStore, SessionStore, SqliteStore
+
+from .test_audit import KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def paysession(*argv: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "paysession", *argv],
+        input=stdin,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+
+
+def fill(store: SessionStore, key: bytes | None = None) -> list[str]:
+    """Three sessions with a few moves each; returns their ids."""
+    sessions = PaymentSessions(store, key=key)
+    ids = []
+    for n in range(3):
+        made = sessions.create(cart_id=f"cart_{n}", provider_id="stripe", amount=500 + n)
+        sessions.fire(made.id, "initiate", data={"id": f"pi_{n}"})
+        sessions.fire(made.id, "authorize" if n else "cancel")
+        ids.append(made.id)
+    store.close()
+    return ids
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield str(tmp_path / "shop.db")
+    else:
+        yield request.getfixturevalue("postgres_dsn")
+
+
+def open_store(db: str) -> SessionStore:
+    return SqliteStore(db) if db.endswith(".db") else PostgresStore(db)
+
+
+def tamper(db: str, session_id: str) -> None:
+    """Change the amount inside a stored record, behind the store's back."""
+    query = (
+        "UPDATE paysession_records SET wire = replace(wire, '[null,501]', '[null,9]')"
+        f" WHERE session_id = '{session_id}' AND seq = 0"
+    )
+    if db.endswith(".db"):
+        with sqlite3.connect(db) as conn:
+            assert conn.execute(query).rowcount == 1
+        conn.close()
+    else:
+        with psycopg.connect(db) as pg:
+            assert pg.execute(query).rowcount == 1
+
+
+class TestVerifyStore:
+    def test_a_clean_store_verifies(self, db: str) -> None:
+        fill(open_store(db))
+        done = paysession("audit", "verify", "--db", db)
+        assert (done.returncode, done.stdout, done.stderr) == (
+            0,
+            b"ok: 3 sessions, 9 records verified\n",
+            b"",
+        )
+
+    def test_an_edited_record_is_named(self, db: str) -> None:
+        ids = fill(open_store(db))
+        tamper(db, ids[1])
+        done = paysession("audit", "verify", "--db", db)
+        assert done.returncode == 1
+        lines = done.stdout.decode().splitlines()
+        assert lines[0].startswith(f"session {ids[1]} seq 0: ")
+        assert lines[-1] == "FAILED: 1 of 3 sessions bad, in 9 records"
+
+    def test_a_keyed_store_needs_its_key(self, db: str, tmp_path: Path) -> None:
+        fill(open_store(db), key=KEY)
+        key_file = tmp_path / "key"
+        key_file.write_bytes(KEY)
+        assert paysession("audit", "verify", "--db", db).returncode == 1
+        assert (
+            paysession("audit", "verify", "--db", db, "--key-file", str(key_file)).returncode == 0
+        )
+
+    def test_an_empty_store_proves_nothing(self, db: str) -> None:
+        open_store(db).migrate()
+        done = paysession("audit", "verify", "--db", db)
+        assert done.returncode == 1 and b"holds no sessions" in done.stdout
+
+
+class TestExport:
+    def test_an_export_verifies_as_a_file_and_on_stdin(self, db: str, tmp_path: Path) -> None:
+        ids = fill(open_store(db))
+        out = tmp_path / "trail.jsonl"
+        assert paysession("audit", "export", "--db", db, "-o", str(out)).returncode == 0
+        to_stdout = paysession("audit", "export", "--db", db)
+        assert to_stdout.returncode == 0 and to_stdout.stdout == out.read_bytes()
+        assert paysession("audit", "verify", str(out)).stdout == (
+            b"ok: 3 sessions, 9 records verified\n"
+        )
+        piped = paysession("audit", "verify", "-", stdin=out.read_bytes())
+        assert (piped.returncode, piped.stdout) == (0, b"ok: 3 sessions, 9 records verified\n")
+        shown = paysession("audit", "show", "-", "--session", ids[0], stdin=out.read_bytes())
+        assert shown.returncode == 0 and shown.stdout.count(ids[0].encode()) == 3
+        replayed = paysession("audit", "replay", "-", "--session", ids[2], stdin=out.read_bytes())
+        assert replayed.returncode == 2 and b"--data-json" in replayed.stderr  # data needed
+
+    def test_a_cut_stdin_trail_names_stdin(self) -> None:
+        done = paysession("audit", "verify", "-", stdin=b'{"not": "a record"}\n')
+        assert done.returncode == 1 and done.stdout.startswith(b"<stdin>:1: ")
+
+    def test_an_unwritable_output_leaves_nothing(self, db: str, tmp_path: Path) -> None:
+        fill(open_store(db))
+        target = tmp_path / "missing-dir" / "trail.jsonl"
+        done = paysession("audit", "export", "--db", db, "-o", str(target))
+        assert done.returncode == 2 and done.stderr.count(b"\n") == 1
+        assert b"cannot write" in done.stderr and not target.parent.exists()
+
+
+class TestShowStore:
+    def test_one_sessions_trail(self, db: str) -> None:
+        ids = fill(open_store(db))
+        done = paysession("audit", "show", "--db", db, "--session", ids[1])
+        table = done.stdout.decode().splitlines()
+        assert done.returncode == 0 and len(table) == 2 + 3
+        assert [row.split()[2] for row in table[2:]] == ["create", "initiate", "authorize"]
+
+    @pytest.mark.parametrize(
+        ("argv", "said"),
+        [
+            (["show", "--db", "{db}"], b"needs --session"),
+            (["show", "--db", "{db}", "--session", "ps_nope"], b"no session ps_nope"),
+            (["verify", "--db", "{db}", "--heads", "x.json"], b"--heads is for a file"),
+        ],
+    )
+    def test_usage_errors_are_one_line_and_exit_2(
+        self, db: str, argv: list[str], said: bytes
+    ) -> None:
+        fill(open_store(db))
+        done = paysession("audit", *(part.format(db=db) for part in argv))
+        assert done.returncode == 2 and said in done.stderr
+        assert done.stderr.count(b"\n") == 1 and b"Traceback" not in done.stderr
+
+
+class TestNoSuchDatabase:
+    def test_a_missing_sqlite_file_is_named_and_not_created(self, tmp_path: Path) -> None:
+        missing = tmp_path / "typo.db"
+        for command in ("verify", "export", "heads"):
+            done = paysession("audit", command, "--db", str(missing))
+            assert (done.returncode, done.stderr) == (
+                2,
+                f"paysession audit: no database file {missing}\n".encode(),
+            )
+        assert not missing.exists()
+
+    def test_a_dsns_password_is_never_shown(self) -> None:
+        done = paysession(
+            "audit", "verify", "--db", "host=127.0.0.1 port=1 dbname=x password=s3cret-pw"
+        )
+        assert done.returncode == 2 and done.stderr.count(b"\n") == 1
+        assert b"s3cret-pw" not in done.stderr and b"dbname=x" in done.stderr
