@@ -156,11 +156,9 @@ class SessionNotFound(_Facts, LookupError):
 
 
 class ConcurrentUpdate(_Facts):
-    """Another move of the session committed first; this one wrote nothing.
-
-    ``expected``: the version the move was planned from; ``actual``: the one found (each
-    None when unknown). Reload and decide again (``PaymentSessions.fire_with_retry``).
-    """
+    """Another move of the session committed first; this one wrote nothing. ``expected``:
+    the version it was planned from, ``actual`` the one found (each None when unknown).
+    Reload and decide again (``PaymentSessions.fire_with_retry``)."""
 
     _facts = ("session_id", "expected", "actual")
     session_id: str
@@ -191,10 +189,8 @@ class SelectionConflict(_CartConflict):
 
 
 class DuplicateSession(_Facts):
-    """A session with this id, or for this cart and provider, already exists.
-
-    ``fields`` names the rule that refused it: ``("id",)`` or ``("cart_id", "provider_id")``.
-    """
+    """A session with this id, or for this cart and provider, already exists. ``fields``
+    names the rule that refused it: ``("id",)`` or ``("cart_id", "provider_id")``."""
 
     _facts = ("session_id", "cart_id", "provider_id", "fields")
     session_id: str
@@ -211,10 +207,8 @@ class DuplicateSession(_Facts):
 
 class StoreError(_Facts):
     """The store failed for a reason no rule of ours explains (a driver error, the cause).
-
     ``operation``: what the store was doing. A write is in doubt only when the connection
-    broke during its commit: retry with the same idempotency key.
-    """
+    broke during its commit: retry with the same idempotency key."""
 
     _facts = ("operation", "detail")
     operation: str
@@ -226,9 +220,7 @@ class StoreError(_Facts):
 
 class AuthorizationConflict(_CartConflict):
     """Another session of the cart is authorized (at most one may be); nothing written.
-
-    A lost race for reconciliation and completion, which look again and void the hold.
-    """
+    A lost race for reconciliation and completion, which look again and void the hold."""
 
     def __str__(self) -> str:
         other = f"another session of cart {self.cart_id} is authorized already"
@@ -236,11 +228,9 @@ class AuthorizationConflict(_CartConflict):
 
 
 class CartBusy(_Facts):
-    """A completion (or a cancellation) of this cart is in flight at its provider.
-
-    Until the claim is released, or lapses at ``expires_at`` (its holder crashed), the
-    cart's choice of session cannot change and nothing else may claim it.
-    """
+    """A completion (or a cancellation) of this cart is in flight at its provider. Until
+    the claim is released, or lapses at ``expires_at`` (its holder crashed), the cart's
+    choice of session cannot change and nothing else may claim it."""
 
     _facts = ("cart_id", "expires_at")
     cart_id: str
@@ -278,10 +268,8 @@ class CartNotFound(NoSelectedSession):
 
 class MigrationRefused(StoreError):
     """The database breaks a rule the new schema enforces; nothing was migrated.
-
     ``offenders`` names what breaks it (carts with two authorized sessions, say). No row
-    is ever dropped to make a migration pass: settle those first.
-    """
+    is ever dropped to make a migration pass: settle those first."""
 
     def __init__(self, detail: str, offenders: Iterable[str]) -> None:
         self.offenders: tuple[str, ...] = tuple(offenders)
@@ -362,6 +350,17 @@ class MissingRenderer(_Facts, DiagramError, RuntimeError):
 
     def __str__(self) -> str:
         return f"{self.fmt} diagrams need {self.tool}, which is missing; install it: {self.install}"
+
+
+class MissingExtra(_Facts, ImportError):
+    """A part of paysession needs packages that its optional extra installs."""
+
+    _facts = ("part", "extra")
+    part: str
+    extra: str
+
+    def __str__(self) -> str:
+        return f"{self.part} needs the {self.extra} extra: pip install 'paysession[{self.extra}]'"
 
 
 class UnknownProviderStatus(_Facts, LookupError):
@@ -486,6 +485,7 @@ __all__ = [
     "ImmutableSession",
     "InvalidSessionData",
     "MigrationRefused",
+    "MissingExtra",
     "MissingRenderer",
     "NoSelectedSession",
     "PaySessionError",

@@ -73,7 +73,9 @@ def open_store(kind: str, place: str) -> SessionStore:
     if kind == "memory":
         return MemoryStore()
     if kind == "sqlite":
-        return SqliteStore(place)
+        store = SqliteStore(place)
+        store.migrate()  # the database a test's store stands for exists, empty or not
+        return store
     from paysession.store.postgres import PostgresStore
 
     return PostgresStore(place)

@@ -316,7 +316,9 @@ class TestFleet:
         self, fleet_place: tuple[str, str], tmp_path: Path
     ) -> None:
         kind, place = fleet_place
-        open_store(kind, place).close()  # the schema, before the fleet starts
+        first = open_store(kind, place)
+        first.migrate()  # the database and its schema, before the fleet starts
+        first.close()
         rng = random.Random(20261130)
         done = str(tmp_path / "done")
         logs = [str(tmp_path / f"follower_{n}.log") for n in range(2)]

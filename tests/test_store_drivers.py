@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,10 +34,24 @@ class TestSqliteStore:
             SqliteStore(tmp_path / "x.db", busy_timeout=-1)
         assert refused.value.fields == ("busy_timeout",)
 
+    def test_a_read_never_creates_the_database(self, tmp_path: Path) -> None:
+        """Reading a path with no database names the path; the first write creates it."""
+        path = tmp_path / "typo.db"
+        with SqliteStore(path) as store:
+            for read in (store.find, lambda: store.load("ps_1"), lambda: store.history("ps_1")):
+                with pytest.raises(StoreError) as refused:
+                    read()
+                assert str(path) in str(refused.value)
+                assert not path.exists()
+            sessions = PaymentSessions(store)
+            made = sessions.create(cart_id="cart_1", provider_id="stripe", amount=100)
+            assert path.exists() and store.find() == [made]
+
     def test_file_is_in_wal_mode_with_the_schema(self, tmp_path: Path) -> None:
         """First use puts the file in WAL mode and migrates it to the current schema."""
         path = tmp_path / "sessions.db"
         with SqliteStore(path, synchronous="NORMAL") as store:
+            assert store.migrate() == len(MIGRATIONS)
             assert store.find() == []
         with sqlite3.connect(path) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -100,3 +116,32 @@ class TestPostgresStore:
             store.load("ps_1")
         assert failed.value.operation == "migrate"
         store.close()
+
+
+class TestMissingExtra:
+    def test_postgres_without_its_extra_says_what_to_install(self) -> None:
+        """Without psycopg, the import is a MissingExtra (an ImportError) with the pip line."""
+        code = (
+            "import sys\n"
+            "sys.modules['psycopg'] = None  # as if the postgres extra were not installed\n"
+            "from paysession.errors import MissingExtra\n"
+            "try:\n"
+            "    from paysession.store import PostgresStore\n"
+            "except MissingExtra as missing:\n"
+            "    assert isinstance(missing, ImportError)\n"
+            "    print(missing.part, missing.extra)\n"
+            "    print(missing)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+            timeout=60,
+            check=False,
+        )
+        assert (done.returncode, done.stderr) == (0, "")
+        assert done.stdout.splitlines() == [
+            "PostgresStore postgres",
+            "PostgresStore needs the postgres extra: pip install 'paysession[postgres]'",
+        ]

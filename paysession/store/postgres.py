@@ -21,10 +21,15 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, NoReturn
 
-import psycopg
-from psycopg import errors as pg_errors
-from psycopg.types.string import TextLoader
-from psycopg_pool import ConnectionPool
+from paysession.errors import MissingExtra
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg.types.string import TextLoader
+    from psycopg_pool import ConnectionPool
+except ImportError as missing:  # the optional extra is not installed
+    raise MissingExtra("PostgresStore", "postgres") from missing
 
 from paysession.errors import (
     CartBusy,

@@ -74,6 +74,9 @@ _T = TypeVar("_T")
 class SqliteStore(SqlStore):
     """A :class:`~paysession.store.SessionStore` in one SQLite file (or ``":memory:"``).
 
+    The file is created by the first write (or :meth:`migrate`), never by a read: reading
+    a path where there is no database raises StoreError naming it.
+
     ``synchronous`` is ``"FULL"`` (every commit reaches the disk before it returns: the
     default, for money) or ``"NORMAL"`` (in WAL mode a power loss may lose the last
     commits, never corrupt the file; a crashed process loses nothing). ``busy_timeout``
@@ -151,10 +154,23 @@ class SqliteStore(SqlStore):
             conn = self._local.conn = self._open()
         return conn
 
+    def _ready_to_read(self, operation: str) -> None:
+        """Migrate before the first read, but never create a database to read it.
+
+        A read of a file that is not there (a typo in a path, most often) is a StoreError
+        naming the path, not an empty database made on the spot; the first write (or
+        :meth:`migrate`) creates the file.
+        """
+        if not self._memory and not os.path.exists(self.path):
+            raise StoreError(
+                operation, f"no database file {self.path} (a read never creates one; a write does)"
+            )
+        self.migrate()
+
     @contextmanager
     def _read(self, operation: str) -> Iterator[sqlite3.Connection]:
         if not self._ready:
-            self.migrate()
+            self._ready_to_read(operation)
         with self._turn:
             try:
                 yield self._conn()
@@ -240,7 +256,7 @@ class SqliteStore(SqlStore):
     def _fetch_one(self, query: str, params: Sequence[object]) -> Sequence[Any] | None:
         # Spelled out rather than through _read: every move starts here.
         if not self._ready:
-            self.migrate()
+            self._ready_to_read("load")
         with self._turn:
             try:
                 row: Sequence[Any] | None = self._conn().execute(query, params).fetchone()
