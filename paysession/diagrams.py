@@ -298,14 +298,19 @@ def render(
 
 
 def write_files(directory: Path) -> list[Path]:
-    """Render every file of :data:`FILES` into ``directory``; return their paths."""
+    """Render every file of :data:`FILES` into ``directory``; return their paths.
+
+    All are rendered before any is written: a missing renderer (Graphviz for the SVGs)
+    raises MissingRenderer with the directory as it was, not half rewritten.
+    """
+    rendered = {
+        directory / name: render(fmt, with_internal=with_internal).encode("utf-8")
+        for name, (fmt, with_internal) in FILES.items()
+    }
     directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, (fmt, with_internal) in FILES.items():
-        path = directory / name
-        path.write_bytes(render(fmt, with_internal=with_internal).encode("utf-8"))
-        written.append(path)
-    return written
+    for path, content in rendered.items():
+        path.write_bytes(content)
+    return list(rendered)
 
 
 def check_files(directory: Path) -> dict[Path, str]:

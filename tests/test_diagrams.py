@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -547,6 +548,24 @@ class TestCommittedFiles:
 
 
 class TestCli:
+    def test_write_without_graphviz_writes_nothing(self, tmp_path: Path) -> None:
+        """Without the dot program, --write fails before it writes a single file."""
+        target = tmp_path / "out"
+        done = subprocess.run(
+            [sys.executable, "-m", "paysession", "diagram", "--write", str(target)],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**os.environ, "PATH": os.path.dirname(sys.executable)},
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr.count("\n") == 1 and "install it: apt-get install graphviz" in (
+            done.stderr
+        )
+        assert not target.exists()
+
     def test_mermaid_to_stdout(self, capsys: pytest.CaptureFixture[str]) -> None:
         """With no option the table's mermaid goes to stdout."""
         assert (main(["diagram"]), capsys.readouterr()) == (0, (MERMAID, ""))
