@@ -36,7 +36,7 @@ from paysession.errors import (
 )
 from paysession.expiry import Expiry, expire_sessions
 from paysession.hooks import Hooks, TransitionEvent
-from paysession.lifecycle import TRANSITIONS
+from paysession.lifecycle import TRANSITIONS, Trigger
 from paysession.machine import SessionMachine
 from paysession.providers import (
     ProviderReply,
@@ -91,6 +91,7 @@ __all__ = [
     "StoreError",
     "TransitionEvent",
     "TransitionRecord",
+    "Trigger",
     "UnknownProviderStatus",
     "__version__",
     "cancel_payment",

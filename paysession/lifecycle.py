@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 
@@ -83,6 +83,21 @@ GUARDS: Mapping[str, Guard] = MappingProxyType(
 
 INITIAL: PaymentSessionStatus = S.PENDING
 FINAL: frozenset[PaymentSessionStatus] = frozenset({S.CANCELED})
+
+Trigger = Literal[
+    "initiate",
+    "update",
+    "require_more",
+    "authorize",
+    "fail",
+    "retry",
+    "cancel",
+    "select",
+    "deselect",
+]
+"""Every trigger a caller may fire, for type checkers: a misspelt trigger is refused
+before the code runs. ``tests/test_lifecycle_validate.py`` checks that it names exactly
+the table's triggers."""
 
 TRANSITIONS: tuple[Move, ...] = (
     Move(
@@ -332,6 +347,7 @@ __all__ = [
     "Defect",
     "Guard",
     "Move",
+    "Trigger",
     "shortest_path",
     "validate",
 ]

@@ -19,7 +19,7 @@ from paysession.errors import (
     SinkError,
 )
 from paysession.hooks import Hooks
-from paysession.lifecycle import ALLOWED
+from paysession.lifecycle import ALLOWED, Trigger
 from paysession.planning import (
     _UNSET,
     Context,
@@ -132,7 +132,7 @@ class SessionMachine:
 
     def fire(
         self,
-        trigger: str,
+        trigger: Trigger,
         /,
         *,
         actor: str | None = None,

@@ -29,7 +29,7 @@ from paysession.errors import (
 )
 from paysession.feed import check_feed_args
 from paysession.feed import follow as follow_feed
-from paysession.lifecycle import MOVES
+from paysession.lifecycle import MOVES, Trigger
 from paysession.limits import check_counter
 from paysession.planning import (
     check_meta,
@@ -169,7 +169,7 @@ class PaymentSessions(Reconciler):
     def fire(
         self,
         session_id: str,
-        trigger: str,
+        trigger: Trigger,
         /,
         *,
         expected_version: int | None = None,
@@ -276,7 +276,7 @@ class PaymentSessions(Reconciler):
     def fire_many(
         self,
         session_id: str,
-        moves: Sequence[tuple[str, Mapping[str, object]]],
+        moves: Sequence[tuple[Trigger, Mapping[str, object]]],
         /,
         *,
         expected_version: int | None = None,
@@ -365,7 +365,7 @@ class PaymentSessions(Reconciler):
     def fire_with_retry(
         self,
         session_id: str,
-        trigger: str,
+        trigger: Trigger,
         /,
         *,
         attempts: int = 5,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import attrs
 
-from paysession.lifecycle import FINAL, TRANSITIONS, Defect, Move, validate
+from paysession.lifecycle import FINAL, TRANSITIONS, Defect, Move, Trigger, validate
 from paysession.status import PaymentSessionStatus
 
 S = PaymentSessionStatus
@@ -154,3 +156,8 @@ class TestDefect:
         """str() puts the subject before what is wrong with it."""
         defect = Defect("unreachable", "error", "cannot be reached from 'pending'")
         assert str(defect) == "error: cannot be reached from 'pending'"
+
+
+def test_the_trigger_type_names_exactly_the_tables_triggers() -> None:
+    """``Trigger`` (what type checkers accept) and the table cannot drift apart."""
+    assert sorted(get_args(Trigger)) == sorted(move.trigger for move in TRANSITIONS)
