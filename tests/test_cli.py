@@ -16,6 +16,26 @@ from paysession.cli import diagram as diagram_command
 from paysession.cli import format_table, main
 
 
+class TestConsoleScript:
+    def test_the_installed_command_runs(self, tmp_path: Path) -> None:
+        """The `paysession` console script beside this interpreter (in .venv/bin, say)."""
+        script = Path(sys.executable).with_name("paysession")
+        assert script.exists(), "paysession is not installed beside this interpreter"
+        version = subprocess.run(
+            [str(script), "--version"], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert (version.returncode, version.stdout) == (0, f"paysession {__version__}\n")
+        missing = subprocess.run(
+            [str(script), "audit", "verify", str(tmp_path / "missing.jsonl")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+        assert missing.stderr.startswith("paysession audit: cannot read")
+
+
 class TestDemo:
     def test_walkthrough_prints_every_status(self, capsys: pytest.CaptureFixture[str]) -> None:
         """demo --walkthrough drives sessions through every status and prints the moves."""
