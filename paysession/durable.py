@@ -18,6 +18,7 @@ from typing import TypeVar, overload
 
 import attrs
 
+from paysession import _log
 from paysession.errors import (
     ConcurrentUpdate,
     HookError,
@@ -80,7 +81,13 @@ def retrying(attempts: int, attempt: Callable[[int], _T], *, wait: bool = True) 
     for number in range(attempts - 1):
         try:
             return attempt(number)
-        except ConcurrentUpdate:
+        except ConcurrentUpdate as lost:
+            _log.RACES.warning(
+                "%r: another move committed first; trying again (%d of %d)",
+                lost.session_id,
+                number + 2,
+                attempts,
+            )
             if wait:
                 time.sleep(random.uniform(0, 0.002 * 2**number))
     return attempt(attempts - 1)

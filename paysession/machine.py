@@ -12,8 +12,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, TypedDict
 
+from paysession import _log
 from paysession.errors import (
+    GuardRejected,
     IdempotencyConflict,
+    IllegalTransition,
     InvalidSessionData,
     ReentrantMove,
     SinkError,
@@ -146,6 +149,20 @@ class SessionMachine:
         same trigger and arguments return that move's record (no hook runs, nothing is
         added); anything else raises IdempotencyConflict.
         """
+        try:
+            return self._fire(trigger, actor, reason, idempotency_key, params)
+        except (IllegalTransition, GuardRejected, IdempotencyConflict) as refused:
+            _log.REFUSALS.info("%r %s refused: %r", self._session.id, trigger, str(refused))
+            raise
+
+    def _fire(
+        self,
+        trigger: str,
+        actor: str | None,
+        reason: str | None,
+        idempotency_key: str | None,
+        params: Mapping[str, object],
+    ) -> TransitionRecord:
         with self._lock:
             if self._busy:
                 raise ReentrantMove()

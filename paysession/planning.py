@@ -24,6 +24,7 @@ from typing import Any, cast
 from transitions import Machine
 from transitions.core import EventData
 
+from paysession import _log
 from paysession._frozen import freeze, is_text
 from paysession._wire import canonical_json, digest, format_datetime
 from paysession.errors import (
@@ -459,11 +460,24 @@ def plan_chain(
 
 def finish(hooks: Hooks | None, planned: Planned) -> None:
     """Run the post-move hooks of a final move; raise HookError if any failed."""
+    record = planned.record
+    _log.MOVES.debug(
+        "%r seq %d: %s, %s -> %s",
+        record.session_id,
+        record.seq,
+        record.trigger,
+        record.source,
+        record.dest,
+    )
     event = planned.event
     if hooks is None or event is None:
         return
     failures = hooks.run_after(event, planned.status_move)
     if failures:
+        kinds = ", ".join(type(failure).__name__ for failure in failures)
+        _log.HOOKS.warning(
+            "%r seq %d: after-hooks failed: %s", record.session_id, record.seq, kinds
+        )
         raise HookError(failures, planned.session, planned.record)
 
 

@@ -16,6 +16,7 @@ from typing import NoReturn
 
 import attrs
 
+from paysession import _log
 from paysession.durable import DurableBase, Reconciliation, member, retrying
 from paysession.errors import (
     ConcurrentUpdate,
@@ -210,12 +211,16 @@ class Reconciler(DurableBase):
                 {"provider": "must be a PaymentProvider, a mapping of them by id, or None"}
             )
         stored_id = event_id if event_id is not None else f"unidentified:{uuid.uuid4().hex}"
-        return retrying(
-            attempts,
-            lambda lost: self._reconcile(
-                session_id, provider_status, event_id, stored_id, observed_at, lost, provider
-            ),
-        )
+        try:
+            return retrying(
+                attempts,
+                lambda lost: self._reconcile(
+                    session_id, provider_status, event_id, stored_id, observed_at, lost, provider
+                ),
+            )
+        except ReconciliationAnomaly as anomaly:
+            _log.ANOMALIES.warning("%r", str(anomaly))
+            raise
 
     def reconcile_result(
         self,

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Generator, Mapping, Sequence
 from datetime import timedelta
 
+from paysession import _log
 from paysession.audit import AuditReport
 from paysession.audit.stored import Progress, verify_store, verify_stored
 from paysession.durable import member as _member
@@ -23,6 +24,9 @@ from paysession.errors import (
     CartNotFound,
     ClaimNotHeld,
     ConcurrentUpdate,
+    GuardRejected,
+    IdempotencyConflict,
+    IllegalTransition,
     InvalidSessionData,
     NoSelectedSession,
     SessionNotFound,
@@ -61,6 +65,9 @@ _DESELECT = MOVES["deselect"]
 _CANCEL = MOVES["cancel"]
 _AUTHORIZED = PaymentSessionStatus.AUTHORIZED
 _CANCELED = PaymentSessionStatus.CANCELED
+
+# What a move may be refused for, each logged at INFO (the rest are errors, not answers).
+_REFUSALS = (IllegalTransition, GuardRejected, ConcurrentUpdate, IdempotencyConflict)
 
 DEFAULT_LEASE = timedelta(seconds=30)
 """How long a claim holds a cart when its holder never comes back: longer than any
@@ -187,9 +194,13 @@ class PaymentSessions(Reconciler):
         (no hook runs), anything else raises IdempotencyConflict. ``select`` also
         deselects the cart's other sessions, as :meth:`select` says.
         """
-        return self._fire(
-            session_id, trigger, expected_version, actor, reason, idempotency_key, args
-        )
+        try:
+            return self._fire(
+                session_id, trigger, expected_version, actor, reason, idempotency_key, args
+            )
+        except _REFUSALS as refused:
+            _log.REFUSALS.info("%r %s refused: %r", session_id, trigger, str(refused))
+            raise
 
     def _fire(
         self,
