@@ -179,3 +179,45 @@ class TestDemoUsage:
             main(["demo", "--carts", "abc"])
         assert caught.value.code == 2
         assert "--carts: must be a whole number, got 'abc'" in capsys.readouterr().err
+
+
+class TestPlainUsage:
+    @pytest.mark.parametrize(
+        ("argv", "usage", "said"),
+        [
+            (
+                [],
+                "usage: paysession [",
+                "paysession: error: choose a command: demo, diagram, audit",
+            ),
+            (
+                ["audit"],
+                "usage: paysession audit [",
+                "paysession audit: error: choose a command: verify, heads, show, replay, export",
+            ),
+            (
+                ["demo", "--bogus"],
+                "usage: paysession demo [",
+                "paysession demo: error: unrecognized arguments: --bogus",
+            ),
+            (
+                ["audit", "show", "x.jsonl", "--bogus"],
+                "usage: paysession audit show [",
+                "paysession audit show: error: unrecognized arguments: --bogus",
+            ),
+        ],
+    )
+    def test_errors_name_the_command_and_its_choices(
+        self, argv: list[str], usage: str, said: str
+    ) -> None:
+        """The command the mistake was made in shows its own usage; choices are named."""
+        done = subprocess.run(
+            [sys.executable, "-m", "paysession", *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        lines = done.stderr.splitlines()
+        assert (done.returncode, done.stdout) == (2, "")
+        assert lines[0].startswith(usage) and lines[-1] == said

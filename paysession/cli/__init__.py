@@ -8,6 +8,7 @@ library imports from here.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -166,7 +167,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.set_defaults(run=_run_demo)
     add_diagram_command(commands)
     add_audit_command(commands)
+    _commands_say_their_usage(parser)
     return parser
+
+
+def _commands_say_their_usage(parser: argparse.ArgumentParser) -> None:
+    """Every (sub)command reports its errors with its own usage (``usage``), and one given
+    no subcommand names the choices in plain words."""
+    parser.set_defaults(usage=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            action.required = False  # a missing choice is said below, in plain words
+            names = ", ".join(action.choices)
+            parser.set_defaults(run=functools.partial(_choose, parser, names))
+            for command in action.choices.values():
+                _commands_say_their_usage(command)
+
+
+def _choose(parser: argparse.ArgumentParser, names: str, args: argparse.Namespace) -> int:
+    parser.error(f"choose a command: {names}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,7 +195,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     closed early (``| head``) ends the command quietly; an unexpected error is one line
     on stderr (``--debug`` shows its traceback).
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # Reported by the command they were given to, with its own usage.
+        command: argparse.ArgumentParser = args.usage
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     run: Callable[[argparse.Namespace], int] = args.run
     if not args.debug:
         # A command reports its own errors, one line each. Without a handler, the
