@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import logging
 
+# A library's lines are the application's to show: without this handler, Python would
+# print the warnings to stderr by itself when the application configures no logging.
+logging.getLogger("paysession").addHandler(logging.NullHandler())
+
 MOVES = logging.getLogger("paysession.moves")
 REFUSALS = logging.getLogger("paysession.refusals")
 ANOMALIES = logging.getLogger("paysession.anomalies")
