@@ -13,6 +13,7 @@ from typing import Protocol, TypeVar
 
 import attrs
 
+from paysession import telemetry
 from paysession.errors import (
     DoubleAuthorization,
     InvalidSessionData,
@@ -22,6 +23,7 @@ from paysession.errors import (
 )
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
+from paysession.telemetry import TracedProvider
 
 S = PaymentSessionStatus
 _T = TypeVar("_T")
@@ -157,7 +159,7 @@ def provider_for(
         raise InvalidSessionData(
             {"provider": f"no provider given for provider_id {session.provider_id!r}"}
         )
-    return found
+    return TracedProvider(found) if telemetry.enabled() else found
 
 
 Providers = PaymentProvider | Mapping[str, PaymentProvider]

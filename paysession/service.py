@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Generator, Mapping, Sequence
 from datetime import timedelta
 
-from paysession import _log
+from paysession import _log, telemetry
 from paysession.audit import AuditReport
 from paysession.audit.stored import Progress, verify_store, verify_stored
 from paysession.durable import member as _member
@@ -195,9 +195,10 @@ class PaymentSessions(Reconciler):
         deselects the cart's other sessions, as :meth:`select` says.
         """
         try:
-            return self._fire(
-                session_id, trigger, expected_version, actor, reason, idempotency_key, args
-            )
+            with telemetry.move(session_id, trigger):
+                return self._fire(
+                    session_id, trigger, expected_version, actor, reason, idempotency_key, args
+                )
         except _REFUSALS as refused:
             _log.REFUSALS.info("%r %s refused: %r", session_id, trigger, str(refused))
             raise

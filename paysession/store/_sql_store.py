@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
+from paysession import telemetry
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.store._sql import SESSION_COLUMNS, SnapshotCache, SqlReads, Texts, dump_json
@@ -124,7 +125,8 @@ class SqlStore(SqlReads):
     ) -> None:
         check_writes(writes, binding)
         texts = [self._cache.texts(write.session) for write in writes]
-        self._write(writes, texts, binding, cart_check, release)
+        with telemetry.span("paysession.commit", **{"paysession.sessions": len(writes)}):
+            self._write(writes, texts, binding, cart_check, release)
         for write, text in zip(writes, texts, strict=True):
             self._cache.put(write.session, write.version, write.head, text)
 

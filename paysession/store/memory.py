@@ -9,6 +9,7 @@ from datetime import datetime
 
 import attrs
 
+from paysession import telemetry
 from paysession.errors import (
     AuthorizationConflict,
     CartBusy,
@@ -123,7 +124,8 @@ class MemoryStore:
         release: Claim | None = None,
     ) -> None:
         check_writes(writes, binding)
-        with self._lock:
+        commit = telemetry.span("paysession.commit", **{"paysession.sessions": len(writes)})
+        with commit, self._lock:
             if cart_check is not None:
                 held = self._claims.get(cart_check.cart_id)
                 if held is not None and held.live(cart_check.now):

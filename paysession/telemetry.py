@@ -1,0 +1,132 @@
+"""OpenTelemetry for paysession: off unless the ``otel`` extra is installed and enabled.
+
+``paysession.telemetry.enable()`` (after the application has set up its OpenTelemetry
+SDK: tracer and meter providers, exporters) turns on:
+
+- a span per move (``paysession.move``, from ``PaymentSessions.fire``), with the trigger,
+  the session id and the outcome (``committed``, ``refused`` or ``error``);
+- a span per commit of a store (``paysession.commit``), with the number of sessions
+  written;
+- a span per provider call (``paysession.provider``), with the provider id and the call
+  (``initiate``, ``update``, ``authorize``, ``cancel``, ``status``);
+- a counter of moves, ``paysession.moves``, by trigger and outcome.
+
+Spans and counts carry ids, triggers and outcomes, never a session's data or cart.
+Until ``enable()`` runs, each of these costs one check of a flag, and ``opentelemetry``
+is never imported. ``disable()`` turns it off again.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from paysession.errors import (
+    ConcurrentUpdate,
+    GuardRejected,
+    IdempotencyConflict,
+    IllegalTransition,
+    MissingExtra,
+    PaySessionError,
+)
+
+_state: dict[str, Any] = {}
+
+
+def enable() -> None:
+    """Turn on spans and counts through the OpenTelemetry API (the ``otel`` extra).
+
+    Raises MissingExtra, with the pip line, when ``opentelemetry-api`` is not installed.
+    """
+    try:
+        # The optional extra, loaded only when asked for.
+        trace = importlib.import_module("opentelemetry.trace")
+        metrics = importlib.import_module("opentelemetry.metrics")
+    except ImportError as missing:
+        raise MissingExtra("paysession.telemetry", "otel") from missing
+    tracer = trace.get_tracer("paysession")
+    meter = metrics.get_meter("paysession")
+    _state["tracer"] = tracer
+    _state["moves"] = meter.create_counter(
+        "paysession.moves", unit="{move}", description="moves by trigger and outcome"
+    )
+    _state["error_status"] = trace.Status(trace.StatusCode.ERROR)
+
+
+def disable() -> None:
+    """Turn spans and counts off again."""
+    _state.clear()
+
+
+def enabled() -> bool:
+    return bool(_state)
+
+
+@contextmanager
+def span(name: str, **attributes: str | int) -> Iterator[Any]:
+    """A span named ``name`` while telemetry is on; otherwise nothing at all."""
+    tracer = _state.get("tracer")
+    if tracer is None:
+        yield None
+        return
+    with tracer.start_as_current_span(name, attributes=attributes) as current:
+        yield current
+
+
+@contextmanager
+def move(session_id: str, trigger: str) -> Iterator[None]:
+    """The span and the count of one move, with its outcome."""
+    if not _state:
+        yield
+        return
+    with span("paysession.move", **{"paysession.session_id": session_id}) as current:
+        current.set_attribute("paysession.trigger", trigger)
+        outcome = "error"
+        try:
+            yield
+            outcome = "committed"
+        except PaySessionError as error:
+            outcome = "refused" if isinstance(error, _REFUSALS) else "error"
+            raise
+        finally:
+            current.set_attribute("paysession.outcome", outcome)
+            if outcome == "error":
+                current.set_status(_state["error_status"])
+            _state["moves"].add(1, {"paysession.trigger": trigger, "paysession.outcome": outcome})
+
+
+# The answers a move may get that are refusals, not failures.
+_REFUSALS = (IllegalTransition, GuardRejected, ConcurrentUpdate, IdempotencyConflict)
+
+
+class TracedProvider:
+    """A provider whose calls are spans: what ``provider_for`` hands out while on."""
+
+    def __init__(self, provider: Any) -> None:
+        self._provider = provider
+        self.id: str = provider.id
+
+    def _call(self, call: str, *args: Any, **kwargs: Any) -> Any:
+        attributes = {"paysession.provider_id": self.id, "paysession.call": call}
+        with span("paysession.provider", **attributes):
+            return getattr(self._provider, call)(*args, **kwargs)
+
+    def initiate(self, session: Any) -> Any:
+        return self._call("initiate", session)
+
+    def update(self, session: Any) -> Any:
+        return self._call("update", session)
+
+    def authorize(self, session: Any, *, idempotency_key: str) -> Any:
+        return self._call("authorize", session, idempotency_key=idempotency_key)
+
+    def cancel(self, session: Any, *, idempotency_key: str) -> Any:
+        return self._call("cancel", session, idempotency_key=idempotency_key)
+
+    def status(self, session: Any) -> Any:
+        return self._call("status", session)
+
+
+__all__ = ["TracedProvider", "disable", "enable", "enabled", "move", "span"]
