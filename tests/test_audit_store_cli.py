@@ -176,3 +176,54 @@ class TestNoSuchDatabase:
         )
         assert done.returncode == 2 and done.stderr.count(b"\n") == 1
         assert b"s3cret-pw" not in done.stderr and b"dbname=x" in done.stderr
+
+
+class TestStdinForEveryFile:
+    def test_a_key_and_heads_and_data_from_stdin(self, tmp_path: Path) -> None:
+        db = str(tmp_path / "shop.db")
+        ids = fill(SqliteStore(db), key=KEY)
+        trail = tmp_path / "trail.jsonl"
+        assert paysession("audit", "export", "--db", db, "-o", str(trail)).returncode == 0
+        keyed = paysession("audit", "verify", str(trail), "--key-file", "-", stdin=KEY)
+        assert (keyed.returncode, keyed.stdout) == (0, b"ok: 3 sessions, 9 records verified\n")
+        heads = paysession("audit", "heads", "--db", db).stdout
+        anchored = paysession(
+            "audit",
+            "verify",
+            str(trail),
+            "--heads",
+            "-",
+            "--key-file",
+            str(self.key(tmp_path)),
+            stdin=heads,
+        )
+        assert anchored.returncode == 0, anchored.stderr
+        replayed = paysession(
+            "audit",
+            "replay",
+            str(trail),
+            "--session",
+            ids[0],
+            "--data-json",
+            "-",
+            "--key-file",
+            str(self.key(tmp_path)),
+            stdin=b'{"id": "pi_0"}',
+        )
+        assert replayed.returncode == 0 and ids[0].encode() in replayed.stdout
+
+    def test_two_inputs_cannot_both_be_stdin(self, tmp_path: Path) -> None:
+        for argv in (
+            ["audit", "verify", "-", "--key-file", "-"],
+            ["audit", "replay", "-", "--session", "ps_1", "--data-json", "-"],
+            ["diagram", "--session-json", "-", "--history-json", "-"],
+        ):
+            done = paysession(*argv, stdin=b"")
+            assert done.returncode == 2 and done.stderr.count(b"\n") == 1, argv
+            assert b"- (stdin)" in done.stderr, argv
+
+    @staticmethod
+    def key(tmp_path: Path) -> Path:
+        path = tmp_path / "key"
+        path.write_bytes(KEY)
+        return path

@@ -35,12 +35,9 @@ def _shown(text: str | None) -> str:
 def _read_key(path: Path | None) -> bytes | None:
     if path is None:
         return None
-    try:
-        key = path.read_bytes().strip()
-    except OSError as error:
-        raise _UsageError(f"cannot read key file {path}: {error.strerror or error}") from None
+    key = _bytes_of(path, "key").strip()
     if not key:
-        raise _UsageError(f"key file {path} is empty")
+        raise _UsageError(f"key file {_name(path)} is empty")
     return key
 
 
@@ -48,20 +45,37 @@ def _read_key(path: Path | None) -> bytes | None:
 _LARGEST_FILE = 64 * 2**20
 
 
+def _bytes_of(path: Path, what: str) -> bytes:
+    """The bytes of an option's file, or of stdin for ``-``; at most _LARGEST_FILE."""
+    try:
+        if _is_stdin(path):
+            raw = sys.stdin.buffer.read(_LARGEST_FILE + 1)
+        else:
+            with path.open("rb") as stream:
+                raw = stream.read(_LARGEST_FILE + 1)
+    except OSError as error:
+        raise _UsageError(f"cannot read {what} file {path}: {error.strerror or error}") from None
+    if len(raw) > _LARGEST_FILE:
+        raise _UsageError(f"{what} file {_name(path)} is larger than {_LARGEST_FILE // 2**20} MiB")
+    return raw
+
+
 def _read_json_object(path: Path | None, what: str) -> Mapping[str, object] | None:
     if path is None:
         return None
     try:
-        if path.stat().st_size > _LARGEST_FILE:
-            raise _UsageError(f"{what} file {path} is larger than {_LARGEST_FILE // 2**20} MiB")
-        payload = read_json(path.read_bytes())
-    except OSError as error:
-        raise _UsageError(f"cannot read {what} file {path}: {error.strerror or error}") from None
+        payload = read_json(_bytes_of(path, what))
     except JsonRefused as refused:
-        raise _UsageError(f"{what} file {path} {refused.why}") from None
+        raise _UsageError(f"{what} file {_name(path)} {refused.why}") from None
     if not isinstance(payload, dict):
-        raise _UsageError(f"{what} file {path} must hold a JSON object")
+        raise _UsageError(f"{what} file {_name(path)} must hold a JSON object")
     return payload
+
+
+def _one_stdin(*paths: Path | None) -> None:
+    """Refuse two inputs both read from stdin (``-``): there is only one."""
+    if sum(path is not None and _is_stdin(path) for path in paths) > 1:
+        raise _UsageError("only one input can be - (stdin)")
 
 
 def _items(path: Path) -> Iterator[Item]:
@@ -92,6 +106,7 @@ def _run_verify(args: argparse.Namespace) -> int:
         return _verify_store(args)
     path: Path = args.file
     try:
+        _one_stdin(path, args.key_file, args.heads)
         heads = _read_heads(args.heads)
         report = verify(_items(path), key=_read_key(args.key_file), heads=heads)
     except _UsageError as error:
@@ -294,6 +309,7 @@ def _run_show(args: argparse.Namespace) -> int:
 def _run_replay(args: argparse.Namespace) -> int:
     path: Path = args.file
     try:
+        _one_stdin(path, args.key_file, args.data_json, args.cart_json)
         key = _read_key(args.key_file)
         data = _read_json_object(args.data_json, "data")
         cart = _read_json_object(args.cart_json, "cart")
@@ -415,12 +431,15 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     source.add_argument(
         "--db", metavar="PATH_OR_DSN", help=db_help + " (each trail against its row)"
     )
-    check.add_argument("--key-file", type=Path, help="the HMAC key the trail was written with")
+    check.add_argument(
+        "--key-file", type=Path, help="the HMAC key the trail was written with (- for stdin)"
+    )
     check.add_argument(
         "--heads",
         type=Path,
         metavar="FILE",
-        help="heads each session's trail must reach (JSON, as `paysession audit heads` prints)",
+        help="heads each session's trail must reach (JSON, as `paysession audit heads` prints;"
+        " - for stdin)",
     )
     check.set_defaults(run=_run_verify)
 
@@ -443,12 +462,20 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     rebuild.add_argument("file", type=Path, help="the JSON Lines trail (- for stdin)")
     rebuild.add_argument("--session", metavar="ID", required=True, help="the session to rebuild")
     rebuild.add_argument(
-        "--data-json", type=Path, metavar="FILE", help="the session's data (a JSON object)"
+        "--data-json",
+        type=Path,
+        metavar="FILE",
+        help="the session's data (a JSON object; -: stdin)",
     )
     rebuild.add_argument(
-        "--cart-json", type=Path, metavar="FILE", help="the session's cart (a JSON object)"
+        "--cart-json",
+        type=Path,
+        metavar="FILE",
+        help="the session's cart (a JSON object; -: stdin)",
     )
-    rebuild.add_argument("--key-file", type=Path, help="the HMAC key the trail was written with")
+    rebuild.add_argument(
+        "--key-file", type=Path, help="the HMAC key the trail was written with (- for stdin)"
+    )
     rebuild.set_defaults(run=_run_replay)
 
     export = actions.add_parser(

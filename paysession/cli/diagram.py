@@ -116,6 +116,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 0
     session = None
     if args.session_json is not None:
+        if args.session_json == "-" and args.history_json == "-":
+            raise _InputError("--session-json and --history-json cannot both be - (stdin)")
         text = _read_text(args.session_json, "--session-json")
         try:
             session = from_json(text)
