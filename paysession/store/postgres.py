@@ -42,16 +42,8 @@ from paysession.errors import (
 from paysession.store._feed import Wakeup
 from paysession.store._sql import Texts, event_row, migrate_schema, refusal
 from paysession.store._sql_store import Found, SqlStore
-from paysession.store.base import (
-    Binding,
-    CartCheck,
-    Claim,
-    LoggedRecord,
-    ProviderEvent,
-    Write,
-    record_from_wire,
-)
-from paysession.store.postgres_feed import FEED, Announcer, listening, parse_cursor
+from paysession.store.base import Binding, CartCheck, Claim, LoggedRecord, ProviderEvent, Write
+from paysession.store.postgres_feed import Announcer, listening, parse_cursor, read_feed
 from paysession.store.postgres_mapper import (
     _CART_ROWS_LOCK,
     _CLAIM_LIVE,
@@ -370,13 +362,9 @@ class PostgresStore(SqlStore):
             )
 
     def records_since(self, cursor: str | None, limit: int) -> list[LoggedRecord]:
-        xact, position = parse_cursor(cursor)
+        after = parse_cursor(cursor)
         with self._read("records_since") as conn:
-            rows = conn.execute(FEED, (xact, position, max(limit, 0))).fetchall()
-        return [
-            LoggedRecord(number, record_from_wire(wire), f"{key}-{number}")
-            for key, number, wire in rows
-        ]
+            return read_feed(conn, after, limit)
 
     def wakeups(self) -> AbstractContextManager[Wakeup]:
         return listening(self._dsn)

@@ -63,6 +63,7 @@ import psycopg
 from paysession.errors import InvalidSessionData, StoreError
 from paysession.limits import MAX_COUNTER
 from paysession.store._feed import BAD_CURSOR, Wakeup
+from paysession.store.base import LoggedRecord, record_from_wire
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -100,6 +101,15 @@ def parse_cursor(cursor: str | None) -> tuple[str, int]:
     if not (dash and digits and int(position) <= MAX_COUNTER):
         raise InvalidSessionData({"cursor": BAD_CURSOR})
     return xact, int(position)
+
+
+def read_feed(conn: Connection, after: tuple[str, int], limit: int) -> list[LoggedRecord]:
+    """Up to ``limit`` records after the cursor's (xact, position), below the bound."""
+    rows = conn.execute(FEED, (*after, max(limit, 0))).fetchall()
+    return [
+        LoggedRecord(number, record_from_wire(wire), f"{key}-{number}")
+        for key, number, wire in rows
+    ]
 
 
 class Announcer:
@@ -177,4 +187,5 @@ __all__ = [
     "Announcer",
     "listening",
     "parse_cursor",
+    "read_feed",
 ]
