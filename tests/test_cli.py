@@ -221,3 +221,50 @@ class TestPlainUsage:
         lines = done.stderr.splitlines()
         assert (done.returncode, done.stdout) == (2, "")
         assert lines[0].startswith(usage) and lines[-1] == said
+
+
+SCRIPT = Path(sys.executable).with_name("paysession")
+"""The installed console script, beside this interpreter (in .venv/bin under CI)."""
+
+
+class TestEveryRowAsAUserTypesIt:
+    """The first-hour findings, each run through the real `paysession` command."""
+
+    @pytest.mark.parametrize(
+        ("argv", "code", "said"),
+        [
+            (["demo", "--db", "{tmp}/nodir/x.db", "--carts", "1"], 2, "{tmp}/nodir/x.db"),
+            (["demo", "--workers", "1000", "--carts", "5"], 2, "--workers must be at most 64"),
+            (["demo", "--carts", "abc"], 2, "--carts: must be a whole number, got 'abc'"),
+            (["demo", "--walkthrough", "--db", "x.db"], 2, "--walkthrough takes no --db"),
+            (["demo", "--bogus"], 2, "paysession demo: error: unrecognized arguments: --bogus"),
+            (["audit"], 2, "choose a command: verify, heads, show, replay, export"),
+            (["audit", "verify", "{tmp}/missing.jsonl"], 2, "cannot read {tmp}/missing.jsonl"),
+            (["audit", "verify", "--db", "{tmp}/typo.db"], 2, "no database file {tmp}/typo.db"),
+            (["audit", "verify", "-"], 1, "holds no records"),
+            (["diagram", "--session-json", "{tmp}/missing.json"], 2, "{tmp}/missing.json"),
+        ],
+    )
+    def test_each_mistake_is_one_clear_line(
+        self, tmp_path: Path, argv: list[str], code: int, said: str
+    ) -> None:
+        done = subprocess.run(
+            [str(SCRIPT), *(part.format(tmp=tmp_path) for part in argv)],
+            input="",
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+        )
+        shown = done.stdout + done.stderr
+        assert done.returncode == code, shown
+        assert said.format(tmp=tmp_path) in shown
+        assert "Traceback" not in shown
+        assert not (tmp_path / "typo.db").exists()
+
+    def test_the_version(self) -> None:
+        done = subprocess.run(
+            [str(SCRIPT), "--version"], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert (done.returncode, done.stdout) == (0, f"paysession {__version__}\n")
