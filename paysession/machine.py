@@ -152,7 +152,7 @@ class SessionMachine:
         try:
             return self._fire(trigger, actor, reason, idempotency_key, params)
         except (IllegalTransition, GuardRejected, IdempotencyConflict) as refused:
-            _log.REFUSALS.info("%r %s refused: %r", self._session.id, trigger, str(refused))
+            _log.REFUSALS.info("%r %r refused: %r", self._session.id, trigger, str(refused))
             raise
 
     def _fire(

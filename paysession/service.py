@@ -200,7 +200,7 @@ class PaymentSessions(Reconciler):
                     session_id, trigger, expected_version, actor, reason, idempotency_key, args
                 )
         except _REFUSALS as refused:
-            _log.REFUSALS.info("%r %s refused: %r", session_id, trigger, str(refused))
+            _log.REFUSALS.info("%r %r refused: %r", session_id, trigger, str(refused))
             raise
 
     def _fire(

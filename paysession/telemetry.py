@@ -32,7 +32,19 @@ from paysession.errors import (
     PaySessionError,
 )
 
-_state: dict[str, Any] = {}
+
+class _On:
+    """What enable() made: the tracer, the move counter and the error status."""
+
+    def __init__(self, tracer: Any, moves: Any, error_status: Any) -> None:
+        self.tracer = tracer
+        self.moves = moves
+        self.error_status = error_status
+
+
+# Replaced whole, never changed in place: a move reads it once, so that enable() or
+# disable() in another thread can never leave it half set under a move in flight.
+_on: _On | None = None
 
 
 def enable() -> None:
@@ -40,49 +52,49 @@ def enable() -> None:
 
     Raises MissingExtra, with the pip line, when ``opentelemetry-api`` is not installed.
     """
+    global _on
     try:
         # The optional extra, loaded only when asked for.
         trace = importlib.import_module("opentelemetry.trace")
         metrics = importlib.import_module("opentelemetry.metrics")
     except ImportError as missing:
         raise MissingExtra("paysession.telemetry", "otel") from missing
-    tracer = trace.get_tracer("paysession")
-    meter = metrics.get_meter("paysession")
-    _state["tracer"] = tracer
-    _state["moves"] = meter.create_counter(
+    moves = metrics.get_meter("paysession").create_counter(
         "paysession.moves", unit="{move}", description="moves by trigger and outcome"
     )
-    _state["error_status"] = trace.Status(trace.StatusCode.ERROR)
+    _on = _On(trace.get_tracer("paysession"), moves, trace.Status(trace.StatusCode.ERROR))
 
 
 def disable() -> None:
     """Turn spans and counts off again."""
-    _state.clear()
+    global _on
+    _on = None
 
 
 def enabled() -> bool:
-    return bool(_state)
+    return _on is not None
 
 
 @contextmanager
 def span(name: str, **attributes: str | int) -> Iterator[Any]:
     """A span named ``name`` while telemetry is on; otherwise nothing at all."""
-    tracer = _state.get("tracer")
-    if tracer is None:
+    on = _on
+    if on is None:
         yield None
         return
-    with tracer.start_as_current_span(name, attributes=attributes) as current:
+    with on.tracer.start_as_current_span(name, attributes=attributes) as current:
         yield current
 
 
 @contextmanager
 def move(session_id: str, trigger: str) -> Iterator[None]:
     """The span and the count of one move, with its outcome."""
-    if not _state:
+    on = _on
+    if on is None:
         yield
         return
-    with span("paysession.move", **{"paysession.session_id": session_id}) as current:
-        current.set_attribute("paysession.trigger", trigger)
+    attributes = {"paysession.session_id": session_id, "paysession.trigger": trigger}
+    with on.tracer.start_as_current_span("paysession.move", attributes=attributes) as current:
         outcome = "error"
         try:
             yield
@@ -93,8 +105,8 @@ def move(session_id: str, trigger: str) -> Iterator[None]:
         finally:
             current.set_attribute("paysession.outcome", outcome)
             if outcome == "error":
-                current.set_status(_state["error_status"])
-            _state["moves"].add(1, {"paysession.trigger": trigger, "paysession.outcome": outcome})
+                current.set_status(on.error_status)
+            on.moves.add(1, {"paysession.trigger": trigger, "paysession.outcome": outcome})
 
 
 # The answers a move may get that are refusals, not failures.

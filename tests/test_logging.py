@@ -62,7 +62,18 @@ class TestLevels:
             with pytest.raises(ConcurrentUpdate):
                 sessions.fire(session_id, "authorize", expected_version=0)
         assert levels(caplog) == [("paysession.refusals", logging.INFO)] * 2
-        assert "retry refused" in caplog.records[0].getMessage()
+        assert "'retry' refused" in caplog.records[0].getMessage()
+
+    def test_a_trigger_cannot_forge_a_line(
+        self, sessions: PaymentSessions, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        session_id = started(sessions)
+        forged = "authorize\nINFO paysession.moves: forged"
+        debug = caplog.at_level(logging.DEBUG, logger="paysession")
+        with debug, pytest.raises(IllegalTransition):
+            sessions.fire(session_id, forged)  # type: ignore[arg-type]
+        assert levels(caplog) == [("paysession.refusals", logging.INFO)]
+        assert "\n" not in caplog.records[0].getMessage()
 
     def test_a_machines_refusal_is_info_too(self, caplog: pytest.LogCaptureFixture) -> None:
         machine = machine_in(PaymentSessionStatus.PENDING)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,32 @@ def test_enabling_without_the_extra_says_what_to_install() -> None:
     assert done.stdout == (
         "paysession.telemetry needs the otel extra: pip install 'paysession[otel]'\n"
     )
+
+
+def test_turning_it_on_and_off_under_load_never_fails_a_move() -> None:
+    """enable() and disable() racing moves in other threads: every move still returns."""
+    sessions = PaymentSessions(MemoryStore())
+    ids = [
+        sessions.create(cart_id=f"cart_{n}", provider_id="stripe", amount=100).id for n in range(3)
+    ]
+    stop = threading.Event()
+
+    def toggle() -> None:
+        while not stop.is_set():
+            telemetry.enable()
+            telemetry.disable()
+
+    toggler = threading.Thread(target=toggle)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often: the race gets its chances
+    toggler.start()
+    try:
+        for _ in range(150):
+            for session_id in ids:
+                sessions.fire(session_id, "update", amount=101)
+                sessions.fire(session_id, "update", amount=100)
+    finally:
+        stop.set()
+        toggler.join()
+        sys.setswitchinterval(interval)
+    assert all(sessions.version(session_id) == 300 for session_id in ids)

@@ -206,8 +206,9 @@ def _run_export(args: argparse.Namespace) -> int:
                     _write_trails(store, out)
                 partial.replace(target)
             except OSError as error:
-                partial.unlink(missing_ok=True)
                 return _usage(f"cannot write {target}: {error.strerror or error}")
+            finally:
+                partial.unlink(missing_ok=True)  # gone once renamed; left by no failure
     except PaySessionError as error:
         return _usage(f"cannot read {_db_name(args.db)}: {error}")
     finally:
