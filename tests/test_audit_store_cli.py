@@ -16,6 +16,7 @@ from paysession import PaymentSessions
 from paysession.store import PostgresStore, SessionStore, SqliteStore
 
 from .test_audit import KEY
+from .test_migrations import PG_TO_VERSION_4
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -227,3 +228,36 @@ class TestStdinForEveryFile:
         path = tmp_path / "key"
         path.write_bytes(KEY)
         return path
+
+
+class TestAuditNeverMigrates:
+    def test_an_older_schema_is_refused_and_left_as_it_is(self, db: str) -> None:
+        """Auditing is reading: a database behind this paysession's schema is not upgraded."""
+        fill(open_store(db))
+        if db.endswith(".db"):
+            with sqlite3.connect(db) as conn:
+                conn.execute("UPDATE paysession_schema SET version = 3")
+            conn.close()
+        else:
+            with psycopg.connect(db) as pg:
+                for statement in PG_TO_VERSION_4:
+                    pg.execute(statement)
+        before = schema_version(db)
+        for argv in (["verify", "--db", db], ["heads", "--db", db], ["export", "--db", db]):
+            done = paysession("audit", *argv)
+            assert done.returncode == 2 and done.stderr.count(b"\n") == 1, argv
+            assert b"schema version" in done.stderr and b"not to migrate" in done.stderr
+        assert schema_version(db) == before
+
+
+def schema_version(db: str) -> int:
+    query = "SELECT version FROM paysession_schema"
+    if db.endswith(".db"):
+        with sqlite3.connect(db) as conn:
+            (version,) = conn.execute(query).fetchone()
+        conn.close()
+        return int(version)
+    with psycopg.connect(db) as pg:
+        row = pg.execute(query).fetchone()
+        assert row is not None
+        return int(row[0])

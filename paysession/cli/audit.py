@@ -365,7 +365,8 @@ def _is_dsn(place: str) -> bool:
 
 
 def _open_store(place: str) -> SessionStore:
-    """A SQLite file that must exist, or a PostgreSQL URL or DSN; never a new database."""
+    """A SQLite file that must exist, or a PostgreSQL URL or DSN; never a new database,
+    and never a migration: auditing a database does not change it."""
     if _is_dsn(place):
         try:
             from paysession.store.postgres import PostgresStore  # the optional extra
@@ -373,10 +374,10 @@ def _open_store(place: str) -> SessionStore:
             raise _UsageError(
                 "reading PostgreSQL needs the postgres extra: pip install 'paysession[postgres]'"
             ) from None
-        return PostgresStore(place, max_size=1, timeout=_CONNECT_TIMEOUT)
+        return PostgresStore(place, max_size=1, timeout=_CONNECT_TIMEOUT, migrate=False)
     if not Path(place).is_file():
         raise _UsageError(f"no database file {printable(place)}")
-    return SqliteStore(place)
+    return SqliteStore(place, migrate=False)
 
 
 def _run_heads(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ template: it adds statements of its own.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 STATUSES = "('authorized', 'pending', 'requires_more', 'error', 'canceled')"
 """The statuses a status column may hold, as SQL."""
@@ -109,4 +110,24 @@ def provider_events_table(
     return _PROVIDER_EVENTS.format_map({**dialect, "events_table": name})
 
 
-__all__ = ["POSTGRES", "SQLITE", "STATUSES", "provider_events_table", "sessions_table"]
+def schema_behind(conn: Any, target: int) -> str | None:
+    """Why a store opened not to migrate cannot use this database: its schema version is
+    not ``target`` (None when it is)."""
+    row = conn.execute("SELECT version FROM paysession_schema").fetchone()
+    found = 0 if row is None else int(row[0])
+    if found == target:
+        return None
+    return (
+        f"the database is at schema version {found} and this paysession uses {target}; "
+        "it was opened not to migrate (an application's store migrates it on first use)"
+    )
+
+
+__all__ = [
+    "POSTGRES",
+    "SQLITE",
+    "STATUSES",
+    "provider_events_table",
+    "schema_behind",
+    "sessions_table",
+]

@@ -42,6 +42,7 @@ from paysession.errors import (
 from paysession.store._feed import Wakeup
 from paysession.store._sql import Texts, event_row, migrate_schema, refusal
 from paysession.store._sql_store import Found, SqlStore
+from paysession.store._tables import schema_behind
 from paysession.store.base import Binding, CartCheck, Claim, LoggedRecord, ProviderEvent, Write
 from paysession.store.postgres_feed import Announcer, listening, parse_cursor, read_feed
 from paysession.store.postgres_mapper import (
@@ -74,6 +75,9 @@ Connection = psycopg.Connection[tuple[Any, ...]]
 class PostgresStore(SqlStore):
     """A :class:`~paysession.store.SessionStore` in a PostgreSQL database (psycopg 3).
 
+    ``migrate=False`` is for a tool that only reads (an audit): the schema must then be
+    current already, and nothing in the database is changed.
+
     ``dsn`` is a libpq connection string or URL. Connections come from a pool of
     ``min_size`` to ``max_size`` per store (so per process); ``timeout`` is how long,
     in seconds, an operation waits for a free connection. Open one store per process
@@ -90,11 +94,18 @@ class PostgresStore(SqlStore):
     _time = staticmethod(_same)
 
     def __init__(
-        self, dsn: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 30.0
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 8,
+        timeout: float = 30.0,
+        migrate: bool = True,
     ) -> None:
         if not 0 <= min_size <= max_size or max_size < 1:
             raise InvalidSessionData({"max_size": "must be >= 1 and >= min_size >= 0"})
         self._dsn = dsn
+        self._migrates = migrate
         self._announce = Announcer()
         self._pool: ConnectionPool[Connection] = ConnectionPool(
             dsn,
@@ -154,7 +165,14 @@ class PostgresStore(SqlStore):
 
     def _read(self, operation: str) -> AbstractContextManager[Connection]:
         if not self._ready:
-            self.migrate()
+            if self._migrates:
+                self.migrate()
+            else:
+                with self._connection(operation) as conn:
+                    behind = schema_behind(conn, len(MIGRATIONS))
+                if behind is not None:
+                    raise StoreError(operation, behind)
+                self._ready = True
         return self._connection(operation)
 
     # -- the protocol

@@ -33,6 +33,7 @@ from paysession.errors import (
 from paysession.store._feed import Sleeper, Wakeup, position_of
 from paysession.store._sql import Texts, migrate_schema, refusal
 from paysession.store._sql_store import Found, SqlStore
+from paysession.store._tables import schema_behind
 from paysession.store.base import (
     Binding,
     CartCheck,
@@ -75,7 +76,8 @@ class SqliteStore(SqlStore):
     """A :class:`~paysession.store.SessionStore` in one SQLite file (or ``":memory:"``).
 
     The file is created by the first write (or :meth:`migrate`), never by a read: reading
-    a path where there is no database raises StoreError naming it.
+    a path where there is no database raises StoreError naming it. ``migrate=False`` is
+    for a tool that only reads (an audit): the schema must then be current already.
 
     ``synchronous`` is ``"FULL"`` (every commit reaches the disk before it returns: the
     default, for money) or ``"NORMAL"`` (in WAL mode a power loss may lose the last
@@ -99,6 +101,7 @@ class SqliteStore(SqlStore):
         *,
         synchronous: Synchronous = "FULL",
         busy_timeout: float = 30.0,
+        migrate: bool = True,
     ) -> None:
         mode = str(synchronous).upper()
         if mode not in ("FULL", "NORMAL"):
@@ -118,6 +121,7 @@ class SqliteStore(SqlStore):
             threading.RLock() if self._memory else nullcontext()
         )
         self._ready = False
+        self._migrates = migrate
         self._closed = False
         super().__init__()
 
@@ -165,7 +169,21 @@ class SqliteStore(SqlStore):
             raise StoreError(
                 operation, f"no database file {self.path} (a read never creates one; a write does)"
             )
-        self.migrate()
+        self._get_ready(operation)
+
+    def _get_ready(self, operation: str) -> None:
+        """Migrate, or, for a store opened not to migrate, check the schema is current."""
+        if self._migrates:
+            self.migrate()
+            return
+        with self._turn:
+            try:
+                behind = schema_behind(self._conn(), len(MIGRATIONS))
+            except sqlite3.Error as error:
+                raise StoreError(operation, str(error)) from error
+        if behind is not None:
+            raise StoreError(operation, behind)
+        self._ready = True
 
     @contextmanager
     def _read(self, operation: str) -> Iterator[sqlite3.Connection]:
@@ -185,7 +203,7 @@ class SqliteStore(SqlStore):
         A plain call rather than a context manager: every move goes through here.
         """
         if not (self._ready or migrating):
-            self.migrate()
+            self._get_ready(operation)
         with self._turn:
             attempt = 0
             while True:  # at most twice: the second pass returns or raises
