@@ -32,9 +32,7 @@ class _Facts(PaySessionError):
 
 class InvalidSessionData(PaySessionError, ValueError):
     """Input that cannot be a payment session or a move's argument; nothing happened.
-
-    ``problems`` maps each bad field's path (``data.<key 2>[3]``) to what is wrong with it.
-    """
+    ``problems`` maps each bad field's path (``data.<key 2>[3]``) to what is wrong with it."""
 
     def __init__(self, problems: Mapping[str, str]) -> None:
         self.problems: dict[str, str] = dict(problems)
@@ -103,10 +101,8 @@ class GuardRejected(_Facts):
 
 class HookError(PaySessionError):
     """An after-hook (or on-enter hook) raised once the move was final; the move stands.
-
     ``session``: the new snapshot; ``record``: its audit record; ``errors``: every hook
-    exception (all after-hooks run), ``error`` the first.
-    """
+    exception (all after-hooks run), ``error`` the first."""
 
     def __init__(self, errors: Iterable[BaseException], session: Any, record: Any) -> None:
         self.errors: tuple[BaseException, ...] = tuple(errors)
@@ -424,10 +420,8 @@ class ReconciliationAnomaly(PaySessionError):
 
 class DoubleAuthorization(ReconciliationAnomaly):
     """The provider authorized a session that cannot be its cart's authorized one.
-
     ``conflict`` says why, naming the other session. ``voided``: the hold was voided and
-    the session canceled; otherwise the money is still held (``expire_sessions`` voids it).
-    """
+    the session canceled; otherwise the money is still held (``expire_sessions`` voids it)."""
 
     def __init__(self, *args: Any, conflict: str, **kwargs: Any) -> None:
         super().__init__(*args, kind="double_authorization", **kwargs)
@@ -466,7 +460,12 @@ class DemoError(PaySessionError):
     """The demo cannot run as asked (the database path is not a demo database)."""
 
 
+REFUSALS = (IllegalTransition, GuardRejected, ConcurrentUpdate, IdempotencyConflict)
+"""The answers that refuse a move (logged at INFO, counted as refused), not failures."""
+
+
 __all__ = [
+    "REFUSALS",
     "AuditError",
     "AuthorizationConflict",
     "CartBusy",

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, TypedDict
 
 from paysession import _log
 from paysession.errors import (
-    GuardRejected,
+    REFUSALS,
     IdempotencyConflict,
-    IllegalTransition,
     InvalidSessionData,
     ReentrantMove,
     SinkError,
@@ -151,7 +150,7 @@ class SessionMachine:
         """
         try:
             return self._fire(trigger, actor, reason, idempotency_key, params)
-        except (IllegalTransition, GuardRejected, IdempotencyConflict) as refused:
+        except REFUSALS as refused:
             _log.REFUSALS.info("%r %r refused: %r", self._session.id, trigger, str(refused))
             raise
 

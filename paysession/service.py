@@ -21,12 +21,10 @@ from paysession.audit.stored import Progress, verify_store, verify_stored
 from paysession.durable import member as _member
 from paysession.durable import retrying
 from paysession.errors import (
+    REFUSALS,
     CartNotFound,
     ClaimNotHeld,
     ConcurrentUpdate,
-    GuardRejected,
-    IdempotencyConflict,
-    IllegalTransition,
     InvalidSessionData,
     NoSelectedSession,
     SessionNotFound,
@@ -65,9 +63,6 @@ _DESELECT = MOVES["deselect"]
 _CANCEL = MOVES["cancel"]
 _AUTHORIZED = PaymentSessionStatus.AUTHORIZED
 _CANCELED = PaymentSessionStatus.CANCELED
-
-# What a move may be refused for, each logged at INFO (the rest are errors, not answers).
-_REFUSALS = (IllegalTransition, GuardRejected, ConcurrentUpdate, IdempotencyConflict)
 
 DEFAULT_LEASE = timedelta(seconds=30)
 """How long a claim holds a cart when its holder never comes back: longer than any
@@ -199,7 +194,7 @@ class PaymentSessions(Reconciler):
                 return self._fire(
                     session_id, trigger, expected_version, actor, reason, idempotency_key, args
                 )
-        except _REFUSALS as refused:
+        except REFUSALS as refused:
             _log.REFUSALS.info("%r %r refused: %r", session_id, trigger, str(refused))
             raise
 

@@ -20,17 +20,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-from paysession.errors import (
-    ConcurrentUpdate,
-    GuardRejected,
-    IdempotencyConflict,
-    IllegalTransition,
-    MissingExtra,
-    PaySessionError,
-)
+from paysession.errors import REFUSALS, MissingExtra, PaySessionError
 
 
 class _On:
@@ -75,24 +68,29 @@ def enabled() -> bool:
     return _on is not None
 
 
-@contextmanager
-def span(name: str, **attributes: str | int) -> Iterator[Any]:
+_OFF = nullcontext()
+"""What span() and move() hand out while telemetry is off: no work, not even a generator."""
+
+
+def span(name: str, **attributes: str | int) -> AbstractContextManager[Any]:
     """A span named ``name`` while telemetry is on; otherwise nothing at all."""
     on = _on
     if on is None:
-        yield None
-        return
-    with on.tracer.start_as_current_span(name, attributes=attributes) as current:
-        yield current
+        return _OFF
+    started: AbstractContextManager[Any] = on.tracer.start_as_current_span(
+        name, attributes=attributes
+    )
+    return started
+
+
+def move(session_id: str, trigger: str) -> AbstractContextManager[None]:
+    """The span and the count of one move, with its outcome."""
+    on = _on
+    return _OFF if on is None else _move(on, session_id, trigger)
 
 
 @contextmanager
-def move(session_id: str, trigger: str) -> Iterator[None]:
-    """The span and the count of one move, with its outcome."""
-    on = _on
-    if on is None:
-        yield
-        return
+def _move(on: _On, session_id: str, trigger: str) -> Iterator[None]:
     attributes = {"paysession.session_id": session_id, "paysession.trigger": trigger}
     with on.tracer.start_as_current_span("paysession.move", attributes=attributes) as current:
         outcome = "error"
@@ -100,17 +98,13 @@ def move(session_id: str, trigger: str) -> Iterator[None]:
             yield
             outcome = "committed"
         except PaySessionError as error:
-            outcome = "refused" if isinstance(error, _REFUSALS) else "error"
+            outcome = "refused" if isinstance(error, REFUSALS) else "error"
             raise
         finally:
             current.set_attribute("paysession.outcome", outcome)
             if outcome == "error":
                 current.set_status(on.error_status)
             on.moves.add(1, {"paysession.trigger": trigger, "paysession.outcome": outcome})
-
-
-# The answers a move may get that are refusals, not failures.
-_REFUSALS = (IllegalTransition, GuardRejected, ConcurrentUpdate, IdempotencyConflict)
 
 
 class TracedProvider:
