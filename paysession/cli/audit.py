@@ -14,7 +14,7 @@ from paysession._wire import JsonRefused, format_datetime, read_json
 from paysession.audit.anchors import Checkpoint, heads_from_wire
 from paysession.audit.check import Heads, verify
 from paysession.audit.sinks import BadLine, Item, encode_line, read_jsonl
-from paysession.audit.trail import AuditError, _short, replay
+from paysession.audit.trail import AuditError, AuditReport, _short, replay
 from paysession.cli._table import RECORD_HEADERS, format_table, printable, record_row
 from paysession.codec import to_json
 from paysession.errors import InvalidSessionData, PaySessionError
@@ -118,10 +118,7 @@ def _run_verify(args: argparse.Namespace) -> int:
         print(f"FAILED: {_name(path)} holds no records; an empty trail proves nothing")
         return 1
     if report.ok:
-        print(
-            f"ok: {_many(report.sessions, 'session')}, {_many(report.records, 'record')} verified"
-        )
-        return 0
+        return _verified(report)
     for problem in report.problems:
         print(
             f"{_where(path, problem.position)}: {_who(problem.session_id, problem.seq)}: "
@@ -157,10 +154,7 @@ def _verify_store(args: argparse.Namespace) -> int:
         print(f"FAILED: {_db_name(args.db)} holds no sessions; an empty store proves nothing")
         return 1
     if report.ok:
-        print(
-            f"ok: {_many(report.sessions, 'session')}, {_many(report.records, 'record')} verified"
-        )
-        return 0
+        return _verified(report)
     for problem in report.problems:
         who = _who(problem.session_id, problem.seq)
         print(f"{who}: {problem.reason}: {printable(problem.message)}")
@@ -245,6 +239,11 @@ def _db_name(place: str) -> str:
         return "the PostgreSQL database"
     shown = {name: str(value) for name, value in parts.items() if name != "password"}
     return printable(str(psycopg.conninfo.make_conninfo(**shown)))
+
+
+def _verified(report: AuditReport) -> int:
+    print(f"ok: {_many(report.sessions, 'session')}, {_many(report.records, 'record')} verified")
+    return 0
 
 
 def _many(count: int, noun: str) -> str:
