@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from paysession import Hooks, PaymentSession, PaymentSessions, PaymentSessionStatus, SessionMachine
 from paysession.lifecycle import MOVES
@@ -127,3 +130,17 @@ def initiated(
     session = sessions.create(cart_id=cart_id, provider_id=provider, amount=amount)
     sessions.fire(session.id, "initiate", data={"id": "pi_1", "client_secret": "s"}, actor=actor)
     return session.id
+
+
+def run_without(package: str, code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh interpreter in which ``package`` cannot be imported, as if
+    the extra that installs it were not installed."""
+    blocked = f"import sys\nsys.modules[{package!r}] = None\n"
+    return subprocess.run(
+        [sys.executable, "-c", blocked + code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=60,
+        check=False,
+    )

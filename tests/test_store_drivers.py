@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from paysession.errors import StoreError
 from paysession.store import SqliteStore
 from paysession.store.sqlite import MIGRATIONS
 
-from .helpers import initiated
+from .helpers import initiated, run_without
 
 S = PaymentSessionStatus
 
@@ -121,24 +119,15 @@ class TestPostgresStore:
 class TestMissingExtra:
     def test_postgres_without_its_extra_says_what_to_install(self) -> None:
         """Without psycopg, the import is a MissingExtra (an ImportError) with the pip line."""
-        code = (
-            "import sys\n"
-            "sys.modules['psycopg'] = None  # as if the postgres extra were not installed\n"
+        done = run_without(
+            "psycopg",
             "from paysession.errors import MissingExtra\n"
             "try:\n"
             "    from paysession.store import PostgresStore\n"
             "except MissingExtra as missing:\n"
             "    assert isinstance(missing, ImportError)\n"
             "    print(missing.part, missing.extra)\n"
-            "    print(missing)\n"
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parent.parent,
-            timeout=60,
-            check=False,
+            "    print(missing)\n",
         )
         assert (done.returncode, done.stderr) == (0, "")
         assert done.stdout.splitlines() == [

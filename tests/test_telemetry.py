@@ -3,11 +3,9 @@ trigger and outcome, checked with the SDK's in-memory exporter and reader."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +20,7 @@ from paysession import IllegalTransition, PaymentSessions, telemetry
 from paysession.checkout import complete_cart
 from paysession.store import MemoryStore
 
+from .helpers import run_without
 from .test_checkout import cart_playing
 
 SECRET = "pi_secret_never_in_a_span"
@@ -135,23 +134,14 @@ class TestOn:
 
 
 def test_enabling_without_the_extra_says_what_to_install() -> None:
-    code = (
-        "import sys\n"
-        "sys.modules['opentelemetry'] = None  # as if the otel extra were not installed\n"
+    done = run_without(
+        "opentelemetry",
         "from paysession import telemetry\n"
         "from paysession.errors import MissingExtra\n"
         "try:\n"
         "    telemetry.enable()\n"
         "except MissingExtra as missing:\n"
-        "    print(missing)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).resolve().parent.parent,
-        timeout=60,
-        check=False,
+        "    print(missing)\n",
     )
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == (
