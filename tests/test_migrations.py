@@ -21,6 +21,7 @@ from paysession.errors import AuthorizationConflict, MigrationRefused, Reconcili
 from paysession.store import SessionStore, SqliteStore
 from paysession.store import postgres as postgres_store
 from paysession.store import sqlite as sqlite_store
+from paysession.store._browse import SessionFilter
 from paysession.store._sql import ANOMALY_KINDS_3, migrate_schema
 
 from .conftest import PostgresServer
@@ -44,6 +45,20 @@ TO_VERSION_2 = (
     "UPDATE paysession_schema SET version = 2",
 )
 TO_VERSION_1 = ("DROP TABLE paysession_provider_events", "UPDATE paysession_schema SET version = 1")
+
+
+def without_browse_indexes(version: int) -> tuple[str, ...]:
+    """What the inspector's indexes (SQLite 5, PostgreSQL 6) changed, undone: the indexes
+    go and the plain status index comes back; the schema is then at ``version``."""
+    return (
+        "DROP INDEX paysession_sessions_updated",
+        "DROP INDEX paysession_sessions_status_updated",
+        "DROP INDEX paysession_sessions_provider_updated",
+        "DROP INDEX paysession_provider_events_anomalies",
+        "CREATE INDEX paysession_sessions_status ON paysession_sessions (status)",
+        f"UPDATE paysession_schema SET version = {version}",
+    )
+
 
 # What PostgreSQL's schema version 5 changed, undone: the feed keys and the record
 # numbering go, and the single counter row comes back at the last position. Records are
@@ -113,7 +128,14 @@ class Database:
 
     def back_to(self, version: int) -> tuple[str, ...]:
         """The statements that turn today's schema back into ``version`` (2 or more)."""
-        undo = {"sqlite": {}, "postgres": {4: PG_TO_VERSION_4, 3: PG_TO_VERSION_3}}[self.kind]
+        undo = {
+            "sqlite": {4: without_browse_indexes(4)},
+            "postgres": {
+                5: without_browse_indexes(5),
+                4: PG_TO_VERSION_4,
+                3: PG_TO_VERSION_3,
+            },
+        }[self.kind]
         statements: tuple[str, ...] = ()
         for step in range(LATEST[self.kind] - 1, version - 1, -1):
             statements += undo.get(step, ())
@@ -300,7 +322,7 @@ class TestVersionFive:
         with psycopg.connect(published, autocommit=True) as pg:
             migrate_schema(pg, postgres_store.MIGRATIONS[:4], "%s")
         fill(Database("postgres", undone))
-        Database("postgres", undone).run(*PG_TO_VERSION_4)
+        Database("postgres", undone).run(*without_browse_indexes(5), *PG_TO_VERSION_4)
         assert pg_schema(undone) == pg_schema(published)
         assert "paysession_position" in str(pg_schema(undone))
 
@@ -337,3 +359,55 @@ class TestVersionFive:
         reopened(database, check)
         if database.kind == "postgres":
             assert database.scalar("SELECT to_regclass('paysession_position')") is None
+
+
+def sqlite_schema(path: str) -> list[tuple[object, ...]]:
+    """Every table and index of a SQLite file, as its catalog says."""
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+        ).fetchall()
+    conn.close()
+    return rows
+
+
+class TestBrowseIndexes:
+    """SQLite 5 and PostgreSQL 6: the indexes of the inspector's pages, added in place."""
+
+    def test_the_undone_schema_is_the_published_one_before(
+        self, postgres_server: PostgresServer, tmp_path: Path
+    ) -> None:
+        published, undone = postgres_server.new_database(), postgres_server.new_database()
+        with psycopg.connect(published, autocommit=True) as pg:
+            migrate_schema(pg, postgres_store.MIGRATIONS[:5], "%s")
+        fill(Database("postgres", undone))
+        Database("postgres", undone).run(*without_browse_indexes(5))
+        assert pg_schema(undone) == pg_schema(published)
+        before, after = str(tmp_path / "published.db"), str(tmp_path / "undone.db")
+        with sqlite3.connect(before) as conn:
+            migrate_schema(conn, sqlite_store.MIGRATIONS[:4], "?")
+        conn.close()
+        fill(Database("sqlite", after))
+        Database("sqlite", after).run(*without_browse_indexes(4))
+        assert sqlite_schema(after) == sqlite_schema(before)
+
+    def test_an_older_database_gains_the_indexes_and_keeps_everything(
+        self, database: Database
+    ) -> None:
+        made = fill(database)
+        database.run(*database.back_to(LATEST[database.kind] - 1))
+
+        def check(sessions: PaymentSessions) -> None:
+            assert sessions.store.migrate() == LATEST[database.kind]
+            for session_id in made.values():
+                assert sessions.verify(session_id).ok
+            page, _ = sessions.store.sessions_page(SessionFilter(provider_id="paypal"))
+            assert {s.id for s in page} == {made["pending"], made["reauthorized"]}
+
+        reopened(database, check)
+        indexes = (
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'paysession_sessions_updated'"
+            if database.kind == "postgres"
+            else "SELECT count(*) FROM sqlite_master WHERE name = 'paysession_sessions_updated'"
+        )
+        assert database.scalar(indexes) == 1

@@ -22,7 +22,8 @@ from typing import Any, ClassVar, TypeVar
 from paysession import telemetry
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
-from paysession.store._sql import SESSION_COLUMNS, SnapshotCache, SqlReads, Texts, dump_json
+from paysession.store._browse import SqlBrowse
+from paysession.store._sql import SESSION_COLUMNS, SnapshotCache, Texts, dump_json
 from paysession.store.base import (
     Binding,
     CartCheck,
@@ -41,7 +42,7 @@ Found = tuple[Sequence[Any], Claim, Claim | None]
 """A claim's work done: the session's row, the claim taken and the one it replaced."""
 
 
-class SqlStore(SqlReads):
+class SqlStore(SqlBrowse):
     """The protocol's writes and point reads, around the driver's transactions."""
 
     _LOAD: ClassVar[str]

@@ -44,7 +44,13 @@ from paysession.store._sql import Texts, event_row, migrate_schema, refusal
 from paysession.store._sql_store import Found, SqlStore
 from paysession.store._tables import schema_behind
 from paysession.store.base import Binding, CartCheck, Claim, LoggedRecord, ProviderEvent, Write
-from paysession.store.postgres_feed import Announcer, listening, parse_cursor, read_feed
+from paysession.store.postgres_feed import (
+    Announcer,
+    listening,
+    parse_cursor,
+    read_feed,
+    read_latest,
+)
 from paysession.store.postgres_mapper import (
     _CART_ROWS_LOCK,
     _CLAIM_LIVE,
@@ -76,7 +82,9 @@ class PostgresStore(SqlStore):
     """A :class:`~paysession.store.SessionStore` in a PostgreSQL database (psycopg 3).
 
     ``migrate=False`` is for a tool that only reads (an audit): the schema must then be
-    current already, and nothing in the database is changed.
+    current already, and nothing in the database is changed. ``read_only=True`` goes
+    further (and implies it): every connection's transactions are read-only, so the
+    server itself refuses any write, with StoreError.
 
     ``dsn`` is a libpq connection string or URL. Connections come from a pool of
     ``min_size`` to ``max_size`` per store (so per process); ``timeout`` is how long,
@@ -101,11 +109,12 @@ class PostgresStore(SqlStore):
         max_size: int = 8,
         timeout: float = 30.0,
         migrate: bool = True,
+        read_only: bool = False,
     ) -> None:
         if not 0 <= min_size <= max_size or max_size < 1:
             raise InvalidSessionData({"max_size": "must be >= 1 and >= min_size >= 0"})
         self._dsn = dsn
-        self._migrates = migrate
+        self._migrates = migrate and not read_only
         self._announce = Announcer()
         self._pool: ConnectionPool[Connection] = ConnectionPool(
             dsn,
@@ -116,7 +125,7 @@ class PostgresStore(SqlStore):
             name="paysession",
             open=False,
             check=self._check,
-            configure=_configure,
+            configure=_configure_read_only if read_only else _configure,
         )
         self._opened = False
         self._ready = False
@@ -384,6 +393,10 @@ class PostgresStore(SqlStore):
         with self._read("records_since") as conn:
             return read_feed(conn, after, limit)
 
+    def latest_records(self, limit: int) -> list[LoggedRecord]:
+        with self._read("latest_records") as conn:
+            return read_latest(conn, limit)
+
     def wakeups(self) -> AbstractContextManager[Wakeup]:
         return listening(self._dsn)
 
@@ -401,6 +414,12 @@ def _configure(conn: Connection) -> None:
     its ``data`` and ``cart`` need no decoding; the rest are decoded by ``load_json``.
     """
     conn.adapters.register_loader("json", TextLoader)
+
+
+def _configure_read_only(conn: Connection) -> None:
+    """A connection whose every transaction is read-only: the server refuses any write."""
+    _configure(conn)
+    conn.execute("SET default_transaction_read_only = on")
 
 
 def _has_input(conn: Connection) -> bool:

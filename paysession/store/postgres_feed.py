@@ -77,6 +77,13 @@ FEED = (
 )
 """Up to a limit of records after a cursor's (xact, position), below the bound."""
 
+LATEST = (
+    "SELECT r.xact::text AS feed_key, r.position, r.wire FROM paysession_records AS r "
+    "WHERE r.xact < pg_snapshot_xmin(pg_current_snapshot()) "
+    "ORDER BY r.xact DESC, r.position DESC LIMIT %s"
+)
+"""The newest records below the bound, newest first: where a follower may start."""
+
 CHANNEL = "paysession_feed"
 
 # Sent after a write has committed, in a transaction of its own whose commit does not
@@ -109,6 +116,15 @@ def read_feed(conn: Connection, after: tuple[str, int], limit: int) -> list[Logg
     return [
         LoggedRecord(number, record_from_wire(wire), f"{key}-{number}")
         for key, number, wire in rows
+    ]
+
+
+def read_latest(conn: Connection, limit: int) -> list[LoggedRecord]:
+    """The newest ``limit`` records below the bound, oldest first, with their cursors."""
+    rows = conn.execute(LATEST, (max(limit, 0),)).fetchall()
+    return [
+        LoggedRecord(number, record_from_wire(wire), f"{key}-{number}")
+        for key, number, wire in reversed(rows)
     ]
 
 
@@ -183,9 +199,11 @@ __all__ = [
     "ANNOUNCE_EVERY",
     "CHANNEL",
     "FEED",
+    "LATEST",
     "NOTIFY",
     "Announcer",
     "listening",
     "parse_cursor",
     "read_feed",
+    "read_latest",
 ]

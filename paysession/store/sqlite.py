@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from paysession._sqlite import use_wal
@@ -84,6 +85,10 @@ class SqliteStore(SqlStore):
     commits, never corrupt the file; a crashed process loses nothing). ``busy_timeout``
     is how long, in seconds, a write waits for another writer before giving up with
     StoreError. ``":memory:"`` keeps one connection shared by every thread.
+
+    ``read_only=True`` opens the file in SQLite's read-only mode (and not to migrate):
+    every write is refused by SQLite itself, with StoreError. It is how the inspector
+    and the audit commands look at a store they must not change.
     """
 
     # Rows in the order they were recorded: rowid grows with every insert.
@@ -102,6 +107,7 @@ class SqliteStore(SqlStore):
         synchronous: Synchronous = "FULL",
         busy_timeout: float = 30.0,
         migrate: bool = True,
+        read_only: bool = False,
     ) -> None:
         mode = str(synchronous).upper()
         if mode not in ("FULL", "NORMAL"):
@@ -121,23 +127,28 @@ class SqliteStore(SqlStore):
             threading.RLock() if self._memory else nullcontext()
         )
         self._ready = False
-        self._migrates = migrate
+        self._read_only = read_only and not self._memory
+        self._migrates = migrate and not self._read_only
         self._closed = False
         super().__init__()
 
     # -- connections and transactions
 
     def _open(self) -> sqlite3.Connection:
+        # A read-only store opens the file by URI, in SQLite's read-only mode; its journal
+        # mode is the writers' business (switching to WAL would be a write).
+        place = Path(self.path).absolute().as_uri() + "?mode=ro" if self._read_only else self.path
         try:
             conn = sqlite3.connect(
-                self.path,
+                place,
                 timeout=self.busy_timeout,
                 isolation_level=None,
                 check_same_thread=False,
+                uri=self._read_only,
             )
             # PRAGMA takes no parameters; both values are ours (a checked word, an int).
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            if not self._memory:
+            if not (self._memory or self._read_only):
                 use_wal(conn, self.busy_timeout)
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -427,6 +438,14 @@ class SqliteStore(SqlStore):
             (position_of(cursor), max(limit, 0)),
         )
         return [LoggedRecord(at, record_from_wire(wire), str(at)) for at, wire in rows]
+
+    def latest_records(self, limit: int) -> list[LoggedRecord]:
+        rows = self._rows(
+            "latest_records",
+            "SELECT position, wire FROM paysession_records ORDER BY position DESC LIMIT ?",
+            (max(limit, 0),),
+        )
+        return [LoggedRecord(at, record_from_wire(wire), str(at)) for at, wire in reversed(rows)]
 
     def wakeups(self) -> AbstractContextManager[Wakeup]:
         """SQLite announces nothing: a follower polls."""

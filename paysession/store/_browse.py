@@ -1,0 +1,242 @@
+"""The reads of the inspector's pages, over both SQL stores: pages of sessions and of
+anomalies, newest first, counts by status, and the newest records of the feed.
+
+Pages are keyset-paginated: a page ends with a :class:`PageKey`, the sort key of its
+last row, and the next page starts below it. Each page is then one index walk from
+where the last one stopped (see ``BROWSE_INDEXES``), however deep it is; an OFFSET would
+scan every row it skips. A key travels in links as an opaque token
+(:meth:`PageKey.token`); a token that does not parse is an InvalidSessionData naming
+the field it came in.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import binascii
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+import attrs
+
+from paysession.errors import InvalidSessionData
+from paysession.session import PaymentSession
+from paysession.status import PaymentSessionStatus
+from paysession.store._sql import EVENT_COLUMNS, SESSION_COLUMNS, SqlReads
+from paysession.store.base import AnomalyKind, LoggedRecord, ProviderEvent, SessionStore, has_nul
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+# A token is small: a time and at most two ids, which the stores keep short.
+_LONGEST_TOKEN = 4096
+
+MAX_PAGE = 500
+"""The most rows one page holds."""
+
+
+@attrs.frozen
+class PageKey:
+    """Where a page ended: the sort key of its last row (its time, then its ids)."""
+
+    at: datetime
+    ids: tuple[str, ...]
+
+    def token(self) -> str:
+        """The key as an opaque, URL-safe token."""
+        micros = (self.at - _EPOCH) // _MICROSECOND
+        text = json.dumps([micros, *self.ids], separators=(",", ":"))
+        return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+    @classmethod
+    def from_token(cls, token: str, ids: int, field: str = "after") -> PageKey:
+        """The key of ``token``, which holds ``ids`` ids; InvalidSessionData naming
+        ``field`` for anything :meth:`token` did not make."""
+        refused = InvalidSessionData({field: "not a page token of this store"})
+        if not isinstance(token, str) or len(token) > _LONGEST_TOKEN:
+            raise refused
+        try:
+            text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            value = json.loads(text.decode("utf-8"))
+        except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+            raise refused from None
+        if not (
+            isinstance(value, list)
+            and len(value) == 1 + ids
+            and type(value[0]) is int
+            and all(isinstance(part, str) and not has_nul(part) for part in value[1:])
+        ):
+            raise refused
+        try:
+            at = _EPOCH + value[0] * _MICROSECOND
+        except OverflowError:
+            raise refused from None
+        return cls(at, tuple(value[1:]))
+
+
+@attrs.frozen
+class SessionFilter:
+    """Which sessions a page lists; every field left at its default matches all.
+
+    ``updated_from`` is inclusive, ``updated_to`` exclusive. ``has_anomalies`` keeps the
+    sessions with at least one provider report recorded as an anomaly.
+    """
+
+    status: PaymentSessionStatus | None = None
+    provider_id: str | None = None
+    cart_id: str | None = None
+    has_anomalies: bool = False
+    updated_from: datetime | None = None
+    updated_to: datetime | None = None
+
+
+@attrs.frozen
+class AnomalyFilter:
+    """Which anomalies a page lists: of one kind, of one provider's sessions, or all."""
+
+    kind: AnomalyKind | None = None
+    provider_id: str | None = None
+
+
+@attrs.frozen
+class Anomaly:
+    """A provider report recorded as an anomaly, with the provider of its session."""
+
+    event: ProviderEvent
+    provider_id: str
+
+
+_SessionsPage = tuple[list[PaymentSession], PageKey | None]
+_AnomaliesPage = tuple[list[Anomaly], PageKey | None]
+
+
+class SqlBrowse(SqlReads):
+    """The inspector's reads; each store adds :meth:`latest_records` in its dialect."""
+
+    def sessions_page(
+        self, where: SessionFilter, after: PageKey | None = None, limit: int = 50
+    ) -> _SessionsPage:
+        """Up to ``limit`` sessions matching ``where``, newest update first, after the
+        key ``after``; and the key to pass for the next page (None on the last)."""
+        limit = _page_size(limit)
+        if any(has_nul(text) for text in (where.provider_id, where.cart_id)) or (
+            after is not None and len(after.ids) != 1
+        ):
+            return [], None
+        clauses: list[str] = []
+        params: list[object] = []
+        for column, value in (
+            ("status", None if where.status is None else where.status.value),
+            ("provider_id", where.provider_id),
+            ("cart_id", where.cart_id),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if where.updated_from is not None:
+            clauses.append("updated_at >= ?")
+            params.append(self._time(where.updated_from))
+        if where.updated_to is not None:
+            clauses.append("updated_at < ?")
+            params.append(self._time(where.updated_to))
+        if where.has_anomalies:
+            clauses.append(
+                "id IN (SELECT session_id FROM paysession_provider_events "
+                "WHERE outcome = 'anomaly')"
+            )
+        if after is not None:
+            clauses.append("(updated_at, id) < (?, ?)")
+            params.extend((self._time(after.at), after.ids[0]))
+        rows = self._rows(
+            "sessions_page",
+            f"SELECT {SESSION_COLUMNS} FROM paysession_sessions "
+            f"WHERE {' AND '.join(clauses) or '1 = 1'} "
+            "ORDER BY updated_at DESC, id DESC LIMIT ?",
+            (*params, limit + 1),
+        )
+        sessions = [self._cache.snapshot(row, self._session_from_row).session for row in rows]
+        if len(sessions) <= limit:
+            return sessions, None
+        last = sessions[limit - 1]
+        return sessions[:limit], PageKey(last.updated_at, (last.id,))
+
+    def status_counts(self) -> dict[PaymentSessionStatus, int]:
+        """How many sessions the store holds in each status (every status, zeros too)."""
+        rows = self._rows(
+            "status_counts",
+            "SELECT status, count(*) FROM paysession_sessions GROUP BY status",
+            (),
+        )
+        counts = dict.fromkeys(PaymentSessionStatus, 0)
+        counts.update((PaymentSessionStatus(status), int(count)) for status, count in rows)
+        return counts
+
+    def anomalies_page(
+        self, where: AnomalyFilter, after: PageKey | None = None, limit: int = 50
+    ) -> _AnomaliesPage:
+        """Up to ``limit`` anomalies matching ``where``, newest recorded first."""
+        limit = _page_size(limit)
+        if has_nul(where.provider_id) or (after is not None and len(after.ids) != 2):
+            return [], None
+        clauses = ["e.outcome = 'anomaly'"]
+        params: list[object] = []
+        if where.kind is not None:
+            clauses.append("e.kind = ?")
+            params.append(where.kind.value)
+        if where.provider_id is not None:
+            clauses.append("s.provider_id = ?")
+            params.append(where.provider_id)
+        if after is not None:
+            clauses.append("(e.recorded_at, e.session_id, e.event_id) < (?, ?, ?)")
+            params.extend((self._time(after.at), *after.ids))
+        columns = ", ".join(f"e.{column.strip()}" for column in EVENT_COLUMNS.split(","))
+        rows = self._rows(
+            "anomalies_page",
+            f"SELECT {columns}, s.provider_id FROM paysession_provider_events AS e "
+            "JOIN paysession_sessions AS s ON s.id = e.session_id "
+            f"WHERE {' AND '.join(clauses)} "
+            "ORDER BY e.recorded_at DESC, e.session_id DESC, e.event_id DESC LIMIT ?",
+            (*params, limit + 1),
+        )
+        found = [Anomaly(self._event_from_row(row[:-1]), row[-1]) for row in rows]
+        if len(found) <= limit:
+            return found, None
+        last = found[limit - 1].event
+        return found[:limit], PageKey(last.recorded_at, (last.session_id, last.event_id))
+
+    @abc.abstractmethod
+    def latest_records(self, limit: int) -> list[LoggedRecord]:
+        """The newest ``limit`` records of the feed, oldest first, each with its cursor
+        (to follow on from with ``records_since``)."""
+
+
+class BrowsableStore(SessionStore, Protocol):
+    """A store the inspector can read: the protocol's reads, and the pages above
+    (:class:`~paysession.store.SqliteStore` and ``PostgresStore``)."""
+
+    def sessions_page(
+        self, where: SessionFilter, after: PageKey | None = None, limit: int = 50
+    ) -> _SessionsPage: ...
+
+    def status_counts(self) -> dict[PaymentSessionStatus, int]: ...
+
+    def anomalies_page(
+        self, where: AnomalyFilter, after: PageKey | None = None, limit: int = 50
+    ) -> _AnomaliesPage: ...
+
+    def latest_records(self, limit: int) -> list[LoggedRecord]: ...
+
+
+def _page_size(limit: int) -> int:
+    return min(max(int(limit), 1), MAX_PAGE)
+
+
+__all__ = [
+    "MAX_PAGE",
+    "Anomaly",
+    "AnomalyFilter",
+    "BrowsableStore",
+    "PageKey",
+    "SessionFilter",
+    "SqlBrowse",
+]
