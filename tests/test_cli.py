@@ -188,7 +188,7 @@ class TestPlainUsage:
             (
                 [],
                 "usage: paysession [",
-                "paysession: error: choose a command: demo, diagram, audit",
+                "paysession: error: choose a command: demo, diagram, audit, inspect",
             ),
             (
                 ["audit"],

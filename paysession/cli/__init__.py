@@ -1,7 +1,7 @@
 """The ``paysession`` command: ``main(argv)`` returns the exit code.
 
 The top floor of the package (see ``docs/layers.md``): one module per command
-(``audit``, ``diagram``, ``demo``) and the table formatting they share. Nothing in the
+(``audit``, ``diagram``, ``demo``, ``inspect``) and the table formatting they share. Nothing in the
 library imports from here.
 """
 
@@ -21,6 +21,7 @@ from paysession.cli.audit import add_command as add_audit_command
 from paysession.cli.demo import DEFAULT_CARTS, DEFAULT_DB, DEFAULT_WORKERS
 from paysession.cli.demo import run as run_demo
 from paysession.cli.diagram import add_command as add_diagram_command
+from paysession.cli.inspect import add_command as add_inspect_command
 from paysession.errors import PaySessionError
 from paysession.machine import SessionMachine
 from paysession.session import PaymentSession
@@ -126,7 +127,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The parser; each subcommand sets ``run``, a function of the parsed args."""
     parser = argparse.ArgumentParser(
-        prog="paysession", description="Payment session lifecycle: demo, audit and diagrams."
+        prog="paysession",
+        description="Payment session lifecycle: demo, audit, diagrams and the inspector.",
     )
     parser.add_argument(
         "--version", action="version", version=f"paysession {paysession.__version__}"
@@ -167,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.set_defaults(run=_run_demo)
     add_diagram_command(commands)
     add_audit_command(commands)
+    add_inspect_command(commands)
     _commands_say_their_usage(parser)
     return parser
 

@@ -15,11 +15,12 @@ from paysession.audit.anchors import Checkpoint, heads_from_wire
 from paysession.audit.check import Heads, verify
 from paysession.audit.sinks import BadLine, Item, encode_line, read_jsonl
 from paysession.audit.trail import AuditError, AuditReport, _short, replay
+from paysession.cli._store import NoStore, db_name, open_read_only
 from paysession.cli._table import RECORD_HEADERS, format_table, printable, record_row
 from paysession.codec import to_json
 from paysession.errors import InvalidSessionData, PaySessionError
 from paysession.service import PaymentSessions
-from paysession.store import SessionStore, SqliteStore
+from paysession.store import SessionStore
 
 
 class _UsageError(Exception):
@@ -145,13 +146,13 @@ def _verify_store(args: argparse.Namespace) -> int:
     try:
         report = PaymentSessions(store, key=key).verify_all(progress=bar)
     except PaySessionError as error:
-        return _usage(f"cannot read {_db_name(args.db)}: {error}")
+        return _usage(f"cannot read {db_name(args.db)}: {error}")
     finally:
         store.close()
         if bar is not None:
             bar.done()
     if not report.sessions:
-        print(f"FAILED: {_db_name(args.db)} holds no sessions; an empty store proves nothing")
+        print(f"FAILED: {db_name(args.db)} holds no sessions; an empty store proves nothing")
         return 1
     if report.ok:
         return _verified(report)
@@ -204,7 +205,7 @@ def _run_export(args: argparse.Namespace) -> int:
             finally:
                 partial.unlink(missing_ok=True)  # gone once renamed; left by no failure
     except PaySessionError as error:
-        return _usage(f"cannot read {_db_name(args.db)}: {error}")
+        return _usage(f"cannot read {db_name(args.db)}: {error}")
     finally:
         store.close()
     return 0
@@ -220,25 +221,6 @@ def _write_trails(store: SessionStore, out: BinaryIO) -> None:
 
 
 _PAGE = 500
-
-_CONNECT_TIMEOUT = 10.0
-"""Seconds a command waits for PostgreSQL before it gives up."""
-
-
-def _db_name(place: str) -> str:
-    """A database as an error may name it: a DSN's password is never shown."""
-    if not _is_dsn(place):
-        return printable(place)
-    try:
-        import psycopg  # the optional extra
-    except ImportError:
-        return "the PostgreSQL database"
-    try:
-        parts = psycopg.conninfo.conninfo_to_dict(place)
-    except psycopg.Error:  # a malformed DSN: named by its kind alone
-        return "the PostgreSQL database"
-    shown = {name: str(value) for name, value in parts.items() if name != "password"}
-    return printable(str(psycopg.conninfo.make_conninfo(**shown)))
 
 
 def _verified(report: AuditReport) -> int:
@@ -260,11 +242,11 @@ def _show_store(args: argparse.Namespace) -> int:
     try:
         trail = store.history(args.session)
     except PaySessionError as error:
-        return _usage(f"cannot read {_db_name(args.db)}: {error}")
+        return _usage(f"cannot read {db_name(args.db)}: {error}")
     finally:
         store.close()
     if not trail:
-        return _usage(f"no session {_shown(args.session)} in {_db_name(args.db)}")
+        return _usage(f"no session {_shown(args.session)} in {db_name(args.db)}")
     rows = [[*record_row(record), format_datetime(record.at)] for record in trail]
     print(format_table((*RECORD_HEADERS, "at"), rows))
     return 0
@@ -359,24 +341,11 @@ def _read_heads(path: Path | None) -> Heads | None:
     return heads
 
 
-def _is_dsn(place: str) -> bool:
-    return place.startswith(("postgres://", "postgresql://")) or "=" in place
-
-
 def _open_store(place: str) -> SessionStore:
-    """A SQLite file that must exist, or a PostgreSQL URL or DSN; never a new database,
-    and never a migration: auditing a database does not change it."""
-    if _is_dsn(place):
-        try:
-            from paysession.store.postgres import PostgresStore  # the optional extra
-        except ImportError:
-            raise _UsageError(
-                "reading PostgreSQL needs the postgres extra: pip install 'paysession[postgres]'"
-            ) from None
-        return PostgresStore(place, max_size=1, timeout=_CONNECT_TIMEOUT, migrate=False)
-    if not Path(place).is_file():
-        raise _UsageError(f"no database file {printable(place)}")
-    return SqliteStore(place, migrate=False)
+    try:
+        return open_read_only(place)
+    except NoStore as error:
+        raise _UsageError(str(error)) from None
 
 
 def _run_heads(args: argparse.Namespace) -> int:
@@ -395,7 +364,7 @@ def _run_heads(args: argparse.Namespace) -> int:
                 break
             after = page[-1][0].session.id
     except PaySessionError as error:
-        return _usage(f"cannot read {_db_name(args.db)}: {error}")
+        return _usage(f"cannot read {db_name(args.db)}: {error}")
     finally:
         store.close()
     print(json.dumps(heads, sort_keys=True, separators=(",", ":")))

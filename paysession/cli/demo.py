@@ -37,6 +37,7 @@ import multiprocessing
 import os
 import queue
 import random
+import shlex
 import sqlite3
 import sys
 import time
@@ -474,6 +475,7 @@ def run(
     for provider in providers.values():
         provider.close()
     sessions.store.close()
+    out.write(f"see every session: paysession inspect --db {shlex.quote(str(path))}\n")
     return 0 if ok and not failures else 1
 
 

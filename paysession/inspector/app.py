@@ -1,0 +1,443 @@
+"""The inspector's web app (Starlette, Jinja2): read-only pages and a JSON API over a store.
+
+Pages: ``/`` (sessions), ``/sessions/{id}``, ``/anomalies``, ``/activity``,
+``/lifecycle``; the API mirrors them under ``/api/``; ``/healthz`` says whether the
+store answers. Each page and its API twin are rendered from one view
+(``views.py``), so they cannot disagree.
+
+Safety, in the order a request meets it:
+
+- **Token.** With a token, every request but ``/healthz``, ``/login`` and ``/static``
+  must carry it: ``Authorization: Bearer <token>``, or the cookie that the login form
+  sets (a keyed digest of the token, never the token). Both are compared in constant
+  time. A page asked for without it is sent to the login form; an API call gets 401.
+- **Escaping.** Jinja2 escapes every value put into a page, and the ``shown`` filter
+  first makes control and format characters visible (``\\x1b``), so an actor, a reason
+  or a provider's event id from a webhook is shown as the text it is.
+- **Policy.** Every response carries a Content-Security-Policy that allows the page's
+  own stylesheet and script only (no inline script or style, nothing from elsewhere),
+  and forbids framing; responses are not cached.
+- **Errors.** A bad filter is 400 naming the parameter, an unknown session or path
+  404, a store that cannot be read 503: a page (or JSON) of one line, no traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from paysession import __version__
+from paysession._text import printable
+from paysession.errors import InvalidSessionData, PaySessionError, StoreError
+from paysession.inspector import views
+from paysession.inspector.drawing import status_bars
+from paysession.status import PaymentSessionStatus
+from paysession.store._browse import MAX_PAGE, BrowsableStore
+from paysession.store.base import AnomalyKind
+
+_HERE = Path(__file__).parent
+COOKIE = "paysession_inspect"
+
+POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+"""The Content-Security-Policy of every response."""
+
+COUNTS_TTL = 5.0
+"""How long, in seconds, the counts per status are reused: counting a million sessions
+takes tens of milliseconds, and the chart need not be exact to the second."""
+
+ACTIVITY = 50
+"""How many of the newest moves the activity page starts with."""
+
+_LONGEST_FORM = 4096
+_Endpoint = Callable[[Request], Response]
+
+
+def _visible(value: object) -> str:
+    return "" if value is None else printable(value)
+
+
+def _path_part(value: object) -> str:
+    return quote(str(value), safe="")
+
+
+def _templates() -> Jinja2Templates:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["shown"] = _visible
+    env.filters["path_part"] = _path_part
+    env.globals["version"] = __version__
+    return Jinja2Templates(env=env)
+
+
+class _Counts:
+    """The counts per status, reused for ``every`` seconds."""
+
+    def __init__(self, store: BrowsableStore, every: float) -> None:
+        self._store = store
+        self._every = every
+        self._lock = threading.Lock()
+        self._taken = -math.inf
+        self._counts: dict[PaymentSessionStatus, int] = {}
+
+    def __call__(self) -> tuple[dict[PaymentSessionStatus, int], float]:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._taken >= self._every:
+                self._counts = self._store.status_counts()
+                self._taken = now
+            return self._counts, now - self._taken
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or request.url.path == "/healthz"
+
+
+class Inspector:
+    """The endpoints, over one read-only store."""
+
+    def __init__(
+        self, store: BrowsableStore, key: bytes | None, token: str | None, counts_every: float
+    ) -> None:
+        self.store = store
+        self.key = key
+        self.token = token
+        self.templates = _templates()
+        self.counts = _Counts(store, counts_every)
+
+    # -- pages
+
+    def _render(
+        self, request: Request, name: str, context: dict[str, Any], status: int = 200
+    ) -> Response:
+        context.setdefault("token_required", self.token is not None)
+        return self.templates.TemplateResponse(request, name, context, status_code=status)
+
+    def sessions(self, request: Request) -> Response:
+        query = views.SessionsQuery.parse(_params(request))
+        view = views.sessions_view(self.store, query, counts=False)
+        counts, age = self.counts()
+        if _wants_json(request):
+            return JSONResponse(view.to_json() | {"counts": _by_value(counts)})
+        links = {
+            status.value: "/?" + urlencode(query.params() | {"status": status.value})
+            for status in counts
+        }
+        return self._render(
+            request,
+            "sessions.html",
+            {
+                "view": view,
+                "filters": query.params(),
+                "statuses": [status.value for status in PaymentSessionStatus],
+                "bars": status_bars(_by_value(counts), links),
+                "counts_age": age,
+                "next_link": None
+                if view.next_key is None
+                else "/?" + urlencode(query.params() | {"after": view.next_key.token()}),
+            },
+        )
+
+    def session(self, request: Request) -> Response:
+        view = self._session_view(request)
+        if _wants_json(request):
+            return JSONResponse(view.to_json())
+        problem = view.verification.problem
+        return self._render(
+            request,
+            "session.html",
+            {
+                "view": view,
+                "fields": views.session_json(view.session, view.snapshot.version),
+                "records": [views.record_json(record) for record in view.trail],
+                "bad_seq": None if problem is None else problem.seq,
+                "events": [views.event_json(event) for event in view.events],
+            },
+        )
+
+    def trail(self, request: Request) -> Response:
+        view = self._session_view(request)
+        return JSONResponse(
+            {
+                "session_id": view.session.id,
+                "verification": view.verification.to_json(),
+                "records": [views.record_json(record) for record in view.trail],
+            }
+        )
+
+    def _session_view(self, request: Request) -> views.SessionView:
+        session_id = request.path_params["session_id"]
+        view = views.session_view(self.store, session_id, self.key)
+        if view is None:
+            raise HTTPException(404, f"no session {printable(session_id)} in this store")
+        return view
+
+    def anomalies(self, request: Request) -> Response:
+        query = views.AnomaliesQuery.parse(_params(request))
+        view = views.anomalies_view(self.store, query)
+        if _wants_json(request):
+            return JSONResponse(view.to_json())
+        return self._render(
+            request,
+            "anomalies.html",
+            {
+                "view": view,
+                "filters": query.params(),
+                "kinds": [kind.value for kind in AnomalyKind],
+                "next_link": None
+                if view.next_key is None
+                else "/anomalies?" + urlencode(query.params() | {"after": view.next_key.token()}),
+            },
+        )
+
+    def activity(self, request: Request) -> Response:
+        after = _params(request).get("after")
+        if after:
+            logged = self.store.records_since(after, MAX_PAGE)
+        else:
+            logged = self.store.latest_records(ACTIVITY)
+        cursor = logged[-1].cursor if logged else after or ""
+        if _wants_json(request):
+            return JSONResponse(
+                {"records": [views.logged_json(one) for one in logged], "cursor": cursor}
+            )
+        return self._render(
+            request,
+            "activity.html",
+            {"records": [views.logged_json(one) for one in reversed(logged)], "cursor": cursor},
+        )
+
+    def lifecycle(self, request: Request) -> Response:
+        rows = views.lifecycle_rows()
+        if _wants_json(request):
+            return JSONResponse({"transitions": rows})
+        return self._render(
+            request, "lifecycle.html", {"rows": rows, "diagram": views.lifecycle_diagram()}
+        )
+
+    def healthz(self, request: Request) -> Response:
+        try:
+            self.store.latest_records(1)
+        except StoreError as error:
+            return JSONResponse({"ok": False, "error": printable(error)}, status_code=503)
+        return JSONResponse({"ok": True, "version": __version__})
+
+    # -- the token
+
+    def cookie_value(self) -> str:
+        """What the login cookie holds: a digest keyed by the token, not the token."""
+        assert self.token is not None
+        return hmac.new(
+            self.token.encode(), b"paysession inspect login", hashlib.sha256
+        ).hexdigest()
+
+    def allowed(self, request: Request) -> bool:
+        if self.token is None:
+            return True
+        given = request.headers.get("authorization", "")
+        scheme, _, credential = given.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            credential.strip().encode(), self.token.encode()
+        ):
+            return True
+        return hmac.compare_digest(
+            request.cookies.get(COOKIE, "").encode(), self.cookie_value().encode()
+        )
+
+    async def login(self, request: Request) -> Response:
+        target = _local_path(request.query_params.get("next", "/"))
+        if request.method == "GET" or self.token is None:
+            return self._render(request, "login.html", {"target": target, "failed": False})
+        body = await request.body()
+        form = parse_qs(body[:_LONGEST_FORM].decode("utf-8", "replace"))
+        given = (form.get("token") or [""])[0]
+        target = _local_path((form.get("next") or [target])[0])
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            return self._render(
+                request, "login.html", {"target": target, "failed": True}, status=401
+            )
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(COOKIE, self.cookie_value(), httponly=True, samesite="strict", path="/")
+        return response
+
+    # -- errors
+
+    def error_page(self, request: Request, status: int, message: str) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"error": message}, status_code=status)
+        return self._render(
+            request, "error.html", {"status": status, "message": message}, status=status
+        )
+
+
+def _params(request: Request) -> dict[str, str]:
+    """The query's values, the first of each name (a repeated name is refused)."""
+    params: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name in params:
+            raise InvalidSessionData({name: "given more than once"})
+        params[name] = value
+    return params
+
+
+def _by_value(counts: Mapping[PaymentSessionStatus, int]) -> dict[str, int]:
+    return {status.value: count for status, count in counts.items()}
+
+
+def _local_path(target: str) -> str:
+    """``target`` if it is a path of this app, else ``/``: the login form never sends
+    anyone elsewhere (``//host`` and ``/\\host`` are other hosts to a browser)."""
+    if target.startswith("/") and not target.startswith(("//", "/\\")) and target.isprintable():
+        return target
+    return "/"
+
+
+class _Guard:
+    """The outermost layer: the token, the policy headers, the server time, and errors
+    turned into pages (nothing below it can show a traceback)."""
+
+    def __init__(self, app: ASGIApp, inspector: Inspector) -> None:
+        self.app = app
+        self.inspector = inspector
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                elapsed = (time.perf_counter() - began) * 1000
+                headers = list(message.get("headers", []))
+                headers.extend(
+                    (name.encode(), value.encode())
+                    for name, value in (
+                        ("content-security-policy", POLICY),
+                        ("x-content-type-options", "nosniff"),
+                        ("x-frame-options", "DENY"),
+                        ("referrer-policy", "no-referrer"),
+                        ("cache-control", "no-store"),
+                        ("server-timing", f"app;dur={elapsed:.2f}"),
+                    )
+                )
+                message = {**message, "headers": headers}
+            await send(message)
+
+        request = Request(scope, receive)
+        path = request.url.path
+        if not (
+            path in ("/healthz", "/login") or path.startswith("/static/")
+        ) and not self.inspector.allowed(request):
+            if _wants_json(request):
+                response: Response = JSONResponse(
+                    {"error": "a bearer token is required"},
+                    status_code=401,
+                    headers={"www-authenticate": "Bearer"},
+                )
+            else:
+                target = path + (f"?{request.url.query}" if request.url.query else "")
+                response = RedirectResponse(
+                    "/login?" + urlencode({"next": target}), status_code=303
+                )
+            await response(scope, receive, send_with_headers)
+            return
+        await self.app(scope, receive, send_with_headers)
+
+
+def _handlers(
+    inspector: Inspector,
+) -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
+    async def bad_input(request: Request, error: Exception) -> Response:
+        assert isinstance(error, InvalidSessionData)
+        field, why = next(iter(error.problems.items()))
+        return inspector.error_page(request, 400, printable(f"{field}: {why}"))
+
+    async def unreadable(request: Request, error: Exception) -> Response:
+        return inspector.error_page(
+            request, 503, printable(f"the store could not be read: {error}")
+        )
+
+    async def refused(request: Request, error: Exception) -> Response:
+        return inspector.error_page(request, 400, printable(error))
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        message = (
+            error.detail
+            if error.status_code != 404 or error.detail != "Not Found"
+            else ("no such page")
+        )
+        return inspector.error_page(request, error.status_code, message)
+
+    async def failed(request: Request, error: Exception) -> Response:
+        return inspector.error_page(request, 500, "the inspector failed on this request")
+
+    return {
+        InvalidSessionData: bad_input,
+        StoreError: unreadable,
+        PaySessionError: refused,
+        HTTPException: http_error,
+        Exception: failed,
+    }
+
+
+def create_app(
+    store: BrowsableStore,
+    *,
+    key: bytes | None = None,
+    token: str | None = None,
+    counts_every: float = COUNTS_TTL,
+) -> ASGIApp:
+    """The inspector over ``store`` (open it read-only), as an ASGI app.
+
+    ``key`` verifies keyed trails; ``token``, when given, is required of every request
+    (see the module notes); the counts per status are taken again at most every
+    ``counts_every`` seconds.
+    """
+    if token is not None and not token:
+        raise InvalidSessionData({"token": "must not be empty"})
+    inspector = Inspector(store, key, token, counts_every)
+    routes = [
+        Route("/", inspector.sessions),
+        Route("/sessions/{session_id:path}", inspector.session),
+        Route("/anomalies", inspector.anomalies),
+        Route("/activity", inspector.activity),
+        Route("/lifecycle", inspector.lifecycle),
+        Route("/api/sessions", inspector.sessions),
+        Route("/api/sessions/{session_id:path}/trail", inspector.trail),
+        Route("/api/sessions/{session_id:path}", inspector.session),
+        Route("/api/anomalies", inspector.anomalies),
+        Route("/api/activity", inspector.activity),
+        Route("/api/lifecycle", inspector.lifecycle),
+        Route("/healthz", inspector.healthz),
+        Route("/login", inspector.login, methods=["GET", "POST"]),
+        Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers=_handlers(inspector))
+    return _Guard(app, inspector)
+
+
+__all__ = ["COOKIE", "POLICY", "create_app"]

@@ -1,0 +1,412 @@
+"""What each inspector page shows, read from a store: plain values, no web framework.
+
+The web app (``app.py``) turns a request's query into a filter here, asks for a view,
+and renders it as HTML or as JSON; both come from the same view, so the API mirrors
+the pages. A query value that cannot be a filter is an InvalidSessionData naming the
+parameter, which the app answers with 400.
+
+What a view never carries: the values of a session's ``data`` and ``cart``. They may
+hold a provider's client secret or a customer's address; a page shows how many keys
+they have and their SHA-256 digest, enough to tell two apart or match them with a trail.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from paysession._text import printable
+from paysession._wire import digest, format_datetime, parse_datetime
+from paysession.audit.stored import check_stored
+from paysession.audit.trail import AuditProblem
+from paysession.diagrams import chart
+from paysession.errors import DiagramError, InvalidSessionData
+from paysession.inspector.drawing import chart_svg
+from paysession.lifecycle import TRANSITIONS
+from paysession.limits import current as current_limits
+from paysession.record import TransitionRecord
+from paysession.session import PaymentSession
+from paysession.status import PaymentSessionStatus
+from paysession.store._browse import (
+    MAX_PAGE,
+    Anomaly,
+    AnomalyFilter,
+    BrowsableStore,
+    PageKey,
+    SessionFilter,
+)
+from paysession.store.base import AnomalyKind, LoggedRecord, ProviderEvent, Snapshot
+
+PAGE = 50
+"""Rows per page unless a query asks for another number (at most ``MAX_PAGE``)."""
+
+_LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?")
+_YES = {"1", "on", "true", "yes"}
+_NO = {"", "0", "off", "false", "no"}
+
+
+def _instant(text: str, field: str) -> datetime:
+    """An ISO 8601 instant; a date or a time without an offset (what a browser's date
+    and time fields send) is taken as UTC."""
+    local = _LOCAL_TIME.fullmatch(text)
+    if local:
+        if local.group(1) is None:
+            text += "T00:00:00"
+        elif local.group(2) is None:
+            text += ":00"
+        text += "Z"
+    try:
+        return parse_datetime(text)
+    except ValueError:
+        raise InvalidSessionData(
+            {field: "must be a date or an ISO 8601 time (YYYY-MM-DDTHH:MM, UTC unless given)"}
+        ) from None
+
+
+def _id(params: Mapping[str, str], field: str) -> str | None:
+    value = params.get(field, "").strip()
+    if not value:
+        return None
+    if len(value) > current_limits().id_length:
+        raise InvalidSessionData({field: f"longer than {current_limits().id_length} characters"})
+    return value
+
+
+def _limit(params: Mapping[str, str]) -> int:
+    text = params.get("limit", "")
+    if not text:
+        return PAGE
+    if not (text.isascii() and text.isdigit() and len(text) <= 4 and 1 <= int(text) <= MAX_PAGE):
+        raise InvalidSessionData({"limit": f"must be a whole number from 1 to {MAX_PAGE}"})
+    return int(text)
+
+
+def _after(params: Mapping[str, str], ids: int) -> PageKey | None:
+    token = params.get("after", "")
+    return PageKey.from_token(token, ids) if token else None
+
+
+def _choice(params: Mapping[str, str], field: str, choices: Sequence[str]) -> str | None:
+    value = params.get(field, "")
+    if not value:
+        return None
+    if value not in choices:
+        raise InvalidSessionData({field: f"must be one of {', '.join(choices)}"})
+    return value
+
+
+@attrs.frozen
+class SessionsQuery:
+    """A sessions page as asked for: its filter, where it starts, how many rows."""
+
+    where: SessionFilter
+    after: PageKey | None
+    limit: int
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> SessionsQuery:
+        """The query of ``params`` (``status``, ``provider``, ``cart``, ``anomalies``,
+        ``from``, ``to``, ``after``, ``limit``); InvalidSessionData naming the first bad one."""
+        status = _choice(params, "status", [status.value for status in PaymentSessionStatus])
+        flag = params.get("anomalies", "").lower()
+        if flag not in _YES | _NO:
+            raise InvalidSessionData({"anomalies": "must be 1 or 0"})
+        start = _instant(params["from"], "from") if params.get("from") else None
+        end = _instant(params["to"], "to") if params.get("to") else None
+        if start is not None and end is not None and end <= start:
+            raise InvalidSessionData({"to": "must be later than from"})
+        where = SessionFilter(
+            status=None if status is None else PaymentSessionStatus(status),
+            provider_id=_id(params, "provider"),
+            cart_id=_id(params, "cart"),
+            has_anomalies=flag in _YES,
+            updated_from=start,
+            updated_to=end,
+        )
+        return cls(where, _after(params, 1), _limit(params))
+
+    def params(self) -> dict[str, str]:
+        """The query string's values that give this filter (no page key)."""
+        where = self.where
+        found = {
+            "status": None if where.status is None else where.status.value,
+            "provider": where.provider_id,
+            "cart": where.cart_id,
+            "anomalies": "1" if where.has_anomalies else None,
+            "from": None if where.updated_from is None else format_datetime(where.updated_from),
+            "to": None if where.updated_to is None else format_datetime(where.updated_to),
+            "limit": None if self.limit == PAGE else str(self.limit),
+        }
+        return {name: value for name, value in found.items() if value is not None}
+
+
+@attrs.frozen
+class AnomaliesQuery:
+    """An anomalies page as asked for (``kind``, ``provider``, ``after``, ``limit``)."""
+
+    where: AnomalyFilter
+    after: PageKey | None
+    limit: int
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> AnomaliesQuery:
+        kind = _choice(params, "kind", [kind.value for kind in AnomalyKind])
+        where = AnomalyFilter(
+            kind=None if kind is None else AnomalyKind(kind),
+            provider_id=_id(params, "provider"),
+        )
+        return cls(where, _after(params, 2), _limit(params))
+
+    def params(self) -> dict[str, str]:
+        found = {
+            "kind": None if self.where.kind is None else self.where.kind.value,
+            "provider": self.where.provider_id,
+            "limit": None if self.limit == PAGE else str(self.limit),
+        }
+        return {name: value for name, value in found.items() if value is not None}
+
+
+def _when(value: datetime | None) -> str | None:
+    return None if value is None else format_datetime(value)
+
+
+def summary(value: Mapping[str, Any] | None) -> dict[str, object] | None:
+    """How many keys ``value`` has and its digest: never the values themselves."""
+    if value is None:
+        return None
+    return {"keys": len(value), "digest": digest(value)}
+
+
+def session_json(session: PaymentSession, version: int | None = None) -> dict[str, object]:
+    """A session as a page and the API show it: ``data`` and ``cart`` as summaries."""
+    shown: dict[str, object] = {
+        "id": session.id,
+        "cart_id": session.cart_id,
+        "provider_id": session.provider_id,
+        "status": session.status.value,
+        "amount": session.amount,
+        "is_selected": session.is_selected,
+        "is_initiated": session.is_initiated,
+        "idempotency_key": session.idempotency_key,
+        "payment_authorized_at": _when(session.payment_authorized_at),
+        "created_at": _when(session.created_at),
+        "updated_at": _when(session.updated_at),
+        "data": summary(session.data),
+        "cart": summary(session.cart),
+    }
+    if version is not None:
+        shown["version"] = version
+    return shown
+
+
+def record_json(record: TransitionRecord) -> dict[str, object]:
+    """One record of a trail, as the trail table shows it."""
+    return {
+        "seq": record.seq,
+        "at": format_datetime(record.at),
+        "trigger": record.trigger,
+        "source": None if record.source is None else record.source.value,
+        "dest": record.dest.value,
+        "actor": record.actor,
+        "reason": record.reason,
+        "idempotency_key": record.idempotency_key,
+        "hash": record.hash,
+    }
+
+
+def event_json(event: ProviderEvent, provider_id: str | None = None) -> dict[str, object]:
+    """One provider report as reconciliation recorded it."""
+    shown: dict[str, object] = {
+        "session_id": event.session_id,
+        "event_id": event.event_id,
+        "provider_status": event.provider_status,
+        "status": event.status.value,
+        "session_status": event.session_status.value,
+        "outcome": event.outcome.value,
+        "kind": None if event.kind is None else event.kind.value,
+        "guard": event.guard,
+        "observed_at": _when(event.observed_at),
+        "recorded_at": _when(event.recorded_at),
+        "duplicates": event.duplicates,
+    }
+    if provider_id is not None:
+        shown["provider_id"] = provider_id
+    return shown
+
+
+def logged_json(logged: LoggedRecord) -> dict[str, object]:
+    """A record of the feed: the record, and the cursor that reads on after it."""
+    return {"cursor": logged.cursor, "session_id": logged.record.session_id} | record_json(
+        logged.record
+    )
+
+
+@attrs.frozen
+class SessionsView:
+    """The sessions page: one page of sessions, the next page's key, counts by status."""
+
+    query: SessionsQuery
+    sessions: list[PaymentSession]
+    next_key: PageKey | None
+    counts: dict[PaymentSessionStatus, int]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "sessions": [session_json(session) for session in self.sessions],
+            "next": None if self.next_key is None else self.next_key.token(),
+            "counts": {status.value: count for status, count in self.counts.items()},
+        }
+
+
+def sessions_view(
+    store: BrowsableStore, query: SessionsQuery, *, counts: bool = True
+) -> SessionsView:
+    sessions, next_key = store.sessions_page(query.where, query.after, query.limit)
+    return SessionsView(query, sessions, next_key, store.status_counts() if counts else {})
+
+
+@attrs.frozen
+class Verification:
+    """What checking a session's trail against its row found: ok, or its first problem."""
+
+    problem: AuditProblem | None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def to_json(self) -> dict[str, object]:
+        if self.problem is None:
+            return {"ok": True}
+        return {
+            "ok": False,
+            "seq": self.problem.seq,
+            "reason": self.problem.reason,
+            "message": self.problem.message,
+        }
+
+
+@attrs.frozen
+class SessionView:
+    """One session's page: the session, its trail checked, its reports and its cart."""
+
+    snapshot: Snapshot
+    trail: list[TransitionRecord]
+    verification: Verification
+    events: list[ProviderEvent]
+    cart_sessions: list[PaymentSession]
+    diagram: str
+
+    @property
+    def session(self) -> PaymentSession:
+        return self.snapshot.session
+
+    @property
+    def authorized_in_cart(self) -> int:
+        """How many sessions of the cart (this one included) are authorized."""
+        return sum(s.status is PaymentSessionStatus.AUTHORIZED for s in self.cart_sessions)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "session": session_json(self.session, self.snapshot.version),
+            "verification": self.verification.to_json(),
+            "records": len(self.trail),
+            "provider_events": [event_json(event) for event in self.events],
+            "anomalies": sum(event.outcome.value == "anomaly" for event in self.events),
+            "cart_sessions": [
+                {"id": s.id, "provider_id": s.provider_id, "status": s.status.value}
+                for s in self.cart_sessions
+            ],
+            "authorized_in_cart": self.authorized_in_cart,
+        }
+
+
+def session_view(
+    store: BrowsableStore, session_id: str, key: bytes | None = None
+) -> SessionView | None:
+    """The view of one session, None when the store has no such session."""
+    if len(session_id) > current_limits().id_length:
+        return None
+    found = store.trails(only=session_id)
+    if not found:
+        return None
+    snapshot, records = found[0]
+    problem = check_stored(snapshot, records, key)
+    session = snapshot.session
+    trail = [record for record in records if record.seq <= snapshot.version]
+    try:
+        drawn = chart(session=session, history=trail)
+    except DiagramError:
+        # A trail the table cannot draw is already the verification's finding: draw the
+        # table with the session's status, and let the trail table show the rest.
+        drawn = chart(session=session)
+    cart = [] if session.cart_id is None else store.find(cart_id=session.cart_id)
+    return SessionView(
+        snapshot=snapshot,
+        trail=records,
+        verification=Verification(problem),
+        events=store.provider_events(session_id=session.id),
+        cart_sessions=cart,
+        diagram=chart_svg(drawn, label=f"The path of session {printable(session.id)}"),
+    )
+
+
+@attrs.frozen
+class AnomaliesView:
+    query: AnomaliesQuery
+    anomalies: list[Anomaly]
+    next_key: PageKey | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "anomalies": [event_json(a.event, a.provider_id) for a in self.anomalies],
+            "next": None if self.next_key is None else self.next_key.token(),
+        }
+
+
+def anomalies_view(store: BrowsableStore, query: AnomaliesQuery) -> AnomaliesView:
+    found, next_key = store.anomalies_page(query.where, query.after, query.limit)
+    return AnomaliesView(query, found, next_key)
+
+
+def lifecycle_rows() -> list[dict[str, object]]:
+    """The transition table: trigger, sources, destination, guards, description."""
+    return [
+        {
+            "trigger": move.trigger,
+            "sources": [source.value for source in move.sources],
+            "dest": "(stays)" if move.internal else move.dest_from(move.sources[0]).value,
+            "guards": list(move.guards),
+            "description": move.description,
+        }
+        for move in TRANSITIONS
+    ]
+
+
+def lifecycle_diagram() -> str:
+    return chart_svg(chart(), label="The lifecycle of a payment session")
+
+
+__all__ = [
+    "PAGE",
+    "AnomaliesQuery",
+    "AnomaliesView",
+    "SessionView",
+    "SessionsQuery",
+    "SessionsView",
+    "Verification",
+    "anomalies_view",
+    "event_json",
+    "lifecycle_diagram",
+    "lifecycle_rows",
+    "logged_json",
+    "record_json",
+    "session_json",
+    "session_view",
+    "sessions_view",
+    "summary",
+]

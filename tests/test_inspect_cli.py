@@ -1,0 +1,190 @@
+"""``paysession inspect`` as a user runs it: a real server in a subprocess, its refusals,
+Ctrl-C, and the line the demo ends with."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from paysession import PaymentSessions
+from paysession.cli.inspect import is_loopback
+from paysession.store import SqliteStore
+
+from .helpers import StepClock, initiated, run_without
+
+pytest.importorskip("uvicorn")
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    path = tmp_path / "shop.db"
+    store = SqliteStore(path)
+    sessions = PaymentSessions(store, clock=StepClock())
+    session_id = initiated(sessions, "cart_1")
+    sessions.fire(session_id, "authorize")
+    store.close()
+    return path
+
+
+def _inspect(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "paysession", "inspect", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@pytest.fixture
+def server(database: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "paysession", "inspect", "--db", str(database), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    url = first.split(" at ", 1)[1].split("/;", 1)[0]
+    try:
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+class TestServing:
+    def test_it_serves_the_store_and_says_where(
+        self, server: tuple[subprocess.Popen[str], str], database: Path
+    ) -> None:
+        _, url = server
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
+            assert json.load(response)["ok"] is True
+        with urllib.request.urlopen(f"{url}/api/sessions", timeout=10) as response:
+            page = json.load(response)
+        assert [s["status"] for s in page["sessions"]] == ["authorized"]
+        with urllib.request.urlopen(f"{url}/", timeout=10) as response:
+            assert response.headers["content-security-policy"].startswith("default-src 'none'")
+
+    def test_ctrl_c_stops_it_with_130_and_one_line(
+        self, server: tuple[subprocess.Popen[str], str]
+    ) -> None:
+        process, url = server
+        with urllib.request.urlopen(f"{url}/healthz", timeout=10):
+            pass
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 130
+        assert _one_line(stderr) == "paysession: interrupted"
+
+
+class TestRefusals:
+    def test_another_address_needs_a_token(self, database: Path) -> None:
+        done = _inspect("--db", str(database), "--host", "0.0.0.0")
+        assert done.returncode == 2
+        assert "give --token" in _one_line(done.stderr)
+
+    def test_an_empty_token_is_refused(self, database: Path) -> None:
+        done = _inspect("--db", str(database), "--token", " ")
+        assert done.returncode == 2
+        assert "token must not be empty" in _one_line(done.stderr)
+
+    def test_a_missing_database_is_never_created(self, tmp_path: Path) -> None:
+        done = _inspect("--db", str(tmp_path / "typo.db"))
+        assert done.returncode == 2
+        assert _one_line(done.stderr) == (
+            f"paysession inspect: no database file {tmp_path / 'typo.db'}"
+        )
+        assert not (tmp_path / "typo.db").exists()
+
+    def test_a_file_that_is_not_a_store(self, tmp_path: Path) -> None:
+        other = tmp_path / "notes.db"
+        other.write_text("not a database")
+        done = _inspect("--db", str(other))
+        assert done.returncode == 2
+        assert _one_line(done.stderr).startswith(f"paysession inspect: cannot read {other}: ")
+
+    def test_a_port_in_use(self, database: Path) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            done = _inspect("--db", str(database), "--port", str(port))
+        assert done.returncode == 2
+        assert f"cannot listen on 127.0.0.1:{port}" in _one_line(done.stderr)
+
+    @pytest.mark.parametrize("port", ["http", "70000", "-1"])
+    def test_a_bad_port(self, database: Path, port: str) -> None:
+        done = _inspect("--db", str(database), "--port", port)
+        assert done.returncode == 2
+        assert "must be a port from 0 to 65535" in done.stderr
+        assert "Traceback" not in done.stderr
+
+    def test_a_missing_key_file(self, database: Path, tmp_path: Path) -> None:
+        done = _inspect("--db", str(database), "--key-file", str(tmp_path / "none.key"))
+        assert done.returncode == 2
+        assert "cannot read key file" in _one_line(done.stderr)
+
+    def test_without_the_extra_it_says_what_to_install(self, database: Path) -> None:
+        done = run_without(
+            "starlette",
+            "from paysession.cli import main\n"
+            f"raise SystemExit(main(['inspect', '--db', {str(database)!r}]))",
+        )
+        assert done.returncode == 2
+        assert _one_line(done.stderr) == (
+            "paysession inspect: the inspector needs the inspect extra (starlette): "
+            "pip install 'paysession[inspect]'"
+        )
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.5", False),
+        ("example.com", False),
+    ],
+)
+def test_what_counts_as_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_the_demo_ends_with_the_inspect_line(tmp_path: Path) -> None:
+    db = tmp_path / "with space.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "paysession", "demo", "--db", str(db), "--carts", "6"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.splitlines()[-1]
+    assert last == f"see every session: paysession inspect --db '{db}'"
