@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from paysession import PaymentSessions
+from paysession.cli import build_parser
 from paysession.cli.inspect import is_loopback
 from paysession.store import SqliteStore
 
@@ -188,3 +191,20 @@ def test_the_demo_ends_with_the_inspect_line(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     last = done.stdout.splitlines()[-1]
     assert last == f"see every session: paysession inspect --db '{db}'"
+
+
+def test_the_commands_in_the_docs_are_what_the_parser_takes() -> None:
+    """Each ``paysession inspect`` line of docs/inspector.md parses, as written."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "inspector.md").read_text()
+    lines = [
+        shlex.split(line)
+        for block in re.findall(r"```console\n(.*?)```", page, flags=re.S)
+        for line in block.splitlines()
+        if line.startswith("paysession ")
+    ]
+    assert len(lines) == 3
+    parser = build_parser()
+    for argv in lines:
+        args = parser.parse_args(argv[1:])
+        assert args.command == "inspect"
+        assert args.db
