@@ -268,9 +268,10 @@ class TestOneSession:
         assert 'id="verification"' in html
         assert "Trail verified: 3 records" in html
         assert '<g class="status current" data-status="authorized">' in html
-        # initiate stays in pending (not drawn); authorize, record 2, is the one taken
-        assert html.count('<path class="move taken"') == 1
-        assert "(2) authorize [is_initiated, amount_positive]" in html
+        # initiate (record 1) loops on pending; authorize (record 2) leaves it
+        assert html.count('<path class="move taken"') == 2
+        assert ">(1) initiate</tspan>" in html
+        assert ">(2) authorize [is_initiated, amount_positive]</tspan>" in html
         api = client.get(f"/api/sessions/{session_id}").json()
         assert api["verification"] == {"ok": True}
         assert api["session"]["status"] == "authorized"
@@ -351,6 +352,9 @@ class TestTampering:
         html = client.get(f"/sessions/{session_id}").text
         assert "Trail does not verify at seq 2: trail_cut" in html
         assert "missing: the trail ends before the row" in html
+        # the trail no longer leads to the row's status: the diagram still shows the status
+        assert '<g class="status current" data-status="authorized">' in html
+        assert '<path class="move taken"' not in html
 
     def test_two_authorized_sessions_of_a_cart_are_warned_of(self, sqlite_site: Any) -> None:
         client, made, path = sqlite_site

@@ -66,47 +66,90 @@ def _to_box_edge(centre: tuple[float, float], toward: tuple[float, float]) -> tu
     return centre[0] + dx * scale, centre[1] + dy * scale
 
 
-def _label_lines(edges: Sequence[Edge]) -> list[str]:
-    return [edge.label for edge in edges]
+_LINE = 14  # px between the lines of a label
+_CHAR = 6.6  # px, about, per character of a label: enough to keep it inside the view
 
 
-def _text(x: float, y: float, lines: Sequence[str], css: str) -> str:
-    first = y - (len(lines) - 1) * 7
+class _Bounds:
+    """The box around everything drawn, so that the view never clips a loop or a label."""
+
+    def __init__(self) -> None:
+        self.left = self.top = math.inf
+        self.right = self.bottom = -math.inf
+
+    def take(self, x: float, y: float) -> None:
+        self.left, self.right = min(self.left, x), max(self.right, x)
+        self.top, self.bottom = min(self.top, y), max(self.bottom, y)
+
+    def view_box(self, margin: float = 12.0) -> str:
+        return (
+            f"{self.left - margin:.0f} {self.top - margin:.0f} "
+            f"{self.right - self.left + 2 * margin:.0f} {self.bottom - self.top + 2 * margin:.0f}"
+        )
+
+
+def _text(
+    x: float, y: float, lines: Sequence[str], css: str, bounds: _Bounds, anchor: str = "middle"
+) -> str:
+    """Lines of text whose block is centred on (x, y) vertically; ``anchor`` says where x
+    is along each line (its middle, start or end)."""
+    first = y - (len(lines) - 1) * _LINE / 2 + 4
+    widest = max(len(line) for line in lines) * _CHAR
+    left = {"middle": x - widest / 2, "start": x, "end": x - widest}[anchor]
+    bounds.take(left, first - _LINE)
+    bounds.take(left + widest, first + _LINE * (len(lines) - 1) + 4)
     spans = "".join(
-        f'<tspan x="{x:.1f}" y="{first + 14 * index:.1f}">{escape(line)}</tspan>'
+        f'<tspan x="{x:.1f}" y="{first + _LINE * index:.1f}">{escape(line)}</tspan>'
         for index, line in enumerate(lines)
     )
-    return f'<text class="{css}" text-anchor="middle">{spans}</text>'
+    return f'<text class="{css}" text-anchor="{anchor}">{spans}</text>'
+
+
+def _loop(
+    centre: tuple[float, float], outward: tuple[float, float], bounds: _Bounds
+) -> tuple[str, tuple[float, float], str]:
+    """A loop from a box back to itself, on its side away from the ring's centre: its
+    path, where its label goes, and how the label is anchored there."""
+    (sx, sy), (ux, uy) = centre, outward
+    # Leave the box from the side that faces outward, mostly up, down, left or right.
+    reach = _BOX_W / 2 if abs(ux) > abs(uy) else _BOX_H / 2
+    foot = (sx + ux * reach, sy + uy * reach)
+    start = (foot[0] - uy * 20, foot[1] + ux * 20)
+    end = (foot[0] + uy * 20, foot[1] - ux * 20)
+    apex = (foot[0] + ux * 48, foot[1] + uy * 48)
+    path = (
+        f"M{start[0]:.1f},{start[1]:.1f} "
+        f"C{apex[0] - uy * 40:.1f},{apex[1] + ux * 40:.1f} "
+        f"{apex[0] + uy * 40:.1f},{apex[1] - ux * 40:.1f} {end[0]:.1f},{end[1]:.1f}"
+    )
+    for point in (start, end, apex):
+        bounds.take(*point)
+    if abs(ux) > abs(uy):
+        return path, (apex[0] + ux * 6, apex[1]), "end" if ux < 0 else "start"
+    return path, (apex[0], apex[1] + uy * 10), "middle"
 
 
 def chart_svg(chart: Chart, *, label: str = "State diagram") -> str:
     """``chart`` as an ``<svg>`` element: taken moves and the current status marked."""
     where = _positions(_ring_order(chart))
     cx, cy = _WIDTH / 2, _HEIGHT / 2
+    bounds = _Bounds()
     grouped: dict[tuple[str, str], list[Edge]] = {}
     for edge in chart.edges:
         grouped.setdefault((edge.source, edge.dest), []).append(edge)
     arrows: list[str] = []
     labels: list[str] = []
     for (source, dest), edges in grouped.items():
-        taken = any(edge.steps for edge in edges)
-        css = "move taken" if taken else "move"
+        lines = [edge.label for edge in edges]
+        css = "move taken" if any(edge.steps for edge in edges) else "move"
         (sx, sy), (dx, dy) = where[source], where[dest]
         if source == dest:
-            # A loop outside the ring, on the side away from the centre.
-            ux, uy = sx - cx, sy - cy
-            norm = math.hypot(ux, uy) or 1.0
-            ux, uy = ux / norm, uy / norm
-            top = (sx + ux * (_BOX_H / 2 + 4), sy + uy * (_BOX_H / 2 + 4))
-            far = (sx + ux * 95, sy + uy * 95)
-            start = (top[0] - uy * 22, top[1] + ux * 22)
-            end = (top[0] + uy * 22, top[1] - ux * 22)
-            path = (
-                f"M{start[0]:.1f},{start[1]:.1f} "
-                f"C{far[0] - uy * 60:.1f},{far[1] + ux * 60:.1f} "
-                f"{far[0] + uy * 60:.1f},{far[1] - ux * 60:.1f} {end[0]:.1f},{end[1]:.1f}"
-            )
-            mid = (sx + ux * 88, sy + uy * 88)
+            norm = math.hypot(sx - cx, sy - cy) or 1.0
+            path, at, anchor = _loop((sx, sy), ((sx - cx) / norm, (sy - cy) / norm), bounds)
+            if anchor == "middle":
+                # The block of lines sits beyond the loop, growing away from the ring.
+                at = (at[0], at[1] + math.copysign((len(lines) - 1) * _LINE / 2, sy - cy))
+            labels.append(_text(at[0], at[1], lines, f"{css} label", bounds, anchor))
         else:
             length = math.hypot(dx - sx, dy - sy)
             # The control point sits to the right of the direction of travel.
@@ -125,11 +168,13 @@ def chart_svg(chart: Chart, *, label: str = "State diagram") -> str:
                 0.25 * start[0] + 0.5 * control[0] + 0.25 * end[0],
                 0.25 * start[1] + 0.5 * control[1] + 0.25 * end[1],
             )
+            labels.append(_text(mid[0], mid[1], lines, f"{css} label", bounds))
         arrows.append(f'<path class="{css}" d="{path}" marker-end="url(#arrow)"/>')
-        labels.append(_text(mid[0], mid[1] + 4, _label_lines(edges), f"{css} label"))
     boxes: list[str] = []
     for state in chart.states:
         x, y = where[state]
+        bounds.take(x - _BOX_W / 2, y - _BOX_H / 2)
+        bounds.take(x + _BOX_W / 2, y + _BOX_H / 2)
         classes = ["status"]
         if state == chart.current:
             classes.append("current")
@@ -141,12 +186,12 @@ def chart_svg(chart: Chart, *, label: str = "State diagram") -> str:
             f'<g class="{" ".join(classes)}" data-status="{escape(state)}">'
             f'<rect x="{x - _BOX_W / 2:.1f}" y="{y - _BOX_H / 2:.1f}" '
             f'width="{_BOX_W}" height="{_BOX_H}" rx="8"/>'
-            + _text(x, y + 5, [state], "name")
+            + _text(x, y, [state], "name", _Bounds())
             + "</g>"
         )
     return (
         f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" role="img" '
-        f'aria-label="{escape(label)}" viewBox="0 0 {_WIDTH} {_HEIGHT}">'
+        f'aria-label="{escape(label)}" viewBox="{bounds.view_box()}">'
         "<defs>"
         '<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker>'

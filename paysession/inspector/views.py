@@ -339,11 +339,11 @@ def session_view(
     session = snapshot.session
     trail = [record for record in records if record.seq <= snapshot.version]
     try:
-        drawn = chart(session=session, history=trail)
+        drawn = chart(with_internal=True, session=session, history=trail)
     except DiagramError:
         # A trail the table cannot draw is already the verification's finding: draw the
         # table with the session's status, and let the trail table show the rest.
-        drawn = chart(session=session)
+        drawn = chart(with_internal=True, session=session)
     cart = [] if session.cart_id is None else store.find(cart_id=session.cart_id)
     return SessionView(
         snapshot=snapshot,
@@ -388,7 +388,7 @@ def lifecycle_rows() -> list[dict[str, object]]:
 
 
 def lifecycle_diagram() -> str:
-    return chart_svg(chart(), label="The lifecycle of a payment session")
+    return chart_svg(chart(with_internal=True), label="The lifecycle of a payment session")
 
 
 __all__ = [
