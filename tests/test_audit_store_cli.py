@@ -91,6 +91,25 @@ class TestVerifyStore:
         assert lines[0].startswith(f"session {ids[1]} seq 0: ")
         assert lines[-1] == "FAILED: 1 of 3 sessions bad, in 9 records"
 
+    def test_a_record_that_is_not_ours_is_a_failure_not_a_crash(self, db: str) -> None:
+        ids = fill(open_store(db))
+        query = (
+            "UPDATE paysession_records SET wire = 'not json'"
+            f" WHERE session_id = '{ids[2]}' AND seq = 1"
+        )
+        if db.endswith(".db"):
+            with sqlite3.connect(db) as conn:
+                conn.execute(query)
+            conn.close()
+        else:
+            with psycopg.connect(db) as pg:
+                pg.execute(query)
+        done = paysession("audit", "verify", "--db", db)
+        assert (done.returncode, done.stderr) == (1, b"")
+        (line,) = done.stdout.decode().splitlines()
+        assert line.startswith(f"FAILED: a record of session {ids[2]!r} cannot be read (")
+        assert line.endswith("): it was not written by paysession")
+
     def test_a_keyed_store_needs_its_key(self, db: str, tmp_path: Path) -> None:
         fill(open_store(db), key=KEY)
         key_file = tmp_path / "key"

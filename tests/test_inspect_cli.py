@@ -19,6 +19,7 @@ import pytest
 
 from paysession import PaymentSessions
 from paysession.cli import build_parser
+from paysession.cli._store import is_dsn
 from paysession.cli.inspect import is_loopback
 from paysession.store import SqliteStore
 
@@ -109,7 +110,7 @@ class TestRefusals:
     def test_an_empty_token_is_refused(self, database: Path) -> None:
         done = _inspect("--db", str(database), "--token", " ")
         assert done.returncode == 2
-        assert "token must not be empty" in _one_line(done.stderr)
+        assert "the token must be printable text, not empty" in _one_line(done.stderr)
 
     def test_a_missing_database_is_never_created(self, tmp_path: Path) -> None:
         done = _inspect("--db", str(tmp_path / "typo.db"))
@@ -125,6 +126,18 @@ class TestRefusals:
         done = _inspect("--db", str(other))
         assert done.returncode == 2
         assert _one_line(done.stderr).startswith(f"paysession inspect: cannot read {other}: ")
+
+    def test_a_file_with_an_equals_sign_is_a_file(self, database: Path, tmp_path: Path) -> None:
+        """A path with ``=`` in it is a DSN only when no such file is there."""
+        named = tmp_path / "shop=main.db"
+        database.rename(named)
+        done = _inspect("--db", str(named), "--host", "0.0.0.0")
+        # Reached the bind check: the file was taken for SQLite, not a DSN to wait on.
+        assert done.returncode == 2
+        assert "give --token" in _one_line(done.stderr)
+        assert is_dsn(str(named)) is False
+        assert is_dsn("host=db dbname=shop") is True
+        assert is_dsn("postgresql://db/shop") is True
 
     def test_a_port_in_use(self, database: Path) -> None:
         with socket.socket() as taken:

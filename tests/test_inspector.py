@@ -5,6 +5,7 @@ it serves changes the store."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import sqlite3
@@ -20,7 +21,7 @@ pytest.importorskip("starlette")
 
 from starlette.testclient import TestClient
 
-from paysession.errors import ReconciliationAnomaly, StoreError
+from paysession.errors import InvalidSessionData, ReconciliationAnomaly, StoreError
 from paysession.inspector.app import COOKIE, POLICY, create_app
 from paysession.lifecycle import TRANSITIONS
 from paysession.service import PaymentSessions
@@ -29,6 +30,7 @@ from paysession.store._browse import PageKey
 
 from .helpers import StepClock, initiated
 
+LOCAL = "http://127.0.0.1"  # without a token, the inspector answers only to its own name
 SECRET = "pi_secret_do_not_show"
 T_TOKEN = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -121,7 +123,7 @@ def site(place: str) -> Iterator[tuple[TestClient, Seeded, PaymentSessions]]:
     sessions = PaymentSessions(writer, clock=StepClock())
     made = seed(sessions)
     reader = _reader(place)
-    with TestClient(create_app(reader)) as client:
+    with TestClient(create_app(reader), base_url=LOCAL) as client:
         yield client, made, sessions
     reader.close()
     writer.close()
@@ -308,7 +310,9 @@ class TestOneSession:
         assert client.get("/api/sessions/ps_nope").json() == {
             "error": "no session ps_nope in this store"
         }
-        assert client.get("/sessions/" + "x" * 5000).status_code == 404
+        long = client.get("/sessions/" + "x" * 5000)
+        assert long.status_code == 404
+        assert len(_Elements.text_of(long.text)) < 1000
 
 
 class TestTampering:
@@ -321,7 +325,7 @@ class TestTampering:
         made = seed(PaymentSessions(writer, clock=StepClock()))
         writer.close()
         reader = SqliteStore(path, read_only=True)
-        with TestClient(create_app(reader)) as client:
+        with TestClient(create_app(reader), base_url=LOCAL) as client:
             yield client, made, path
         reader.close()
 
@@ -356,6 +360,48 @@ class TestTampering:
         assert '<g class="status current" data-status="authorized">' in html
         assert '<path class="move taken"' not in html
 
+    @pytest.mark.parametrize(
+        "wire",
+        [
+            "garbage",
+            '{"actor": 12345}',
+            "[" * 100_000 + "]" * 100_000,
+        ],
+        ids=["not-json", "a-number-for-actor", "nested-too-deep"],
+    )
+    def test_a_record_that_is_not_ours_is_503_naming_its_session(
+        self, sqlite_site: Any, wire: str
+    ) -> None:
+        client, made, path = sqlite_site
+        session_id = made.ids["authorized"]
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "UPDATE paysession_records SET wire = ? WHERE session_id = ? AND seq = 2",
+                (wire, session_id),
+            )
+        conn.close()
+        for url in (f"/sessions/{session_id}", f"/api/sessions/{session_id}"):
+            response = client.get(url)
+            assert response.status_code == 503, url
+            shown = _Elements.text_of(response.text) if "api" not in url else response.text
+            assert f"a record of session {session_id!r} cannot be read" in shown
+            assert "Traceback" not in response.text
+        # The store's other sessions are still shown.
+        assert client.get(f"/sessions/{made.ids['pending']}").status_code == 200
+
+    def test_a_session_row_that_is_not_ours_is_503_naming_it(self, sqlite_site: Any) -> None:
+        client, made, path = sqlite_site
+        session_id = made.ids["pending"]
+        with sqlite3.connect(path) as conn:
+            conn.execute("UPDATE paysession_sessions SET data = '{bad' WHERE id = ?", (session_id,))
+        conn.close()
+        response = client.get("/")
+        assert response.status_code == 503
+        assert f"the row of session {session_id!r} cannot be read" in _Elements.text_of(
+            response.text
+        )
+        assert client.get("/api/sessions?cart=cart_a").status_code == 200
+
     def test_two_authorized_sessions_of_a_cart_are_warned_of(self, sqlite_site: Any) -> None:
         client, made, path = sqlite_site
         with sqlite3.connect(path) as conn:
@@ -389,7 +435,14 @@ class TestBadInput:
             ("", "cart=" + "c" * 300, "cart"),
             ("anomalies", "kind=strange", "kind"),
             ("anomalies", "after=e30", "after"),
-            ("activity", "after=x", "cursor"),
+            ("activity", "after=x", "after"),
+            # a lone surrogate is valid JSON, but no database can be asked about it
+            ("", "after=" + base64.urlsafe_b64encode(b'[0,"\\ud800"]').decode(), "after"),
+            (
+                "anomalies",
+                "after=" + base64.urlsafe_b64encode(b'[0,"\\ud800","x"]').decode(),
+                "after",
+            ),
         ],
     )
     def test_a_bad_value_is_400_naming_it(
@@ -403,6 +456,11 @@ class TestBadInput:
         api = client.get(f"/api/{page or 'sessions'}?{query}")
         assert api.status_code == 400
         assert api.json()["error"].startswith(f"{field}: ")
+
+    def test_filter_values_are_taken_as_given(self, site: Any) -> None:
+        client, _, _ = site
+        assert client.get("/api/sessions?cart=cart_a").json()["sessions"]
+        assert client.get("/api/sessions?cart=%20cart_a").json()["sessions"] == []
 
     def test_a_token_of_another_page_is_refused(self, site: Any) -> None:
         client, _, _ = site
@@ -420,7 +478,7 @@ class TestBadInput:
         path = tmp_path / "gone.db"
         SqliteStore(path).migrate()
         reader = SqliteStore(path, read_only=True)
-        with TestClient(create_app(reader)) as client:
+        with TestClient(create_app(reader), base_url=LOCAL) as client:
             assert client.get("/healthz").status_code == 200
             reader.close()
             assert client.get("/healthz").status_code == 503
@@ -502,6 +560,47 @@ class _Elements(HTMLParser):
         return "".join(parser.texts)
 
 
+class TestHostNames:
+    """Without a token, only requests to the inspector's own name are served: a page
+    elsewhere that points its name at 127.0.0.1 (DNS rebinding) reads nothing."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[SqliteStore]:
+        path = tmp_path / "named.db"
+        writer = SqliteStore(path)
+        initiated(PaymentSessions(writer, clock=StepClock()))
+        writer.close()
+        reader = SqliteStore(path, read_only=True)
+        yield reader
+        reader.close()
+
+    @pytest.mark.parametrize("host", ["127.0.0.1:8765", "localhost", "LOCALHOST:80", "[::1]:8765"])
+    def test_its_own_names_are_served(self, store: SqliteStore, host: str) -> None:
+        with TestClient(create_app(store), base_url=f"http://{host}") as client:
+            assert client.get("/api/sessions").status_code == 200
+
+    @pytest.mark.parametrize("host", ["attacker.example", "attacker.example:8765", "127.0.0.2"])
+    def test_another_name_is_refused(self, store: SqliteStore, host: str) -> None:
+        with TestClient(create_app(store), base_url=f"http://{host}") as client:
+            for url in ("/", "/api/sessions", "/healthz"):
+                response = client.get(url)
+                assert response.status_code == 400, url
+                assert "answers only to the names of its own address" in response.text
+                assert "ps_" not in response.text
+
+    def test_the_names_it_answers_to_can_be_given(self, store: SqliteStore) -> None:
+        app = create_app(store, hosts=("127.0.0.2",))
+        with TestClient(app, base_url="http://127.0.0.2:9000") as client:
+            assert client.get("/api/sessions").status_code == 200
+
+    def test_with_a_token_any_name_is_served_to_the_token(self, store: SqliteStore) -> None:
+        app = create_app(store, token="s3cret")
+        with TestClient(app, base_url="http://inspect.internal") as client:
+            assert client.get("/api/sessions").status_code == 401
+            bearer = {"authorization": "Bearer s3cret"}
+            assert client.get("/api/sessions", headers=bearer).status_code == 200
+
+
 class TestToken:
     TOKEN = "s3cret-token"
 
@@ -512,7 +611,7 @@ class TestToken:
         seed(PaymentSessions(writer, clock=StepClock()))
         writer.close()
         reader = SqliteStore(path, read_only=True)
-        with TestClient(create_app(reader, token=self.TOKEN)) as client:
+        with TestClient(create_app(reader, token=self.TOKEN), base_url=LOCAL) as client:
             yield client
         reader.close()
 
@@ -560,9 +659,25 @@ class TestToken:
         )
         assert done.headers["location"] == "/"
 
-    def test_an_empty_token_is_refused(self, tmp_path: Path) -> None:
-        with pytest.raises(ValueError, match="token"):
-            create_app(SqliteStore(tmp_path / "x.db", read_only=True), token="")
+    @pytest.mark.parametrize("token", ["", " padded ", "line\n", "tab\there"])
+    def test_a_token_that_cannot_be_typed_back_is_refused(self, tmp_path: Path, token: str) -> None:
+        with pytest.raises(InvalidSessionData) as refused:
+            create_app(SqliteStore(tmp_path / "x.db"), token=token)
+        assert refused.value.fields == ("token",)
+
+    def test_a_token_beyond_ascii_works_by_bearer(self, tmp_path: Path) -> None:
+        path = tmp_path / "utf8.db"
+        SqliteStore(path).migrate()
+        reader = SqliteStore(path, read_only=True)
+        with TestClient(create_app(reader, token="pässwörd"), base_url=LOCAL) as client:
+            right = {"authorization": "Bearer pässwörd".encode()}
+            assert client.get("/api/sessions", headers=right).status_code == 200
+        reader.close()
+
+    def test_the_login_form_reads_no_large_body(self, guarded: TestClient) -> None:
+        response = guarded.post("/login", content=b"token=" + b"x" * 100_000)
+        assert response.status_code == 413
+        assert "the form is too large" in response.text
 
 
 class TestReadOnly:
@@ -573,7 +688,7 @@ class TestReadOnly:
         writer.close()
         before = hashlib.sha256(path.read_bytes()).hexdigest()
         reader = SqliteStore(path, read_only=True)
-        with TestClient(create_app(reader)) as client:
+        with TestClient(create_app(reader), base_url=LOCAL) as client:
             for session_id in made.ids.values():
                 assert client.get(f"/sessions/{session_id}").status_code == 200
             for url in ("/", "/anomalies", "/activity", "/lifecycle", "/api/activity"):
@@ -606,7 +721,7 @@ def test_counts_are_reused_for_a_few_seconds(tmp_path: Path) -> None:
     sessions = PaymentSessions(writer, clock=StepClock(step=timedelta(seconds=1)))
     initiated(sessions, "cart_1")
     reader = SqliteStore(path, read_only=True)
-    with TestClient(create_app(reader)) as client:
+    with TestClient(create_app(reader), base_url=LOCAL) as client:
         assert client.get("/api/sessions").json()["counts"]["pending"] == 1
         initiated(sessions, "cart_2")
         assert client.get("/api/sessions").json()["counts"]["pending"] == 1

@@ -20,8 +20,11 @@ class NoStore(Exception):
 
 
 def is_dsn(place: str) -> bool:
-    """Whether ``--db`` is a PostgreSQL URL or key=value DSN rather than a file."""
-    return place.startswith(("postgres://", "postgresql://")) or "=" in place
+    """Whether ``--db`` is a PostgreSQL URL or key=value DSN rather than a file (a file
+    that is there is a file, ``=`` in its name or not)."""
+    if place.startswith(("postgres://", "postgresql://")):
+        return True
+    return "=" in place and not Path(place).exists()
 
 
 def open_read_only(place: str, *, connections: int = 1) -> BrowsableStore:

@@ -18,9 +18,10 @@ from paysession.audit.trail import AuditError, AuditReport, _short, replay
 from paysession.cli._store import NoStore, db_name, open_read_only
 from paysession.cli._table import RECORD_HEADERS, format_table, printable, record_row
 from paysession.codec import to_json
-from paysession.errors import InvalidSessionData, PaySessionError
+from paysession.errors import InvalidSessionData, PaySessionError, StoreError
 from paysession.service import PaymentSessions
 from paysession.store import SessionStore
+from paysession.store.base import DECODE
 
 
 class _UsageError(Exception):
@@ -145,6 +146,12 @@ def _verify_store(args: argparse.Namespace) -> int:
     bar = _Progress() if sys.stderr.isatty() else None
     try:
         report = PaymentSessions(store, key=key).verify_all(progress=bar)
+    except StoreError as error:
+        if error.operation != DECODE:
+            return _usage(f"cannot read {db_name(args.db)}: {error}")
+        # A row that is not paysession's: found, like any other tampering.
+        print(f"FAILED: {printable(error.detail)}")
+        return 1
     except PaySessionError as error:
         return _usage(f"cannot read {db_name(args.db)}: {error}")
     finally:

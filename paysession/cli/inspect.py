@@ -11,6 +11,7 @@ import argparse
 import importlib
 import ipaddress
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -80,8 +81,8 @@ def _web() -> tuple[ModuleType, ModuleType]:
 
 def run(args: argparse.Namespace) -> int:
     token = args.token if args.token is not None else os.environ.get(TOKEN_VARIABLE)
-    if token is not None and not token.strip():
-        return _fail("the token must not be empty")
+    if token is not None and not (token and token.isprintable() and token == token.strip()):
+        return _fail("the token must be printable text, not empty, without spaces at either end")
     if token is None and not is_loopback(args.host):
         return _fail(
             f"binding {printable(args.host)} shows every session to the network: "
@@ -124,12 +125,17 @@ def run(args: argparse.Namespace) -> int:
         f"http://{shown}:{port}/{' (token required)' if token else ''}; Ctrl-C stops it",
         flush=True,
     )
+    own_names = (*web.LOOPBACK_NAMES, args.host.strip("[]").lower())
     config = uvicorn.Config(
-        web.create_app(store, key=key, token=token),
+        web.create_app(store, key=key, token=token, hosts=own_names),
         log_level="warning",
         access_log=False,
         lifespan="off",
     )
+    # Ctrl-C must stop the server even when SIGINT was inherited as ignored (a job
+    # started in the background): the web server restores this handler when it stops
+    # and raises the signal again, which ends the command with 130.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         uvicorn.Server(config).run(sockets=[listener])
     finally:

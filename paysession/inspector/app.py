@@ -28,7 +28,7 @@ import hmac
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
@@ -64,6 +64,9 @@ POLICY = (
 COUNTS_TTL = 5.0
 """How long, in seconds, the counts per status are reused: counting a million sessions
 takes tens of milliseconds, and the chart need not be exact to the second."""
+
+LOOPBACK_NAMES: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
+"""The names a request may give as its Host when the inspector has no token."""
 
 ACTIVITY = 50
 """How many of the newest moves the activity page starts with."""
@@ -191,7 +194,7 @@ class Inspector:
         session_id = request.path_params["session_id"]
         view = views.session_view(self.store, session_id, self.key)
         if view is None:
-            raise HTTPException(404, f"no session {printable(session_id)} in this store")
+            raise HTTPException(404, f"no session {_short(session_id)} in this store")
         return view
 
     def anomalies(self, request: Request) -> Response:
@@ -215,7 +218,10 @@ class Inspector:
     def activity(self, request: Request) -> Response:
         after = _params(request).get("after")
         if after:
-            logged = self.store.records_since(after, MAX_PAGE)
+            try:
+                logged = self.store.records_since(after, MAX_PAGE)
+            except InvalidSessionData:
+                raise InvalidSessionData({"after": "not a cursor of this store's feed"}) from None
         else:
             logged = self.store.latest_records(ACTIVITY)
         cursor = logged[-1].cursor if logged else after or ""
@@ -240,8 +246,11 @@ class Inspector:
     def healthz(self, request: Request) -> Response:
         try:
             self.store.latest_records(1)
-        except StoreError as error:
-            return JSONResponse({"ok": False, "error": printable(error)}, status_code=503)
+        except StoreError:
+            # No detail: this answers without the token, and a detail names files.
+            return JSONResponse(
+                {"ok": False, "error": "the store could not be read"}, status_code=503
+            )
         return JSONResponse({"ok": True, "version": __version__})
 
     # -- the token
@@ -258,8 +267,10 @@ class Inspector:
             return True
         given = request.headers.get("authorization", "")
         scheme, _, credential = given.partition(" ")
+        # Headers arrive decoded as latin-1: encoding back gives the bytes that were sent,
+        # which for a UTF-8 token are its UTF-8 bytes.
         if scheme.lower() == "bearer" and hmac.compare_digest(
-            credential.strip().encode(), self.token.encode()
+            credential.strip(" ").encode("latin-1", "replace"), self.token.encode()
         ):
             return True
         return hmac.compare_digest(
@@ -270,8 +281,13 @@ class Inspector:
         target = _local_path(request.query_params.get("next", "/"))
         if request.method == "GET" or self.token is None:
             return self._render(request, "login.html", {"target": target, "failed": False})
-        body = await request.body()
-        form = parse_qs(body[:_LONGEST_FORM].decode("utf-8", "replace"))
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > _LONGEST_FORM:
+                # Read no further: nobody signed in yet may make the server hold a body.
+                return self.error_page(request, 413, "the form is too large")
+        form = parse_qs(body.decode("utf-8", "replace"))
         given = (form.get("token") or [""])[0]
         target = _local_path((form.get("next") or [target])[0])
         if not hmac.compare_digest(given.encode(), self.token.encode()):
@@ -306,6 +322,19 @@ def _by_value(counts: Mapping[PaymentSessionStatus, int]) -> dict[str, int]:
     return {status.value: count for status, count in counts.items()}
 
 
+def _short(text: str, longest: int = 120) -> str:
+    shown = printable(text)
+    return shown if len(shown) <= longest else shown[:longest] + "..."
+
+
+def _host_name(header: str) -> str:
+    """The name in a Host header, without its port (``[::1]:8765`` is ``::1``)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
 def _local_path(target: str) -> str:
     """``target`` if it is a path of this app, else ``/``: the login form never sends
     anyone elsewhere (``//host`` and ``/\\host`` are other hosts to a browser)."""
@@ -318,9 +347,10 @@ class _Guard:
     """The outermost layer: the token, the policy headers, the server time, and errors
     turned into pages (nothing below it can show a traceback)."""
 
-    def __init__(self, app: ASGIApp, inspector: Inspector) -> None:
+    def __init__(self, app: ASGIApp, inspector: Inspector, hosts: frozenset[str]) -> None:
         self.app = app
         self.inspector = inspector
+        self.hosts = hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -348,6 +378,16 @@ class _Guard:
 
         request = Request(scope, receive)
         path = request.url.path
+        if self.inspector.token is None and (
+            _host_name(request.headers.get("host", "")) not in self.hosts
+        ):
+            # Without a token, only a request to this machine's own name is served: a page
+            # elsewhere that points its name at 127.0.0.1 (DNS rebinding) gets nothing.
+            refused = self.inspector.error_page(
+                request, 400, "this inspector answers only to the names of its own address"
+            )
+            await refused(scope, receive, send_with_headers)
+            return
         if not (
             path in ("/healthz", "/login") or path.startswith("/static/")
         ) and not self.inspector.allowed(request):
@@ -410,15 +450,19 @@ def create_app(
     key: bytes | None = None,
     token: str | None = None,
     counts_every: float = COUNTS_TTL,
+    hosts: Sequence[str] = LOOPBACK_NAMES,
 ) -> ASGIApp:
     """The inspector over ``store`` (open it read-only), as an ASGI app.
 
     ``key`` verifies keyed trails; ``token``, when given, is required of every request
     (see the module notes); the counts per status are taken again at most every
-    ``counts_every`` seconds.
+    ``counts_every`` seconds. Without a token, only requests whose Host header names one
+    of ``hosts`` (with any port) are served.
     """
-    if token is not None and not token:
-        raise InvalidSessionData({"token": "must not be empty"})
+    if token is not None and not (token and token.isprintable() and token == token.strip()):
+        raise InvalidSessionData(
+            {"token": "must be printable text, not empty, without spaces at either end"}
+        )
     inspector = Inspector(store, key, token, counts_every)
     routes = [
         Route("/", inspector.sessions),
@@ -437,7 +481,7 @@ def create_app(
         Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers=_handlers(inspector))
-    return _Guard(app, inspector)
+    return _Guard(app, inspector, frozenset(name.lower() for name in hosts))
 
 
-__all__ = ["COOKIE", "POLICY", "create_app"]
+__all__ = ["COOKIE", "LOOPBACK_NAMES", "POLICY", "create_app"]

@@ -68,7 +68,8 @@ def _instant(text: str, field: str) -> datetime:
 
 
 def _id(params: Mapping[str, str], field: str) -> str | None:
-    value = params.get(field, "").strip()
+    # Taken as given: " cart_a" is another cart than "cart_a".
+    value = params.get(field, "")
     if not value:
         return None
     if len(value) > current_limits().id_length:

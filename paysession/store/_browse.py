@@ -64,7 +64,7 @@ class PageKey:
             isinstance(value, list)
             and len(value) == 1 + ids
             and type(value[0]) is int
-            and all(isinstance(part, str) and not has_nul(part) for part in value[1:])
+            and all(isinstance(part, str) and _storable(part) for part in value[1:])
         ):
             raise refused
         try:
@@ -72,6 +72,18 @@ class PageKey:
         except OverflowError:
             raise refused from None
         return cls(at, tuple(value[1:]))
+
+
+def _storable(text: str) -> bool:
+    """Whether ``text`` could be an id of a store: no NUL, and valid UTF-8 (JSON can
+    carry a lone surrogate, which no database can be asked about)."""
+    if has_nul(text):
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @attrs.frozen

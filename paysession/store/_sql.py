@@ -44,6 +44,7 @@ from paysession.store.base import (
     Write,
     has_nul,
     record_from_wire,
+    session_from_row,
 )
 
 Texts = tuple[str | None, str | None]
@@ -115,7 +116,7 @@ class SnapshotCache:
         session_id, version, head = row[0], row[13], row[14]
         session = self.get(session_id, version, head)
         if session is None:
-            session = build(row)
+            session = session_from_row(build, row)
             self.put(session, version, head)
         binding = None
         if key is not None and row[15] is not None:
@@ -336,7 +337,11 @@ class SqlReads(abc.ABC):
             "SELECT wire FROM paysession_records WHERE session_id = ? AND seq = ?",
             (session_id, seq),
         )
-        return record_from_wire(rows[0][0]) if rows else None
+        return (
+            record_from_wire(rows[0][0], f"record {seq} of session {session_id!r}")
+            if rows
+            else None
+        )
 
     def load_selected(self, cart_id: str) -> list[Snapshot]:
         if has_nul(cart_id):
@@ -357,7 +362,8 @@ class SqlReads(abc.ABC):
             "SELECT wire FROM paysession_records WHERE session_id = ? ORDER BY seq",
             (session_id,),
         )
-        return [record_from_wire(wire) for (wire,) in rows]
+        what = f"a record of session {session_id!r}"
+        return [record_from_wire(wire, what) for (wire,) in rows]
 
     def find(
         self, *, cart_id: str | None = None, status: PaymentSessionStatus | None = None

@@ -35,6 +35,7 @@ from paysession.store.base import (
     check_writes,
     has_nul,
     record_from_wire,
+    session_from_row,
 )
 
 _Store = TypeVar("_Store", bound="SqlStore")
@@ -177,9 +178,12 @@ class SqlStore(SqlBrowse):
         for session_id, wire in records:
             trail = by_session.get(session_id)
             if trail is not None:
-                trail.append(record_from_wire(wire))
+                trail.append(record_from_wire(wire, f"a record of session {session_id!r}"))
         return [
-            (Snapshot(self._session_from_row(row), row[13], row[14]), by_session[row[0]])
+            (
+                Snapshot(session_from_row(self._session_from_row, row), row[13], row[14]),
+                by_session[row[0]],
+            )
             for row in rows
         ]
 

@@ -63,7 +63,7 @@ import psycopg
 from paysession.errors import InvalidSessionData, StoreError
 from paysession.limits import MAX_COUNTER
 from paysession.store._feed import BAD_CURSOR, Wakeup
-from paysession.store.base import LoggedRecord, record_from_wire
+from paysession.store.base import LoggedRecord, logged_record
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -113,19 +113,13 @@ def parse_cursor(cursor: str | None) -> tuple[str, int]:
 def read_feed(conn: Connection, after: tuple[str, int], limit: int) -> list[LoggedRecord]:
     """Up to ``limit`` records after the cursor's (xact, position), below the bound."""
     rows = conn.execute(FEED, (*after, max(limit, 0))).fetchall()
-    return [
-        LoggedRecord(number, record_from_wire(wire), f"{key}-{number}")
-        for key, number, wire in rows
-    ]
+    return [logged_record(number, wire, f"{key}-{number}") for key, number, wire in rows]
 
 
 def read_latest(conn: Connection, limit: int) -> list[LoggedRecord]:
     """The newest ``limit`` records below the bound, oldest first, with their cursors."""
     rows = conn.execute(LATEST, (max(limit, 0),)).fetchall()
-    return [
-        LoggedRecord(number, record_from_wire(wire), f"{key}-{number}")
-        for key, number, wire in reversed(rows)
-    ]
+    return [logged_record(number, wire, f"{key}-{number}") for key, number, wire in reversed(rows)]
 
 
 class Announcer:

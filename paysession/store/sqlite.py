@@ -42,7 +42,7 @@ from paysession.store.base import (
     LoggedRecord,
     ProviderEvent,
     Write,
-    record_from_wire,
+    logged_record,
 )
 from paysession.store.sqlite_mapper import (
     _CLAIM_LIVE,
@@ -115,6 +115,8 @@ class SqliteStore(SqlStore):
         if not busy_timeout >= 0:
             raise InvalidSessionData({"busy_timeout": "must be a number of seconds >= 0"})
         self.path = os.fspath(path)
+        if read_only and self.path == ":memory:":
+            raise InvalidSessionData({"read_only": "a new in-memory database has nothing to read"})
         self.synchronous = mode
         self.busy_timeout = float(busy_timeout)
         self._memory = self.path == ":memory:"
@@ -127,7 +129,7 @@ class SqliteStore(SqlStore):
             threading.RLock() if self._memory else nullcontext()
         )
         self._ready = False
-        self._read_only = read_only and not self._memory
+        self._read_only = read_only
         self._migrates = migrate and not self._read_only
         self._closed = False
         super().__init__()
@@ -437,7 +439,7 @@ class SqliteStore(SqlStore):
             "ORDER BY position LIMIT ?",
             (position_of(cursor), max(limit, 0)),
         )
-        return [LoggedRecord(at, record_from_wire(wire), str(at)) for at, wire in rows]
+        return [logged_record(at, wire, str(at)) for at, wire in rows]
 
     def latest_records(self, limit: int) -> list[LoggedRecord]:
         rows = self._rows(
@@ -445,7 +447,7 @@ class SqliteStore(SqlStore):
             "SELECT position, wire FROM paysession_records ORDER BY position DESC LIMIT ?",
             (max(limit, 0),),
         )
-        return [LoggedRecord(at, record_from_wire(wire), str(at)) for at, wire in reversed(rows)]
+        return [logged_record(at, wire, str(at)) for at, wire in reversed(rows)]
 
     def wakeups(self) -> AbstractContextManager[Wakeup]:
         """SQLite announces nothing: a follower polls."""

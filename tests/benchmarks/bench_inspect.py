@@ -34,6 +34,7 @@ from paysession import PaymentSessions
 from paysession.store import SqliteStore
 from paysession.store._browse import PageKey
 
+LOCAL = "http://127.0.0.1"  # without a token, the inspector answers only to its own name
 PROVIDERS = (("stripe", 50), ("adyen", 30), ("paypal", 15), ("manual", 5))
 STATUSES = (
     ("authorized", 55),
@@ -208,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"store: {args.sessions:,} sessions built in {time.perf_counter() - began:.0f} s")
         store = SqliteStore(path, read_only=True)
         with (
-            TestClient(create_app(store)) as client,
-            TestClient(create_app(store, counts_every=0)) as recounting,
+            TestClient(create_app(store), base_url=LOCAL) as client,
+            TestClient(create_app(store, counts_every=0), base_url=LOCAL) as recounting,
         ):
             first = client.get("/")
             deep = re.search(r'href="/\?after=([^"&]+)', first.text)

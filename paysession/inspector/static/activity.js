@@ -8,12 +8,17 @@
   var live = document.getElementById("live");
   if (!table) { return; }
   var body = table.tBodies[0];
-  var controls = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+  // Every control, format, separator and unassigned character but the plain space, as
+  // the server's printable() escapes them.
+  var controls = /(?! )[\p{C}\p{Z}]/gu;
   function shown(value) {
     if (value === null || value === undefined) { return ""; }
     return String(value).replace(controls, function (c) {
-      var code = c.charCodeAt(0).toString(16);
-      return code.length <= 2 ? "\\x" + ("0" + code).slice(-2) : "\\u" + ("000" + code).slice(-4);
+      var code = c.codePointAt(0);
+      var hex = code.toString(16);
+      if (code < 0x100) { return "\\x" + ("0" + hex).slice(-2); }
+      if (code < 0x10000) { return "\\u" + ("000" + hex).slice(-4); }
+      return "\\U" + ("0000000" + hex).slice(-8);
     });
   }
   function cell(row, text, className) {
