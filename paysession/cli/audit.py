@@ -21,7 +21,7 @@ from paysession.codec import to_json
 from paysession.errors import InvalidSessionData, PaySessionError, StoreError
 from paysession.service import PaymentSessions
 from paysession.store import SessionStore
-from paysession.store.base import DECODE
+from paysession.store._rows import DECODE
 
 
 class _UsageError(Exception):

@@ -34,6 +34,7 @@ from paysession.errors import (
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
+from paysession.store._rows import record_from_wire, session_from_row
 from paysession.store.base import (
     STALE_STATUSES,
     Binding,
@@ -43,8 +44,6 @@ from paysession.store.base import (
     Snapshot,
     Write,
     has_nul,
-    record_from_wire,
-    session_from_row,
 )
 
 Texts = tuple[str | None, str | None]

@@ -23,6 +23,7 @@ from paysession import telemetry
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.store._browse import SqlBrowse
+from paysession.store._rows import record_from_wire, session_from_row
 from paysession.store._sql import SESSION_COLUMNS, SnapshotCache, Texts, dump_json
 from paysession.store.base import (
     Binding,
@@ -34,8 +35,6 @@ from paysession.store.base import (
     Write,
     check_writes,
     has_nul,
-    record_from_wire,
-    session_from_row,
 )
 
 _Store = TypeVar("_Store", bound="SqlStore")

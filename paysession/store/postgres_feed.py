@@ -63,7 +63,8 @@ import psycopg
 from paysession.errors import InvalidSessionData, StoreError
 from paysession.limits import MAX_COUNTER
 from paysession.store._feed import BAD_CURSOR, Wakeup
-from paysession.store.base import LoggedRecord, logged_record
+from paysession.store._rows import logged_record
+from paysession.store.base import LoggedRecord
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 

@@ -12,6 +12,7 @@ import psycopg
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
+from paysession.store._rows import record_wire
 from paysession.store._sql import (
     EVENT_COLUMNS,
     SESSION_COLUMNS,
@@ -25,7 +26,6 @@ from paysession.store.base import (
     EventOutcome,
     ProviderEvent,
     Write,
-    record_wire,
 )
 
 Connection = psycopg.Connection[tuple[Any, ...]]

@@ -32,18 +32,11 @@ from paysession.errors import (
     StoreError,
 )
 from paysession.store._feed import Sleeper, Wakeup, position_of
+from paysession.store._rows import logged_record
 from paysession.store._sql import Texts, migrate_schema, refusal
 from paysession.store._sql_store import Found, SqlStore
 from paysession.store._tables import schema_behind
-from paysession.store.base import (
-    Binding,
-    CartCheck,
-    Claim,
-    LoggedRecord,
-    ProviderEvent,
-    Write,
-    logged_record,
-)
+from paysession.store.base import Binding, CartCheck, Claim, LoggedRecord, ProviderEvent, Write
 from paysession.store.sqlite_mapper import (
     _CLAIM_LIVE,
     _INSERT_EVENT,

@@ -10,6 +10,7 @@ from typing import Any, Literal, TypeVar
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
+from paysession.store._rows import record_wire
 from paysession.store._sql import (
     EVENT_COLUMNS,
     SESSION_COLUMNS,
@@ -17,14 +18,7 @@ from paysession.store._sql import (
     event_row,
     load_json,
 )
-from paysession.store.base import (
-    AnomalyKind,
-    Claim,
-    ClaimAction,
-    EventOutcome,
-    ProviderEvent,
-    record_wire,
-)
+from paysession.store.base import AnomalyKind, Claim, ClaimAction, EventOutcome, ProviderEvent
 
 Synchronous = Literal["FULL", "NORMAL"]
 _T = TypeVar("_T")
