@@ -135,12 +135,11 @@ class Inspector:
     def _render(
         self, request: Request, name: str, context: dict[str, Any], status: int = 200
     ) -> Response:
-        context.setdefault("token_required", self.token is not None)
         return self.templates.TemplateResponse(request, name, context, status_code=status)
 
     def sessions(self, request: Request) -> Response:
         query = views.SessionsQuery.parse(_params(request))
-        view = views.sessions_view(self.store, query, counts=False)
+        view = views.sessions_view(self.store, query)
         counts, age = self.counts()
         if _wants_json(request):
             return JSONResponse(view.to_json() | {"counts": _by_value(counts)})
@@ -309,7 +308,7 @@ class Inspector:
 
 
 def _params(request: Request) -> dict[str, str]:
-    """The query's values, the first of each name (a repeated name is refused)."""
+    """The query's values by name; a name given twice is refused, naming it."""
     params: dict[str, str] = {}
     for name, value in request.query_params.multi_items():
         if name in params:

@@ -248,26 +248,23 @@ def logged_json(logged: LoggedRecord) -> dict[str, object]:
 
 @attrs.frozen
 class SessionsView:
-    """The sessions page: one page of sessions, the next page's key, counts by status."""
+    """The sessions page: one page of sessions and the next page's key (the counts per
+    status are the app's, which reuses them for a few seconds)."""
 
     query: SessionsQuery
     sessions: list[PaymentSession]
     next_key: PageKey | None
-    counts: dict[PaymentSessionStatus, int]
 
     def to_json(self) -> dict[str, object]:
         return {
             "sessions": [session_json(session) for session in self.sessions],
             "next": None if self.next_key is None else self.next_key.token(),
-            "counts": {status.value: count for status, count in self.counts.items()},
         }
 
 
-def sessions_view(
-    store: BrowsableStore, query: SessionsQuery, *, counts: bool = True
-) -> SessionsView:
+def sessions_view(store: BrowsableStore, query: SessionsQuery) -> SessionsView:
     sessions, next_key = store.sessions_page(query.where, query.after, query.limit)
-    return SessionsView(query, sessions, next_key, store.status_counts() if counts else {})
+    return SessionsView(query, sessions, next_key)
 
 
 @attrs.frozen
