@@ -48,13 +48,15 @@ TO_VERSION_1 = ("DROP TABLE paysession_provider_events", "UPDATE paysession_sche
 
 
 def without_browse_indexes(version: int) -> tuple[str, ...]:
-    """What the inspector's indexes (SQLite 5, PostgreSQL 6) changed, undone: the indexes
-    go and the plain status index comes back; the schema is then at ``version``."""
+    """What the inspector's schema (SQLite 5, PostgreSQL 6) changed, undone: the indexes
+    and the anomaly count go, the plain status index comes back; the schema is then at
+    ``version``."""
     return (
         "DROP INDEX paysession_sessions_updated",
         "DROP INDEX paysession_sessions_status_updated",
         "DROP INDEX paysession_sessions_provider_updated",
-        "DROP INDEX paysession_provider_events_anomalies",
+        "DROP INDEX paysession_sessions_anomalous",
+        "ALTER TABLE paysession_sessions DROP COLUMN anomalies",
         "CREATE INDEX paysession_sessions_status ON paysession_sessions (status)",
         f"UPDATE paysession_schema SET version = {version}",
     )
@@ -270,10 +272,20 @@ class TestVersionFour:
             return made, before
 
         if database.kind == "sqlite":
-            # SQLite's writes are the same at version 3: today's code makes the database.
+            # SQLite's writes are those of version 3 but for the count of anomalies (5):
+            # today's code makes the database with that column alone, which then goes.
+            count_only = (
+                "ALTER TABLE paysession_sessions ADD COLUMN anomalies INTEGER NOT NULL DEFAULT 0",
+            )
             with monkeypatch.context() as patched:
-                patched.setattr(sqlite_store, "MIGRATIONS", sqlite_store.MIGRATIONS[:3])
+                patched.setattr(
+                    sqlite_store, "MIGRATIONS", (*sqlite_store.MIGRATIONS[:3], count_only)
+                )
                 made, before = fill_with_an_anomaly()
+            database.run(
+                "ALTER TABLE paysession_sessions DROP COLUMN anomalies",
+                "UPDATE paysession_schema SET version = 3",
+            )
         else:
             made, before = fill_with_an_anomaly()
             database.run(*database.back_to(3))
@@ -395,6 +407,7 @@ class TestBrowseIndexes:
         self, database: Database
     ) -> None:
         made = fill(database)
+        reopened(database, _two_anomalies_for_the_pending_session(made["pending"]))
         database.run(*database.back_to(LATEST[database.kind] - 1))
 
         def check(sessions: PaymentSessions) -> None:
@@ -403,6 +416,9 @@ class TestBrowseIndexes:
                 assert sessions.verify(session_id).ok
             page, _ = sessions.store.sessions_page(SessionFilter(provider_id="paypal"))
             assert {s.id for s in page} == {made["pending"], made["reauthorized"]}
+            # The anomalies recorded before the column existed are counted on their row.
+            anomalous, _ = sessions.store.sessions_page(SessionFilter(has_anomalies=True))
+            assert [s.id for s in anomalous] == [made["pending"]]
 
         reopened(database, check)
         indexes = (
@@ -411,3 +427,14 @@ class TestBrowseIndexes:
             else "SELECT count(*) FROM sqlite_master WHERE name = 'paysession_sessions_updated'"
         )
         assert database.scalar(indexes) == 1
+
+
+def _two_anomalies_for_the_pending_session(
+    session_id: str,
+) -> Callable[[PaymentSessions], None]:
+    def record(sessions: PaymentSessions) -> None:
+        for event_id in ("evt_a", "evt_b"):
+            with pytest.raises(ReconciliationAnomaly):
+                sessions.reconcile(session_id, "COMPLETED", event_id=event_id)
+
+    return record

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from paysession.store._sql import ANOMALY_KINDS, ANOMALY_KINDS_3
-from paysession.store._tables import BROWSE_INDEXES, POSTGRES, provider_events_table, sessions_table
+from paysession.store._tables import POSTGRES, browse_schema, provider_events_table, sessions_table
 
 # Each entry is one schema version: the statements that lead to it from the one before.
 # Published versions never change; a change of schema is a new entry.
@@ -108,9 +108,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE paysession_sessions ADD COLUMN xact xid8",
         "DROP TABLE paysession_position",
     ),
-    # 6: the indexes of the inspector's pages (newest first, by status, by provider, and
-    # the sessions with anomalies).
-    BROWSE_INDEXES,
+    # 6: what the inspector's pages read by: each session's count of anomalies, and the
+    # indexes of newest first, by status, by provider and of the sessions with anomalies.
+    browse_schema(POSTGRES),
 )
 
 __all__ = ["MIGRATIONS"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from paysession.store._sql import ANOMALY_KINDS, ANOMALY_KINDS_3
-from paysession.store._tables import BROWSE_INDEXES, SQLITE, provider_events_table, sessions_table
+from paysession.store._tables import SQLITE, browse_schema, provider_events_table, sessions_table
 
 # Each entry is one schema version: the statements that lead to it from the one before.
 # Published versions never change; a change of schema is a new entry.
@@ -83,9 +83,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             ON paysession_provider_events (outcome, recorded_at)
         """,
     ),
-    # 5: the indexes of the inspector's pages (newest first, by status, by provider, and
-    # the sessions with anomalies).
-    BROWSE_INDEXES,
+    # 5: what the inspector's pages read by: each session's count of anomalies, and the
+    # indexes of newest first, by status, by provider and of the sessions with anomalies.
+    browse_schema(SQLITE),
 )
 
 __all__ = ["MIGRATIONS"]

@@ -89,6 +89,7 @@ def build(path: Path, sessions: int, seed: int = 7) -> str:
                     None,
                     1,
                     "0" * 64,
+                    int(number % 200 == 0),
                 )
             )
             if number % 3 == 0 and number % 200:
@@ -130,8 +131,8 @@ def build(path: Path, sessions: int, seed: int = 7) -> str:
             conn.executemany(
                 "INSERT INTO paysession_sessions (id, cart_id, provider_id, is_selected, "
                 "is_initiated, status, data, idempotency_key, amount, payment_authorized_at, "
-                "created_at, updated_at, cart, version, head) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, updated_at, cart, version, head, anomalies) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             conn.executemany(
