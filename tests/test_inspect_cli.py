@@ -9,8 +9,10 @@ import re
 import shlex
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,6 +101,30 @@ class TestServing:
         _, stderr = process.communicate(timeout=30)
         assert process.returncode == 130
         assert _one_line(stderr) == "paysession: interrupted"
+
+
+def test_it_starts_on_a_store_with_a_row_edited_by_hand(database: Path) -> None:
+    """A row that does not decode is the business of the pages that show it."""
+    with sqlite3.connect(database) as conn:
+        conn.execute("UPDATE paysession_records SET wire = 'garbage'")
+    conn.close()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "paysession", "inspect", "--db", str(database), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split(" at ", 1)[1].split("/;", 1)[0]
+        with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
+            assert json.load(response)["ok"] is True
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{url}/activity", timeout=10)
+        assert refused.value.code == 503
+    finally:
+        process.kill()
+        process.wait(10)
 
 
 class TestRefusals:

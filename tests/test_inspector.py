@@ -386,8 +386,9 @@ class TestTampering:
             shown = _Elements.text_of(response.text) if "api" not in url else response.text
             assert f"a record of session {session_id!r} cannot be read" in shown
             assert "Traceback" not in response.text
-        # The store's other sessions are still shown.
+        # The store's other sessions are still shown, and the store answers.
         assert client.get(f"/sessions/{made.ids['pending']}").status_code == 200
+        assert client.get("/healthz").json()["ok"] is True
 
     def test_a_session_row_that_is_not_ours_is_503_naming_it(self, sqlite_site: Any) -> None:
         client, made, path = sqlite_site
@@ -456,6 +457,22 @@ class TestBadInput:
         api = client.get(f"/api/{page or 'sessions'}?{query}")
         assert api.status_code == 400
         assert api.json()["error"].startswith(f"{field}: ")
+
+    @pytest.mark.parametrize(
+        "when",
+        [
+            "2026-11-02",
+            "2026-11-02T10:30",
+            "2026-11-02T10:30:05.5",
+            "2026-11-02T10:30Z",
+            "2026-11-02T10:30+02:00",
+            "2026-11-02T10:30:05-05:00",
+        ],
+    )
+    def test_dates_in_every_form_are_taken(self, site: Any, when: str) -> None:
+        client, _, _ = site
+        response = client.get("/api/sessions", params={"from": when})
+        assert response.status_code == 200, response.text
 
     def test_filter_values_are_taken_as_given(self, site: Any) -> None:
         client, _, _ = site
@@ -691,7 +708,19 @@ class TestReadOnly:
         with TestClient(create_app(reader), base_url=LOCAL) as client:
             for session_id in made.ids.values():
                 assert client.get(f"/sessions/{session_id}").status_code == 200
-            for url in ("/", "/anomalies", "/activity", "/lifecycle", "/api/activity"):
+            for session_id in made.ids.values():
+                assert client.get(f"/api/sessions/{session_id}/trail").status_code == 200
+            for url in (
+                "/",
+                "/anomalies",
+                "/activity",
+                "/lifecycle",
+                "/api/sessions",
+                "/api/anomalies",
+                "/api/activity",
+                "/api/lifecycle",
+                "/healthz",
+            ):
                 assert client.get(url).status_code == 200
             assert client.post("/").status_code == 405
         reader.close()

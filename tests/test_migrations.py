@@ -47,11 +47,20 @@ TO_VERSION_2 = (
 TO_VERSION_1 = ("DROP TABLE paysession_provider_events", "UPDATE paysession_schema SET version = 1")
 
 
-def without_browse_indexes(version: int) -> tuple[str, ...]:
+def without_browse_indexes(version: int, kind: str) -> tuple[str, ...]:
     """What the inspector's schema (SQLite 5, PostgreSQL 6) changed, undone: the indexes
     and the anomaly count go, the plain status index comes back; the schema is then at
     ``version``."""
+    counter = (
+        ("DROP TRIGGER paysession_count_anomaly",)
+        if kind == "sqlite"
+        else (
+            "DROP TRIGGER paysession_count_anomaly ON paysession_provider_events",
+            "DROP FUNCTION paysession_count_anomaly()",
+        )
+    )
     return (
+        *counter,
         "DROP INDEX paysession_sessions_updated",
         "DROP INDEX paysession_sessions_status_updated",
         "DROP INDEX paysession_sessions_provider_updated",
@@ -131,9 +140,9 @@ class Database:
     def back_to(self, version: int) -> tuple[str, ...]:
         """The statements that turn today's schema back into ``version`` (2 or more)."""
         undo = {
-            "sqlite": {4: without_browse_indexes(4)},
+            "sqlite": {4: without_browse_indexes(4, "sqlite")},
             "postgres": {
-                5: without_browse_indexes(5),
+                5: without_browse_indexes(5, "postgres"),
                 4: PG_TO_VERSION_4,
                 3: PG_TO_VERSION_3,
             },
@@ -334,7 +343,7 @@ class TestVersionFive:
         with psycopg.connect(published, autocommit=True) as pg:
             migrate_schema(pg, postgres_store.MIGRATIONS[:4], "%s")
         fill(Database("postgres", undone))
-        Database("postgres", undone).run(*without_browse_indexes(5), *PG_TO_VERSION_4)
+        Database("postgres", undone).run(*without_browse_indexes(5, "postgres"), *PG_TO_VERSION_4)
         assert pg_schema(undone) == pg_schema(published)
         assert "paysession_position" in str(pg_schema(undone))
 
@@ -393,14 +402,14 @@ class TestBrowseIndexes:
         with psycopg.connect(published, autocommit=True) as pg:
             migrate_schema(pg, postgres_store.MIGRATIONS[:5], "%s")
         fill(Database("postgres", undone))
-        Database("postgres", undone).run(*without_browse_indexes(5))
+        Database("postgres", undone).run(*without_browse_indexes(5, "postgres"))
         assert pg_schema(undone) == pg_schema(published)
         before, after = str(tmp_path / "published.db"), str(tmp_path / "undone.db")
         with sqlite3.connect(before) as conn:
             migrate_schema(conn, sqlite_store.MIGRATIONS[:4], "?")
         conn.close()
         fill(Database("sqlite", after))
-        Database("sqlite", after).run(*without_browse_indexes(4))
+        Database("sqlite", after).run(*without_browse_indexes(4, "sqlite"))
         assert sqlite_schema(after) == sqlite_schema(before)
 
     def test_an_older_database_gains_the_indexes_and_keeps_everything(

@@ -107,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(error))
     try:
         # One read before serving: a database that cannot be read is said now, not on
-        # the first page.
-        store.latest_records(1)
+        # the first page. It decodes no row: one edited by hand is a page's business.
+        store.records_since(None, 0)
     except StoreError as error:
         store.close()
         return _fail(f"cannot read {db_name(args.db)}: {error.detail}")

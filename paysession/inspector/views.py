@@ -44,27 +44,35 @@ from paysession.store.base import AnomalyKind, LoggedRecord, ProviderEvent, Snap
 PAGE = 50
 """Rows per page unless a query asks for another number (at most ``MAX_PAGE``)."""
 
-_LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?")
+# A date, then optionally a time (seconds optional), then optionally a zone.
+_INSTANT = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})(?P<time>T\d{2}:\d{2})?(?P<seconds>:\d{2}(\.\d{1,6})?)?"
+    r"(?P<zone>Z|[+-]\d{2}:\d{2})?"
+)
 _YES = {"1", "on", "true", "yes"}
 _NO = {"", "0", "off", "false", "no"}
 
 
 def _instant(text: str, field: str) -> datetime:
-    """An ISO 8601 instant; a date or a time without an offset (what a browser's date
-    and time fields send) is taken as UTC."""
-    local = _LOCAL_TIME.fullmatch(text)
-    if local:
-        if local.group(1) is None:
-            text += "T00:00:00"
-        elif local.group(2) is None:
-            text += ":00"
-        text += "Z"
+    """A date, or a date and time with or without seconds, in UTC unless an offset is
+    given (a browser's date and time fields send neither seconds nor offset)."""
+    found = _INSTANT.fullmatch(text)
+    refused = InvalidSessionData(
+        {field: "must be a date or a date and time: YYYY-MM-DD[THH:MM[:SS]][Z|+HH:MM], UTC"}
+    )
+    if found is None:
+        raise refused
+    parts = found.groupdict()
+    if parts["seconds"] and not parts["time"]:
+        raise refused
+    whole = (
+        f"{parts['date']}{parts['time'] or 'T00:00'}{parts['seconds'] or ':00'}"
+        f"{parts['zone'] or 'Z'}"
+    )
     try:
-        return parse_datetime(text)
+        return parse_datetime(whole)
     except ValueError:
-        raise InvalidSessionData(
-            {field: "must be a date or an ISO 8601 time (YYYY-MM-DDTHH:MM, UTC unless given)"}
-        ) from None
+        raise refused from None
 
 
 def _id(params: Mapping[str, str], field: str) -> str | None:

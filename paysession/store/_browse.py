@@ -152,8 +152,8 @@ class SqlBrowse(SqlReads):
             clauses.append("updated_at < ?")
             params.append(self._time(where.updated_to))
         if where.has_anomalies:
-            # The row's own count (kept by every store as it records an anomaly), which
-            # the partial index paysession_sessions_anomalous is made of.
+            # The row's own count (kept by a trigger as anomalies are recorded), which the
+            # partial index paysession_sessions_anomalous is made of.
             clauses.append("anomalies > 0")
         if after is not None:
             clauses.append("(updated_at, id) < (?, ?)")

@@ -158,10 +158,6 @@ def load_json(value: Any) -> Any:
     return json.loads(value)
 
 
-COUNT_ANOMALY = "UPDATE paysession_sessions SET anomalies = anomalies + 1 WHERE id = ?"
-"""Counted on the session's row, in the transaction that records the anomaly: the
-inspector lists the sessions with anomalies by it (see ``store/_tables.py``)."""
-
 SESSION_COLUMNS = (
     "id, cart_id, provider_id, is_selected, is_initiated, status, data, idempotency_key, "
     "amount, payment_authorized_at, created_at, updated_at, cart, version, head"
@@ -482,7 +478,6 @@ __all__ = [
     "ANOMALY_KINDS",
     "ANOMALY_KINDS_3",
     "CLAIM_COLUMNS",
-    "COUNT_ANOMALY",
     "DOUBLY_AUTHORIZED_CARTS",
     "EVENT_COLUMNS",
     "SESSION_COLUMNS",

@@ -9,7 +9,7 @@ template: it adds statements of its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 STATUSES = "('authorized', 'pending', 'requires_more', 'error', 'canceled')"
@@ -98,14 +98,19 @@ POSTGRES: Mapping[str, str] = {
 """PostgreSQL's words for the templates' slots."""
 
 
-def browse_schema(dialect: Mapping[str, str]) -> tuple[str, ...]:
+def browse_schema(dialect: Mapping[str, str], counter: Sequence[str]) -> tuple[str, ...]:
     """What the inspector's pages read by, in ``dialect``: the count of a session's
-    anomalies, kept on its row, and the indexes the pages walk."""
+    anomalies, kept on its row by the trigger ``counter`` creates, and the indexes the
+    pages walk.
+
+    A trigger rather than the stores' code: during a rolling upgrade, processes still
+    running the code before it go on recording anomalies, and each must be counted.
+    """
     count = (
         "ALTER TABLE paysession_sessions ADD COLUMN anomalies {integer} NOT NULL DEFAULT 0 "
         "CHECK (anomalies >= 0)"
     ).format_map(dialect)
-    return (count, _BACKFILL_ANOMALIES, *_BROWSE_INDEXES)
+    return (count, _BACKFILL_ANOMALIES, *counter, *_BROWSE_INDEXES)
 
 
 # Every anomaly recorded before the column existed, counted once.

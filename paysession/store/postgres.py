@@ -40,14 +40,13 @@ from paysession.errors import (
     StoreError,
 )
 from paysession.store._feed import Wakeup
-from paysession.store._sql import COUNT_ANOMALY, Texts, event_row, migrate_schema, refusal
+from paysession.store._sql import Texts, event_row, migrate_schema, refusal
 from paysession.store._sql_store import Found, SqlStore
 from paysession.store._tables import schema_behind
 from paysession.store.base import (
     Binding,
     CartCheck,
     Claim,
-    EventOutcome,
     LoggedRecord,
     ProviderEvent,
     Write,
@@ -367,8 +366,6 @@ class PostgresStore(SqlStore):
             if row is not None and row[0] is not None and row[0] > event.observed_at:
                 raise ConcurrentUpdate(session_id, expected_version)
         conn.execute(_INSERT_EVENT, event_row(event, _same))
-        if event.outcome is EventOutcome.ANOMALY:
-            conn.execute(COUNT_ANOMALY.replace("?", "%s"), (session_id,))
         if write is not None:
             conn.execute(_insert_records(len(write.records)), _records_params(write.records))
 

@@ -5,6 +5,23 @@ from __future__ import annotations
 from paysession.store._sql import ANOMALY_KINDS, ANOMALY_KINDS_3
 from paysession.store._tables import POSTGRES, browse_schema, provider_events_table, sessions_table
 
+# Each anomaly recorded adds one to its session's count (schema 6).
+_COUNT_ANOMALIES = (
+    """
+        CREATE FUNCTION paysession_count_anomaly() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE paysession_sessions SET anomalies = anomalies + 1 WHERE id = NEW.session_id;
+            RETURN NULL;
+        END
+        $$
+        """,
+    """
+        CREATE TRIGGER paysession_count_anomaly AFTER INSERT ON paysession_provider_events
+            FOR EACH ROW WHEN (NEW.outcome = 'anomaly')
+            EXECUTE FUNCTION paysession_count_anomaly()
+        """,
+)
+
 # Each entry is one schema version: the statements that lead to it from the one before.
 # Published versions never change; a change of schema is a new entry.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -110,7 +127,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 6: what the inspector's pages read by: each session's count of anomalies, and the
     # indexes of newest first, by status, by provider and of the sessions with anomalies.
-    browse_schema(POSTGRES),
+    browse_schema(POSTGRES, _COUNT_ANOMALIES),
 )
 
 __all__ = ["MIGRATIONS"]

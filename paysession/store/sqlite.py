@@ -33,14 +33,13 @@ from paysession.errors import (
 )
 from paysession.store._feed import Sleeper, Wakeup, position_of
 from paysession.store._rows import logged_record
-from paysession.store._sql import COUNT_ANOMALY, Texts, migrate_schema, refusal
+from paysession.store._sql import Texts, migrate_schema, refusal
 from paysession.store._sql_store import Found, SqlStore
 from paysession.store._tables import schema_behind
 from paysession.store.base import (
     Binding,
     CartCheck,
     Claim,
-    EventOutcome,
     LoggedRecord,
     ProviderEvent,
     Write,
@@ -406,8 +405,6 @@ class SqliteStore(SqlStore):
             if "paysession_provider_events.event_id" in _unique_columns(error):
                 raise ConcurrentUpdate(session_id, expected_version, found[0]) from error
             raise
-        if event.outcome is EventOutcome.ANOMALY:
-            conn.execute(COUNT_ANOMALY, (session_id,))
         if write is not None:
             self._commit(conn, [write], [texts], None)
         if release is not None:

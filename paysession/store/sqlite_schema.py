@@ -5,6 +5,17 @@ from __future__ import annotations
 from paysession.store._sql import ANOMALY_KINDS, ANOMALY_KINDS_3
 from paysession.store._tables import SQLITE, browse_schema, provider_events_table, sessions_table
 
+# Each anomaly recorded adds one to its session's count (schema 5).
+_COUNT_ANOMALIES = (
+    """
+        CREATE TRIGGER paysession_count_anomaly AFTER INSERT ON paysession_provider_events
+            WHEN NEW.outcome = 'anomaly'
+        BEGIN
+            UPDATE paysession_sessions SET anomalies = anomalies + 1 WHERE id = NEW.session_id;
+        END
+        """,
+)
+
 # Each entry is one schema version: the statements that lead to it from the one before.
 # Published versions never change; a change of schema is a new entry.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -85,7 +96,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 5: what the inspector's pages read by: each session's count of anomalies, and the
     # indexes of newest first, by status, by provider and of the sessions with anomalies.
-    browse_schema(SQLITE),
+    browse_schema(SQLITE, _COUNT_ANOMALIES),
 )
 
 __all__ = ["MIGRATIONS"]
