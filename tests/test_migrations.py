@@ -48,9 +48,8 @@ TO_VERSION_1 = ("DROP TABLE paysession_provider_events", "UPDATE paysession_sche
 
 
 def without_browse_indexes(version: int, kind: str) -> tuple[str, ...]:
-    """What the inspector's schema (SQLite 5, PostgreSQL 6) changed, undone: the indexes
-    and the anomaly count go, the plain status index comes back; the schema is then at
-    ``version``."""
+    """What the inspector's schema (SQLite 5, PostgreSQL 6) changed, undone: its trigger,
+    indexes and anomaly count go; the schema is then at ``version``."""
     counter = (
         ("DROP TRIGGER paysession_count_anomaly",)
         if kind == "sqlite"
@@ -62,11 +61,9 @@ def without_browse_indexes(version: int, kind: str) -> tuple[str, ...]:
     return (
         *counter,
         "DROP INDEX paysession_sessions_updated",
-        "DROP INDEX paysession_sessions_status_updated",
-        "DROP INDEX paysession_sessions_provider_updated",
+        "DROP INDEX paysession_sessions_provider",
         "DROP INDEX paysession_sessions_anomalous",
         "ALTER TABLE paysession_sessions DROP COLUMN anomalies",
-        "CREATE INDEX paysession_sessions_status ON paysession_sessions (status)",
         f"UPDATE paysession_schema SET version = {version}",
     )
 

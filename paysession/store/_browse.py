@@ -16,7 +16,7 @@ import base64
 import binascii
 import json
 from datetime import datetime, timedelta, timezone
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import attrs
 
@@ -33,6 +33,11 @@ _LONGEST_TOKEN = 4096
 
 MAX_PAGE = 500
 """The most rows one page holds."""
+
+FEW = 2000
+"""Below this many sessions, a status or provider filter reads its own index and sorts
+what it finds; at or above it, a page walks the newest-first index, where one in
+``FEW / N`` of the entries matches (N the sessions of the store)."""
 
 
 @attrs.frozen
@@ -125,6 +130,10 @@ _AnomaliesPage = tuple[list[Anomaly], PageKey | None]
 class SqlBrowse(SqlReads):
     """The inspector's reads; each store adds :meth:`latest_records` in its dialect."""
 
+    _UNINDEXED: ClassVar[str] = ""
+    """What keeps the planner from using a column's index in a comparison: SQLite's
+    unary ``+``. PostgreSQL's planner chooses by its statistics, and needs nothing."""
+
     def sessions_page(
         self, where: SessionFilter, after: PageKey | None = None, limit: int = 50
     ) -> _SessionsPage:
@@ -137,14 +146,28 @@ class SqlBrowse(SqlReads):
             return [], None
         clauses: list[str] = []
         params: list[object] = []
-        for column, value in (
-            ("status", None if where.status is None else where.status.value),
-            ("provider_id", where.provider_id),
-            ("cart_id", where.cart_id),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
+        equal = [
+            (column, value)
+            for column, value in (
+                ("status", None if where.status is None else where.status.value),
+                ("provider_id", where.provider_id),
+                ("cart_id", where.cart_id),
+            )
+            if value is not None
+        ]
+        # Which index: a status or provider that few sessions have is read through its
+        # own index (then sorted); one that many have is kept out of the planner's way,
+        # so that the newest-first index is walked and its entries checked as they come.
+        # A cart has few sessions: its index serves, whatever else is asked. The planner
+        # is told, as statistics of a store's whole provider column would mislead it for
+        # a provider that has few sessions or none.
+        sort = ""
+        for column, value in equal:
+            many = where.cart_id is None and not self._few(column, value)
+            clauses.append(f"{self._UNINDEXED if many else ''}{column} = ?")
+            params.append(value)
+            if where.cart_id is None and not many:
+                sort = self._UNINDEXED
         if where.updated_from is not None:
             clauses.append("updated_at >= ?")
             params.append(self._time(where.updated_from))
@@ -162,7 +185,7 @@ class SqlBrowse(SqlReads):
             "sessions_page",
             f"SELECT {SESSION_COLUMNS} FROM paysession_sessions "
             f"WHERE {' AND '.join(clauses) or '1 = 1'} "
-            "ORDER BY updated_at DESC, id DESC LIMIT ?",
+            f"ORDER BY {sort}updated_at DESC, {sort}id DESC LIMIT ?",
             (*params, limit + 1),
         )
         sessions = [self._cache.snapshot(row, self._session_from_row).session for row in rows]
@@ -216,6 +239,17 @@ class SqlBrowse(SqlReads):
             return found, None
         last = found[limit - 1].event
         return found[:limit], PageKey(last.recorded_at, (last.session_id, last.event_id))
+
+    def _few(self, column: str, value: object) -> bool:
+        """Whether fewer than :data:`FEW` sessions have ``value`` in ``column`` (status or
+        provider_id, each indexed): counted up to that many, never further."""
+        ((found,),) = self._rows(
+            "sessions_page",
+            f"SELECT count(*) FROM (SELECT 1 FROM paysession_sessions WHERE {column} = ? "
+            f"LIMIT {FEW}) AS matching",
+            (value,),
+        )
+        return int(found) < FEW
 
     @abc.abstractmethod
     def latest_records(self, limit: int) -> list[LoggedRecord]:

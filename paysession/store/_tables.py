@@ -124,19 +124,18 @@ _BACKFILL_ANOMALIES = """
         """
 
 _BROWSE_INDEXES: tuple[str, ...] = (
-    # Newest first, whole or filtered by status or provider: each an index walk from the
-    # newest row, which keyset pagination resumes without scanning what it skipped.
-    "CREATE INDEX paysession_sessions_updated ON paysession_sessions (updated_at, id)",
+    # Newest first, whole or filtered by status or provider: one index walk from the
+    # newest row, which keyset pagination resumes without scanning what it skipped. Status
+    # and provider ride in the index, so a filter on them reads no row it then drops.
+    # One index, not one per filter: every move changes updated_at, and so rewrites the
+    # entry of each index that holds it (a cost every writer pays; see docs/inspector.md).
     """
-        CREATE INDEX paysession_sessions_status_updated
-            ON paysession_sessions (status, updated_at, id)
+        CREATE INDEX paysession_sessions_updated
+            ON paysession_sessions (updated_at, id, status, provider_id)
         """,
-    """
-        CREATE INDEX paysession_sessions_provider_updated
-            ON paysession_sessions (provider_id, updated_at, id)
-        """,
-    # The status index above begins with status: the old one only cost every write.
-    "DROP INDEX paysession_sessions_status",
+    # Which sessions have a provider, for a provider few sessions have (see
+    # store/_browse.py). A provider never changes: moves never touch this index.
+    "CREATE INDEX paysession_sessions_provider ON paysession_sessions (provider_id)",
     # The sessions with an anomaly, newest first: an index of those rows alone, so the
     # filter costs the same however few or many they are, and wherever they lie in time.
     """

@@ -99,6 +99,7 @@ class SqliteStore(SqlStore):
     _event_from_row = staticmethod(_event_from_row)
     _claim_from_row = staticmethod(_claim_from_row)
     _time = staticmethod(_micros)
+    _UNINDEXED = "+"
 
     def __init__(
         self,

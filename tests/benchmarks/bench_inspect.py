@@ -10,6 +10,10 @@ records. The inspector is then served in-process, read-only, and each page is as
 for ``R`` times through its ASGI app; the figure is the ``Server-Timing`` the app
 reports for the page (its own time, from request to response, without the client).
 
+``--write-cost RUNS`` measures instead what the inspector's indexes cost the writers:
+moves per second through ``PaymentSessions`` on a fresh SQLite store with them, beside
+the same store without them (the yardstick), in alternating runs.
+
 Targets (issue 17): each sessions page, whole or filtered, and the session page of the
 1,000-record trail, answer in at most 100 ms of server time (the median; the worst is
 shown beside it). Yardstick: the same page's rows read by a bare SELECT of the same
@@ -189,12 +193,67 @@ def _offset_ms(path: Path, where: str, params: tuple[object, ...], depth: int) -
     return elapsed
 
 
+BROWSE_INDEXES = ("paysession_sessions_updated", "paysession_sessions_anomalous")
+
+
+def _moves_per_second(synchronous: str, without_indexes: bool) -> float:
+    """Moves/s through PaymentSessions on a fresh SQLite store, with the inspector's
+    indexes or (the yardstick) without them."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "writes.db"
+        SqliteStore(path).migrate()
+        if without_indexes:
+            conn = sqlite3.connect(path)
+            for name in BROWSE_INDEXES:
+                conn.execute(f"DROP INDEX {name}")
+            conn.commit()
+            conn.close()
+        store = SqliteStore(path, synchronous=synchronous)  # type: ignore[arg-type]
+        app = PaymentSessions(store)
+        ids = []
+        for number in range(300):
+            made = app.create(cart_id=f"cart_{number}", provider_id="stripe", amount=100)
+            app.fire(made.id, "initiate", data={"id": "pi"})
+            ids.append(made.id)
+        began = time.perf_counter()
+        for turn in range(8):
+            for session_id in ids:
+                app.fire(session_id, "require_more" if turn % 2 == 0 else "retry")
+        elapsed = time.perf_counter() - began
+        store.close()
+        return 8 * len(ids) / elapsed
+
+
+def write_cost(runs: int) -> None:
+    """What the inspector's indexes cost every move: moves/s with and without them, in
+    alternating runs (each move changes updated_at, so each index on it is updated)."""
+    print("\n| synchronous | without the indexes (moves/s) | with them | ratio |")
+    print("|---|---:|---:|---:|")
+    for synchronous in ("FULL", "NORMAL"):
+        without, with_ = [], []
+        for _ in range(runs):
+            without.append(_moves_per_second(synchronous, True))
+            with_.append(_moves_per_second(synchronous, False))
+        low, high = statistics.median(without), statistics.median(with_)
+        print(f"| {synchronous} | {low:,.0f} | {high:,.0f} | {high / low:.2f}x |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.bench_inspect")
     parser.add_argument("--sessions", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--keep", type=Path, default=None, help="build (or reuse) this file")
+    parser.add_argument(
+        "--write-cost",
+        type=int,
+        default=0,
+        metavar="RUNS",
+        help="instead, what the indexes cost each move (medians of RUNS alternating runs)",
+    )
     args = parser.parse_args(argv)
+    if args.write_cost:
+        write_cost(args.write_cost)
+        return 0
 
     from starlette.testclient import TestClient
 
@@ -223,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                 ("status = error", "/?status=error"),
                 ("provider = manual", "/?provider=manual"),
                 ("cart id", "/?cart=cart_00500000"),
+                # the worst case of the one index: nothing matches, all of it is walked
+                ("provider with no sessions", "/?provider=nobody"),
                 ("has anomalies", "/?anomalies=1"),
                 ("updated in one day", "/?from=2026-09-01T00:00&to=2026-09-02T00:00"),
                 (
