@@ -3,8 +3,8 @@ anomalies, newest first, counts by status, and the newest records of the feed.
 
 Pages are keyset-paginated: a page ends with a :class:`PageKey`, the sort key of its
 last row, and the next page starts below it. Each page is then one index walk from
-where the last one stopped (see ``BROWSE_INDEXES``), however deep it is; an OFFSET would
-scan every row it skips. A key travels in links as an opaque token
+where the last one stopped (see ``browse_schema`` in ``store/_tables.py``), however
+deep it is; an OFFSET would scan every row it skips. A key travels in links as an opaque token
 (:meth:`PageKey.token`); a token that does not parse is an InvalidSessionData naming
 the field it came in.
 """
