@@ -49,7 +49,7 @@ from paysession.errors import InvalidSessionData, PaySessionError, StoreError
 from paysession.inspector import views
 from paysession.inspector.drawing import status_bars
 from paysession.status import PaymentSessionStatus
-from paysession.store._browse import MAX_PAGE, BrowsableStore
+from paysession.store._browse import MAX_PAGE, BrowsableStore, PageKey
 from paysession.store.base import AnomalyKind
 
 _HERE = Path(__file__).parent
@@ -156,9 +156,7 @@ class Inspector:
                 "statuses": [status.value for status in PaymentSessionStatus],
                 "bars": status_bars(_by_value(counts), links),
                 "counts_age": age,
-                "next_link": None
-                if view.next_key is None
-                else "/?" + urlencode(query.params() | {"after": view.next_key.token()}),
+                "next_link": _next_link("/", query.params(), view.next_key),
             },
         )
 
@@ -208,9 +206,7 @@ class Inspector:
                 "view": view,
                 "filters": query.params(),
                 "kinds": [kind.value for kind in AnomalyKind],
-                "next_link": None
-                if view.next_key is None
-                else "/anomalies?" + urlencode(query.params() | {"after": view.next_key.token()}),
+                "next_link": _next_link("/anomalies", query.params(), view.next_key),
             },
         )
 
@@ -317,6 +313,11 @@ def _params(request: Request) -> dict[str, str]:
             raise InvalidSessionData({name: "given more than once"})
         params[name] = value
     return params
+
+
+def _next_link(path: str, params: Mapping[str, str], key: PageKey | None) -> str | None:
+    """The address of the page after this one (same filters), or None on the last."""
+    return None if key is None else f"{path}?{urlencode({**params, 'after': key.token()})}"
 
 
 def _by_value(counts: Mapping[PaymentSessionStatus, int]) -> dict[str, int]:
