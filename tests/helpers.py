@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -144,3 +146,27 @@ def run_without(package: str, code: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+@contextmanager
+def inspector_running(db: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``paysession inspect`` over ``db`` in a subprocess, on a free loopback port: the
+    process and the address it says it serves at. Killed on the way out, if still up."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "paysession", "inspect", "--db", str(db), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        if " at http://127.0.0.1:" not in first:
+            process.kill()
+            _, stderr = process.communicate(timeout=10)
+            raise AssertionError(f"paysession inspect did not start: {first}{stderr}")
+        yield process, first.split(" at ", 1)[1].split("/;", 1)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)

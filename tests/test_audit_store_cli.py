@@ -57,19 +57,24 @@ def open_store(db: str) -> SessionStore:
     return SqliteStore(db) if db.endswith(".db") else PostgresStore(db)
 
 
+def run_sql(db: str, query: str) -> int:
+    """Run ``query`` on the database behind the store's back; the rows it changed."""
+    if db.endswith(".db"):
+        with sqlite3.connect(db) as conn:
+            changed = conn.execute(query).rowcount
+        conn.close()
+        return changed
+    with psycopg.connect(db) as pg:
+        return pg.execute(query).rowcount
+
+
 def tamper(db: str, session_id: str) -> None:
     """Change the amount inside a stored record, behind the store's back."""
     query = (
         "UPDATE paysession_records SET wire = replace(wire, '[null,501]', '[null,9]')"
         f" WHERE session_id = '{session_id}' AND seq = 0"
     )
-    if db.endswith(".db"):
-        with sqlite3.connect(db) as conn:
-            assert conn.execute(query).rowcount == 1
-        conn.close()
-    else:
-        with psycopg.connect(db) as pg:
-            assert pg.execute(query).rowcount == 1
+    assert run_sql(db, query) == 1
 
 
 class TestVerifyStore:
@@ -97,13 +102,7 @@ class TestVerifyStore:
             "UPDATE paysession_records SET wire = 'not json'"
             f" WHERE session_id = '{ids[2]}' AND seq = 1"
         )
-        if db.endswith(".db"):
-            with sqlite3.connect(db) as conn:
-                conn.execute(query)
-            conn.close()
-        else:
-            with psycopg.connect(db) as pg:
-                pg.execute(query)
+        assert run_sql(db, query) == 1
         done = paysession("audit", "verify", "--db", db)
         assert (done.returncode, done.stderr) == (1, b"")
         (line,) = done.stdout.decode().splitlines()

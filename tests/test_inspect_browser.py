@@ -22,7 +22,7 @@ import pytest
 from paysession import PaymentSessions
 from paysession.store import SqliteStore
 
-from .helpers import StepClock, initiated
+from .helpers import StepClock, initiated, inspector_running
 
 webdriver = pytest.importorskip("selenium.webdriver")
 
@@ -74,29 +74,10 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _serve(db: Path) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "paysession", "inspect", "--db", str(db), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    first = process.stdout.readline()
-    assert " at http://127.0.0.1:" in first, first + (
-        process.stderr.read() if process.stderr else ""
-    )
-    return process, first.split(" at ", 1)[1].split("/;", 1)[0]
-
-
 @pytest.fixture(scope="module")
 def site(demo_db: Path) -> Iterator[str]:
-    process, url = _serve(demo_db)
-    try:
+    with inspector_running(demo_db) as (_, url):
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture
@@ -180,30 +161,28 @@ def test_hostile_strings_stay_text_and_the_activity_page_refreshes(
     sessions = PaymentSessions(writer, clock=StepClock())
     payload = "<script>alert(1)</script><img src=x onerror=alert(2)>"
     session_id = initiated(sessions, "cart_h", actor=payload)
-    process, url = _serve(path)
     try:
-        browser.get(f"{url}/sessions/{session_id}")
-        _no_alert(browser)
-        actors = [
-            row.find_elements(By.TAG_NAME, "td")[4].text
-            for row in browser.find_elements(By.CSS_SELECTOR, "#trail tbody tr")
-        ]
-        assert payload in actors
+        with inspector_running(path) as (_, url):
+            browser.get(f"{url}/sessions/{session_id}")
+            _no_alert(browser)
+            actors = [
+                row.find_elements(By.TAG_NAME, "td")[4].text
+                for row in browser.find_elements(By.CSS_SELECTOR, "#trail tbody tr")
+            ]
+            assert payload in actors
 
-        browser.get(url + "/activity")
-        before = len(browser.find_elements(By.CSS_SELECTOR, "#activity tbody tr"))
-        sessions.fire(session_id, "cancel", actor=payload, reason="live")
-        WebDriverWait(browser, 15).until(
-            lambda d: d.find_elements(By.CSS_SELECTOR, "#activity tbody tr.fresh")
-        )
-        fresh = browser.find_element(By.CSS_SELECTOR, "#activity tbody tr.fresh")
-        cells = [cell.text for cell in fresh.find_elements(By.TAG_NAME, "td")]
-        assert cells[1:4] == [session_id, "2", "cancel"]
-        assert cells[5] == payload
-        assert len(browser.find_elements(By.CSS_SELECTOR, "#activity tbody tr")) == before + 1
-        assert browser.find_element(By.ID, "live").text == "live"
-        _no_alert(browser)
+            browser.get(url + "/activity")
+            before = len(browser.find_elements(By.CSS_SELECTOR, "#activity tbody tr"))
+            sessions.fire(session_id, "cancel", actor=payload, reason="live")
+            WebDriverWait(browser, 15).until(
+                lambda d: d.find_elements(By.CSS_SELECTOR, "#activity tbody tr.fresh")
+            )
+            fresh = browser.find_element(By.CSS_SELECTOR, "#activity tbody tr.fresh")
+            cells = [cell.text for cell in fresh.find_elements(By.TAG_NAME, "td")]
+            assert cells[1:4] == [session_id, "2", "cancel"]
+            assert cells[5] == payload
+            assert len(browser.find_elements(By.CSS_SELECTOR, "#activity tbody tr")) == before + 1
+            assert browser.find_element(By.ID, "live").text == "live"
+            _no_alert(browser)
     finally:
-        process.terminate()
-        process.wait(10)
         writer.close()

@@ -25,7 +25,7 @@ from paysession.cli._store import is_dsn
 from paysession.cli.inspect import is_loopback
 from paysession.store import SqliteStore
 
-from .helpers import StepClock, initiated, run_without
+from .helpers import StepClock, initiated, inspector_running, run_without
 
 pytest.importorskip("uvicorn")
 
@@ -60,21 +60,8 @@ def _one_line(stderr: str) -> str:
 
 @pytest.fixture
 def server(database: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "paysession", "inspect", "--db", str(database), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    first = process.stdout.readline()
-    url = first.split(" at ", 1)[1].split("/;", 1)[0]
-    try:
-        yield process, url
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
+    with inspector_running(database) as running:
+        yield running
 
 
 class TestServing:
@@ -108,23 +95,12 @@ def test_it_starts_on_a_store_with_a_row_edited_by_hand(database: Path) -> None:
     with sqlite3.connect(database) as conn:
         conn.execute("UPDATE paysession_records SET wire = 'garbage'")
     conn.close()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "paysession", "inspect", "--db", str(database), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().split(" at ", 1)[1].split("/;", 1)[0]
+    with inspector_running(database) as (_, url):
         with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
             assert json.load(response)["ok"] is True
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{url}/activity", timeout=10)
         assert refused.value.code == 503
-    finally:
-        process.kill()
-        process.wait(10)
 
 
 class TestRefusals:

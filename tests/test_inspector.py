@@ -93,6 +93,15 @@ def seed(sessions: PaymentSessions) -> Seeded:
     return made
 
 
+def seeded_file(path: str | Path) -> Seeded:
+    """A SQLite file made by ``seed``, its writer closed: ready to be opened read-only."""
+    writer = SqliteStore(path)
+    try:
+        return seed(PaymentSessions(writer, clock=StepClock()))
+    finally:
+        writer.close()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
@@ -321,9 +330,7 @@ class TestTampering:
     @pytest.fixture
     def sqlite_site(self, tmp_path: Path) -> Iterator[tuple[TestClient, Seeded, str]]:
         path = str(tmp_path / "tampered.db")
-        writer = SqliteStore(path)
-        made = seed(PaymentSessions(writer, clock=StepClock()))
-        writer.close()
+        made = seeded_file(path)
         reader = SqliteStore(path, read_only=True)
         with TestClient(create_app(reader), base_url=LOCAL) as client:
             yield client, made, path
@@ -624,9 +631,7 @@ class TestToken:
     @pytest.fixture
     def guarded(self, tmp_path: Path) -> Iterator[TestClient]:
         path = tmp_path / "guarded.db"
-        writer = SqliteStore(path)
-        seed(PaymentSessions(writer, clock=StepClock()))
-        writer.close()
+        seeded_file(path)
         reader = SqliteStore(path, read_only=True)
         with TestClient(create_app(reader, token=self.TOKEN), base_url=LOCAL) as client:
             yield client
@@ -700,9 +705,7 @@ class TestToken:
 class TestReadOnly:
     def test_serving_every_page_leaves_the_file_as_it_was(self, tmp_path: Path) -> None:
         path = tmp_path / "still.db"
-        writer = SqliteStore(path)
-        made = seed(PaymentSessions(writer, clock=StepClock()))
-        writer.close()
+        made = seeded_file(path)
         before = hashlib.sha256(path.read_bytes()).hexdigest()
         reader = SqliteStore(path, read_only=True)
         with TestClient(create_app(reader), base_url=LOCAL) as client:
