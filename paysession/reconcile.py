@@ -403,7 +403,10 @@ class Reconciler(DurableBase):
         *,
         voided: bool = False,
     ) -> NoReturn:
-        self.store.record_event(event)
+        if voided:
+            self._record_void(event)
+        else:
+            self.store.record_event(event)
         raise ReconciliationAnomaly(
             session.id,
             session.status,
@@ -457,7 +460,7 @@ class Reconciler(DurableBase):
         self, snapshot: Snapshot, anomaly: ProviderEvent, conflict: str, now: datetime
     ) -> None:
         """Cancel a session whose hold was voided, recording the anomaly with the move."""
-        recorded = False
+        pending: ProviderEvent | None = anomaly  # None once an anomaly for the void is kept
         for _ in range(_VOID_ATTEMPTS):
             session = snapshot.session
             if session.status is _CANCELED:
@@ -476,22 +479,48 @@ class Reconciler(DurableBase):
             )
             write = Write(planned.session, snapshot.version, (planned.record,))
             try:
-                if recorded:
+                if pending is None:
                     self.store.commit([write])
                 else:
-                    event = attrs.evolve(anomaly, version=planned.record.seq)
+                    event = attrs.evolve(pending, version=planned.record.seq)
                     self.store.record_event(event, write)
             except ConcurrentUpdate:
-                # Moved meanwhile, or the report was recorded by a redelivery: reload.
-                recorded = recorded or (
-                    self.store.provider_event(session.id, anomaly.event_id) is not None
-                )
+                # Moved meanwhile, or the event id was taken by a racing delivery of the
+                # same report: reload, and look for where the anomaly goes now.
+                if pending is not None:
+                    pending = self._void_slot(anomaly)
                 snapshot = self._load(session.id)
                 continue
             self._finish([], planned)
             return
-        if not recorded:
-            self.store.record_event(anomaly)
+        if pending is not None:
+            self._record_void(anomaly)
+
+    def _void_slot(self, anomaly: ProviderEvent) -> ProviderEvent | None:
+        """The event that records a void's anomaly; None when one is recorded already.
+
+        The report's own event id, unless a racing delivery recorded that id with
+        another outcome (stale: the same report, recorded first by a completion's
+        answer) while the hold was being voided: then ``<event id>:void``. The money
+        moved either way, so the anomaly must be kept even when the id is taken.
+        """
+        for event_id in (anomaly.event_id, f"{anomaly.event_id}:void"):
+            found = self.store.provider_event(anomaly.session_id, event_id)
+            if found is None:
+                return attrs.evolve(anomaly, event_id=event_id)
+            if found.outcome is EventOutcome.ANOMALY:
+                return None
+        # Both taken by other outcomes (a webhook's event id chosen to collide): a fresh id.
+        return attrs.evolve(anomaly, event_id=f"{anomaly.event_id}:void:{uuid.uuid4().hex}")
+
+    def _record_void(self, anomaly: ProviderEvent) -> None:
+        """Record a void's anomaly on its own (the session is canceled already), once."""
+        while (event := self._void_slot(anomaly)) is not None:
+            try:
+                self.store.record_event(event)
+            except ConcurrentUpdate:
+                continue  # the id was taken meanwhile: the next look moves past it
+            return
 
 
 _VOID_ATTEMPTS = 10  # reloads of a voided session that keeps losing races to its cancel

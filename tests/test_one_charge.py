@@ -37,6 +37,7 @@ from paysession.expiry import expire_sessions
 from paysession.providers import (
     STRIPE,
     DoubleAuthorization,
+    ReconciliationAnomaly,
     SimulatedProvider,
     register_status_map,
 )
@@ -258,6 +259,118 @@ class TestTwoTabs:
         assert cart.tab1.get(cart.a.id).status is S.CANCELED
         assert cart.authorized() == [] and cart.holds() == []
         assert cart.verified()
+
+    @pytest.mark.parametrize("collide", [False, True])
+    def test_a_void_whose_report_was_redelivered_meanwhile(
+        self, store_factory: StoreFactory, tmp_path: Path, collide: bool
+    ) -> None:
+        """Voided while a redelivery of the report was found stale: the anomaly is kept.
+
+        The stress test's failure: after the void, the customer picks a again, its
+        completion replays the provider's answer and a second delivery of the same
+        webhook is stale (the answer recorded that very report). The report's event id
+        is then taken by a stale event, yet the void must still be recorded: under
+        ``<event id>:void``, or a fresh id when a webhook took that one too (``collide``).
+        """
+        cart = Cart(store_factory, tmp_path)
+        cart.tab1.select(cart.b.id)
+        cart.tab1.fire(cart.a.id, "initiate", data={"id": "pi_a"})
+        key = cart.a.idempotency_key
+        assert key is not None
+        cart.stripe.authorize(cart.tab1.get(cart.a.id), idempotency_key=key)  # a's hold
+        notice = cart.stripe.outbox[-1]
+        if collide:
+            taken = cart.tab1.reconcile(
+                cart.a.id, "requires_payment_method", event_id=f"{notice.event_id}:void"
+            )
+            assert taken.outcome.value == "noop"
+        redelivered: list[str] = []
+
+        def customer_switches_back() -> None:
+            cart.tab2.select(cart.a.id)
+            assert complete_cart(cart.tab2, cart.providers, "cart_9").outcome is O.AUTHORIZED
+            again = cart.tab2.reconcile(
+                cart.a.id,
+                notice.provider_status,
+                event_id=notice.event_id,
+                observed_at=notice.observed_at,
+                provider=cart.providers,
+            )
+            redelivered.append(again.outcome.value)
+
+        webhook = PaymentSessions(
+            cast(SessionStore, Meddler(cart.tab1.store, "record_event", customer_switches_back)),
+            clock=cart.clock,
+        )
+        with pytest.raises(DoubleAuthorization) as caught:
+            webhook.reconcile(
+                cart.a.id,
+                notice.provider_status,
+                event_id=notice.event_id,
+                observed_at=notice.observed_at,
+                provider=cart.providers,
+            )
+        assert redelivered == ["stale"]
+        assert caught.value.voided and cart.stripe.voided() == [cart.a.id]
+        assert cart.tab1.get(cart.a.id).status is S.CANCELED
+        (anomaly,) = cart.tab1.anomalies(cart.a.id)
+        assert anomaly.kind is AnomalyKind.DOUBLE_AUTHORIZATION
+        assert anomaly.provider_status == notice.provider_status
+        assert anomaly.event_id.startswith(f"{notice.event_id}:void")
+        assert (anomaly.event_id == f"{notice.event_id}:void") is not collide
+        assert cart.authorized() == [] and cart.holds() == []
+        assert cart.verified()
+
+    def test_a_late_authorization_whose_report_was_redelivered_meanwhile(
+        self, store_factory: StoreFactory, tmp_path: Path
+    ) -> None:
+        """Authorized after it was canceled: the void's anomaly is kept though the id is taken.
+
+        While the hold is voided, a newer report is found a no-op and a redelivery of
+        the same authorization is then stale under the very event id.
+        """
+        cart = Cart(store_factory, tmp_path)
+        cart.tab1.select(cart.a.id)
+        cart.tab1.fire(cart.a.id, "initiate", data={"id": "pi_a"})
+        session = cart.tab1.get(cart.a.id)
+        cart.tab1.fire(cart.a.id, "cancel", reason="customer left")
+        cart.stripe.authorize(session, idempotency_key="late")  # held for nothing
+        notice = cart.stripe.outbox[-1]
+        redelivered: list[str] = []
+
+        def newer_reports() -> None:
+            noop = cart.tab2.reconcile(
+                cart.a.id,
+                "canceled",
+                event_id="evt_newer",
+                observed_at=notice.observed_at + timedelta(seconds=1),
+            )
+            again = cart.tab2.reconcile(
+                cart.a.id,
+                notice.provider_status,
+                event_id=notice.event_id,
+                observed_at=notice.observed_at,
+            )
+            redelivered.extend([noop.outcome.value, again.outcome.value])
+
+        webhook = PaymentSessions(
+            cast(SessionStore, Meddler(cart.tab1.store, "record_event", newer_reports)),
+            clock=cart.clock,
+        )
+        with pytest.raises(ReconciliationAnomaly) as caught:
+            webhook.reconcile(
+                cart.a.id,
+                notice.provider_status,
+                event_id=notice.event_id,
+                observed_at=notice.observed_at,
+                provider=cart.providers,
+            )
+        assert redelivered == ["noop", "stale"]
+        assert caught.value.voided and cart.stripe.voided() == [cart.a.id]
+        (anomaly,) = cart.tab1.anomalies(cart.a.id)
+        assert anomaly.kind is AnomalyKind.NO_LEGAL_PATH
+        assert anomaly.event_id == f"{notice.event_id}:void"
+        assert cart.holds() == [] and cart.verified()
 
 
 class TestTheRuleInTheDatabase:
