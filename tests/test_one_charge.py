@@ -17,7 +17,7 @@ from typing import cast
 
 import pytest
 
-from paysession import PaymentSessions, PaymentSessionStatus
+from paysession import PaymentSessions, PaymentSessionStatus, Reconciliation
 from paysession.checkout import (
     CompletionOutcome,
     cancel_payment,
@@ -39,6 +39,7 @@ from paysession.providers import (
     DoubleAuthorization,
     ReconciliationAnomaly,
     SimulatedProvider,
+    Webhook,
     register_status_map,
 )
 from paysession.store import SessionStore
@@ -91,6 +92,21 @@ class Cart:
 
         self.stripe.on_authorize = hook
         return ran
+
+    def deliver(self, notice: Webhook, tab: PaymentSessions | None = None) -> Reconciliation:
+        """Deliver the webhook ``notice`` as observed, through tab 2 unless ``tab`` is given."""
+        return (tab or self.tab2).reconcile(
+            notice.session_id,
+            notice.provider_status,
+            event_id=notice.event_id,
+            observed_at=notice.observed_at,
+            provider=self.providers,
+        )
+
+    def meddled(self, meanwhile: Callable[[], None]) -> PaymentSessions:
+        """Tab 1's store, whose next ``record_event`` first runs ``meanwhile`` (another tab)."""
+        store = Meddler(self.tab1.store, "record_event", meanwhile)
+        return PaymentSessions(cast(SessionStore, store), clock=self.clock)
 
     def authorized(self) -> list[str]:
         return [s.id for s in self.tab1.find(cart_id="cart_9") if s.status is S.AUTHORIZED]
@@ -289,27 +305,10 @@ class TestTwoTabs:
         def customer_switches_back() -> None:
             cart.tab2.select(cart.a.id)
             assert complete_cart(cart.tab2, cart.providers, "cart_9").outcome is O.AUTHORIZED
-            again = cart.tab2.reconcile(
-                cart.a.id,
-                notice.provider_status,
-                event_id=notice.event_id,
-                observed_at=notice.observed_at,
-                provider=cart.providers,
-            )
-            redelivered.append(again.outcome.value)
+            redelivered.append(cart.deliver(notice).outcome.value)
 
-        webhook = PaymentSessions(
-            cast(SessionStore, Meddler(cart.tab1.store, "record_event", customer_switches_back)),
-            clock=cart.clock,
-        )
         with pytest.raises(DoubleAuthorization) as caught:
-            webhook.reconcile(
-                cart.a.id,
-                notice.provider_status,
-                event_id=notice.event_id,
-                observed_at=notice.observed_at,
-                provider=cart.providers,
-            )
+            cart.deliver(notice, cart.meddled(customer_switches_back))
         assert redelivered == ["stale"]
         assert caught.value.voided and cart.stripe.voided() == [cart.a.id]
         assert cart.tab1.get(cart.a.id).status is S.CANCELED
@@ -345,26 +344,10 @@ class TestTwoTabs:
                 event_id="evt_newer",
                 observed_at=notice.observed_at + timedelta(seconds=1),
             )
-            again = cart.tab2.reconcile(
-                cart.a.id,
-                notice.provider_status,
-                event_id=notice.event_id,
-                observed_at=notice.observed_at,
-            )
-            redelivered.extend([noop.outcome.value, again.outcome.value])
+            redelivered.extend([noop.outcome.value, cart.deliver(notice).outcome.value])
 
-        webhook = PaymentSessions(
-            cast(SessionStore, Meddler(cart.tab1.store, "record_event", newer_reports)),
-            clock=cart.clock,
-        )
         with pytest.raises(ReconciliationAnomaly) as caught:
-            webhook.reconcile(
-                cart.a.id,
-                notice.provider_status,
-                event_id=notice.event_id,
-                observed_at=notice.observed_at,
-                provider=cart.providers,
-            )
+            cart.deliver(notice, cart.meddled(newer_reports))
         assert redelivered == ["noop", "stale"]
         assert caught.value.voided and cart.stripe.voided() == [cart.a.id]
         (anomaly,) = cart.tab1.anomalies(cart.a.id)
