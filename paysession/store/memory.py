@@ -30,6 +30,7 @@ from paysession.store.base import (
     Claimed,
     EventOutcome,
     LoggedRecord,
+    ProviderCall,
     ProviderEvent,
     Snapshot,
     Write,
@@ -68,6 +69,9 @@ class MemoryStore:
         self._claims: dict[str, Claim] = {}
         self._events: dict[tuple[str, str], ProviderEvent] = {}
         self._newest: dict[str, datetime] = {}
+        self._calls: dict[tuple[str, str, str], ProviderCall] = {}
+        # Each session's last word from its provider on money: authorized or canceled.
+        self._money: dict[str, PaymentSessionStatus] = {}
 
     def migrate(self) -> int:
         return self.SCHEMA_VERSION
@@ -275,11 +279,15 @@ class MemoryStore:
         *,
         expected_version: int | None = None,
         release: Claim | None = None,
+        calls: Sequence[ProviderCall] = (),
     ) -> None:
         if write is not None:
             check_writes([write])
             expected_version = write.expected_version
         with self._lock:
+            for call in calls:
+                if call.session_id not in self._rows:
+                    raise SessionNotFound(call.session_id)
             row = self._rows.get(event.session_id)
             if row is None:
                 raise SessionNotFound(event.session_id)
@@ -296,7 +304,42 @@ class MemoryStore:
             self._events[(event.session_id, event.event_id)] = event
             if observed is not None and (newest is None or observed > newest):
                 self._newest[event.session_id] = observed
+            self._note_money(event.session_id, event.status)
+            self._keep_calls_locked(calls)
             self._release_locked(release)
+
+    def _note_money(self, session_id: str, status: PaymentSessionStatus) -> None:
+        if status in _MONEY:
+            self._money[session_id] = status
+
+    def _keep_calls_locked(self, calls: Sequence[ProviderCall]) -> None:
+        for call in calls:
+            key = (call.session_id, call.action.value, call.idempotency_key)
+            if key not in self._calls:
+                self._calls[key] = call
+                self._note_money(call.session_id, call.status)
+
+    def record_calls(self, calls: Sequence[ProviderCall]) -> None:
+        with self._lock:
+            for call in calls:
+                if call.session_id not in self._rows:
+                    raise SessionNotFound(call.session_id)
+            self._keep_calls_locked(calls)
+
+    def provider_calls(self, session_id: str) -> list[ProviderCall]:
+        with self._lock:
+            return [call for call in self._calls.values() if call.session_id == session_id]
+
+    def unreleased_holds(self, limit: int) -> list[PaymentSession]:
+        with self._lock:
+            found = [
+                self._rows[session_id].session
+                for session_id, status in self._money.items()
+                if status is PaymentSessionStatus.AUTHORIZED
+                and self._rows[session_id].session.status is not PaymentSessionStatus.AUTHORIZED
+            ]
+        found.sort(key=lambda session: (session.updated_at, session.id))
+        return found[: max(limit, 0)]
 
     def count_duplicate(self, session_id: str, event_id: str) -> None:
         with self._lock:
@@ -328,6 +371,9 @@ class MemoryStore:
 
     def __repr__(self) -> str:
         return f"<MemoryStore {len(self._rows)} sessions>"
+
+
+_MONEY = frozenset({PaymentSessionStatus.AUTHORIZED, PaymentSessionStatus.CANCELED})
 
 
 __all__ = ["MemoryStore"]
