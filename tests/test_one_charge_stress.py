@@ -72,7 +72,7 @@ SEED = int(os.environ.get("PAYSESSION_STRESS_SEED", "20261130"))
 
 def providers(ledger: str, seed: int, **kwargs: Any) -> dict[str, SimulatedProvider]:
     for name in PROVIDERS[1:]:
-        register_status_map(name, STRIPE)
+        register_status_map(name, STRIPE, like="stripe")
     return {
         name: SimulatedProvider(seed, provider_id=name, ledger=ledger, **kwargs)
         for name in PROVIDERS

@@ -114,7 +114,7 @@ def _open(place: str, hooks: Hooks | None = None) -> PaymentSessions:
 
 
 def _providers(ledger: str, seed: int) -> dict[str, SimulatedProvider]:
-    register_status_map("stripe_eu", STRIPE)
+    register_status_map("stripe_eu", STRIPE, like="stripe")
     return {name: SimulatedProvider(seed, provider_id=name, ledger=ledger) for name in PROVIDERS}
 
 

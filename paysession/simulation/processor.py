@@ -262,7 +262,7 @@ class SimulatedProvider:
         if row is None:
             return None
         observed = None if row[2] is None else datetime.fromisoformat(row[2])
-        return ProviderReply(row[0], json.loads(row[1]), observed)
+        return _replied(row[0], json.loads(row[1]), observed)
 
     def _remember(self, conn: sqlite3.Connection, key: str, reply: ProviderReply) -> None:
         observed = None if reply.observed_at is None else reply.observed_at.isoformat()
@@ -342,7 +342,8 @@ class SimulatedProvider:
     def _move(self, intent: _Intent, status: str) -> None:
         intent.status = status
         intent.notices += 1
-        intent.changed_at = self._clock()
+        # Like Stripe's ``created``, in whole seconds: several changes share an instant.
+        intent.changed_at = self._clock().replace(microsecond=0)
         self._pending.append(
             Webhook(
                 f"evt_{intent.session_id}_{intent.notices}",
@@ -354,8 +355,8 @@ class SimulatedProvider:
 
     def _reply(self, session: PaymentSession, intent: _Intent, **extra: object) -> ProviderReply:
         name = f"pi_{session.id.removeprefix('ps_')}"
-        data = {"id": name, "client_secret": f"{name}_secret_sim", **extra}
-        return ProviderReply(intent.status, data, intent.changed_at)
+        data = {"id": name, "client_secret": f"{name}_secret_sim", "amount": intent.amount}
+        return _replied(intent.status, {**data, **extra}, intent.changed_at)
 
     def initiate(self, session: PaymentSession) -> ProviderReply:
         self.calls.append(("initiate", session.id))
@@ -363,7 +364,15 @@ class SimulatedProvider:
 
     def update(self, session: PaymentSession) -> ProviderReply:
         self.calls.append(("update", session.id))
-        return self._act(lambda conn: self._reply(session, self._intent(conn, session)))
+        return self._act(lambda conn: self._update_in(conn, session))
+
+    def _update_in(self, conn: sqlite3.Connection, session: PaymentSession) -> ProviderReply:
+        # Like a PaymentIntent, its amount follows the session's until money is held.
+        intent = self._intent(conn, session)
+        if intent.status not in (_HELD, "canceled"):
+            intent.amount = session.amount
+            self._save(conn, intent)
+        return self._reply(session, intent)
 
     def authorize(self, session: PaymentSession, *, idempotency_key: str) -> ProviderReply:
         self.calls.append(("authorize", session.id))
@@ -470,6 +479,20 @@ class SimulatedProvider:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+
+
+def _replied(status: str, data: dict[str, Any], observed_at: datetime | None) -> ProviderReply:
+    """An answer as a Stripe adapter reads a PaymentIntent: the amount it is for, and a
+    decline's code when ``last_error`` says the attempt was declined."""
+    amount = data.get("amount")
+    decline = data.get("last_error")
+    return ProviderReply(
+        status,
+        data,
+        observed_at,
+        amount=amount if isinstance(amount, int) else None,
+        decline=decline if isinstance(decline, str) else None,
+    )
 
 
 __all__ = ["SCENARIOS", "Hold", "SimulatedProvider"]
