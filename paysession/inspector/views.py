@@ -25,6 +25,7 @@ from paysession.audit.stored import check_stored
 from paysession.audit.trail import AuditProblem
 from paysession.diagrams import chart
 from paysession.errors import DiagramError, InvalidSessionData
+from paysession.holds import Holds, holds_of
 from paysession.inspector.drawing import chart_svg
 from paysession.lifecycle import TRANSITIONS
 from paysession.limits import current as current_limits
@@ -39,7 +40,13 @@ from paysession.store._browse import (
     PageKey,
     SessionFilter,
 )
-from paysession.store.base import AnomalyKind, LoggedRecord, ProviderEvent, Snapshot
+from paysession.store.base import (
+    AnomalyKind,
+    LoggedRecord,
+    ProviderCall,
+    ProviderEvent,
+    Snapshot,
+)
 
 PAGE = 50
 """Rows per page unless a query asks for another number (at most ``MAX_PAGE``)."""
@@ -247,6 +254,20 @@ def event_json(event: ProviderEvent, provider_id: str | None = None) -> dict[str
     return shown
 
 
+def call_json(call: ProviderCall) -> dict[str, object]:
+    """One request made of a provider that holds or releases money, with its answer."""
+    return {
+        "action": call.action.value,
+        "idempotency_key": call.idempotency_key,
+        "provider_status": call.provider_status,
+        "status": call.status.value,
+        "amount": call.amount,
+        "currency": call.currency,
+        "asked_at": _when(call.asked_at),
+        "answered_at": _when(call.answered_at),
+    }
+
+
 def logged_json(logged: LoggedRecord) -> dict[str, object]:
     """A record of the feed: the record, and the cursor that reads on after it."""
     return {"cursor": logged.cursor, "session_id": logged.record.session_id} | record_json(
@@ -306,6 +327,8 @@ class SessionView:
     events: list[ProviderEvent]
     cart_sessions: list[PaymentSession]
     diagram: str
+    holds: Holds
+    calls: list[ProviderCall]
 
     @property
     def session(self) -> PaymentSession:
@@ -328,6 +351,12 @@ class SessionView:
                 for s in self.cart_sessions
             ],
             "authorized_in_cart": self.authorized_in_cart,
+            "provider_calls": [call_json(call) for call in self.calls],
+            "holds": {
+                "asked": len(self.holds.asked),
+                "released": len(self.holds.released),
+                "unreleased": self.holds.unreleased,
+            },
         }
 
 
@@ -351,13 +380,17 @@ def session_view(
         # table with the session's status, and let the trail table show the rest.
         drawn = chart(with_internal=True, session=session)
     cart = [] if session.cart_id is None else store.find(cart_id=session.cart_id)
+    events = store.provider_events(session_id=session.id)
+    calls = store.provider_calls(session.id)
     return SessionView(
         snapshot=snapshot,
         trail=records,
         verification=Verification(problem),
-        events=store.provider_events(session_id=session.id),
+        events=events,
         cart_sessions=cart,
         diagram=chart_svg(drawn, label=f"The path of session {printable(session.id)}"),
+        holds=holds_of(session, calls, events),
+        calls=calls,
     )
 
 
@@ -369,7 +402,9 @@ class AnomaliesView:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "anomalies": [event_json(a.event, a.provider_id) for a in self.anomalies],
+            "anomalies": [
+                event_json(a.event, a.provider_id) | {"hold": a.hold} for a in self.anomalies
+            ],
             "next": None if self.next_key is None else self.next_key.token(),
         }
 
