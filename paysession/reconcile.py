@@ -116,7 +116,9 @@ class Reconciler(DurableBase):
     ) -> tuple[list[TransitionRecord], bool]:
         """Commit the moves that record a provider's answer to our own request, once.
 
-        What cart completion uses. The answer is also kept as a provider event (event id
+        What cart completion uses. ``moves`` may be empty: an answer that moves nothing
+        (a payment still in flight) is kept as a no-op event. The answer is also kept as a
+        provider event (event id
         ``idempotency_key``, outcome applied, ``observed_at`` as the provider gave it) in
         the same transaction, so webhooks observed before the answer are stale when they
         arrive. The last move's record carries ``idempotency_key``; ``reason`` is the
@@ -132,8 +134,6 @@ class Reconciler(DurableBase):
         provider was asked: decide again); ``decline`` the provider's reason for a
         decline. ``observed_at`` is kept at the provider's precision.
         """
-        if not moves:
-            raise InvalidSessionData({"moves": "must hold at least one (trigger, arguments)"})
         self._check_report(provider_status, idempotency_key, observed_at, 1)
         snapshot = self._load(session_id)
         stored = self._answered(session_id, idempotency_key)
@@ -145,6 +145,10 @@ class Reconciler(DurableBase):
         )
         if observed_at is not None:
             observed_at = rules.truncate(observed_at)
+        if not moves:
+            return self._answer_without_moves(
+                snapshot, provider_status, mapped, observed_at, idempotency_key, release, calls
+            )
         if moves[-1][0] == "authorize" and amount_differs(snapshot.session, amount, currency):
             raise ConcurrentUpdate(session_id, snapshot.version)
         why = provider_status if reason is None else reason
@@ -179,6 +183,41 @@ class Reconciler(DurableBase):
             return stored, False
         self._finish(planned[:-1], planned[-1])
         return records, True
+
+    def _answer_without_moves(
+        self,
+        snapshot: Snapshot,
+        provider_status: str,
+        mapped: PaymentSessionStatus,
+        observed_at: datetime | None,
+        idempotency_key: str,
+        release: Claim | None,
+        calls: Sequence[ProviderCall],
+    ) -> tuple[list[TransitionRecord], bool]:
+        """Keep an answer that moves nothing (a payment still in flight) as a no-op event,
+        with its calls: webhooks observed before it are stale, and completion knows it
+        asked. A racing request that kept it first leaves nothing to do."""
+        session_id = snapshot.session.id
+        event = ProviderEvent(
+            session_id=session_id,
+            event_id=idempotency_key,
+            provider_status=provider_status,
+            status=mapped,
+            session_status=snapshot.session.status,
+            outcome=EventOutcome.NOOP,
+            observed_at=observed_at,
+            recorded_at=self._now(),
+            version=snapshot.version,
+        )
+        try:
+            self.store.record_event(
+                event, expected_version=snapshot.version, release=release, calls=calls
+            )
+        except ConcurrentUpdate:
+            if self.store.provider_event(session_id, idempotency_key) is None:
+                raise
+            return [], False
+        return [], True
 
     def _answered(self, session_id: str, event_id: str) -> list[TransitionRecord] | None:
         event = self.store.provider_event(session_id, event_id)

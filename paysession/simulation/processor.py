@@ -27,7 +27,7 @@ from paysession.session import Clock, PaymentSession, utc_now
 
 _T = TypeVar("_T")
 
-SCENARIOS = ("authorized", "requires_more", "declined_then_retry", "timeout")
+SCENARIOS = ("authorized", "requires_more", "declined_then_retry", "timeout", "processing")
 """The scripted outcomes of SimulatedProvider, chosen per session by the seed."""
 
 
@@ -151,7 +151,9 @@ class SimulatedProvider:
     - ``declined_then_retry``: the first attempt is declined (back to
       ``requires_payment_method``); a later attempt, under a new key, succeeds;
     - ``timeout``: the first request is carried out but its answer is lost
-      (ProviderTimeout); asking again with the same key gets the answer.
+      (ProviderTimeout); asking again with the same key gets the answer;
+    - ``processing``: an asynchronous method: it answers ``processing`` until the
+      payment settles (:meth:`customer_acts` stands for that too), which authorizes it.
 
     Like Stripe it is idempotent per key: a key that was answered gets the same answer
     again, and a payment is authorized at most once, whatever the keys. A cancel voids
@@ -400,12 +402,18 @@ class SimulatedProvider:
             reply = self._reply(session, intent)
         elif intent.status == "requires_action" and not intent.acted:
             reply = self._reply(session, intent, next_action="3ds")
+        elif intent.status == "processing" and not intent.acted:
+            reply = self._reply(session, intent)
         else:
             intent.asked += 1
             if scenario == "requires_more" and not intent.acted:
                 intent.action_key = key
                 self._move(intent, "requires_action")
                 reply = self._reply(session, intent, next_action="3ds")
+            elif scenario == "processing" and not intent.acted:
+                intent.action_key = key
+                self._move(intent, "processing")
+                reply = self._reply(session, intent)
             elif scenario == "declined_then_retry" and intent.asked == 1:
                 self._move(intent, "requires_payment_method")
                 reply = self._reply(session, intent, last_error="card_declined")
@@ -427,7 +435,8 @@ class SimulatedProvider:
         self._move(intent, _HELD)
 
     def customer_acts(self, session_id: str) -> None:
-        """The customer completes the action asked for (3-D Secure): the payment is authorized."""
+        """The customer completes the action asked for (3-D Secure), or an asynchronous
+        payment settles: the payment is authorized."""
 
         def act(conn: sqlite3.Connection) -> None:
             row = conn.execute(
@@ -436,7 +445,7 @@ class SimulatedProvider:
             if row is None:
                 return
             intent = _Intent(row)
-            if intent.status == "requires_action" and not intent.acted:
+            if intent.status in ("requires_action", "processing") and not intent.acted:
                 intent.acted = True
                 self._hold(conn, intent, intent.action_key or "customer")
                 self._save(conn, intent)
