@@ -419,6 +419,8 @@ class ReconciliationAnomaly(PaySessionError):
         why = (
             "it says it was observed further ahead of now than clock skew explains"
             if self.kind == "future_report"
+            else "the provider authorized another amount (or currency) than the session's"
+            if self.kind == "amount_mismatch"
             else "no legal path leads there"
             if self.guard is None
             else f"guard {self.guard!r} refuses the path"

@@ -255,6 +255,7 @@ class TestAmounts:
         with pytest.raises(ReconciliationAnomaly) as caught:
             sessions.reconcile(session_id, "succeeded", event_id="evt_1", amount=4242)
         assert (caught.value.kind, caught.value.voided) == ("amount_mismatch", False)
+        assert "another amount" in str(caught.value)
         assert sessions.history(session_id) == before
         assert sessions.get(session_id).status is S.PENDING
         (anomaly,) = sessions.anomalies(session_id)
