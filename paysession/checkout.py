@@ -178,9 +178,7 @@ def complete_cart(
     another completion (or cancellation) of the cart is in flight, NoSelectedSession
     (CartNotFound for a cart without sessions), CompletionTimeout (complete again to
     resume), and IllegalTransition for
-    a canceled session, and CartConflict, before the provider is asked, when another
-    session of the cart is authorized already. ``attempts`` bounds the reloads after
-    racing moves.
+    a canceled session. ``attempts`` bounds the reloads after racing moves.
     """
     check_attempts(attempts)
     claimed = sessions.claim_cart(cart_id, lease=lease)
@@ -206,7 +204,7 @@ def complete_session(
     if session.cart_id is None:
         return _complete(sessions, provider, session_id, actor, attempts, None)[0]
     claimed = sessions.claim_cart(session.cart_id, lease=lease, session_id=session_id)
-    return _completing(sessions, provider, claimed, actor, attempts)
+    return _completing(sessions, provider, claimed, actor, attempts, ask_cart=True)
 
 
 def _holding(
@@ -247,6 +245,8 @@ def _completing(
     claimed: Claimed,
     actor: str,
     attempts: int,
+    *,
+    ask_cart: bool = False,
 ) -> Completion:
     done, taken_over = _holding(
         sessions,
@@ -254,7 +254,9 @@ def _completing(
         claimed,
         actor,
         attempts,
-        lambda session_id, claim: _complete(sessions, provider, session_id, actor, attempts, claim),
+        lambda session_id, claim: _complete(
+            sessions, provider, session_id, actor, attempts, claim, ask_cart=ask_cart
+        ),
     )
     return attrs.evolve(done, taken_over=True) if taken_over else done
 
@@ -271,7 +273,7 @@ def _finish_crashed(
     """
     try:
         if previous.action is ClaimAction.AUTHORIZE:
-            _complete(sessions, provider, previous.session_id, actor, attempts, None, True)
+            _complete(sessions, provider, previous.session_id, actor, attempts, None)
         else:
             _cancel(sessions, provider, previous.session_id, actor, attempts, None, None)
     except IllegalTransition:
@@ -285,13 +287,16 @@ def _complete(
     actor: str,
     attempts: int,
     claim: Claim | None,
-    resuming: bool = False,
+    *,
+    ask_cart: bool = False,
 ) -> tuple[Completion, bool]:
     """The completion of one session; also whether the answer's commit released ``claim``.
 
-    ``resuming``: finishing what a crashed holder of the cart's claim started, whose
-    request may have reached the provider: it is asked again under the same key even
-    when the cart has moved on, so that a hold it made is found and voided.
+    ``ask_cart``: before its provider is first asked, the cart must be able to keep an
+    authorization of the session (CartConflict otherwise). A session completed by name
+    may be any of its cart's; the cart's selected one (``complete_cart``) is the cart's
+    choice, and a completion finishing what a crashed claim holder started must ask
+    again under the same key whatever the cart did since, so that a hold is found.
     """
     # The provider's answer under its key, kept across attempts: a lost race looks
     # again without asking again. A webhook or another completion that moved the session
@@ -314,7 +319,7 @@ def _complete(
         try:
             session = _ready(sessions, payments, session, key, actor)
             if known is None:
-                if not resuming:
+                if ask_cart:
                     _check_cart(sessions, session)
                 known = _authorize(sessions, payments, session, key)
                 answered.clear()

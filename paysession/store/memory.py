@@ -64,6 +64,8 @@ class MemoryStore:
         self._keys: dict[tuple[str, str], Binding] = {}
         self._log: list[TransitionRecord] = []
         self._by_cart_provider: dict[tuple[str, str], str] = {}
+        # A cart's sessions (a session's cart never changes): what find(cart_id=) reads.
+        self._by_cart: dict[str, list[str]] = {}
         self._selected: dict[str, str] = {}
         self._authorized: dict[str, str] = {}
         self._claims: dict[str, Claim] = {}
@@ -96,6 +98,7 @@ class MemoryStore:
             self._log.append(record)
             if pair is not None:
                 self._by_cart_provider[pair] = session.id
+                self._by_cart.setdefault(pair[0], []).append(session.id)
             if session.is_selected and session.cart_id is not None:
                 self._selected[session.cart_id] = session.id
             if authorized and session.cart_id is not None:
@@ -248,9 +251,14 @@ class MemoryStore:
         self, *, cart_id: str | None = None, status: PaymentSessionStatus | None = None
     ) -> list[PaymentSession]:
         with self._lock:
+            rows = (
+                self._rows.values()
+                if cart_id is None
+                else [self._rows[session_id] for session_id in self._by_cart.get(cart_id, ())]
+            )
             found = [
                 row.session
-                for row in self._rows.values()
+                for row in rows
                 if (cart_id is None or row.session.cart_id == cart_id)
                 and (status is None or row.session.status is status)
             ]
