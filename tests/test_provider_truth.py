@@ -34,7 +34,7 @@ from paysession.providers import read_status, status_map
 from paysession.store import MemoryStore, SessionStore
 from paysession.store.base import AnomalyKind, CallAction, EventOutcome
 
-from .helpers import StepClock
+from .helpers import StepClock, provider_table
 
 S = PaymentSessionStatus
 O = CompletionOutcome  # noqa: E741
@@ -518,20 +518,9 @@ def test_the_corpus_is_whole() -> None:
     assert set(BECOMES) | {"medusa/payment_session_authorized.medusa-react.json"} == kept
 
 
-PROVIDERS_DOC = Path(__file__).parent.parent / "docs" / "providers.md"
-
-
 def documented_rows() -> Iterator[Any]:
-    """(provider id, status, event, becomes) of each row of docs/providers.md's tables."""
-    provider = None
-    for line in PROVIDERS_DOC.read_text().splitlines():
-        if line.startswith("## ") and "provider id `" in line:
-            provider = line.split("provider id `")[1].split("`")[0]
-        elif provider and line.startswith("| `"):
-            status, event, becomes = (cell.strip().strip("`") for cell in line.split("|")[1:4])
-            yield pytest.param(
-                provider, status, event or None, S(becomes), id=f"{provider}-{status}-{event}"
-            )
+    for provider, status, event, becomes in provider_table():
+        yield pytest.param(provider, status, event, becomes, id=f"{provider}-{status}-{event}")
 
 
 @pytest.mark.parametrize(("provider", "status", "event", "becomes"), list(documented_rows()))
