@@ -269,6 +269,9 @@ class TestStress:
                 sessions, chosen, older_than=timedelta(microseconds=1), limit=10 * CARTS
             )
             expired_ids += expired.canceled
+            for session_id in expired.in_flight:
+                # Asked again by a takeover during this pass, it went in flight: it settles.
+                chosen[sessions.get(session_id).provider_id].customer_acts(session_id)
             if not (expired.moved or expired.unanswered or expired.busy or expired.in_flight):
                 break
             time.sleep(LEASE.total_seconds() if expired.busy else 0)
