@@ -352,6 +352,26 @@ class TestTampering:
         api = client.get(f"/api/sessions/{session_id}").json()["verification"]
         assert api["ok"] is False and api["seq"] == 2
 
+    def test_a_record_past_the_version_is_never_shown_as_verified(self, sqlite_site: Any) -> None:
+        """A row put back one move, its last record left: that record is not vouched for."""
+        client, made, path = sqlite_site
+        session_id = made.ids["authorized"]
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "UPDATE paysession_sessions SET version = 1, status = 'pending', "
+                "payment_authorized_at = NULL, updated_at = (SELECT at FROM paysession_records "
+                "WHERE session_id = ?1 AND seq = 1), head = (SELECT hash FROM "
+                "paysession_records WHERE session_id = ?1 AND seq = 1) WHERE id = ?1",
+                (session_id,),
+            )
+        conn.close()
+        html = client.get(f"/sessions/{session_id}").text
+        assert "Trail verified" not in html
+        assert "Trail does not verify at seq 2: past_version" in html
+        assert re.search(r'<tr class="bad" id="bad">\s*<td class="num">2</td>', html)
+        api = client.get(f"/api/sessions/{session_id}").json()["verification"]
+        assert (api["ok"], api["seq"], api["reason"]) == (False, 2, "past_version")
+
     def test_a_cut_tail_is_marked_as_missing(self, sqlite_site: Any) -> None:
         client, made, path = sqlite_site
         session_id = made.ids["authorized"]
@@ -391,7 +411,7 @@ class TestTampering:
             response = client.get(url)
             assert response.status_code == 503, url
             shown = _Elements.text_of(response.text) if "api" not in url else response.text
-            assert f"a record of session {session_id!r} cannot be read" in shown
+            assert f"record 2 of session {session_id!r} cannot be read" in shown
             assert "Traceback" not in response.text
         # The store's other sessions are still shown, and the store answers.
         assert client.get(f"/sessions/{made.ids['pending']}").status_code == 200

@@ -10,6 +10,12 @@ and what it leads to is compared with the row:
   their digests (under the trail's key, when it has one).
 
 A session whose row is present but whose records are gone is a trail cut at seq 0.
+
+Row and records are read in one snapshot (see ``SessionStore.trails``), so every record
+is accounted for: one past the row's version is named too (a record forged after the
+last move, or a row rolled back to an earlier state with the records after it left in
+place). A row or record paysession never wrote, which cannot even be decoded, is a
+problem of its session, and the audit goes on to the next.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from paysession._wire import format_datetime, same_digest
 from paysession.audit.trail import AuditError, AuditProblem, AuditReport, replay
 from paysession.record import TransitionRecord
 from paysession.session import FIELDS, PaymentSession
-from paysession.store.base import SessionStore, Snapshot
+from paysession.store.base import SessionStore, Snapshot, StoredTrail, Unreadable
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(sessions, records)`` with the counts checked so far."""
@@ -32,8 +38,42 @@ def check_stored(
     """The first problem of one stored session's trail against its row, or None."""
     session = snapshot.session
     version = snapshot.version
-    # Records past the row's version committed after the row was read: later moves.
     trail = [record for record in records if record.seq <= version]
+    if len(trail) < len(records):
+        problem = _checked(snapshot, trail, key)
+        if problem is not None:
+            return problem
+        past = [record.seq for record in records[len(trail) :]]
+        return AuditProblem(
+            session.id,
+            past[0],
+            len(trail),
+            "past_version",
+            f"{_seqs(past)} past the row's version {version}: forged after the last "
+            "move, or the row was rolled back",
+        )
+    return _checked(snapshot, trail, key)
+
+
+def _seqs(seqs: list[int]) -> str:
+    shown = ", ".join(str(seq) for seq in seqs[:10])
+    more = f" and {len(seqs) - 10} more" if len(seqs) > 10 else ""
+    return f"record{'s' if len(seqs) > 1 else ''} at seq {shown}{more} {'are' if len(seqs) > 1 else 'is'}"
+
+
+def check_trail(found: StoredTrail, key: bytes | None = None) -> AuditProblem | None:
+    """:func:`check_stored` for what ``SessionStore.trails`` gives, unreadable ones too."""
+    if isinstance(found, Unreadable):
+        return AuditProblem(found.session_id, found.seq, 0, "unreadable", found.why)
+    return check_stored(*found, key)
+
+
+def _checked(
+    snapshot: Snapshot, trail: list[TransitionRecord], key: bytes | None
+) -> AuditProblem | None:
+    """The first problem of the records up to the row's version, against the row."""
+    session = snapshot.session
+    version = snapshot.version
     if not trail:
         return AuditProblem(
             session.id,
@@ -94,12 +134,11 @@ def verify_stored(store: SessionStore, session_id: str, key: bytes | None = None
     found = store.trails(only=session_id)
     if not found:
         return AuditReport(ok=True, sessions=0, records=0)
-    snapshot, records = found[0]
-    problem = check_stored(snapshot, records, key)
+    problem = check_trail(found[0], key)
     return AuditReport(
         ok=problem is None,
         sessions=1,
-        records=len(records),
+        records=_count(found[0]),
         problems=() if problem is None else (problem,),
     )
 
@@ -118,10 +157,10 @@ def verify_store(
     """
     sessions = records = 0
     problems: list[AuditProblem] = []
-    for snapshot, trail in _every_trail(store, page):
+    for found in _every_trail(store, page):
         sessions += 1
-        records += len(trail)
-        problem = check_stored(snapshot, trail, key)
+        records += _count(found)
+        problem = check_trail(found, key)
         if problem is not None:
             problems.append(problem)
         if progress is not None and sessions % page == 0:
@@ -133,16 +172,23 @@ def verify_store(
     )
 
 
-def _every_trail(
-    store: SessionStore, page: int
-) -> Iterator[tuple[Snapshot, list[TransitionRecord]]]:
+def _count(found: StoredTrail) -> int:
+    return 0 if isinstance(found, Unreadable) else len(found[1])
+
+
+def trail_id(found: StoredTrail) -> str:
+    """The id of the session ``found`` is about."""
+    return found.session_id if isinstance(found, Unreadable) else found[0].session.id
+
+
+def _every_trail(store: SessionStore, page: int) -> Iterator[StoredTrail]:
     after: str | None = None
     while True:
         found = store.trails(after=after, limit=page)
         yield from found
         if len(found) < page:
             return
-        after = found[-1][0].session.id
+        after = trail_id(found[-1])
 
 
-__all__ = ["Progress", "check_stored", "verify_store", "verify_stored"]
+__all__ = ["Progress", "check_stored", "check_trail", "trail_id", "verify_store", "verify_stored"]

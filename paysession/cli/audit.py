@@ -14,14 +14,17 @@ from paysession._wire import JsonRefused, format_datetime, read_json
 from paysession.audit.anchors import Checkpoint, heads_from_wire
 from paysession.audit.check import Heads, verify
 from paysession.audit.sinks import BadLine, Item, encode_line, read_jsonl
+from paysession.audit.stored import check_trail, trail_id
 from paysession.audit.trail import AuditError, AuditReport, _short, replay
 from paysession.cli._store import NoStore, db_name, open_read_only
 from paysession.cli._table import RECORD_HEADERS, format_table, printable, record_row
 from paysession.codec import to_json
 from paysession.errors import InvalidSessionData, PaySessionError, StoreError
+from paysession.record import TransitionRecord
 from paysession.service import PaymentSessions
 from paysession.store import SessionStore
 from paysession.store._rows import DECODE
+from paysession.store.base import Snapshot, StoredTrail, Unreadable
 
 
 class _UsageError(Exception):
@@ -146,12 +149,6 @@ def _verify_store(args: argparse.Namespace) -> int:
     bar = _Progress() if sys.stderr.isatty() else None
     try:
         report = PaymentSessions(store, key=key).verify_all(progress=bar)
-    except StoreError as error:
-        if error.operation != DECODE:
-            return _usage(f"cannot read {db_name(args.db)}: {error}")
-        # A row that is not paysession's: found, like any other tampering.
-        print(f"FAILED: {printable(error.detail)}")
-        return 1
     except PaySessionError as error:
         return _usage(f"cannot read {db_name(args.db)}: {error}")
     finally:
@@ -221,13 +218,20 @@ def _run_export(args: argparse.Namespace) -> int:
 def _write_trails(store: SessionStore, out: BinaryIO) -> None:
     after: str | None = None
     while page := store.trails(after=after, limit=_PAGE):
-        for _, trail in page:
-            out.write(b"".join(encode_line(record) for record in trail))
-        after = page[-1][0].session.id
+        for found in page:
+            out.write(b"".join(encode_line(record) for record in _readable(found)[1]))
+        after = trail_id(page[-1])
     out.flush()
 
 
 _PAGE = 500
+
+
+def _readable(found: StoredTrail) -> tuple[Snapshot, list[TransitionRecord]]:
+    """A session's row and records; StoreError for one paysession never wrote."""
+    if isinstance(found, Unreadable):
+        raise StoreError(DECODE, found.why)
+    return found
 
 
 def _verified(report: AuditReport) -> int:
@@ -240,23 +244,36 @@ def _many(count: int, noun: str) -> str:
 
 
 def _show_store(args: argparse.Namespace) -> int:
+    """One session's trail from a store, checked against its row: a record that does not
+    verify is never shown as if it did."""
     if args.session is None:
         return _usage("show --db needs --session ID: a store's trails are shown one at a time")
     try:
+        key = _read_key(args.key_file)
         store = _open_store(args.db)
     except _UsageError as error:
         return _usage(str(error))
     try:
-        trail = store.history(args.session)
+        found = store.trails(only=args.session)
     except PaySessionError as error:
         return _usage(f"cannot read {db_name(args.db)}: {error}")
     finally:
         store.close()
-    if not trail:
+    if not found:
         return _usage(f"no session {_shown(args.session)} in {db_name(args.db)}")
-    rows = [[*record_row(record), format_datetime(record.at)] for record in trail]
-    print(format_table((*RECORD_HEADERS, "at"), rows))
-    return 0
+    problem = check_trail(found[0], key)
+    if not isinstance(found[0], Unreadable):
+        trail = found[0][1]
+        rows = [[*record_row(record), format_datetime(record.at)] for record in trail]
+        print(format_table((*RECORD_HEADERS, "at"), rows))
+    if problem is None:
+        return 0
+    keyless = key is None and problem.reason == "hash"
+    hint = " (a keyed store needs --key-file)" if keyless else ""
+    print(
+        f"NOT VERIFIED from seq {problem.seq}: {problem.reason}: {printable(problem.message)}{hint}"
+    )
+    return 1
 
 
 def _run_show(args: argparse.Namespace) -> int:
@@ -365,11 +382,12 @@ def _run_heads(args: argparse.Namespace) -> int:
         after: str | None = None
         while True:
             page = store.trails(after=after, limit=_PAGE)
-            for snapshot, _ in page:
+            for found in page:
+                snapshot = _readable(found)[0]
                 heads[snapshot.session.id] = [snapshot.version, snapshot.head]
             if len(page) < _PAGE:
                 break
-            after = page[-1][0].session.id
+            after = trail_id(page[-1])
     except PaySessionError as error:
         return _usage(f"cannot read {db_name(args.db)}: {error}")
     finally:
@@ -428,11 +446,20 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     heads.set_defaults(run=_run_heads)
 
-    show = actions.add_parser("show", help="print the moves as a table (does not verify)")
+    show = actions.add_parser(
+        "show",
+        help="print the moves as a table (a file's are not verified; with --db, the trail is "
+        "checked against its row and exit 1 says it does not verify)",
+    )
     source = show.add_mutually_exclusive_group(required=True)
     source.add_argument("file", type=Path, nargs="?", help="the JSON Lines trail (- for stdin)")
     source.add_argument("--db", metavar="PATH_OR_DSN", help=db_help + " (with --session)")
     show.add_argument("--session", metavar="ID", help="only this session's moves")
+    show.add_argument(
+        "--key-file",
+        type=Path,
+        help="with --db: the HMAC key the store's trails were written with (- for stdin)",
+    )
     show.set_defaults(run=_run_show)
 
     rebuild = actions.add_parser("replay", help="rebuild one session and print it as JSON")

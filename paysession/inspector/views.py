@@ -24,7 +24,7 @@ from paysession._wire import digest, format_datetime, parse_datetime
 from paysession.audit.stored import check_stored
 from paysession.audit.trail import AuditProblem
 from paysession.diagrams import chart
-from paysession.errors import DiagramError, InvalidSessionData
+from paysession.errors import DiagramError, InvalidSessionData, StoreError
 from paysession.inspector.drawing import chart_svg
 from paysession.lifecycle import TRANSITIONS
 from paysession.limits import current as current_limits
@@ -39,7 +39,8 @@ from paysession.store._browse import (
     PageKey,
     SessionFilter,
 )
-from paysession.store.base import AnomalyKind, LoggedRecord, ProviderEvent, Snapshot
+from paysession.store._rows import DECODE
+from paysession.store.base import AnomalyKind, LoggedRecord, ProviderEvent, Snapshot, Unreadable
 
 PAGE = 50
 """Rows per page unless a query asks for another number (at most ``MAX_PAGE``)."""
@@ -340,6 +341,9 @@ def session_view(
     found = store.trails(only=session_id)
     if not found:
         return None
+    if isinstance(found[0], Unreadable):
+        # A row or record paysession never wrote: the page cannot show it (503).
+        raise StoreError(DECODE, found[0].why)
     snapshot, records = found[0]
     problem = check_stored(snapshot, records, key)
     session = snapshot.session
