@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -368,7 +368,13 @@ def read_jsonl(source: str | os.PathLike[str] | BinaryIO) -> Iterator[Item]:
         with open(source, "rb") as stream:
             yield from read_jsonl(stream)
         return
-    for number, raw in enumerate(source, 1):
+    yield from decode_lines(source)
+
+
+def decode_lines(lines: Iterable[bytes]) -> Iterator[Item]:
+    """:func:`read_jsonl` over lines already read (each with its newline, but the last
+    one's may be missing): for a reader that bounds its lines itself."""
+    for number, raw in enumerate(lines, 1):
         yield decode_line(raw[:-1] if raw.endswith(b"\n") else raw, number)
 
 
@@ -379,6 +385,7 @@ __all__ = [
     "MemorySink",
     "SinkError",
     "decode_line",
+    "decode_lines",
     "encode_line",
     "read_jsonl",
 ]

@@ -58,7 +58,9 @@ def check_stored(
 def _seqs(seqs: list[int]) -> str:
     shown = ", ".join(str(seq) for seq in seqs[:10])
     more = f" and {len(seqs) - 10} more" if len(seqs) > 10 else ""
-    return f"record{'s' if len(seqs) > 1 else ''} at seq {shown}{more} {'are' if len(seqs) > 1 else 'is'}"
+    if len(seqs) == 1:
+        return f"record at seq {shown} is"
+    return f"records at seq {shown}{more} are"
 
 
 def check_trail(found: StoredTrail, key: bytes | None = None) -> AuditProblem | None:

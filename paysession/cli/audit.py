@@ -13,9 +13,10 @@ from typing import BinaryIO
 from paysession._wire import JsonRefused, format_datetime, read_json
 from paysession.audit.anchors import Checkpoint, heads_from_wire
 from paysession.audit.check import Heads, verify
-from paysession.audit.sinks import BadLine, Item, encode_line, read_jsonl
+from paysession.audit.sinks import BadLine, Item, decode_lines, encode_line
 from paysession.audit.stored import check_trail, trail_id
 from paysession.audit.trail import AuditError, AuditReport, _short, replay
+from paysession.cli._input import TooLarge, bounded_lines, is_stdin, name_of, read_bounded
 from paysession.cli._store import NoStore, db_name, open_read_only
 from paysession.cli._table import RECORD_HEADERS, format_table, printable, record_row
 from paysession.codec import to_json
@@ -53,16 +54,11 @@ _LARGEST_FILE = 64 * 2**20
 def _bytes_of(path: Path, what: str) -> bytes:
     """The bytes of an option's file, or of stdin for ``-``; at most _LARGEST_FILE."""
     try:
-        if _is_stdin(path):
-            raw = sys.stdin.buffer.read(_LARGEST_FILE + 1)
-        else:
-            with path.open("rb") as stream:
-                raw = stream.read(_LARGEST_FILE + 1)
+        return read_bounded(path, f"{what} file", _LARGEST_FILE)
+    except TooLarge as error:
+        raise _UsageError(str(error)) from None
     except OSError as error:
         raise _UsageError(f"cannot read {what} file {path}: {error.strerror or error}") from None
-    if len(raw) > _LARGEST_FILE:
-        raise _UsageError(f"{what} file {_name(path)} is larger than {_LARGEST_FILE // 2**20} MiB")
-    return raw
 
 
 def _read_json_object(path: Path | None, what: str) -> Mapping[str, object] | None:
@@ -84,16 +80,16 @@ def _one_stdin(*paths: Path | None) -> None:
 
 
 def _items(path: Path) -> Iterator[Item]:
-    """The trail in ``path``, or on standard input for ``-``."""
-    return read_jsonl(sys.stdin.buffer if _is_stdin(path) else path)
+    """The trail in ``path``, or on standard input for ``-``, each line and the whole
+    read with a bound (``paysession/cli/_input.py``): past one, a _UsageError."""
+    try:
+        yield from decode_lines(bounded_lines(path))
+    except TooLarge as error:
+        raise _UsageError(str(error)) from None
 
 
-def _is_stdin(path: Path) -> bool:
-    return str(path) == "-"
-
-
-def _name(path: Path) -> str:
-    return "<stdin>" if _is_stdin(path) else str(path)
+_is_stdin = is_stdin
+_name = name_of
 
 
 def _where(path: Path, position: int | None) -> str:
@@ -301,6 +297,8 @@ def _run_show(args: argparse.Namespace) -> int:
                 )
             else:
                 rows.append([position + 1, *record_row(item), format_datetime(item.at)])
+    except _UsageError as error:
+        return _usage(str(error))
     except OSError as error:
         return _usage(f"cannot read {_name(path)}: {error.strerror or error}")
     if wanted is not None and len(rows) == unreadable:

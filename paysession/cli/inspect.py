@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 from paysession._text import printable
+from paysession.cli._input import TooLarge, read_bounded
 from paysession.cli._store import NoStore, db_name, is_dsn, open_read_only
 from paysession.errors import StoreError
 
@@ -25,6 +26,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 TOKEN_VARIABLE = "PAYSESSION_INSPECT_TOKEN"
 INSTALL = "pip install 'paysession[inspect]'"
+_LARGEST_KEY = 64 * 2**10  # a key is tens of bytes
 _CONNECTIONS = 4  # the web server's worker threads share them
 
 
@@ -91,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
     key = None
     if args.key_file is not None:
         try:
-            key = args.key_file.read_bytes().strip()
+            key = read_bounded(args.key_file, "key file", _LARGEST_KEY).strip()
+        except TooLarge as error:
+            return _fail(printable(error))
         except OSError as error:
             return _fail(f"cannot read key file {printable(args.key_file)}: {error.strerror}")
         if not key:
