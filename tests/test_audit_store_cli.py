@@ -122,6 +122,38 @@ class TestVerifyStore:
             paysession("audit", "verify", "--db", db, "--key-file", str(key_file)).returncode == 0
         )
 
+    def test_heads_kept_elsewhere_find_a_session_gone_back_or_gone(
+        self, db: str, tmp_path: Path
+    ) -> None:
+        ids = fill(open_store(db))
+        taken = paysession("audit", "heads", "--db", db)
+        heads = tmp_path / "heads.json"
+        heads.write_bytes(taken.stdout)
+        assert paysession("audit", "verify", "--db", db, "--heads", str(heads)).returncode == 0
+        # ids[1] rolled back to before its authorize, the record removed with it.
+        run_sql(
+            db,
+            "UPDATE paysession_sessions SET version = 1, status = 'pending', "
+            "payment_authorized_at = NULL, "
+            f"updated_at = (SELECT at FROM paysession_records WHERE session_id = '{ids[1]}' "
+            "AND seq = 1), "
+            f"head = (SELECT hash FROM paysession_records WHERE session_id = '{ids[1]}' "
+            f"AND seq = 1) WHERE id = '{ids[1]}'",
+        )
+        run_sql(db, f"DELETE FROM paysession_records WHERE session_id = '{ids[1]}' AND seq = 2")
+        run_sql(db, f"DELETE FROM paysession_records WHERE session_id = '{ids[2]}'")
+        run_sql(db, f"DELETE FROM paysession_sessions WHERE id = '{ids[2]}'")
+        assert paysession("audit", "verify", "--db", db).returncode == 0  # alone: clean
+        done = paysession("audit", "verify", "--db", db, "--heads", "-", stdin=taken.stdout)
+        assert (done.returncode, done.stderr) == (1, b"")
+        back, gone, summary = done.stdout.decode().splitlines()
+        assert back.startswith(f"session {ids[1]} seq 2: anchor: the outside head names seq 2")
+        assert gone == (
+            f"session {ids[2]} seq 2: vanished: the outside head names seq 2 of a session "
+            "the store no longer holds"
+        )
+        assert summary == "FAILED: 1 of 2 sessions bad, 1 named by the heads gone, in 5 records"
+
     def test_an_empty_store_proves_nothing(self, db: str) -> None:
         open_store(db).migrate()
         done = paysession("audit", "verify", "--db", db)
@@ -197,7 +229,7 @@ class TestShowStore:
         [
             (["show", "--db", "{db}"], b"needs --session"),
             (["show", "--db", "{db}", "--session", "ps_nope"], b"no session ps_nope"),
-            (["verify", "--db", "{db}", "--heads", "x.json"], b"--heads is for a file"),
+            (["verify", "--db", "{db}", "--heads", "x.json"], b"cannot read heads file x.json"),
         ],
     )
     def test_usage_errors_are_one_line_and_exit_2(

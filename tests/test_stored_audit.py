@@ -272,6 +272,55 @@ class TestStoredTrails:
         assert [p for r in reports for p in r.problems] == []
         assert reports[-1].records > reports[0].records
 
+    def test_outside_heads_find_a_row_rolled_back_with_its_records(
+        self, store_factory: StoreFactory
+    ) -> None:
+        """Rolled back and the later records removed: consistent with itself, so only
+        heads taken before show the head went back."""
+        sessions = PaymentSessions(store_factory(), clock=StepClock())
+        made = sessions.create(cart_id="cart_h", provider_id="stripe", amount=1000)
+        other = paid(sessions, "cart_o")
+        sessions.fire(made.id, "initiate", data={"id": "pi_h"})
+        pending = row_of(store_factory, made.id)
+        sessions.fire(made.id, "authorize")
+        heads = sessions.heads()
+        assert heads[made.id][0] == 2 and heads[other][0] == 5
+        sessions.fire(other, "cancel")  # moving on since is no problem
+        assert sessions.verify_all(heads=heads).ok
+        roll_back(store_factory, made.id, pending)
+        tamper(store_factory, (CUT + "2", (made.id,)))
+        assert sessions.verify_all().ok  # the store alone cannot tell
+        report = sessions.verify_all(heads=heads)
+        ((session_id, seq, reason, message),) = [
+            (p.session_id, p.seq, p.reason, p.message) for p in report.problems
+        ]
+        assert (session_id, seq, reason) == (made.id, 2, "anchor")
+        assert message.endswith("ends at seq 1 (records removed) (the row went back)")
+
+    def test_outside_heads_find_a_vanished_session_and_a_replaced_record(
+        self, shop: tuple[PaymentSessions, list[str]], store_factory: StoreFactory
+    ) -> None:
+        sessions, ids = shop
+        heads = sessions.heads()
+        tamper(
+            store_factory,
+            ("DELETE FROM paysession_records WHERE session_id = ?", (ids[0],)),
+            ("DELETE FROM paysession_sessions WHERE id = ?", (ids[0],)),
+        )
+        # ids[2]'s head names another record than the one its trail holds at seq 5.
+        heads[ids[2]] = (5, "e" * 64)
+        report = sessions.verify_all(heads=heads)
+        assert [(p.session_id, p.seq, p.reason) for p in report.problems] == [
+            (ids[2], 5, "anchor"),
+            (ids[0], 5, "vanished"),
+        ]
+        assert (report.sessions, report.records) == (2, 12)
+        heads[ids[2]] = (3, "e" * 64)  # below the version: the record at seq 3 is checked
+        assert [p.reason for p in sessions.verify_all(heads=heads).problems] == [
+            "anchor",
+            "vanished",
+        ]
+
     def test_verify_all_reports_each_bad_session_and_progress(
         self, shop: tuple[PaymentSessions, list[str]], store_factory: StoreFactory
     ) -> None:

@@ -23,9 +23,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from paysession._wire import format_datetime, same_digest
+from paysession.audit.anchors import head_problem
+from paysession.audit.check import Heads
 from paysession.audit.trail import AuditError, AuditProblem, AuditReport, replay
+from paysession.errors import StoreError
 from paysession.record import TransitionRecord
 from paysession.session import FIELDS, PaymentSession
+from paysession.store._rows import DECODE
 from paysession.store.base import SessionStore, Snapshot, StoredTrail, Unreadable
 
 Progress = Callable[[int, int], None]
@@ -149,29 +153,85 @@ def verify_store(
     store: SessionStore,
     key: bytes | None = None,
     *,
+    heads: Heads | None = None,
     progress: Progress | None = None,
     page: int = 500,
 ) -> AuditReport:
     """Check every session of ``store``, a page of sessions at a time (constant memory).
 
     Reports the first problem of each bad session, in id order; ``progress`` is called
-    after each page.
+    after each page. ``heads`` (as ``paysession audit heads --db`` printed them earlier,
+    kept elsewhere) anchor the store: each session they name must still hold the record
+    they name, at or below its row's version. A session whose head went back (its row
+    and records rolled back, even with the later records removed) or that vanished is an
+    ``anchor`` problem; the ``vanished`` ones come last.
     """
     sessions = records = 0
     problems: list[AuditProblem] = []
+    unseen = set(heads or ())
     for found in _every_trail(store, page):
         sessions += 1
         records += _count(found)
         problem = check_trail(found, key)
+        if heads is not None:
+            session_id = trail_id(found)
+            unseen.discard(session_id)
+            expected = heads.get(session_id)
+            if problem is None and expected is not None:
+                problem = _anchor_problem(found, expected)
         if problem is not None:
             problems.append(problem)
         if progress is not None and sessions % page == 0:
             progress(sessions, records)
     if progress is not None:
         progress(sessions, records)
+    for session_id in sorted(unseen):
+        seq = (heads or {})[session_id][0]
+        problems.append(
+            AuditProblem(
+                session_id,
+                seq,
+                0,
+                "vanished",
+                f"the outside head names seq {seq} of a session the store no longer holds",
+            )
+        )
     return AuditReport(
         ok=not problems, sessions=sessions, records=records, problems=tuple(problems)
     )
+
+
+def _anchor_problem(found: StoredTrail, expected: tuple[int, str]) -> AuditProblem | None:
+    """Why a verified session does not hold the record an outside head names, or None."""
+    if isinstance(found, Unreadable):
+        return None  # already a problem of its own
+    snapshot, records = found
+    seq, head = expected
+    session_id = snapshot.session.id
+    why = head_problem(expected, (snapshot.version, snapshot.head), at_most=False)
+    if why is None and seq < snapshot.version:
+        held = records[seq] if seq < len(records) else None
+        if held is None or held.seq != seq or not same_digest(held.hash, head):
+            why = f"names another record as seq {seq} (the trail's was replaced)"
+    if why is None:
+        return None
+    went_back = " (the row went back)" if snapshot.version < seq else ""
+    return AuditProblem(
+        session_id, seq, min(seq, len(records)), "anchor", f"the outside head {why}{went_back}"
+    )
+
+
+def store_heads(store: SessionStore, page: int = 500) -> dict[str, tuple[int, str]]:
+    """Every session's ``(version, head)`` as its row holds them, by id: heads to keep
+    elsewhere and give back to :func:`verify_store` later. A session that cannot be read
+    raises the StoreError (``decode``) naming it: no head is taken on trust."""
+    heads: dict[str, tuple[int, str]] = {}
+    for found in _every_trail(store, page):
+        if isinstance(found, Unreadable):
+            raise StoreError(DECODE, found.why)
+        snapshot = found[0]
+        heads[snapshot.session.id] = (snapshot.version, snapshot.head)
+    return heads
 
 
 def _count(found: StoredTrail) -> int:
@@ -193,4 +253,12 @@ def _every_trail(store: SessionStore, page: int) -> Iterator[StoredTrail]:
         after = trail_id(found[-1])
 
 
-__all__ = ["Progress", "check_stored", "check_trail", "trail_id", "verify_store", "verify_stored"]
+__all__ = [
+    "Progress",
+    "check_stored",
+    "check_trail",
+    "store_heads",
+    "trail_id",
+    "verify_store",
+    "verify_stored",
+]

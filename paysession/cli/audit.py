@@ -14,7 +14,7 @@ from paysession._wire import JsonRefused, format_datetime, read_json
 from paysession.audit.anchors import Checkpoint, heads_from_wire
 from paysession.audit.check import Heads, verify
 from paysession.audit.sinks import BadLine, Item, decode_lines, encode_line
-from paysession.audit.stored import check_trail, trail_id
+from paysession.audit.stored import check_trail, store_heads, trail_id
 from paysession.audit.trail import AuditError, AuditReport, _short, replay
 from paysession.cli._input import TooLarge, bounded_lines, is_stdin, name_of, read_bounded
 from paysession.cli._store import NoStore, db_name, open_read_only
@@ -135,23 +135,23 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 def _verify_store(args: argparse.Namespace) -> int:
     """Every session of a store against its row, a page at a time (constant memory)."""
-    if args.heads is not None:
-        return _usage("--heads is for a file: a store's rows are its heads")
     try:
+        _one_stdin(args.key_file, args.heads)
         key = _read_key(args.key_file)
+        heads = _read_heads(args.heads)
         store = _open_store(args.db)
     except _UsageError as error:
         return _usage(str(error))
     bar = _Progress() if sys.stderr.isatty() else None
     try:
-        report = PaymentSessions(store, key=key).verify_all(progress=bar)
+        report = PaymentSessions(store, key=key).verify_all(heads=heads, progress=bar)
     except PaySessionError as error:
         return _usage(f"cannot read {db_name(args.db)}: {error}")
     finally:
         store.close()
         if bar is not None:
             bar.done()
-    if not report.sessions:
+    if not report.sessions and not report.problems:
         print(f"FAILED: {db_name(args.db)} holds no sessions; an empty store proves nothing")
         return 1
     if report.ok:
@@ -159,9 +159,11 @@ def _verify_store(args: argparse.Namespace) -> int:
     for problem in report.problems:
         who = _who(problem.session_id, problem.seq)
         print(f"{who}: {problem.reason}: {printable(problem.message)}")
+    gone = sum(problem.reason == "vanished" for problem in report.problems)
+    vanished = f", {gone} named by the heads gone" if gone else ""
     print(
-        f"FAILED: {len(report.problems)} of {_many(report.sessions, 'session')} bad, "
-        f"in {_many(report.records, 'record')}"
+        f"FAILED: {len(report.problems) - gone} of {_many(report.sessions, 'session')} bad"
+        f"{vanished}, in {_many(report.records, 'record')}"
     )
     return 1
 
@@ -375,17 +377,8 @@ def _run_heads(args: argparse.Namespace) -> int:
         store = _open_store(args.db)
     except _UsageError as error:
         return _usage(str(error))
-    heads: dict[str, list[object]] = {}
     try:
-        after: str | None = None
-        while True:
-            page = store.trails(after=after, limit=_PAGE)
-            for found in page:
-                snapshot = _readable(found)[0]
-                heads[snapshot.session.id] = [snapshot.version, snapshot.head]
-            if len(page) < _PAGE:
-                break
-            after = trail_id(page[-1])
+        heads = store_heads(store, _PAGE)
     except PaySessionError as error:
         return _usage(f"cannot read {db_name(args.db)}: {error}")
     finally:
@@ -432,7 +425,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         type=Path,
         metavar="FILE",
         help="heads each session's trail must reach (JSON, as `paysession audit heads` prints;"
-        " - for stdin)",
+        " - for stdin); with --db, each session must still hold the record named",
     )
     check.set_defaults(run=_run_verify)
 
