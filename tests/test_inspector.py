@@ -299,8 +299,53 @@ class TestOneSession:
             assert SECRET not in text
             assert "pi_s" not in text
         data = client.get(f"/api/sessions/{session_id}").json()["session"]["data"]
-        assert data["keys"] == 2
-        assert re.fullmatch(r"sha256:[0-9a-f]{64}", data["digest"])
+        assert data["keys"] == 2 and data["bytes"] > 0
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", data["digest"])  # what the trail holds
+
+
+class TestKeyedDigests:
+    """A keyed store's data and cart are never shown as a plain SHA-256: a 3-digit CVC
+    would fall to a thousand guesses."""
+
+    CVC_KEY = b"inspector-digest-key"
+
+    @pytest.fixture
+    def keyed(self, tmp_path: Path) -> tuple[str, str]:
+        path = str(tmp_path / "keyed.db")
+        writer = SqliteStore(path)
+        sessions = PaymentSessions(writer, key=self.CVC_KEY, clock=StepClock())
+        made = sessions.create(
+            cart_id="cart_k", provider_id="stripe", amount=100, data={"cvc": "123"}
+        )
+        sessions.fire(made.id, "initiate", data={"cvc": "123", "id": "pi_k"})
+        writer.close()
+        return path, made.id
+
+    @pytest.mark.parametrize("with_key", [False, True])
+    def test_no_plain_hash_of_data_or_cart(self, keyed: tuple[str, str], with_key: bool) -> None:
+        path, session_id = keyed
+        reader = SqliteStore(path, read_only=True)
+        app = create_app(reader, key=self.CVC_KEY if with_key else None)
+        with TestClient(app, base_url=LOCAL) as client:
+            pages = [
+                client.get(url).text
+                for url in (
+                    "/",
+                    "/api/sessions",
+                    f"/sessions/{session_id}",
+                    f"/api/sessions/{session_id}",
+                )
+            ]
+            data = client.get(f"/api/sessions/{session_id}").json()["session"]["data"]
+        reader.close()
+        plain = hashlib.sha256(b'{"cvc":"123","id":"pi_k"}').hexdigest()
+        for text in pages:
+            assert plain not in text and "sha256:" not in text.replace("hmac-sha256:", "")
+        assert (data["keys"], data["bytes"]) == (2, len('{"cvc":"123","id":"pi_k"}'))
+        if with_key:
+            assert re.fullmatch(r"hmac-sha256:[0-9a-f]{64}", data["digest"])
+        else:
+            assert "digest" not in data
 
     def test_a_session_with_an_anomaly_lists_its_event(self, site: Any) -> None:
         client, made, _ = site

@@ -139,7 +139,7 @@ class Inspector:
 
     def sessions(self, request: Request) -> Response:
         query = views.SessionsQuery.parse(_params(request))
-        view = views.sessions_view(self.store, query)
+        view = views.sessions_view(self.store, query, self.key)
         counts, age = self.counts()
         if _wants_json(request):
             return JSONResponse(view.to_json() | {"counts": _by_value(counts)})
@@ -170,7 +170,7 @@ class Inspector:
             "session.html",
             {
                 "view": view,
-                "fields": views.session_json(view.session, view.snapshot.version),
+                "fields": view.fields(),
                 "records": [views.record_json(record) for record in view.trail],
                 "bad_seq": None if problem is None else problem.seq,
                 "events": [views.event_json(event) for event in view.events],

@@ -7,7 +7,11 @@ parameter, which the app answers with 400.
 
 What a view never carries: the values of a session's ``data`` and ``cart``. They may
 hold a provider's client secret or a customer's address; a page shows how many keys
-they have and their SHA-256 digest, enough to tell two apart or match them with a trail.
+they have, their size, and the digest the trail holds of them, enough to tell two apart or
+match them with a trail. For a keyed store that is the keyed digest (HMAC-SHA-256 under
+the inspector's key), never a plain SHA-256, which anyone could match against guesses (a
+3-digit CVC takes a thousand): without the key, a keyed session shows no digest at all,
+and neither does the sessions list, which does not read the trails.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 import attrs
 
 from paysession._text import printable
-from paysession._wire import digest, format_datetime, parse_datetime
+from paysession._wire import canonical_json, digest, format_datetime, parse_datetime
 from paysession.audit.stored import check_stored
 from paysession.audit.trail import AuditProblem
 from paysession.diagrams import chart
@@ -184,15 +188,31 @@ def _when(value: datetime | None) -> str | None:
     return None if value is None else format_datetime(value)
 
 
-def summary(value: Mapping[str, Any] | None) -> dict[str, object] | None:
-    """How many keys ``value`` has and its digest: never the values themselves."""
+def summary(
+    value: Mapping[str, Any] | None, key: bytes | None = None, *, plain: bool = False
+) -> dict[str, object] | None:
+    """How many keys ``value`` has and its size in bytes, never the values themselves;
+    with ``key`` its keyed digest, else with ``plain`` (the trail holds plain digests)
+    its SHA-256 digest."""
     if value is None:
         return None
-    return {"keys": len(value), "digest": digest(value)}
+    shown: dict[str, object] = {"keys": len(value), "bytes": len(canonical_json(value))}
+    if key is not None:
+        shown["digest"] = digest(value, key)
+    elif plain:
+        shown["digest"] = digest(value)
+    return shown
 
 
-def session_json(session: PaymentSession, version: int | None = None) -> dict[str, object]:
-    """A session as a page and the API show it: ``data`` and ``cart`` as summaries."""
+def session_json(
+    session: PaymentSession,
+    version: int | None = None,
+    *,
+    key: bytes | None = None,
+    plain: bool = False,
+) -> dict[str, object]:
+    """A session as a page and the API show it: ``data`` and ``cart`` as summaries (see
+    :func:`summary`)."""
     shown: dict[str, object] = {
         "id": session.id,
         "cart_id": session.cart_id,
@@ -205,12 +225,21 @@ def session_json(session: PaymentSession, version: int | None = None) -> dict[st
         "payment_authorized_at": _when(session.payment_authorized_at),
         "created_at": _when(session.created_at),
         "updated_at": _when(session.updated_at),
-        "data": summary(session.data),
-        "cart": summary(session.cart),
+        "data": summary(session.data, key, plain=plain),
+        "cart": summary(session.cart, key, plain=plain),
     }
     if version is not None:
         shown["version"] = version
     return shown
+
+
+def plain_digests(first: TransitionRecord | None) -> bool:
+    """Whether a trail's digests are plain SHA-256 (an unkeyed store): its record 0
+    always holds the digest of the session's data."""
+    if first is None:
+        return False
+    change = first.changes.get("data")
+    return isinstance(change, tuple | list) and str(change[-1]).startswith("sha256:")
 
 
 def record_json(record: TransitionRecord) -> dict[str, object]:
@@ -263,17 +292,20 @@ class SessionsView:
     query: SessionsQuery
     sessions: list[PaymentSession]
     next_key: PageKey | None
+    key: bytes | None = attrs.field(default=None, repr=False)
 
     def to_json(self) -> dict[str, object]:
         return {
-            "sessions": [session_json(session) for session in self.sessions],
+            "sessions": [session_json(session, key=self.key) for session in self.sessions],
             "next": None if self.next_key is None else self.next_key.token(),
         }
 
 
-def sessions_view(store: BrowsableStore, query: SessionsQuery) -> SessionsView:
+def sessions_view(
+    store: BrowsableStore, query: SessionsQuery, key: bytes | None = None
+) -> SessionsView:
     sessions, next_key = store.sessions_page(query.where, query.after, query.limit)
-    return SessionsView(query, sessions, next_key)
+    return SessionsView(query, sessions, next_key, key)
 
 
 @attrs.frozen
@@ -307,10 +339,16 @@ class SessionView:
     events: list[ProviderEvent]
     cart_sessions: list[PaymentSession]
     diagram: str
+    key: bytes | None = attrs.field(default=None, repr=False)
+    plain: bool = False
+    """Whether the trail's digests are plain SHA-256 (see :func:`plain_digests`)."""
 
     @property
     def session(self) -> PaymentSession:
         return self.snapshot.session
+
+    def fields(self) -> dict[str, object]:
+        return session_json(self.session, self.snapshot.version, key=self.key, plain=self.plain)
 
     @property
     def authorized_in_cart(self) -> int:
@@ -319,7 +357,7 @@ class SessionView:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "session": session_json(self.session, self.snapshot.version),
+            "session": self.fields(),
             "verification": self.verification.to_json(),
             "records": len(self.trail),
             "provider_events": [event_json(event) for event in self.events],
@@ -362,6 +400,8 @@ def session_view(
         events=store.provider_events(session_id=session.id),
         cart_sessions=cart,
         diagram=chart_svg(drawn, label=f"The path of session {printable(session.id)}"),
+        key=key,
+        plain=plain_digests(records[0] if records else None),
     )
 
 
@@ -414,6 +454,7 @@ __all__ = [
     "lifecycle_diagram",
     "lifecycle_rows",
     "logged_json",
+    "plain_digests",
     "record_json",
     "session_json",
     "session_view",
