@@ -8,7 +8,6 @@ store's back; each test then asks ``PaymentSessions.verify`` (one session) and
 from __future__ import annotations
 
 import sqlite3
-
 import threading
 from collections.abc import Mapping
 

@@ -20,7 +20,7 @@ problem of its session, and the audit goes on to the next.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from paysession._wire import format_datetime, same_digest
 from paysession.audit.anchors import head_problem
@@ -37,34 +37,76 @@ Progress = Callable[[int, int], None]
 
 
 def check_stored(
-    snapshot: Snapshot, records: list[TransitionRecord], key: bytes | None = None
+    snapshot: Snapshot, records: Iterable[TransitionRecord], key: bytes | None = None
 ) -> AuditProblem | None:
-    """The first problem of one stored session's trail against its row, or None."""
+    """The first problem of one stored session's trail against its row, or None.
+
+    ``records`` are the session's records in seq order; they are read once, one at a
+    time, so a stream of them is checked in constant memory. It may be left unread past
+    the first problem.
+    """
     session = snapshot.session
     version = snapshot.version
-    trail = [record for record in records if record.seq <= version]
-    if len(trail) < len(records):
-        problem = _checked(snapshot, trail, key)
-        if problem is not None:
-            return problem
-        past = [record.seq for record in records[len(trail) :]]
-        return AuditProblem(
-            session.id,
-            past[0],
-            len(trail),
-            "past_version",
-            f"{_seqs(past)} past the row's version {version}: forged after the last "
-            "move, or the row was rolled back",
-        )
-    return _checked(snapshot, trail, key)
+    upto = _UpTo(iter(records), version)
+    try:
+        replayed = replay(upto, data=session.data, cart=session.cart, key=key)
+    except AuditError as error:
+        if upto.count == 0:
+            return AuditProblem(
+                session.id,
+                0,
+                0,
+                "trail_cut",
+                f"the session's row is at version {version} but none of its records is left",
+            )
+        position = 0 if error.position is None else error.position
+        return AuditProblem(session.id, error.seq, position, error.reason, error.message)
+    problem = _against_row(snapshot, replayed, upto)
+    if problem is not None or upto.past is None:
+        return problem
+    past = [upto.past.seq]
+    more = 0
+    for record in upto.rest:
+        if len(past) < 10:
+            past.append(record.seq)
+        else:
+            more += 1
+    return AuditProblem(
+        session.id,
+        past[0],
+        upto.count,
+        "past_version",
+        f"{_seqs(past, more)} past the row's version {version}: forged after the last "
+        "move, or the row was rolled back",
+    )
 
 
-def _seqs(seqs: list[int]) -> str:
-    shown = ", ".join(str(seq) for seq in seqs[:10])
-    more = f" and {len(seqs) - 10} more" if len(seqs) > 10 else ""
+class _UpTo:
+    """The records up to the row's version, one at a time; it remembers the last one,
+    how many there were, and the first record past the version."""
+
+    def __init__(self, rest: Iterator[TransitionRecord], version: int) -> None:
+        self.rest = rest
+        self.version = version
+        self.count = 0
+        self.last: TransitionRecord | None = None
+        self.past: TransitionRecord | None = None
+
+    def __iter__(self) -> Iterator[TransitionRecord]:
+        for record in self.rest:
+            if record.seq > self.version:
+                self.past = record
+                return
+            self.count += 1
+            self.last = record
+            yield record
+
+
+def _seqs(seqs: list[int], more: int) -> str:
+    shown = ", ".join(str(seq) for seq in seqs)
     if len(seqs) == 1:
         return f"record at seq {shown} is"
-    return f"records at seq {shown}{more} are"
+    return f"records at seq {shown}{f' and {more} more' if more else ''} are"
 
 
 def check_trail(found: StoredTrail, key: bytes | None = None) -> AuditProblem | None:
@@ -74,31 +116,17 @@ def check_trail(found: StoredTrail, key: bytes | None = None) -> AuditProblem | 
     return check_stored(*found, key)
 
 
-def _checked(
-    snapshot: Snapshot, trail: list[TransitionRecord], key: bytes | None
-) -> AuditProblem | None:
+def _against_row(snapshot: Snapshot, replayed: PaymentSession, upto: _UpTo) -> AuditProblem | None:
     """The first problem of the records up to the row's version, against the row."""
     session = snapshot.session
     version = snapshot.version
-    if not trail:
-        return AuditProblem(
-            session.id,
-            0,
-            0,
-            "trail_cut",
-            f"the session's row is at version {version} but none of its records is left",
-        )
-    try:
-        replayed = replay(trail, data=session.data, cart=session.cart, key=key)
-    except AuditError as error:
-        position = 0 if error.position is None else error.position
-        return AuditProblem(session.id, error.seq, position, error.reason, error.message)
-    last = trail[-1]
+    last = upto.last
+    assert last is not None  # replay refuses an empty trail
     if last.seq != version:
         return AuditProblem(
             session.id,
             last.seq + 1,
-            len(trail),
+            upto.count,
             "trail_cut",
             f"the trail ends at seq {last.seq} but the session's row is at version {version}",
         )
@@ -106,7 +134,7 @@ def _checked(
         return AuditProblem(
             session.id,
             version,
-            len(trail) - 1,
+            upto.count - 1,
             "head",
             "the row's head is not the hash of the session's last record",
         )
@@ -115,7 +143,7 @@ def _checked(
         return AuditProblem(
             session.id,
             version,
-            len(trail) - 1,
+            upto.count - 1,
             "row_mismatch",
             f"the row's {', '.join(differing)} differ from what its trail leads to",
         )

@@ -77,8 +77,12 @@ def _fail(message: str) -> int:
 
 
 def _web() -> tuple[ModuleType, ModuleType]:
-    """The app module and uvicorn, imported on use: only this command needs the extra."""
-    return importlib.import_module("paysession.inspector.app"), importlib.import_module("uvicorn")
+    """The app module and its server's (uvicorn's, bounded), imported on use: only this
+    command needs the extra."""
+    return (
+        importlib.import_module("paysession.inspector.app"),
+        importlib.import_module("paysession.inspector.serve"),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         if not key:
             return _fail(f"key file {printable(args.key_file)} is empty")
     try:
-        web, uvicorn = _web()
+        web, serve = _web()
     except ImportError as error:
         missing = (error.name or "?").split(".")[0]
         return _fail(f"the inspector needs the inspect extra ({missing}): {INSTALL}")
@@ -130,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     own_names = (*web.LOOPBACK_NAMES, args.host.strip("[]").lower())
-    config = uvicorn.Config(
+    config = serve.server_config(
         web.create_app(store, key=key, token=token, hosts=own_names),
         log_level="warning",
         access_log=False,
@@ -141,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     # and raises the signal again, which ends the command with 130.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        uvicorn.Server(config).run(sockets=[listener])
+        serve.run(config, [listener])
     finally:
         listener.close()
         store.close()

@@ -17,7 +17,7 @@ and neither does the sessions list, which does not read the trails.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +28,7 @@ from paysession._wire import canonical_json, digest, format_datetime, parse_date
 from paysession.audit.stored import check_stored
 from paysession.audit.trail import AuditProblem
 from paysession.diagrams import chart
-from paysession.errors import DiagramError, InvalidSessionData, StoreError
+from paysession.errors import DiagramError, InvalidSessionData
 from paysession.inspector.drawing import chart_svg
 from paysession.lifecycle import TRANSITIONS
 from paysession.limits import current as current_limits
@@ -43,8 +43,7 @@ from paysession.store._browse import (
     PageKey,
     SessionFilter,
 )
-from paysession.store._rows import DECODE
-from paysession.store.base import AnomalyKind, LoggedRecord, ProviderEvent, Snapshot, Unreadable
+from paysession.store.base import AnomalyKind, LoggedRecord, ProviderEvent, Snapshot
 
 PAGE = 50
 """Rows per page unless a query asks for another number (at most ``MAX_PAGE``)."""
@@ -329,16 +328,53 @@ class Verification:
         }
 
 
+TRAIL_PAGE = 100
+"""Records per page of a session's trail (its page and ``/api/sessions/{id}/trail``)."""
+
+EVENTS_PAGE = 50
+"""Provider events per page of a session."""
+
+_LARGEST_START = 10**9
+
+
+def _start(params: Mapping[str, str], field: str) -> int:
+    text = params.get(field, "")
+    if not text:
+        return 0
+    if not (text.isascii() and text.isdigit() and int(text) < _LARGEST_START):
+        raise InvalidSessionData({field: "must be a whole number from 0"})
+    return int(text)
+
+
+@attrs.frozen
+class SessionQuery:
+    """Which page of a session's trail and of its events to show: each starts at a
+    record's or an event's index, from 0."""
+
+    trail_from: int = 0
+    events_from: int = 0
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> SessionQuery:
+        return cls(_start(params, "trail_from"), _start(params, "events_from"))
+
+
 @attrs.frozen
 class SessionView:
-    """One session's page: the session, its trail checked, its reports and its cart."""
+    """One session's page: the session, its trail checked (one page of it shown), a page
+    of its reports and its cart."""
 
     snapshot: Snapshot
     trail: list[TransitionRecord]
+    """The records of this page: ``query.trail_from`` on, at most TRAIL_PAGE."""
+    records: int
+    """How many records the session has in all."""
     verification: Verification
     events: list[ProviderEvent]
+    more_events: bool
     cart_sessions: list[PaymentSession]
     diagram: str
+    query: SessionQuery = SessionQuery()
     key: bytes | None = attrs.field(default=None, repr=False)
     plain: bool = False
     """Whether the trail's digests are plain SHA-256 (see :func:`plain_digests`)."""
@@ -351,16 +387,34 @@ class SessionView:
         return session_json(self.session, self.snapshot.version, key=self.key, plain=self.plain)
 
     @property
+    def trail_pages(self) -> tuple[int | None, int | None]:
+        """Where the previous and the next page of the trail start (None: no such page)."""
+        start = self.query.trail_from
+        previous = max(0, start - TRAIL_PAGE) if start > 0 else None
+        following = start + TRAIL_PAGE if start + TRAIL_PAGE < self.records else None
+        return previous, following
+
+    @property
+    def events_pages(self) -> tuple[int | None, int | None]:
+        start = self.query.events_from
+        previous = max(0, start - EVENTS_PAGE) if start > 0 else None
+        return previous, start + EVENTS_PAGE if self.more_events else None
+
+    @property
     def authorized_in_cart(self) -> int:
         """How many sessions of the cart (this one included) are authorized."""
         return sum(s.status is PaymentSessionStatus.AUTHORIZED for s in self.cart_sessions)
 
     def to_json(self) -> dict[str, object]:
+        events_previous, events_next = self.events_pages
         return {
             "session": self.fields(),
             "verification": self.verification.to_json(),
-            "records": len(self.trail),
+            "records": self.records,
             "provider_events": [event_json(event) for event in self.events],
+            "provider_events_from": self.query.events_from,
+            "provider_events_previous": events_previous,
+            "provider_events_next": events_next,
             "anomalies": sum(event.outcome.value == "anomaly" for event in self.events),
             "cart_sessions": [
                 {"id": s.id, "provider_id": s.provider_id, "status": s.status.value}
@@ -369,39 +423,98 @@ class SessionView:
             "authorized_in_cart": self.authorized_in_cart,
         }
 
+    def trail_json(self) -> dict[str, object]:
+        """A page of the trail, every value whole (the page shows them cut short)."""
+        previous, following = self.trail_pages
+        return {
+            "session_id": self.session.id,
+            "verification": self.verification.to_json(),
+            "records": [record_json(record) for record in self.trail],
+            "total": self.records,
+            "from": self.query.trail_from,
+            "previous": previous,
+            "next": following,
+        }
+
+
+class _Walk:
+    """A session's records as the check reads them: it keeps the page shown, the moves
+    (without their strings) for the diagram, and the count; nothing else stays."""
+
+    def __init__(self, records: Iterator[TransitionRecord], version: int, start: int) -> None:
+        self.records = records
+        self.version = version
+        self.start = start
+        self.count = 0
+        self.page: list[TransitionRecord] = []
+        self.moves: list[TransitionRecord] = []
+        self.plain = False
+
+    def __iter__(self) -> Iterator[TransitionRecord]:
+        for record in self.records:
+            if self.count == 0:
+                self.plain = plain_digests(record)
+            if self.start <= self.count < self.start + TRAIL_PAGE:
+                self.page.append(record)
+            if record.seq <= self.version:
+                self.moves.append(
+                    attrs.evolve(record, actor=None, reason=None, idempotency_key=None, changes={})
+                )
+            self.count += 1
+            yield record
+
+    def check(self, snapshot: Snapshot, key: bytes | None) -> AuditProblem | None:
+        problem = check_stored(snapshot, self, key)
+        for _ in self:  # the records the check left unread still count, and may be shown
+            pass
+        return problem
+
 
 def session_view(
-    store: BrowsableStore, session_id: str, key: bytes | None = None
+    store: BrowsableStore,
+    session_id: str,
+    key: bytes | None = None,
+    query: SessionQuery = SessionQuery(),
 ) -> SessionView | None:
-    """The view of one session, None when the store has no such session."""
+    """The view of one session, None when the store has no such session.
+
+    The trail is read in one snapshot with the row and checked a chunk at a time: the
+    memory a page takes does not grow with the trail.
+    """
     if len(session_id) > current_limits().id_length:
         return None
-    found = store.trails(only=session_id)
-    if not found:
+
+    def walk(
+        snapshot: Snapshot, records: Iterator[TransitionRecord]
+    ) -> tuple[Snapshot, _Walk, AuditProblem | None]:
+        walked = _Walk(records, snapshot.version, query.trail_from)
+        return snapshot, walked, walked.check(snapshot, key)
+
+    found = store.read_trail(session_id, walk)
+    if found is None:
         return None
-    if isinstance(found[0], Unreadable):
-        # A row or record paysession never wrote: the page cannot show it (503).
-        raise StoreError(DECODE, found[0].why)
-    snapshot, records = found[0]
-    problem = check_stored(snapshot, records, key)
+    snapshot, walked, problem = found
     session = snapshot.session
-    trail = [record for record in records if record.seq <= snapshot.version]
     try:
-        drawn = chart(with_internal=True, session=session, history=trail)
+        drawn = chart(with_internal=True, session=session, history=walked.moves)
     except DiagramError:
         # A trail the table cannot draw is already the verification's finding: draw the
         # table with the session's status, and let the trail table show the rest.
         drawn = chart(with_internal=True, session=session)
     cart = [] if session.cart_id is None else store.find(cart_id=session.cart_id)
+    events, more_events = store.events_page(session.id, query.events_from, EVENTS_PAGE)
     return SessionView(
         snapshot=snapshot,
-        trail=records,
+        trail=walked.page,
+        records=walked.count,
         verification=Verification(problem),
-        events=store.provider_events(session_id=session.id),
+        events=events,
+        more_events=more_events,
         cart_sessions=cart,
         diagram=chart_svg(drawn, label=f"The path of session {printable(session.id)}"),
+        query=query,
         key=key,
-        plain=plain_digests(records[0] if records else None),
+        plain=walked.plain,
     )
 
 
@@ -442,9 +555,12 @@ def lifecycle_diagram() -> str:
 
 
 __all__ = [
+    "EVENTS_PAGE",
     "PAGE",
+    "TRAIL_PAGE",
     "AnomaliesQuery",
     "AnomaliesView",
+    "SessionQuery",
     "SessionView",
     "SessionsQuery",
     "SessionsView",
