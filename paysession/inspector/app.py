@@ -19,7 +19,7 @@ Safety, in the order a request meets it:
   and forbids framing; responses are not cached.
 - **Errors.** A bad filter is 400 naming the parameter, an unknown session or path
   404, a store that cannot be read 503: a page (or JSON) of one line, no traceback.
-- **Bounds.** At most ``BUSY`` (2) requests read the store at once; the others wait for
+- **Bounds.** At most ``BUSY`` (1) request reads the store at a time; the others wait for
   their turn without holding a thread, and ``/healthz`` never waits. A request body must
   arrive within ``BODY_TIMEOUT`` seconds (408). A client that fails ``LOGIN_ATTEMPTS``
   logins within ``LOGIN_WINDOW`` seconds is refused (429) until the window has passed.
@@ -81,9 +81,10 @@ LOOPBACK_NAMES: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
 ACTIVITY = 50
 """How many of the newest moves the activity page starts with."""
 
-BUSY = 2
-"""Requests that read the store at once (one per core of a small machine); more wait for
-their turn."""
+BUSY = 1
+"""Requests that read the store at once; more wait for their turn. Checking a trail is
+Python work, which one interpreter runs one thread at a time: a second request at once
+would finish no sooner, and would keep /healthz waiting longer (bench_inspect_load)."""
 
 BODY_TIMEOUT = 10.0
 """Seconds a request's body has to arrive."""

@@ -11,7 +11,8 @@ it in a child process, and measures, side by side in one run:
   session's page, and ``/healthz``'s response time with nothing else running;
 - under load: ``--clients`` threads each asking ``--rounds`` times, all at once, for the
   session's page (the first page of its trail, the whole trail checked) and for a page
-  of its trail from the API, while ``/healthz`` is asked every 50 ms; the server's RSS
+  of its trail from the API, while another process asks for ``/healthz`` every 50 ms
+  (its own, so that the times are the server's); the server's RSS
   is sampled every 20 ms and its peak (VmHWM) read at the end.
 
 Targets (issue 24): the server's peak RSS stays below 200 MB, and ``/healthz`` answers
@@ -117,18 +118,9 @@ def _measure(
     idle_healthz = [_get(port, "/healthz")[1] for _ in range(20)]
 
     stop = threading.Event()
-    healthz: list[float] = []
     samples: list[int] = []
     pages: list[float] = []
     failures: list[int] = []
-
-    def watch() -> None:
-        while not stop.is_set():
-            status, seconds, _ = _get(port, "/healthz")
-            healthz.append(seconds)
-            if status != 200:
-                failures.append(status)
-            stop.wait(0.05)
 
     def sample() -> None:
         while not stop.is_set():
@@ -142,7 +134,16 @@ def _measure(
             if status != 200:
                 failures.append(status)
 
-    watchers = [threading.Thread(target=watch), threading.Thread(target=sample)]
+    # /healthz is asked from a process of its own, so that its times are the server's,
+    # not those of this process's 60 client threads taking turns.
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "tests.benchmarks.bench_inspect_load", "--healthz", str(port)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    watchers = [threading.Thread(target=sample)]
     for thread in watchers:
         thread.start()
     time.sleep(0.3)
@@ -157,6 +158,9 @@ def _measure(
     for thread in watchers:
         thread.join()
     peak = _status(server.pid, "VmHWM")
+    answers, _ = watcher.communicate("")
+    healthz = [float(t) for t in answers.split()[1:]]
+    failures.extend([0] * int(answers.split()[0]))
 
     def ms(value: float) -> str:
         return f"{value * 1000:.1f} ms"
@@ -186,12 +190,31 @@ def _measure(
     return 0 if rss_ok and healthz_ok and not failures else 1
 
 
+def watch_healthz(port: int) -> None:
+    """Ask /healthz every 50 ms until stdin closes; print how many failed, then each
+    answer's seconds."""
+    times: list[float] = []
+    failed = 0
+    done = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+    while not done.is_set():
+        status, seconds, _ = _get(port, "/healthz")
+        times.append(seconds)
+        failed += status != 200
+        done.wait(0.05)
+    print(failed, *times)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--healthz", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--clients", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--moves", type=int, default=2000)
     args = parser.parse_args(argv)
+    if args.healthz:
+        watch_healthz(args.healthz)
+        return 0
     return run(args.clients, args.rounds, args.moves)
 
 
