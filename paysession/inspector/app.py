@@ -562,7 +562,10 @@ def _handlers(
         return inspector.error_page(request, error.status_code, message)
 
     async def slow(request: Request, error: Exception) -> Response:
-        return inspector.error_page(request, 408, "the request body did not arrive in time")
+        response = inspector.error_page(request, 408, "the request body did not arrive in time")
+        # The rest of the body may still come: the connection ends with this answer.
+        response.headers["connection"] = "close"
+        return response
 
     async def failed(request: Request, error: Exception) -> Response:
         return inspector.error_page(request, 500, "the inspector failed on this request")
