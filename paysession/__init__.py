@@ -17,6 +17,7 @@ from paysession.codec import from_dict, from_json, to_dict, to_json
 from paysession.errors import (
     AuthorizationConflict,
     CartBusy,
+    CartConflict,
     ConcurrentUpdate,
     DoubleAuthorization,
     DuplicateSession,
@@ -35,6 +36,7 @@ from paysession.errors import (
     UnknownProviderStatus,
 )
 from paysession.expiry import Expiry, expire_sessions
+from paysession.holds import Holds
 from paysession.hooks import Hooks, TransitionEvent
 from paysession.lifecycle import TRANSITIONS, Trigger
 from paysession.machine import SessionMachine
@@ -45,7 +47,7 @@ from paysession.record import TransitionRecord
 from paysession.service import PaymentSessions, Reconciliation
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
-from paysession.store.base import AnomalyKind, EventOutcome, ProviderEvent
+from paysession.store.base import AnomalyKind, CallAction, EventOutcome, ProviderCall, ProviderEvent
 
 # The one place the version is written: the build reads it from here (pyproject.toml,
 # [tool.hatch.version]), so it costs nothing at import.
@@ -59,7 +61,9 @@ __all__ = [
     "AnomalyKind",
     "AsyncPaymentSessions",
     "AuthorizationConflict",
+    "CallAction",
     "CartBusy",
+    "CartConflict",
     "Completion",
     "CompletionOutcome",
     "CompletionTimeout",
@@ -69,6 +73,7 @@ __all__ = [
     "EventOutcome",
     "Expiry",
     "GuardRejected",
+    "Holds",
     "HookError",
     "Hooks",
     "IdempotencyConflict",
@@ -80,6 +85,7 @@ __all__ = [
     "PaymentSession",
     "PaymentSessionStatus",
     "PaymentSessions",
+    "ProviderCall",
     "ProviderEvent",
     "ProviderReply",
     "ProviderTimeout",

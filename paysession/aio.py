@@ -101,6 +101,9 @@ class AsyncPaymentSessions:
     reconcile_result = _in_thread(PaymentSessions.reconcile_result)
     provider_events = _in_thread(PaymentSessions.provider_events)
     anomalies = _in_thread(PaymentSessions.anomalies)
+    holds = _in_thread(PaymentSessions.holds)
+    unreleased_holds = _in_thread(PaymentSessions.unreleased_holds)
+    release_hold = _in_thread(PaymentSessions.release_hold)
 
     async def follow(
         self, cursor: str | int | None = None, *, batch: int = 500, idle: float | None = None

@@ -35,6 +35,7 @@ import attrs
 
 from paysession.durable import check_attempts, retrying
 from paysession.errors import (
+    CartConflict,
     CompletionTimeout,
     ConcurrentUpdate,
     IllegalTransition,
@@ -42,20 +43,23 @@ from paysession.errors import (
     ProviderTimeout,
     ReconciliationAnomaly,
 )
+from paysession.holds import provider_call
 from paysession.lifecycle import ALLOWED
 from paysession.providers import (
     PaymentProvider,
     ProviderReply,
     Providers,
     cancel_key,
-    map_status,
     provider_for,
+    read_status,
+    rules_for,
 )
+from paysession.reconcile import amount_differs
 from paysession.record import TransitionRecord
-from paysession.service import DEFAULT_LEASE, PaymentSessions
-from paysession.session import PaymentSession
+from paysession.service import DEFAULT_LEASE, PaymentSessions, Reconciliation
+from paysession.session import PaymentSession, clock_reading
 from paysession.status import PaymentSessionStatus
-from paysession.store.base import Claim, ClaimAction, Claimed
+from paysession.store.base import CallAction, Claim, ClaimAction, Claimed, ProviderCall
 
 S = PaymentSessionStatus
 _R = TypeVar("_R")
@@ -77,10 +81,16 @@ class CompletionOutcome(str, enum.Enum):
     """The provider declined; the session is in ``error`` and a new attempt may follow."""
     CANCELED = "canceled"
     """The provider canceled the payment."""
+    PROCESSING = "processing"
+    """The provider is still processing the payment (an asynchronous method: Stripe's
+    ``processing``): the session stays pending, nothing is declined. Its webhook tells
+    the outcome; completing again asks the provider where the payment is."""
     VOIDED = "voided"
-    """The provider authorized, but the session cannot be its cart's authorized one
-    (another one is, the cart switched away from it, or it was canceled): the hold was
-    voided at the provider, the session canceled and the report kept as an anomaly."""
+    """The provider authorized, but the session cannot keep it (another session of the
+    cart is authorized, the cart switched away from it, it was canceled, or the provider
+    holds another amount than the session's): the hold was voided at the provider, the
+    session canceled and the report kept as an anomaly (``Completion.anomaly`` says
+    which kind)."""
 
     def __str__(self) -> str:
         return self.value
@@ -96,7 +106,8 @@ class Completion:
     ``idempotency_key`` the provider's answer and the key it was asked with (None when
     it was not asked); ``lost_races`` how many times another move (a webhook, another
     completion) committed first and completion looked again; ``taken_over`` whether
-    the cart's claim was taken over from a holder that never finished (it crashed).
+    the cart's claim was taken over from a holder that never finished (it crashed);
+    ``anomaly`` the kind of anomaly a voided authorization was recorded as.
     """
 
     outcome: CompletionOutcome
@@ -106,6 +117,7 @@ class Completion:
     idempotency_key: str | None = None
     lost_races: int = 0
     taken_over: bool = False
+    anomaly: str | None = None
 
 
 def provider_key(session: PaymentSession, attempt: int) -> str:
@@ -126,11 +138,21 @@ def attempts_made(session: PaymentSession, trail: tuple[TransitionRecord, ...]) 
 
 
 _MOVE_FOR = {
-    S.AUTHORIZED: ("authorize", CompletionOutcome.AUTHORIZED),
-    S.REQUIRES_MORE: ("require_more", CompletionOutcome.REQUIRES_MORE),
-    S.PENDING: ("fail", CompletionOutcome.DECLINED),
-    S.ERROR: ("fail", CompletionOutcome.DECLINED),
-    S.CANCELED: ("cancel", CompletionOutcome.CANCELED),
+    S.AUTHORIZED: "authorize",
+    S.REQUIRES_MORE: "require_more",
+    S.ERROR: "fail",
+    S.CANCELED: "cancel",
+}
+"""The move that records an answer, by what the answer reads as. An answer that reads as
+pending is not here: it is a payment still in flight (or a request the provider has yet
+to act on), recorded without a move (``processing``); a decline reads as error."""
+
+_OUTCOME_OF = {
+    S.AUTHORIZED: CompletionOutcome.AUTHORIZED,
+    S.REQUIRES_MORE: CompletionOutcome.REQUIRES_MORE,
+    S.ERROR: CompletionOutcome.DECLINED,
+    S.CANCELED: CompletionOutcome.CANCELED,
+    S.PENDING: CompletionOutcome.PROCESSING,
 }
 
 
@@ -148,12 +170,14 @@ def complete_cart(
     ``provider`` is the provider, or a mapping from provider id to provider (needed
     when the cart's sessions use several). Returns a :class:`Completion`: authorized (at
     once when it was already), requires_more (the customer must act; complete again
-    afterwards), declined (the session is in ``error``; complete again for a new
-    attempt, e.g. with a new card), canceled, or voided (see
-    :class:`CompletionOutcome`). The cart is claimed for ``lease`` at most while the
-    provider is asked. Raises CartBusy while another completion (or cancellation) of
-    the cart is in flight, NoSelectedSession (CartNotFound for a cart without
-    sessions), CompletionTimeout (complete again to resume), and IllegalTransition for
+    afterwards), processing (the payment is in flight at the provider), declined (the
+    session is in ``error``; complete again for a new attempt, e.g. with a new card),
+    canceled, or voided (see :class:`CompletionOutcome`). Every authorization request
+    is kept in the store with its answer (``PaymentSessions.holds``). The cart is
+    claimed for ``lease`` at most while the provider is asked. Raises CartBusy while
+    another completion (or cancellation) of the cart is in flight, NoSelectedSession
+    (CartNotFound for a cart without sessions), CompletionTimeout (complete again to
+    resume), and IllegalTransition for
     a canceled session. ``attempts`` bounds the reloads after racing moves.
     """
     check_attempts(attempts)
@@ -170,13 +194,17 @@ def complete_session(
     attempts: int = 5,
     lease: timedelta = DEFAULT_LEASE,
 ) -> Completion:
-    """:func:`complete_cart` for one session, selected or not (its cart is claimed all the same)."""
+    """:func:`complete_cart` for one session, selected or not (its cart is claimed all the same).
+
+    CartConflict, before its provider is asked, when the session cannot be its cart's
+    authorized one: another session of the cart is authorized, or the cart chose another.
+    """
     check_attempts(attempts)
     session = sessions.get(session_id)
     if session.cart_id is None:
         return _complete(sessions, provider, session_id, actor, attempts, None)[0]
     claimed = sessions.claim_cart(session.cart_id, lease=lease, session_id=session_id)
-    return _completing(sessions, provider, claimed, actor, attempts)
+    return _completing(sessions, provider, claimed, actor, attempts, ask_cart=True)
 
 
 def _holding(
@@ -217,6 +245,8 @@ def _completing(
     claimed: Claimed,
     actor: str,
     attempts: int,
+    *,
+    ask_cart: bool = False,
 ) -> Completion:
     done, taken_over = _holding(
         sessions,
@@ -224,7 +254,9 @@ def _completing(
         claimed,
         actor,
         attempts,
-        lambda session_id, claim: _complete(sessions, provider, session_id, actor, attempts, claim),
+        lambda session_id, claim: _complete(
+            sessions, provider, session_id, actor, attempts, claim, ask_cart=ask_cart
+        ),
     )
     return attrs.evolve(done, taken_over=True) if taken_over else done
 
@@ -255,13 +287,22 @@ def _complete(
     actor: str,
     attempts: int,
     claim: Claim | None,
+    *,
+    ask_cart: bool = False,
 ) -> tuple[Completion, bool]:
-    """The completion of one session; also whether the answer's commit released ``claim``."""
+    """The completion of one session; also whether the answer's commit released ``claim``.
+
+    ``ask_cart``: before its provider is first asked, the cart must be able to keep an
+    authorization of the session (CartConflict otherwise). A session completed by name
+    may be any of its cart's; the cart's selected one (``complete_cart``) is the cart's
+    choice, and a completion finishing what a crashed claim holder started must ask
+    again under the same key whatever the cart did since, so that a hold is found.
+    """
     # The provider's answer under its key, kept across attempts: a lost race looks
     # again without asking again. A webhook or another completion that moved the session
     # first (or authorized another session of the cart) is a lost race; the key only
     # changes if completion itself committed an answer meanwhile.
-    answered: dict[str, ProviderReply] = {}
+    answered: dict[str, tuple[ProviderReply, ProviderCall]] = {}
 
     def attempt(lost: int) -> tuple[Completion, bool]:
         session = sessions.get(session_id)
@@ -269,56 +310,42 @@ def _complete(
             return Completion(CompletionOutcome.AUTHORIZED, session, lost_races=lost), False
         payments = provider_for(provider, session)
         key = provider_key(session, attempts_made(session, sessions.history(session_id)))
-        reply = answered.get(key)
+        known = answered.get(key)
         if session.status is S.CANCELED:
-            if reply is not None and map_status(session.provider_id, reply.status) is S.AUTHORIZED:
+            if known is not None and known[1].holds:
                 # Authorized at the provider, canceled here meanwhile: void the hold.
-                return _void(sessions, payments, session_id, key, reply, lost), False
+                return _void(sessions, payments, session_id, key, known, lost), False
             raise IllegalTransition("authorize", session.status.value, ALLOWED[session.status])
         try:
-            if session.status is S.ERROR:
-                sessions.fire(
-                    session_id,
-                    "retry",
-                    actor=actor,
-                    reason="new payment attempt",
-                    idempotency_key=f"{_NEW_ATTEMPT}{key}",
-                )
-                session = sessions.get(session_id)
-            if not session.is_initiated:
-                started = payments.initiate(session)
-                sessions.fire(
-                    session_id,
-                    "initiate",
-                    actor=actor,
-                    reason=started.status,
-                    idempotency_key=f"{_INITIATE}{provider_key(session, 0)}",
-                    data=started.data,
-                )
-                session = sessions.get(session_id)
-            if reply is None:
-                try:
-                    reply = payments.authorize(session, idempotency_key=key)
-                except ProviderTimeout as error:
-                    raise CompletionTimeout(session_id, key) from error
+            session = _ready(sessions, payments, session, key, actor)
+            if known is None:
+                if ask_cart:
+                    _check_cart(sessions, session)
+                known = _authorize(sessions, payments, session, key)
                 answered.clear()
-                answered[key] = reply
-            mapped = map_status(session.provider_id, reply.status)
-            if mapped is S.AUTHORIZED and sessions.authorization_conflict(session_id):
-                return _void(sessions, payments, session_id, key, reply, lost), False
-            trigger, outcome = _MOVE_FOR[mapped]
-            moves: list[tuple[str, Mapping[str, object]]] = []
-            if reply.data and dict(reply.data) != dict(session.data):
-                moves.append(("update", {"data": reply.data}))
-            moves.append((trigger, {}))
+                answered[key] = known
+            reply, call = known
+            if call.status is S.PENDING and _in_flight(sessions, session_id, key):
+                # Answered before under this key, still under way then; the provider
+                # replays that answer for the key: ask where the payment is now.
+                return _look_again(sessions, payments, session, key, lost), False
+            if call.holds and (
+                sessions.authorization_conflict(session_id)
+                or amount_differs(session, reply.amount, reply.currency)
+            ):
+                return _void(sessions, payments, session_id, key, known, lost), False
             records, fresh = sessions.record_answer(
                 session_id,
-                moves,
+                _answer_moves(session, reply, call.status),
                 provider_status=reply.status,
                 observed_at=reply.observed_at,
                 actor=actor,
                 idempotency_key=f"{_ANSWER}{key}",
                 release=claim,
+                calls=(call,),
+                amount=reply.amount,
+                currency=reply.currency,
+                decline=reply.decline,
             )
         except IllegalTransition as refused:
             # The session changed status under us (authorized by a webhook, canceled by
@@ -328,11 +355,136 @@ def _complete(
                 raise
             raise ConcurrentUpdate(session_id, None) from refused
         done = Completion(
-            outcome, sessions.get(session_id), tuple(records), reply.status, key, lost
+            _OUTCOME_OF[call.status],
+            sessions.get(session_id),
+            tuple(records),
+            reply.status,
+            key,
+            lost,
         )
         return done, fresh and claim is not None
 
     return retrying(attempts, attempt, wait=False)
+
+
+def _ready(
+    sessions: PaymentSessions,
+    payments: PaymentProvider,
+    session: PaymentSession,
+    key: str,
+    actor: str,
+) -> PaymentSession:
+    """The session made ready to be authorized: a new attempt after a decline, and the
+    provider called once (initiate) before its first authorization."""
+    if session.status is S.ERROR:
+        sessions.fire(
+            session.id,
+            "retry",
+            actor=actor,
+            reason="new payment attempt",
+            idempotency_key=f"{_NEW_ATTEMPT}{key}",
+        )
+        session = sessions.get(session.id)
+    if not session.is_initiated:
+        started = payments.initiate(session)
+        sessions.fire(
+            session.id,
+            "initiate",
+            actor=actor,
+            reason=started.status,
+            idempotency_key=f"{_INITIATE}{provider_key(session, 0)}",
+            data=started.data,
+        )
+        session = sessions.get(session.id)
+    return session
+
+
+def _check_cart(sessions: PaymentSessions, session: PaymentSession) -> None:
+    """CartConflict unless an authorization of ``session`` is its cart's to keep."""
+    reason = sessions.authorization_conflict(session.id)
+    if reason is not None:
+        raise CartConflict(session.id, session.cart_id or "", reason)
+
+
+def _authorize(
+    sessions: PaymentSessions, payments: PaymentProvider, session: PaymentSession, key: str
+) -> tuple[ProviderReply, ProviderCall]:
+    """Ask the provider to authorize under ``key``; its answer and the call as kept."""
+    asked = clock_reading(sessions.clock)
+    try:
+        reply = payments.authorize(session, idempotency_key=key)
+    except ProviderTimeout as error:
+        raise CompletionTimeout(session.id, key) from error
+    return reply, provider_call(sessions.clock, session, CallAction.AUTHORIZE, key, reply, asked)
+
+
+def _answer_moves(
+    session: PaymentSession, reply: ProviderReply, status: PaymentSessionStatus
+) -> list[tuple[str, Mapping[str, object]]]:
+    """The moves that record an answer: its data, then what it reads as (none in flight)."""
+    moves: list[tuple[str, Mapping[str, object]]] = []
+    if reply.data and dict(reply.data) != dict(session.data):
+        moves.append(("update", {"data": reply.data}))
+    if status in _MOVE_FOR:
+        moves.append((_MOVE_FOR[status], {}))
+    return moves
+
+
+def _in_flight(sessions: PaymentSessions, session_id: str, key: str) -> bool:
+    """Whether the answer recorded under ``key`` said the payment was still in flight."""
+    event = sessions.store.provider_event(session_id, f"{_ANSWER}{key}")
+    return event is not None and event.status is S.PENDING
+
+
+def _look_again(
+    sessions: PaymentSessions,
+    payments: PaymentProvider,
+    session: PaymentSession,
+    key: str,
+    lost: int,
+) -> Completion:
+    """Ask the provider where an in-flight payment is now, and reconcile what it says."""
+    reply = payments.status(session)
+    done = _apply_reply(sessions, session.id, reply, payments)
+    if isinstance(done, ReconciliationAnomaly):
+        return Completion(
+            CompletionOutcome.VOIDED,
+            sessions.get(session.id),
+            (),
+            reply.status,
+            key,
+            lost,
+            anomaly=done.kind,
+        )
+    now = sessions.get(session.id)
+    return Completion(_OUTCOME_OF[now.status], now, done.records, reply.status, key, lost)
+
+
+def _apply_reply(
+    sessions: PaymentSessions,
+    session_id: str,
+    reply: ProviderReply,
+    provider: Providers,
+) -> Reconciliation | ReconciliationAnomaly:
+    """Reconcile what a provider answered about a session's payment, with all it said.
+
+    Returns the reconciliation, or the anomaly when its hold was voided (the session is
+    canceled then); an anomaly not voided is raised.
+    """
+    try:
+        return sessions.reconcile(
+            session_id,
+            reply.status,
+            observed_at=reply.observed_at,
+            provider=provider,
+            amount=reply.amount,
+            currency=reply.currency,
+            decline=reply.decline,
+        )
+    except ReconciliationAnomaly as anomaly:
+        if not anomaly.voided:
+            raise
+        return anomaly
 
 
 def _void(
@@ -340,18 +492,27 @@ def _void(
     payments: PaymentProvider,
     session_id: str,
     key: str,
-    reply: ProviderReply,
+    known: tuple[ProviderReply, ProviderCall],
     lost: int,
 ) -> Completion:
     """Hand an authorization the cart cannot keep to reconciliation, which voids it."""
+    reply, call = known
+    sessions.store.record_calls([call])  # the hold asked for, kept before it is voided
+    kind: str | None = None
     try:
         result = sessions.reconcile(
-            session_id, reply.status, event_id=f"{_ANSWER}{key}", provider=payments
+            session_id,
+            reply.status,
+            event_id=f"{_ANSWER}{key}",
+            provider=payments,
+            amount=reply.amount,
+            currency=reply.currency,
         )
     except ReconciliationAnomaly as anomaly:
         if not anomaly.voided:
             raise
         records: tuple[TransitionRecord, ...] = ()
+        kind = anomaly.kind
     else:
         # Recorded before (a racing completion voided it first): nothing more to do.
         records = result.records
@@ -365,7 +526,9 @@ def _void(
             S.AUTHORIZED,
             event_id=f"{_ANSWER}{key}",
         )
-    return Completion(CompletionOutcome.VOIDED, session, records, reply.status, key, lost)
+    return Completion(
+        CompletionOutcome.VOIDED, session, records, reply.status, key, lost, anomaly=kind
+    )
 
 
 def cancel_payment(
@@ -380,11 +543,14 @@ def cancel_payment(
     """Cancel the payment at the provider, then the session; return the records committed.
 
     The cart is claimed while the provider is asked (CartBusy while a completion of it
-    is in flight). The provider is asked with the key ``<session key>:cancel`` and its
-    answer is kept as a provider event (``cancel:<session key>``) with the cancel move,
-    so webhooks observed before the cancellation are stale when they arrive. ``[]`` when
-    the session is canceled already (by a webhook, say). An answer other than canceled
-    raises ReconciliationAnomaly through reconciliation (recorded).
+    is in flight). The provider is first asked where the payment is: an authorization
+    it holds that the session does not know of is recorded first (reconciled, so the
+    trail says what was canceled), never canceled blindly. It is then asked to cancel
+    with the key ``<session key>:cancel``, and its answer is kept as a provider event
+    (``cancel:<session key>``) with the cancel move and the call, so webhooks observed
+    before the cancellation are stale when they arrive. ``[]`` when the session is
+    canceled already (by a webhook, say). An answer other than canceled raises
+    ReconciliationAnomaly through reconciliation (recorded).
     """
     check_attempts(attempts)
     session = sessions.get(session_id)
@@ -407,6 +573,35 @@ def cancel_payment(
     )[0]
 
 
+def ask_first(
+    sessions: PaymentSessions, provider: Providers, session: PaymentSession
+) -> PaymentSessionStatus | None:
+    """Where the provider says the session's payment is, applied before anything else.
+
+    What it says is reconciled (an authorization the session does not know of is
+    recorded, or voided as a double authorization when the cart cannot keep it) and the
+    status it reads as returned: canceled once voided; None for a payment still in
+    flight at the provider; the session's own status when the provider says nothing
+    more. A session never initiated is not asked: the provider has never heard of it.
+    What expiry and cancellation ask before they cancel anything at the provider.
+    """
+    if not session.is_initiated:
+        return session.status
+    payments = provider_for(provider, session)
+    reply = payments.status(session)
+    declined = reply.decline is not None
+    found = read_status(session.provider_id, reply.status, declined=declined)
+    if found is not session.status and found in (S.AUTHORIZED, S.CANCELED):
+        applied = _apply_reply(sessions, session.id, reply, provider)
+        if isinstance(applied, ReconciliationAnomaly):
+            return S.CANCELED
+    if reply.status in rules_for(session.provider_id).in_flight:
+        return None
+    if found is S.PENDING:
+        return session.status  # nothing under way there: the session's own word stands
+    return found
+
+
 def _cancel(
     sessions: PaymentSessions,
     provider: Providers,
@@ -415,11 +610,19 @@ def _cancel(
     attempts: int,
     claim: Claim | None,
     reason: str | None,
+    *,
+    asked: bool = False,
 ) -> tuple[list[TransitionRecord], bool]:
-    """Cancel one session (at its provider first when initiated); whether ``claim`` went."""
+    """Cancel one session (at its provider first when initiated); whether ``claim`` went.
+
+    ``asked``: the caller has asked the provider where the payment is already
+    (:func:`ask_first`), and decided to cancel it all the same.
+    """
     return retrying(
         attempts,
-        lambda _: _cancel_once(sessions, provider, session_id, actor, claim, reason),
+        lambda number: _cancel_once(
+            sessions, provider, session_id, actor, claim, reason, asked or number > 0
+        ),
         wait=False,
     )
 
@@ -431,6 +634,7 @@ def _cancel_once(
     actor: str,
     claim: Claim | None,
     reason: str | None,
+    asked: bool,
 ) -> tuple[list[TransitionRecord], bool]:
     session = sessions.get(session_id)
     if session.status is S.CANCELED:
@@ -447,8 +651,18 @@ def _cancel_once(
             idempotency_key=f"cancel:{base}",
         )
         return [record], False
-    reply = provider_for(provider, session).cancel(session, idempotency_key=cancel_key(session))
-    if map_status(session.provider_id, reply.status) is not S.CANCELED:
+    if not asked and ask_first(sessions, provider, session) is S.CANCELED:
+        return [], False  # canceled at the provider: reconciled, or voided, already
+    session = sessions.get(session_id)
+    if session.status is S.CANCELED:
+        return [], False
+    payments = provider_for(provider, session)
+    key = cancel_key(session)
+    asked_at = clock_reading(sessions.clock)
+    reply = payments.cancel(session, idempotency_key=key)
+    call = provider_call(sessions.clock, session, CallAction.CANCEL, key, reply, asked_at)
+    if not call.releases:
+        sessions.store.record_calls([call])
         sessions.reconcile(session_id, reply.status, observed_at=reply.observed_at)
         raise IllegalTransition("cancel", session.status.value, ALLOWED[session.status])
     try:
@@ -461,10 +675,12 @@ def _cancel_once(
             idempotency_key=f"cancel:{base}",
             reason=None if reason is None else f"{reason} ({reply.status})",
             release=claim,
+            calls=(call,),
         )
     except IllegalTransition:
         # The provider's cancel webhook was reconciled between our read and our commit:
         # the session is canceled, which is what was asked.
+        sessions.store.record_calls([call])
         if sessions.get(session_id).status is S.CANCELED:
             return [], False
         raise
@@ -472,10 +688,12 @@ def _cancel_once(
 
 
 __all__ = [
+    "CartConflict",
     "Completion",
     "CompletionOutcome",
     "CompletionTimeout",
     "NoSelectedSession",
+    "ask_first",
     "attempts_made",
     "cancel_payment",
     "complete_cart",

@@ -101,7 +101,9 @@ class Reconciliation(Sequence[TransitionRecord]):
     ``outcome`` is applied, noop, stale or duplicate (an anomaly raises instead);
     ``records`` the moves it committed (empty unless applied); ``event`` the stored
     event row (for a duplicate, the first delivery's); ``lost_races`` how many times a
-    concurrent move committed first and the path was recomputed. It is also the
+    concurrent move committed first and the path was recomputed; ``voided`` whether a
+    hold was voided at the provider (a redelivered authorization of a session that
+    cannot keep it, recorded before without a provider at hand). It is also the
     sequence of its records, so ``for record in sessions.reconcile(...)`` reads the
     moves, and an empty one is false.
     """
@@ -110,6 +112,7 @@ class Reconciliation(Sequence[TransitionRecord]):
     records: tuple[TransitionRecord, ...]
     event: ProviderEvent | None
     lost_races: int = 0
+    voided: bool = False
 
     @overload
     def __getitem__(self, index: int) -> TransitionRecord: ...
@@ -139,6 +142,11 @@ class DurableBase:
         self._hooks = hooks
         self._clock: Clock = clock or utc_now
         self._key = key
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every move, report and provider call is stamped by."""
+        return self._clock
 
     def get(self, session_id: str) -> PaymentSession:
         """The session as last committed; SessionNotFound if there is none."""

@@ -237,6 +237,20 @@ class CartBusy(_Facts):
         return f"cart {self.cart_id} is busy: a provider call is in flight ({held})"
 
 
+class CartConflict(_Facts):
+    """The session cannot be its cart's authorized one (another is authorized, or the cart
+    chose another): completing it would hold money the cart must give back, so its
+    provider was not asked. ``reason`` says why, naming the other session."""
+
+    _facts = ("session_id", "cart_id", "reason")
+    session_id: str
+    cart_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"session {self.session_id} cannot be completed: {self.reason}; nothing was asked"
+
+
 class ClaimNotHeld(_Facts):
     """A claim released (or used) with a token that does not hold the cart."""
 
@@ -406,6 +420,8 @@ class ReconciliationAnomaly(PaySessionError):
         why = (
             "it says it was observed further ahead of now than clock skew explains"
             if self.kind == "future_report"
+            else "the provider authorized another amount (or currency) than the session's"
+            if self.kind == "amount_mismatch"
             else "no legal path leads there"
             if self.guard is None
             else f"guard {self.guard!r} refuses the path"
@@ -470,6 +486,7 @@ __all__ = [
     "AuditError",
     "AuthorizationConflict",
     "CartBusy",
+    "CartConflict",
     "CartNotFound",
     "ClaimNotHeld",
     "CompletionTimeout",

@@ -7,7 +7,7 @@ status map turns each into one of ours so that reconciliation can move the sessi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Protocol, TypeVar
 
@@ -32,44 +32,205 @@ STRIPE: Mapping[str, PaymentSessionStatus] = MappingProxyType(
     {
         "requires_payment_method": S.PENDING,
         "requires_confirmation": S.PENDING,
-        "processing": S.PENDING,
         "requires_action": S.REQUIRES_MORE,
+        "processing": S.PENDING,
         "requires_capture": S.AUTHORIZED,
         "succeeded": S.AUTHORIZED,
         "canceled": S.CANCELED,
     }
 )
-"""Stripe PaymentIntent statuses. Stripe has no error state: a decline returns the intent
-to ``requires_payment_method``, which reconciliation reaches as ``fail`` then ``retry``
-only when the session had moved on; from pending it is a no-op."""
+"""Stripe's seven PaymentIntent statuses. Stripe has no error status: a decline puts the
+intent back to ``requires_payment_method`` with ``last_payment_error`` set, which a report
+says with ``declined=True`` (or the event ``payment_intent.payment_failed``) and which
+then reads as ``error``. ``processing`` and ``requires_confirmation`` are payments in
+flight: they never move a session back (see :class:`ProviderRules`)."""
 
 PAYPAL: Mapping[str, PaymentSessionStatus] = MappingProxyType(
     {
+        # Orders (v2 Checkout), as Medusa's PayPal plugin reads them.
         "CREATED": S.PENDING,
         "SAVED": S.REQUIRES_MORE,
         "APPROVED": S.REQUIRES_MORE,
         "PAYER_ACTION_REQUIRED": S.REQUIRES_MORE,
-        "VOIDED": S.CANCELED,
         "COMPLETED": S.AUTHORIZED,
+        "VOIDED": S.CANCELED,
+        # The authorization and capture resources its webhooks carry (``CREATED`` and
+        # ``COMPLETED`` are read as the order's; their events decide for the resources).
+        "PENDING": S.PENDING,
+        "CAPTURED": S.AUTHORIZED,
+        "PARTIALLY_CAPTURED": S.AUTHORIZED,
+        "DENIED": S.ERROR,
+        "DECLINED": S.ERROR,
+        "FAILED": S.ERROR,
+        "EXPIRED": S.CANCELED,
+        # The same resources in the v1 Payments API, whose webhooks carry ``state``.
+        "pending": S.PENDING,
+        "authorized": S.AUTHORIZED,
+        "partially_captured": S.AUTHORIZED,
+        "captured": S.AUTHORIZED,
+        "completed": S.AUTHORIZED,
+        "denied": S.ERROR,
+        "voided": S.CANCELED,
+        "expired": S.CANCELED,
     }
 )
-"""PayPal order statuses, as Medusa's PayPal plugin reads them."""
+"""PayPal's order statuses, those of the authorization and capture resources, and the
+``state`` of the v1 Payments resources."""
+
+ADYEN: Mapping[str, PaymentSessionStatus] = MappingProxyType(
+    {
+        "AUTHORISATION:true": S.AUTHORIZED,
+        "AUTHORISATION:false": S.ERROR,
+        "PENDING:true": S.PENDING,
+        "CAPTURE:true": S.AUTHORIZED,
+        "CANCELLATION:true": S.CANCELED,
+        "CANCEL_OR_REFUND:true": S.CANCELED,
+        "TECHNICAL_CANCEL:true": S.CANCELED,
+        "OFFER_CLOSED:true": S.CANCELED,
+    }
+)
+"""Adyen's notifications, as ``<eventCode>:<success>``. A failed cancellation or capture
+says nothing of where the payment is, so it is not mapped (an unknown status)."""
+
+KLARNA: Mapping[str, PaymentSessionStatus] = MappingProxyType(
+    {
+        "AUTHORIZED/ACCEPTED": S.AUTHORIZED,
+        "AUTHORIZED/PENDING": S.PENDING,
+        "AUTHORIZED/REJECTED": S.ERROR,
+        "PART_CAPTURED": S.AUTHORIZED,
+        "CAPTURED": S.AUTHORIZED,
+        "CANCELLED": S.CANCELED,
+        "EXPIRED": S.CANCELED,
+    }
+)
+"""Klarna's order statuses; an authorized order as ``AUTHORIZED/<fraud_status>``."""
 
 NATIVE: Mapping[str, PaymentSessionStatus] = MappingProxyType({s.value: s for s in S})
 """Our own status names, for providers that report them directly (manual, system)."""
 
-_MAPS: dict[str, Mapping[str, PaymentSessionStatus]] = {
-    "stripe": STRIPE,
-    "paypal": PAYPAL,
-    "manual": NATIVE,
-    "system": NATIVE,
+_STAGE: Mapping[PaymentSessionStatus, int] = MappingProxyType(
+    {S.PENDING: 0, S.REQUIRES_MORE: 1, S.ERROR: 2, S.AUTHORIZED: 3, S.CANCELED: 4}
+)
+"""How far along a payment each status is: a report of a later stage is newer news."""
+
+_ONE_MICROSECOND = timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _frozen_map(
+    mapping: Mapping[str, PaymentSessionStatus],
+) -> Mapping[str, PaymentSessionStatus]:
+    return MappingProxyType(dict(mapping))
+
+
+@attrs.frozen
+class ProviderRules:
+    """What paysession knows of one provider's reports, besides its status names.
+
+    - ``statuses``: the provider's own status names, each read as one of ours;
+    - ``precision``: the finest time its reports carry (Stripe's ``created`` is in whole
+      seconds). Reports are ordered at that precision: one is stale only when it is
+      older there, and instants are recorded truncated to it;
+    - ``progress``: its status names in the order its own lifecycle goes. Two reports of
+      one instant (at the precision) are ordered by how far along the payment each says
+      it is (pending, requires_more, error, authorized, canceled), then by ``progress``;
+      the earlier one is kept as a stale event, never applied;
+    - ``in_flight``: statuses of a payment still under way at the provider (Stripe's
+      ``processing``): never a decline, and never a move back from requires_more;
+    - ``events``: event types that say what happened whatever the object's status
+      (Stripe's ``payment_intent.payment_failed`` is a decline).
+    """
+
+    statuses: Mapping[str, PaymentSessionStatus] = attrs.field(converter=_frozen_map)
+    precision: timedelta = _ONE_MICROSECOND
+    progress: tuple[str, ...] = ()
+    in_flight: frozenset[str] = frozenset()
+    events: Mapping[str, PaymentSessionStatus] = attrs.field(factory=dict, converter=_frozen_map)
+
+    def truncate(self, instant: datetime) -> datetime:
+        """``instant`` at this provider's precision (earlier digits kept, later dropped)."""
+        if self.precision <= _ONE_MICROSECOND:
+            return instant
+        return instant - (instant - _EPOCH) % self.precision
+
+    def rank(self, provider_status: str, status: PaymentSessionStatus) -> tuple[int, int]:
+        """How far along a report is: its status's stage, then the provider's progress."""
+        try:
+            step = self.progress.index(provider_status)
+        except ValueError:
+            step = -1
+        return _STAGE[status], step
+
+
+_SECOND = timedelta(seconds=1)
+
+_RULES: dict[str, ProviderRules] = {
+    "stripe": ProviderRules(
+        STRIPE,
+        precision=_SECOND,
+        progress=(
+            "requires_payment_method",
+            "requires_confirmation",
+            "requires_action",
+            "processing",
+            "requires_capture",
+            "succeeded",
+            "canceled",
+        ),
+        in_flight=frozenset({"processing", "requires_confirmation"}),
+        events={"payment_intent.payment_failed": S.ERROR},
+    ),
+    "paypal": ProviderRules(
+        PAYPAL,
+        precision=_SECOND,
+        progress=("CREATED", "SAVED", "APPROVED", "PAYER_ACTION_REQUIRED", "COMPLETED"),
+        in_flight=frozenset({"PENDING", "pending"}),
+        events={
+            "CHECKOUT.ORDER.APPROVED": S.REQUIRES_MORE,
+            "CHECKOUT.ORDER.COMPLETED": S.AUTHORIZED,
+            "PAYMENT.AUTHORIZATION.CREATED": S.AUTHORIZED,
+            "PAYMENT.AUTHORIZATION.VOIDED": S.CANCELED,
+            "PAYMENT.CAPTURE.COMPLETED": S.AUTHORIZED,
+            "PAYMENT.CAPTURE.DENIED": S.ERROR,
+            "PAYMENT.CAPTURE.DECLINED": S.ERROR,
+        },
+    ),
+    "adyen": ProviderRules(ADYEN, precision=_SECOND, in_flight=frozenset({"PENDING:true"})),
+    "klarna": ProviderRules(
+        KLARNA,
+        precision=_SECOND,
+        in_flight=frozenset({"AUTHORIZED/PENDING"}),
+        events={
+            "FRAUD_RISK_ACCEPTED": S.AUTHORIZED,
+            "FRAUD_RISK_REJECTED": S.ERROR,
+            "FRAUD_RISK_STOPPED": S.ERROR,
+        },
+    ),
+    "manual": ProviderRules(NATIVE),
+    "system": ProviderRules(NATIVE),
 }
 
 
+def register_provider(provider_id: str, rules: ProviderRules) -> None:
+    """Teach paysession another provider (replaces what was known of ``provider_id``)."""
+    if not isinstance(provider_id, str) or not provider_id:
+        raise InvalidSessionData({"provider_id": "must be a non-empty string"})
+    if not isinstance(rules, ProviderRules):
+        raise InvalidSessionData({"rules": "must be a ProviderRules"})
+    _RULES[provider_id] = rules
+
+
 def register_status_map(
-    provider_id: str, mapping: Mapping[str, PaymentSessionStatus | str]
+    provider_id: str,
+    mapping: Mapping[str, PaymentSessionStatus | str],
+    *,
+    like: str | None = None,
 ) -> None:
-    """Teach paysession another provider's status names (replaces an earlier map)."""
+    """Teach paysession another provider's status names (replaces an earlier map).
+
+    ``like`` names a known provider whose other rules (precision, progress, statuses in
+    flight, event types) this one shares: a second Stripe account, say.
+    """
     problems: dict[str, str] = {}
     checked: dict[str, PaymentSessionStatus] = {}
     for name, status in mapping.items():
@@ -79,25 +240,61 @@ def register_status_map(
             problems[f"mapping.{name}"] = "must map to a payment session status"
     if not provider_id:
         problems["provider_id"] = "must not be empty"
+    if like is not None and like not in _RULES:
+        problems["like"] = f"no provider {like!r} is known"
     if problems:
         raise InvalidSessionData(problems)
-    _MAPS[provider_id] = MappingProxyType(checked)
+    base = _RULES.get(provider_id if like is None else like) or ProviderRules(checked)
+    _RULES[provider_id] = attrs.evolve(base, statuses=checked)
+
+
+def rules_for(provider_id: str) -> ProviderRules:
+    """What is known of ``provider_id``; UnknownProviderStatus when nothing is."""
+    try:
+        return _RULES[provider_id]
+    except KeyError:
+        raise UnknownProviderStatus(provider_id, None) from None
 
 
 def status_map(provider_id: str) -> Mapping[str, PaymentSessionStatus]:
     """The status map registered for ``provider_id``."""
-    try:
-        return _MAPS[provider_id]
-    except KeyError:
-        raise UnknownProviderStatus(provider_id, None) from None
+    return rules_for(provider_id).statuses
 
 
 def map_status(provider_id: str, provider_status: str) -> PaymentSessionStatus:
     """Our status for what ``provider_id`` calls ``provider_status``."""
     try:
-        return status_map(provider_id)[provider_status]
+        return rules_for(provider_id).statuses[provider_status]
     except KeyError:
         raise UnknownProviderStatus(provider_id, provider_status) from None
+
+
+def read_status(
+    provider_id: str,
+    provider_status: str,
+    *,
+    event_type: str | None = None,
+    declined: bool = False,
+) -> PaymentSessionStatus:
+    """Our status for a report: the status map, then what the event type or a decline adds.
+
+    An unknown status is UnknownProviderStatus even when the event type decides, so
+    that a report never carries a status nobody can read. An event type the provider's
+    rules name decides; otherwise a declined report of a status that is not in flight
+    and would leave the session waiting (pending) is a decline: ``error``.
+    """
+    rules = rules_for(provider_id)
+    try:
+        mapped = rules.statuses[provider_status]
+    except KeyError:
+        raise UnknownProviderStatus(provider_id, provider_status) from None
+    if event_type is not None:
+        decided = rules.events.get(event_type)
+        if decided is not None:
+            return decided
+    if declined and mapped is S.PENDING and provider_status not in rules.in_flight:
+        return S.ERROR
+    return mapped
 
 
 def void_key(session: PaymentSession) -> str:
@@ -116,12 +313,19 @@ class ProviderReply:
 
     ``observed_at`` is when the provider's state took that status, when it says (the
     time its webhooks carry): cart completion keeps it so that webhooks observed before
-    the answer are recognised as stale.
+    the answer are recognised as stale. ``amount`` (minor units) and ``currency`` are
+    what the provider holds or asks for, when it says: an authorization for another
+    amount than the session's is never taken as the session's. ``decline`` is the
+    provider's reason when it declined the attempt (Stripe's ``last_payment_error``
+    code), None otherwise.
     """
 
     status: str
     data: Mapping[str, object] = attrs.field(factory=dict, repr=False)
     observed_at: datetime | None = None
+    amount: int | None = None
+    currency: str | None = None
+    decline: str | None = None
 
 
 class PaymentProvider(Protocol):
@@ -168,21 +372,27 @@ Providers = PaymentProvider | Mapping[str, PaymentProvider]
 
 @attrs.frozen
 class Webhook:
-    """A provider's notice about a session, as a webhook endpoint receives it."""
+    """A provider's notice about a session, as a webhook endpoint receives it: with the
+    amount it is for and the provider's reason for a decline, when it says."""
 
     event_id: str
     session_id: str
     provider_status: str
     observed_at: datetime
+    amount: int | None = None
+    decline: str | None = None
 
 
 __all__ = [
+    "ADYEN",
+    "KLARNA",
     "NATIVE",
     "PAYPAL",
     "STRIPE",
     "DoubleAuthorization",
     "PaymentProvider",
     "ProviderReply",
+    "ProviderRules",
     "ProviderTimeout",
     "Providers",
     "ReconciliationAnomaly",
@@ -191,7 +401,10 @@ __all__ = [
     "cancel_key",
     "map_status",
     "provider_for",
+    "read_status",
+    "register_provider",
     "register_status_map",
+    "rules_for",
     "status_map",
     "void_key",
 ]

@@ -6,12 +6,15 @@ webhook channel used by the tests and the demo.
 """
 
 from paysession.provider_api import (
+    ADYEN,
+    KLARNA,
     NATIVE,
     PAYPAL,
     STRIPE,
     DoubleAuthorization,
     PaymentProvider,
     ProviderReply,
+    ProviderRules,
     Providers,
     ProviderTimeout,
     ReconciliationAnomaly,
@@ -20,13 +23,18 @@ from paysession.provider_api import (
     cancel_key,
     map_status,
     provider_for,
+    read_status,
+    register_provider,
     register_status_map,
+    rules_for,
     status_map,
     void_key,
 )
 from paysession.simulation import SCENARIOS, Hold, SimulatedProvider, WebhookChannel
 
 __all__ = [
+    "ADYEN",
+    "KLARNA",
     "NATIVE",
     "PAYPAL",
     "SCENARIOS",
@@ -35,6 +43,7 @@ __all__ = [
     "Hold",
     "PaymentProvider",
     "ProviderReply",
+    "ProviderRules",
     "ProviderTimeout",
     "Providers",
     "ReconciliationAnomaly",
@@ -45,7 +54,10 @@ __all__ = [
     "cancel_key",
     "map_status",
     "provider_for",
+    "read_status",
+    "register_provider",
     "register_status_map",
+    "rules_for",
     "status_map",
     "void_key",
 ]

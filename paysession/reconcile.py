@@ -26,6 +26,7 @@ from paysession.errors import (
     ReconciliationAnomaly,
     StoreError,
 )
+from paysession.holds import Holds, holds_of, provider_call
 from paysession.lifecycle import MOVES, shortest_path
 from paysession.planning import (
     check_meta,
@@ -33,18 +34,22 @@ from paysession.planning import (
     plan_chain,
 )
 from paysession.providers import (
+    ProviderRules,
     Providers,
-    map_status,
     provider_for,
+    read_status,
+    rules_for,
     void_key,
 )
 from paysession.record import TransitionRecord
-from paysession.session import PaymentSession, clock_reading
+from paysession.session import PaymentSession, clock_reading, is_amount
 from paysession.status import PaymentSessionStatus
 from paysession.store.base import (
     AnomalyKind,
+    CallAction,
     Claim,
     EventOutcome,
+    ProviderCall,
     ProviderEvent,
     Snapshot,
     Write,
@@ -57,6 +62,36 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 the provider and us); a report further ahead is an anomaly of kind ``future_report``."""
 _AUTHORIZED = PaymentSessionStatus.AUTHORIZED
 _CANCELED = PaymentSessionStatus.CANCELED
+_PENDING = PaymentSessionStatus.PENDING
+_REQUIRES_MORE = PaymentSessionStatus.REQUIRES_MORE
+
+
+@attrs.frozen
+class _Report:
+    """What a provider said, besides its status name: the facts reconciliation weighs."""
+
+    provider_status: str
+    event_type: str | None = None
+    amount: int | None = None
+    currency: str | None = None
+    decline: str | None = None
+
+
+def amount_differs(session: PaymentSession, amount: int | None, currency: str | None) -> bool:
+    """Whether a provider's stated amount (or currency) is not the session's.
+
+    Nothing stated is nothing to differ. The session's currency is what its ``data``
+    says (``currency``, as a provider's payment object carries it) or its cart's
+    ``currency_code`` (Medusa's cart), compared without regard to case.
+    """
+    if amount is not None and amount != session.amount:
+        return True
+    if currency is None:
+        return False
+    known = session.data.get("currency")
+    if not isinstance(known, str) and session.cart is not None:
+        known = session.cart.get("currency_code")
+    return isinstance(known, str) and known.lower() != currency.lower()
 
 
 class Reconciler(DurableBase):
@@ -74,10 +109,16 @@ class Reconciler(DurableBase):
         idempotency_key: str,
         reason: str | None = None,
         release: Claim | None = None,
+        calls: Sequence[ProviderCall] = (),
+        amount: int | None = None,
+        currency: str | None = None,
+        decline: str | None = None,
     ) -> tuple[list[TransitionRecord], bool]:
         """Commit the moves that record a provider's answer to our own request, once.
 
-        What cart completion uses. The answer is also kept as a provider event (event id
+        What cart completion uses. ``moves`` may be empty: an answer that moves nothing
+        (a payment still in flight) is kept as a no-op event. The answer is also kept as a
+        provider event (event id
         ``idempotency_key``, outcome applied, ``observed_at`` as the provider gave it) in
         the same transaction, so webhooks observed before the answer are stale when they
         arrive. The last move's record carries ``idempotency_key``; ``reason`` is the
@@ -86,16 +127,30 @@ class Reconciler(DurableBase):
         False. ConcurrentUpdate when the session moved meanwhile (reload and decide
         again) or when a newer provider report was applied first. ``reason``, when given,
         replaces the provider status as the records' reason; ``release`` is a claim on
-        the session's cart to release in the same transaction.
+        the session's cart to release in the same transaction; ``calls`` the provider
+        calls that led to the answer, kept with it. ``amount`` and ``currency`` are what
+        the provider said it holds: an authorize move is refused with ConcurrentUpdate
+        when they are not the session's as committed (its amount changed while the
+        provider was asked: decide again); ``decline`` the provider's reason for a
+        decline. ``observed_at`` is kept at the provider's precision.
         """
-        if not moves:
-            raise InvalidSessionData({"moves": "must hold at least one (trigger, arguments)"})
         self._check_report(provider_status, idempotency_key, observed_at, 1)
         snapshot = self._load(session_id)
         stored = self._answered(session_id, idempotency_key)
         if stored is not None:
             return stored, False
-        mapped = map_status(snapshot.session.provider_id, provider_status)
+        rules = rules_for(snapshot.session.provider_id)
+        mapped = read_status(
+            snapshot.session.provider_id, provider_status, declined=decline is not None
+        )
+        if observed_at is not None:
+            observed_at = rules.truncate(observed_at)
+        if not moves:
+            return self._answer_without_moves(
+                snapshot, provider_status, mapped, observed_at, idempotency_key, release, calls
+            )
+        if moves[-1][0] == "authorize" and amount_differs(snapshot.session, amount, currency):
+            raise ConcurrentUpdate(session_id, snapshot.version)
         why = provider_status if reason is None else reason
         steps = self._resolve_moves(snapshot, moves, actor, why, idempotency_key)
         planned = plan_chain(
@@ -107,20 +162,13 @@ class Reconciler(DurableBase):
             idempotency_key,
         )
         records = [step.record for step in planned]
-        event = ProviderEvent(
-            session_id=session_id,
-            event_id=idempotency_key,
-            provider_status=provider_status,
-            status=mapped,
-            session_status=snapshot.session.status,
-            outcome=EventOutcome.APPLIED,
-            observed_at=observed_at,
-            recorded_at=records[-1].at,
-            version=records[-1].seq,
+        event = _answer_event(snapshot, idempotency_key, provider_status, mapped, observed_at)
+        event = attrs.evolve(
+            event, outcome=EventOutcome.APPLIED, recorded_at=records[-1].at, version=records[-1].seq
         )
         write = Write(planned[-1].session, snapshot.version, tuple(records))
         try:
-            self.store.record_event(event, write, release=release)
+            self.store.record_event(event, write, release=release, calls=calls)
         except ConcurrentUpdate:
             stored = self._answered(session_id, idempotency_key)
             if stored is None:
@@ -128,6 +176,32 @@ class Reconciler(DurableBase):
             return stored, False
         self._finish(planned[:-1], planned[-1])
         return records, True
+
+    def _answer_without_moves(
+        self,
+        snapshot: Snapshot,
+        provider_status: str,
+        mapped: PaymentSessionStatus,
+        observed_at: datetime | None,
+        idempotency_key: str,
+        release: Claim | None,
+        calls: Sequence[ProviderCall],
+    ) -> tuple[list[TransitionRecord], bool]:
+        """Keep an answer that moves nothing (a payment still in flight) as a no-op event,
+        with its calls: webhooks observed before it are stale, and completion knows it
+        asked. A racing request that kept it first leaves nothing to do."""
+        session_id = snapshot.session.id
+        event = _answer_event(snapshot, idempotency_key, provider_status, mapped, observed_at)
+        event = attrs.evolve(event, recorded_at=self._now())
+        try:
+            self.store.record_event(
+                event, expected_version=snapshot.version, release=release, calls=calls
+            )
+        except ConcurrentUpdate:
+            if self.store.provider_event(session_id, idempotency_key) is None:
+                raise
+            return [], False
+        return [], True
 
     def _answered(self, session_id: str, event_id: str) -> list[TransitionRecord] | None:
         event = self.store.provider_event(session_id, event_id)
@@ -174,6 +248,10 @@ class Reconciler(DurableBase):
         observed_at: datetime | None = None,
         attempts: int = 5,
         provider: Providers | None = None,
+        event_type: str | None = None,
+        amount: int | None = None,
+        currency: str | None = None,
+        decline: str | None = None,
     ) -> Reconciliation:
         """Move the session to what its provider reports; say what was done.
 
@@ -201,9 +279,25 @@ class Reconciler(DurableBase):
         ``<session key>:void``) and the session canceled with a reason naming the cart's
         choice, in one transaction with the anomaly; DoubleAuthorization is raised
         either way (``voided`` says which). An authorization reported for a canceled
-        session is voided the same way when ``provider`` is given.
+        session is voided the same way when ``provider`` is given, and so is one whose
+        event was recorded before without a provider at hand (a redelivery, then
+        ``voided`` on the duplicate).
+
+        What the provider says besides its status is weighed too (see
+        ``docs/providers.md``): ``event_type`` (its event rules, such as Stripe's
+        ``payment_intent.payment_failed``, a decline), ``decline`` (its reason for a
+        decline: a report that would leave the session waiting is then ``error``), and
+        ``amount`` (minor units) and ``currency``: an authorization for another amount
+        than the session's is an anomaly of kind ``amount_mismatch``, never applied, its
+        hold voided (and the session canceled) when ``provider`` is given. Reports are
+        ordered at the provider's precision (Stripe: whole seconds): one is stale only
+        when it is older there; two of one instant are ordered by how far along the
+        payment each says it is. A status in flight (Stripe's ``processing``) never
+        moves a session back from requires_more.
         """
         self._check_report(provider_status, event_id, observed_at, attempts)
+        self._check_facts(event_type, amount, currency, decline)
+        report = _Report(provider_status, event_type, amount, currency, decline)
         if provider is not None and not (
             isinstance(provider, Mapping) or callable(getattr(provider, "cancel", None))
         ):
@@ -215,7 +309,7 @@ class Reconciler(DurableBase):
             return retrying(
                 attempts,
                 lambda lost: self._reconcile(
-                    session_id, provider_status, event_id, stored_id, observed_at, lost, provider
+                    session_id, report, event_id, stored_id, observed_at, lost, provider
                 ),
             )
         except ReconciliationAnomaly as anomaly:
@@ -285,10 +379,23 @@ class Reconciler(DurableBase):
         if problems:
             raise InvalidSessionData(problems)
 
+    @staticmethod
+    def _check_facts(event_type: object, amount: object, currency: object, decline: object) -> None:
+        problems: dict[str, str] = {}
+        for name, value in (("event_type", event_type), ("currency", currency)):
+            if value is not None and (not isinstance(value, str) or not value):
+                problems[name] = "must be a non-empty string or None"
+        if decline is not None and not isinstance(decline, str):
+            problems["decline"] = "must be a string or None"
+        if amount is not None and not is_amount(amount):
+            problems["amount"] = "must be an int of minor units >= 0, or None"
+        if problems:
+            raise InvalidSessionData(problems)
+
     def _reconcile(
         self,
         session_id: str,
-        provider_status: str,
+        report: _Report,
         event_id: str | None,
         stored_id: str,
         observed_at: datetime | None,
@@ -297,12 +404,22 @@ class Reconciler(DurableBase):
     ) -> Reconciliation:
         snapshot = self._load(session_id)
         session = snapshot.session
-        mapped = map_status(session.provider_id, provider_status)
+        provider_status = report.provider_status
+        rules = rules_for(session.provider_id)
+        mapped = read_status(
+            session.provider_id,
+            provider_status,
+            event_type=report.event_type,
+            declined=report.decline is not None,
+        )
+        if observed_at is not None:
+            observed_at = rules.truncate(observed_at)
         if event_id is not None:
             seen = self.store.provider_event(session_id, event_id)
             if seen is not None:
                 self.store.count_duplicate(session_id, event_id)
-                return Reconciliation(EventOutcome.DUPLICATE, (), seen, lost)
+                voided = provider is not None and self._void_late(session, seen, provider)
+                return Reconciliation(EventOutcome.DUPLICATE, (), seen, lost, voided=voided)
         now = clock_reading(self._clock)
 
         def event(
@@ -330,18 +447,44 @@ class Reconciler(DurableBase):
             # one stale; no provider's clock is that far ahead of ours.
             future = event(EventOutcome.ANOMALY, snapshot.version, kind=AnomalyKind.FUTURE_REPORT)
             self._anomaly(future, session, None)
-        if observed_at is not None and self._outdated(session_id, provider_status, observed_at):
+        if observed_at is not None and self._outdated(
+            session_id, rules, provider_status, mapped, observed_at
+        ):
             stale = event(EventOutcome.STALE, snapshot.version)
             self.store.record_event(stale)
             return Reconciliation(EventOutcome.STALE, (), stale, lost)
         path = shortest_path(session.status, mapped)
+        if (
+            mapped is _AUTHORIZED
+            and session.status is not _CANCELED
+            and amount_differs(session, report.amount, report.currency)
+        ):
+            anomaly = event(
+                EventOutcome.ANOMALY, snapshot.version, kind=AnomalyKind.AMOUNT_MISMATCH
+            )
+            # An authorized session's hold is its order's: told of another amount, keep
+            # the fact and leave the money to whoever reads the anomaly.
+            at_hand = None if session.status is _AUTHORIZED else provider
+            held = " ".join(str(f) for f in (report.amount, report.currency) if f is not None)
+            why = f"amount mismatch voided: the provider holds {held}, not {session.amount}"
+            voided = self._void_and_cancel(snapshot, anomaly, at_hand, now, why)
+            raise ReconciliationAnomaly(
+                session.id,
+                session.status,
+                session.provider_id,
+                provider_status,
+                mapped,
+                event_id=event_id,
+                kind=AnomalyKind.AMOUNT_MISMATCH,
+                voided=voided,
+            )
         if path is None:
             anomaly = event(EventOutcome.ANOMALY, snapshot.version, kind=AnomalyKind.NO_LEGAL_PATH)
-            voided = False
+            call = None
             if mapped is _AUTHORIZED and session.status is _CANCELED and provider is not None:
                 # Authorized at the provider after we canceled: money is held for nothing.
-                voided = self._void(session, provider)
-            self._anomaly(anomaly, session, None, voided=voided)
+                call = self._void(session, provider)
+            self._anomaly(anomaly, session, None, call=call)
         if path and mapped is _AUTHORIZED:
             conflict = self._conflict(session)
             if conflict is not None:
@@ -349,6 +492,10 @@ class Reconciler(DurableBase):
                     EventOutcome.ANOMALY, snapshot.version, kind=AnomalyKind.DOUBLE_AUTHORIZATION
                 )
                 self._double_authorization(snapshot, anomaly, conflict, provider, now)
+        if path and provider_status in rules.in_flight and session.status is _REQUIRES_MORE:
+            # Still under way at the provider (the customer acted; the money is coming):
+            # not a new attempt, so no move back to pending.
+            path = ()
         if not path:
             noop = event(EventOutcome.NOOP, snapshot.version)
             self.store.record_event(noop, expected_version=snapshot.version)
@@ -379,20 +526,34 @@ class Reconciler(DurableBase):
         self._finish(steps[:-1], steps[-1])
         return Reconciliation(EventOutcome.APPLIED, tuple(p.record for p in steps), applied, lost)
 
-    def _outdated(self, session_id: str, provider_status: str, observed_at: datetime) -> bool:
+    def _outdated(
+        self,
+        session_id: str,
+        rules: ProviderRules,
+        provider_status: str,
+        mapped: PaymentSessionStatus,
+        observed_at: datetime,
+    ) -> bool:
         """Whether an applied or no-op report is newer, or the same report is known.
 
-        The same provider status at the same instant is what the provider sends twice
-        under two names (a webhook for the state a completion's answer already recorded):
-        nothing new, so stale rather than applied again after the session moved on.
+        Instants are compared at the provider's precision (``observed_at`` is already
+        truncated to it). Of two reports of one instant, the one further along the
+        payment's lifecycle is the newer; the same provider status at the same instant
+        is what the provider sends twice under two names (a webhook for the state a
+        completion's answer already recorded): nothing new, so stale rather than
+        applied again after the session moved on.
         """
+        mine = rules.rank(provider_status, mapped)
         for event in self.store.provider_events(session_id=session_id):
             if not event.advances or event.observed_at is None:
                 continue
-            if event.observed_at > observed_at or (
-                event.observed_at == observed_at and event.provider_status == provider_status
-            ):
+            seen = rules.truncate(event.observed_at)
+            if seen > observed_at:
                 return True
+            if seen == observed_at:
+                theirs = rules.rank(event.provider_status, event.status)
+                if theirs > mine or (theirs == mine and event.provider_status == provider_status):
+                    return True
         return False
 
     def _anomaly(
@@ -401,10 +562,11 @@ class Reconciler(DurableBase):
         session: PaymentSession,
         guard: str | None,
         *,
-        voided: bool = False,
+        call: ProviderCall | None = None,
     ) -> NoReturn:
-        if voided:
-            self._record_void(event)
+        voided = call is not None and call.releases
+        if call is not None:
+            self._record_void(event, call)
         else:
             self.store.record_event(event)
         raise ReconciliationAnomaly(
@@ -419,11 +581,86 @@ class Reconciler(DurableBase):
             voided=voided,
         )
 
-    def _void(self, session: PaymentSession, provider: Providers) -> bool:
-        """Void the session's hold at its provider; whether the provider says it is gone."""
+    def _void(self, session: PaymentSession, provider: Providers) -> ProviderCall:
+        """Void the session's hold at its provider; the call, as asked and answered."""
         payments = provider_for(provider, session)
-        reply = payments.cancel(session, idempotency_key=void_key(session))
-        return map_status(session.provider_id, reply.status) is _CANCELED
+        key = void_key(session)
+        asked = clock_reading(self._clock)
+        reply = payments.cancel(session, idempotency_key=key)
+        return provider_call(self._clock, session, CallAction.VOID, key, reply, asked)
+
+    def holds(self, session_id: str) -> Holds:
+        """What the provider said of the session's money: holds asked and released.
+
+        From the calls paysession made (authorize, cancel, void) and the reports it
+        recorded. ``unreleased`` is true when the provider said it holds money and never
+        that it let go while the session is not authorized: money its cart cannot keep.
+        """
+        session = self.get(session_id)
+        return holds_of(
+            session,
+            self.store.provider_calls(session_id),
+            self.store.provider_events(session_id=session_id),
+        )
+
+    def unreleased_holds(self, *, limit: int = 1000) -> list[PaymentSession]:
+        """Sessions (not authorized) whose provider holds money and was never told to let
+        go, least recently moved first: what an audit lists and expiry voids."""
+        return self.store.unreleased_holds(limit)
+
+    def _void_late(self, session: PaymentSession, seen: ProviderEvent, provider: Providers) -> bool:
+        """Void, on a redelivery, the hold of an authorization recorded without a provider."""
+        if seen.status is not _AUTHORIZED:
+            return False
+        return self._release(session, provider)
+
+    def release_hold(self, session_id: str, provider: Providers) -> bool:
+        """Void at its provider a hold the session cannot keep; whether it is released.
+
+        Only when the provider said it holds money for the session, nothing released it
+        since, and the session cannot keep it: it is canceled, or its cart is authorized
+        with (or switched to) another session. The void is asked under the key
+        ``<session key>:void`` and kept as a provider call. False, asking nothing, for
+        any other session.
+        """
+        return self._release(self.get(session_id), provider)
+
+    def _release(self, session: PaymentSession, provider: Providers) -> bool:
+        if session.status is _AUTHORIZED:
+            return False
+        if session.status is not _CANCELED and self._conflict(session) is None:
+            return False
+        if not self.holds(session.id).unreleased:
+            return False
+        call = self._void(session, provider)
+        self.store.record_calls([call])
+        return call.releases
+
+    def _void_and_cancel(
+        self,
+        snapshot: Snapshot,
+        anomaly: ProviderEvent,
+        provider: Providers | None,
+        now: datetime,
+        why: str,
+    ) -> bool:
+        """Record ``anomaly``; with a provider, void the hold first and cancel the session
+        with it (``why`` is the cancel's reason). Whether the hold was voided.
+
+        Once the provider has voided the hold the session must end canceled, whatever
+        moved it meanwhile (a completion replaying the provider's earlier answer could
+        mark it authorized with no money held): a lost race reloads and cancels again.
+        """
+        call = None if provider is None else self._void(snapshot.session, provider)
+        if call is None or not call.releases:
+            self.store.record_event(
+                anomaly,
+                expected_version=snapshot.version,
+                calls=() if call is None else (call,),
+            )
+            return False
+        self._cancel_voided(snapshot, anomaly, why, now, call)
+        return True
 
     def _double_authorization(
         self,
@@ -433,18 +670,10 @@ class Reconciler(DurableBase):
         provider: Providers | None,
         now: datetime,
     ) -> NoReturn:
-        """Record the anomaly; with a provider, void the hold, then cancel the session.
-
-        Once the provider has voided the hold the session must end canceled, whatever
-        moved it meanwhile (a completion replaying the provider's earlier answer could
-        mark it authorized with no money held): a lost race reloads and cancels again.
-        """
+        """Record the anomaly; with a provider, void the hold, then cancel the session."""
         session = snapshot.session
-        voided = provider is not None and self._void(session, provider)
-        if not voided:
-            self.store.record_event(anomaly, expected_version=snapshot.version)
-        else:
-            self._cancel_voided(snapshot, anomaly, conflict, now)
+        why = f"double authorization voided: {conflict}"
+        voided = self._void_and_cancel(snapshot, anomaly, provider, now, why)
         raise DoubleAuthorization(
             session.id,
             session.status,
@@ -457,9 +686,15 @@ class Reconciler(DurableBase):
         )
 
     def _cancel_voided(
-        self, snapshot: Snapshot, anomaly: ProviderEvent, conflict: str, now: datetime
+        self,
+        snapshot: Snapshot,
+        anomaly: ProviderEvent,
+        reason: str,
+        now: datetime,
+        call: ProviderCall,
     ) -> None:
-        """Cancel a session whose hold was voided, recording the anomaly with the move."""
+        """Cancel a session whose hold was voided, recording the anomaly and the void
+        call with the move (``reason`` is the cancel's)."""
         pending: ProviderEvent | None = anomaly  # None once an anomaly for the void is kept
         for _ in range(_VOID_ATTEMPTS):
             session = snapshot.session
@@ -471,19 +706,16 @@ class Reconciler(DurableBase):
                 {},
                 seq=snapshot.version + 1,
                 prev_hash=snapshot.head,
-                context=self._context(
-                    f"provider:{session.provider_id}",
-                    f"double authorization voided: {conflict}",
-                    now,
-                ),
+                context=self._context(f"provider:{session.provider_id}", reason, now),
             )
             write = Write(planned.session, snapshot.version, (planned.record,))
             try:
                 if pending is None:
                     self.store.commit([write])
+                    self.store.record_calls([call])
                 else:
                     event = attrs.evolve(pending, version=planned.record.seq)
-                    self.store.record_event(event, write)
+                    self.store.record_event(event, write, calls=(call,))
             except ConcurrentUpdate:
                 # Moved meanwhile, or the event id was taken by a racing delivery of the
                 # same report: reload, and look for where the anomaly goes now.
@@ -494,7 +726,9 @@ class Reconciler(DurableBase):
             self._finish([], planned)
             return
         if pending is not None:
-            self._record_void(anomaly)
+            self._record_void(anomaly, call)
+        else:
+            self.store.record_calls([call])
 
     def _void_slot(self, anomaly: ProviderEvent) -> ProviderEvent | None:
         """The event that records a void's anomaly; None when one is recorded already.
@@ -513,14 +747,38 @@ class Reconciler(DurableBase):
         # Both taken by other outcomes (a webhook's event id chosen to collide): a fresh id.
         return attrs.evolve(anomaly, event_id=f"{anomaly.event_id}:void:{uuid.uuid4().hex}")
 
-    def _record_void(self, anomaly: ProviderEvent) -> None:
-        """Record a void's anomaly on its own (the session is canceled already), once."""
+    def _record_void(self, anomaly: ProviderEvent, call: ProviderCall) -> None:
+        """Record a void's anomaly on its own (the session is canceled already), once,
+        and the void call with it (or alone, when the anomaly was recorded already)."""
         while (event := self._void_slot(anomaly)) is not None:
             try:
-                self.store.record_event(event)
+                self.store.record_event(event, calls=(call,))
             except ConcurrentUpdate:
                 continue  # the id was taken meanwhile: the next look moves past it
             return
+        self.store.record_calls([call])
+
+
+def _answer_event(
+    snapshot: Snapshot,
+    event_id: str,
+    provider_status: str,
+    mapped: PaymentSessionStatus,
+    observed_at: datetime | None,
+) -> ProviderEvent:
+    """The event that keeps an answer to our own request: a no-op at the session's
+    version until the moves it records are planned (then applied, at their last seq)."""
+    return ProviderEvent(
+        session_id=snapshot.session.id,
+        event_id=event_id,
+        provider_status=provider_status,
+        status=mapped,
+        session_status=snapshot.session.status,
+        outcome=EventOutcome.NOOP,
+        observed_at=observed_at,
+        recorded_at=snapshot.session.updated_at,
+        version=snapshot.version,
+    )
 
 
 _VOID_ATTEMPTS = 10  # reloads of a voided session that keeps losing races to its cancel

@@ -31,7 +31,7 @@ from paysession.errors import (
 )
 from paysession.feed import check_feed_args
 from paysession.feed import follow as follow_feed
-from paysession.lifecycle import MOVES, Trigger
+from paysession.lifecycle import MOVES, Move, Trigger
 from paysession.limits import check_counter
 from paysession.planning import (
     check_meta,
@@ -60,6 +60,7 @@ from paysession.store.base import (
 
 _SELECT = MOVES["select"]
 _DESELECT = MOVES["deselect"]
+_UPDATE = MOVES["update"]
 _CANCEL = MOVES["cancel"]
 _AUTHORIZED = PaymentSessionStatus.AUTHORIZED
 _CANCELED = PaymentSessionStatus.CANCELED
@@ -273,7 +274,8 @@ class PaymentSessions(Reconciler):
         # Changing the cart's choice is refused while a completion holds the cart.
         cart_check = (
             CartCheck(cart_id, context.now)
-            if cart_id is not None and (move is _SELECT or move is _DESELECT)
+            if cart_id is not None
+            and (move is _SELECT or move is _DESELECT or _new_amount(snapshot, move, changes))
             else None
         )
         try:
@@ -335,7 +337,10 @@ class PaymentSessions(Reconciler):
         cart_id = snapshot.session.cart_id
         cart_check = (
             CartCheck(cart_id, records[-1].at)
-            if cart_id is not None and any(move is _DESELECT for move, _ in steps)
+            if cart_id is not None
+            and any(
+                move is _DESELECT or _new_amount(snapshot, move, changes) for move, changes in steps
+            )
             else None
         )
         try:
@@ -491,6 +496,13 @@ class PaymentSessions(Reconciler):
 
     def __repr__(self) -> str:
         return f"<PaymentSessions {self.store!r}>"
+
+
+def _new_amount(snapshot: Snapshot, move: Move, changes: Mapping[str, object]) -> bool:
+    """Whether ``move`` changes the session's amount: refused while a provider call for its
+    cart is in flight (the provider would hold one amount and the session say another).
+    Moves that leave the amount alone pay nothing for claims."""
+    return move is _UPDATE and "amount" in changes and changes["amount"] != snapshot.session.amount
 
 
 def _check_expected(expected_version: object) -> None:

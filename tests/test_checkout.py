@@ -485,7 +485,8 @@ class TestSimulatedProvider:
             "requires_action",
             "requires_capture",
         ]
-        assert provider.outbox[0].observed_at < provider.outbox[1].observed_at
+        assert provider.outbox[0].observed_at <= provider.outbox[1].observed_at
+        assert {n.observed_at.microsecond for n in provider.outbox} == {0}  # whole seconds
 
     def test_declined_then_a_new_key_succeeds(self) -> None:
         """The first attempt is declined; the same key stays declined, a new one succeeds."""

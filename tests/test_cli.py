@@ -193,7 +193,8 @@ class TestPlainUsage:
             (
                 ["audit"],
                 "usage: paysession audit [",
-                "paysession audit: error: choose a command: verify, heads, show, replay, export",
+                "paysession audit: error: choose a command: "
+                "verify, heads, holds, show, replay, export",
             ),
             (
                 ["demo", "--bogus"],
@@ -238,7 +239,7 @@ class TestEveryRowAsAUserTypesIt:
             (["demo", "--carts", "abc"], 2, "--carts: must be a whole number, got 'abc'"),
             (["demo", "--walkthrough", "--db", "x.db"], 2, "--walkthrough takes no --db"),
             (["demo", "--bogus"], 2, "paysession demo: error: unrecognized arguments: --bogus"),
-            (["audit"], 2, "choose a command: verify, heads, show, replay, export"),
+            (["audit"], 2, "choose a command: verify, heads, holds, show, replay, export"),
             (["audit", "verify", "{tmp}/missing.jsonl"], 2, "cannot read {tmp}/missing.jsonl"),
             (["audit", "verify", "--db", "{tmp}/typo.db"], 2, "no database file {tmp}/typo.db"),
             (["audit", "verify", "-"], 1, "holds no records"),

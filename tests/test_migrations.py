@@ -22,7 +22,7 @@ from paysession.store import SessionStore, SqliteStore
 from paysession.store import postgres as postgres_store
 from paysession.store import sqlite as sqlite_store
 from paysession.store._browse import SessionFilter
-from paysession.store._sql import ANOMALY_KINDS_3, migrate_schema
+from paysession.store._sql import ANOMALY_KINDS, ANOMALY_KINDS_3, migrate_schema
 
 from .conftest import PostgresServer
 from .helpers import StepClock
@@ -65,6 +65,27 @@ def without_browse_indexes(version: int, kind: str) -> tuple[str, ...]:
         "DROP INDEX paysession_sessions_anomalous",
         "ALTER TABLE paysession_sessions DROP COLUMN anomalies",
         f"UPDATE paysession_schema SET version = {version}",
+    )
+
+
+def without_provider_calls(kind: str) -> tuple[str, ...]:
+    """What the provider-call schema (SQLite 6, PostgreSQL 7) changed, undone: the calls
+    table goes and anomalies lose the kind amount_mismatch (SQLite rebuilds the events
+    table as version 4 built it, with the trigger version 5 added)."""
+    if kind == "postgres":
+        return (
+            "DROP TABLE paysession_provider_calls",
+            "ALTER TABLE paysession_provider_events "
+            "DROP CONSTRAINT paysession_provider_events_kind_check",
+            "ALTER TABLE paysession_provider_events ADD CONSTRAINT "
+            f"paysession_provider_events_kind_check CHECK (kind IN {ANOMALY_KINDS})",
+            "UPDATE paysession_schema SET version = 6",
+        )
+    return (
+        "DROP TABLE paysession_provider_calls",
+        *sqlite_store.MIGRATIONS[3],
+        *[statement for statement in sqlite_store.MIGRATIONS[4] if "TRIGGER" in statement],
+        "UPDATE paysession_schema SET version = 5",
     )
 
 
@@ -137,8 +158,9 @@ class Database:
     def back_to(self, version: int) -> tuple[str, ...]:
         """The statements that turn today's schema back into ``version`` (2 or more)."""
         undo = {
-            "sqlite": {4: without_browse_indexes(4, "sqlite")},
+            "sqlite": {5: without_provider_calls("sqlite"), 4: without_browse_indexes(4, "sqlite")},
             "postgres": {
+                6: without_provider_calls("postgres"),
                 5: without_browse_indexes(5, "postgres"),
                 4: PG_TO_VERSION_4,
                 3: PG_TO_VERSION_3,
@@ -340,7 +362,11 @@ class TestVersionFive:
         with psycopg.connect(published, autocommit=True) as pg:
             migrate_schema(pg, postgres_store.MIGRATIONS[:4], "%s")
         fill(Database("postgres", undone))
-        Database("postgres", undone).run(*without_browse_indexes(5, "postgres"), *PG_TO_VERSION_4)
+        Database("postgres", undone).run(
+            *without_provider_calls("postgres"),
+            *without_browse_indexes(5, "postgres"),
+            *PG_TO_VERSION_4,
+        )
         assert pg_schema(undone) == pg_schema(published)
         assert "paysession_position" in str(pg_schema(undone))
 
@@ -399,14 +425,18 @@ class TestBrowseIndexes:
         with psycopg.connect(published, autocommit=True) as pg:
             migrate_schema(pg, postgres_store.MIGRATIONS[:5], "%s")
         fill(Database("postgres", undone))
-        Database("postgres", undone).run(*without_browse_indexes(5, "postgres"))
+        Database("postgres", undone).run(
+            *without_provider_calls("postgres"), *without_browse_indexes(5, "postgres")
+        )
         assert pg_schema(undone) == pg_schema(published)
         before, after = str(tmp_path / "published.db"), str(tmp_path / "undone.db")
         with sqlite3.connect(before) as conn:
             migrate_schema(conn, sqlite_store.MIGRATIONS[:4], "?")
         conn.close()
         fill(Database("sqlite", after))
-        Database("sqlite", after).run(*without_browse_indexes(4, "sqlite"))
+        Database("sqlite", after).run(
+            *without_provider_calls("sqlite"), *without_browse_indexes(4, "sqlite")
+        )
         assert sqlite_schema(after) == sqlite_schema(before)
 
     def test_an_older_database_gains_the_indexes_and_keeps_everything(
@@ -414,7 +444,7 @@ class TestBrowseIndexes:
     ) -> None:
         made = fill(database)
         reopened(database, _two_anomalies_for_the_pending_session(made["pending"]))
-        database.run(*database.back_to(LATEST[database.kind] - 1))
+        database.run(*database.back_to(4 if database.kind == "sqlite" else 5))
 
         def check(sessions: PaymentSessions) -> None:
             assert sessions.store.migrate() == LATEST[database.kind]
@@ -444,3 +474,51 @@ def _two_anomalies_for_the_pending_session(
                 sessions.reconcile(session_id, "COMPLETED", event_id=event_id)
 
     return record
+
+
+class TestProviderCalls:
+    """SQLite 6 and PostgreSQL 7: the provider calls, and anomalies of another amount."""
+
+    def test_the_undone_schema_is_the_published_one_before(
+        self, postgres_server: PostgresServer, tmp_path: Path
+    ) -> None:
+        published, undone = postgres_server.new_database(), postgres_server.new_database()
+        with psycopg.connect(published, autocommit=True) as pg:
+            migrate_schema(pg, postgres_store.MIGRATIONS[:6], "%s")
+        fill(Database("postgres", undone))
+        Database("postgres", undone).run(*without_provider_calls("postgres"))
+        assert pg_schema(undone) == pg_schema(published)
+        before, after = str(tmp_path / "published.db"), str(tmp_path / "undone.db")
+        with sqlite3.connect(before) as conn:
+            migrate_schema(conn, sqlite_store.MIGRATIONS[:5], "?")
+        conn.close()
+        fill(Database("sqlite", after))
+        Database("sqlite", after).run(*without_provider_calls("sqlite"))
+        assert sqlite_schema(after) == sqlite_schema(before)
+
+    def test_an_older_database_keeps_its_events_and_counts(self, database: Database) -> None:
+        """Every event and the anomaly counts are kept; calls and the new kind then work."""
+        made = fill(database)
+        reopened(database, _two_anomalies_for_the_pending_session(made["pending"]))
+        database.run(*database.back_to(LATEST[database.kind] - 1))
+        events = database.scalar("SELECT count(*) FROM paysession_provider_events")
+
+        def check(sessions: PaymentSessions) -> None:
+            assert sessions.store.migrate() == LATEST[database.kind]
+            assert len(sessions.provider_events()) == events
+            anomalous, _ = sessions.store.sessions_page(SessionFilter(has_anomalies=True))
+            assert [s.id for s in anomalous] == [made["pending"]]
+            with pytest.raises(ReconciliationAnomaly) as caught:
+                sessions.reconcile(made["error"], "succeeded", event_id="evt_x", amount=1)
+            assert caught.value.kind == "amount_mismatch"
+            assert sessions.store.provider_calls(made["error"]) == []
+            for session_id in made.values():
+                assert sessions.verify(session_id).ok
+
+        reopened(database, check)
+        assert (
+            database.scalar(
+                "SELECT anomalies FROM paysession_sessions WHERE id = '" + made["error"] + "'"
+            )
+            == 1
+        )

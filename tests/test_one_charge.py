@@ -67,7 +67,7 @@ class Cart:
     """cart_9 with two sessions (stripe, stripe_eu) and two tabs on one database."""
 
     def __init__(self, factory: StoreFactory, tmp_path: Path) -> None:
-        register_status_map("stripe_eu", STRIPE)
+        register_status_map("stripe_eu", STRIPE, like="stripe")
         self.clock = StepClock()
         self.tab1 = PaymentSessions(factory(), clock=self.clock)
         self.tab2 = PaymentSessions(factory(), clock=self.clock)
@@ -101,6 +101,8 @@ class Cart:
             event_id=notice.event_id,
             observed_at=notice.observed_at,
             provider=self.providers,
+            amount=notice.amount,
+            decline=notice.decline,
         )
 
     def meddled(self, meanwhile: Callable[[], None]) -> PaymentSessions:
@@ -431,10 +433,17 @@ class TestClaims:
             sessions.fire_many(a.id, [("deselect", {})])
         with pytest.raises(CartBusy):
             sessions.claim_cart("cart_1")
+        # Nor a new amount: the provider would hold one amount and the session say another.
+        with pytest.raises(CartBusy):
+            sessions.fire(a.id, "update", amount=20)
+        with pytest.raises(CartBusy):
+            sessions.fire_many(a.id, [("update", {"data": {"k": 1}}), ("update", {"amount": 1})])
         assert sessions.version(a.id) == version
-        # Moves that do not change the cart's choice are not held up.
-        sessions.fire(a.id, "update", amount=20)
+        # Moves that change neither the cart's choice nor the amount are not held up.
+        sessions.fire(a.id, "update", data={"note": "gift"})
+        sessions.fire(a.id, "update", amount=10)  # the same amount
         sessions.release_cart(held.claim)
+        sessions.fire(a.id, "update", amount=20)
         assert sessions.claim_of("cart_1") is None
         sessions.select(b.id)
         again = sessions.claim_cart("cart_1", lease=timedelta(seconds=5))
@@ -488,16 +497,20 @@ class TestExpire:
     def test_abandoned_sessions_are_canceled_once(
         self, store_factory: StoreFactory, tmp_path: Path
     ) -> None:
-        """Stale sessions canceled (at the provider first when initiated); busy carts skipped."""
+        """Stale sessions canceled (at the provider first when initiated); busy carts
+        skipped; one whose provider holds the money is authorized, never canceled."""
         clock = StepClock()
         sessions = PaymentSessions(store_factory(), clock=clock)
         quiet = sessions.create(cart_id="cart_1", provider_id="stripe", amount=10)
         initiated = sessions.create(cart_id="cart_2", provider_id="stripe", amount=10)
+        paid = sessions.create(cart_id="cart_6", provider_id="stripe", amount=10)
         provider = SimulatedProvider(
-            seed_for(initiated.id), ledger=tmp_path / "provider.db", clock=clock
+            seed_for(initiated.id, paid.id), ledger=tmp_path / "provider.db", clock=clock
         )
         sessions.fire(initiated.id, "initiate", data={"id": "pi"})
-        provider.authorize(sessions.get(initiated.id), idempotency_key="lost")  # a hold
+        provider.update(sessions.get(initiated.id))  # the provider knows it, holds nothing
+        sessions.fire(paid.id, "initiate", data={"id": "pi_paid"})
+        provider.authorize(sessions.get(paid.id), idempotency_key="lost")  # a hold
         busy = sessions.create(cart_id="cart_3", provider_id="stripe", amount=10)
         sessions.select(busy.id)
         done = sessions.create(cart_id="cart_4", provider_id="stripe", amount=10)
@@ -508,9 +521,11 @@ class TestExpire:
         expired = expire_sessions(sessions, provider, older_than=timedelta(hours=1))
         assert sorted(expired.canceled) == sorted([quiet.id, initiated.id])
         assert expired.busy == (busy.id,) and expired.moved == ()
+        assert expired.authorized == (paid.id,)
+        assert sessions.get(paid.id).status is S.AUTHORIZED
         assert sessions.get(fresh.id).status is S.PENDING
         assert sessions.get(busy.id).status is S.PENDING
-        assert provider.holds() == []
+        assert [hold.session_id for hold in provider.holds()] == [paid.id]
         assert sessions.history(initiated.id)[-1].reason == (
             "abandoned: no move for 1:00:00 (canceled)"
         )
@@ -590,15 +605,18 @@ class TestCost:
         assert counting.writes == [("claim", False), ("record_event", True)]
 
     def test_other_moves_do_not_pay(self, store: SessionStore) -> None:
-        """Moves that leave the cart's choice alone ask no claim check of the store."""
+        """Moves that leave the cart's choice and the amount alone ask no claim check."""
         counting = Counting(store)
         sessions = PaymentSessions(counting, clock=StepClock())  # type: ignore[arg-type]
         session = sessions.create(cart_id="cart_1", provider_id="stripe", amount=10)
         sessions.fire(session.id, "initiate", data={"id": "pi"})
         for trigger in ("require_more", "retry", "fail", "retry"):
             sessions.fire(session.id, trigger)
+        sessions.fire(session.id, "update", data={"note": "gift"})
+        sessions.fire(session.id, "update", amount=10)
+        assert counting.writes == [("create", False)] + [("commit", False)] * 7
         sessions.fire(session.id, "update", amount=20)
-        assert counting.writes == [("create", False)] + [("commit", False)] * 6
+        assert counting.writes[-1] == ("commit", True)
         sessions.select(session.id)
         assert counting.writes[-1] == ("commit", True)
 

@@ -2,17 +2,25 @@
 
 Every cart has 2 or 3 payment sessions (three provider ids on one simulated processor
 whose ledger all processes share). Eight worker processes pick carts at random and
-complete them, switch the customer's method, finish 3-D Secure and deliver the
-processor's webhooks (each its share, some twice), all racing each other. Workers are
-SIGKILLed at random, some while a request is at the provider and some after its yes,
-before the commit: both while holding the cart's claim. Killed workers are replaced.
+complete them, switch the customer's method, finish 3-D Secure (or let an asynchronous
+payment settle), change a session's amount (and tell the processor), cancel a session
+here without its processor (the storefront's plain cancel), and deliver the processor's
+webhooks (each its share, some twice), all racing each other. The processor speaks like
+Stripe: its webhooks carry whole seconds, some payments answer ``processing`` first.
+Workers are SIGKILLed at random, some while a request is at the provider and some after
+its yes, before the commit: both while holding the cart's claim. Killed workers are
+replaced.
 
-Then, as the shop's background jobs would, the rest of the webhooks are delivered and
-abandoned sessions expired; and for every cart:
+Then, as the shop's background jobs would, the payments still in flight settle, the rest
+of the webhooks are delivered and abandoned sessions expired (which sweeps the holds of
+canceled sessions); and for every cart:
 
 - at most one session is authorized;
-- every hold in the processor's ledger belongs to its cart's authorized session;
-- every hold voided as an extra is recorded as an anomaly, and its session canceled;
+- every hold in the processor's ledger belongs to its cart's authorized session, for the
+  session's own amount;
+- every hold voided as an extra is a recorded void call, answers an anomaly (or the
+  storefront's plain cancel), and its session is canceled;
+- no session holds money it cannot keep (``unreleased_holds``);
 - every trail verifies.
 
 ``PAYSESSION_STRESS_CARTS`` changes the number of carts (300 by default). The figures
@@ -50,7 +58,7 @@ from paysession.providers import (
     SimulatedProvider,
     register_status_map,
 )
-from paysession.store.base import AnomalyKind
+from paysession.store.base import AnomalyKind, CallAction
 
 from .conftest import StoreFactory, open_store
 
@@ -72,7 +80,7 @@ SEED = int(os.environ.get("PAYSESSION_STRESS_SEED", "20261130"))
 
 def providers(ledger: str, seed: int, **kwargs: Any) -> dict[str, SimulatedProvider]:
     for name in PROVIDERS[1:]:
-        register_status_map(name, STRIPE)
+        register_status_map(name, STRIPE, like="stripe")
     return {
         name: SimulatedProvider(seed, provider_id=name, ledger=ledger, **kwargs)
         for name in PROVIDERS
@@ -94,6 +102,8 @@ def deliver(
                 observed_at=notice.observed_at,
                 attempts=10,
                 provider=dict(chosen),
+                amount=notice.amount,
+                decline=notice.decline,
             )
             tally["webhooks delivered"] += 1
         except ReconciliationAnomaly as anomaly:
@@ -137,6 +147,19 @@ def worker(kind: str, place: str, ledger: str, seed: int, index: int, results: A
             elif action < 0.75:
                 session = rng.choice(sessions.find(cart_id=cart_id))
                 chosen[session.provider_id].customer_acts(session.id)
+            elif action < 0.8:
+                # A new amount (another item in the cart): refused while a completion
+                # is at the provider; the processor is told of it afterwards.
+                session = rng.choice(sessions.find(cart_id=cart_id))
+                sessions.fire(session.id, "update", amount=session.amount + 1)
+                chosen[session.provider_id].update(sessions.get(session.id))
+                tally["amounts changed"] += 1
+            elif action < 0.82:
+                # The storefront cancels without asking the processor; the customer may
+                # still finish 3-D Secure there: a late authorization to void.
+                session = rng.choice(sessions.find(cart_id=cart_id))
+                sessions.fire(session.id, "cancel", actor="storefront")
+                tally["plain cancels"] += 1
             else:
                 sent = processor.sent(cursor)
                 if sent:
@@ -233,6 +256,8 @@ class TestStress:
         # webhooks are delivered, abandoned sessions expire.
         time.sleep(LEASE.total_seconds())
         after: Counter[str] = Counter()
+        for session in sessions.find():  # asynchronous payments settle at last
+            chosen[session.provider_id].customer_acts(session.id)
         deliver(sessions, chosen, [n for _, n in chosen["stripe"].sent()], after)
         expired_ids: list[str] = []
         for _ in range(10):
@@ -244,7 +269,7 @@ class TestStress:
                 sessions, chosen, older_than=timedelta(microseconds=1), limit=10 * CARTS
             )
             expired_ids += expired.canceled
-            if not (expired.moved or expired.unanswered or expired.busy):
+            if not (expired.moved or expired.unanswered or expired.busy or expired.in_flight):
                 break
             time.sleep(LEASE.total_seconds() if expired.busy else 0)
         deliver(sessions, chosen, [n for _, n in chosen["stripe"].sent()], after)
@@ -279,8 +304,21 @@ class TestStress:
         assert report["carts authorized twice"] == 0
         assert report["orphaned holds"] == 0
         assert {hold.session_id for hold in holds} == keeps
+        # No amount authorized that differs from what the processor holds.
+        assert {h.session_id: h.amount for h in holds} == {
+            s.id: s.amount for s in found if s.status is S.AUTHORIZED
+        }
+        assert sessions.unreleased_holds(limit=10 * CARTS) == []
         for session_id in voided:
-            assert session_id in anomalous
+            # Every void is a recorded fact; it answers an anomaly, or a storefront's plain
+            # cancel of a session whose money was held (voided by expiry's sweep).
+            calls = sessions.store.provider_calls(session_id)
+            assert any(c.action is CallAction.VOID and c.releases for c in calls)
+            plain = any(
+                r.trigger == "cancel" and r.actor == "storefront"
+                for r in sessions.history(session_id)
+            )
+            assert session_id in anomalous or plain
             assert by_id[session_id].status is S.CANCELED
         for event in doubles:
             assert by_id[event.session_id].status is S.CANCELED

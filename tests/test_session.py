@@ -111,7 +111,6 @@ class TestValidation:
             ({"created_at": T0.replace(tzinfo=None)}, "created_at"),
             ({"updated_at": "2024-01-01"}, "updated_at"),
             ({"updated_at": T0 - timedelta(seconds=1)}, "updated_at"),
-            ({"status": PaymentSessionStatus.AUTHORIZED}, "payment_authorized_at"),
             ({"cart": [1]}, "cart"),
         ],
     )

@@ -12,7 +12,7 @@ from paysession.record import TransitionRecord
 from paysession.service import PaymentSessions
 from paysession.simulation import SimulatedProvider
 from paysession.status import PaymentSessionStatus
-from paysession.store.base import AnomalyKind, EventOutcome
+from paysession.store.base import AnomalyKind, CallAction, EventOutcome
 
 
 class Progress:
@@ -86,6 +86,12 @@ def summary(
         if record.trigger == "authorize"
     )
     events = sessions.provider_events()
+    voids = sum(
+        1
+        for session in found
+        for call in sessions.store.provider_calls(session.id)
+        if call.action is CallAction.VOID and call.releases
+    )
     outcomes = Counter(event.outcome for event in events if event.event_id.startswith("evt_"))
     doubles = sessions.anomalies(kind=AnomalyKind.DOUBLE_AUTHORIZATION)
     twice = sum(1 for count in authorized.values() if count > 1)
@@ -98,6 +104,7 @@ def summary(
         ("storefront races lost (reloaded, decided again)", tally["storefront races lost"]),
         ("webhook races lost (reloaded, path recomputed)", tally["webhook races lost"]),
         ("3-D Secure challenges", tally["3-D Secure challenges"]),
+        ("payments processing, then settled", tally["payments processing, then settled"]),
         ("declines, then a new attempt", tally["declines retried"]),
         ("provider timeouts, resumed with the same key", tally["timeouts resumed"]),
         (
@@ -118,7 +125,9 @@ def summary(
         ("  keys authorized twice", sum(1 for n in authorizations.values() if n > 1)),
         ("carts authorized twice", twice),
         ("holds voided", len(ledger.voided())),
+        ("  voids recorded in the store (audit holds)", voids),
         ("orphaned holds", len(orphaned)),
+        ("  holds the store says are not released", len(sessions.unreleased_holds())),
     ]
     out.write("\n" + format_table(("", "count"), rows) + "\n")
     anomalies = sessions.anomalies()

@@ -387,6 +387,33 @@ def _run_heads(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_holds(args: argparse.Namespace) -> int:
+    """List the sessions whose provider holds money they cannot keep; exit 1 if any."""
+    if type(args.limit) is not int or args.limit < 1:
+        return _usage("--limit must be a whole number of at least 1")
+    try:
+        store = _open_store(args.db)
+    except _UsageError as error:
+        return _usage(str(error))
+    try:
+        held = store.unreleased_holds(args.limit)
+    except PaySessionError as error:
+        return _usage(f"cannot read {db_name(args.db)}: {error}")
+    finally:
+        store.close()
+    for session in held:
+        print(
+            f"{_shown(session.id)}  {session.status.value}  provider {_shown(session.provider_id)}"
+            f"  cart {_shown(session.cart_id)}  amount {session.amount}: hold not released"
+        )
+    if held:
+        more = " (or more: raise --limit)" if len(held) == args.limit else ""
+        print(f"FAILED: {_many(len(held), 'session')} with a hold not released{more}")
+        return 1
+    print(f"ok: every hold of {db_name(args.db)} is its session's or released")
+    return 0
+
+
 def _usage(message: str) -> int:
     print(f"paysession audit: {message}", file=sys.stderr)
     return 2
@@ -403,7 +430,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "audit", help="verify, show, replay or export audit trails, from a file or a store"
     )
     actions = audit.add_subparsers(
-        dest="audit_command", required=True, metavar="{verify,heads,show,replay,export}"
+        dest="audit_command", required=True, metavar="{verify,heads,holds,show,replay,export}"
     )
     db_help = "a SQLite file or a PostgreSQL DSN, instead of a file"
 
@@ -436,6 +463,18 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--db", required=True, metavar="PATH_OR_DSN", help="a SQLite file or a PostgreSQL DSN"
     )
     heads.set_defaults(run=_run_heads)
+
+    holds = actions.add_parser(
+        "holds",
+        help="list the sessions whose provider still holds money they cannot keep; exit 1 if any",
+    )
+    holds.add_argument(
+        "--db", required=True, metavar="PATH_OR_DSN", help="a SQLite file or a PostgreSQL DSN"
+    )
+    holds.add_argument(
+        "--limit", type=int, default=1000, metavar="N", help="list at most N (default 1000)"
+    )
+    holds.set_defaults(run=_run_holds)
 
     show = actions.add_parser(
         "show",

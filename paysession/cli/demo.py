@@ -114,7 +114,7 @@ def _open(place: str, hooks: Hooks | None = None) -> PaymentSessions:
 
 
 def _providers(ledger: str, seed: int) -> dict[str, SimulatedProvider]:
-    register_status_map("stripe_eu", STRIPE)
+    register_status_map("stripe_eu", STRIPE, like="stripe")
     return {name: SimulatedProvider(seed, provider_id=name, ledger=ledger) for name in PROVIDERS}
 
 
@@ -248,6 +248,12 @@ def _complete(
         if done.outcome is CompletionOutcome.DECLINED:
             tally["declines retried"] += 1
             continue
+        if done.outcome is CompletionOutcome.PROCESSING:
+            # An asynchronous method: the payment settles at the provider, and the next
+            # completion asks it where the payment is.
+            tally["payments processing, then settled"] += 1
+            providers[done.session.provider_id].customer_acts(done.session.id)
+            continue
         if done.outcome is CompletionOutcome.REQUIRES_MORE:
             tally["3-D Secure challenges"] += 1
             provider = providers[done.session.provider_id]
@@ -378,6 +384,8 @@ def _deliver(
             observed_at=notice.observed_at,
             attempts=8,
             provider=chosen,
+            amount=notice.amount,
+            decline=notice.decline,
         )
     except ReconciliationAnomaly:
         tally["anomaly"] += 1
@@ -459,6 +467,11 @@ def run(
     for failure in failures:
         out.write(f"\nprocess failed:\n{failure}\n")
     providers = _providers(ledger, seed)
+    # Asynchronous payments still in flight (the customer switched method meanwhile)
+    # settle at last: expiry asks the provider first, finds them authorized, and voids
+    # what their cart cannot keep.
+    for waiting in sessions.find(status=PaymentSessionStatus.PENDING):
+        providers[waiting.provider_id].customer_acts(waiting.id)
     # Every storefront is done: whatever is neither authorized nor canceled now was
     # abandoned (a method the customer did not use, a 3-D Secure never finished).
     expired = expire_sessions(

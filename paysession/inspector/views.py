@@ -29,6 +29,7 @@ from paysession.audit.stored import check_stored
 from paysession.audit.trail import AuditProblem
 from paysession.diagrams import chart
 from paysession.errors import DiagramError, InvalidSessionData
+from paysession.holds import Holds, holds_of
 from paysession.inspector.drawing import chart_svg
 from paysession.lifecycle import TRANSITIONS
 from paysession.limits import current as current_limits
@@ -43,7 +44,13 @@ from paysession.store._browse import (
     PageKey,
     SessionFilter,
 )
-from paysession.store.base import AnomalyKind, LoggedRecord, ProviderEvent, Snapshot
+from paysession.store.base import (
+    AnomalyKind,
+    LoggedRecord,
+    ProviderCall,
+    ProviderEvent,
+    Snapshot,
+)
 
 PAGE = 50
 """Rows per page unless a query asks for another number (at most ``MAX_PAGE``)."""
@@ -276,6 +283,20 @@ def event_json(event: ProviderEvent, provider_id: str | None = None) -> dict[str
     return shown
 
 
+def call_json(call: ProviderCall) -> dict[str, object]:
+    """One request made of a provider that holds or releases money, with its answer."""
+    return {
+        "action": call.action.value,
+        "idempotency_key": call.idempotency_key,
+        "provider_status": call.provider_status,
+        "status": call.status.value,
+        "amount": call.amount,
+        "currency": call.currency,
+        "asked_at": _when(call.asked_at),
+        "answered_at": _when(call.answered_at),
+    }
+
+
 def logged_json(logged: LoggedRecord) -> dict[str, object]:
     """A record of the feed: the record, and the cursor that reads on after it."""
     return {"cursor": logged.cursor, "session_id": logged.record.session_id} | record_json(
@@ -374,6 +395,8 @@ class SessionView:
     more_events: bool
     cart_sessions: list[PaymentSession]
     diagram: str
+    holds: Holds
+    calls: list[ProviderCall]
     query: SessionQuery = SessionQuery()
     key: bytes | None = attrs.field(default=None, repr=False)
     plain: bool = False
@@ -421,6 +444,12 @@ class SessionView:
                 for s in self.cart_sessions
             ],
             "authorized_in_cart": self.authorized_in_cart,
+            "provider_calls": [call_json(call) for call in self.calls],
+            "holds": {
+                "asked": len(self.holds.asked),
+                "released": len(self.holds.released),
+                "unreleased": self.holds.unreleased,
+            },
         }
 
     def trail_json(self) -> dict[str, object]:
@@ -503,6 +532,9 @@ def session_view(
         drawn = chart(with_internal=True, session=session)
     cart = [] if session.cart_id is None else store.find(cart_id=session.cart_id)
     events, more_events = store.events_page(session.id, query.events_from, EVENTS_PAGE)
+    calls = store.provider_calls(session.id)
+    # Whether a hold was let go depends on every report, not the page shown.
+    every_event = store.provider_events(session_id=session.id)
     return SessionView(
         snapshot=snapshot,
         trail=walked.page,
@@ -512,6 +544,8 @@ def session_view(
         more_events=more_events,
         cart_sessions=cart,
         diagram=chart_svg(drawn, label=f"The path of session {printable(session.id)}"),
+        holds=holds_of(session, calls, every_event),
+        calls=calls,
         query=query,
         key=key,
         plain=walked.plain,
@@ -526,7 +560,9 @@ class AnomaliesView:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "anomalies": [event_json(a.event, a.provider_id) for a in self.anomalies],
+            "anomalies": [
+                event_json(a.event, a.provider_id) | {"hold": a.hold} for a in self.anomalies
+            ],
             "next": None if self.next_key is None else self.next_key.token(),
         }
 

@@ -27,7 +27,7 @@ from paysession.session import Clock, PaymentSession, utc_now
 
 _T = TypeVar("_T")
 
-SCENARIOS = ("authorized", "requires_more", "declined_then_retry", "timeout")
+SCENARIOS = ("authorized", "requires_more", "declined_then_retry", "timeout", "processing")
 """The scripted outcomes of SimulatedProvider, chosen per session by the seed."""
 
 
@@ -66,7 +66,9 @@ _LEDGER_SCHEMA = (
         event_id TEXT NOT NULL,
         session_id TEXT NOT NULL,
         provider_status TEXT NOT NULL,
-        observed_at TEXT NOT NULL
+        observed_at TEXT NOT NULL,
+        amount INTEGER,
+        decline TEXT
     )
     """,
     """
@@ -151,7 +153,9 @@ class SimulatedProvider:
     - ``declined_then_retry``: the first attempt is declined (back to
       ``requires_payment_method``); a later attempt, under a new key, succeeds;
     - ``timeout``: the first request is carried out but its answer is lost
-      (ProviderTimeout); asking again with the same key gets the answer.
+      (ProviderTimeout); asking again with the same key gets the answer;
+    - ``processing``: an asynchronous method: it answers ``processing`` until the
+      payment settles (:meth:`customer_acts` stands for that too), which authorizes it.
 
     Like Stripe it is idempotent per key: a key that was answered gets the same answer
     again, and a payment is authorized at most once, whatever the keys. A cancel voids
@@ -223,10 +227,18 @@ class SimulatedProvider:
             try:
                 result = operation(conn)
                 conn.executemany(
-                    "INSERT INTO sim_outbox (event_id, session_id, provider_status, observed_at) "
-                    "VALUES (?, ?, ?, ?)",
+                    "INSERT INTO sim_outbox "
+                    "(event_id, session_id, provider_status, observed_at, amount, decline) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     [
-                        (n.event_id, n.session_id, n.provider_status, n.observed_at.isoformat())
+                        (
+                            n.event_id,
+                            n.session_id,
+                            n.provider_status,
+                            n.observed_at.isoformat(),
+                            n.amount,
+                            n.decline,
+                        )
                         for n in pending
                     ],
                 )
@@ -262,7 +274,7 @@ class SimulatedProvider:
         if row is None:
             return None
         observed = None if row[2] is None else datetime.fromisoformat(row[2])
-        return ProviderReply(row[0], json.loads(row[1]), observed)
+        return _replied(row[0], json.loads(row[1]), observed)
 
     def _remember(self, conn: sqlite3.Connection, key: str, reply: ProviderReply) -> None:
         observed = None if reply.observed_at is None else reply.observed_at.isoformat()
@@ -316,14 +328,20 @@ class SimulatedProvider:
         """
         rows = self._act(
             lambda conn: conn.execute(
-                "SELECT id, event_id, session_id, provider_status, observed_at FROM sim_outbox "
+                "SELECT id, event_id, session_id, provider_status, observed_at, amount, decline "
+                "FROM sim_outbox "
                 "WHERE id > ? ORDER BY id",
                 (after,),
             ).fetchall()
         )
         return [
-            (number, Webhook(event_id, session_id, status, datetime.fromisoformat(observed)))
-            for number, event_id, session_id, status, observed in rows
+            (
+                number,
+                Webhook(
+                    event_id, session_id, status, datetime.fromisoformat(observed), amount, decline
+                ),
+            )
+            for number, event_id, session_id, status, observed, amount, decline in rows
         ]
 
     def close(self) -> None:
@@ -339,23 +357,27 @@ class SimulatedProvider:
         """The scenario this provider plays for ``session_id`` (stable for a seed)."""
         return random.Random(f"{self.seed}:{session_id}").choice(SCENARIOS)
 
-    def _move(self, intent: _Intent, status: str) -> None:
+    def _move(self, intent: _Intent, status: str, decline: str | None = None) -> None:
         intent.status = status
         intent.notices += 1
-        intent.changed_at = self._clock()
+        # Like Stripe's ``created``, in whole seconds: several changes share an instant.
+        intent.changed_at = self._clock().replace(microsecond=0)
+        # Like a PaymentIntent event, the notice says the amount and any decline.
         self._pending.append(
             Webhook(
                 f"evt_{intent.session_id}_{intent.notices}",
                 intent.session_id,
                 status,
                 intent.changed_at,
+                intent.amount,
+                decline,
             )
         )
 
     def _reply(self, session: PaymentSession, intent: _Intent, **extra: object) -> ProviderReply:
         name = f"pi_{session.id.removeprefix('ps_')}"
-        data = {"id": name, "client_secret": f"{name}_secret_sim", **extra}
-        return ProviderReply(intent.status, data, intent.changed_at)
+        data = {"id": name, "client_secret": f"{name}_secret_sim", "amount": intent.amount}
+        return _replied(intent.status, {**data, **extra}, intent.changed_at)
 
     def initiate(self, session: PaymentSession) -> ProviderReply:
         self.calls.append(("initiate", session.id))
@@ -363,7 +385,15 @@ class SimulatedProvider:
 
     def update(self, session: PaymentSession) -> ProviderReply:
         self.calls.append(("update", session.id))
-        return self._act(lambda conn: self._reply(session, self._intent(conn, session)))
+        return self._act(lambda conn: self._update_in(conn, session))
+
+    def _update_in(self, conn: sqlite3.Connection, session: PaymentSession) -> ProviderReply:
+        # Like a PaymentIntent, its amount follows the session's until money is held.
+        intent = self._intent(conn, session)
+        if intent.status not in (_HELD, "canceled"):
+            intent.amount = session.amount
+            self._save(conn, intent)
+        return self._reply(session, intent)
 
     def authorize(self, session: PaymentSession, *, idempotency_key: str) -> ProviderReply:
         self.calls.append(("authorize", session.id))
@@ -391,14 +421,20 @@ class SimulatedProvider:
             reply = self._reply(session, intent)
         elif intent.status == "requires_action" and not intent.acted:
             reply = self._reply(session, intent, next_action="3ds")
+        elif intent.status == "processing" and not intent.acted:
+            reply = self._reply(session, intent)
         else:
             intent.asked += 1
             if scenario == "requires_more" and not intent.acted:
                 intent.action_key = key
                 self._move(intent, "requires_action")
                 reply = self._reply(session, intent, next_action="3ds")
+            elif scenario == "processing" and not intent.acted:
+                intent.action_key = key
+                self._move(intent, "processing")
+                reply = self._reply(session, intent)
             elif scenario == "declined_then_retry" and intent.asked == 1:
-                self._move(intent, "requires_payment_method")
+                self._move(intent, "requires_payment_method", decline="card_declined")
                 reply = self._reply(session, intent, last_error="card_declined")
             else:
                 self._hold(conn, intent, key)
@@ -418,7 +454,8 @@ class SimulatedProvider:
         self._move(intent, _HELD)
 
     def customer_acts(self, session_id: str) -> None:
-        """The customer completes the action asked for (3-D Secure): the payment is authorized."""
+        """The customer completes the action asked for (3-D Secure), or an asynchronous
+        payment settles: the payment is authorized."""
 
         def act(conn: sqlite3.Connection) -> None:
             row = conn.execute(
@@ -427,7 +464,7 @@ class SimulatedProvider:
             if row is None:
                 return
             intent = _Intent(row)
-            if intent.status == "requires_action" and not intent.acted:
+            if intent.status in ("requires_action", "processing") and not intent.acted:
                 intent.acted = True
                 self._hold(conn, intent, intent.action_key or "customer")
                 self._save(conn, intent)
@@ -470,6 +507,20 @@ class SimulatedProvider:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+
+
+def _replied(status: str, data: dict[str, Any], observed_at: datetime | None) -> ProviderReply:
+    """An answer as a Stripe adapter reads a PaymentIntent: the amount it is for, and a
+    decline's code when ``last_error`` says the attempt was declined."""
+    amount = data.get("amount")
+    decline = data.get("last_error")
+    return ProviderReply(
+        status,
+        data,
+        observed_at,
+        amount=amount if isinstance(amount, int) else None,
+        decline=decline if isinstance(decline, str) else None,
+    )
 
 
 __all__ = ["SCENARIOS", "Hold", "SimulatedProvider"]

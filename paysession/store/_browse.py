@@ -127,10 +127,35 @@ class AnomalyFilter:
 
 @attrs.frozen
 class Anomaly:
-    """A provider report recorded as an anomaly, with the provider of its session."""
+    """A provider report recorded as an anomaly, with the provider of its session.
+
+    ``hold`` says, for a report of an authorization, what became of the money:
+    ``voided`` (the provider said it let go), ``held`` (it never did, and the session
+    is not authorized: money the cart cannot keep) or ``kept`` (the session is
+    authorized: its order's money); None for any other report.
+    """
 
     event: ProviderEvent
     provider_id: str
+    hold: str | None = None
+
+
+# Whether the provider ever said it let go of a session's money: a cancel or void
+# answered canceled, or a cancellation reported.
+_RELEASED = """(
+    EXISTS (SELECT 1 FROM paysession_provider_calls AS c
+            WHERE c.session_id = e.session_id AND c.status = 'canceled')
+    OR EXISTS (SELECT 1 FROM paysession_provider_events AS x
+               WHERE x.session_id = e.session_id AND x.status = 'canceled')
+)"""
+
+
+def _hold(event: ProviderEvent, session_status: str, released: object) -> str | None:
+    if event.status is not PaymentSessionStatus.AUTHORIZED:
+        return None
+    if released:
+        return "voided"
+    return "kept" if session_status == PaymentSessionStatus.AUTHORIZED.value else "held"
 
 
 LONGEST_RECORD = 1024 * 1024
@@ -246,13 +271,17 @@ class SqlBrowse(SqlReads):
         columns = ", ".join(f"e.{column.strip()}" for column in EVENT_COLUMNS.split(","))
         rows = self._rows(
             "anomalies_page",
-            f"SELECT {columns}, s.provider_id FROM paysession_provider_events AS e "
+            f"SELECT {columns}, s.provider_id, s.status, {_RELEASED} "
+            "FROM paysession_provider_events AS e "
             "JOIN paysession_sessions AS s ON s.id = e.session_id "
             f"WHERE {' AND '.join(clauses)} "
             "ORDER BY e.recorded_at DESC, e.session_id DESC, e.event_id DESC LIMIT ?",
             (*params, limit + 1),
         )
-        found = [Anomaly(self._event_from_row(row[:-1]), row[-1]) for row in rows]
+        found = []
+        for row in rows:
+            event = self._event_from_row(row[:-3])
+            found.append(Anomaly(event, row[-3], _hold(event, row[-2], row[-1])))
         if len(found) <= limit:
             return found, None
         last = found[limit - 1].event

@@ -38,8 +38,10 @@ from paysession.store._rows import record_from_wire, session_from_row
 from paysession.store.base import (
     STALE_STATUSES,
     Binding,
+    CallAction,
     Claim,
     EventOutcome,
+    ProviderCall,
     ProviderEvent,
     Snapshot,
     Write,
@@ -181,6 +183,80 @@ ANOMALY_KINDS_3 = "('no_legal_path', 'guard_refused', 'double_authorization')"
 """The values the provider-events ``kind`` column could hold in schema version 3."""
 
 ANOMALY_KINDS = "('no_legal_path', 'guard_refused', 'double_authorization', 'future_report')"
+"""The values the provider-events ``kind`` column could hold in schema versions 4 to 5
+(SQLite) and 4 to 6 (PostgreSQL)."""
+
+ANOMALY_KINDS_NOW = (
+    "('no_legal_path', 'guard_refused', 'double_authorization', 'future_report', 'amount_mismatch')"
+)
+"""The values the provider-events ``kind`` column may hold now."""
+
+CALL_COLUMNS = (
+    "session_id, action, idempotency_key, provider_status, status, amount, currency, "
+    "asked_at, answered_at"
+)
+"""The provider-call row as every SQL query selects it."""
+
+INSERT_CALL = (
+    f"INSERT INTO paysession_provider_calls ({CALL_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+"""Keeps a provider call once: a retried request under the same key is the same one."""
+
+
+def call_row(call: ProviderCall, time: Callable[[datetime], object]) -> tuple[object, ...]:
+    """A provider call's row in ``CALL_COLUMNS`` order; ``time`` encodes an instant."""
+    return (
+        call.session_id,
+        call.action.value,
+        call.idempotency_key,
+        call.provider_status,
+        call.status.value,
+        call.amount,
+        call.currency,
+        time(call.asked_at),
+        time(call.answered_at),
+    )
+
+
+def call_from_row(row: Sequence[Any], instant: Callable[[Any], datetime]) -> ProviderCall:
+    """The provider call of a row selected as ``CALL_COLUMNS``; ``instant`` decodes a time
+    column as the store keeps it."""
+    return ProviderCall(
+        session_id=row[0],
+        action=CallAction(row[1]),
+        idempotency_key=row[2],
+        provider_status=row[3],
+        status=PaymentSessionStatus(row[4]),
+        amount=row[5],
+        currency=row[6],
+        asked_at=instant(row[7]),
+        answered_at=instant(row[8]),
+    )
+
+
+_UNRELEASED_HOLDS = """
+    SELECT {columns} FROM paysession_sessions AS s
+    WHERE s.status <> 'authorized'
+      AND s.id IN (
+        SELECT session_id FROM paysession_provider_events WHERE status = 'authorized'
+        UNION
+        SELECT session_id FROM paysession_provider_calls WHERE status = 'authorized'
+      )
+      AND NOT EXISTS (
+        SELECT 1 FROM paysession_provider_events AS e
+        WHERE e.session_id = s.id AND e.status = 'canceled'
+      )
+      AND NOT EXISTS (
+        SELECT 1 FROM paysession_provider_calls AS c
+        WHERE c.session_id = s.id AND c.status = 'canceled'
+      )
+    ORDER BY s.updated_at, s.id LIMIT ?
+    """
+"""Sessions not authorized whose provider said it holds money and never that it let go.
+
+A payment canceled at its provider is never authorized again there (a canceled Stripe
+PaymentIntent, a voided PayPal authorization), so one release fact settles it."""
 """The values the provider-events ``kind`` column may hold, for its CHECK."""
 
 DOUBLY_AUTHORIZED_CARTS = (
@@ -270,6 +346,10 @@ def refuse_doubly_authorized(carts: Sequence[str]) -> None:
 
 
 @functools.lru_cache(maxsize=64)
+def _prefixed(columns: str, table: str) -> str:
+    return ", ".join(f"{table}.{column.strip()}" for column in columns.split(","))
+
+
 def _with_placeholder(query: str, placeholder: str) -> str:
     return query if placeholder == "?" else query.replace("?", placeholder)
 
@@ -478,6 +558,30 @@ class SqlReads(abc.ABC):
         )
         return self._event_from_row(rows[0]) if rows else None
 
+    @staticmethod
+    @abc.abstractmethod
+    def _call_from_row(row: Sequence[Any]) -> ProviderCall:
+        """The provider call of a row selected as :data:`CALL_COLUMNS`."""
+
+    def provider_calls(self, session_id: str) -> list[ProviderCall]:
+        if has_nul(session_id):
+            return []
+        rows = self._rows(
+            "provider_calls",
+            f"SELECT {CALL_COLUMNS} FROM paysession_provider_calls WHERE session_id = ? "
+            f"ORDER BY {self._EVENTS_IN_RECORDED_ORDER}",
+            (session_id,),
+        )
+        return [self._call_from_row(row) for row in rows]
+
+    def unreleased_holds(self, limit: int) -> list[PaymentSession]:
+        rows = self._rows(
+            "unreleased_holds",
+            _UNRELEASED_HOLDS.format(columns=_prefixed(SESSION_COLUMNS, "s")),
+            (max(limit, 0),),
+        )
+        return [self._cache.snapshot(row, self._session_from_row).session for row in rows]
+
     def provider_events(
         self, *, session_id: str | None = None, outcome: EventOutcome | None = None
     ) -> list[ProviderEvent]:
@@ -497,14 +601,19 @@ class SqlReads(abc.ABC):
 __all__ = [
     "ANOMALY_KINDS",
     "ANOMALY_KINDS_3",
+    "ANOMALY_KINDS_NOW",
+    "CALL_COLUMNS",
     "CLAIM_COLUMNS",
     "DOUBLY_AUTHORIZED_CARTS",
     "EVENT_COLUMNS",
+    "INSERT_CALL",
     "SESSION_COLUMNS",
     "Reader",
     "SnapshotCache",
     "SqlReads",
     "Texts",
+    "call_from_row",
+    "call_row",
     "dump_json",
     "event_row",
     "load_json",

@@ -31,6 +31,7 @@ from paysession.store.base import (
     CartCheck,
     Claim,
     Claimed,
+    ProviderCall,
     ProviderEvent,
     Snapshot,
     StoredTrail,
@@ -85,8 +86,15 @@ class SqlStore(SqlBrowse):
         texts: Texts,
         expected_version: int | None,
         release: Claim | None,
+        calls: Sequence[ProviderCall],
     ) -> None:
-        """Record a provider event, with the moves it applied, in one transaction."""
+        """Record a provider event, with the moves it applied and the calls that led to
+        it, in one transaction."""
+
+    @abc.abstractmethod
+    def _write_calls(self, calls: Sequence[ProviderCall]) -> None:
+        """Keep provider calls (each once) in one transaction; SessionNotFound for a call
+        of a session that does not exist."""
 
     @abc.abstractmethod
     def _claim(self, claim: Claim, now: datetime, selected: bool) -> Found | None:
@@ -141,14 +149,19 @@ class SqlStore(SqlBrowse):
         *,
         expected_version: int | None = None,
         release: Claim | None = None,
+        calls: Sequence[ProviderCall] = (),
     ) -> None:
         texts: Texts = (None, None)
         if write is not None:
             check_writes([write])
             texts = self._cache.texts(write.session)
-        self._write_event(event, write, texts, expected_version, release)
+        self._write_event(event, write, texts, expected_version, release, calls)
         if write is not None:
             self._cache.put(write.session, write.version, write.head, texts)
+
+    def record_calls(self, calls: Sequence[ProviderCall]) -> None:
+        if calls:
+            self._write_calls(calls)
 
     def trails(
         self, *, after: str | None = None, only: str | None = None, limit: int = 500

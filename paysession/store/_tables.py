@@ -74,6 +74,7 @@ SQLITE: Mapping[str, str] = {
     "is_initiated": "INTEGER NOT NULL CHECK (is_initiated IN (0, 1))",
     "authorized_stamped": _AUTHORIZED_STAMPED,
     "events_key": "PRIMARY KEY (session_id, event_id)",
+    "calls_key": "PRIMARY KEY (session_id, action, idempotency_key)",
     "statuses": STATUSES,
 }
 """SQLite's words for the templates' slots."""
@@ -92,6 +93,11 @@ POSTGRES: Mapping[str, str] = {
     "events_key": (
         "recorded bigint GENERATED ALWAYS AS IDENTITY,\n"
         "            CONSTRAINT paysession_provider_events_pkey PRIMARY KEY (session_id, event_id)"
+    ),
+    "calls_key": (
+        "recorded bigint GENERATED ALWAYS AS IDENTITY,\n"
+        "            CONSTRAINT paysession_provider_calls_pkey\n"
+        "                PRIMARY KEY (session_id, action, idempotency_key)"
     ),
     "statuses": STATUSES,
 }
@@ -157,6 +163,29 @@ def provider_events_table(
     return _PROVIDER_EVENTS.format_map({**dialect, "events_table": name})
 
 
+_PROVIDER_CALLS = """
+        CREATE TABLE paysession_provider_calls (
+            session_id {text} NOT NULL REFERENCES paysession_sessions (id),
+            action {text} NOT NULL CHECK (action IN ('authorize', 'cancel', 'void')),
+            idempotency_key {text} NOT NULL,
+            provider_status {text} NOT NULL,
+            status {text} NOT NULL CHECK (
+                status IN {statuses}
+            ),
+            amount {bigint} CHECK (amount >= 0),
+            currency {text},
+            asked_at {time} NOT NULL,
+            answered_at {time} NOT NULL,
+            {calls_key}
+        )
+        """
+
+
+def provider_calls_table(dialect: Mapping[str, str]) -> str:
+    """CREATE TABLE paysession_provider_calls, in ``dialect``."""
+    return _PROVIDER_CALLS.format_map(dialect)
+
+
 def schema_behind(conn: Any, target: int) -> str | None:
     """Why a store opened not to migrate cannot use this database: its schema version is
     not ``target`` (None when it is)."""
@@ -175,6 +204,7 @@ __all__ = [
     "SQLITE",
     "STATUSES",
     "browse_schema",
+    "provider_calls_table",
     "provider_events_table",
     "schema_behind",
     "sessions_table",

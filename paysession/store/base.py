@@ -129,6 +129,9 @@ class AnomalyKind(str, enum.Enum):
     FUTURE_REPORT = "future_report"
     """The report says it was observed further ahead of its recording than any clock
     skew explains: applied, it would make every later report look stale."""
+    AMOUNT_MISMATCH = "amount_mismatch"
+    """Authorized at the provider for another amount (or currency) than the session's:
+    never the session's authorization; the hold is voided when the provider is at hand."""
 
     def __str__(self) -> str:
         return self.value
@@ -186,6 +189,54 @@ class ProviderEvent:
 
 
 _ACCEPTED = frozenset({EventOutcome.APPLIED, EventOutcome.NOOP})
+
+
+class CallAction(str, enum.Enum):
+    """What paysession asked of a provider, among the requests that hold or release money."""
+
+    AUTHORIZE = "authorize"
+    """Authorize the session's payment (cart completion)."""
+    CANCEL = "cancel"
+    """Cancel the session's payment (``cancel_payment``, expiry)."""
+    VOID = "void"
+    """Void a hold the session cannot keep (a double or late authorization, an amount
+    mismatch)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen(slots=True)
+class ProviderCall:
+    """One request that holds or releases money, as asked of a provider and answered.
+
+    Kept once per (session_id, action, idempotency_key): a retried request under the
+    same key is the same request. ``provider_status`` is the answer in the provider's
+    words and ``status`` what it reads as; ``amount`` and ``currency`` what the provider
+    said it holds, when it said. Nothing of the provider's data (client secrets) is
+    kept. An answer that reads as authorized is a hold asked; one that reads as
+    canceled, a hold released.
+    """
+
+    session_id: str
+    action: CallAction
+    idempotency_key: str
+    provider_status: str
+    status: PaymentSessionStatus
+    asked_at: datetime
+    answered_at: datetime
+    amount: int | None = None
+    currency: str | None = None
+
+    @property
+    def holds(self) -> bool:
+        """Whether the provider answered that it holds the money."""
+        return self.status is PaymentSessionStatus.AUTHORIZED
+
+    @property
+    def releases(self) -> bool:
+        """Whether the provider answered that the payment is canceled (its hold gone)."""
+        return self.status is PaymentSessionStatus.CANCELED
 
 
 class ClaimAction(str, enum.Enum):
@@ -365,16 +416,37 @@ class SessionStore(Protocol):
         *,
         expected_version: int | None = None,
         release: Claim | None = None,
+        calls: Sequence[ProviderCall] = (),
     ) -> None:
         """Insert ``event`` and apply ``write`` (the moves it caused) in one transaction.
 
-        ``release`` is a claim to drop in the same transaction, as for :meth:`commit`.
+        ``release`` is a claim to drop in the same transaction, as for :meth:`commit`;
+        ``calls`` the provider calls that led to the event, kept with it (each once).
 
         Raises ConcurrentUpdate, writing nothing, when the session is no longer at
         ``write.expected_version`` (or at ``expected_version`` when there is no write),
         when the event id is taken, or when the event is applied or a no-op with an
         ``observed_at`` and an applied or no-op event observed later was recorded first;
         SessionNotFound for a session that does not exist.
+        """
+        ...
+
+    def record_calls(self, calls: Sequence[ProviderCall]) -> None:
+        """Keep provider calls that caused no event (each once), in one transaction."""
+        ...
+
+    def provider_calls(self, session_id: str) -> list[ProviderCall]:
+        """The provider calls kept for a session, in the order they were kept."""
+        ...
+
+    def unreleased_holds(self, limit: int) -> list[PaymentSession]:
+        """Up to ``limit`` sessions, not authorized, whose provider last said it holds money.
+
+        The provider's facts are the calls' answers and the reports (events) that read
+        as authorized or canceled, in the order they were recorded (a call kept with an
+        event counts after it); a session whose last such fact is an authorization while
+        the session is not authorized holds money it cannot keep. Least recently moved
+        first.
         """
         ...
 
@@ -472,12 +544,14 @@ def check_writes(writes: Sequence[Write], binding: Binding | None = None) -> Non
 __all__ = [
     "AnomalyKind",
     "Binding",
+    "CallAction",
     "CartCheck",
     "Claim",
     "ClaimAction",
     "Claimed",
     "EventOutcome",
     "LoggedRecord",
+    "ProviderCall",
     "ProviderEvent",
     "SessionStore",
     "Snapshot",

@@ -30,6 +30,7 @@ from paysession.store.base import (
     Claimed,
     EventOutcome,
     LoggedRecord,
+    ProviderCall,
     ProviderEvent,
     Snapshot,
     StoredTrail,
@@ -64,11 +65,16 @@ class MemoryStore:
         self._keys: dict[tuple[str, str], Binding] = {}
         self._log: list[TransitionRecord] = []
         self._by_cart_provider: dict[tuple[str, str], str] = {}
+        # A cart's sessions (a session's cart never changes): what find(cart_id=) reads.
+        self._by_cart: dict[str, list[str]] = {}
         self._selected: dict[str, str] = {}
         self._authorized: dict[str, str] = {}
         self._claims: dict[str, Claim] = {}
         self._events: dict[tuple[str, str], ProviderEvent] = {}
         self._newest: dict[str, datetime] = {}
+        self._calls: dict[tuple[str, str, str], ProviderCall] = {}
+        # Each session's last word from its provider on money: authorized or canceled.
+        self._money: dict[str, PaymentSessionStatus] = {}
 
     def migrate(self) -> int:
         return self.SCHEMA_VERSION
@@ -93,6 +99,7 @@ class MemoryStore:
             self._log.append(record)
             if pair is not None:
                 self._by_cart_provider[pair] = session.id
+                self._by_cart.setdefault(pair[0], []).append(session.id)
             if session.is_selected and session.cart_id is not None:
                 self._selected[session.cart_id] = session.id
             if authorized and session.cart_id is not None:
@@ -245,9 +252,14 @@ class MemoryStore:
         self, *, cart_id: str | None = None, status: PaymentSessionStatus | None = None
     ) -> list[PaymentSession]:
         with self._lock:
+            rows = (
+                self._rows.values()
+                if cart_id is None
+                else [self._rows[session_id] for session_id in self._by_cart.get(cart_id, ())]
+            )
             found = [
                 row.session
-                for row in self._rows.values()
+                for row in rows
                 if (cart_id is None or row.session.cart_id == cart_id)
                 and (status is None or row.session.status is status)
             ]
@@ -276,11 +288,15 @@ class MemoryStore:
         *,
         expected_version: int | None = None,
         release: Claim | None = None,
+        calls: Sequence[ProviderCall] = (),
     ) -> None:
         if write is not None:
             check_writes([write])
             expected_version = write.expected_version
         with self._lock:
+            for call in calls:
+                if call.session_id not in self._rows:
+                    raise SessionNotFound(call.session_id)
             row = self._rows.get(event.session_id)
             if row is None:
                 raise SessionNotFound(event.session_id)
@@ -297,7 +313,42 @@ class MemoryStore:
             self._events[(event.session_id, event.event_id)] = event
             if observed is not None and (newest is None or observed > newest):
                 self._newest[event.session_id] = observed
+            self._note_money(event.session_id, event.status)
+            self._keep_calls_locked(calls)
             self._release_locked(release)
+
+    def _note_money(self, session_id: str, status: PaymentSessionStatus) -> None:
+        if status in _MONEY:
+            self._money[session_id] = status
+
+    def _keep_calls_locked(self, calls: Sequence[ProviderCall]) -> None:
+        for call in calls:
+            key = (call.session_id, call.action.value, call.idempotency_key)
+            if key not in self._calls:
+                self._calls[key] = call
+                self._note_money(call.session_id, call.status)
+
+    def record_calls(self, calls: Sequence[ProviderCall]) -> None:
+        with self._lock:
+            for call in calls:
+                if call.session_id not in self._rows:
+                    raise SessionNotFound(call.session_id)
+            self._keep_calls_locked(calls)
+
+    def provider_calls(self, session_id: str) -> list[ProviderCall]:
+        with self._lock:
+            return [call for call in self._calls.values() if call.session_id == session_id]
+
+    def unreleased_holds(self, limit: int) -> list[PaymentSession]:
+        with self._lock:
+            found = [
+                self._rows[session_id].session
+                for session_id, status in self._money.items()
+                if status is PaymentSessionStatus.AUTHORIZED
+                and self._rows[session_id].session.status is not PaymentSessionStatus.AUTHORIZED
+            ]
+        found.sort(key=lambda session: (session.updated_at, session.id))
+        return found[: max(limit, 0)]
 
     def count_duplicate(self, session_id: str, event_id: str) -> None:
         with self._lock:
@@ -329,6 +380,9 @@ class MemoryStore:
 
     def __repr__(self) -> str:
         return f"<MemoryStore {len(self._rows)} sessions>"
+
+
+_MONEY = frozenset({PaymentSessionStatus.AUTHORIZED, PaymentSessionStatus.CANCELED})
 
 
 __all__ = ["MemoryStore"]

@@ -40,7 +40,16 @@ from paysession.errors import (
     StoreError,
 )
 from paysession.store._feed import Wakeup
-from paysession.store._sql import Texts, event_row, migrate_schema, refusal
+from paysession.store._sql import (
+    INSERT_CALL,
+    Texts,
+    _with_placeholder,
+    call_from_row,
+    call_row,
+    event_row,
+    migrate_schema,
+    refusal,
+)
 from paysession.store._sql_store import Found, SqlStore
 from paysession.store._tables import schema_behind
 from paysession.store.base import (
@@ -48,6 +57,7 @@ from paysession.store.base import (
     CartCheck,
     Claim,
     LoggedRecord,
+    ProviderCall,
     ProviderEvent,
     Write,
 )
@@ -84,6 +94,8 @@ from paysession.store.postgres_schema import MIGRATIONS
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
+_INSERT_CALL = _with_placeholder(INSERT_CALL, "%s")
+
 
 class PostgresStore(SqlStore):
     """A :class:`~paysession.store.SessionStore` in a PostgreSQL database (psycopg 3).
@@ -105,6 +117,11 @@ class PostgresStore(SqlStore):
     _LOAD_PLAIN = _LOAD_PLAIN
     _session_from_row = staticmethod(_session_from_row)
     _event_from_row = staticmethod(_event_from_row)
+
+    @staticmethod
+    def _call_from_row(row: Sequence[Any]) -> ProviderCall:
+        return call_from_row(row, _same)
+
     _claim_from_row = staticmethod(_claim_from_row)
     _time = staticmethod(_same)
 
@@ -322,11 +339,14 @@ class PostgresStore(SqlStore):
         texts: Texts,
         expected_version: int | None,
         release: Claim | None,
+        calls: Sequence[ProviderCall],
     ) -> None:
         with self._read("record_event") as conn:
             try:
                 with conn.transaction():
                     self._record_event(conn, event, write, texts, expected_version)
+                    if calls:
+                        conn.cursor().executemany(_INSERT_CALL, [call_row(c, _same) for c in calls])
                     if release is not None:
                         conn.execute(_RELEASE, (release.cart_id, release.token))
             except pg_errors.UniqueViolation as error:
@@ -343,6 +363,14 @@ class PostgresStore(SqlStore):
                 raise _refusal(error, [write], None) from error
             if write is not None:
                 self._announce(conn)
+
+    def _write_calls(self, calls: Sequence[ProviderCall]) -> None:
+        with self._read("record_calls") as conn:
+            try:
+                with conn.transaction():
+                    conn.cursor().executemany(_INSERT_CALL, [call_row(c, _same) for c in calls])
+            except pg_errors.ForeignKeyViolation as error:
+                raise SessionNotFound(calls[0].session_id) from error
 
     def _record_event(
         self,

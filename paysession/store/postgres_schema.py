@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from paysession.store._sql import ANOMALY_KINDS, ANOMALY_KINDS_3
-from paysession.store._tables import POSTGRES, browse_schema, provider_events_table, sessions_table
+from paysession.store._sql import ANOMALY_KINDS, ANOMALY_KINDS_3, ANOMALY_KINDS_NOW
+from paysession.store._tables import (
+    POSTGRES,
+    browse_schema,
+    provider_calls_table,
+    provider_events_table,
+    sessions_table,
+)
 
 # Each anomaly recorded adds one to its session's count (schema 6).
 _COUNT_ANOMALIES = (
@@ -128,6 +134,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 6: what the inspector's pages read by: each session's count of anomalies, and the
     # indexes of newest first, by status, by provider and of the sessions with anomalies.
     browse_schema(POSTGRES, _COUNT_ANOMALIES),
+    # 7: an authorization for another amount is an anomaly of its own kind, and every
+    # provider call that holds or releases money is kept, with its answer.
+    (
+        "ALTER TABLE paysession_provider_events "
+        "DROP CONSTRAINT paysession_provider_events_kind_check",
+        "ALTER TABLE paysession_provider_events ADD CONSTRAINT "
+        f"paysession_provider_events_kind_check CHECK (kind IN {ANOMALY_KINDS_NOW})",
+        provider_calls_table(POSTGRES),
+    ),
 )
 
 __all__ = ["MIGRATIONS"]

@@ -33,7 +33,14 @@ from paysession.errors import (
 )
 from paysession.store._feed import Sleeper, Wakeup, position_of
 from paysession.store._rows import logged_record
-from paysession.store._sql import Texts, migrate_schema, refusal
+from paysession.store._sql import (
+    INSERT_CALL,
+    Texts,
+    call_from_row,
+    call_row,
+    migrate_schema,
+    refusal,
+)
 from paysession.store._sql_store import Found, SqlStore
 from paysession.store._tables import schema_behind
 from paysession.store.base import (
@@ -41,6 +48,7 @@ from paysession.store.base import (
     CartCheck,
     Claim,
     LoggedRecord,
+    ProviderCall,
     ProviderEvent,
     Write,
 )
@@ -97,6 +105,11 @@ class SqliteStore(SqlStore):
     _LOAD_PLAIN = _LOAD_PLAIN
     _session_from_row = staticmethod(_session_from_row)
     _event_from_row = staticmethod(_event_from_row)
+
+    @staticmethod
+    def _call_from_row(row: Sequence[Any]) -> ProviderCall:
+        return call_from_row(row, _instant)
+
     _claim_from_row = staticmethod(_claim_from_row)
     _time = staticmethod(_micros)
     _UNINDEXED = "+"
@@ -381,10 +394,29 @@ class SqliteStore(SqlStore):
         texts: Texts,
         expected_version: int | None,
         release: Claim | None,
+        calls: Sequence[ProviderCall],
     ) -> None:
         self._transaction(
-            "record_event", self._record_event, event, write, texts, expected_version, release
+            "record_event",
+            self._record_event,
+            event,
+            write,
+            texts,
+            expected_version,
+            release,
+            calls,
         )
+
+    def _write_calls(self, calls: Sequence[ProviderCall]) -> None:
+        self._transaction("record_calls", self._keep_calls, calls)
+
+    @staticmethod
+    def _keep_calls(conn: sqlite3.Connection, calls: Sequence[ProviderCall]) -> None:
+        try:
+            conn.executemany(INSERT_CALL, [call_row(call, _micros) for call in calls])
+        except sqlite3.IntegrityError as error:
+            # The only rule a call can break: its session must exist.
+            raise SessionNotFound(calls[0].session_id) from error
 
     def _record_event(
         self,
@@ -394,6 +426,7 @@ class SqliteStore(SqlStore):
         texts: Texts,
         expected_version: int | None,
         release: Claim | None,
+        calls: Sequence[ProviderCall] = (),
     ) -> None:
         # BEGIN IMMEDIATE holds the write lock from the first read: what is checked here
         # cannot change before the commit.
@@ -419,6 +452,8 @@ class SqliteStore(SqlStore):
             raise
         if write is not None:
             self._commit(conn, [write], [texts], None)
+        if calls:
+            self._keep_calls(conn, calls)
         if release is not None:
             conn.execute(_RELEASE, (release.cart_id, release.token))
 

@@ -18,7 +18,13 @@ from paysession.store._sql import (
     event_row,
     load_json,
 )
-from paysession.store.base import AnomalyKind, Claim, ClaimAction, EventOutcome, ProviderEvent
+from paysession.store.base import (
+    AnomalyKind,
+    Claim,
+    ClaimAction,
+    EventOutcome,
+    ProviderEvent,
+)
 
 Synchronous = Literal["FULL", "NORMAL"]
 _T = TypeVar("_T")

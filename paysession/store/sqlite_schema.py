@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from paysession.store._sql import ANOMALY_KINDS, ANOMALY_KINDS_3
-from paysession.store._tables import SQLITE, browse_schema, provider_events_table, sessions_table
+from paysession.store._sql import ANOMALY_KINDS, ANOMALY_KINDS_3, ANOMALY_KINDS_NOW
+from paysession.store._tables import (
+    SQLITE,
+    browse_schema,
+    provider_calls_table,
+    provider_events_table,
+    sessions_table,
+)
 
 # Each anomaly recorded adds one to its session's count (schema 5).
 _COUNT_ANOMALIES = (
@@ -97,6 +103,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 5: what the inspector's pages read by: each session's count of anomalies, and the
     # indexes of newest first, by status, by provider and of the sessions with anomalies.
     browse_schema(SQLITE, _COUNT_ANOMALIES),
+    # 6: an authorization for another amount is an anomaly of its own kind (the table is
+    # rebuilt as in 4, which drops its index and its trigger: both are made again), and
+    # every provider call that holds or releases money is kept, with its answer.
+    (
+        provider_events_table(SQLITE, "paysession_provider_events_6"),
+        f"ALTER TABLE paysession_provider_events_6 ADD COLUMN kind TEXT "
+        f"CHECK (kind IN {ANOMALY_KINDS_NOW})",
+        "INSERT INTO paysession_provider_events_6 "
+        "SELECT * FROM paysession_provider_events ORDER BY rowid",
+        "DROP TABLE paysession_provider_events",
+        "ALTER TABLE paysession_provider_events_6 RENAME TO paysession_provider_events",
+        """
+        CREATE INDEX paysession_provider_events_outcome
+            ON paysession_provider_events (outcome, recorded_at)
+        """,
+        *_COUNT_ANOMALIES,
+        provider_calls_table(SQLITE),
+    ),
 )
 
 __all__ = ["MIGRATIONS"]
