@@ -310,21 +310,20 @@ class TestKeyedDigests:
     CVC_KEY = b"inspector-digest-key"
 
     @pytest.fixture
-    def keyed(self, tmp_path: Path) -> tuple[str, str]:
-        path = str(tmp_path / "keyed.db")
-        writer = SqliteStore(path)
+    def keyed(self, place: str) -> tuple[str, str]:
+        writer = _writer(place)
         sessions = PaymentSessions(writer, key=self.CVC_KEY, clock=StepClock())
         made = sessions.create(
             cart_id="cart_k", provider_id="stripe", amount=100, data={"cvc": "123"}
         )
         sessions.fire(made.id, "initiate", data={"cvc": "123", "id": "pi_k"})
         writer.close()
-        return path, made.id
+        return place, made.id
 
     @pytest.mark.parametrize("with_key", [False, True])
     def test_no_plain_hash_of_data_or_cart(self, keyed: tuple[str, str], with_key: bool) -> None:
-        path, session_id = keyed
-        reader = SqliteStore(path, read_only=True)
+        place, session_id = keyed
+        reader = _reader(place)
         app = create_app(reader, key=self.CVC_KEY if with_key else None)
         with TestClient(app, base_url=LOCAL) as client:
             pages = [
