@@ -84,6 +84,7 @@ class AsyncPaymentSessions:
     history = _in_thread(PaymentSessions.history)
     verify = _in_thread(PaymentSessions.verify)
     verify_all = _in_thread(PaymentSessions.verify_all)
+    heads = _in_thread(PaymentSessions.heads)
     version = _in_thread(PaymentSessions.version)
     records_since = _in_thread(PaymentSessions.records_since)
     fire = _in_thread(PaymentSessions.fire)

@@ -320,7 +320,8 @@ class SinkError(PaySessionError, OSError):
     """An audit sink could not keep a record, or found that its file lost records.
 
     ``operation``: ``write`` or ``fsync`` (the disk refused, or the sink is closed),
-    ``truncated`` (someone cut the file), ``checkpoint`` or ``append`` (a sink of the
+    ``truncated`` (someone cut the file), ``open`` (an anchored file whose last
+    checkpoint does not verify), ``checkpoint`` or ``append`` (a sink of the
     caller's own failed; its exception is the cause). ``session_id`` and ``seq`` name the
     record: its move did not happen."""
 

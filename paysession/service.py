@@ -16,8 +16,8 @@ from collections.abc import Generator, Mapping, Sequence
 from datetime import timedelta
 
 from paysession import _log, telemetry
-from paysession.audit import AuditReport
-from paysession.audit.stored import Progress, verify_store, verify_stored
+from paysession.audit import AuditReport, Heads
+from paysession.audit.stored import Progress, store_heads, verify_store, verify_stored
 from paysession.durable import member as _member
 from paysession.durable import retrying
 from paysession.errors import (
@@ -134,14 +134,24 @@ class PaymentSessions(Reconciler):
             raise SessionNotFound(session_id)
         return report
 
-    def verify_all(self, *, progress: Progress | None = None) -> AuditReport:
+    def heads(self) -> dict[str, tuple[int, str]]:
+        """Every session's ``(version, head)``, by id: keep them elsewhere (a bucket that
+        cannot be rewritten, a ticket) and give them to :meth:`verify_all` later, which
+        then finds a session whose head went back or that vanished since."""
+        return store_heads(self.store)
+
+    def verify_all(
+        self, *, heads: Heads | None = None, progress: Progress | None = None
+    ) -> AuditReport:
         """:meth:`verify` for every session of the store, a page at a time.
 
         Memory stays constant however large the store; ``progress(sessions, records)``,
         if given, is called as the check goes. The report holds the first problem of
-        each bad session.
+        each bad session. ``heads``, taken earlier (``paysession audit heads``) and kept
+        elsewhere, name a record each session must still hold: a session whose head went
+        back since, or that vanished, is reported too (``anchor``).
         """
-        return verify_store(self.store, self._key, progress=progress)
+        return verify_store(self.store, self._key, heads=heads, progress=progress)
 
     def records_since(
         self, cursor: str | int | None = None, limit: int = 1000

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from paysession import PaymentSession, PaymentSessions, SessionMachine
-from paysession.audit import Checkpoint, JsonlSink, read_jsonl, verify
+from paysession.audit import Checkpoint, JsonlSink, SinkError, read_jsonl, verify
+from paysession.audit.anchors import make_checkpoint
 from paysession.cli import main
 from paysession.store import SqliteStore
 
@@ -208,3 +209,157 @@ class TestOutsideHeads:
         assert capsys.readouterr().err == (
             f"paysession audit: heads file {heads_file}: each value must be [seq, hash]\n"
         )
+
+
+def three_runs(tmp_path: Path, *, key: bytes | None = None) -> tuple[Path, list[list[bytes]]]:
+    """Three runs of the application appended to one file, each its own sink with two
+    sessions; returns the file and each run's lines (opening to closing checkpoint)."""
+    path = tmp_path / "runs.jsonl"
+    clock = StepClock()
+    for run in range(3):
+        with JsonlSink(path, fsync=False, checkpoint_every=3, key=key) as sink:
+            for n in range(2):
+                machine = SessionMachine(
+                    PaymentSession.new(
+                        cart_id=f"c{run}{n}", provider_id="p", amount=5, clock=clock
+                    ),
+                    sink=sink,
+                    clock=clock,
+                    key=key,
+                )
+                machine.initiate({"id": "pi"})
+                machine.cancel()
+    runs: list[list[bytes]] = []
+    for line in lines(path):
+        if line.startswith(b'{"checkpoint"') and b'"records":0,' in line:
+            runs.append([])
+        runs[-1].append(line)
+    assert len(runs) == 3
+    return path, runs
+
+
+class TestRuns:
+    """Runs of the application appended to one anchored file chain: each sink's opening
+    checkpoint continues the file's last one."""
+
+    @pytest.mark.parametrize("key", [None, KEY])
+    def test_three_runs_verify_and_chain(self, tmp_path: Path, key: bytes | None) -> None:
+        path, runs = three_runs(tmp_path, key=key)
+        assert verify(read_jsonl(path), key=key).ok
+        openings = [json.loads(run[0])["checkpoint"] for run in runs]
+        closings = [json.loads(run[-1]) for run in runs]
+        assert openings[0]["prev"] == "0" * 64
+        assert [o["prev"] for o in openings[1:]] == [c["seal"] for c in closings[:2]]
+
+    @pytest.mark.parametrize("key", [None, KEY])
+    def test_a_middle_run_removed_is_found(self, tmp_path: Path, key: bytes | None) -> None:
+        path, runs = three_runs(tmp_path, key=key)
+        path.write_bytes(b"".join(runs[0] + runs[2]))
+        report = verify(read_jsonl(path), key=key)
+        assert [(p.session_id, p.reason) for p in report.problems] == [(None, "anchor")]
+        assert "continues a run that is not before it" in report.problems[0].message
+
+    @pytest.mark.parametrize("key", [None, KEY])
+    def test_reordered_runs_are_found(self, tmp_path: Path, key: bytes | None) -> None:
+        path, runs = three_runs(tmp_path, key=key)
+        path.write_bytes(b"".join(runs[1] + runs[0] + runs[2]))
+        assert reasons(path, key=key)[:1] == ["anchor"]
+        path.write_bytes(b"".join(runs[0] + runs[2] + runs[1]))
+        assert reasons(path, key=key)[:1] == ["anchor"]
+
+    @pytest.mark.parametrize("key", [None, KEY])
+    def test_a_duplicated_run_is_found(self, tmp_path: Path, key: bytes | None) -> None:
+        path, runs = three_runs(tmp_path, key=key)
+        path.write_bytes(b"".join(runs[0] + runs[1] + runs[1] + runs[2]))
+        found = verify(read_jsonl(path), key=key).problems
+        assert "a checkpoint after its sink's closing one" in [p.message for p in found]
+
+    def test_the_first_run_removed_is_found(self, tmp_path: Path) -> None:
+        path, runs = three_runs(tmp_path, key=KEY)
+        path.write_bytes(b"".join(runs[1] + runs[2]))
+        assert reasons(path, key=KEY) == ["anchor"]
+
+    def test_a_cut_at_a_runs_end_needs_outside_heads(self, tmp_path: Path) -> None:
+        """Cut after run 2's closing checkpoint, the file is byte for byte the genuine
+        file of that day: only heads kept elsewhere show run 3 is gone."""
+        path, runs = three_runs(tmp_path, key=KEY)
+        heads = {
+            r.session_id: (r.seq, r.hash)
+            for r in read_jsonl(path)
+            if not isinstance(r, Checkpoint) and hasattr(r, "hash")
+        }
+        path.write_bytes(b"".join(runs[0] + runs[1]))
+        assert verify(read_jsonl(path), key=KEY).ok
+        found = verify(read_jsonl(path), key=KEY, heads=heads).problems
+        assert [p.reason for p in found] == ["anchor", "anchor"]
+
+    def test_an_unkeyed_rewrite_of_the_checkpoints_hides_a_removed_run(
+        self, tmp_path: Path
+    ) -> None:
+        """Without a key anyone can reseal: the README's table says so; with it, no."""
+        path, runs = three_runs(tmp_path)
+        kept = runs[0] + runs[2]
+        prev = json.loads(runs[0][-1])["seal"]
+        resealed = []
+        for line in kept[len(runs[0]) :]:
+            if line.startswith(b'{"checkpoint"'):
+                body = json.loads(line)["checkpoint"]
+                checkpoint = make_checkpoint(
+                    body["sink"],
+                    prev,
+                    body["records"],
+                    body["final"],
+                    {sid: (h[0], h[1]) for sid, h in body["heads"].items()},
+                    None,
+                )
+                prev = checkpoint.seal
+                line = (checkpoint.line() + "\n").encode()
+            resealed.append(line)
+        path.write_bytes(b"".join(runs[0] + resealed))
+        assert verify(read_jsonl(path)).ok
+
+    def test_a_sink_refuses_a_file_whose_last_checkpoint_it_cannot_vouch_for(
+        self, tmp_path: Path
+    ) -> None:
+        path, runs = three_runs(tmp_path, key=KEY)
+        for other_key in (None, b"another key"):
+            with pytest.raises(SinkError) as refused:
+                JsonlSink(path, fsync=False, checkpoint_every=3, key=other_key)
+            assert refused.value.operation == "open"
+        edited = runs[2][-1].replace(b'"final":true', b'"final":false')
+        path.write_bytes(b"".join(runs[0] + runs[1] + runs[2][:-1] + [edited]))
+        with pytest.raises(SinkError, match="last checkpoint does not verify under"):
+            JsonlSink(path, fsync=False, checkpoint_every=3, key=KEY)
+
+    def test_a_torn_last_line_does_not_stop_the_next_run(self, tmp_path: Path) -> None:
+        path, _ = three_runs(tmp_path, key=KEY)
+        with path.open("ab") as out:
+            out.write(b'{"checkpoint":{"fin')  # a crash in the middle of a line
+        with JsonlSink(path, fsync=False, checkpoint_every=3, key=KEY):
+            pass
+        assert reasons(path, key=KEY) == ["torn_line"]
+
+    def test_sinks_sharing_a_file_at_once_still_verify(self, tmp_path: Path) -> None:
+        """Several writers may share a file: a sink opening it while another is open
+        continues whatever checkpoint is last, and the trail verifies."""
+        path = tmp_path / "shared.jsonl"
+        clock = StepClock()
+        first = JsonlSink(path, fsync=False, checkpoint_every=2, key=KEY)
+        second = JsonlSink(path, fsync=False, checkpoint_every=2, key=KEY)
+        machines = [
+            SessionMachine(
+                PaymentSession.new(cart_id=f"s{n}", provider_id="p", amount=5, clock=clock),
+                sink=sink,
+                clock=clock,
+                key=KEY,
+            )
+            for n, sink in enumerate((first, second, first))
+        ]
+        for machine in machines:
+            machine.initiate({"id": "pi"})
+        third = JsonlSink(path, fsync=False, checkpoint_every=2, key=KEY)
+        for machine in machines:
+            machine.cancel()
+        for sink in (second, first, third):
+            sink.close()
+        assert verify(read_jsonl(path), key=KEY).ok

@@ -103,11 +103,15 @@ class TestVerifyStore:
             f" WHERE session_id = '{ids[2]}' AND seq = 1"
         )
         assert run_sql(db, query) == 1
+        run_sql(db, f"UPDATE paysession_records SET wire = '[]' WHERE session_id = '{ids[0]}'")
         done = paysession("audit", "verify", "--db", db)
         assert (done.returncode, done.stderr) == (1, b"")
-        (line,) = done.stdout.decode().splitlines()
-        assert line.startswith(f"FAILED: a record of session {ids[2]!r} cannot be read (")
-        assert line.endswith("): it was not written by paysession")
+        first, second, summary = done.stdout.decode().splitlines()
+        # Each is named, the audit goes on past it, and the summary counts both.
+        assert first.startswith(f"session {ids[0]} seq 0: unreadable: record 0 of session ")
+        assert second.startswith(f"session {ids[2]} seq 1: unreadable: record 1 of session ")
+        assert second.endswith("): it was not written by paysession")
+        assert summary == "FAILED: 2 of 3 sessions bad, in 3 records"
 
     def test_a_keyed_store_needs_its_key(self, db: str, tmp_path: Path) -> None:
         fill(open_store(db), key=KEY)
@@ -117,6 +121,38 @@ class TestVerifyStore:
         assert (
             paysession("audit", "verify", "--db", db, "--key-file", str(key_file)).returncode == 0
         )
+
+    def test_heads_kept_elsewhere_find_a_session_gone_back_or_gone(
+        self, db: str, tmp_path: Path
+    ) -> None:
+        ids = fill(open_store(db))
+        taken = paysession("audit", "heads", "--db", db)
+        heads = tmp_path / "heads.json"
+        heads.write_bytes(taken.stdout)
+        assert paysession("audit", "verify", "--db", db, "--heads", str(heads)).returncode == 0
+        # ids[1] rolled back to before its authorize, the record removed with it.
+        run_sql(
+            db,
+            "UPDATE paysession_sessions SET version = 1, status = 'pending', "
+            "payment_authorized_at = NULL, "
+            f"updated_at = (SELECT at FROM paysession_records WHERE session_id = '{ids[1]}' "
+            "AND seq = 1), "
+            f"head = (SELECT hash FROM paysession_records WHERE session_id = '{ids[1]}' "
+            f"AND seq = 1) WHERE id = '{ids[1]}'",
+        )
+        run_sql(db, f"DELETE FROM paysession_records WHERE session_id = '{ids[1]}' AND seq = 2")
+        run_sql(db, f"DELETE FROM paysession_records WHERE session_id = '{ids[2]}'")
+        run_sql(db, f"DELETE FROM paysession_sessions WHERE id = '{ids[2]}'")
+        assert paysession("audit", "verify", "--db", db).returncode == 0  # alone: clean
+        done = paysession("audit", "verify", "--db", db, "--heads", "-", stdin=taken.stdout)
+        assert (done.returncode, done.stderr) == (1, b"")
+        back, gone, summary = done.stdout.decode().splitlines()
+        assert back.startswith(f"session {ids[1]} seq 2: anchor: the outside head names seq 2")
+        assert gone == (
+            f"session {ids[2]} seq 2: vanished: the outside head names seq 2 of a session "
+            "the store no longer holds"
+        )
+        assert summary == "FAILED: 1 of 2 sessions bad, 1 named by the heads gone, in 5 records"
 
     def test_an_empty_store_proves_nothing(self, db: str) -> None:
         open_store(db).migrate()
@@ -161,12 +197,39 @@ class TestShowStore:
         assert done.returncode == 0 and len(table) == 2 + 3
         assert [row.split()[2] for row in table[2:]] == ["create", "initiate", "authorize"]
 
+    def test_a_record_past_the_version_is_not_shown_as_verified(self, db: str) -> None:
+        ids = fill(open_store(db))
+        # The row of ids[1] rolled back to before its last move; the record stays.
+        run_sql(
+            db,
+            "UPDATE paysession_sessions SET version = 1, status = 'pending', "
+            "payment_authorized_at = NULL, "
+            f"updated_at = (SELECT at FROM paysession_records WHERE session_id = '{ids[1]}' "
+            "AND seq = 1), "
+            f"head = (SELECT hash FROM paysession_records WHERE session_id = '{ids[1]}' "
+            f"AND seq = 1) WHERE id = '{ids[1]}'",
+        )
+        done = paysession("audit", "show", "--db", db, "--session", ids[1])
+        lines = done.stdout.decode().splitlines()
+        assert done.returncode == 1 and len(lines) == 2 + 3 + 1
+        assert lines[-1].startswith("NOT VERIFIED from seq 2: past_version: record at seq 2")
+
+    def test_a_keyed_store_is_shown_verified_with_its_key(self, db: str, tmp_path: Path) -> None:
+        ids = fill(open_store(db), key=KEY)
+        key_file = tmp_path / "key"
+        key_file.write_bytes(KEY)
+        argv = ("audit", "show", "--db", db, "--session", ids[0])
+        assert paysession(*argv, "--key-file", str(key_file)).returncode == 0
+        without = paysession(*argv)
+        assert without.returncode == 1
+        assert without.stdout.decode().splitlines()[-1].endswith("(a keyed store needs --key-file)")
+
     @pytest.mark.parametrize(
         ("argv", "said"),
         [
             (["show", "--db", "{db}"], b"needs --session"),
             (["show", "--db", "{db}", "--session", "ps_nope"], b"no session ps_nope"),
-            (["verify", "--db", "{db}", "--heads", "x.json"], b"--heads is for a file"),
+            (["verify", "--db", "{db}", "--heads", "x.json"], b"cannot read heads file x.json"),
         ],
     )
     def test_usage_errors_are_one_line_and_exit_2(

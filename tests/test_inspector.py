@@ -299,8 +299,52 @@ class TestOneSession:
             assert SECRET not in text
             assert "pi_s" not in text
         data = client.get(f"/api/sessions/{session_id}").json()["session"]["data"]
-        assert data["keys"] == 2
-        assert re.fullmatch(r"sha256:[0-9a-f]{64}", data["digest"])
+        assert data["keys"] == 2 and data["bytes"] > 0
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", data["digest"])  # what the trail holds
+
+
+class TestKeyedDigests:
+    """A keyed store's data and cart are never shown as a plain SHA-256: a 3-digit CVC
+    would fall to a thousand guesses."""
+
+    CVC_KEY = b"inspector-digest-key"
+
+    @pytest.fixture
+    def keyed(self, place: str) -> tuple[str, str]:
+        writer = _writer(place)
+        sessions = PaymentSessions(writer, key=self.CVC_KEY, clock=StepClock())
+        made = sessions.create(
+            cart_id="cart_k", provider_id="stripe", amount=100, data={"cvc": "123"}
+        )
+        sessions.fire(made.id, "initiate", data={"cvc": "123", "id": "pi_k"})
+        writer.close()
+        return place, made.id
+
+    @pytest.mark.parametrize("with_key", [False, True])
+    def test_no_plain_hash_of_data_or_cart(self, keyed: tuple[str, str], with_key: bool) -> None:
+        place, session_id = keyed
+        reader = _reader(place)
+        app = create_app(reader, key=self.CVC_KEY if with_key else None)
+        with TestClient(app, base_url=LOCAL) as client:
+            pages = [
+                client.get(url).text
+                for url in (
+                    "/",
+                    "/api/sessions",
+                    f"/sessions/{session_id}",
+                    f"/api/sessions/{session_id}",
+                )
+            ]
+            data = client.get(f"/api/sessions/{session_id}").json()["session"]["data"]
+        reader.close()
+        plain = hashlib.sha256(b'{"cvc":"123","id":"pi_k"}').hexdigest()
+        for text in pages:
+            assert plain not in text and "sha256:" not in text.replace("hmac-sha256:", "")
+        assert (data["keys"], data["bytes"]) == (2, len('{"cvc":"123","id":"pi_k"}'))
+        if with_key:
+            assert re.fullmatch(r"hmac-sha256:[0-9a-f]{64}", data["digest"])
+        else:
+            assert "digest" not in data
 
     def test_a_session_with_an_anomaly_lists_its_event(self, site: Any) -> None:
         client, made, _ = site
@@ -352,6 +396,26 @@ class TestTampering:
         api = client.get(f"/api/sessions/{session_id}").json()["verification"]
         assert api["ok"] is False and api["seq"] == 2
 
+    def test_a_record_past_the_version_is_never_shown_as_verified(self, sqlite_site: Any) -> None:
+        """A row put back one move, its last record left: that record is not vouched for."""
+        client, made, path = sqlite_site
+        session_id = made.ids["authorized"]
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "UPDATE paysession_sessions SET version = 1, status = 'pending', "
+                "payment_authorized_at = NULL, updated_at = (SELECT at FROM paysession_records "
+                "WHERE session_id = ?1 AND seq = 1), head = (SELECT hash FROM "
+                "paysession_records WHERE session_id = ?1 AND seq = 1) WHERE id = ?1",
+                (session_id,),
+            )
+        conn.close()
+        html = client.get(f"/sessions/{session_id}").text
+        assert "Trail verified" not in html
+        assert "Trail does not verify at seq 2: past_version" in html
+        assert re.search(r'<tr class="bad" id="bad">\s*<td class="num">2</td>', html)
+        api = client.get(f"/api/sessions/{session_id}").json()["verification"]
+        assert (api["ok"], api["seq"], api["reason"]) == (False, 2, "past_version")
+
     def test_a_cut_tail_is_marked_as_missing(self, sqlite_site: Any) -> None:
         client, made, path = sqlite_site
         session_id = made.ids["authorized"]
@@ -391,7 +455,7 @@ class TestTampering:
             response = client.get(url)
             assert response.status_code == 503, url
             shown = _Elements.text_of(response.text) if "api" not in url else response.text
-            assert f"a record of session {session_id!r} cannot be read" in shown
+            assert f"record 2 of session {session_id!r} cannot be read" in shown
             assert "Traceback" not in response.text
         # The store's other sessions are still shown, and the store answers.
         assert client.get(f"/sessions/{made.ids['pending']}").status_code == 200

@@ -79,6 +79,29 @@ class TestReadme:
                     named += 1
         assert named >= 20
 
+    def test_each_kind_of_tampering_names_what_it_needs_and_its_tests(self) -> None:
+        """Each line of the table of cuts, insertions and rollbacks says what finding it
+        needs (nothing, a key, outside heads) and names tests that exist."""
+        section = README.split("What each kind of cut, insertion and rollback")[1]
+        rows = [row for row in section.split("\n\n")[1].splitlines() if row.startswith("| ")]
+        assert rows[0] == "| Tampering | Needs | Proved by |"
+        lines = rows[1:]
+        assert len(lines) >= 15
+        for row in lines:
+            _, what, needs, proved, _ = row.split("|")
+            assert needs.strip().startswith(("nothing", "a key", "outside heads")), what
+            current = ""
+            references = re.findall(r"`([^`]+)`", proved)
+            assert references, what
+            for reference in references:
+                if reference.startswith("tests/"):
+                    current, _, rest = reference.partition("::")
+                else:
+                    rest = reference.removeprefix("::")
+                source = (ROOT / current).read_text()
+                for name in filter(None, rest.split("::")):
+                    assert re.search(rf"(class|def) {name}\b", source), (current, name)
+
     def test_transition_table_is_the_code(self) -> None:
         """The table printed in the README is rendered from TRANSITIONS."""
         rows = ["| trigger | from | to | guards |", "|---|---|---|---|"]

@@ -8,20 +8,84 @@ store's back; each test then asks ``PaymentSessions.verify`` (one session) and
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections.abc import Mapping
 
+import attrs
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
-from paysession import PaymentSessions, SessionNotFound
+from paysession import PaymentSessions, PaymentSessionStatus, SessionNotFound
 from paysession.audit import AuditProblem
 from paysession.audit.stored import check_stored, verify_store
 from paysession.store import MemoryStore, SessionStore
+from paysession.store._rows import record_wire
 
 from .conftest import StoreFactory
 from .helpers import StepClock
 
 CUT = "DELETE FROM paysession_records WHERE session_id = ? AND seq = "
 EDIT = "UPDATE paysession_sessions SET {} = ? WHERE id = ?"
+
+
+def row_of(factory: StoreFactory, session_id: str) -> dict[str, object]:
+    """The session's row as the database holds it, column by column."""
+    query = "SELECT * FROM paysession_sessions WHERE id = ?"
+    if factory.kind == "sqlite":
+        conn = sqlite3.connect(factory.place)
+        cursor = conn.execute(query, (session_id,))
+    else:
+        conn = psycopg.connect(factory.place)  # type: ignore[assignment]
+        cursor = conn.execute(query.replace("?", "%s"), (session_id,))  # type: ignore[assignment]
+    names = [column[0] for column in cursor.description]
+    row = dict(zip(names, cursor.fetchone(), strict=True))
+    conn.close()
+    return row
+
+
+def roll_back(factory: StoreFactory, session_id: str, row: Mapping[str, object]) -> None:
+    """Put an earlier genuine row of the session back, leaving its later records."""
+    columns = [name for name in row if name not in ("id", "xact")]
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    values = [Jsonb(row[name]) if isinstance(row[name], dict) else row[name] for name in columns]
+    tamper(
+        factory,
+        (f"UPDATE paysession_sessions SET {assignments} WHERE id = ?", (*values, session_id)),
+    )
+
+
+def forge_past(factory: StoreFactory, sessions: PaymentSessions, session_id: str) -> int:
+    """Insert a record one past the row's version, as mallory would; its seq."""
+    last = sessions.history(session_id)[-1]
+    forged = attrs.evolve(
+        last,
+        seq=last.seq + 1,
+        trigger="cancel",
+        source=last.dest,
+        dest=PaymentSessionStatus.CANCELED,
+        actor="mallory",
+        prev_hash=last.hash,
+        hash="f" * 64,
+        changes={},
+    )
+    # PostgreSQL numbers positions itself and stamps the writing transaction; SQLite
+    # takes a position given.
+    position = (
+        (", xact", ", pg_current_xact_id()")
+        if factory.kind == "postgres"
+        else (", position", ", position + 100000")
+    )
+    tamper(
+        factory,
+        (
+            f"INSERT INTO paysession_records (session_id, seq{position[0]}, trigger, at, hash, "
+            f"wire) SELECT session_id, ?{position[1]}, 'cancel', at, ?, ? "
+            "FROM paysession_records WHERE session_id = ? AND seq = ?",
+            (forged.seq, forged.hash, record_wire(forged), session_id, last.seq),
+        ),
+    )
+    return forged.seq
 
 
 def tamper(factory: StoreFactory, *statements: tuple[str, tuple[object, ...]]) -> None:
@@ -128,6 +192,134 @@ class TestStoredTrails:
         if reason == "row_mismatch":
             assert column in sessions.verify(ids[1]).problems[0].message
 
+    def test_a_forged_record_past_the_version_is_named(
+        self, shop: tuple[PaymentSessions, list[str]], store_factory: StoreFactory
+    ) -> None:
+        """mallory's cancel at version + 1 was never checked, and verified."""
+        sessions, ids = shop
+        seq = forge_past(store_factory, sessions, ids[1])
+        assert problem(sessions, ids[1]) == (seq, "past_version")
+        whole = sessions.verify_all()
+        assert [(p.session_id, p.seq, p.reason) for p in whole.problems] == [
+            (ids[1], 6, "past_version")
+        ]
+        assert "record at seq 6 is past the row's version 5" in whole.problems[0].message
+        assert whole.records == 19
+
+    def test_a_row_rolled_back_is_found_by_its_later_records(
+        self, store_factory: StoreFactory
+    ) -> None:
+        """authorized at version 3 put back to pending at version 2, record 3 left."""
+        sessions = PaymentSessions(store_factory(), clock=StepClock())
+        made = sessions.create(cart_id="cart_r", provider_id="stripe", amount=1000)
+        sessions.fire(made.id, "initiate", data={"id": "pi_r"})
+        sessions.fire(made.id, "update", amount=1200)
+        pending = row_of(store_factory, made.id)
+        sessions.fire(made.id, "authorize")
+        roll_back(store_factory, made.id, pending)
+        assert sessions.get(made.id).status is PaymentSessionStatus.PENDING
+        assert problem(sessions, made.id) == (3, "past_version")
+        assert not sessions.verify_all().ok
+
+    def test_a_row_that_is_not_ours_is_named_and_the_audit_goes_on(
+        self, shop: tuple[PaymentSessions, list[str]], store_factory: StoreFactory
+    ) -> None:
+        sessions, ids = shop
+        tamper(store_factory, (EDIT.format("data"), ("[1]", ids[0])))
+        tamper(
+            store_factory,
+            (
+                "UPDATE paysession_records SET wire = ? WHERE session_id = ? AND seq = 2",
+                ("{}", ids[2]),
+            ),
+        )
+        whole = sessions.verify_all()
+        assert [(p.session_id, p.seq, p.reason) for p in whole.problems] == [
+            (ids[0], None, "unreadable"),
+            (ids[2], 2, "unreadable"),
+        ]
+        assert (whole.sessions, whole.records) == (3, 6)
+        assert "not written by paysession" in whole.problems[1].message
+        assert problem(sessions, ids[2]) == (2, "unreadable")
+
+    def test_moves_committing_during_the_audit_are_never_damage(
+        self, store_factory: StoreFactory
+    ) -> None:
+        """Row and records are read in one snapshot: a move committing between the two
+        reads cannot look like a record past the version."""
+        sessions = PaymentSessions(store_factory(), clock=StepClock())
+        ids = [
+            sessions.create(cart_id=f"cart_c{n}", provider_id="stripe", amount=100).id
+            for n in range(4)
+        ]
+        stop = threading.Event()
+
+        def move() -> None:
+            mover = PaymentSessions(store_factory(), clock=StepClock())
+            n = 0
+            while not stop.is_set():
+                n += 1
+                mover.fire(ids[n % 4], "update", amount=100 + n)
+
+        worker = threading.Thread(target=move)
+        worker.start()
+        try:
+            reports = [sessions.verify_all() for _ in range(60)]
+        finally:
+            stop.set()
+            worker.join()
+        assert [p for r in reports for p in r.problems] == []
+        assert reports[-1].records > reports[0].records
+
+    def test_outside_heads_find_a_row_rolled_back_with_its_records(
+        self, store_factory: StoreFactory
+    ) -> None:
+        """Rolled back and the later records removed: consistent with itself, so only
+        heads taken before show the head went back."""
+        sessions = PaymentSessions(store_factory(), clock=StepClock())
+        made = sessions.create(cart_id="cart_h", provider_id="stripe", amount=1000)
+        other = paid(sessions, "cart_o")
+        sessions.fire(made.id, "initiate", data={"id": "pi_h"})
+        pending = row_of(store_factory, made.id)
+        sessions.fire(made.id, "authorize")
+        heads = sessions.heads()
+        assert heads[made.id][0] == 2 and heads[other][0] == 5
+        sessions.fire(other, "cancel")  # moving on since is no problem
+        assert sessions.verify_all(heads=heads).ok
+        roll_back(store_factory, made.id, pending)
+        tamper(store_factory, (CUT + "2", (made.id,)))
+        assert sessions.verify_all().ok  # the store alone cannot tell
+        report = sessions.verify_all(heads=heads)
+        ((session_id, seq, reason, message),) = [
+            (p.session_id, p.seq, p.reason, p.message) for p in report.problems
+        ]
+        assert (session_id, seq, reason) == (made.id, 2, "anchor")
+        assert message.endswith("ends at seq 1 (records removed) (the row went back)")
+
+    def test_outside_heads_find_a_vanished_session_and_a_replaced_record(
+        self, shop: tuple[PaymentSessions, list[str]], store_factory: StoreFactory
+    ) -> None:
+        sessions, ids = shop
+        heads = sessions.heads()
+        tamper(
+            store_factory,
+            ("DELETE FROM paysession_records WHERE session_id = ?", (ids[0],)),
+            ("DELETE FROM paysession_sessions WHERE id = ?", (ids[0],)),
+        )
+        # ids[2]'s head names another record than the one its trail holds at seq 5.
+        heads[ids[2]] = (5, "e" * 64)
+        report = sessions.verify_all(heads=heads)
+        assert [(p.session_id, p.seq, p.reason) for p in report.problems] == [
+            (ids[2], 5, "anchor"),
+            (ids[0], 5, "vanished"),
+        ]
+        assert (report.sessions, report.records) == (2, 12)
+        heads[ids[2]] = (3, "e" * 64)  # below the version: the record at seq 3 is checked
+        assert [p.reason for p in sessions.verify_all(heads=heads).problems] == [
+            "anchor",
+            "vanished",
+        ]
+
     def test_verify_all_reports_each_bad_session_and_progress(
         self, shop: tuple[PaymentSessions, list[str]], store_factory: StoreFactory
     ) -> None:
@@ -151,14 +343,14 @@ class TestEveryStore:
         with pytest.raises(SessionNotFound):
             PaymentSessions(store).verify("ps_missing")
 
-    def test_records_after_the_row_are_later_moves(self, store: SessionStore) -> None:
-        """A move committing between the row's read and the records' is not a problem."""
+    def test_a_record_past_the_row_is_named(self, store: SessionStore) -> None:
         sessions = PaymentSessions(store, clock=StepClock())
         session_id = paid(sessions, "cart_x")
-        ((snapshot, records),) = store.trails(only=session_id)
+        ((snapshot, records),) = store.trails(only=session_id)  # type: ignore[misc]
         sessions.fire(session_id, "cancel")
-        ((_, later),) = store.trails(only=session_id)
-        assert check_stored(snapshot, later) is None
+        ((_, later),) = store.trails(only=session_id)  # type: ignore[misc]
+        found = check_stored(snapshot, later)
+        assert found is not None and (found.seq, found.reason) == (6, "past_version")
         assert len(later) == len(records) + 1
         assert sessions.verify_all().ok
 

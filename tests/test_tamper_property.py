@@ -1,7 +1,11 @@
 """Random moves, random tampering: every tampering the README says is found, is found.
 
-One property for anchored JSON Lines trails (with and without a key, with and without
-heads from outside), one for SQLite and PostgreSQL stores. Clean trails must verify: no
+One property for anchored JSON Lines trails of one to three runs of the application
+(with and without a key, with and without heads from outside; runs removed, reordered,
+copied, or the file cut at a run's end), one for SQLite and PostgreSQL stores (records
+removed, rows edited, a record inserted past the row's version, a row rolled back with
+its later records left or, found only with heads taken before, removed, a record that
+does not decode). Clean trails must verify: no
 false alarm. A tampering that leaves every session's records and every checkpoint as
 they were (two lines of different sessions swapped, with nothing between them that
 depends on their order) changes nothing a trail means, and may pass.
@@ -21,16 +25,19 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+import attrs
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg.types.json import Jsonb
 
-from paysession import PaymentSession, PaymentSessions, SessionMachine
+from paysession import PaymentSession, PaymentSessions, SessionMachine, TransitionRecord
 from paysession.audit import Checkpoint, JsonlSink, read_jsonl, verify
 from paysession.audit.anchors import make_checkpoint
 from paysession.lifecycle import ALLOWED
 from paysession.store import PostgresStore, SqliteStore
+from paysession.store._rows import record_wire
 
 from .helpers import StepClock
 
@@ -49,7 +56,23 @@ FILE_TAMPERINGS = (
     "remove_session",
     "remove_session_and_reseal",
     "edit_checkpoint",
+    "remove_run",
+    "reorder_runs",
+    "duplicate_run",
+    "cut_at_run_end",
 )
+
+
+class Relay:
+    """A sink handing each record to the run's JsonlSink: the machines live on from run
+    to run of the application, each run opening the file with a new sink."""
+
+    def __init__(self) -> None:
+        self.target: JsonlSink | None = None
+
+    def append(self, record: TransitionRecord) -> None:
+        assert self.target is not None
+        self.target.append(record)
 
 
 def play(machines: list[SessionMachine], rng: random.Random, moves: int) -> None:
@@ -73,15 +96,17 @@ def play(machines: list[SessionMachine], rng: random.Random, moves: int) -> None
 
 
 def write_trail(
-    path: Path, seed: int, sessions: int, moves: int, every: int, key: bytes | None
+    path: Path, seed: int, sessions: int, moves: int, every: int, key: bytes | None, runs: int = 1
 ) -> dict[str, tuple[int, str]]:
+    """``runs`` runs of the application, each its own sink appended to ``path``."""
     rng = random.Random(seed)
     clock = StepClock()
-    with JsonlSink(path, fsync=False, checkpoint_every=every, key=key) as sink:
+    relay = Relay()
+    with JsonlSink(path, fsync=False, checkpoint_every=every, key=key) as relay.target:
         machines = [
             SessionMachine(
                 PaymentSession.new(cart_id=f"c{n}", provider_id="stripe", amount=5, clock=clock),
-                sink=sink,
+                sink=relay,
                 clock=clock,
                 key=key,
             )
@@ -89,8 +114,25 @@ def write_trail(
         ]
         for machine in machines:
             assert machine.history  # record 0 goes to the sink now, while it is open
-        play(machines, rng, moves)
+        play(machines, rng, moves // runs)
+    for _ in range(runs - 1):
+        with JsonlSink(path, fsync=False, checkpoint_every=every, key=key) as relay.target:
+            play(machines, rng, moves // runs)
     return {m.session.id: (m.history[-1].seq, m.history[-1].hash) for m in machines}
+
+
+def runs_of(lines: list[bytes]) -> list[list[bytes]]:
+    """The file's runs: each from its sink's opening checkpoint to its closing one."""
+    found: list[list[bytes]] = []
+    for line in lines:
+        if (
+            line.startswith(b'{"checkpoint"')
+            and b'"records":0,' in line
+            and (b'"heads":{}' in line and b'"final":false' in line)
+        ):
+            found.append([])
+        found[-1].append(line)
+    return found
 
 
 def meaning(path: Path) -> tuple[object, ...]:
@@ -139,6 +181,19 @@ def tamper(path: Path, how: str, rng: random.Random, key: bytes | None) -> None:
         lines = [line for line in lines if f'"session_id":"{victim}"'.encode() not in line]
         if how == "remove_session_and_reseal":
             lines = reseal_without(lines, victim, key=None)  # the attacker has no key
+    elif how in ("remove_run", "reorder_runs", "duplicate_run", "cut_at_run_end"):
+        runs = runs_of(lines)
+        if len(runs) > 1:
+            at = rng.randrange(len(runs) - 1)  # never the last: that is a cut at a run's end
+            if how == "remove_run":
+                del runs[at]
+            elif how == "reorder_runs":
+                runs[at], runs[at + 1] = runs[at + 1], runs[at]
+            elif how == "duplicate_run":
+                runs.insert(at + 1, runs[at])
+            else:
+                runs = runs[: at + 1]
+            lines = [line for run in runs for line in run]
     elif how == "edit_checkpoint":
         checkpoints = [i for i, line in enumerate(lines) if line.startswith(b'{"checkpoint"')]
         index = rng.choice(checkpoints)
@@ -173,11 +228,20 @@ def read_lines(lines: list[bytes]) -> list[object]:
         return list(read_jsonl(scratch.name))
 
 
-def expected_found(how: str, key: bytes | None, with_heads: bool) -> bool:
+def expected_found(
+    how: str, key: bytes | None, with_heads: bool, records_cut: bool, at_run_end: bool
+) -> bool:
     """What the README's table promises for an anchored trail."""
     if how == "remove_session_and_reseal":
         return key is not None or with_heads
+    if how == "cut_at_run_end" or (how == "cut_tail" and at_run_end):
+        # The genuine file of that day: only heads kept elsewhere show records are gone.
+        return with_heads and records_cut
     return how != "none"
+
+
+def records_in(path: Path) -> int:
+    return sum(not line.startswith(b'{"checkpoint"') for line in path.read_bytes().splitlines())
 
 
 @settings(
@@ -193,17 +257,28 @@ def expected_found(how: str, key: bytes | None, with_heads: bool) -> bool:
     keyed=st.booleans(),
     with_heads=st.booleans(),
     how=st.sampled_from(FILE_TAMPERINGS),
+    runs=st.integers(1, 3),
 )
 def test_file_trails(
-    seed: int, sessions: int, moves: int, every: int, keyed: bool, with_heads: bool, how: str
+    seed: int,
+    sessions: int,
+    moves: int,
+    every: int,
+    keyed: bool,
+    with_heads: bool,
+    how: str,
+    runs: int,
 ) -> None:
     key = KEY if keyed else None
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "trail.jsonl"
-        heads = write_trail(path, seed, sessions, moves, every, key)
-        before = meaning(path)
+        heads = write_trail(path, seed, sessions, moves, every, key, runs)
+        before, records_before = meaning(path), records_in(path)
         tamper(path, how, random.Random(seed), key)
         changed = meaning(path) != before
+        records_cut = records_in(path) < records_before
+        kept = path.read_bytes().splitlines()
+        at_run_end = bool(kept) and b'"final":true' in kept[-1]
         report = verify(read_jsonl(path), key=key, heads=heads if with_heads else None)
     counts = COUNTS["file"]
     counts["examples"] += 1
@@ -216,7 +291,7 @@ def test_file_trails(
     # nothing"), and so does this property.
     found = not report.ok or report.records == 0
     counts["detected"] += found
-    if expected_found(how, key, with_heads):
+    if expected_found(how, key, with_heads, records_cut, at_run_end):
         counts["promised"] += 1
         assert found, (how, keyed, with_heads)
 
@@ -229,6 +304,30 @@ class _Database:
 
     def store(self) -> SqliteStore | PostgresStore:
         return SqliteStore(self.place) if self.kind == "sqlite" else PostgresStore(self.place)
+
+    def row(self, session_id: str) -> dict[str, object]:
+        """The session's row as stored, column by column."""
+        query = "SELECT * FROM paysession_sessions WHERE id = ?"
+        if self.kind == "sqlite":
+            conn = sqlite3.connect(self.place)
+            cursor = conn.execute(query, (session_id,))
+            row = dict(zip([c[0] for c in cursor.description], cursor.fetchone(), strict=True))
+            conn.close()
+            return row
+        with psycopg.connect(self.place) as pg:
+            found = pg.execute(query.replace("?", "%s"), (session_id,))
+            assert found.description is not None
+            names = [c.name for c in found.description]
+            return dict(zip(names, found.fetchone() or (), strict=True))
+
+    def restore(self, session_id: str, row: dict[str, object]) -> None:
+        """Put an earlier genuine row of the session back."""
+        columns = [name for name in row if name not in ("id", "xact")]
+        values = [Jsonb(row[n]) if isinstance(row[n], dict) else row[n] for n in columns]
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        self.run(
+            f"UPDATE paysession_sessions SET {assignments} WHERE id = ?", (*values, session_id)
+        )
 
     def run(self, sql: str, params: tuple[object, ...]) -> None:
         if self.kind == "sqlite":
@@ -248,6 +347,10 @@ STORE_TAMPERINGS = (
     "delete_all",
     "edit_amount",
     "edit_head",
+    "insert_past",
+    "roll_back",
+    "roll_back_and_cut",
+    "unreadable_record",
 )
 
 
@@ -270,6 +373,7 @@ def test_store_trails(kind: str, request: pytest.FixtureRequest, tmp_path: Path)
     def run(seed: int, moves: int, how: str) -> None:
         rng = random.Random(seed)
         session = sessions.create(cart_id=f"cart_{next(counter)}", provider_id="stripe", amount=5)
+        rows = [database.row(session.id)]  # the genuine row at each version
         for _ in range(moves):
             status = sessions.get(session.id).status
             allowed = sorted(
@@ -280,7 +384,9 @@ def test_store_trails(kind: str, request: pytest.FixtureRequest, tmp_path: Path)
             if not allowed:
                 break
             sessions.fire(session.id, rng.choice(allowed))
+            rows.append(database.row(session.id))
         version = sessions.version(session.id)
+        heads = {session.id: (version, str(rows[-1]["head"]))}
         if how == "delete_last" and version > 0:
             database.run(
                 "DELETE FROM paysession_records WHERE session_id = ? AND seq = ?",
@@ -301,8 +407,43 @@ def test_store_trails(kind: str, request: pytest.FixtureRequest, tmp_path: Path)
             database.run(
                 "UPDATE paysession_sessions SET head = ? WHERE id = ?", ("f" * 64, session.id)
             )
+        elif how == "insert_past":
+            # A forged record one past the row's version, as an insider would add it.
+            last = sessions.history(session.id)[-1]
+            forged = attrs.evolve(last, seq=version + 1, actor="mallory", prev_hash=last.hash)
+            database.run(
+                "INSERT INTO paysession_records (session_id, seq, trigger, at, hash, wire"
+                + (", xact) " if kind == "postgres" else ", position) ")
+                + "SELECT session_id, ?, trigger, at, ?, ?"
+                + (", pg_current_xact_id() " if kind == "postgres" else ", position + 100000 ")
+                + "FROM paysession_records WHERE session_id = ? AND seq = ?",
+                (forged.seq, "f" * 64, record_wire(forged), session.id, version),
+            )
+        elif how in ("roll_back", "roll_back_and_cut") and version > 0:
+            back = rng.randrange(version)
+            database.restore(session.id, rows[back])
+            if how == "roll_back_and_cut":
+                database.run(
+                    "DELETE FROM paysession_records WHERE session_id = ? AND seq > ?",
+                    (session.id, back),
+                )
+        elif how == "unreadable_record":
+            database.run(
+                "UPDATE paysession_records SET wire = ? WHERE session_id = ? AND seq = ?",
+                ('{"seq": "x"}', session.id, rng.randrange(version + 1)),
+            )
         else:
             how = "none"
+        if how == "roll_back_and_cut":
+            # Consistent with itself: only heads taken before show the head went back.
+            assert sessions.verify(session.id).ok
+            whole = sessions.verify_all(heads=heads)  # earlier examples' sessions too
+            found = [p.reason for p in whole.problems if p.session_id == session.id]
+            assert found == ["anchor"], found
+            COUNTS[kind]["examples"] += 1
+            COUNTS[kind]["tamperings"] += 1
+            COUNTS[kind]["detected"] += 1
+            return
         report = sessions.verify(session.id)
         counts = COUNTS[kind]
         counts["examples"] += 1

@@ -11,7 +11,10 @@ after every N records, and a closing one when it is closed::
      "sink":"<id of the writing sink>"},"seal":"<seal>"}
 
 ``heads`` names the last record of every session the sink wrote since its previous
-checkpoint; ``prev`` chains the sink's checkpoints; ``seal`` is the SHA-256 of the
+checkpoint; ``prev`` chains the sink's checkpoints, and a sink's opening checkpoint
+continues the file: its ``prev`` is the seal of the last checkpoint in the file when the
+sink opened it (GENESIS for the file's first), so runs of the application appended to one
+file chain, and a run removed, moved or copied is found; ``seal`` is the SHA-256 of the
 checkpoint's canonical JSON (after a fixed label), or its HMAC-SHA-256 under the
 trail's key. ``verify`` checks, at each checkpoint, that every session it names has
 reached exactly that record, that the chain is unbroken, and, at the end, that each
@@ -77,6 +80,11 @@ def _seal(checkpoint: Checkpoint, key: bytes | None) -> str:
     return seal(_LABEL + canonical_json(checkpoint.body()), key)
 
 
+def seal_holds(checkpoint: Checkpoint, key: bytes | None) -> bool:
+    """Whether the checkpoint's seal is that of its contents (under ``key``)."""
+    return same_digest(_seal(checkpoint, key), checkpoint.seal)
+
+
 def checkpoint_from_wire(wire: Mapping[str, Any]) -> Checkpoint | None:
     """The checkpoint a decoded line holds, or None when it is not a well-formed one."""
     body, sealed = wire.get("checkpoint"), wire.get("seal")
@@ -129,6 +137,8 @@ class AnchorCheck:
         self.outside = dict(heads or {})
         # Per sink: its last checkpoint's seal, whether that one closed it, and where.
         self.chains: dict[str, tuple[str, bool, int]] = {}
+        # The seal of every checkpoint read so far: a sink's opening checkpoint names one.
+        self.seen: set[str] = set()
 
     def seal_problem(self, checkpoint: Checkpoint) -> str | None:
         """Why the checkpoint itself cannot be trusted, or None."""
@@ -136,17 +146,42 @@ class AnchorCheck:
             keyed = "" if self.key is None else " under the key"
             return f"the checkpoint's seal does not match its contents{keyed} (edited)"
         chain = self.chains.get(checkpoint.sink)
-        expected = GENESIS if chain is None else chain[0]
-        if chain is not None and chain[1]:
+        if chain is None:
+            return self._opening_problem(checkpoint)
+        if chain[1]:
             return "a checkpoint after its sink's closing one"
-        if not same_digest(checkpoint.prev, expected):
+        if not same_digest(checkpoint.prev, chain[0]):
             return (
                 "the checkpoint does not follow its sink's previous one (one was removed or edited)"
             )
         return None
 
+    def _opening_problem(self, checkpoint: Checkpoint) -> str | None:
+        """A sink's first checkpoint continues the file: the first of all names none
+        (GENESIS); every later one names a checkpoint read before it, the last one in
+        the file when its sink opened it. A run removed, moved or copied breaks that."""
+        if not self.seen:
+            if same_digest(checkpoint.prev, GENESIS):
+                return None
+            return (
+                "the first checkpoint continues a run that is not in the file (the runs "
+                "before it were removed, or the runs reordered)"
+            )
+        if same_digest(checkpoint.prev, GENESIS):
+            return (
+                "a sink's opening checkpoint starts a new chain after other runs (a run "
+                "inserted, or the runs before it reordered)"
+            )
+        if checkpoint.prev not in self.seen:
+            return (
+                "a sink's opening checkpoint continues a run that is not before it in the "
+                "file (a run removed, or the runs reordered)"
+            )
+        return None
+
     def passed(self, checkpoint: Checkpoint, position: int) -> None:
         self.chains[checkpoint.sink] = (checkpoint.seal, checkpoint.final, position)
+        self.seen.add(checkpoint.seal)
 
     def open_chains(self) -> list[tuple[str, int]]:
         """Each sink whose last checkpoint is not its closing one, with its position."""
@@ -182,4 +217,5 @@ __all__ = [
     "head_problem",
     "heads_from_wire",
     "make_checkpoint",
+    "seal_holds",
 ]

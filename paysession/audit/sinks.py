@@ -7,18 +7,29 @@ skips a line: a line that is not a record comes out as a :class:`BadLine`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
 import attrs
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: there, sinks opening one file at once are not locked
+    fcntl = None  # type: ignore[assignment]
+
 from paysession._wire import JsonRefused, read_json
-from paysession.audit.anchors import Checkpoint, checkpoint_from_wire, make_checkpoint
+from paysession.audit.anchors import (
+    Checkpoint,
+    checkpoint_from_wire,
+    make_checkpoint,
+    seal_holds,
+)
 from paysession.errors import InvalidSessionData, SinkError
 from paysession.record import GENESIS, TransitionRecord
 
@@ -89,7 +100,9 @@ class JsonlSink:
     checkpoint naming the last record of each session it wrote since its previous one,
     sealed under ``key`` when given (the trail's key: see
     ``paysession/audit/anchors.py``). Only a closed sink's trail ends with its closing
-    checkpoint, so close it.
+    checkpoint, so close it. The opening checkpoint continues the file's last checkpoint,
+    so runs appended to one file chain; a file whose last checkpoint does not verify
+    (under ``key``) is refused with SinkError (``open``): its end cannot be vouched for.
 
     Close it with ``close()`` or use it as a context manager.
     """
@@ -126,8 +139,15 @@ class JsonlSink:
             self._needs_newline = not _ends_a_line(self._fd, size)
             if checkpoint_every is not None:
                 # The opening checkpoint: a file cut back to before any of this sink's
-                # checkpoints would otherwise read as a trail that was never anchored.
-                self._write_checkpoint(self._fd, self._checkpoint({}, final=False, written=0))
+                # checkpoints would otherwise read as a trail that was never anchored. It
+                # continues the file's last checkpoint, so that runs chain: a run removed,
+                # moved or copied breaks the chain. Locked, so that two sinks opening the
+                # file at once do not both start it.
+                with _locked(self._fd):
+                    size = os.fstat(self._fd).st_size
+                    self._needs_newline = not _ends_a_line(self._fd, size)
+                    self._prev = self._last_seal(self._fd, size)
+                    self._write_checkpoint(self._fd, self._checkpoint({}, final=False, written=0))
             if created and fsync:
                 _sync_directory(self.path.parent)
         except BaseException:
@@ -226,6 +246,30 @@ class JsonlSink:
     def closed(self) -> bool:
         return self._fd is None
 
+    def _last_seal(self, fd: int, size: int) -> str:
+        """The seal of the file's last checkpoint (GENESIS if it has none), checked.
+
+        Raises SinkError when that checkpoint is not one this sink can vouch for: not
+        well-formed, or not sealed under the sink's key (edited, or another key's file).
+        """
+        for index, raw in enumerate(_lines_backwards(fd, size)):
+            # A last line without its newline is torn (a crash): verify reports it.
+            if (index == 0 and self._needs_newline) or not raw.startswith(b'{"checkpoint"'):
+                continue
+            found = decode_line(raw, 0)
+            if isinstance(found, Checkpoint) and seal_holds(found, self._key):
+                return found.seal
+            keyed = "" if self._key is None else " under this sink's key"
+            raise SinkError(
+                "open",
+                f"the file's last checkpoint does not verify{keyed}: its end cannot be "
+                "vouched for, so no run is appended to it",
+                path=str(self.path),
+                session_id="",
+                seq=0,
+            )
+        return GENESIS
+
     def _checkpoint(
         self, touched: dict[str, tuple[int, str]], *, final: bool, written: int
     ) -> Checkpoint:
@@ -290,6 +334,38 @@ def _ends_a_line(fd: int, size: int) -> bool:
         return True
     os.lseek(fd, size - 1, os.SEEK_SET)
     return os.read(fd, 1) == b"\n"
+
+
+def _lines_backwards(fd: int, size: int, block: int = 64 * 1024) -> Iterator[bytes]:
+    """The file's whole lines (without their newlines), last first; reads only as far
+    back as the caller iterates. A last line without its newline (torn) comes too."""
+    end = size
+    tail = b""
+    while end > 0:
+        start = max(0, end - block)
+        os.lseek(fd, start, os.SEEK_SET)
+        chunk = os.read(fd, end - start) + tail
+        end = start
+        parts = chunk.split(b"\n")
+        # The first part may continue in the block before; keep it for the next round.
+        tail = parts[0] if start > 0 else b""
+        for part in reversed(parts if start == 0 else parts[1:]):
+            if part:
+                yield part
+    os.lseek(fd, 0, os.SEEK_END)
+
+
+@contextlib.contextmanager
+def _locked(fd: int) -> Iterator[None]:
+    """An exclusive lock on the file, where the platform has one (POSIX)."""
+    if fcntl is None:
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _sync_directory(directory: Path) -> None:
@@ -368,7 +444,13 @@ def read_jsonl(source: str | os.PathLike[str] | BinaryIO) -> Iterator[Item]:
         with open(source, "rb") as stream:
             yield from read_jsonl(stream)
         return
-    for number, raw in enumerate(source, 1):
+    yield from decode_lines(source)
+
+
+def decode_lines(lines: Iterable[bytes]) -> Iterator[Item]:
+    """:func:`read_jsonl` over lines already read (each with its newline, but the last
+    one's may be missing): for a reader that bounds its lines itself."""
+    for number, raw in enumerate(lines, 1):
         yield decode_line(raw[:-1] if raw.endswith(b"\n") else raw, number)
 
 
@@ -379,6 +461,7 @@ __all__ = [
     "MemorySink",
     "SinkError",
     "decode_line",
+    "decode_lines",
     "encode_line",
     "read_jsonl",
 ]

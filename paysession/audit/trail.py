@@ -77,6 +77,9 @@ REASONS: Mapping[str, str] = {
     "trail_cut": "a stored session's trail ends before its row's version (records removed)",
     "head": "a stored session's row names a head that is not its last record's hash",
     "row_mismatch": "a stored session's row differs from what its trail leads to",
+    "past_version": "a stored record past its row's version (forged, or the row rolled back)",
+    "unreadable": "a stored row or record paysession never wrote (it cannot be decoded)",
+    "vanished": "a session named by outside heads that the store no longer holds",
 }
 """Every ``reason`` this module reports, with what it means."""
 

@@ -13,15 +13,19 @@ from typing import BinaryIO
 from paysession._wire import JsonRefused, format_datetime, read_json
 from paysession.audit.anchors import Checkpoint, heads_from_wire
 from paysession.audit.check import Heads, verify
-from paysession.audit.sinks import BadLine, Item, encode_line, read_jsonl
+from paysession.audit.sinks import BadLine, Item, decode_lines, encode_line
+from paysession.audit.stored import check_trail, store_heads, trail_id
 from paysession.audit.trail import AuditError, AuditReport, _short, replay
+from paysession.cli._input import TooLarge, bounded_lines, is_stdin, name_of, read_bounded
 from paysession.cli._store import NoStore, db_name, open_read_only
 from paysession.cli._table import RECORD_HEADERS, format_table, printable, record_row
 from paysession.codec import to_json
 from paysession.errors import InvalidSessionData, PaySessionError, StoreError
+from paysession.record import TransitionRecord
 from paysession.service import PaymentSessions
 from paysession.store import SessionStore
 from paysession.store._rows import DECODE
+from paysession.store.base import Snapshot, StoredTrail, Unreadable
 
 
 class _UsageError(Exception):
@@ -50,16 +54,11 @@ _LARGEST_FILE = 64 * 2**20
 def _bytes_of(path: Path, what: str) -> bytes:
     """The bytes of an option's file, or of stdin for ``-``; at most _LARGEST_FILE."""
     try:
-        if _is_stdin(path):
-            raw = sys.stdin.buffer.read(_LARGEST_FILE + 1)
-        else:
-            with path.open("rb") as stream:
-                raw = stream.read(_LARGEST_FILE + 1)
+        return read_bounded(path, f"{what} file", _LARGEST_FILE)
+    except TooLarge as error:
+        raise _UsageError(str(error)) from None
     except OSError as error:
         raise _UsageError(f"cannot read {what} file {path}: {error.strerror or error}") from None
-    if len(raw) > _LARGEST_FILE:
-        raise _UsageError(f"{what} file {_name(path)} is larger than {_LARGEST_FILE // 2**20} MiB")
-    return raw
 
 
 def _read_json_object(path: Path | None, what: str) -> Mapping[str, object] | None:
@@ -81,16 +80,16 @@ def _one_stdin(*paths: Path | None) -> None:
 
 
 def _items(path: Path) -> Iterator[Item]:
-    """The trail in ``path``, or on standard input for ``-``."""
-    return read_jsonl(sys.stdin.buffer if _is_stdin(path) else path)
+    """The trail in ``path``, or on standard input for ``-``, each line and the whole
+    read with a bound (``paysession/cli/_input.py``): past one, a _UsageError."""
+    try:
+        yield from decode_lines(bounded_lines(path))
+    except TooLarge as error:
+        raise _UsageError(str(error)) from None
 
 
-def _is_stdin(path: Path) -> bool:
-    return str(path) == "-"
-
-
-def _name(path: Path) -> str:
-    return "<stdin>" if _is_stdin(path) else str(path)
+_is_stdin = is_stdin
+_name = name_of
 
 
 def _where(path: Path, position: int | None) -> str:
@@ -136,29 +135,23 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 def _verify_store(args: argparse.Namespace) -> int:
     """Every session of a store against its row, a page at a time (constant memory)."""
-    if args.heads is not None:
-        return _usage("--heads is for a file: a store's rows are its heads")
     try:
+        _one_stdin(args.key_file, args.heads)
         key = _read_key(args.key_file)
+        heads = _read_heads(args.heads)
         store = _open_store(args.db)
     except _UsageError as error:
         return _usage(str(error))
     bar = _Progress() if sys.stderr.isatty() else None
     try:
-        report = PaymentSessions(store, key=key).verify_all(progress=bar)
-    except StoreError as error:
-        if error.operation != DECODE:
-            return _usage(f"cannot read {db_name(args.db)}: {error}")
-        # A row that is not paysession's: found, like any other tampering.
-        print(f"FAILED: {printable(error.detail)}")
-        return 1
+        report = PaymentSessions(store, key=key).verify_all(heads=heads, progress=bar)
     except PaySessionError as error:
         return _usage(f"cannot read {db_name(args.db)}: {error}")
     finally:
         store.close()
         if bar is not None:
             bar.done()
-    if not report.sessions:
+    if not report.sessions and not report.problems:
         print(f"FAILED: {db_name(args.db)} holds no sessions; an empty store proves nothing")
         return 1
     if report.ok:
@@ -166,9 +159,11 @@ def _verify_store(args: argparse.Namespace) -> int:
     for problem in report.problems:
         who = _who(problem.session_id, problem.seq)
         print(f"{who}: {problem.reason}: {printable(problem.message)}")
+    gone = sum(problem.reason == "vanished" for problem in report.problems)
+    vanished = f", {gone} named by the heads gone" if gone else ""
     print(
-        f"FAILED: {len(report.problems)} of {_many(report.sessions, 'session')} bad, "
-        f"in {_many(report.records, 'record')}"
+        f"FAILED: {len(report.problems) - gone} of {_many(report.sessions, 'session')} bad"
+        f"{vanished}, in {_many(report.records, 'record')}"
     )
     return 1
 
@@ -221,13 +216,20 @@ def _run_export(args: argparse.Namespace) -> int:
 def _write_trails(store: SessionStore, out: BinaryIO) -> None:
     after: str | None = None
     while page := store.trails(after=after, limit=_PAGE):
-        for _, trail in page:
-            out.write(b"".join(encode_line(record) for record in trail))
-        after = page[-1][0].session.id
+        for found in page:
+            out.write(b"".join(encode_line(record) for record in _readable(found)[1]))
+        after = trail_id(page[-1])
     out.flush()
 
 
 _PAGE = 500
+
+
+def _readable(found: StoredTrail) -> tuple[Snapshot, list[TransitionRecord]]:
+    """A session's row and records; StoreError for one paysession never wrote."""
+    if isinstance(found, Unreadable):
+        raise StoreError(DECODE, found.why)
+    return found
 
 
 def _verified(report: AuditReport) -> int:
@@ -240,23 +242,36 @@ def _many(count: int, noun: str) -> str:
 
 
 def _show_store(args: argparse.Namespace) -> int:
+    """One session's trail from a store, checked against its row: a record that does not
+    verify is never shown as if it did."""
     if args.session is None:
         return _usage("show --db needs --session ID: a store's trails are shown one at a time")
     try:
+        key = _read_key(args.key_file)
         store = _open_store(args.db)
     except _UsageError as error:
         return _usage(str(error))
     try:
-        trail = store.history(args.session)
+        found = store.trails(only=args.session)
     except PaySessionError as error:
         return _usage(f"cannot read {db_name(args.db)}: {error}")
     finally:
         store.close()
-    if not trail:
+    if not found:
         return _usage(f"no session {_shown(args.session)} in {db_name(args.db)}")
-    rows = [[*record_row(record), format_datetime(record.at)] for record in trail]
-    print(format_table((*RECORD_HEADERS, "at"), rows))
-    return 0
+    problem = check_trail(found[0], key)
+    if not isinstance(found[0], Unreadable):
+        trail = found[0][1]
+        rows = [[*record_row(record), format_datetime(record.at)] for record in trail]
+        print(format_table((*RECORD_HEADERS, "at"), rows))
+    if problem is None:
+        return 0
+    keyless = key is None and problem.reason == "hash"
+    hint = " (a keyed store needs --key-file)" if keyless else ""
+    print(
+        f"NOT VERIFIED from seq {problem.seq}: {problem.reason}: {printable(problem.message)}{hint}"
+    )
+    return 1
 
 
 def _run_show(args: argparse.Namespace) -> int:
@@ -284,6 +299,8 @@ def _run_show(args: argparse.Namespace) -> int:
                 )
             else:
                 rows.append([position + 1, *record_row(item), format_datetime(item.at)])
+    except _UsageError as error:
+        return _usage(str(error))
     except OSError as error:
         return _usage(f"cannot read {_name(path)}: {error.strerror or error}")
     if wanted is not None and len(rows) == unreadable:
@@ -360,16 +377,8 @@ def _run_heads(args: argparse.Namespace) -> int:
         store = _open_store(args.db)
     except _UsageError as error:
         return _usage(str(error))
-    heads: dict[str, list[object]] = {}
     try:
-        after: str | None = None
-        while True:
-            page = store.trails(after=after, limit=_PAGE)
-            for snapshot, _ in page:
-                heads[snapshot.session.id] = [snapshot.version, snapshot.head]
-            if len(page) < _PAGE:
-                break
-            after = page[-1][0].session.id
+        heads = store_heads(store, _PAGE)
     except PaySessionError as error:
         return _usage(f"cannot read {db_name(args.db)}: {error}")
     finally:
@@ -443,7 +452,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         type=Path,
         metavar="FILE",
         help="heads each session's trail must reach (JSON, as `paysession audit heads` prints;"
-        " - for stdin)",
+        " - for stdin); with --db, each session must still hold the record named",
     )
     check.set_defaults(run=_run_verify)
 
@@ -467,11 +476,20 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     holds.set_defaults(run=_run_holds)
 
-    show = actions.add_parser("show", help="print the moves as a table (does not verify)")
+    show = actions.add_parser(
+        "show",
+        help="print the moves as a table (a file's are not verified; with --db, the trail is "
+        "checked against its row and exit 1 says it does not verify)",
+    )
     source = show.add_mutually_exclusive_group(required=True)
     source.add_argument("file", type=Path, nargs="?", help="the JSON Lines trail (- for stdin)")
     source.add_argument("--db", metavar="PATH_OR_DSN", help=db_help + " (with --session)")
     show.add_argument("--session", metavar="ID", help="only this session's moves")
+    show.add_argument(
+        "--key-file",
+        type=Path,
+        help="with --db: the HMAC key the store's trails were written with (- for stdin)",
+    )
     show.set_defaults(run=_run_show)
 
     rebuild = actions.add_parser("replay", help="rebuild one session and print it as JSON")

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 from paysession._text import printable
+from paysession.cli._input import TooLarge, read_bounded
 from paysession.cli._store import NoStore, db_name, is_dsn, open_read_only
 from paysession.errors import StoreError
 
@@ -25,6 +26,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 TOKEN_VARIABLE = "PAYSESSION_INSPECT_TOKEN"
 INSTALL = "pip install 'paysession[inspect]'"
+_LARGEST_KEY = 64 * 2**10  # a key is tens of bytes
 _CONNECTIONS = 4  # the web server's worker threads share them
 
 
@@ -75,8 +77,12 @@ def _fail(message: str) -> int:
 
 
 def _web() -> tuple[ModuleType, ModuleType]:
-    """The app module and uvicorn, imported on use: only this command needs the extra."""
-    return importlib.import_module("paysession.inspector.app"), importlib.import_module("uvicorn")
+    """The app module and its server's (uvicorn's, bounded), imported on use: only this
+    command needs the extra."""
+    return (
+        importlib.import_module("paysession.inspector.app"),
+        importlib.import_module("paysession.inspector.serve"),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,13 +97,15 @@ def run(args: argparse.Namespace) -> int:
     key = None
     if args.key_file is not None:
         try:
-            key = args.key_file.read_bytes().strip()
+            key = read_bounded(args.key_file, "key file", _LARGEST_KEY).strip()
+        except TooLarge as error:
+            return _fail(printable(error))
         except OSError as error:
             return _fail(f"cannot read key file {printable(args.key_file)}: {error.strerror}")
         if not key:
             return _fail(f"key file {printable(args.key_file)} is empty")
     try:
-        web, uvicorn = _web()
+        web, serve = _web()
     except ImportError as error:
         missing = (error.name or "?").split(".")[0]
         return _fail(f"the inspector needs the inspect extra ({missing}): {INSTALL}")
@@ -126,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     own_names = (*web.LOOPBACK_NAMES, args.host.strip("[]").lower())
-    config = uvicorn.Config(
+    config = serve.server_config(
         web.create_app(store, key=key, token=token, hosts=own_names),
         log_level="warning",
         access_log=False,
@@ -136,8 +144,11 @@ def run(args: argparse.Namespace) -> int:
     # started in the background): the web server restores this handler when it stops
     # and raises the signal again, which ends the command with 130.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Pages are checked in worker threads; a thread waiting for the interpreter (the one
+    # answering /healthz, the event loop) gets it within 1 ms rather than 5.
+    sys.setswitchinterval(0.001)
     try:
-        uvicorn.Server(config).run(sockets=[listener])
+        serve.run(config, [listener])
     finally:
         listener.close()
         store.close()

@@ -19,6 +19,13 @@ Safety, in the order a request meets it:
   and forbids framing; responses are not cached.
 - **Errors.** A bad filter is 400 naming the parameter, an unknown session or path
   404, a store that cannot be read 503: a page (or JSON) of one line, no traceback.
+- **Bounds.** At most ``BUSY`` (1) request reads the store at a time; the others wait for
+  their turn without holding a thread, and ``/healthz`` never waits. A request body must
+  arrive within ``BODY_TIMEOUT`` seconds (408). A client that fails ``LOGIN_ATTEMPTS``
+  logins within ``LOGIN_WINDOW`` seconds is refused (429) until the window has passed.
+  A page shows at most ``CELL`` characters of a value, and a session's trail and events
+  a page at a time. (Header timeouts and the connection cap are the server's:
+  ``serve.py``.)
 """
 
 from __future__ import annotations
@@ -28,13 +35,16 @@ import hmac
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
+import anyio
 import jinja2
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -71,12 +81,35 @@ LOOPBACK_NAMES: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
 ACTIVITY = 50
 """How many of the newest moves the activity page starts with."""
 
+BUSY = 1
+"""Requests that read the store at once; more wait for their turn. Checking a trail is
+Python work, which one interpreter runs one thread at a time: a second request at once
+would finish no sooner, and would keep /healthz waiting longer (bench_inspect_load)."""
+
+BODY_TIMEOUT = 10.0
+"""Seconds a request's body has to arrive."""
+
+LOGIN_ATTEMPTS = 5
+LOGIN_WINDOW = 60.0
+"""A client may fail ``LOGIN_ATTEMPTS`` logins in ``LOGIN_WINDOW`` seconds."""
+
+_CLIENTS = 10_000  # clients whose failed logins are remembered; the oldest go first
 _LONGEST_FORM = 4096
 _Endpoint = Callable[[Request], Response]
 
 
+CELL = 300
+"""The most characters a page shows of one value; the API gives it whole, a page of
+records at a time."""
+
+
 def _visible(value: object) -> str:
-    return "" if value is None else printable(value)
+    if value is None:
+        return ""
+    shown = printable(value)
+    if len(shown) <= CELL:
+        return shown
+    return f"{shown[:CELL]}… ({len(shown)} characters; the API gives them all)"
 
 
 def _path_part(value: object) -> str:
@@ -114,6 +147,35 @@ class _Counts:
             return self._counts, now - self._taken
 
 
+class _Attempts:
+    """Failed logins per client address, for ``LOGIN_WINDOW`` seconds each."""
+
+    def __init__(self) -> None:
+        self._failed: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def wait(self, client: str) -> float:
+        """Seconds until ``client`` may try again; 0 when it may now."""
+        with self._lock:
+            now = time.monotonic()
+            times = [at for at in self._failed.get(client, ()) if now - at < LOGIN_WINDOW]
+            if len(times) < LOGIN_ATTEMPTS:
+                return 0.0
+            return LOGIN_WINDOW - (now - times[-LOGIN_ATTEMPTS])
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            times = [at for at in self._failed.pop(client, ()) if now - at < LOGIN_WINDOW]
+            self._failed[client] = [*times[-LOGIN_ATTEMPTS:], now]
+            while len(self._failed) > _CLIENTS:
+                self._failed.popitem(last=False)
+
+
+class _SlowBody(Exception):
+    """A request body that did not arrive within BODY_TIMEOUT."""
+
+
 def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/") or request.url.path == "/healthz"
 
@@ -129,6 +191,7 @@ class Inspector:
         self.token = token
         self.templates = _templates()
         self.counts = _Counts(store, counts_every)
+        self.attempts = _Attempts()
 
     # -- pages
 
@@ -139,7 +202,7 @@ class Inspector:
 
     def sessions(self, request: Request) -> Response:
         query = views.SessionsQuery.parse(_params(request))
-        view = views.sessions_view(self.store, query)
+        view = views.sessions_view(self.store, query, self.key)
         counts, age = self.counts()
         if _wants_json(request):
             return JSONResponse(view.to_json() | {"counts": _by_value(counts)})
@@ -161,35 +224,40 @@ class Inspector:
         )
 
     def session(self, request: Request) -> Response:
-        view = self._session_view(request)
+        params = _params(request)
+        view = self._session_view(request, params)
         if _wants_json(request):
             return JSONResponse(view.to_json())
         problem = view.verification.problem
+        path = f"/sessions/{_path_part(view.session.id)}"
+        here = {"trail_from": view.query.trail_from, "events_from": view.query.events_from}
+        trail_previous, trail_next = view.trail_pages
+        events_previous, events_next = view.events_pages
         return self._render(
             request,
             "session.html",
             {
                 "view": view,
-                "fields": views.session_json(view.session, view.snapshot.version),
+                "fields": view.fields(),
                 "records": [views.record_json(record) for record in view.trail],
                 "bad_seq": None if problem is None else problem.seq,
                 "events": [views.event_json(event) for event in view.events],
+                "trail_previous": _page_link(path, here, "trail_from", trail_previous),
+                "trail_next": _page_link(path, here, "trail_from", trail_next),
+                "events_previous": _page_link(path, here, "events_from", events_previous),
+                "events_next": _page_link(path, here, "events_from", events_next),
+                "last_trail_page": trail_next is None,
             },
         )
 
     def trail(self, request: Request) -> Response:
-        view = self._session_view(request)
-        return JSONResponse(
-            {
-                "session_id": view.session.id,
-                "verification": view.verification.to_json(),
-                "records": [views.record_json(record) for record in view.trail],
-            }
-        )
+        view = self._session_view(request, _params(request))
+        return JSONResponse(view.trail_json())
 
-    def _session_view(self, request: Request) -> views.SessionView:
+    def _session_view(self, request: Request, params: Mapping[str, str]) -> views.SessionView:
         session_id = request.path_params["session_id"]
-        view = views.session_view(self.store, session_id, self.key)
+        query = views.SessionQuery.parse(params)
+        view = views.session_view(self.store, session_id, self.key, query)
         if view is None:
             raise HTTPException(404, f"no session {_short(session_id)} in this store")
         return view
@@ -278,6 +346,14 @@ class Inspector:
         target = _local_path(request.query_params.get("next", "/"))
         if request.method == "GET" or self.token is None:
             return self._render(request, "login.html", {"target": target, "failed": False})
+        client = request.client.host if request.client is not None else "?"
+        wait = self.attempts.wait(client)
+        if wait:
+            response = self.error_page(
+                request, 429, f"too many failed logins: try again in {math.ceil(wait)} s"
+            )
+            response.headers["retry-after"] = str(math.ceil(wait))
+            return response
         body = b""
         async for chunk in request.stream():
             body += chunk
@@ -288,6 +364,7 @@ class Inspector:
         given = (form.get("token") or [""])[0]
         target = _local_path((form.get("next") or [target])[0])
         if not hmac.compare_digest(given.encode(), self.token.encode()):
+            self.attempts.failed(client)
             return self._render(
                 request, "login.html", {"target": target, "failed": True}, status=401
             )
@@ -318,6 +395,13 @@ def _params(request: Request) -> dict[str, str]:
 def _next_link(path: str, params: Mapping[str, str], key: PageKey | None) -> str | None:
     """The address of the page after this one (same filters), or None on the last."""
     return None if key is None else f"{path}?{urlencode({**params, 'after': key.token()})}"
+
+
+def _page_link(path: str, here: Mapping[str, int], field: str, start: int | None) -> str | None:
+    """The address of another page of a session's trail or events (None: no such page)."""
+    if start is None:
+        return None
+    return f"{path}?{urlencode({**here, field: start})}"
 
 
 def _by_value(counts: Mapping[PaymentSessionStatus, int]) -> dict[str, int]:
@@ -353,6 +437,7 @@ class _Guard:
         self.app = app
         self.inspector = inspector
         self.hosts = hosts
+        self.busy = anyio.Semaphore(BUSY)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -406,7 +491,49 @@ class _Guard:
                 )
             await response(scope, receive, send_with_headers)
             return
-        await self.app(scope, receive, send_with_headers)
+        timed = _timed(receive)
+        if path == "/healthz" or path.startswith("/static/") or path == "/login":
+            await self.app(scope, timed, send_with_headers)
+            return
+        # Waiting here holds no worker thread: a flood of page requests queues, and
+        # each reads the store in turn, while /healthz still answers.
+        async with self.busy:
+            await self.app(scope, timed, send_with_headers)
+
+
+def _timed(receive: Receive) -> Receive:
+    """``receive``, raising _SlowBody when the request body does not arrive in time."""
+    whole = False
+
+    async def timed() -> Message:
+        nonlocal whole
+        if whole:  # the body is in: what is left to wait for is the disconnect
+            return await receive()
+        try:
+            with anyio.fail_after(BODY_TIMEOUT):
+                message = await receive()
+        except TimeoutError:
+            raise _SlowBody from None
+        whole = message["type"] != "http.request" or not message.get("more_body", False)
+        return message
+
+    return timed
+
+
+class _AnyText(Convertor[str]):
+    """A path part of any characters, line breaks too: an id holding ``\\n`` is a session
+    like any other (Starlette's ``path`` stops at a line break)."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("any", _AnyText())
 
 
 def _handlers(
@@ -434,6 +561,12 @@ def _handlers(
         )
         return inspector.error_page(request, error.status_code, message)
 
+    async def slow(request: Request, error: Exception) -> Response:
+        response = inspector.error_page(request, 408, "the request body did not arrive in time")
+        # The rest of the body may still come: the connection ends with this answer.
+        response.headers["connection"] = "close"
+        return response
+
     async def failed(request: Request, error: Exception) -> Response:
         return inspector.error_page(request, 500, "the inspector failed on this request")
 
@@ -442,6 +575,7 @@ def _handlers(
         StoreError: unreadable,
         PaySessionError: refused,
         HTTPException: http_error,
+        _SlowBody: slow,
         Exception: failed,
     }
 
@@ -468,13 +602,13 @@ def create_app(
     inspector = Inspector(store, key, token, counts_every)
     routes = [
         Route("/", inspector.sessions),
-        Route("/sessions/{session_id:path}", inspector.session),
+        Route("/sessions/{session_id:any}", inspector.session),
         Route("/anomalies", inspector.anomalies),
         Route("/activity", inspector.activity),
         Route("/lifecycle", inspector.lifecycle),
         Route("/api/sessions", inspector.sessions),
-        Route("/api/sessions/{session_id:path}/trail", inspector.trail),
-        Route("/api/sessions/{session_id:path}", inspector.session),
+        Route("/api/sessions/{session_id:any}/trail", inspector.trail),
+        Route("/api/sessions/{session_id:any}", inspector.session),
         Route("/api/anomalies", inspector.anomalies),
         Route("/api/activity", inspector.activity),
         Route("/api/lifecycle", inspector.lifecycle),

@@ -7,20 +7,24 @@ parameter, which the app answers with 400.
 
 What a view never carries: the values of a session's ``data`` and ``cart``. They may
 hold a provider's client secret or a customer's address; a page shows how many keys
-they have and their SHA-256 digest, enough to tell two apart or match them with a trail.
+they have, their size, and the digest the trail holds of them, enough to tell two apart or
+match them with a trail. For a keyed store that is the keyed digest (HMAC-SHA-256 under
+the inspector's key), never a plain SHA-256, which anyone could match against guesses (a
+3-digit CVC takes a thousand): without the key, a keyed session shows no digest at all,
+and neither does the sessions list, which does not read the trails.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import attrs
 
 from paysession._text import printable
-from paysession._wire import digest, format_datetime, parse_datetime
+from paysession._wire import canonical_json, digest, format_datetime, parse_datetime
 from paysession.audit.stored import check_stored
 from paysession.audit.trail import AuditProblem
 from paysession.diagrams import chart
@@ -190,15 +194,31 @@ def _when(value: datetime | None) -> str | None:
     return None if value is None else format_datetime(value)
 
 
-def summary(value: Mapping[str, Any] | None) -> dict[str, object] | None:
-    """How many keys ``value`` has and its digest: never the values themselves."""
+def summary(
+    value: Mapping[str, Any] | None, key: bytes | None = None, *, plain: bool = False
+) -> dict[str, object] | None:
+    """How many keys ``value`` has and its size in bytes, never the values themselves;
+    with ``key`` its keyed digest, else with ``plain`` (the trail holds plain digests)
+    its SHA-256 digest."""
     if value is None:
         return None
-    return {"keys": len(value), "digest": digest(value)}
+    shown: dict[str, object] = {"keys": len(value), "bytes": len(canonical_json(value))}
+    if key is not None:
+        shown["digest"] = digest(value, key)
+    elif plain:
+        shown["digest"] = digest(value)
+    return shown
 
 
-def session_json(session: PaymentSession, version: int | None = None) -> dict[str, object]:
-    """A session as a page and the API show it: ``data`` and ``cart`` as summaries."""
+def session_json(
+    session: PaymentSession,
+    version: int | None = None,
+    *,
+    key: bytes | None = None,
+    plain: bool = False,
+) -> dict[str, object]:
+    """A session as a page and the API show it: ``data`` and ``cart`` as summaries (see
+    :func:`summary`)."""
     shown: dict[str, object] = {
         "id": session.id,
         "cart_id": session.cart_id,
@@ -211,12 +231,21 @@ def session_json(session: PaymentSession, version: int | None = None) -> dict[st
         "payment_authorized_at": _when(session.payment_authorized_at),
         "created_at": _when(session.created_at),
         "updated_at": _when(session.updated_at),
-        "data": summary(session.data),
-        "cart": summary(session.cart),
+        "data": summary(session.data, key, plain=plain),
+        "cart": summary(session.cart, key, plain=plain),
     }
     if version is not None:
         shown["version"] = version
     return shown
+
+
+def plain_digests(first: TransitionRecord | None) -> bool:
+    """Whether a trail's digests are plain SHA-256 (an unkeyed store): its record 0
+    always holds the digest of the session's data."""
+    if first is None:
+        return False
+    change = first.changes.get("data")
+    return isinstance(change, tuple | list) and str(change[-1]).startswith("sha256:")
 
 
 def record_json(record: TransitionRecord) -> dict[str, object]:
@@ -283,17 +312,20 @@ class SessionsView:
     query: SessionsQuery
     sessions: list[PaymentSession]
     next_key: PageKey | None
+    key: bytes | None = attrs.field(default=None, repr=False)
 
     def to_json(self) -> dict[str, object]:
         return {
-            "sessions": [session_json(session) for session in self.sessions],
+            "sessions": [session_json(session, key=self.key) for session in self.sessions],
             "next": None if self.next_key is None else self.next_key.token(),
         }
 
 
-def sessions_view(store: BrowsableStore, query: SessionsQuery) -> SessionsView:
+def sessions_view(
+    store: BrowsableStore, query: SessionsQuery, key: bytes | None = None
+) -> SessionsView:
     sessions, next_key = store.sessions_page(query.where, query.after, query.limit)
-    return SessionsView(query, sessions, next_key)
+    return SessionsView(query, sessions, next_key, key)
 
 
 @attrs.frozen
@@ -317,22 +349,79 @@ class Verification:
         }
 
 
+TRAIL_PAGE = 100
+"""Records per page of a session's trail (its page and ``/api/sessions/{id}/trail``)."""
+
+EVENTS_PAGE = 50
+"""Provider events per page of a session."""
+
+_LARGEST_START = 10**9
+
+
+def _start(params: Mapping[str, str], field: str) -> int:
+    text = params.get(field, "")
+    if not text:
+        return 0
+    if not (text.isascii() and text.isdigit() and int(text) < _LARGEST_START):
+        raise InvalidSessionData({field: "must be a whole number from 0"})
+    return int(text)
+
+
+@attrs.frozen
+class SessionQuery:
+    """Which page of a session's trail and of its events to show: each starts at a
+    record's or an event's index, from 0."""
+
+    trail_from: int = 0
+    events_from: int = 0
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> SessionQuery:
+        return cls(_start(params, "trail_from"), _start(params, "events_from"))
+
+
 @attrs.frozen
 class SessionView:
-    """One session's page: the session, its trail checked, its reports and its cart."""
+    """One session's page: the session, its trail checked (one page of it shown), a page
+    of its reports and its cart."""
 
     snapshot: Snapshot
     trail: list[TransitionRecord]
+    """The records of this page: ``query.trail_from`` on, at most TRAIL_PAGE."""
+    records: int
+    """How many records the session has in all."""
     verification: Verification
     events: list[ProviderEvent]
+    more_events: bool
     cart_sessions: list[PaymentSession]
     diagram: str
     holds: Holds
     calls: list[ProviderCall]
+    query: SessionQuery = SessionQuery()
+    key: bytes | None = attrs.field(default=None, repr=False)
+    plain: bool = False
+    """Whether the trail's digests are plain SHA-256 (see :func:`plain_digests`)."""
 
     @property
     def session(self) -> PaymentSession:
         return self.snapshot.session
+
+    def fields(self) -> dict[str, object]:
+        return session_json(self.session, self.snapshot.version, key=self.key, plain=self.plain)
+
+    @property
+    def trail_pages(self) -> tuple[int | None, int | None]:
+        """Where the previous and the next page of the trail start (None: no such page)."""
+        start = self.query.trail_from
+        previous = max(0, start - TRAIL_PAGE) if start > 0 else None
+        following = start + TRAIL_PAGE if start + TRAIL_PAGE < self.records else None
+        return previous, following
+
+    @property
+    def events_pages(self) -> tuple[int | None, int | None]:
+        start = self.query.events_from
+        previous = max(0, start - EVENTS_PAGE) if start > 0 else None
+        return previous, start + EVENTS_PAGE if self.more_events else None
 
     @property
     def authorized_in_cart(self) -> int:
@@ -340,11 +429,15 @@ class SessionView:
         return sum(s.status is PaymentSessionStatus.AUTHORIZED for s in self.cart_sessions)
 
     def to_json(self) -> dict[str, object]:
+        events_previous, events_next = self.events_pages
         return {
-            "session": session_json(self.session, self.snapshot.version),
+            "session": self.fields(),
             "verification": self.verification.to_json(),
-            "records": len(self.trail),
+            "records": self.records,
             "provider_events": [event_json(event) for event in self.events],
+            "provider_events_from": self.query.events_from,
+            "provider_events_previous": events_previous,
+            "provider_events_next": events_next,
             "anomalies": sum(event.outcome.value == "anomaly" for event in self.events),
             "cart_sessions": [
                 {"id": s.id, "provider_id": s.provider_id, "status": s.status.value}
@@ -359,38 +452,103 @@ class SessionView:
             },
         }
 
+    def trail_json(self) -> dict[str, object]:
+        """A page of the trail, every value whole (the page shows them cut short)."""
+        previous, following = self.trail_pages
+        return {
+            "session_id": self.session.id,
+            "verification": self.verification.to_json(),
+            "records": [record_json(record) for record in self.trail],
+            "total": self.records,
+            "from": self.query.trail_from,
+            "previous": previous,
+            "next": following,
+        }
+
+
+class _Walk:
+    """A session's records as the check reads them: it keeps the page shown, the moves
+    (without their strings) for the diagram, and the count; nothing else stays."""
+
+    def __init__(self, records: Iterator[TransitionRecord], version: int, start: int) -> None:
+        self.records = records
+        self.version = version
+        self.start = start
+        self.count = 0
+        self.page: list[TransitionRecord] = []
+        self.moves: list[TransitionRecord] = []
+        self.plain = False
+
+    def __iter__(self) -> Iterator[TransitionRecord]:
+        for record in self.records:
+            if self.count == 0:
+                self.plain = plain_digests(record)
+            if self.start <= self.count < self.start + TRAIL_PAGE:
+                self.page.append(record)
+            if record.seq <= self.version:
+                self.moves.append(
+                    attrs.evolve(record, actor=None, reason=None, idempotency_key=None, changes={})
+                )
+            self.count += 1
+            yield record
+
+    def check(self, snapshot: Snapshot, key: bytes | None) -> AuditProblem | None:
+        problem = check_stored(snapshot, self, key)
+        for _ in self:  # the records the check left unread still count, and may be shown
+            pass
+        return problem
+
 
 def session_view(
-    store: BrowsableStore, session_id: str, key: bytes | None = None
+    store: BrowsableStore,
+    session_id: str,
+    key: bytes | None = None,
+    query: SessionQuery = SessionQuery(),
 ) -> SessionView | None:
-    """The view of one session, None when the store has no such session."""
+    """The view of one session, None when the store has no such session.
+
+    The trail is read in one snapshot with the row and checked a chunk at a time: the
+    memory a page takes does not grow with the trail.
+    """
     if len(session_id) > current_limits().id_length:
         return None
-    found = store.trails(only=session_id)
-    if not found:
+
+    def walk(
+        snapshot: Snapshot, records: Iterator[TransitionRecord]
+    ) -> tuple[Snapshot, _Walk, AuditProblem | None]:
+        walked = _Walk(records, snapshot.version, query.trail_from)
+        return snapshot, walked, walked.check(snapshot, key)
+
+    found = store.read_trail(session_id, walk)
+    if found is None:
         return None
-    snapshot, records = found[0]
-    problem = check_stored(snapshot, records, key)
+    snapshot, walked, problem = found
     session = snapshot.session
-    trail = [record for record in records if record.seq <= snapshot.version]
     try:
-        drawn = chart(with_internal=True, session=session, history=trail)
+        drawn = chart(with_internal=True, session=session, history=walked.moves)
     except DiagramError:
         # A trail the table cannot draw is already the verification's finding: draw the
         # table with the session's status, and let the trail table show the rest.
         drawn = chart(with_internal=True, session=session)
     cart = [] if session.cart_id is None else store.find(cart_id=session.cart_id)
-    events = store.provider_events(session_id=session.id)
+    events, more_events = store.events_page(session.id, query.events_from, EVENTS_PAGE)
     calls = store.provider_calls(session.id)
+    # Whether a hold was let go depends on every report, not the page shown.
+    every_event = store.provider_events(session_id=session.id)
     return SessionView(
         snapshot=snapshot,
-        trail=records,
+        trail=walked.page,
+        records=walked.count,
         verification=Verification(problem),
         events=events,
+        more_events=more_events,
         cart_sessions=cart,
         diagram=chart_svg(drawn, label=f"The path of session {printable(session.id)}"),
-        holds=holds_of(session, calls, events),
+        holds=holds_of(session, calls, every_event),
         calls=calls,
+        query=query,
+        key=key,
+        plain=walked.plain,
     )
 
 
@@ -433,9 +591,12 @@ def lifecycle_diagram() -> str:
 
 
 __all__ = [
+    "EVENTS_PAGE",
     "PAGE",
+    "TRAIL_PAGE",
     "AnomaliesQuery",
     "AnomaliesView",
+    "SessionQuery",
     "SessionView",
     "SessionsQuery",
     "SessionsView",
@@ -445,6 +606,7 @@ __all__ = [
     "lifecycle_diagram",
     "lifecycle_rows",
     "logged_json",
+    "plain_digests",
     "record_json",
     "session_json",
     "session_view",

@@ -15,16 +15,26 @@ import abc
 import base64
 import binascii
 import json
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, TypeVar
 
 import attrs
 
 from paysession.errors import InvalidSessionData
+from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
+from paysession.store._rows import record_from_wire, session_from_row, unreadable
 from paysession.store._sql import EVENT_COLUMNS, SESSION_COLUMNS, SqlReads
-from paysession.store.base import AnomalyKind, LoggedRecord, ProviderEvent, SessionStore, has_nul
+from paysession.store.base import (
+    AnomalyKind,
+    LoggedRecord,
+    ProviderEvent,
+    SessionStore,
+    Snapshot,
+    has_nul,
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
@@ -147,6 +157,14 @@ def _hold(event: ProviderEvent, session_status: str, released: object) -> str | 
         return "voided"
     return "kept" if session_status == PaymentSessionStatus.AUTHORIZED.value else "held"
 
+
+LONGEST_RECORD = 1024 * 1024
+"""The longest stored record text the inspector reads: paysession's records are a few
+KiB (their strings are bounded by the limits); a longer one was not written by it."""
+
+_T = TypeVar("_T")
+Visit = Callable[[Snapshot, Iterator[TransitionRecord]], _T]
+"""What :meth:`SqlBrowse.read_trail` calls with a session's row and its records."""
 
 _SessionsPage = tuple[list[PaymentSession], PageKey | None]
 _AnomaliesPage = tuple[list[Anomaly], PageKey | None]
@@ -285,6 +303,67 @@ class SqlBrowse(SqlReads):
         """The newest ``limit`` records of the feed, oldest first, each with its cursor
         (to follow on from with ``records_since``)."""
 
+    def read_trail(self, session_id: str, visit: Visit[_T], *, chunk: int = 200) -> _T | None:
+        """``visit(snapshot, records)`` over the session's row and its records, read in
+        one snapshot; None, visiting nothing, when there is no such session.
+
+        ``records`` yields the records in seq order, read ``chunk`` at a time, so a
+        visit that keeps only what it needs reads a trail of any length in constant
+        memory. A record longer than :data:`LONGEST_RECORD` is not even fetched: like a
+        row or record that does not decode, it raises the StoreError (``decode``)
+        naming it.
+        """
+        if has_nul(session_id):
+            return None
+        with self._snapshot("read_trail") as read:
+            rows = read(
+                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = ?", (session_id,)
+            )
+            if not rows:
+                return None
+            row = rows[0]
+            if type(row[13]) is not int or not isinstance(row[14], str):
+                raise unreadable(
+                    f"the row of session {session_id!r}", ValueError("no version or head")
+                )
+            session = session_from_row(self._session_from_row, row)
+
+            def records() -> Iterator[TransitionRecord]:
+                after = -1
+                while True:
+                    found = read(
+                        "SELECT seq, CASE WHEN length(wire) > ? THEN NULL ELSE wire END "
+                        "FROM paysession_records WHERE session_id = ? AND seq > ? "
+                        "ORDER BY seq LIMIT ?",
+                        (LONGEST_RECORD, session_id, after, chunk),
+                    )
+                    for seq, wire in found:
+                        what = f"record {seq} of session {session_id!r}"
+                        if wire is None:
+                            raise unreadable(what, ValueError("longer than any record"))
+                        yield record_from_wire(wire, what)
+                    if len(found) < chunk:
+                        return
+                    after = found[-1][0]
+
+            return visit(Snapshot(session, row[13], row[14]), records())
+
+    def events_page(
+        self, session_id: str, start: int = 0, limit: int = 50
+    ) -> tuple[list[ProviderEvent], bool]:
+        """The session's provider events ``start`` to ``start + limit``, in the order
+        they were recorded, and whether more follow."""
+        if has_nul(session_id):
+            return [], False
+        rows = self._rows(
+            "events_page",
+            f"SELECT {EVENT_COLUMNS} FROM paysession_provider_events WHERE session_id = ? "
+            f"ORDER BY {self._EVENTS_IN_RECORDED_ORDER} LIMIT ? OFFSET ?",
+            (session_id, _page_size(limit) + 1, max(int(start), 0)),
+        )
+        events = [self._event_from_row(row) for row in rows[: _page_size(limit)]]
+        return events, len(rows) > _page_size(limit)
+
 
 class BrowsableStore(SessionStore, Protocol):
     """A store the inspector can read: the protocol's reads, and the pages above
@@ -302,12 +381,19 @@ class BrowsableStore(SessionStore, Protocol):
 
     def latest_records(self, limit: int) -> list[LoggedRecord]: ...
 
+    def read_trail(self, session_id: str, visit: Visit[_T], *, chunk: int = 200) -> _T | None: ...
+
+    def events_page(
+        self, session_id: str, start: int = 0, limit: int = 50
+    ) -> tuple[list[ProviderEvent], bool]: ...
+
 
 def _page_size(limit: int) -> int:
     return min(max(int(limit), 1), MAX_PAGE)
 
 
 __all__ = [
+    "LONGEST_RECORD",
     "MAX_PAGE",
     "Anomaly",
     "AnomalyFilter",
@@ -315,4 +401,5 @@ __all__ = [
     "PageKey",
     "SessionFilter",
     "SqlBrowse",
+    "Visit",
 ]

@@ -13,8 +13,8 @@ import abc
 import functools
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -47,6 +47,9 @@ from paysession.store.base import (
     Write,
     has_nul,
 )
+
+Reader = Callable[[str, Sequence[object]], list[Any]]
+"""Runs one query inside a snapshot (see ``SqlReads._snapshot``) and returns its rows."""
 
 Texts = tuple[str | None, str | None]
 """A session's ``data`` and ``cart`` as :func:`dump_json` writes them."""
@@ -399,6 +402,23 @@ class SqlReads(abc.ABC):
     def _time(value: datetime) -> object:
         """An instant as the store's time columns keep it."""
 
+    @abc.abstractmethod
+    def _read_transaction(self, conn: Any) -> AbstractContextManager[object]:
+        """A read-only transaction on ``conn`` whose reads all see one committed state."""
+
+    @contextmanager
+    def _snapshot(self, operation: str) -> Iterator[Reader]:
+        """Queries (written with ``?``) that all read one committed state of the database."""
+        with self._read(operation) as conn, self._read_transaction(conn):
+
+            def read(query: str, params: Sequence[object]) -> list[Any]:
+                rows: list[Any] = conn.execute(
+                    _with_placeholder(query, self._PLACEHOLDER), params
+                ).fetchall()
+                return rows
+
+            yield read
+
     def _rows(self, operation: str, query: str, params: Sequence[object]) -> list[Any]:
         with self._read(operation) as conn:
             rows: list[Any] = conn.execute(
@@ -588,6 +608,7 @@ __all__ = [
     "EVENT_COLUMNS",
     "INSERT_CALL",
     "SESSION_COLUMNS",
+    "Reader",
     "SnapshotCache",
     "SqlReads",
     "Texts",

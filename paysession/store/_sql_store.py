@@ -20,10 +20,11 @@ from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from paysession import telemetry
+from paysession.errors import StoreError
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.store._browse import SqlBrowse
-from paysession.store._rows import record_from_wire, session_from_row
+from paysession.store._rows import record_from_wire, session_from_row, unreadable
 from paysession.store._sql import SESSION_COLUMNS, SnapshotCache, Texts, dump_json
 from paysession.store.base import (
     Binding,
@@ -33,6 +34,8 @@ from paysession.store.base import (
     ProviderCall,
     ProviderEvent,
     Snapshot,
+    StoredTrail,
+    Unreadable,
     Write,
     check_writes,
     has_nul,
@@ -162,42 +165,57 @@ class SqlStore(SqlBrowse):
 
     def trails(
         self, *, after: str | None = None, only: str | None = None, limit: int = 500
-    ) -> list[tuple[Snapshot, list[TransitionRecord]]]:
+    ) -> list[StoredTrail]:
         if has_nul(only) or has_nul(after):
             return []
         if only is not None:
-            rows = self._rows(
-                "trails", f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = ?", (only,)
-            )
+            sessions_query = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = ?"
+            params: tuple[object, ...] = (only,)
         else:
-            rows = self._rows(
-                "trails",
+            sessions_query = (
                 f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id > ? "
-                "ORDER BY id LIMIT ?",
-                ("" if after is None else after, limit),
+                "ORDER BY id LIMIT ?"
             )
-        if not rows:
-            return []
-        # One range read of the records of every session of the page, on the primary
-        # key's order; rows are built afresh, bypassing the snapshot cache.
-        records = self._rows(
-            "trails",
-            "SELECT session_id, wire FROM paysession_records "
-            "WHERE session_id >= ? AND session_id <= ? ORDER BY session_id, seq",
-            (rows[0][0], rows[-1][0]),
-        )
-        by_session: dict[str, list[TransitionRecord]] = {row[0]: [] for row in rows}
-        for session_id, wire in records:
+            params = ("" if after is None else after, limit)
+        # Rows and records in one snapshot: a record past its row's version is then
+        # damage, never a move that committed between the two reads.
+        with self._snapshot("trails") as read:
+            rows = read(sessions_query, params)
+            if not rows:
+                return []
+            # One range read of the records of every session of the page, on the primary
+            # key's order; rows are built afresh, bypassing the snapshot cache.
+            records = read(
+                "SELECT session_id, seq, wire FROM paysession_records "
+                "WHERE session_id >= ? AND session_id <= ? ORDER BY session_id, seq",
+                (rows[0][0], rows[-1][0]),
+            )
+        by_session: dict[str, list[tuple[object, object]]] = {row[0]: [] for row in rows}
+        for session_id, seq, wire in records:
             trail = by_session.get(session_id)
             if trail is not None:
-                trail.append(record_from_wire(wire, f"a record of session {session_id!r}"))
-        return [
-            (
-                Snapshot(session_from_row(self._session_from_row, row), row[13], row[14]),
-                by_session[row[0]],
-            )
-            for row in rows
-        ]
+                trail.append((seq, wire))
+        return [self._stored_trail(row, by_session[row[0]]) for row in rows]
+
+    def _stored_trail(self, row: Sequence[Any], stored: list[tuple[object, object]]) -> StoredTrail:
+        """A session's row and records decoded, or what makes them unreadable."""
+        session_id = row[0]
+        version, head = row[13], row[14]
+        if type(version) is not int or not isinstance(head, str):
+            return Unreadable(session_id, None, "the row's version or head is not one")
+        try:
+            session = session_from_row(self._session_from_row, row)
+        except StoreError as error:
+            return Unreadable(session_id, None, error.detail)
+        records: list[TransitionRecord] = []
+        for seq, wire in stored:
+            try:
+                if not isinstance(wire, str):
+                    raise unreadable(f"record {seq} of session {session_id!r}", TypeError(wire))
+                records.append(record_from_wire(wire, f"record {seq} of session {session_id!r}"))
+            except StoreError as error:
+                return Unreadable(session_id, seq if type(seq) is int else None, error.detail)
+        return (Snapshot(session, version, head), records)
 
     def claim(self, claim: Claim, now: datetime, *, selected: bool) -> Claimed:
         if has_nul(claim.cart_id) or has_nul(claim.session_id):

@@ -64,6 +64,22 @@ class Snapshot:
 
 
 @attrs.frozen(slots=True)
+class Unreadable:
+    """A stored session that paysession never wrote: its row, or one of its records,
+    cannot be decoded (edited by hand, say). ``seq`` names the record; None, the row.
+    An audit names it as a problem of that session and goes on to the next."""
+
+    session_id: str
+    seq: int | None
+    why: str
+
+
+StoredTrail = tuple[Snapshot, list[TransitionRecord]] | Unreadable
+"""What :meth:`SessionStore.trails` gives for each session: its row and its records,
+or what makes them unreadable."""
+
+
+@attrs.frozen(slots=True)
 class Write:
     """One session's part of a commit: its new row and the records that lead to it.
 
@@ -356,14 +372,16 @@ class SessionStore(Protocol):
 
     def trails(
         self, *, after: str | None = None, only: str | None = None, limit: int = 500
-    ) -> list[tuple[Snapshot, list[TransitionRecord]]]:
+    ) -> list[StoredTrail]:
         """Sessions as the database holds them, each with its trail, for an audit.
 
         Up to ``limit`` sessions with ids after ``after`` (all, from the first, with
         None), in id order; with ``only``, that session alone (or nothing). The rows are
         read as stored, never from a cache, so that a row edited behind the store's back
-        is seen. A move committing meanwhile may leave a trail longer than its row's
-        version: the records after it are later moves, not damage.
+        is seen, and rows and records are read in one consistent snapshot: a record past
+        its row's version is not a move committing meanwhile but damage (a forged
+        record, or a row rolled back). A session whose row or a record cannot be decoded
+        comes as :class:`Unreadable`, in its place.
         """
         ...
 
@@ -537,5 +555,7 @@ __all__ = [
     "ProviderEvent",
     "SessionStore",
     "Snapshot",
+    "StoredTrail",
+    "Unreadable",
     "Write",
 ]

@@ -33,6 +33,7 @@ from paysession.store.base import (
     ProviderCall,
     ProviderEvent,
     Snapshot,
+    StoredTrail,
     Write,
     check_writes,
 )
@@ -231,7 +232,7 @@ class MemoryStore:
 
     def trails(
         self, *, after: str | None = None, only: str | None = None, limit: int = 500
-    ) -> list[tuple[Snapshot, list[TransitionRecord]]]:
+    ) -> list[StoredTrail]:
         with self._lock:
             if only is not None:
                 ids = [only] if only in self._rows else []

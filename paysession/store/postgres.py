@@ -208,6 +208,14 @@ class PostgresStore(SqlStore):
                 self._ready = True
         return self._connection(operation)
 
+    @contextmanager
+    def _read_transaction(self, conn: Connection) -> Iterator[None]:
+        # REPEATABLE READ: every statement of the transaction sees the snapshot its first
+        # one took (READ COMMITTED would take a new one per statement).
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+
     # -- the protocol
 
     def migrate(self) -> int:

@@ -222,6 +222,17 @@ class SqliteStore(SqlStore):
             except sqlite3.Error as error:
                 raise StoreError(operation, str(error)) from error
 
+    @contextmanager
+    def _read_transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        # A deferred transaction: its first read fixes the snapshot (WAL) or takes the
+        # shared lock (a rollback journal); every later read sees that same state.
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
     def _transaction(
         self, operation: str, apply: Callable[..., _T], *args: Any, migrating: bool = False
     ) -> _T:
