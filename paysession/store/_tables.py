@@ -157,9 +157,14 @@ def provider_events_table(
     return _PROVIDER_EVENTS.format_map({**dialect, "events_table": name})
 
 
-def schema_behind(conn: Any, target: int) -> str | None:
-    """Why a store opened not to migrate cannot use this database: its schema version is
-    not ``target`` (None when it is)."""
+def schema_behind(conn: Any, target: int, has_schema_table: str) -> str | None:
+    """Why a store opened not to migrate cannot use this database: it is not a paysession
+    database at all, or its schema version is not ``target`` (None when it is).
+    ``has_schema_table`` is the dialect's query for whether paysession_schema exists (a
+    row when it does): asked first, so that a database without it is said in one line,
+    not with the driver's error about a missing table."""
+    if conn.execute(has_schema_table).fetchone() is None:
+        return NOT_PAYSESSION
     row = conn.execute("SELECT version FROM paysession_schema").fetchone()
     found = 0 if row is None else int(row[0])
     if found == target:
@@ -170,7 +175,20 @@ def schema_behind(conn: Any, target: int) -> str | None:
     )
 
 
+NOT_PAYSESSION = (
+    "not a paysession database: it has no paysession_schema table "
+    "(an application's store creates it on first use, or run `paysession migrate --db`)"
+)
+
+HAS_SCHEMA_TABLE_SQLITE = (
+    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'paysession_schema'"
+)
+HAS_SCHEMA_TABLE_POSTGRES = "SELECT 1 WHERE to_regclass('paysession_schema') IS NOT NULL"
+
 __all__ = [
+    "HAS_SCHEMA_TABLE_POSTGRES",
+    "HAS_SCHEMA_TABLE_SQLITE",
+    "NOT_PAYSESSION",
     "POSTGRES",
     "SQLITE",
     "STATUSES",

@@ -14,6 +14,7 @@ hence one round trip and one implicit transaction; a write of several sessions
 
 from __future__ import annotations
 
+import math
 import select
 import threading
 from collections.abc import Iterator, Sequence
@@ -42,7 +43,7 @@ from paysession.errors import (
 from paysession.store._feed import Wakeup
 from paysession.store._sql import Texts, event_row, migrate_schema, refusal
 from paysession.store._sql_store import Found, SqlStore
-from paysession.store._tables import schema_behind
+from paysession.store._tables import HAS_SCHEMA_TABLE_POSTGRES, schema_behind
 from paysession.store.base import (
     Binding,
     CartCheck,
@@ -121,6 +122,8 @@ class PostgresStore(SqlStore):
         if not 0 <= min_size <= max_size or max_size < 1:
             raise InvalidSessionData({"max_size": "must be >= 1 and >= min_size >= 0"})
         self._dsn = dsn
+        # libpq counts whole seconds, and at least 2.
+        self._connect_timeout = max(2, math.ceil(timeout))
         self._migrates = migrate and not read_only
         self._announce = Announcer()
         self._pool: ConnectionPool[Connection] = ConnectionPool(
@@ -158,11 +161,29 @@ class PostgresStore(SqlStore):
             self._pool.check()
             raise
 
+    def _first_connection(self, operation: str) -> None:
+        """Connect once, directly, before the pool opens: a wrong database, user or
+        password, or a server that is not there, is a StoreError at once, with the
+        server's (or libpq's) own reason.
+
+        The pool connects in the background and retries what fails, for minutes: left
+        to it, the first operation would wait its whole ``timeout`` and then say only
+        that no connection came, the reason being in the pool's log alone.
+        """
+        try:
+            dsn = self._dsn
+            if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(dsn):
+                dsn = psycopg.conninfo.make_conninfo(dsn, connect_timeout=self._connect_timeout)
+            psycopg.connect(dsn, autocommit=True).close()
+        except psycopg.Error as error:
+            raise StoreError(operation, _connection_failure(error)) from error
+
     @contextmanager
     def _connection(self, operation: str) -> Iterator[Connection]:
         if not self._opened:
             with self._guard:
                 if not self._opened:
+                    self._first_connection(operation)
                     self._pool.open()
                     self._opened = True
         # getconn/putconn rather than the pool's connection(), whose `with conn` commits
@@ -185,7 +206,7 @@ class PostgresStore(SqlStore):
                 self.migrate()
             else:
                 with self._connection(operation) as conn:
-                    behind = schema_behind(conn, len(MIGRATIONS))
+                    behind = schema_behind(conn, len(MIGRATIONS), HAS_SCHEMA_TABLE_POSTGRES)
                 if behind is not None:
                     raise StoreError(operation, behind)
                 self._ready = True
@@ -427,6 +448,12 @@ def _configure_read_only(conn: Connection) -> None:
     """A connection whose every transaction is read-only: the server refuses any write."""
     _configure(conn)
     conn.execute("SET default_transaction_read_only = on")
+
+
+def _connection_failure(error: psycopg.Error) -> str:
+    """psycopg's reason a connection failed, on one line: libpq's message spans several
+    (the server's FATAL, a hint), with its own indentation."""
+    return " ".join(str(error).split())
 
 
 def _has_input(conn: Connection) -> bool:
