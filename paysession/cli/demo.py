@@ -39,6 +39,7 @@ import os
 import queue
 import random
 import shlex
+import shutil
 import signal
 import sqlite3
 import sys
@@ -60,6 +61,7 @@ from paysession.checkout import (
     complete_cart,
 )
 from paysession.cli._demo_report import Progress, summary
+from paysession.cli._store import is_dsn
 from paysession.errors import (
     CartBusy,
     ConcurrentUpdate,
@@ -104,6 +106,20 @@ STOP_WAIT = 5.0
 """Seconds the demo gives its processes to end once told to, before it kills them."""
 
 
+def command_name() -> str:
+    """The command as the user ran it, for the hints the demo prints: the script's path
+    when it was run by one (``.venv/bin/paysession``), else ``python -m paysession``."""
+    script = sys.argv[0] if sys.argv else ""
+    if Path(script).name == "paysession":
+        # Run from PATH, the shell gives the script's full path: the user typed the name.
+        found = shutil.which("paysession")
+        on_path = found is not None and Path(found).resolve() == Path(script).resolve()
+        return "paysession" if on_path else shlex.quote(script)
+    if Path(script).name == "__main__.py":
+        return f"{shlex.quote(sys.executable)} -m paysession"
+    return "paysession"
+
+
 def ledger_path(db: str | os.PathLike[str]) -> Path:
     """The simulated processor's ledger beside the demo database."""
     return Path(f"{os.fspath(db)}-provider")
@@ -111,7 +127,7 @@ def ledger_path(db: str | os.PathLike[str]) -> Path:
 
 def _open(place: str, hooks: Hooks | None = None) -> PaymentSessions:
     """The demo's sessions on a SQLite file, or on a PostgreSQL DSN (the soak test's)."""
-    if place.startswith(("postgresql://", "postgres://")) or "dbname=" in place:
+    if is_dsn(place):
         # The postgres extra is optional: loaded only when a DSN asks for it.
         from paysession.store.postgres import PostgresStore
 
@@ -559,7 +575,9 @@ def run(
     for provider in providers.values():
         provider.close()
     sessions.store.close()
-    out.write(f"see every session: paysession inspect --db {shlex.quote(str(path))}\n")
+    where = shlex.quote(str(path))
+    out.write(f"see every session: {command_name()} inspect --db {where}\n")
+    out.write(f"list them:         {command_name()} sessions --db {where}\n")
     return 0 if ok and not failures else 1
 
 
