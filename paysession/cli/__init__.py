@@ -1,8 +1,8 @@
 """The ``paysession`` command: ``main(argv)`` returns the exit code.
 
 The top floor of the package (see ``docs/layers.md``): one module per command
-(``audit``, ``diagram``, ``demo``, ``inspect``) and the table formatting they share. Nothing in the
-library imports from here.
+(``audit``, ``diagram``, ``demo``, ``inspect``, ``sessions``, ``migrate``) and the table
+formatting they share. Nothing in the library imports from here.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from paysession.cli.demo import DEFAULT_CARTS, DEFAULT_DB, DEFAULT_WORKERS
 from paysession.cli.demo import run as run_demo
 from paysession.cli.diagram import add_command as add_diagram_command
 from paysession.cli.inspect import add_command as add_inspect_command
+from paysession.cli.migrate import add_command as add_migrate_command
+from paysession.cli.sessions import add_command as add_sessions_command
 from paysession.errors import PaySessionError
 from paysession.machine import SessionMachine
 from paysession.session import PaymentSession
@@ -173,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_diagram_command(commands)
     add_audit_command(commands)
     add_inspect_command(commands)
+    add_sessions_command(commands)
+    add_migrate_command(commands)
     _commands_say_their_usage(parser)
     return parser
 
