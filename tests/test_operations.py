@@ -7,13 +7,15 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from paysession import PaymentSessions, StoreError
-from paysession.store import PostgresStore, SqliteStore
+from paysession.store import PostgresStore, SqliteStore, postgres_schema, sqlite_schema
 
 from .conftest import PostgresServer
 from .test_audit_store_cli import fill, paysession
@@ -213,3 +215,119 @@ def test_the_demo_uses_the_one_dsn_rule() -> None:
     source = (Path(__file__).resolve().parent.parent / "paysession" / "cli" / "demo.py").read_text()
     assert "is_dsn(place)" in source and "dbname=" not in source
     assert sys.modules  # the module imports (above) ran
+
+
+BROWSE_INDEXES = (
+    "paysession_sessions_updated",
+    "paysession_sessions_provider",
+    "paysession_sessions_anomalous",
+)
+INDEX_STATE = """
+    SELECT c.relname, i.indisvalid FROM pg_class AS c JOIN pg_index AS i ON i.indexrelid = c.oid
+    WHERE c.relname = ANY(%s)
+"""
+
+
+def _indexes(dsn: str) -> dict[str, bool]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return dict(conn.execute(INDEX_STATE, (list(BROWSE_INDEXES),)).fetchall())
+
+
+class TestPostgresIndexBuilds:
+    def test_the_browse_indexes_are_built_concurrently_outside_the_transaction(self) -> None:
+        """Schema 6's indexes are CONCURRENTLY builds, left out of the transaction (where
+        PostgreSQL would refuse them); the SQLite schema builds the same indexes plainly."""
+        built = postgres_schema.built_concurrently(postgres_schema.MIGRATIONS)
+        assert [name for name, _ in built] == list(BROWSE_INDEXES)
+        inside = postgres_schema.in_transaction(postgres_schema.MIGRATIONS)
+        assert not any("CONCURRENTLY" in s for version in inside for s in version)
+        assert not any("CONCURRENTLY" in s for v in sqlite_schema.MIGRATIONS for s in v)
+
+    def test_an_index_build_cut_short_is_resumed(self, postgres_dsn: str) -> None:
+        """A migration whose index build is canceled half-way (a writer held the table;
+        an operator, a timeout or a deploy stopped it) leaves an INVALID index; the next
+        migration drops it and builds it again."""
+        store = PostgresStore(postgres_dsn)
+        fill(store)
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            for name in BROWSE_INDEXES:
+                conn.execute(f"DROP INDEX {name}")  # as if cut before any build
+        blocker = psycopg.connect(postgres_dsn)
+        blocker.execute("UPDATE paysession_sessions SET amount = amount")  # a writer, open
+        failed: list[BaseException] = []
+
+        def migrate() -> None:
+            try:
+                PostgresStore(postgres_dsn).migrate()
+            except StoreError as error:
+                failed.append(error)
+
+        worker = threading.Thread(target=migrate)
+        worker.start()
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            for _ in range(600):
+                row = admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE query LIKE '%%INDEX CONCURRENTLY%%'"
+                    " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                ).fetchone()
+                if row is not None:
+                    break
+                time.sleep(0.05)
+            assert row is not None, "the build never waited on the open writer"
+            admin.execute("SELECT pg_cancel_backend(%s)", (row[0],))
+        worker.join(60)
+        blocker.rollback()
+        blocker.close()
+        assert len(failed) == 1 and "canceling statement" in str(failed[0])
+        assert _indexes(postgres_dsn) == {"paysession_sessions_updated": False}
+        assert PostgresStore(postgres_dsn).migrate() == len(postgres_schema.MIGRATIONS)
+        assert _indexes(postgres_dsn) == dict.fromkeys(BROWSE_INDEXES, True)
+        with PostgresStore(postgres_dsn, read_only=True) as reader:
+            assert len(reader.find()) == 3
+
+    def test_a_valid_index_is_kept(self, postgres_dsn: str) -> None:
+        PostgresStore(postgres_dsn).migrate()
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            before = conn.execute(
+                "SELECT oid FROM pg_class WHERE relname = 'paysession_sessions_provider'"
+            ).fetchone()
+        PostgresStore(postgres_dsn).migrate()
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            after = conn.execute(
+                "SELECT oid FROM pg_class WHERE relname = 'paysession_sessions_provider'"
+            ).fetchone()
+        assert before == after is not None
+
+
+class TestMigrateCommand:
+    def test_dry_run_says_what_and_changes_nothing_then_migrate_does_it(
+        self, db: str, tmp_path: Path
+    ) -> None:
+        if db.endswith(".db"):
+            exists = Path(db).exists
+        else:
+
+            def exists() -> bool:
+                with psycopg.connect(db, autocommit=True) as conn:
+                    return conn.execute("SELECT to_regclass('paysession_schema')").fetchone() != (
+                        None,
+                    )
+
+        dry = paysession("migrate", "--db", db, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        out = dry.stdout.decode()
+        assert "(dry run: nothing changed)" in out and "version 1:" in out
+        assert "CREATE TABLE paysession_sessions" in out
+        assert not exists()
+        done = paysession("migrate", "--db", db)
+        assert done.returncode == 0, done.stderr
+        assert (
+            done.stdout.decode().endswith(
+                "migrated from schema version 0 to "
+                + (f"{len(postgres_schema.MIGRATIONS)}\n" if not db.endswith(".db") else "")
+            )
+            or b"migrated from schema version 0 to" in done.stdout
+        )
+        assert exists()
+        again = paysession("migrate", "--db", db, "--dry-run")
+        assert again.returncode == 0 and b"current; nothing to do" in again.stdout

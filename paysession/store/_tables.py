@@ -75,6 +75,7 @@ SQLITE: Mapping[str, str] = {
     "authorized_stamped": _AUTHORIZED_STAMPED,
     "events_key": "PRIMARY KEY (session_id, event_id)",
     "statuses": STATUSES,
+    "concurrently": "",
 }
 """SQLite's words for the templates' slots."""
 
@@ -94,6 +95,9 @@ POSTGRES: Mapping[str, str] = {
         "            CONSTRAINT paysession_provider_events_pkey PRIMARY KEY (session_id, event_id)"
     ),
     "statuses": STATUSES,
+    # An index on a table a fleet is writing is built without blocking its writes,
+    # outside the migration's transaction (see postgres_schema).
+    "concurrently": "CONCURRENTLY ",
 }
 """PostgreSQL's words for the templates' slots."""
 
@@ -110,7 +114,8 @@ def browse_schema(dialect: Mapping[str, str], counter: Sequence[str]) -> tuple[s
         "ALTER TABLE paysession_sessions ADD COLUMN anomalies {integer} NOT NULL DEFAULT 0 "
         "CHECK (anomalies >= 0)"
     ).format_map(dialect)
-    return (count, _BACKFILL_ANOMALIES, *counter, *_BROWSE_INDEXES)
+    indexes = (index.format_map(dialect) for index in _BROWSE_INDEXES)
+    return (count, _BACKFILL_ANOMALIES, *counter, *indexes)
 
 
 # Every anomaly recorded before the column existed, counted once.
@@ -130,16 +135,16 @@ _BROWSE_INDEXES: tuple[str, ...] = (
     # One index, not one per filter: every move changes updated_at, and so rewrites the
     # entry of each index that holds it (a cost every writer pays; see docs/inspector.md).
     """
-        CREATE INDEX paysession_sessions_updated
+        CREATE INDEX {concurrently}paysession_sessions_updated
             ON paysession_sessions (updated_at, id, status, provider_id)
         """,
     # Which sessions have a provider, for a provider few sessions have (see
     # store/_browse.py). A provider never changes: moves never touch this index.
-    "CREATE INDEX paysession_sessions_provider ON paysession_sessions (provider_id)",
+    "CREATE INDEX {concurrently}paysession_sessions_provider ON paysession_sessions (provider_id)",
     # The sessions with an anomaly, newest first: an index of those rows alone, so the
     # filter costs the same however few or many they are, and wherever they lie in time.
     """
-        CREATE INDEX paysession_sessions_anomalous
+        CREATE INDEX {concurrently}paysession_sessions_anomalous
             ON paysession_sessions (updated_at, id) WHERE anomalies > 0
         """,
 )

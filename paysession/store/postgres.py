@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import select
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -81,7 +82,7 @@ from paysession.store.postgres_mapper import (
     _session_from_row,
     _update_params,
 )
-from paysession.store.postgres_schema import MIGRATIONS
+from paysession.store.postgres_schema import MIGRATIONS, built_concurrently, in_transaction
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -215,14 +216,18 @@ class PostgresStore(SqlStore):
     # -- the protocol
 
     def migrate(self) -> int:
-        """Create or upgrade the schema in one transaction; return its version.
+        """Create or upgrade the schema; return its version.
 
-        An advisory lock makes concurrent migrations (a fleet starting at once) wait
-        for each other rather than race to create the same tables.
+        Every pending version's statements run in one transaction, and then the index
+        builds written CONCURRENTLY, outside it, resuming any that an interrupted
+        migration left unfinished (see :mod:`paysession.store.postgres_schema`). An
+        advisory lock makes concurrent migrations (a fleet starting at once) wait for
+        each other rather than race to create the same tables.
         """
-        with self._connection("migrate") as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            target = migrate_schema(conn, MIGRATIONS, "%s")
+        with self._connection("migrate") as conn, _migration_lock(conn):
+            with conn.transaction():
+                target = migrate_schema(conn, in_transaction(MIGRATIONS), "%s")
+            _build_indexes(conn, built_concurrently(MIGRATIONS))
         self._ready = True
         return target
 
@@ -448,6 +453,56 @@ def _configure_read_only(conn: Connection) -> None:
     """A connection whose every transaction is read-only: the server refuses any write."""
     _configure(conn)
     conn.execute("SET default_transaction_read_only = on")
+
+
+@contextmanager
+def _migration_lock(conn: Connection) -> Iterator[None]:
+    """Hold the migration's advisory lock (a session lock: the migration spans several
+    transactions) for the block.
+
+    Asked for again and again rather than waited on: a process blocked in
+    pg_advisory_lock would be a transaction in progress, which the holder's CREATE
+    INDEX CONCURRENTLY waits for, while it waits for the holder: a deadlock.
+    """
+    while True:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (MIGRATION_LOCK,)).fetchone()
+        if row is not None and row[0]:
+            break
+        time.sleep(_LOCK_POLL)
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+_LOCK_POLL = 0.05
+"""Seconds between two requests for the migration lock."""
+
+_INDEX_STATE = """
+    SELECT c.relname, i.indisvalid FROM pg_class AS c JOIN pg_index AS i ON i.indexrelid = c.oid
+    WHERE c.relname = ANY(%s) AND c.relnamespace = to_regnamespace(current_schema())
+"""
+
+
+def _build_indexes(conn: Connection, indexes: Sequence[tuple[str, str]]) -> None:
+    """Build each index not yet valid, outside any transaction (``conn`` autocommits).
+
+    An index left INVALID by a build cut short (the process killed, the connection
+    lost, a statement canceled) is dropped, concurrently too, and built again.
+    """
+    if not indexes:
+        return
+    valid: dict[str, bool] = dict(
+        conn.execute(_INDEX_STATE, ([name for name, _ in indexes],)).fetchall()
+    )
+    for name, statement in indexes:
+        if valid.get(name) is True:
+            continue
+        if name in valid:
+            # Our own name, from the list above: not user input.
+            conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        conn.execute(statement)
 
 
 def _connection_failure(error: psycopg.Error) -> str:
