@@ -4,11 +4,13 @@ apart from tampering, the sessions of a store listed, a session replayed from a 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
@@ -331,3 +333,57 @@ class TestMigrateCommand:
         assert exists()
         again = paysession("migrate", "--db", db, "--dry-run")
         assert again.returncode == 0 and b"current; nothing to do" in again.stdout
+
+
+def _sweep(kind: str) -> str:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
+    (sql,) = re.findall(rf"```sql {kind}-sweep\n(.*?)```", page, flags=re.S)
+    return sql
+
+
+class TestClaimSweep:
+    def test_the_documented_sweep_deletes_only_finished_claims_expired_a_day_ago(
+        self, db: str
+    ) -> None:
+        store = SqliteStore(db) if db.endswith(".db") else PostgresStore(db)
+        sessions = PaymentSessions(store)
+        statuses = {}
+        for cart, last in (
+            ("done", "authorize"),
+            ("recent", "authorize"),
+            ("unfinished", None),
+            ("canceled", "cancel"),
+            ("live", "authorize"),
+        ):
+            made = sessions.create(cart_id=cart, provider_id="stripe", amount=100)
+            sessions.fire(made.id, "initiate", data={"id": f"pi_{cart}"})
+            if last is not None:
+                sessions.fire(made.id, last)
+            statuses[cart] = made.id
+        store.close()
+        now = datetime.now(timezone.utc)
+        claims = [
+            ("done", "authorize", now - timedelta(days=2)),
+            ("recent", "authorize", now - timedelta(hours=1)),
+            ("unfinished", "authorize", now - timedelta(days=2)),
+            ("canceled", "cancel", now - timedelta(days=2)),
+            ("live", "authorize", now + timedelta(minutes=5)),
+        ]
+        insert = "INSERT INTO paysession_claims VALUES ({0}, {0}, {0}, {0}, {0})"
+        if db.endswith(".db"):
+            with sqlite3.connect(db) as conn:
+                for cart, action, expires in claims:
+                    micros = int(expires.timestamp() * 1_000_000)
+                    row = (cart, f"t_{cart}", statuses[cart], action, micros)
+                    conn.execute(insert.format("?"), row)
+                conn.execute(_sweep("sqlite"))
+                left = {cart for (cart,) in conn.execute("SELECT cart_id FROM paysession_claims")}
+            conn.close()
+        else:
+            with psycopg.connect(db, autocommit=True) as pg:
+                for cart, action, expires in claims:
+                    row = (cart, f"t_{cart}", statuses[cart], action, expires)
+                    pg.execute(insert.format("%s"), row)
+                pg.execute(_sweep("postgres"))
+                left = {cart for (cart,) in pg.execute("SELECT cart_id FROM paysession_claims")}
+        assert left == {"recent", "unfinished", "live"}
