@@ -5,6 +5,11 @@ its statuses map onto ours; ``paysession/simulation.py`` the simulated processor
 webhook channel used by the tests and the demo.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from paysession.provider_api import (
     ADYEN,
     KLARNA,
@@ -30,7 +35,23 @@ from paysession.provider_api import (
     status_map,
     void_key,
 )
-from paysession.simulation import SCENARIOS, Hold, SimulatedProvider, WebhookChannel
+
+if TYPE_CHECKING:
+    from paysession.simulation import SCENARIOS, Hold, SimulatedProvider, WebhookChannel
+
+# The simulated processor (and its SQLite ledger) is loaded when one of its names is
+# first asked for (PEP 562): the library's own modules import this one for the
+# provider protocol alone.
+_SIMULATION = ("SCENARIOS", "Hold", "SimulatedProvider", "WebhookChannel")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SIMULATION:
+        value = getattr(importlib.import_module("paysession.simulation"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ADYEN",

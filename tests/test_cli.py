@@ -188,7 +188,8 @@ class TestPlainUsage:
             (
                 [],
                 "usage: paysession [",
-                "paysession: error: choose a command: demo, diagram, audit, inspect",
+                "paysession: error: choose a command: "
+                "demo, diagram, audit, inspect, sessions, migrate",
             ),
             (
                 ["audit"],

@@ -520,7 +520,7 @@ class TestMissingTools:
         monkeypatch.setenv("PATH", str(tmp_path))
         code = main(["diagram", "--format", "svg"])
         assert (code, capsys.readouterr()) == (
-            1,
+            2,
             (
                 "",
                 "paysession diagram: svg diagrams need Graphviz's dot program, which is missing;"
@@ -560,7 +560,7 @@ class TestCli:
             timeout=60,
             check=False,
         )
-        assert done.returncode == 1 and done.stdout == ""
+        assert done.returncode == 2 and done.stdout == ""
         assert done.stderr.count("\n") == 1 and "install it: apt-get install graphviz" in (
             done.stderr
         )
@@ -628,7 +628,7 @@ class TestCli:
             ["diagram", "--session-json", str(session_file), "--history-json", str(history_file)]
         )
         assert (code, capsys.readouterr()) == (
-            1,
+            2,
             (
                 "",
                 f"paysession diagram: {history_file} holds no record of session "

@@ -96,13 +96,14 @@ class TestSqliteReadOnly:
             ids = prepare(PaymentSessions(writer), 1)
             writer.close()  # the last connection out removes the -wal and -shm files
             view.read_only()
-            sessions = PaymentSessions(SqliteStore(view.path / "sessions.db"))
+            place = view.path / "sessions.db"
+            sessions = PaymentSessions(SqliteStore(place))
             for _ in range(2):
                 with pytest.raises(StoreError) as caught:
                     sessions.get(ids[0])
                 assert (caught.value.operation, caught.value.detail) == (
                     "connect",
-                    "unable to open database file",
+                    f"cannot open {place}: unable to open database file",
                 )
             view.writable()
             assert sessions.get(ids[0]).amount == 1000

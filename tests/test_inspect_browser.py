@@ -24,6 +24,9 @@ from paysession.store import SqliteStore
 
 from .helpers import StepClock, initiated, inspector_running
 
+# A browser and a server per test: in the full run, not the quick -m "not slow" loop.
+pytestmark = pytest.mark.slow
+
 webdriver = pytest.importorskip("selenium.webdriver")
 
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402

@@ -127,7 +127,9 @@ class TestRefusals:
         other.write_text("not a database")
         done = _inspect("--db", str(other))
         assert done.returncode == 2
-        assert _one_line(done.stderr).startswith(f"paysession inspect: cannot read {other}: ")
+        assert _one_line(done.stderr) == (
+            f"paysession inspect: {other} is not a SQLite database (nor a PostgreSQL DSN)"
+        )
 
     def test_a_file_with_an_equals_sign_is_a_file(self, database: Path, tmp_path: Path) -> None:
         """A path with ``=`` in it is a DSN only when no such file is there."""
@@ -204,8 +206,31 @@ def test_the_demo_ends_with_the_inspect_line(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert done.returncode == 0, done.stderr
-    last = done.stdout.splitlines()[-1]
-    assert last == f"see every session: paysession inspect --db '{db}'"
+    hints = done.stdout.splitlines()[-2:]
+    ran = f"{shlex.quote(sys.executable)} -m paysession"  # the command as it was run
+    assert hints == [
+        f"see every session: {ran} inspect --db '{db}'",
+        f"list them:         {ran} sessions --db '{db}'",
+    ]
+
+
+def test_the_demos_hints_use_the_script_it_was_run_as(tmp_path: Path) -> None:
+    """Run as .venv/bin/paysession (the README's way), the hints say the same."""
+    script = Path(sys.executable).with_name("paysession")
+    relative = os.path.relpath(script, tmp_path)
+    done = subprocess.run(
+        [relative, "demo", "--db", "d.db", "--carts", "4", "--workers", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-2:] == [
+        f"see every session: {relative} inspect --db d.db",
+        f"list them:         {relative} sessions --db d.db",
+    ]
 
 
 def test_the_commands_in_the_docs_are_what_the_parser_takes() -> None:

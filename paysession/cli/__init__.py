@@ -1,17 +1,20 @@
 """The ``paysession`` command: ``main(argv)`` returns the exit code.
 
 The top floor of the package (see ``docs/layers.md``): one module per command
-(``audit``, ``diagram``, ``demo``, ``inspect``) and the table formatting they share. Nothing in the
-library imports from here.
+(``audit``, ``diagram``, ``demo``, ``inspect``, ``sessions``, ``migrate``) and the table
+formatting they share. Nothing in the library imports from here.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
@@ -22,6 +25,8 @@ from paysession.cli.demo import DEFAULT_CARTS, DEFAULT_DB, DEFAULT_WORKERS
 from paysession.cli.demo import run as run_demo
 from paysession.cli.diagram import add_command as add_diagram_command
 from paysession.cli.inspect import add_command as add_inspect_command
+from paysession.cli.migrate import add_command as add_migrate_command
+from paysession.cli.sessions import add_command as add_sessions_command
 from paysession.errors import PaySessionError
 from paysession.machine import SessionMachine
 from paysession.session import PaymentSession
@@ -170,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_diagram_command(commands)
     add_audit_command(commands)
     add_inspect_command(commands)
+    add_sessions_command(commands)
+    add_migrate_command(commands)
     _commands_say_their_usage(parser)
     return parser
 
@@ -191,13 +198,50 @@ def _choose(parser: argparse.ArgumentParser, names: str, args: argparse.Namespac
     parser.error(f"choose a command: {names}")
 
 
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP: raised in the main thread, so that a command cleans up (the
+    demo stops its processes) on the way out, as it does for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise _Stopped(signum)
+
+
+_STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code.
 
-    0 ok, 1 problems found, 2 usage or input errors, 130 when interrupted. An output
-    closed early (``| head``) ends the command quietly; an unexpected error is one line
-    on stderr (``--debug`` shows its traceback).
+    0 ok, 1 problems found, 2 usage or input errors, 130 when interrupted (SIGINT),
+    128 + the signal's number when stopped by SIGTERM (143) or SIGHUP (129). An output
+    closed early (``| head``) ends the command quietly, with 0; an unexpected error is
+    one line on stderr (``--debug`` shows its traceback). See docs/cli.md.
     """
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)  # signal handlers belong to the main thread
+    previous = {signum: signal.signal(signum, _stopped) for signum in _STOPPING_SIGNALS}
+    try:
+        return _main(argv)
+    except _Stopped as stopped:
+        # Raised while a command's own cleanup ran: the exit code is the same.
+        return _report_stop(stopped)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _report_stop(stopped: _Stopped) -> int:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"paysession: stopped by {signal.Signals(stopped.signum).name}\n")
+    return 128 + stopped.signum
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -215,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("paysession: interrupted\n")
         return 130
+    except _Stopped as stopped:
+        return _report_stop(stopped)
     except BrokenPipeError:
         # The reader has gone: nothing more can be shown. Point stdout at nothing so that
         # the interpreter's final flush does not report the same closed pipe again.

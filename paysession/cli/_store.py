@@ -1,4 +1,8 @@
-"""The store a command reads: ``--db`` names a SQLite file or a PostgreSQL DSN."""
+"""The store a command reads: ``--db`` names a SQLite file or a PostgreSQL DSN.
+
+The one rule for telling them apart is :func:`is_dsn`; every command (the audit, the
+inspector, the demo, ``sessions``, ``migrate``) asks it.
+"""
 
 from __future__ import annotations
 
@@ -20,11 +24,34 @@ class NoStore(Exception):
 
 
 def is_dsn(place: str) -> bool:
-    """Whether ``--db`` is a PostgreSQL URL or key=value DSN rather than a file (a file
-    that is there is a file, ``=`` in its name or not)."""
+    """Whether ``--db`` is a PostgreSQL URL or key=value DSN rather than a file: it
+    starts with ``postgres://`` or ``postgresql://``, or holds ``=`` and names no file
+    that is there (a file that is there is a file, ``=`` in its name or not)."""
     if place.startswith(("postgres://", "postgresql://")):
         return True
     return "=" in place and not Path(place).exists()
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite database file."""
+
+
+def is_sqlite_file(path: Path) -> bool:
+    """Whether ``path`` is a SQLite database (by its header): given where a trail file
+    is meant, it is a ``--db`` forgotten, not a trail to report line by line."""
+    try:
+        with path.open("rb") as stream:
+            return stream.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def sqlite_given_as_file(path: Path) -> str | None:
+    """The usage error for a SQLite database given where a file is meant (None if not)."""
+    if str(path) == "-" or not is_sqlite_file(path):
+        return None
+    name = printable(str(path))
+    return f"{name} is a SQLite database, not a JSON Lines trail: use --db {name}"
 
 
 def open_read_only(place: str, *, connections: int = 1) -> BrowsableStore:
@@ -40,8 +67,13 @@ def open_read_only(place: str, *, connections: int = 1) -> BrowsableStore:
                 "reading PostgreSQL needs the postgres extra: pip install 'paysession[postgres]'"
             ) from None
         return PostgresStore(place, max_size=connections, timeout=CONNECT_TIMEOUT, read_only=True)
-    if not Path(place).is_file():
+    path = Path(place)
+    if not path.is_file():
         raise NoStore(f"no database file {printable(place)}")
+    if path.stat().st_size == 0:
+        raise NoStore(f"{printable(place)} is an empty file, not a paysession database")
+    if not is_sqlite_file(path):
+        raise NoStore(f"{printable(place)} is not a SQLite database (nor a PostgreSQL DSN)")
     return SqliteStore(place, read_only=True)
 
 
@@ -61,4 +93,13 @@ def db_name(place: str) -> str:
     return printable(str(psycopg.conninfo.make_conninfo(**shown)))
 
 
-__all__ = ["CONNECT_TIMEOUT", "NoStore", "db_name", "is_dsn", "open_read_only"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "SQLITE_HEADER",
+    "NoStore",
+    "db_name",
+    "is_dsn",
+    "is_sqlite_file",
+    "open_read_only",
+    "sqlite_given_as_file",
+]

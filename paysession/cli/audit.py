@@ -17,7 +17,7 @@ from paysession.audit.sinks import BadLine, Item, decode_lines, encode_line
 from paysession.audit.stored import check_trail, store_heads, trail_id
 from paysession.audit.trail import AuditError, AuditReport, _short, replay
 from paysession.cli._input import TooLarge, bounded_lines, is_stdin, name_of, read_bounded
-from paysession.cli._store import NoStore, db_name, open_read_only
+from paysession.cli._store import NoStore, db_name, open_read_only, sqlite_given_as_file
 from paysession.cli._table import RECORD_HEADERS, format_table, printable, record_row
 from paysession.codec import to_json
 from paysession.errors import InvalidSessionData, PaySessionError, StoreError
@@ -81,7 +81,12 @@ def _one_stdin(*paths: Path | None) -> None:
 
 def _items(path: Path) -> Iterator[Item]:
     """The trail in ``path``, or on standard input for ``-``, each line and the whole
-    read with a bound (``paysession/cli/_input.py``): past one, a _UsageError."""
+    read with a bound (``paysession/cli/_input.py``): past one, a _UsageError. A SQLite
+    database there is a usage error too (``--db`` forgotten), not a trail of unreadable
+    lines."""
+    refused = sqlite_given_as_file(path)
+    if refused is not None:
+        raise _UsageError(refused)
     try:
         yield from decode_lines(bounded_lines(path))
     except TooLarge as error:
@@ -312,7 +317,51 @@ def _run_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_store(args: argparse.Namespace) -> int:
+    """One session rebuilt from its trail in a store, checked against its stored data
+    and cart unless --data-json or --cart-json give others."""
+    try:
+        _one_stdin(args.key_file, args.data_json, args.cart_json)
+        key = _read_key(args.key_file)
+        data = _read_json_object(args.data_json, "data")
+        cart = _read_json_object(args.cart_json, "cart")
+        store = _open_store(args.db)
+    except _UsageError as error:
+        return _usage(str(error))
+    try:
+        snapshot = store.load(args.session)
+        trail = store.history(args.session) if snapshot is not None else []
+    except PaySessionError as error:
+        return _usage(f"cannot read {db_name(args.db)}: {error}")
+    finally:
+        store.close()
+    if snapshot is None:
+        return _usage(f"no session {_shown(args.session)} in {db_name(args.db)}")
+    stored = snapshot.session
+    try:
+        session = replay(
+            trail,
+            session_id=args.session,
+            data=stored.data if data is None else data,
+            cart=stored.cart if cart is None else cart,
+            key=key,
+        )
+    except InvalidSessionData:
+        return _usage("the data or cart given is not JSON data a session can hold")
+    except AuditError as error:
+        print(
+            f"{db_name(args.db)}: {_who(error.session_id, error.seq)}: "
+            f"{error.reason}: {error.message}",
+            file=sys.stderr,
+        )
+        return 1
+    print(to_json(session))
+    return 0
+
+
 def _run_replay(args: argparse.Namespace) -> int:
+    if args.db is not None:
+        return _replay_store(args)
     path: Path = args.file
     try:
         _one_stdin(path, args.key_file, args.data_json, args.cart_json)
@@ -493,7 +542,13 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     show.set_defaults(run=_run_show)
 
     rebuild = actions.add_parser("replay", help="rebuild one session and print it as JSON")
-    rebuild.add_argument("file", type=Path, help="the JSON Lines trail (- for stdin)")
+    source = rebuild.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", type=Path, nargs="?", help="the JSON Lines trail (- for stdin)")
+    source.add_argument(
+        "--db",
+        metavar="PATH_OR_DSN",
+        help=db_help + " (checked against the stored data and cart)",
+    )
     rebuild.add_argument("--session", metavar="ID", required=True, help="the session to rebuild")
     rebuild.add_argument(
         "--data-json",

@@ -34,16 +34,22 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import random
 import shlex
+import shutil
+import signal
 import sqlite3
 import sys
+import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
+from multiprocessing import resource_tracker
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any, TextIO
@@ -55,6 +61,7 @@ from paysession.checkout import (
     complete_cart,
 )
 from paysession.cli._demo_report import Progress, summary
+from paysession.cli._store import is_dsn
 from paysession.errors import (
     CartBusy,
     ConcurrentUpdate,
@@ -94,6 +101,23 @@ LEASE = timedelta(milliseconds=300)
 """The claim's lease in the demo: short, so that a crashed completion's cart is free soon."""
 PROVIDERS = ("stripe", "stripe_eu")
 _EXIT_CRASHED = 17
+_EXIT_ORPHANED = 18
+STOP_WAIT = 5.0
+"""Seconds the demo gives its processes to end once told to, before it kills them."""
+
+
+def command_name() -> str:
+    """The command as the user ran it, for the hints the demo prints: the script's path
+    when it was run by one (``.venv/bin/paysession``), else ``python -m paysession``."""
+    script = sys.argv[0] if sys.argv else ""
+    if Path(script).name == "paysession":
+        # Run from PATH, the shell gives the script's full path: the user typed the name.
+        found = shutil.which("paysession")
+        on_path = found is not None and Path(found).resolve() == Path(script).resolve()
+        return "paysession" if on_path else shlex.quote(script)
+    if Path(script).name == "__main__.py":
+        return f"{shlex.quote(sys.executable)} -m paysession"
+    return "paysession"
 
 
 def ledger_path(db: str | os.PathLike[str]) -> Path:
@@ -103,7 +127,7 @@ def ledger_path(db: str | os.PathLike[str]) -> Path:
 
 def _open(place: str, hooks: Hooks | None = None) -> PaymentSessions:
     """The demo's sessions on a SQLite file, or on a PostgreSQL DSN (the soak test's)."""
-    if place.startswith(("postgresql://", "postgres://")) or "dbname=" in place:
+    if is_dsn(place):
         # The postgres extra is optional: loaded only when a DSN asks for it.
         from paysession.store.postgres import PostgresStore
 
@@ -158,6 +182,80 @@ _LEDGER_TABLE = "sim_intents"
 # -- the processes
 
 
+def _belong_to_parent() -> None:
+    """Make this process (a storefront, the webhooks, a crashing completion) end with the
+    process that started it, whatever ends that one.
+
+    Ctrl-C reaches every process of the terminal's group: here it is ignored, and the
+    parent, which sees it too, stops its processes and says so once. (The parent starts
+    each process with the stopping signals blocked, see _start, so that even one still
+    starting up has no KeyboardInterrupt to print; ignoring SIGINT here discards one
+    already pending, and a pending SIGTERM or SIGHUP ends this process here, quietly.)
+    Any other end of the parent (a signal, a closed output, a kill -9) closes the pipe
+    this process was started through: a watcher thread sees it and exits at once, so
+    that no process goes on writing to a database its demo has left.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPPING)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(
+            target=_exit_when_gone, args=(parent.sentinel,), name="parent-watch", daemon=True
+        ).start()
+
+
+def _exit_when_gone(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(_EXIT_ORPHANED)
+
+
+def _start(process: Any) -> None:
+    """Start ``process`` with the stopping signals blocked, here and (the mask is
+    inherited) in the process: a signal that comes while it starts waits until the
+    start is done, in the parent (so that no half-started process is left unknown to
+    it), and until the process is ready to take it (_belong_to_parent), in the process
+    (so that none prints a KeyboardInterrupt from its start-up)."""
+    with _blocked(*_STOPPING):
+        process.start()
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (the process that frees the demo's
+    semaphores) deaf to a hangup: it ignores Ctrl-C and SIGTERM itself, but a SIGHUP sent
+    to the group would kill it, and the demo would then print its complaints while it
+    stops. It ends on its own once the demo has gone."""
+    with _blocked(signal.SIGHUP):
+        resource_tracker.ensure_running()
+
+
+_STOPPING = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+@contextlib.contextmanager
+def _blocked(*signums: signal.Signals) -> Iterator[None]:
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, signums)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _stop(processes: list[Any], stop: Any) -> None:
+    """End every process this demo started: asked (SIGTERM), then killed if it lingers."""
+    stop.set()
+    for process in processes:
+        if process.pid is not None and process.exitcode is None:
+            process.terminate()
+    deadline = time.monotonic() + STOP_WAIT
+    for process in processes:
+        if process.pid is None:
+            continue
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+
+
 def storefront(
     db: str,
     ledger: str,
@@ -169,6 +267,7 @@ def storefront(
     results: Any,
 ) -> None:
     """A storefront process: creates, selects and completes its share of the carts."""
+    _belong_to_parent()
     try:
         sessions = _open(db)
         providers = _providers(ledger, seed)
@@ -284,7 +383,7 @@ def _crash_then_switch(
     child = multiprocessing.get_context("spawn").Process(
         target=complete_and_die, args=(*places, seed, cart_id)
     )
-    child.start()
+    _start(child)
     child.join(120)
     tally["completions crashed"] += child.exitcode == _EXIT_CRASHED
     time.sleep(LEASE.total_seconds())
@@ -298,6 +397,7 @@ def _crash_then_switch(
 
 def complete_and_die(db: str, ledger: str, seed: int, cart_id: str) -> None:
     """Complete the cart, and die (os._exit) once the provider said yes, before the commit."""
+    _belong_to_parent()
     hooks = Hooks()
 
     @hooks.before("authorize")
@@ -313,6 +413,7 @@ def complete_and_die(db: str, ledger: str, seed: int, cart_id: str) -> None:
 
 def webhooks(db: str, ledger: str, seed: int, stop: Any, results: Any) -> None:
     """The webhook endpoint process: delivers the provider's notices, scrambled."""
+    _belong_to_parent()
     try:
         sessions = _open(db)
         providers = _providers(ledger, seed)
@@ -436,6 +537,7 @@ def run(
     started = time.perf_counter()
     ledger = str(ledger_path(path))
     context = multiprocessing.get_context("spawn")
+    _start_resource_tracker()
     stop = context.Event()
     results = context.Queue()
     progress = context.Value("i", 0)
@@ -447,17 +549,15 @@ def run(
         )
         for k in range(workers)
     ]
-    for process in processes:
-        process.start()
     tallies: list[tuple[str, dict[str, int], str | None]] = []
     try:
+        for process in processes:
+            _start(process)
         _supervise(processes, results, progress, stop, workers, tallies, Progress(out, carts))
     except BaseException:
-        # The parent cannot go on (a closed output, Ctrl-C): the children must not
-        # outlive it, or its exit would wait on a webhook process that is never stopped.
-        stop.set()
-        for process in processes:
-            process.terminate()
+        # The parent cannot go on (a closed output, Ctrl-C, SIGTERM): its processes end
+        # with it, and before it, so that none goes on writing the database.
+        _stop(processes, stop)
         raise
     for process in processes:
         process.join(30)
@@ -488,7 +588,9 @@ def run(
     for provider in providers.values():
         provider.close()
     sessions.store.close()
-    out.write(f"see every session: paysession inspect --db {shlex.quote(str(path))}\n")
+    where = shlex.quote(str(path))
+    out.write(f"see every session: {command_name()} inspect --db {where}\n")
+    out.write(f"list them:         {command_name()} sessions --db {where}\n")
     return 0 if ok and not failures else 1
 
 

@@ -81,18 +81,20 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def run(args: argparse.Namespace) -> int:
-    """``paysession diagram``: the exit code; errors are one line on stderr, no traceback."""
+    """``paysession diagram``: the exit code; errors are one line on stderr, no traceback.
+
+    1 only for ``--check`` finding a stale or missing file; anything that keeps the
+    command from doing what it was asked (an option, a file it reads or writes, a
+    missing extra) is 2, as for every command (docs/cli.md).
+    """
     try:
         return _run(args, sys.stdout, sys.stderr)
-    except _InputError as error:
-        sys.stderr.write(f"paysession diagram: {error}\n")
-        return 2
-    except PaySessionError as error:
+    except (_InputError, PaySessionError) as error:
         sys.stderr.write(f"paysession diagram: {error}\n")
     except OSError as error:
         where = "" if error.filename is None else f"{error.filename}: "
         sys.stderr.write(f"paysession diagram: {where}{error.strerror or error}\n")
-    return 1
+    return 2
 
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -130,6 +132,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             history = read_history(text)
         except (DiagramError, InvalidSessionData) as error:
             raise _InputError(f"--history-json: {args.history_json}: {error}") from None
+    if history is not None and session is None:
+        raise _InputError("--history-json needs --session-json: the session whose moves to draw")
     if session is not None and history is not None:
         # A JSON Lines trail is often shared by many sessions: draw this one's records.
         history = [record for record in history if record.session_id == session.id]

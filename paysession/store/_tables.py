@@ -76,6 +76,7 @@ SQLITE: Mapping[str, str] = {
     "events_key": "PRIMARY KEY (session_id, event_id)",
     "calls_key": "PRIMARY KEY (session_id, action, idempotency_key)",
     "statuses": STATUSES,
+    "concurrently": "",
 }
 """SQLite's words for the templates' slots."""
 
@@ -100,6 +101,9 @@ POSTGRES: Mapping[str, str] = {
         "                PRIMARY KEY (session_id, action, idempotency_key)"
     ),
     "statuses": STATUSES,
+    # An index on a table a fleet is writing is built without blocking its writes,
+    # outside the migration's transaction (see postgres_schema).
+    "concurrently": "CONCURRENTLY ",
 }
 """PostgreSQL's words for the templates' slots."""
 
@@ -116,7 +120,8 @@ def browse_schema(dialect: Mapping[str, str], counter: Sequence[str]) -> tuple[s
         "ALTER TABLE paysession_sessions ADD COLUMN anomalies {integer} NOT NULL DEFAULT 0 "
         "CHECK (anomalies >= 0)"
     ).format_map(dialect)
-    return (count, _BACKFILL_ANOMALIES, *counter, *_BROWSE_INDEXES)
+    indexes = (index.format_map(dialect) for index in _BROWSE_INDEXES)
+    return (count, _BACKFILL_ANOMALIES, *counter, *indexes)
 
 
 # Every anomaly recorded before the column existed, counted once.
@@ -136,16 +141,16 @@ _BROWSE_INDEXES: tuple[str, ...] = (
     # One index, not one per filter: every move changes updated_at, and so rewrites the
     # entry of each index that holds it (a cost every writer pays; see docs/inspector.md).
     """
-        CREATE INDEX paysession_sessions_updated
+        CREATE INDEX {concurrently}paysession_sessions_updated
             ON paysession_sessions (updated_at, id, status, provider_id)
         """,
     # Which sessions have a provider, for a provider few sessions have (see
     # store/_browse.py). A provider never changes: moves never touch this index.
-    "CREATE INDEX paysession_sessions_provider ON paysession_sessions (provider_id)",
+    "CREATE INDEX {concurrently}paysession_sessions_provider ON paysession_sessions (provider_id)",
     # The sessions with an anomaly, newest first: an index of those rows alone, so the
     # filter costs the same however few or many they are, and wherever they lie in time.
     """
-        CREATE INDEX paysession_sessions_anomalous
+        CREATE INDEX {concurrently}paysession_sessions_anomalous
             ON paysession_sessions (updated_at, id) WHERE anomalies > 0
         """,
 )
@@ -186,9 +191,14 @@ def provider_calls_table(dialect: Mapping[str, str]) -> str:
     return _PROVIDER_CALLS.format_map(dialect)
 
 
-def schema_behind(conn: Any, target: int) -> str | None:
-    """Why a store opened not to migrate cannot use this database: its schema version is
-    not ``target`` (None when it is)."""
+def schema_behind(conn: Any, target: int, has_schema_table: str) -> str | None:
+    """Why a store opened not to migrate cannot use this database: it is not a paysession
+    database at all, or its schema version is not ``target`` (None when it is).
+    ``has_schema_table`` is the dialect's query for whether paysession_schema exists (a
+    row when it does): asked first, so that a database without it is said in one line,
+    not with the driver's error about a missing table."""
+    if conn.execute(has_schema_table).fetchone() is None:
+        return NOT_PAYSESSION
     row = conn.execute("SELECT version FROM paysession_schema").fetchone()
     found = 0 if row is None else int(row[0])
     if found == target:
@@ -199,7 +209,20 @@ def schema_behind(conn: Any, target: int) -> str | None:
     )
 
 
+NOT_PAYSESSION = (
+    "not a paysession database: it has no paysession_schema table "
+    "(an application's store creates it on first use, or run `paysession migrate --db`)"
+)
+
+HAS_SCHEMA_TABLE_SQLITE = (
+    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'paysession_schema'"
+)
+HAS_SCHEMA_TABLE_POSTGRES = "SELECT 1 WHERE to_regclass('paysession_schema') IS NOT NULL"
+
 __all__ = [
+    "HAS_SCHEMA_TABLE_POSTGRES",
+    "HAS_SCHEMA_TABLE_SQLITE",
+    "NOT_PAYSESSION",
     "POSTGRES",
     "SQLITE",
     "STATUSES",

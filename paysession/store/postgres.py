@@ -14,8 +14,10 @@ hence one round trip and one implicit transaction; a write of several sessions
 
 from __future__ import annotations
 
+import math
 import select
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -51,7 +53,7 @@ from paysession.store._sql import (
     refusal,
 )
 from paysession.store._sql_store import Found, SqlStore
-from paysession.store._tables import schema_behind
+from paysession.store._tables import HAS_SCHEMA_TABLE_POSTGRES, schema_behind
 from paysession.store.base import (
     Binding,
     CartCheck,
@@ -90,7 +92,7 @@ from paysession.store.postgres_mapper import (
     _session_from_row,
     _update_params,
 )
-from paysession.store.postgres_schema import MIGRATIONS
+from paysession.store.postgres_schema import MIGRATIONS, built_concurrently, in_transaction
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -138,6 +140,8 @@ class PostgresStore(SqlStore):
         if not 0 <= min_size <= max_size or max_size < 1:
             raise InvalidSessionData({"max_size": "must be >= 1 and >= min_size >= 0"})
         self._dsn = dsn
+        # libpq counts whole seconds, and at least 2.
+        self._connect_timeout = max(2, math.ceil(timeout))
         self._migrates = migrate and not read_only
         self._announce = Announcer()
         self._pool: ConnectionPool[Connection] = ConnectionPool(
@@ -175,11 +179,29 @@ class PostgresStore(SqlStore):
             self._pool.check()
             raise
 
+    def _first_connection(self, operation: str) -> None:
+        """Connect once, directly, before the pool opens: a wrong database, user or
+        password, or a server that is not there, is a StoreError at once, with the
+        server's (or libpq's) own reason.
+
+        The pool connects in the background and retries what fails, for minutes: left
+        to it, the first operation would wait its whole ``timeout`` and then say only
+        that no connection came, the reason being in the pool's log alone.
+        """
+        try:
+            dsn = self._dsn
+            if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(dsn):
+                dsn = psycopg.conninfo.make_conninfo(dsn, connect_timeout=self._connect_timeout)
+            psycopg.connect(dsn, autocommit=True).close()
+        except psycopg.Error as error:
+            raise StoreError(operation, _connection_failure(error)) from error
+
     @contextmanager
     def _connection(self, operation: str) -> Iterator[Connection]:
         if not self._opened:
             with self._guard:
                 if not self._opened:
+                    self._first_connection(operation)
                     self._pool.open()
                     self._opened = True
         # getconn/putconn rather than the pool's connection(), whose `with conn` commits
@@ -202,7 +224,7 @@ class PostgresStore(SqlStore):
                 self.migrate()
             else:
                 with self._connection(operation) as conn:
-                    behind = schema_behind(conn, len(MIGRATIONS))
+                    behind = schema_behind(conn, len(MIGRATIONS), HAS_SCHEMA_TABLE_POSTGRES)
                 if behind is not None:
                     raise StoreError(operation, behind)
                 self._ready = True
@@ -219,14 +241,18 @@ class PostgresStore(SqlStore):
     # -- the protocol
 
     def migrate(self) -> int:
-        """Create or upgrade the schema in one transaction; return its version.
+        """Create or upgrade the schema; return its version.
 
-        An advisory lock makes concurrent migrations (a fleet starting at once) wait
-        for each other rather than race to create the same tables.
+        Every pending version's statements run in one transaction, and then the index
+        builds written CONCURRENTLY, outside it, resuming any that an interrupted
+        migration left unfinished (see :mod:`paysession.store.postgres_schema`). An
+        advisory lock makes concurrent migrations (a fleet starting at once) wait for
+        each other rather than race to create the same tables.
         """
-        with self._connection("migrate") as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            target = migrate_schema(conn, MIGRATIONS, "%s")
+        with self._connection("migrate") as conn, _migration_lock(conn):
+            with conn.transaction():
+                target = migrate_schema(conn, in_transaction(MIGRATIONS), "%s")
+            _build_indexes(conn, built_concurrently(MIGRATIONS))
         self._ready = True
         return target
 
@@ -463,6 +489,62 @@ def _configure_read_only(conn: Connection) -> None:
     """A connection whose every transaction is read-only: the server refuses any write."""
     _configure(conn)
     conn.execute("SET default_transaction_read_only = on")
+
+
+@contextmanager
+def _migration_lock(conn: Connection) -> Iterator[None]:
+    """Hold the migration's advisory lock (a session lock: the migration spans several
+    transactions) for the block.
+
+    Asked for again and again rather than waited on: a process blocked in
+    pg_advisory_lock would be a transaction in progress, which the holder's CREATE
+    INDEX CONCURRENTLY waits for, while it waits for the holder: a deadlock.
+    """
+    while True:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (MIGRATION_LOCK,)).fetchone()
+        if row is not None and row[0]:
+            break
+        time.sleep(_LOCK_POLL)
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+_LOCK_POLL = 0.05
+"""Seconds between two requests for the migration lock."""
+
+_INDEX_STATE = """
+    SELECT c.relname, i.indisvalid FROM pg_class AS c JOIN pg_index AS i ON i.indexrelid = c.oid
+    WHERE c.relname = ANY(%s) AND c.relnamespace = to_regnamespace(current_schema())
+"""
+
+
+def _build_indexes(conn: Connection, indexes: Sequence[tuple[str, str]]) -> None:
+    """Build each index not yet valid, outside any transaction (``conn`` autocommits).
+
+    An index left INVALID by a build cut short (the process killed, the connection
+    lost, a statement canceled) is dropped, concurrently too, and built again.
+    """
+    if not indexes:
+        return
+    valid: dict[str, bool] = dict(
+        conn.execute(_INDEX_STATE, ([name for name, _ in indexes],)).fetchall()
+    )
+    for name, statement in indexes:
+        if valid.get(name) is True:
+            continue
+        if name in valid:
+            # Our own name, from the list above: not user input.
+            conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        conn.execute(statement)
+
+
+def _connection_failure(error: psycopg.Error) -> str:
+    """psycopg's reason a connection failed, on one line: libpq's message spans several
+    (the server's FATAL, a hint), with its own indentation."""
+    return " ".join(str(error).split())
 
 
 def _has_input(conn: Connection) -> bool:

@@ -1,6 +1,24 @@
-"""The PostgreSQL schema, one migration per version: published versions never change."""
+"""The PostgreSQL schema, one migration per version: published versions never change.
+
+To change the schema, append one more entry to :data:`MIGRATIONS` (a tuple of
+statements); nothing else needs to change. ``PostgresStore.migrate`` runs, under an
+advisory lock:
+
+1. every pending version's statements, in order, in one transaction, with the
+   version number, except
+2. the index builds written ``CREATE [UNIQUE] INDEX CONCURRENTLY name ...``: these run
+   after that transaction commits, one by one, outside any transaction (PostgreSQL
+   refuses CONCURRENTLY inside one), so that a fleet's writers go on while a large
+   table is indexed. A later version's statements must not need such an index.
+
+A migration interrupted half-way resumes: the transaction is all or nothing, and an
+index build cut short leaves no index or an INVALID one, which the next ``migrate``
+(of any process) finds in the catalog, drops and builds again; a valid one is kept.
+"""
 
 from __future__ import annotations
+
+import re
 
 from paysession.store._sql import ANOMALY_KINDS, ANOMALY_KINDS_3, ANOMALY_KINDS_NOW
 from paysession.store._tables import (
@@ -145,4 +163,33 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-__all__ = ["MIGRATIONS"]
+_CONCURRENT = re.compile(r"\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(\w+)", re.I)
+
+
+def concurrent_index(statement: str) -> str | None:
+    """The name of the index ``statement`` builds CONCURRENTLY (None: another statement)."""
+    found = _CONCURRENT.match(statement)
+    return None if found is None else found.group(1)
+
+
+def in_transaction(
+    migrations: tuple[tuple[str, ...], ...],
+) -> tuple[tuple[str, ...], ...]:
+    """Each version's statements that run inside the migration's transaction."""
+    return tuple(
+        tuple(statement for statement in version if concurrent_index(statement) is None)
+        for version in migrations
+    )
+
+
+def built_concurrently(migrations: tuple[tuple[str, ...], ...]) -> list[tuple[str, str]]:
+    """Every version's index builds that run outside it: (index name, statement)."""
+    return [
+        (name, statement)
+        for version in migrations
+        for statement in version
+        if (name := concurrent_index(statement)) is not None
+    ]
+
+
+__all__ = ["MIGRATIONS", "built_concurrently", "concurrent_index", "in_transaction"]

@@ -42,7 +42,7 @@ from paysession.store._sql import (
     refusal,
 )
 from paysession.store._sql_store import Found, SqlStore
-from paysession.store._tables import schema_behind
+from paysession.store._tables import HAS_SCHEMA_TABLE_SQLITE, schema_behind
 from paysession.store.base import (
     Binding,
     CartCheck,
@@ -169,7 +169,7 @@ class SqliteStore(SqlStore):
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as error:
-            raise StoreError("connect", str(error)) from error
+            raise StoreError("connect", f"cannot open {self.path}: {error}") from error
         with self._guard:
             self._connections.append(conn)
         return conn
@@ -205,7 +205,7 @@ class SqliteStore(SqlStore):
             return
         with self._turn:
             try:
-                behind = schema_behind(self._conn(), len(MIGRATIONS))
+                behind = schema_behind(self._conn(), len(MIGRATIONS), HAS_SCHEMA_TABLE_SQLITE)
             except sqlite3.Error as error:
                 raise StoreError(operation, str(error)) from error
         if behind is not None:
