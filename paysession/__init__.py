@@ -34,6 +34,7 @@ from paysession.errors import (
     SessionNotFound,
     StoreError,
     UnknownProviderStatus,
+    WebhookRejected,
 )
 from paysession.expiry import Expiry, expire_sessions
 from paysession.holds import Holds
@@ -99,6 +100,7 @@ __all__ = [
     "TransitionRecord",
     "Trigger",
     "UnknownProviderStatus",
+    "WebhookRejected",
     "__version__",
     "cancel_payment",
     "complete_cart",

@@ -24,6 +24,7 @@ from paysession.errors import (
     GuardRejected,
     InvalidSessionData,
     ReconciliationAnomaly,
+    SessionNotFound,
     StoreError,
 )
 from paysession.holds import Holds, holds_of, provider_call
@@ -34,6 +35,7 @@ from paysession.planning import (
     plan_chain,
 )
 from paysession.providers import (
+    ProviderReport,
     ProviderRules,
     Providers,
     provider_for,
@@ -331,6 +333,68 @@ class Reconciler(DurableBase):
         except ReconciliationAnomaly as anomaly:
             _log.ANOMALIES.warning("%r", str(anomaly))
             raise
+
+    def reconcile_report(
+        self,
+        report: ProviderReport,
+        *,
+        provider: Providers | None = None,
+        attempts: int = 5,
+    ) -> Reconciliation:
+        """Reconcile what a provider's verified notification says (see
+        :mod:`paysession.providers.stripe` and its siblings), as :meth:`reconcile` does.
+
+        The session is the one the report names (``session_id``), or else the one whose
+        payment the provider knows as ``provider_ref`` (found by index: see
+        ``docs/providers.md`` for where each provider's id is read from the session's
+        data). SessionNotFound, recording nothing, when neither finds one;
+        InvalidSessionData (field ``report.provider_id``) when the session belongs to
+        another provider, or (field ``report.provider_ref``) when the reference names
+        several sessions. The report's event id, instant, event type, amount, currency
+        and decline are weighed as :meth:`reconcile` weighs them.
+        """
+        if not isinstance(report, ProviderReport):
+            raise InvalidSessionData({"report": "must be a ProviderReport"})
+        session = self._session_of(report)
+        return self.reconcile(
+            session.id,
+            report.status,
+            event_id=report.event_id,
+            observed_at=report.observed_at,
+            attempts=attempts,
+            provider=provider,
+            event_type=report.event_type,
+            amount=report.amount,
+            currency=report.currency,
+            decline=report.decline,
+        )
+
+    def _session_of(self, report: ProviderReport) -> PaymentSession:
+        if report.session_id is not None:
+            session = self._load(report.session_id).session
+        elif report.provider_ref is not None:
+            found = self.store.find(
+                provider_id=report.provider_id, provider_ref=report.provider_ref
+            )
+            if not found:
+                raise SessionNotFound(report.provider_ref)
+            if len(found) > 1:
+                raise InvalidSessionData(
+                    {"report.provider_ref": f"names {len(found)} sessions; give the session id"}
+                )
+            session = found[0]
+        else:
+            raise InvalidSessionData(
+                {"report": "names neither a session_id nor a provider_ref to find it by"}
+            )
+        if session.provider_id != report.provider_id:
+            raise InvalidSessionData(
+                {
+                    "report.provider_id": f"is {report.provider_id!r} but session {session.id} "
+                    f"is {session.provider_id!r}'s"
+                }
+            )
+        return session
 
     def reconcile_result(
         self,
