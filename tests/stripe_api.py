@@ -78,6 +78,8 @@ class StripeApi:
                 intent["amount"] = int(form["amount"])
             return 200, copy.deepcopy(intent)
         if action == "confirm":
+            if form.get("payment_method") and intent["status"] == "requires_payment_method":
+                intent["status"] = "requires_confirmation"  # the payment method given
             return self._confirm(intent)
         if action == "cancel":
             if intent["status"] in ("succeeded", "canceled"):
