@@ -77,6 +77,7 @@ class _Report:
     amount: int | None = None
     currency: str | None = None
     decline: str | None = None
+    provider_id: str | None = None  # the session's provider must be this one, when given
 
 
 def amount_differs(session: PaymentSession, amount: int | None, currency: str | None) -> bool:
@@ -316,6 +317,17 @@ class Reconciler(DurableBase):
         self._check_report(provider_status, event_id, observed_at, attempts)
         self._check_facts(event_type, amount, currency, decline)
         report = _Report(provider_status, event_type, amount, currency, decline)
+        return self._reconcile_report(session_id, report, event_id, observed_at, attempts, provider)
+
+    def _reconcile_report(
+        self,
+        session_id: str,
+        report: _Report,
+        event_id: str | None,
+        observed_at: datetime | None,
+        attempts: int,
+        provider: Providers | None,
+    ) -> Reconciliation:
         if provider is not None and not (
             isinstance(provider, Mapping) or callable(getattr(provider, "cancel", None))
         ):
@@ -355,23 +367,10 @@ class Reconciler(DurableBase):
         """
         if not isinstance(report, ProviderReport):
             raise InvalidSessionData({"report": "must be a ProviderReport"})
-        session = self._session_of(report)
-        return self.reconcile(
-            session.id,
-            report.status,
-            event_id=report.event_id,
-            observed_at=report.observed_at,
-            attempts=attempts,
-            provider=provider,
-            event_type=report.event_type,
-            amount=report.amount,
-            currency=report.currency,
-            decline=report.decline,
-        )
-
-    def _session_of(self, report: ProviderReport) -> PaymentSession:
+        self._check_report(report.status, report.event_id, report.observed_at, attempts)
+        self._check_facts(report.event_type, report.amount, report.currency, report.decline)
         if report.session_id is not None:
-            session = self._load(report.session_id).session
+            session_id = report.session_id
         elif report.provider_ref is not None:
             found = self.store.find(
                 provider_id=report.provider_id, provider_ref=report.provider_ref
@@ -382,19 +381,22 @@ class Reconciler(DurableBase):
                 raise InvalidSessionData(
                     {"report.provider_ref": f"names {len(found)} sessions; give the session id"}
                 )
-            session = found[0]
+            session_id = found[0].id
         else:
             raise InvalidSessionData(
                 {"report": "names neither a session_id nor a provider_ref to find it by"}
             )
-        if session.provider_id != report.provider_id:
-            raise InvalidSessionData(
-                {
-                    "report.provider_id": f"is {report.provider_id!r} but session {session.id} "
-                    f"is {session.provider_id!r}'s"
-                }
-            )
-        return session
+        facts = _Report(
+            report.status,
+            report.event_type,
+            report.amount,
+            report.currency,
+            report.decline,
+            report.provider_id,
+        )
+        return self._reconcile_report(
+            session_id, facts, report.event_id, report.observed_at, attempts, provider
+        )
 
     def reconcile_result(
         self,
@@ -484,6 +486,13 @@ class Reconciler(DurableBase):
     ) -> Reconciliation:
         snapshot = self._load(session_id)
         session = snapshot.session
+        if report.provider_id is not None and report.provider_id != session.provider_id:
+            raise InvalidSessionData(
+                {
+                    "report.provider_id": f"is {report.provider_id!r} but session {session.id} "
+                    f"is {session.provider_id!r}'s"
+                }
+            )
         provider_status = report.provider_status
         rules = rules_for(session.provider_id)
         mapped = read_status(

@@ -58,17 +58,17 @@ def parse_webhook(
     if type(tolerance) is not int or tolerance < 1:
         raise InvalidSessionData({"tolerance": "must be an int of seconds >= 1"})
     try:
-        stripe.WebhookSignature.verify_header(
-            bytes(payload), signature_header, secret, tolerance=tolerance
-        )
+        text = bytes(payload).decode("utf-8")  # once, for the check and the JSON alike
+    except UnicodeDecodeError:
+        raise _rejected("the body is not UTF-8 text") from None
+    try:
+        stripe.WebhookSignature.verify_header(text, signature_header, secret, tolerance=tolerance)
     except stripe.SignatureVerificationError as error:
         if "tolerance" in str(error):
             raise _rejected(f"the signature is older than {tolerance} seconds") from None
         raise _rejected("the signature does not match the body") from None
-    except UnicodeDecodeError:
-        raise _rejected("the body is not UTF-8 text") from None
     try:
-        event = json.loads(payload)
+        event = json.loads(text)
     except ValueError:
         raise _rejected("the body is not JSON") from None
     return read_event(event)
