@@ -32,6 +32,7 @@ from paysession import (
 from paysession.checkout import CompletionOutcome, cancel_payment, complete_cart, complete_session
 from paysession.expiry import expire_sessions
 from paysession.providers import adyen as adyen_adapter
+from paysession.providers import paypal as paypal_adapter
 from paysession.providers import read_status, status_map
 from paysession.providers import stripe as stripe_adapter
 from paysession.store import MemoryStore, SessionStore
@@ -454,8 +455,8 @@ for _name in ("backslash", "colon", "forwardslash", "mixed"):
 
 def facts(entry: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any] | None:
     """What a provider's payload says, for ``reconcile``, as the provider's adapter reads
-    it (Stripe's and Adyen's from ``paysession.providers``); None for a payload about no
-    payment."""
+    it (Stripe's, Adyen's and PayPal's from ``paysession.providers``; Klarna's corpus
+    holds create answers, not orders read back); None for a payload about no payment."""
     provider = entry["provider"]
     if provider == "stripe":
         if payload.get("object") == "event":
@@ -494,13 +495,13 @@ def facts(entry: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any] | No
             "currency": reports[0].currency if reports else item["amount"]["currency"],
         }
     if provider == "paypal":
-        resource = payload["resource"]
-        money = resource["amount"]
+        report = paypal_adapter.read_event(payload)
+        assert report is not None
         return {
-            "provider_status": resource["state"],
-            "event_type": payload["event_type"],
-            "amount": round(float(money["total"]) * 100),
-            "currency": money["currency"],
+            "provider_status": report.status,
+            "event_type": report.event_type,
+            "amount": report.amount,
+            "currency": report.currency,
         }
     # Klarna: an order answered at creation is authorized, pending its fraud check.
     return {"provider_status": f"AUTHORIZED/{payload['fraud_status']}"}

@@ -5,6 +5,7 @@ WebhookRejected and records nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import datetime, timedelta, timezone
@@ -17,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paysession import (
+    AsyncPaymentSessions,
     InvalidSessionData,
     PaymentSessions,
     PaymentSessionStatus,
@@ -302,3 +304,17 @@ def test_a_payment_intent_stripe_never_writes_is_rejected(change: dict[str, Any]
     body = event_body(SUCCEEDED, **change)
     with pytest.raises(WebhookRejected):
         parse_webhook(body, sign(body), SECRET)
+
+
+def test_the_asyncio_twin_reconciles_a_report(store: SessionStore) -> None:
+    sessions, session_id = initiated(store, the_intent(SUCCEEDED))
+    body = (DATA / SUCCEEDED).read_bytes()
+    report = parse_webhook(body, sign(body), SECRET)
+    assert report is not None
+
+    async def webhook() -> EventOutcome:
+        done = await AsyncPaymentSessions(sessions).reconcile_report(report)
+        return done.outcome
+
+    assert asyncio.run(webhook()) is EventOutcome.APPLIED
+    assert sessions.get(session_id).status is S.AUTHORIZED
