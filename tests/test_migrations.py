@@ -586,6 +586,27 @@ class TestProviderRef:
 
         reopened(database, check)
 
+    def test_a_row_whose_data_is_not_json_migrates_without_a_reference(
+        self, tmp_path: Path
+    ) -> None:
+        """SQLite keeps text as it is given: a row edited by hand is kept, and found by
+        the audit, not refused by the migration."""
+        database = Database("sqlite", str(tmp_path / "old.db"))
+        made = fill(database)
+        database.run(
+            *database.back_to(LATEST["sqlite"] - 1),
+            f"UPDATE paysession_sessions SET data = '{{bad' WHERE id = '{made['pending']}'",
+        )
+
+        def check(sessions: PaymentSessions) -> None:
+            assert sessions.store.migrate() == LATEST["sqlite"]
+            (found,) = sessions.find(provider_ref="pi_error")
+            assert found.id == made["error"]
+
+        reopened(database, check)
+        row = f"SELECT provider_ref IS NULL FROM paysession_sessions WHERE id = '{made['pending']}'"
+        assert database.scalar(row) == 1
+
     def test_the_reference_is_read_by_index(self, database: Database) -> None:
         fill(database)
         reopened(database, lambda sessions: None)

@@ -220,7 +220,9 @@ def provider_ref_schema(dialect: Mapping[str, str]) -> tuple[str, ...]:
             f"WHEN '{provider}' THEN '$.{key}'" for provider, key in REFERENCES
         )
         value = f"json_extract(data, {path} END)"
-        test = f"json_type(data, {path} END) = 'text'"
+        # A row whose data is not JSON (edited by hand) has no reference, and is kept:
+        # the audit and the inspector name it, as they do without this column.
+        test = f"CASE WHEN json_valid(data) THEN json_type(data, {path} END) END = 'text'"
         kind = "VIRTUAL"
     else:
         path = "CASE provider_id " + " ".join(
@@ -231,7 +233,7 @@ def provider_ref_schema(dialect: Mapping[str, str]) -> tuple[str, ...]:
         kind = "STORED"
     column = (
         f"ALTER TABLE paysession_sessions ADD COLUMN provider_ref {dialect['text']} "
-        f"GENERATED ALWAYS AS (CASE WHEN {test} AND {value} <> '' THEN {value} END) {kind}"
+        f"GENERATED ALWAYS AS (CASE WHEN {test} THEN NULLIF({value}, '') END) {kind}"
     )
     index = (
         "CREATE INDEX paysession_sessions_provider_ref "
