@@ -163,6 +163,12 @@ def _unsigned(item: dict[str, Any]) -> bytes:
         (lambda item: body({**signed(item), "success": "false"}), "HMAC"),  # changed
         (lambda item: body({**signed(item), "merchantReference": "ps_other"}), "HMAC"),
         (_unsigned, "HMAC"),
+        (
+            lambda item: body(
+                {**signed(item), "additionalData": json.loads("[" * 900 + "]" * 900)}
+            ),
+            "HMAC",
+        ),
         (lambda item: b"<notification/>", "not JSON"),
         (lambda item: b'{"eventCode": "AUTHORISATION"}', "not an Adyen notification"),
         (lambda item: b'{"notificationItems": [{"Other": {}}]}', "NotificationRequestItem"),

@@ -151,6 +151,7 @@ def test_an_order_for_another_amount_does_not_authorize(
     ("body", "why"),
     [
         (b"order_id=asdf-1234", "not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
         (b'{"order": "asdf-1234"}', "no order_id"),
         (b'{"order_id": "unknown-order"}', "HTTP 404"),
         (b'{"order_id": "asdf-1234", "event_type": 7}', "event_type"),

@@ -51,7 +51,7 @@ def parse_notification(payload: bytes, hmac_key: str) -> list[ProviderReport]:
         raise InvalidSessionData({"hmac_key": "must be the webhook's HMAC key, in hex"})
     try:
         notification = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to read
         raise _rejected("the body is not JSON") from None
     items = _items(notification)
     for index, item in enumerate(items):
@@ -82,7 +82,7 @@ def _signed(item: Mapping[str, object], hmac_key: str) -> bool:
         return False
     try:
         return bool(adyen_util.is_valid_hmac_notification(dict(item), hmac_key))
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, RecursionError):
         return False
 
 

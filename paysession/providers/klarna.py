@@ -104,7 +104,7 @@ def parse_notification(payload: bytes, api: KlarnaApi) -> ProviderReport | None:
         raise InvalidSessionData({"api": "must be a KlarnaApi"})
     try:
         notice = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to read
         raise _rejected("the body is not JSON") from None
     order_id = notice.get("order_id") if isinstance(notice, dict) else None
     if not isinstance(order_id, str) or not order_id or len(order_id) > 200:

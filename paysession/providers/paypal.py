@@ -156,7 +156,7 @@ def parse_webhook(
         raise _rejected("the signature does not match the body")
     try:
         event = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to read
         raise _rejected("the body is not JSON") from None
     return read_event(event)
 

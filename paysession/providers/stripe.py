@@ -52,7 +52,7 @@ def parse_webhook(
     if not isinstance(payload, (bytes, bytearray)):
         raise _rejected("the body must be the raw bytes received")
     if not isinstance(secret, str) or not secret.strip():
-        raise _rejected("no signing secret was given")
+        raise InvalidSessionData({"secret": "must be the endpoint's signing secret"})
     if not isinstance(signature_header, str) or not signature_header:
         raise _rejected("no Stripe-Signature header")
     if type(tolerance) is not int or tolerance < 1:
@@ -69,7 +69,7 @@ def parse_webhook(
         raise _rejected("the signature does not match the body") from None
     try:
         event = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to read
         raise _rejected("the body is not JSON") from None
     return read_event(event)
 
