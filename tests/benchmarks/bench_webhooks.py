@@ -15,11 +15,14 @@ initiated sessions, in turn:
   then ``reconcile``): how much of the difference is reading the body at all.
 
 Two events, each signed beforehand (Stripe signs, not the endpoint): the corpus's
-``payment_intent.succeeded`` (a real Stripe event of API version 2020-08-27, 5.4 KB with
+``payment_intent.succeeded`` (a real Stripe event of API version 2020-08-27, 4 KB with
 its charges list), and the same event around Stripe's OpenAPI PaymentIntent fixture, as
-current API versions send it (2.2 KB, no charges). The median of the rounds is printed
-in microseconds per webhook, with each path's ratio to the yardstick; the target is 1.2
-at most.
+current API versions send it (1.6 KB, no charges). Printed: the median of the rounds in
+microseconds per webhook, and the median of each round's ratio to the yardstick timed in
+the same round (on a shared machine, the load drifts between rounds; within a round the
+paths run a few milliseconds apart), in wall time and in this process's CPU time (the
+wall time of a machine shared with other work also counts its neighbours). The target,
+1.2 at most, is judged on the CPU time.
 """
 
 from __future__ import annotations
@@ -77,16 +80,24 @@ def _events(
     return made
 
 
-def _timed(work: Callable[[], None], count: int) -> float:
-    start = time.perf_counter()
+def _timed(work: Callable[[], None], count: int) -> tuple[float, float]:
+    """(wall, CPU) microseconds per operation: the CPU time is this process's own."""
+    wall, cpu = time.perf_counter(), time.process_time()
     work()
-    return (time.perf_counter() - start) / count * 1e6
+    return (
+        (time.perf_counter() - wall) / count * 1e6,
+        (time.process_time() - cpu) / count * 1e6,
+    )
 
 
-def measure(store: SqliteStore, rounds: int, per_round: int, template: Any) -> dict[str, float]:
+def measure(
+    store: SqliteStore, rounds: int, per_round: int, template: Any
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """For each path, for wall and CPU time: (median µs per webhook, median ratio to the
+    yardstick of the same round)."""
     sessions = PaymentSessions(store)
     names = ("reconcile", "by session id", "by reference", "json + reconcile")
-    figures: dict[str, list[float]] = {name: [] for name in names}
+    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
 
     def extracted(made: list[Any], read: bool) -> Callable[[], None]:
         def run() -> None:
@@ -135,18 +146,26 @@ def measure(store: SqliteStore, rounds: int, per_round: int, template: Any) -> d
         for batch in made.values():
             for session_id, *_ in batch:
                 assert sessions.get(session_id).status == "authorized"
-    return {name: statistics.median(values) for name, values in figures.items()}
+    base = figures["reconcile"]
+    result: dict[str, dict[str, tuple[float, float]]] = {}
+    for name, values in figures.items():
+        result[name] = {}
+        for clock, index in (("wall", 0), ("cpu", 1)):
+            mine = [value[index] for value in values]
+            ratios = [a[index] / b[index] for a, b in zip(values, base, strict=True)]
+            result[name][clock] = (statistics.median(mine), statistics.median(ratios))
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--per-round", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--per-round", type=int, default=100)
     args = parser.parse_args(argv)
     worst = 0.0
     for title, template in (
-        ("the corpus event (API 2020-08-27, 5.4 KB)", json.loads(EVENT.read_text())),
-        ("a current-API event (2.2 KB)", current_event()),
+        ("the corpus event (API 2020-08-27)", json.loads(EVENT.read_text())),
+        ("a current-API event", current_event()),
     ):
         with tempfile.TemporaryDirectory() as place:
             store = SqliteStore(Path(place) / "bench.db")
@@ -154,15 +173,15 @@ def main(argv: list[str] | None = None) -> int:
                 medians = measure(store, args.rounds, args.per_round, template)
             finally:
                 store.close()
-        base = medians["reconcile"]
-        print(f"{title}: {len(json.dumps(template))} bytes")
-        print(f"  {'path':<18} {'µs/webhook':>11} {'ratio':>7}")
-        for name, value in medians.items():
-            ratio = value / base
+        size = len(json.dumps(template).encode())
+        print(f"{title}: {size} bytes")
+        print(f"  {'path':<18} {'wall µs':>9} {'ratio':>6} {'CPU µs':>9} {'ratio':>6}")
+        for name, clocks in medians.items():
+            (wall, wall_ratio), (cpu, cpu_ratio) = clocks["wall"], clocks["cpu"]
             if name.startswith("by "):
-                worst = max(worst, ratio)
-            print(f"  {name:<18} {value:>11.1f} {ratio:>7.3f}")
-    print(f"target: parse_webhook + reconcile_report <= {TARGET} x reconcile:", end=" ")
+                worst = max(worst, cpu_ratio)
+            print(f"  {name:<18} {wall:>9.1f} {wall_ratio:>6.3f} {cpu:>9.1f} {cpu_ratio:>6.3f}")
+    print(f"target: parse_webhook + reconcile_report <= {TARGET} x reconcile (CPU):", end=" ")
     print("PASS" if worst <= TARGET else "FAIL")
     return 0
 
