@@ -18,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from paysession import (
     InvalidSessionData,
@@ -271,3 +273,16 @@ def test_the_webhook_id_and_tolerance_are_checked(cert_server: Served) -> None:
     with pytest.raises(InvalidSessionData) as caught:
         parse_webhook(body, headers(body, cert_server), "", certificates=certificates(cert_server))
     assert caught.value.fields == ("webhook_id",)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(at=st.integers(min_value=0), flip=st.integers(min_value=1, max_value=255))
+def test_every_changed_byte_is_rejected(cert_server: Served, at: int, flip: int) -> None:
+    body = (DATA / CORPUS).read_bytes()
+    said = headers(body, cert_server)
+    position = at % len(body)
+    changed = body[:position] + bytes([body[position] ^ flip]) + body[position + 1 :]
+    with pytest.raises(WebhookRejected):
+        parse_webhook(changed, said, WEBHOOK_ID, certificates=certificates(cert_server))
