@@ -313,6 +313,15 @@ def test_a_payment_intent_stripe_never_writes_is_rejected(change: dict[str, Any]
         parse_webhook(body, sign(body), SECRET)
 
 
+@pytest.mark.parametrize("created", [-1, 10**20, 1.5, "1648320033"])
+def test_an_event_time_stripe_never_writes_is_rejected(created: object) -> None:
+    event = json.loads((DATA / SUCCEEDED).read_text())
+    event["created"] = created
+    body = json.dumps(event).encode()
+    with pytest.raises(WebhookRejected, match="created"):
+        parse_webhook(body, sign(body), SECRET)
+
+
 def test_the_asyncio_twin_reconciles_a_report(store: SessionStore) -> None:
     sessions, session_id = initiated(store, the_intent(SUCCEEDED))
     body = (DATA / SUCCEEDED).read_bytes()

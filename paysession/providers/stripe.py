@@ -28,6 +28,9 @@ PROVIDER_ID = "stripe"
 PRECISION = timedelta(seconds=1)
 """Stripe's ``created`` is in whole seconds."""
 
+_LAST_SECOND = 253402300799
+"""9999-12-31T23:59:59Z, the last instant a datetime holds."""
+
 _KEPT = ("id", "currency")
 """What of a PaymentIntent a session's data keeps: never its client secret."""
 
@@ -86,7 +89,7 @@ def read_event(event: object) -> ProviderReport | None:
         raise _rejected("the event has no id")
     if not isinstance(event_type, str) or not event_type:
         raise _rejected("the event has no type")
-    if type(created) is not int or created < 0:
+    if type(created) is not int or not 0 <= created <= _LAST_SECOND:
         raise _rejected("the event's created is not a time in seconds")
     if not event_type.startswith("payment_intent."):
         return None
