@@ -56,7 +56,7 @@ from paysession.providers import (
 )
 from paysession.reconcile import amount_differs
 from paysession.record import TransitionRecord
-from paysession.service import DEFAULT_LEASE, PaymentSessions
+from paysession.service import DEFAULT_LEASE, PaymentSessions, Reconciliation
 from paysession.session import PaymentSession, clock_reading
 from paysession.status import PaymentSessionStatus
 from paysession.store.base import CallAction, Claim, ClaimAction, Claimed, ProviderCall
@@ -138,10 +138,10 @@ def attempts_made(session: PaymentSession, trail: tuple[TransitionRecord, ...]) 
 
 
 _MOVE_FOR = {
-    S.AUTHORIZED: ("authorize", CompletionOutcome.AUTHORIZED),
-    S.REQUIRES_MORE: ("require_more", CompletionOutcome.REQUIRES_MORE),
-    S.ERROR: ("fail", CompletionOutcome.DECLINED),
-    S.CANCELED: ("cancel", CompletionOutcome.CANCELED),
+    S.AUTHORIZED: "authorize",
+    S.REQUIRES_MORE: "require_more",
+    S.ERROR: "fail",
+    S.CANCELED: "cancel",
 }
 """The move that records an answer, by what the answer reads as. An answer that reads as
 pending is not here: it is a payment still in flight (or a request the provider has yet
@@ -426,7 +426,7 @@ def _answer_moves(
     if reply.data and dict(reply.data) != dict(session.data):
         moves.append(("update", {"data": reply.data}))
     if status in _MOVE_FOR:
-        moves.append((_MOVE_FOR[status][0], {}))
+        moves.append((_MOVE_FOR[status], {}))
     return moves
 
 
@@ -445,19 +445,8 @@ def _look_again(
 ) -> Completion:
     """Ask the provider where an in-flight payment is now, and reconcile what it says."""
     reply = payments.status(session)
-    try:
-        done = sessions.reconcile(
-            session.id,
-            reply.status,
-            observed_at=reply.observed_at,
-            provider=payments,
-            amount=reply.amount,
-            currency=reply.currency,
-            decline=reply.decline,
-        )
-    except ReconciliationAnomaly as anomaly:
-        if not anomaly.voided:
-            raise
+    done = _apply_reply(sessions, session.id, reply, payments)
+    if isinstance(done, ReconciliationAnomaly):
         return Completion(
             CompletionOutcome.VOIDED,
             sessions.get(session.id),
@@ -465,10 +454,37 @@ def _look_again(
             reply.status,
             key,
             lost,
-            anomaly=anomaly.kind,
+            anomaly=done.kind,
         )
     now = sessions.get(session.id)
     return Completion(_OUTCOME_OF[now.status], now, done.records, reply.status, key, lost)
+
+
+def _apply_reply(
+    sessions: PaymentSessions,
+    session_id: str,
+    reply: ProviderReply,
+    provider: Providers,
+) -> Reconciliation | ReconciliationAnomaly:
+    """Reconcile what a provider answered about a session's payment, with all it said.
+
+    Returns the reconciliation, or the anomaly when its hold was voided (the session is
+    canceled then); an anomaly not voided is raised.
+    """
+    try:
+        return sessions.reconcile(
+            session_id,
+            reply.status,
+            observed_at=reply.observed_at,
+            provider=provider,
+            amount=reply.amount,
+            currency=reply.currency,
+            decline=reply.decline,
+        )
+    except ReconciliationAnomaly as anomaly:
+        if not anomaly.voided:
+            raise
+        return anomaly
 
 
 def _void(
@@ -576,19 +592,8 @@ def ask_first(
     declined = reply.decline is not None
     found = read_status(session.provider_id, reply.status, declined=declined)
     if found is not session.status and found in (S.AUTHORIZED, S.CANCELED):
-        try:
-            sessions.reconcile(
-                session.id,
-                reply.status,
-                observed_at=reply.observed_at,
-                provider=provider,
-                amount=reply.amount,
-                currency=reply.currency,
-                decline=reply.decline,
-            )
-        except ReconciliationAnomaly as anomaly:
-            if not anomaly.voided:
-                raise
+        applied = _apply_reply(sessions, session.id, reply, provider)
+        if isinstance(applied, ReconciliationAnomaly):
             return S.CANCELED
     if reply.status in rules_for(session.provider_id).in_flight:
         return None

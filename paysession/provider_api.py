@@ -399,7 +399,8 @@ class ProviderReport:
 
 @attrs.frozen
 class Webhook:
-    """A provider's notice about a session, as a webhook endpoint receives it."""
+    """A provider's notice about a session, as a webhook endpoint receives it: with the
+    amount it is for and the provider's reason for a decline, when it says."""
 
     event_id: str
     session_id: str

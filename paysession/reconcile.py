@@ -165,16 +165,9 @@ class Reconciler(DurableBase):
             idempotency_key,
         )
         records = [step.record for step in planned]
-        event = ProviderEvent(
-            session_id=session_id,
-            event_id=idempotency_key,
-            provider_status=provider_status,
-            status=mapped,
-            session_status=snapshot.session.status,
-            outcome=EventOutcome.APPLIED,
-            observed_at=observed_at,
-            recorded_at=records[-1].at,
-            version=records[-1].seq,
+        event = _answer_event(snapshot, idempotency_key, provider_status, mapped, observed_at)
+        event = attrs.evolve(
+            event, outcome=EventOutcome.APPLIED, recorded_at=records[-1].at, version=records[-1].seq
         )
         write = Write(planned[-1].session, snapshot.version, tuple(records))
         try:
@@ -201,17 +194,8 @@ class Reconciler(DurableBase):
         with its calls: webhooks observed before it are stale, and completion knows it
         asked. A racing request that kept it first leaves nothing to do."""
         session_id = snapshot.session.id
-        event = ProviderEvent(
-            session_id=session_id,
-            event_id=idempotency_key,
-            provider_status=provider_status,
-            status=mapped,
-            session_status=snapshot.session.status,
-            outcome=EventOutcome.NOOP,
-            observed_at=observed_at,
-            recorded_at=self._now(),
-            version=snapshot.version,
-        )
+        event = _answer_event(snapshot, idempotency_key, provider_status, mapped, observed_at)
+        event = attrs.evolve(event, recorded_at=self._now())
         try:
             self.store.record_event(
                 event, expected_version=snapshot.version, release=release, calls=calls
@@ -556,7 +540,17 @@ class Reconciler(DurableBase):
             at_hand = None if session.status is _AUTHORIZED else provider
             held = " ".join(str(f) for f in (report.amount, report.currency) if f is not None)
             why = f"amount mismatch voided: the provider holds {held}, not {session.amount}"
-            self._void_and_cancel(snapshot, anomaly, at_hand, now, why)
+            voided = self._void_and_cancel(snapshot, anomaly, at_hand, now, why)
+            raise ReconciliationAnomaly(
+                session.id,
+                session.status,
+                session.provider_id,
+                provider_status,
+                mapped,
+                event_id=event_id,
+                kind=AnomalyKind.AMOUNT_MISMATCH,
+                voided=voided,
+            )
         if path is None:
             anomaly = event(EventOutcome.ANOMALY, snapshot.version, kind=AnomalyKind.NO_LEGAL_PATH)
             call = None
@@ -722,29 +716,24 @@ class Reconciler(DurableBase):
         provider: Providers | None,
         now: datetime,
         why: str,
-    ) -> NoReturn:
-        """Record an amount mismatch; with a provider, void the hold and cancel the
-        session (``why`` is the cancel's reason)."""
-        session = snapshot.session
-        call = None if provider is None else self._void(session, provider)
+    ) -> bool:
+        """Record ``anomaly``; with a provider, void the hold first and cancel the session
+        with it (``why`` is the cancel's reason). Whether the hold was voided.
+
+        Once the provider has voided the hold the session must end canceled, whatever
+        moved it meanwhile (a completion replaying the provider's earlier answer could
+        mark it authorized with no money held): a lost race reloads and cancels again.
+        """
+        call = None if provider is None else self._void(snapshot.session, provider)
         if call is None or not call.releases:
             self.store.record_event(
                 anomaly,
                 expected_version=snapshot.version,
                 calls=() if call is None else (call,),
             )
-        else:
-            self._cancel_voided(snapshot, anomaly, why, now, call)
-        raise ReconciliationAnomaly(
-            session.id,
-            session.status,
-            session.provider_id,
-            anomaly.provider_status,
-            anomaly.status,
-            event_id=None if anomaly.event_id.startswith("unidentified:") else anomaly.event_id,
-            kind=anomaly.kind,
-            voided=call is not None and call.releases,
-        )
+            return False
+        self._cancel_voided(snapshot, anomaly, why, now, call)
+        return True
 
     def _double_authorization(
         self,
@@ -754,25 +743,10 @@ class Reconciler(DurableBase):
         provider: Providers | None,
         now: datetime,
     ) -> NoReturn:
-        """Record the anomaly; with a provider, void the hold, then cancel the session.
-
-        Once the provider has voided the hold the session must end canceled, whatever
-        moved it meanwhile (a completion replaying the provider's earlier answer could
-        mark it authorized with no money held): a lost race reloads and cancels again.
-        """
+        """Record the anomaly; with a provider, void the hold, then cancel the session."""
         session = snapshot.session
-        call = None if provider is None else self._void(session, provider)
-        voided = call is not None and call.releases
-        if call is None or not call.releases:
-            self.store.record_event(
-                anomaly,
-                expected_version=snapshot.version,
-                calls=() if call is None else (call,),
-            )
-        else:
-            self._cancel_voided(
-                snapshot, anomaly, f"double authorization voided: {conflict}", now, call
-            )
+        why = f"double authorization voided: {conflict}"
+        voided = self._void_and_cancel(snapshot, anomaly, provider, now, why)
         raise DoubleAuthorization(
             session.id,
             session.status,
@@ -856,6 +830,28 @@ class Reconciler(DurableBase):
                 continue  # the id was taken meanwhile: the next look moves past it
             return
         self.store.record_calls([call])
+
+
+def _answer_event(
+    snapshot: Snapshot,
+    event_id: str,
+    provider_status: str,
+    mapped: PaymentSessionStatus,
+    observed_at: datetime | None,
+) -> ProviderEvent:
+    """The event that keeps an answer to our own request: a no-op at the session's
+    version until the moves it records are planned (then applied, at their last seq)."""
+    return ProviderEvent(
+        session_id=snapshot.session.id,
+        event_id=event_id,
+        provider_status=provider_status,
+        status=mapped,
+        session_status=snapshot.session.status,
+        outcome=EventOutcome.NOOP,
+        observed_at=observed_at,
+        recorded_at=snapshot.session.updated_at,
+        version=snapshot.version,
+    )
 
 
 _VOID_ATTEMPTS = 10  # reloads of a voided session that keeps losing races to its cancel

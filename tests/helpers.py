@@ -170,3 +170,19 @@ def inspector_running(db: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
         if process.poll() is None:
             process.kill()
         process.wait(10)
+
+
+PROVIDERS_DOC = Path(__file__).resolve().parent.parent / "docs" / "providers.md"
+
+
+def provider_table() -> list[tuple[str, str, str | None, PaymentSessionStatus]]:
+    """Each row of docs/providers.md's tables: (provider id, status, event, becomes)."""
+    rows = []
+    provider = None
+    for line in PROVIDERS_DOC.read_text().splitlines():
+        if line.startswith("## ") and "provider id `" in line:
+            provider = line.split("provider id `")[1].split("`")[0]
+        elif provider and line.startswith("| `"):
+            status, event, becomes = (cell.strip().strip("`") for cell in line.split("|")[1:4])
+            rows.append((provider, status, event or None, PaymentSessionStatus(becomes)))
+    return rows

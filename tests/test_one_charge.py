@@ -101,6 +101,8 @@ class Cart:
             event_id=notice.event_id,
             observed_at=notice.observed_at,
             provider=self.providers,
+            amount=notice.amount,
+            decline=notice.decline,
         )
 
     def meddled(self, meanwhile: Callable[[], None]) -> PaymentSessions:

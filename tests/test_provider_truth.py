@@ -9,7 +9,9 @@ move ``docs/providers.md`` documents.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,6 +19,8 @@ from typing import Any
 
 import pytest
 from Adyen import util as adyen_util
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from paysession import (
     CartBusy,
@@ -35,10 +39,10 @@ from paysession.providers import adyen as adyen_adapter
 from paysession.providers import paypal as paypal_adapter
 from paysession.providers import read_status, status_map
 from paysession.providers import stripe as stripe_adapter
-from paysession.store import MemoryStore, SessionStore
-from paysession.store.base import AnomalyKind, CallAction, EventOutcome
+from paysession.store import MemoryStore, SessionStore, SqliteStore
+from paysession.store.base import AnomalyKind, CallAction, EventOutcome, ProviderCall
 
-from .helpers import StepClock
+from .helpers import StepClock, provider_table
 
 S = PaymentSessionStatus
 O = CompletionOutcome  # noqa: E741
@@ -541,20 +545,9 @@ def test_the_corpus_is_whole() -> None:
     assert set(BECOMES) | {"medusa/payment_session_authorized.medusa-react.json"} == kept
 
 
-PROVIDERS_DOC = Path(__file__).parent.parent / "docs" / "providers.md"
-
-
 def documented_rows() -> Iterator[Any]:
-    """(provider id, status, event, becomes) of each row of docs/providers.md's tables."""
-    provider = None
-    for line in PROVIDERS_DOC.read_text().splitlines():
-        if line.startswith("## ") and "provider id `" in line:
-            provider = line.split("provider id `")[1].split("`")[0]
-        elif provider and line.startswith("| `"):
-            status, event, becomes = (cell.strip().strip("`") for cell in line.split("|")[1:4])
-            yield pytest.param(
-                provider, status, event or None, S(becomes), id=f"{provider}-{status}-{event}"
-            )
+    for provider, status, event, becomes in provider_table():
+        yield pytest.param(provider, status, event, becomes, id=f"{provider}-{status}-{event}")
 
 
 @pytest.mark.parametrize(("provider", "status", "event", "becomes"), list(documented_rows()))
@@ -568,3 +561,53 @@ def test_every_status_of_every_map_is_documented() -> None:
     rows = {(p.values[0], p.values[1]) for p in documented_rows()}
     for provider in ("stripe", "paypal", "adyen", "klarna"):
         assert {(provider, name) for name in status_map(provider)} <= rows
+
+
+class TestHoldsProperty:
+    """For every sequence of reports, calls and moves, each store lists as unreleased
+    exactly the sessions whose holds say so."""
+
+    STEPS = st.lists(
+        st.tuples(
+            st.integers(0, 1),
+            st.sampled_from(["authorized", "canceled", "void", "authorize", "cancel", "pending"]),
+        ),
+        max_size=8,
+    )
+
+    @settings(max_examples=40, deadline=None)
+    @given(steps=STEPS)
+    def test_unreleased_holds_agree_with_holds(self, steps: list[tuple[int, str]]) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            for store in (MemoryStore(), SqliteStore(Path(folder) / "holds.db")):
+                sessions = PaymentSessions(store, clock=StepClock())
+                ids = []
+                for n in range(2):
+                    made = sessions.create(cart_id=f"cart_{n}", provider_id="stripe", amount=900)
+                    sessions.fire(made.id, "initiate", data={"id": f"pi_{n}"})
+                    ids.append(made.id)
+                for number, (which, step) in enumerate(steps):
+                    session = sessions.get(ids[which])
+                    self.play(sessions, session, step, number)
+                expected = {i for i in ids if sessions.holds(i).unreleased}
+                assert {s.id for s in sessions.unreleased_holds()} == expected
+                store.close()
+
+    @staticmethod
+    def play(sessions: PaymentSessions, session: PaymentSession, step: str, number: int) -> None:
+        now = sessions.clock()
+        if step in ("authorized", "canceled"):
+            status = "requires_capture" if step == "authorized" else "canceled"
+            with contextlib.suppress(ReconciliationAnomaly):  # recorded all the same
+                sessions.reconcile(session.id, status, event_id=f"evt_{number}")
+        elif step in ("void", "authorize"):
+            answer = "canceled" if step == "void" else "requires_capture"
+            action = CallAction.VOID if step == "void" else CallAction.AUTHORIZE
+            call = ProviderCall(
+                session.id, action, f"k{number}", answer, read_status("stripe", answer), now, now
+            )
+            sessions.store.record_calls([call])
+        elif step == "cancel" and session.status is not S.CANCELED:
+            sessions.fire(session.id, "cancel")
+        elif step == "pending" and session.status in (S.REQUIRES_MORE, S.ERROR):
+            sessions.fire(session.id, "retry")

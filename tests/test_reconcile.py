@@ -28,7 +28,7 @@ from paysession.store import MemoryStore, SessionStore
 from paysession.store.base import EventOutcome, ProviderEvent, Write
 
 from .conftest import StoreFactory, open_store
-from .helpers import PATHS, StepClock, initiated
+from .helpers import PATHS, StepClock, initiated, provider_table
 
 S = PaymentSessionStatus
 T = datetime(2024, 4, 20, 12, 0, tzinfo=timezone.utc)  # before the test clocks start
@@ -96,60 +96,11 @@ EXPIRED                  cancel        cancel         cancel              cancel
 """
 
 # Where each provider status is meant to take a session: the providers' documentation,
-# entry by entry (docs/providers.md).
-MEANS: dict[str, dict[str, PaymentSessionStatus]] = {
-    "stripe": {
-        "requires_payment_method": S.PENDING,
-        "requires_confirmation": S.PENDING,
-        "processing": S.PENDING,
-        "requires_action": S.REQUIRES_MORE,
-        "requires_capture": S.AUTHORIZED,
-        "succeeded": S.AUTHORIZED,
-        "canceled": S.CANCELED,
-    },
-    "paypal": {
-        "CREATED": S.PENDING,
-        "SAVED": S.REQUIRES_MORE,
-        "APPROVED": S.REQUIRES_MORE,
-        "PAYER_ACTION_REQUIRED": S.REQUIRES_MORE,
-        "COMPLETED": S.AUTHORIZED,
-        "VOIDED": S.CANCELED,
-        "PENDING": S.PENDING,
-        "CAPTURED": S.AUTHORIZED,
-        "PARTIALLY_CAPTURED": S.AUTHORIZED,
-        "DENIED": S.ERROR,
-        "DECLINED": S.ERROR,
-        "FAILED": S.ERROR,
-        "EXPIRED": S.CANCELED,
-        "pending": S.PENDING,
-        "authorized": S.AUTHORIZED,
-        "partially_captured": S.AUTHORIZED,
-        "captured": S.AUTHORIZED,
-        "completed": S.AUTHORIZED,
-        "denied": S.ERROR,
-        "voided": S.CANCELED,
-        "expired": S.CANCELED,
-    },
-    "adyen": {
-        "AUTHORISATION:true": S.AUTHORIZED,
-        "AUTHORISATION:false": S.ERROR,
-        "PENDING:true": S.PENDING,
-        "CAPTURE:true": S.AUTHORIZED,
-        "CANCELLATION:true": S.CANCELED,
-        "CANCEL_OR_REFUND:true": S.CANCELED,
-        "TECHNICAL_CANCEL:true": S.CANCELED,
-        "OFFER_CLOSED:true": S.CANCELED,
-    },
-    "klarna": {
-        "AUTHORIZED/ACCEPTED": S.AUTHORIZED,
-        "AUTHORIZED/PENDING": S.PENDING,
-        "AUTHORIZED/REJECTED": S.ERROR,
-        "PART_CAPTURED": S.AUTHORIZED,
-        "CAPTURED": S.AUTHORIZED,
-        "CANCELLED": S.CANCELED,
-        "EXPIRED": S.CANCELED,
-    },
-}
+# entry by entry, as docs/providers.md tabulates it (rows without an event type).
+MEANS: dict[str, dict[str, PaymentSessionStatus]] = {}
+for _provider, _status, _event, _becomes in provider_table():
+    if _event is None:
+        MEANS.setdefault(_provider, {})[_status] = _becomes
 STRIPE_MEANS = MEANS["stripe"]
 PAYPAL_MEANS = MEANS["paypal"]
 

@@ -384,6 +384,8 @@ def _deliver(
             observed_at=notice.observed_at,
             attempts=8,
             provider=chosen,
+            amount=notice.amount,
+            decline=notice.decline,
         )
     except ReconciliationAnomaly:
         tally["anomaly"] += 1

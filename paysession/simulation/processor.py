@@ -66,7 +66,9 @@ _LEDGER_SCHEMA = (
         event_id TEXT NOT NULL,
         session_id TEXT NOT NULL,
         provider_status TEXT NOT NULL,
-        observed_at TEXT NOT NULL
+        observed_at TEXT NOT NULL,
+        amount INTEGER,
+        decline TEXT
     )
     """,
     """
@@ -225,10 +227,18 @@ class SimulatedProvider:
             try:
                 result = operation(conn)
                 conn.executemany(
-                    "INSERT INTO sim_outbox (event_id, session_id, provider_status, observed_at) "
-                    "VALUES (?, ?, ?, ?)",
+                    "INSERT INTO sim_outbox "
+                    "(event_id, session_id, provider_status, observed_at, amount, decline) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     [
-                        (n.event_id, n.session_id, n.provider_status, n.observed_at.isoformat())
+                        (
+                            n.event_id,
+                            n.session_id,
+                            n.provider_status,
+                            n.observed_at.isoformat(),
+                            n.amount,
+                            n.decline,
+                        )
                         for n in pending
                     ],
                 )
@@ -318,14 +328,20 @@ class SimulatedProvider:
         """
         rows = self._act(
             lambda conn: conn.execute(
-                "SELECT id, event_id, session_id, provider_status, observed_at FROM sim_outbox "
+                "SELECT id, event_id, session_id, provider_status, observed_at, amount, decline "
+                "FROM sim_outbox "
                 "WHERE id > ? ORDER BY id",
                 (after,),
             ).fetchall()
         )
         return [
-            (number, Webhook(event_id, session_id, status, datetime.fromisoformat(observed)))
-            for number, event_id, session_id, status, observed in rows
+            (
+                number,
+                Webhook(
+                    event_id, session_id, status, datetime.fromisoformat(observed), amount, decline
+                ),
+            )
+            for number, event_id, session_id, status, observed, amount, decline in rows
         ]
 
     def close(self) -> None:
@@ -341,17 +357,20 @@ class SimulatedProvider:
         """The scenario this provider plays for ``session_id`` (stable for a seed)."""
         return random.Random(f"{self.seed}:{session_id}").choice(SCENARIOS)
 
-    def _move(self, intent: _Intent, status: str) -> None:
+    def _move(self, intent: _Intent, status: str, decline: str | None = None) -> None:
         intent.status = status
         intent.notices += 1
         # Like Stripe's ``created``, in whole seconds: several changes share an instant.
         intent.changed_at = self._clock().replace(microsecond=0)
+        # Like a PaymentIntent event, the notice says the amount and any decline.
         self._pending.append(
             Webhook(
                 f"evt_{intent.session_id}_{intent.notices}",
                 intent.session_id,
                 status,
                 intent.changed_at,
+                intent.amount,
+                decline,
             )
         )
 
@@ -415,7 +434,7 @@ class SimulatedProvider:
                 self._move(intent, "processing")
                 reply = self._reply(session, intent)
             elif scenario == "declined_then_retry" and intent.asked == 1:
-                self._move(intent, "requires_payment_method")
+                self._move(intent, "requires_payment_method", decline="card_declined")
                 reply = self._reply(session, intent, last_error="card_declined")
             else:
                 self._hold(conn, intent, key)

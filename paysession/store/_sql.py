@@ -38,6 +38,7 @@ from paysession.store._rows import record_from_wire, session_from_row
 from paysession.store.base import (
     STALE_STATUSES,
     Binding,
+    CallAction,
     Claim,
     EventOutcome,
     ProviderCall,
@@ -212,6 +213,22 @@ def call_row(call: ProviderCall, time: Callable[[datetime], object]) -> tuple[ob
         call.currency,
         time(call.asked_at),
         time(call.answered_at),
+    )
+
+
+def call_from_row(row: Sequence[Any], instant: Callable[[Any], datetime]) -> ProviderCall:
+    """The provider call of a row selected as ``CALL_COLUMNS``; ``instant`` decodes a time
+    column as the store keeps it."""
+    return ProviderCall(
+        session_id=row[0],
+        action=CallAction(row[1]),
+        idempotency_key=row[2],
+        provider_status=row[3],
+        status=PaymentSessionStatus(row[4]),
+        amount=row[5],
+        currency=row[6],
+        asked_at=instant(row[7]),
+        answered_at=instant(row[8]),
     )
 
 
@@ -581,6 +598,7 @@ __all__ = [
     "SnapshotCache",
     "SqlReads",
     "Texts",
+    "call_from_row",
     "call_row",
     "dump_json",
     "event_row",

@@ -73,8 +73,10 @@ class MemoryStore:
         self._events: dict[tuple[str, str], ProviderEvent] = {}
         self._newest: dict[str, datetime] = {}
         self._calls: dict[tuple[str, str, str], ProviderCall] = {}
-        # Each session's last word from its provider on money: authorized or canceled.
-        self._money: dict[str, PaymentSessionStatus] = {}
+        # The sessions whose provider said it holds money, and those it said it let go
+        # of (a payment canceled at its provider is never authorized there again).
+        self._held: set[str] = set()
+        self._released: set[str] = set()
 
     def migrate(self) -> int:
         return self.SCHEMA_VERSION
@@ -328,8 +330,10 @@ class MemoryStore:
             self._release_locked(release)
 
     def _note_money(self, session_id: str, status: PaymentSessionStatus) -> None:
-        if status in _MONEY:
-            self._money[session_id] = status
+        if status is PaymentSessionStatus.AUTHORIZED:
+            self._held.add(session_id)
+        elif status is PaymentSessionStatus.CANCELED:
+            self._released.add(session_id)
 
     def _keep_calls_locked(self, calls: Sequence[ProviderCall]) -> None:
         for call in calls:
@@ -353,9 +357,8 @@ class MemoryStore:
         with self._lock:
             found = [
                 self._rows[session_id].session
-                for session_id, status in self._money.items()
-                if status is PaymentSessionStatus.AUTHORIZED
-                and self._rows[session_id].session.status is not PaymentSessionStatus.AUTHORIZED
+                for session_id in self._held - self._released
+                if self._rows[session_id].session.status is not PaymentSessionStatus.AUTHORIZED
             ]
         found.sort(key=lambda session: (session.updated_at, session.id))
         return found[: max(limit, 0)]
@@ -390,9 +393,6 @@ class MemoryStore:
 
     def __repr__(self) -> str:
         return f"<MemoryStore {len(self._rows)} sessions>"
-
-
-_MONEY = frozenset({PaymentSessionStatus.AUTHORIZED, PaymentSessionStatus.CANCELED})
 
 
 __all__ = ["MemoryStore"]

@@ -44,6 +44,7 @@ from paysession.store._sql import (
     INSERT_CALL,
     Texts,
     _with_placeholder,
+    call_from_row,
     call_row,
     event_row,
     migrate_schema,
@@ -88,7 +89,6 @@ from paysession.store.postgres_mapper import (
     _same,
     _session_from_row,
     _update_params,
-    call_from_row,
 )
 from paysession.store.postgres_schema import MIGRATIONS
 
@@ -117,7 +117,11 @@ class PostgresStore(SqlStore):
     _LOAD_PLAIN = _LOAD_PLAIN
     _session_from_row = staticmethod(_session_from_row)
     _event_from_row = staticmethod(_event_from_row)
-    _call_from_row = staticmethod(call_from_row)
+
+    @staticmethod
+    def _call_from_row(row: Sequence[Any]) -> ProviderCall:
+        return call_from_row(row, _same)
+
     _claim_from_row = staticmethod(_claim_from_row)
     _time = staticmethod(_same)
 

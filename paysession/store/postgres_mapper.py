@@ -21,11 +21,9 @@ from paysession.store._sql import (
 )
 from paysession.store.base import (
     AnomalyKind,
-    CallAction,
     Claim,
     ClaimAction,
     EventOutcome,
-    ProviderCall,
     ProviderEvent,
     Write,
 )
@@ -92,21 +90,6 @@ def _event_from_row(row: Sequence[Any]) -> ProviderEvent:
         guard=row[9],
         duplicates=row[10],
         kind=None if row[11] is None else AnomalyKind(row[11]),
-    )
-
-
-def call_from_row(row: Sequence[Any]) -> ProviderCall:
-    """The provider call of a row selected as ``CALL_COLUMNS``."""
-    return ProviderCall(
-        session_id=row[0],
-        action=CallAction(row[1]),
-        idempotency_key=row[2],
-        provider_status=row[3],
-        status=PaymentSessionStatus(row[4]),
-        amount=row[5],
-        currency=row[6],
-        asked_at=row[7],
-        answered_at=row[8],
     )
 
 
@@ -254,5 +237,4 @@ __all__ = [
     "_same",
     "_session_from_row",
     "_update_params",
-    "call_from_row",
 ]

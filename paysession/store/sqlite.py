@@ -33,7 +33,14 @@ from paysession.errors import (
 )
 from paysession.store._feed import Sleeper, Wakeup, position_of
 from paysession.store._rows import logged_record
-from paysession.store._sql import INSERT_CALL, Texts, call_row, migrate_schema, refusal
+from paysession.store._sql import (
+    INSERT_CALL,
+    Texts,
+    call_from_row,
+    call_row,
+    migrate_schema,
+    refusal,
+)
 from paysession.store._sql_store import Found, SqlStore
 from paysession.store._tables import schema_behind
 from paysession.store.base import (
@@ -67,7 +74,6 @@ from paysession.store.sqlite_mapper import (
     _record_row,
     _session_from_row,
     _unique_columns,
-    call_from_row,
 )
 from paysession.store.sqlite_schema import MIGRATIONS
 
@@ -99,7 +105,11 @@ class SqliteStore(SqlStore):
     _LOAD_PLAIN = _LOAD_PLAIN
     _session_from_row = staticmethod(_session_from_row)
     _event_from_row = staticmethod(_event_from_row)
-    _call_from_row = staticmethod(call_from_row)
+
+    @staticmethod
+    def _call_from_row(row: Sequence[Any]) -> ProviderCall:
+        return call_from_row(row, _instant)
+
     _claim_from_row = staticmethod(_claim_from_row)
     _time = staticmethod(_micros)
     _UNINDEXED = "+"

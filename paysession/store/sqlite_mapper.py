@@ -20,11 +20,9 @@ from paysession.store._sql import (
 )
 from paysession.store.base import (
     AnomalyKind,
-    CallAction,
     Claim,
     ClaimAction,
     EventOutcome,
-    ProviderCall,
     ProviderEvent,
 )
 
@@ -139,21 +137,6 @@ def _claim_from_row(row: Sequence[Any]) -> Claim:
     return Claim(row[0], row[1], row[2], ClaimAction(row[3]), _instant(row[4]))
 
 
-def call_from_row(row: Sequence[Any]) -> ProviderCall:
-    """The provider call of a row selected as ``CALL_COLUMNS`` (times in microseconds)."""
-    return ProviderCall(
-        session_id=row[0],
-        action=CallAction(row[1]),
-        idempotency_key=row[2],
-        provider_status=row[3],
-        status=PaymentSessionStatus(row[4]),
-        amount=row[5],
-        currency=row[6],
-        asked_at=_instant(row[7]),
-        answered_at=_instant(row[8]),
-    )
-
-
 def _event_from_row(row: Sequence[Any]) -> ProviderEvent:
     return ProviderEvent(
         session_id=row[0],
@@ -207,5 +190,4 @@ __all__ = [
     "_record_row",
     "_session_from_row",
     "_unique_columns",
-    "call_from_row",
 ]
