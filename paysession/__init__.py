@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         SessionNotFound,
         StoreError,
         UnknownProviderStatus,
+        WebhookRejected,
     )
     from paysession.expiry import (
         Expiry,
@@ -112,6 +113,7 @@ _LAZY: dict[str, str] = {
     "SessionNotFound": "paysession.errors",
     "StoreError": "paysession.errors",
     "UnknownProviderStatus": "paysession.errors",
+    "WebhookRejected": "paysession.errors",
     "Expiry": "paysession.expiry",
     "Holds": "paysession.holds",
     "expire_sessions": "paysession.expiry",
@@ -201,6 +203,7 @@ __all__ = [
     "TransitionRecord",
     "Trigger",
     "UnknownProviderStatus",
+    "WebhookRejected",
     "__version__",
     "cancel_payment",
     "complete_cart",

@@ -98,6 +98,7 @@ class AsyncPaymentSessions:
     authorization_conflict = _in_thread(PaymentSessions.authorization_conflict)
     record_answer = _in_thread(PaymentSessions.record_answer)
     reconcile = _in_thread(PaymentSessions.reconcile)
+    reconcile_report = _in_thread(PaymentSessions.reconcile_report)
     reconcile_result = _in_thread(PaymentSessions.reconcile_result)
     provider_events = _in_thread(PaymentSessions.provider_events)
     anomalies = _in_thread(PaymentSessions.anomalies)

@@ -374,6 +374,20 @@ class MissingExtra(_Facts, ImportError):
         return f"{self.part} needs the {self.extra} extra: pip install 'paysession[{self.extra}]'"
 
 
+class WebhookRejected(_Facts, ValueError):
+    """A provider's notification that cannot be trusted or read: a missing or wrong
+    signature, a timestamp outside the tolerance, or a body that is not the provider's
+    event. Nothing is recorded. ``provider_id`` names the provider, ``why`` the reason
+    (never the secret, the signature or the body)."""
+
+    _facts = ("provider_id", "why")
+    provider_id: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.provider_id} notification rejected: {self.why}"
+
+
 class UnknownProviderStatus(_Facts, LookupError):
     """A provider, or a provider's status name, that no status map knows."""
 
@@ -513,4 +527,5 @@ __all__ = [
     "SinkError",
     "StoreError",
     "UnknownProviderStatus",
+    "WebhookRejected",
 ]

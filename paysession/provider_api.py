@@ -371,6 +371,33 @@ Providers = PaymentProvider | Mapping[str, PaymentProvider]
 
 
 @attrs.frozen
+class ProviderReport:
+    """What a provider's notification says of one payment, once verified and read.
+
+    ``provider_ref`` is the provider's own id of the payment (Stripe's PaymentIntent id,
+    Adyen's pspReference) and ``session_id`` the session, when the notification names it
+    (Stripe's ``metadata.session_id``, Adyen's merchantReference). ``status`` is the
+    provider's own status name, read through its status map; ``amount`` (minor units),
+    ``currency`` and ``decline`` (the provider's reason for a decline) when stated.
+    ``observed_at`` is when the provider says the payment took that status, to its
+    ``precision`` (Stripe: whole seconds). A report never holds a secret: no client
+    secret, no signature, no raw body.
+    """
+
+    provider_id: str
+    event_id: str | None
+    event_type: str | None
+    provider_ref: str | None
+    session_id: str | None
+    status: str
+    amount: int | None = None
+    currency: str | None = None
+    decline: str | None = None
+    observed_at: datetime | None = None
+    precision: timedelta = _ONE_MICROSECOND
+
+
+@attrs.frozen
 class Webhook:
     """A provider's notice about a session, as a webhook endpoint receives it: with the
     amount it is for and the provider's reason for a decline, when it says."""
@@ -392,6 +419,7 @@ __all__ = [
     "DoubleAuthorization",
     "PaymentProvider",
     "ProviderReply",
+    "ProviderReport",
     "ProviderRules",
     "ProviderTimeout",
     "Providers",

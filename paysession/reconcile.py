@@ -24,6 +24,7 @@ from paysession.errors import (
     GuardRejected,
     InvalidSessionData,
     ReconciliationAnomaly,
+    SessionNotFound,
     StoreError,
 )
 from paysession.holds import Holds, holds_of, provider_call
@@ -34,6 +35,7 @@ from paysession.planning import (
     plan_chain,
 )
 from paysession.providers import (
+    ProviderReport,
     ProviderRules,
     Providers,
     provider_for,
@@ -75,6 +77,7 @@ class _Report:
     amount: int | None = None
     currency: str | None = None
     decline: str | None = None
+    provider_id: str | None = None  # the session's provider must be this one, when given
 
 
 def amount_differs(session: PaymentSession, amount: int | None, currency: str | None) -> bool:
@@ -298,6 +301,17 @@ class Reconciler(DurableBase):
         self._check_report(provider_status, event_id, observed_at, attempts)
         self._check_facts(event_type, amount, currency, decline)
         report = _Report(provider_status, event_type, amount, currency, decline)
+        return self._reconcile_report(session_id, report, event_id, observed_at, attempts, provider)
+
+    def _reconcile_report(
+        self,
+        session_id: str,
+        report: _Report,
+        event_id: str | None,
+        observed_at: datetime | None,
+        attempts: int,
+        provider: Providers | None,
+    ) -> Reconciliation:
         if provider is not None and not (
             isinstance(provider, Mapping) or callable(getattr(provider, "cancel", None))
         ):
@@ -315,6 +329,58 @@ class Reconciler(DurableBase):
         except ReconciliationAnomaly as anomaly:
             _log.ANOMALIES.warning("%r", str(anomaly))
             raise
+
+    def reconcile_report(
+        self,
+        report: ProviderReport,
+        *,
+        provider: Providers | None = None,
+        attempts: int = 5,
+    ) -> Reconciliation:
+        """Reconcile what a provider's verified notification says (see
+        :mod:`paysession.providers.stripe` and its siblings), as :meth:`reconcile` does.
+
+        The session is the one the report names (``session_id``), or else the one whose
+        payment the provider knows as ``provider_ref`` (found by index: see
+        ``docs/providers.md`` for where each provider's id is read from the session's
+        data). SessionNotFound, recording nothing, when neither finds one;
+        InvalidSessionData (field ``report.provider_id``) when the session belongs to
+        another provider, or (field ``report.provider_ref``) when the reference names
+        several sessions. The report's event id, instant, event type, amount, currency
+        and decline are weighed as :meth:`reconcile` weighs them.
+        """
+        if not isinstance(report, ProviderReport):
+            raise InvalidSessionData({"report": "must be a ProviderReport"})
+        self._check_report(report.status, report.event_id, report.observed_at, attempts)
+        self._check_facts(report.event_type, report.amount, report.currency, report.decline)
+        if report.session_id is not None:
+            session_id = report.session_id
+        elif report.provider_ref is not None:
+            found = self.store.find(
+                provider_id=report.provider_id, provider_ref=report.provider_ref
+            )
+            if not found:
+                raise SessionNotFound(report.provider_ref)
+            if len(found) > 1:
+                raise InvalidSessionData(
+                    {"report.provider_ref": f"names {len(found)} sessions; give the session id"}
+                )
+            session_id = found[0].id
+        else:
+            raise InvalidSessionData(
+                {"report": "names neither a session_id nor a provider_ref to find it by"}
+            )
+        facts = _Report(
+            report.status,
+            report.event_type,
+            report.amount,
+            report.currency,
+            report.decline,
+            report.provider_id,
+        )
+        return self._reconcile_report(
+            session_id, facts, report.event_id, report.observed_at, attempts, provider
+        )
 
     def reconcile_result(
         self,
@@ -404,6 +470,13 @@ class Reconciler(DurableBase):
     ) -> Reconciliation:
         snapshot = self._load(session_id)
         session = snapshot.session
+        if report.provider_id is not None and report.provider_id != session.provider_id:
+            raise InvalidSessionData(
+                {
+                    "report.provider_id": f"is {report.provider_id!r} but session {session.id} "
+                    f"is {session.provider_id!r}'s"
+                }
+            )
         provider_status = report.provider_status
         rules = rules_for(session.provider_id)
         mapped = read_status(

@@ -106,11 +106,20 @@ class PaymentSessions(Reconciler):
         return self._load(session_id).version
 
     def find(
-        self, *, cart_id: str | None = None, status: PaymentSessionStatus | str | None = None
+        self,
+        *,
+        cart_id: str | None = None,
+        status: PaymentSessionStatus | str | None = None,
+        provider_id: str | None = None,
+        provider_ref: str | None = None,
     ) -> list[PaymentSession]:
-        """The sessions of a cart and/or in a status, oldest first."""
+        """The sessions of a cart, in a status, of a provider and/or whose payment the
+        provider knows as ``provider_ref`` (Stripe's PaymentIntent id in ``data["id"]``;
+        see ``docs/providers.md``), oldest first."""
         wanted = None if status is None else _member(PaymentSessionStatus, status, "status")
-        return self.store.find(cart_id=cart_id, status=wanted)
+        return self.store.find(
+            cart_id=cart_id, status=wanted, provider_id=provider_id, provider_ref=provider_ref
+        )
 
     def history(self, session_id: str) -> tuple[TransitionRecord, ...]:
         """The session's trail, record 0 first; SessionNotFound if there is none."""

@@ -18,11 +18,12 @@ import pytest
 
 from paysession import PaymentSessions, PaymentSessionStatus
 from paysession.errors import AuthorizationConflict, MigrationRefused, ReconciliationAnomaly
-from paysession.store import SessionStore, SqliteStore
+from paysession.store import MemoryStore, SessionStore, SqliteStore
 from paysession.store import postgres as postgres_store
 from paysession.store import sqlite as sqlite_store
 from paysession.store._browse import SessionFilter
 from paysession.store._sql import ANOMALY_KINDS, ANOMALY_KINDS_3, migrate_schema
+from paysession.store._tables import REFERENCES
 
 from .conftest import PostgresServer
 from .helpers import StepClock
@@ -86,6 +87,16 @@ def without_provider_calls(kind: str) -> tuple[str, ...]:
         *sqlite_store.MIGRATIONS[3],
         *[statement for statement in sqlite_store.MIGRATIONS[4] if "TRIGGER" in statement],
         "UPDATE paysession_schema SET version = 5",
+    )
+
+
+def without_provider_ref(kind: str) -> tuple[str, ...]:
+    """What the provider-reference schema (SQLite 7, PostgreSQL 8) changed, undone: the
+    computed column and its index go."""
+    return (
+        "DROP INDEX paysession_sessions_provider_ref",
+        "ALTER TABLE paysession_sessions DROP COLUMN provider_ref",
+        f"UPDATE paysession_schema SET version = {6 if kind == 'sqlite' else 7}",
     )
 
 
@@ -158,8 +169,13 @@ class Database:
     def back_to(self, version: int) -> tuple[str, ...]:
         """The statements that turn today's schema back into ``version`` (2 or more)."""
         undo = {
-            "sqlite": {5: without_provider_calls("sqlite"), 4: without_browse_indexes(4, "sqlite")},
+            "sqlite": {
+                6: without_provider_ref("sqlite"),
+                5: without_provider_calls("sqlite"),
+                4: without_browse_indexes(4, "sqlite"),
+            },
             "postgres": {
+                7: without_provider_ref("postgres"),
                 6: without_provider_calls("postgres"),
                 5: without_browse_indexes(5, "postgres"),
                 4: PG_TO_VERSION_4,
@@ -363,6 +379,7 @@ class TestVersionFive:
             migrate_schema(pg, postgres_store.MIGRATIONS[:4], "%s")
         fill(Database("postgres", undone))
         Database("postgres", undone).run(
+            *without_provider_ref("postgres"),
             *without_provider_calls("postgres"),
             *without_browse_indexes(5, "postgres"),
             *PG_TO_VERSION_4,
@@ -426,7 +443,9 @@ class TestBrowseIndexes:
             migrate_schema(pg, postgres_store.MIGRATIONS[:5], "%s")
         fill(Database("postgres", undone))
         Database("postgres", undone).run(
-            *without_provider_calls("postgres"), *without_browse_indexes(5, "postgres")
+            *without_provider_ref("postgres"),
+            *without_provider_calls("postgres"),
+            *without_browse_indexes(5, "postgres"),
         )
         assert pg_schema(undone) == pg_schema(published)
         before, after = str(tmp_path / "published.db"), str(tmp_path / "undone.db")
@@ -435,7 +454,9 @@ class TestBrowseIndexes:
         conn.close()
         fill(Database("sqlite", after))
         Database("sqlite", after).run(
-            *without_provider_calls("sqlite"), *without_browse_indexes(4, "sqlite")
+            *without_provider_ref("sqlite"),
+            *without_provider_calls("sqlite"),
+            *without_browse_indexes(4, "sqlite"),
         )
         assert sqlite_schema(after) == sqlite_schema(before)
 
@@ -486,21 +507,25 @@ class TestProviderCalls:
         with psycopg.connect(published, autocommit=True) as pg:
             migrate_schema(pg, postgres_store.MIGRATIONS[:6], "%s")
         fill(Database("postgres", undone))
-        Database("postgres", undone).run(*without_provider_calls("postgres"))
+        Database("postgres", undone).run(
+            *without_provider_ref("postgres"), *without_provider_calls("postgres")
+        )
         assert pg_schema(undone) == pg_schema(published)
         before, after = str(tmp_path / "published.db"), str(tmp_path / "undone.db")
         with sqlite3.connect(before) as conn:
             migrate_schema(conn, sqlite_store.MIGRATIONS[:5], "?")
         conn.close()
         fill(Database("sqlite", after))
-        Database("sqlite", after).run(*without_provider_calls("sqlite"))
+        Database("sqlite", after).run(
+            *without_provider_ref("sqlite"), *without_provider_calls("sqlite")
+        )
         assert sqlite_schema(after) == sqlite_schema(before)
 
     def test_an_older_database_keeps_its_events_and_counts(self, database: Database) -> None:
         """Every event and the anomaly counts are kept; calls and the new kind then work."""
         made = fill(database)
         reopened(database, _two_anomalies_for_the_pending_session(made["pending"]))
-        database.run(*database.back_to(LATEST[database.kind] - 1))
+        database.run(*database.back_to(LATEST[database.kind] - 2))
         events = database.scalar("SELECT count(*) FROM paysession_provider_events")
 
         def check(sessions: PaymentSessions) -> None:
@@ -522,3 +547,108 @@ class TestProviderCalls:
             )
             == 1
         )
+
+
+class TestProviderRef:
+    """SQLite 7 and PostgreSQL 8: the provider's own id of each session's payment, a
+    column computed from the session's data and indexed."""
+
+    def test_the_undone_schema_is_the_published_one_before(
+        self, postgres_server: PostgresServer, tmp_path: Path
+    ) -> None:
+        published, undone = postgres_server.new_database(), postgres_server.new_database()
+        with psycopg.connect(published, autocommit=True) as pg:
+            migrate_schema(pg, postgres_store.MIGRATIONS[:7], "%s")
+        fill(Database("postgres", undone))
+        Database("postgres", undone).run(*without_provider_ref("postgres"))
+        assert pg_schema(undone) == pg_schema(published)
+        before, after = str(tmp_path / "published.db"), str(tmp_path / "undone.db")
+        with sqlite3.connect(before) as conn:
+            migrate_schema(conn, sqlite_store.MIGRATIONS[:6], "?")
+        conn.close()
+        fill(Database("sqlite", after))
+        Database("sqlite", after).run(*without_provider_ref("sqlite"))
+        assert sqlite_schema(after) == sqlite_schema(before)
+
+    def test_existing_rows_are_found_by_their_reference(self, database: Database) -> None:
+        """Sessions written before the column existed are found by it once migrated."""
+        made = fill(database)
+        database.run(*database.back_to(LATEST[database.kind] - 1))
+
+        def check(sessions: PaymentSessions) -> None:
+            assert sessions.store.migrate() == LATEST[database.kind]
+            for name, session_id in made.items():
+                (found,) = sessions.find(provider_ref=f"pi_{name}")
+                assert found.id == session_id
+            assert sessions.find(provider_id="paypal", provider_ref="pi_authorized") == []
+            for session_id in made.values():
+                assert sessions.verify(session_id).ok
+
+        reopened(database, check)
+
+    def test_a_row_whose_data_is_not_json_migrates_without_a_reference(
+        self, tmp_path: Path
+    ) -> None:
+        """SQLite keeps text as it is given: a row edited by hand is kept, and found by
+        the audit, not refused by the migration."""
+        database = Database("sqlite", str(tmp_path / "old.db"))
+        made = fill(database)
+        database.run(
+            *database.back_to(LATEST["sqlite"] - 1),
+            f"UPDATE paysession_sessions SET data = '{{bad' WHERE id = '{made['pending']}'",
+        )
+
+        def check(sessions: PaymentSessions) -> None:
+            assert sessions.store.migrate() == LATEST["sqlite"]
+            (found,) = sessions.find(provider_ref="pi_error")
+            assert found.id == made["error"]
+
+        reopened(database, check)
+        row = f"SELECT provider_ref IS NULL FROM paysession_sessions WHERE id = '{made['pending']}'"
+        assert database.scalar(row) == 1
+
+    def test_the_reference_is_read_by_index(self, database: Database) -> None:
+        fill(database)
+        reopened(database, lambda sessions: None)
+        query = (
+            "SELECT id FROM paysession_sessions "
+            "WHERE provider_ref = 'pi_error' AND provider_id = 'stripe'"
+        )
+        if database.kind == "sqlite":
+            with sqlite3.connect(database.place) as conn:
+                plan = repr(conn.execute("EXPLAIN QUERY PLAN " + query).fetchall())
+            conn.close()
+        else:
+            with psycopg.connect(database.place) as pg:
+                pg.execute("SET enable_seqscan = off")
+                plan = repr(pg.execute("EXPLAIN " + query).fetchall())
+        assert "paysession_sessions_provider_ref" in plan
+
+    def test_only_a_string_of_the_providers_key_is_a_reference(self, database: Database) -> None:
+        store = database.store()
+        sessions = PaymentSessions(store, clock=StepClock())
+        for provider, data in (
+            ("stripe", {"id": 42}),
+            ("stripe", {"id": ""}),
+            ("stripe", {"pspReference": "ref_1"}),
+            ("adyen", {"id": "ref_1"}),
+            ("manual", {"id": "ref_1"}),
+        ):
+            session = sessions.create(cart_id=None, provider_id=provider, amount=1)
+            sessions.fire(session.id, "initiate", data=data)
+        assert sessions.find(provider_ref="ref_1") == []
+        assert sessions.find(provider_ref="") == []
+        adyen = sessions.create(cart_id=None, provider_id="adyen", amount=1)
+        sessions.fire(adyen.id, "initiate", data={"pspReference": "ref_1"})
+        assert [s.id for s in sessions.find(provider_ref="ref_1")] == [adyen.id]
+        store.close()
+
+
+def test_the_columns_rule_is_each_providers() -> None:
+    """The keys the SQL column reads are those the memory store reads, provider by provider."""
+    memory = PaymentSessions(MemoryStore(), clock=StepClock())
+    for provider, key in REFERENCES:
+        session = memory.create(cart_id=None, provider_id=provider, amount=1)
+        memory.fire(session.id, "initiate", data={key: f"{provider}_ref"})
+        assert [s.id for s in memory.find(provider_ref=f"{provider}_ref")] == [session.id]
+    assert dict(REFERENCES)["stripe"] == "id"  # as Medusa keeps the PaymentIntent

@@ -10,6 +10,8 @@ from mypy import api as mypy_api
 
 from paysession import TRANSITIONS
 
+from .stripe_api import stripe_api
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
@@ -42,8 +44,14 @@ class TestReadme:
         assert (status, err) == (0, ""), out
 
     def test_docs_examples_run(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Every python block of docs/*.md runs, in order, one namespace per file."""
+        """Every python block of docs/*.md runs, in order, one namespace per file (Stripe's
+        API answered by a local server that answers as Stripe's does)."""
         monkeypatch.chdir(tmp_path)
+        with stripe_api() as (_, base):
+            monkeypatch.setenv("STRIPE_API_BASE", base)
+            self._run_docs()
+
+    def _run_docs(self) -> None:
         pages = sorted((ROOT / "docs").glob("*.md"))
         assert pages
         ran = 0

@@ -465,9 +465,14 @@ class SqlReads(abc.ABC):
         return [record_from_wire(wire, what) for (wire,) in rows]
 
     def find(
-        self, *, cart_id: str | None = None, status: PaymentSessionStatus | None = None
+        self,
+        *,
+        cart_id: str | None = None,
+        status: PaymentSessionStatus | None = None,
+        provider_id: str | None = None,
+        provider_ref: str | None = None,
     ) -> list[PaymentSession]:
-        if has_nul(cart_id):
+        if has_nul(cart_id) or has_nul(provider_id) or has_nul(provider_ref):
             return []
         status_value = None if status is None else PaymentSessionStatus(status).value
         query, params = _select_matching(
@@ -476,6 +481,8 @@ class SqlReads(abc.ABC):
             "created_at, id",
             cart_id=cart_id,
             status=status_value,
+            provider_ref=provider_ref,
+            provider_id=provider_id,
         )
         rows = self._rows("find", query, params)
         return [self._cache.snapshot(row, self._session_from_row).session for row in rows]

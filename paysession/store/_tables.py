@@ -191,6 +191,62 @@ def provider_calls_table(dialect: Mapping[str, str]) -> str:
     return _PROVIDER_CALLS.format_map(dialect)
 
 
+REFERENCES: tuple[tuple[str, str], ...] = (
+    ("stripe", "id"),
+    ("paypal", "id"),
+    ("adyen", "pspReference"),
+    ("klarna", "order_id"),
+)
+"""The key of a session's ``data`` that holds each known provider's own id of the payment
+(Stripe's PaymentIntent id, as Medusa stores it), as the provider-reference column reads it."""
+
+
+def provider_ref(provider_id: str, data: Mapping[str, object]) -> str | None:
+    """The provider's own id of a session's payment, read from its ``data`` by
+    :data:`REFERENCES` as the SQL stores' column reads it; None when there is none."""
+    for provider, key in REFERENCES:
+        if provider == provider_id:
+            found = data.get(key)
+            return found if isinstance(found, str) and found else None
+    return None
+
+
+def provider_ref_schema(dialect: Mapping[str, str]) -> tuple[str, ...]:
+    """The provider's own id of each session's payment, as a column computed by the
+    database from the row's ``data`` (so rows written before it, and by processes still
+    running code that knows nothing of it, carry it too), and its index.
+
+    The key each provider's id is read from is :data:`REFERENCES`; only a non-empty
+    string counts. SQLite computes the column when read (its index stores it);
+    PostgreSQL stores it, filling every existing row when the column is added.
+    """
+    if dialect is SQLITE:
+        path = "CASE provider_id " + " ".join(
+            f"WHEN '{provider}' THEN '$.{key}'" for provider, key in REFERENCES
+        )
+        value = f"json_extract(data, {path} END)"
+        # A row whose data is not JSON (edited by hand) has no reference, and is kept:
+        # the audit and the inspector name it, as they do without this column.
+        test = f"CASE WHEN json_valid(data) THEN json_type(data, {path} END) END = 'text'"
+        kind = "VIRTUAL"
+    else:
+        path = "CASE provider_id " + " ".join(
+            f"WHEN '{provider}' THEN '{key}'" for provider, key in REFERENCES
+        )
+        value = f"(data ->> ({path} END))"
+        test = f"json_typeof(data -> ({path} END)) = 'string'"
+        kind = "STORED"
+    column = (
+        f"ALTER TABLE paysession_sessions ADD COLUMN provider_ref {dialect['text']} "
+        f"GENERATED ALWAYS AS (CASE WHEN {test} THEN NULLIF({value}, '') END) {kind}"
+    )
+    index = (
+        f"CREATE INDEX {dialect['concurrently']}paysession_sessions_provider_ref "
+        "ON paysession_sessions (provider_ref, provider_id) WHERE provider_ref IS NOT NULL"
+    )
+    return (column, index)
+
+
 def schema_behind(conn: Any, target: int, has_schema_table: str) -> str | None:
     """Why a store opened not to migrate cannot use this database: it is not a paysession
     database at all, or its schema version is not ``target`` (None when it is).
@@ -224,11 +280,14 @@ __all__ = [
     "HAS_SCHEMA_TABLE_SQLITE",
     "NOT_PAYSESSION",
     "POSTGRES",
+    "REFERENCES",
     "SQLITE",
     "STATUSES",
     "browse_schema",
     "provider_calls_table",
     "provider_events_table",
+    "provider_ref",
+    "provider_ref_schema",
     "schema_behind",
     "sessions_table",
 ]

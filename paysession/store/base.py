@@ -386,9 +386,19 @@ class SessionStore(Protocol):
         ...
 
     def find(
-        self, *, cart_id: str | None = None, status: PaymentSessionStatus | None = None
+        self,
+        *,
+        cart_id: str | None = None,
+        status: PaymentSessionStatus | None = None,
+        provider_id: str | None = None,
+        provider_ref: str | None = None,
     ) -> list[PaymentSession]:
-        """Sessions matching every filter given, oldest first."""
+        """Sessions matching every filter given, oldest first.
+
+        ``provider_ref`` is the provider's own id of the payment, read from the session's
+        ``data`` by its provider's ``reference`` rule (see
+        :func:`paysession.provider_api.provider_ref`); SQL stores find it by index.
+        """
         ...
 
     def records_since(self, cursor: str | None, limit: int) -> list[LoggedRecord]:

@@ -22,6 +22,7 @@ from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
 from paysession.store._feed import Sleeper, Wakeup, position_of
+from paysession.store._tables import provider_ref as reference
 from paysession.store.base import (
     STALE_STATUSES,
     Binding,
@@ -251,7 +252,12 @@ class MemoryStore:
             return list(self._trails.get(session_id, ()))
 
     def find(
-        self, *, cart_id: str | None = None, status: PaymentSessionStatus | None = None
+        self,
+        *,
+        cart_id: str | None = None,
+        status: PaymentSessionStatus | None = None,
+        provider_id: str | None = None,
+        provider_ref: str | None = None,
     ) -> list[PaymentSession]:
         with self._lock:
             rows = (
@@ -264,6 +270,11 @@ class MemoryStore:
                 for row in rows
                 if (cart_id is None or row.session.cart_id == cart_id)
                 and (status is None or row.session.status is status)
+                and (provider_id is None or row.session.provider_id == provider_id)
+                and (
+                    provider_ref is None
+                    or reference(row.session.provider_id, row.session.data) == provider_ref
+                )
             ]
         return sorted(found, key=lambda session: (session.created_at, session.id))
 

@@ -26,6 +26,7 @@ from paysession.store._tables import (
     browse_schema,
     provider_calls_table,
     provider_events_table,
+    provider_ref_schema,
     sessions_table,
 )
 
@@ -161,6 +162,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"paysession_provider_events_kind_check CHECK (kind IN {ANOMALY_KINDS_NOW})",
         provider_calls_table(POSTGRES),
     ),
+    # 8: the provider's own id of each session's payment (Stripe's PaymentIntent id),
+    # computed from its data, so that a report naming only that id finds its session.
+    provider_ref_schema(POSTGRES),
 )
 
 _CONCURRENT = re.compile(r"\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(\w+)", re.I)

@@ -8,6 +8,7 @@ from paysession.store._tables import (
     browse_schema,
     provider_calls_table,
     provider_events_table,
+    provider_ref_schema,
     sessions_table,
 )
 
@@ -121,6 +122,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         *_COUNT_ANOMALIES,
         provider_calls_table(SQLITE),
     ),
+    # 7: the provider's own id of each session's payment (Stripe's PaymentIntent id),
+    # computed from its data, so that a report naming only that id finds its session.
+    provider_ref_schema(SQLITE),
 )
 
 __all__ = ["MIGRATIONS"]

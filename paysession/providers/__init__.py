@@ -2,7 +2,11 @@
 
 The public home of both: ``paysession/provider_api.py`` holds what a provider is and how
 its statuses map onto ours; ``paysession/simulation.py`` the simulated processor and
-webhook channel used by the tests and the demo.
+webhook channel used by the tests and the demo. Each real provider has a module of its
+own, imported on its own and needing its extra: :mod:`paysession.providers.stripe`
+(``paysession[stripe]``), :mod:`~paysession.providers.adyen` (``paysession[adyen]``),
+:mod:`~paysession.providers.paypal` (``paysession[paypal]``) and
+:mod:`~paysession.providers.klarna` (``paysession[klarna]``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from paysession.provider_api import (
     DoubleAuthorization,
     PaymentProvider,
     ProviderReply,
+    ProviderReport,
     ProviderRules,
     Providers,
     ProviderTimeout,
@@ -64,6 +69,7 @@ __all__ = [
     "Hold",
     "PaymentProvider",
     "ProviderReply",
+    "ProviderReport",
     "ProviderRules",
     "ProviderTimeout",
     "Providers",

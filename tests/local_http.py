@@ -1,0 +1,55 @@
+"""A local HTTP server for a test: each GET answered by a function of its path, every
+request listed."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Answer = tuple[int, dict[str, str], bytes]
+"""An answer: status, headers, body."""
+
+
+class Served:
+    """What the server was asked: each request's path and headers, in order."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.requests: list[tuple[str, dict[str, str]]] = []
+
+    def paths(self) -> list[str]:
+        return [path for path, _ in self.requests]
+
+
+@contextmanager
+def serving(answer: Callable[[str], Answer]) -> Iterator[Served]:
+    """A server on 127.0.0.1 answering every GET with ``answer(path)``."""
+    served = Served("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            served.requests.append((self.path, dict(self.headers.items())))
+            status, headers, body = answer(self.path)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    served.base = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield served
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
