@@ -46,7 +46,7 @@ def row_of(factory: StoreFactory, session_id: str) -> dict[str, object]:
 
 def roll_back(factory: StoreFactory, session_id: str, row: Mapping[str, object]) -> None:
     """Put an earlier genuine row of the session back, leaving its later records."""
-    columns = [name for name in row if name not in ("id", "xact")]
+    columns = [name for name in row if name not in ("id", "xact", "provider_ref")]
     assignments = ", ".join(f"{name} = ?" for name in columns)
     values = [Jsonb(row[name]) if isinstance(row[name], dict) else row[name] for name in columns]
     tamper(

@@ -322,7 +322,7 @@ class _Database:
 
     def restore(self, session_id: str, row: dict[str, object]) -> None:
         """Put an earlier genuine row of the session back."""
-        columns = [name for name in row if name not in ("id", "xact")]
+        columns = [name for name in row if name not in ("id", "xact", "provider_ref")]
         values = [Jsonb(row[n]) if isinstance(row[n], dict) else row[n] for n in columns]
         assignments = ", ".join(f"{name} = ?" for name in columns)
         self.run(

@@ -206,7 +206,14 @@ def _belong_to_parent() -> None:
 
 def _exit_when_gone(sentinel: int) -> None:
     multiprocessing.connection.wait([sentinel])
+    # Not while this process is starting one of its own: cut off half-way through
+    # reading what it was started with, that one would print a traceback.
+    _STARTING.acquire()
     os._exit(_EXIT_ORPHANED)
+
+
+_STARTING = threading.Lock()
+"""Held while this process starts another (see _exit_when_gone)."""
 
 
 def _start(process: Any) -> None:
@@ -214,8 +221,9 @@ def _start(process: Any) -> None:
     inherited) in the process: a signal that comes while it starts waits until the
     start is done, in the parent (so that no half-started process is left unknown to
     it), and until the process is ready to take it (_belong_to_parent), in the process
-    (so that none prints a KeyboardInterrupt from its start-up)."""
-    with _blocked(*_STOPPING):
+    (so that none prints a KeyboardInterrupt from its start-up). An orphaned process
+    exits only once a start it is making is done."""
+    with _blocked(*_STOPPING), _STARTING:
         process.start()
 
 
