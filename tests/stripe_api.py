@@ -172,7 +172,9 @@ def stripe_api() -> Iterator[tuple[StripeApi, str]]:
     """A running fake API and its base URL, shut down at the end."""
     api = StripeApi()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(api))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll: shutdown() waits for the loop's next look, half a second by default,
+    # which every test using a server would pay at its end.
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield api, f"http://127.0.0.1:{server.server_address[1]}"
