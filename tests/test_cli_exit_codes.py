@@ -3,6 +3,7 @@ with the code the table says, and an error is one line on stderr."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import sqlite3
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from paysession import PaymentSessions
+from paysession import PaymentSessions, ReconciliationAnomaly
 from paysession.audit import encode_line
 from paysession.cli import main
 from paysession.diagrams import write_files
@@ -32,6 +33,12 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     sessions.fire(made.id, "authorize")
     for n in (2, 3):
         sessions.create(cart_id=f"cart_{n}", provider_id="stripe", amount=n)
+    # Canceled here, then authorized there: a hold not released, for `audit holds`.
+    late = sessions.create(cart_id="cart_4", provider_id="stripe", amount=700)
+    sessions.fire(late.id, "initiate", data={"id": "pi_4"})
+    sessions.fire(late.id, "cancel")
+    with contextlib.suppress(ReconciliationAnomaly):
+        sessions.reconcile(late.id, "requires_capture", event_id="evt_late")
     trail = where / "trail.jsonl"
     trail.write_bytes(b"".join(encode_line(record) for record in sessions.history(made.id)))
     store.close()
