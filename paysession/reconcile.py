@@ -669,11 +669,13 @@ class Reconciler(DurableBase):
         recorded. ``unreleased`` is true when the provider said it holds money and never
         that it let go while the session is not authorized: money its cart cannot keep.
         """
-        session = self.get(session_id)
+        return self._holds(self.get(session_id))
+
+    def _holds(self, session: PaymentSession) -> Holds:
         return holds_of(
             session,
-            self.store.provider_calls(session_id),
-            self.store.provider_events(session_id=session_id),
+            self.store.provider_calls(session.id),
+            self.store.provider_events(session_id=session.id),
         )
 
     def unreleased_holds(self, *, limit: int = 1000) -> list[PaymentSession]:
@@ -703,7 +705,7 @@ class Reconciler(DurableBase):
             return False
         if session.status is not _CANCELED and self._conflict(session) is None:
             return False
-        if not self.holds(session.id).unreleased:
+        if not self._holds(session).unreleased:  # the session in hand, not loaded again
             return False
         call = self._void(session, provider)
         self.store.record_calls([call])
