@@ -33,7 +33,7 @@ from typing import TypeVar
 
 import attrs
 
-from paysession.durable import check_attempts, retrying
+from paysession.writer import check_attempts, retrying
 from paysession.errors import (
     CartConflict,
     CompletionTimeout,

@@ -75,7 +75,7 @@ def expire_sessions(
     """
     done: dict[str, list[str]] = {field.name: [] for field in attrs.fields(Expiry)}
     reason = f"abandoned: no move for {older_than}"
-    for session in sessions.stale(older_than, limit=limit):
+    for session in sessions.abandoned(older_than, limit=limit):
         done[_expire_one(sessions, provider, session, actor, lease, reason)].append(session.id)
     for session in sessions.unreleased_holds(limit=limit):
         if session.status is PaymentSessionStatus.CANCELED:

@@ -17,7 +17,7 @@ from paysession import (
     PaymentSessionStatus,
     ReconciliationAnomaly,
 )
-from paysession.durable import retrying
+from paysession.writer import retrying
 from paysession.store import MemoryStore
 
 from .helpers import machine_in
