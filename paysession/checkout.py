@@ -33,7 +33,6 @@ from typing import TypeVar
 
 import attrs
 
-from paysession.writer import check_attempts, retrying
 from paysession.errors import (
     CartConflict,
     CompletionTimeout,
@@ -60,6 +59,7 @@ from paysession.service import DEFAULT_LEASE, PaymentSessions, Reconciliation
 from paysession.session import PaymentSession, clock_reading
 from paysession.status import PaymentSessionStatus
 from paysession.store.base import CallAction, Claim, ClaimAction, Claimed, ProviderCall
+from paysession.writer import check_attempts, retrying
 
 S = PaymentSessionStatus
 _R = TypeVar("_R")
