@@ -8,7 +8,7 @@ import os
 import random
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -47,114 +47,21 @@ from paysession.cli import main
 from paysession.lifecycle import TRIGGERS
 from paysession.record import compute_hash, make_record
 
-from .helpers import StepClock
+from .helpers import (
+    KEY,
+    SECRET,
+    StepClock,
+    drive,
+    facts,
+    forge,
+    numbered_session,
+    rechain,
+    story,
+    write_trail,
+)
 from .strategies import json_objects, sessions
 
 S = PaymentSessionStatus
-SECRET = "sk_live_CANARY_7f3a9c_never_logged"
-KEY = b"audit-key-for-tests"
-
-# Weights that keep sessions alive long enough to make long trails (cancel is final).
-WEIGHTS = {
-    "authorize": 3.0,
-    "require_more": 3.0,
-    "fail": 2.0,
-    "retry": 4.0,
-    "cancel": 0.3,
-    "initiate": 4.0,
-    "update": 4.0,
-    "select": 2.0,
-    "deselect": 2.0,
-}
-ACTORS = (None, "storefront", "provider:stripe", "admin:ops")
-REASONS_TEXT = (None, "card declined", "paiement refusé — carte expirée", "requires_action")
-
-
-# ---------------------------------------------------------------------------------------
-# Builders, shared with test_audit_cli.py
-
-
-def new_session(
-    number: int,
-    clock: StepClock,
-    *,
-    amount: int | None = 4999,
-    data: dict[str, object] | None = None,
-    cart: dict[str, object] | None = None,
-    status: PaymentSessionStatus = S.PENDING,
-) -> PaymentSession:
-    """A session with a fixed id (``ps_0007``) and key, so that trails are reproducible."""
-    at = clock()
-    return PaymentSession(
-        id=f"ps_{number:04d}",
-        cart_id=f"cart_{number:04d}",
-        provider_id="stripe",
-        is_selected=False,
-        is_initiated=status is S.AUTHORIZED,
-        status=status,
-        data={} if data is None else data,
-        idempotency_key=f"idem_{number:04d}",
-        amount=amount,
-        payment_authorized_at=at if status is S.AUTHORIZED else None,
-        created_at=at,
-        updated_at=at,
-        cart=cart,
-    )
-
-
-def drive(machines: Sequence[SessionMachine], moves: int, seed: int) -> None:
-    """Make ``moves`` successful random moves, spread over ``machines``."""
-    rng = random.Random(seed)
-    triggers, weights = list(WEIGHTS), list(WEIGHTS.values())
-    done = 0
-    for _ in range(moves * 100):
-        if done == moves:
-            return
-        machine = rng.choice(machines)
-        trigger = rng.choices(triggers, weights)[0]
-        params: dict[str, object] = {}
-        if trigger == "initiate":
-            params["data"] = {"id": f"pi_{done}", "client_secret": f"{SECRET}_{done}"}
-        elif trigger == "update":
-            params["amount"] = rng.randrange(0, 20_000)
-        try:
-            machine.fire(
-                trigger, actor=rng.choice(ACTORS), reason=rng.choice(REASONS_TEXT), **params
-            )
-        except PaySessionError:
-            continue
-        done += 1
-    raise AssertionError(f"only {done} of {moves} moves before the sessions were canceled")
-
-
-def write_trail(
-    path: Path, *, sessions: int = 120, moves: int = 1200, seed: int = 7, key: bytes | None = None
-) -> list[SessionMachine]:
-    """A JSON Lines trail of many interleaved sessions, written by machines through a sink."""
-    clock = StepClock()
-    with JsonlSink(path, fsync=False, checkpoint_every=None) as sink:
-        machines = [
-            SessionMachine(new_session(n, clock), clock=clock, sink=sink, key=key)
-            for n in range(sessions)
-        ]
-        drive(machines, moves, seed)
-    return machines
-
-
-def story(
-    clock: StepClock | None = None, *, key: bytes | None = None, number: int = 1
-) -> SessionMachine:
-    """One session through every kind of move: create(0) initiate(1) select(2) update(3)
-    require_more(4) authorize(5) cancel(6)."""
-    clock = clock or StepClock()
-    machine = SessionMachine(new_session(number, clock, amount=None), clock=clock, key=key)
-    machine.initiate({"id": "pi_1", "client_secret": SECRET})
-    machine.select(actor="storefront")
-    machine.update(amount=2500)
-    machine.require_more(actor="provider:stripe", reason="requires_action")
-    machine.authorize(actor="provider:stripe")
-    machine.cancel(actor="admin:ops", reason="customer canceled")
-    return machine
 
 
 def split_lines(blob: bytes) -> list[bytes]:
@@ -165,38 +72,9 @@ def split_lines(blob: bytes) -> list[bytes]:
     return lines
 
 
-def rechain(
-    records: Iterable[TransitionRecord], key: bytes | None = None
-) -> list[TransitionRecord]:
-    """Re-link and re-seal records as a forger without the key would (per session)."""
-    out: list[TransitionRecord] = []
-    last: dict[str, str] = {}
-    for record in records:
-        prev = last.get(record.session_id, record.prev_hash)
-        linked = attrs.evolve(record, prev_hash=prev)
-        sealed = attrs.evolve(linked, hash=compute_hash(linked.body(), key))
-        last[record.session_id] = sealed.hash
-        out.append(sealed)
-    return out
-
-
-def forge(
-    history: Sequence[TransitionRecord], index: int, **changes: object
-) -> list[TransitionRecord]:
-    """``history`` with record ``index`` edited, then the whole chain re-sealed."""
-    edited = list(history)
-    edited[index] = attrs.evolve(edited[index], **changes)
-    return rechain(edited)
-
-
 def interleave(*trails: Sequence[TransitionRecord]) -> list[TransitionRecord]:
     """Round-robin the records of several sessions, keeping each session's order."""
     return [t[i] for i in range(max(map(len, trails))) for t in trails if i < len(t)]
-
-
-def facts(report: AuditReport) -> list[tuple[str | None, int | None, int, str]]:
-    """Each problem as (session_id, seq, position, reason)."""
-    return [(p.session_id, p.seq, p.position, p.reason) for p in report.problems]
 
 
 # ---------------------------------------------------------------------------------------
@@ -521,7 +399,7 @@ class TestVerify:
     def test_failed_guard(self) -> None:
         """authorize before the session is initiated breaks the is_initiated guard."""
         clock = StepClock()
-        machine = SessionMachine(new_session(1, clock), clock=clock)
+        machine = SessionMachine(numbered_session(1, clock), clock=clock)
         first = machine.history[0]
         at = clock()
         forged = make_record(
@@ -629,7 +507,7 @@ class TestVerify:
     def test_trail_starting_in_any_status(self) -> None:
         """A machine may take over a session that is already authorized."""
         clock = StepClock()
-        machine = SessionMachine(new_session(1, clock, status=S.AUTHORIZED), clock=clock)
+        machine = SessionMachine(numbered_session(1, clock, status=S.AUTHORIZED), clock=clock)
         machine.cancel()
         assert verify(machine.history).ok
 
@@ -688,7 +566,7 @@ class TestReplay:
     def test_empty_data_needs_nothing(self) -> None:
         """A trail whose data is the digest of {} replays without data=."""
         clock = StepClock()
-        machine = SessionMachine(new_session(1, clock), clock=clock)
+        machine = SessionMachine(numbered_session(1, clock), clock=clock)
         machine.select()
         machine.cancel()
         assert machine.history[-1].changes["updated_at"]
@@ -724,7 +602,7 @@ class TestReplay:
         """A cart is a digest too: needed, checked, and refused where the trail has none."""
         clock = StepClock()
         cart = {"id": "cart_1", "email": "a@example.com"}
-        machine = SessionMachine(new_session(1, clock, cart=cart), clock=clock)
+        machine = SessionMachine(numbered_session(1, clock, cart=cart), clock=clock)
         machine.cancel()
         assert replay(machine.history, cart=cart) == machine.session
         for wrong, reason in ((None, "cart_needed"), ({"id": "cart_2"}, "cart_mismatch")):
@@ -893,7 +771,7 @@ class TestMachineSink:
         """The sink gets record 0 first, then each move's record, once each."""
         clock = StepClock()
         sink = MemorySink()
-        machine = SessionMachine(new_session(1, clock), clock=clock, sink=sink)
+        machine = SessionMachine(numbered_session(1, clock), clock=clock, sink=sink)
         machine.initiate({"id": "pi_1"})
         machine.authorize()
         assert [r.trigger for r in sink.records] == ["create", "initiate", "authorize"]
@@ -903,7 +781,7 @@ class TestMachineSink:
         """Reading history builds record 0 and sends it; the next move does not resend it."""
         clock = StepClock()
         sink = MemorySink()
-        machine = SessionMachine(new_session(1, clock), clock=clock, sink=sink)
+        machine = SessionMachine(numbered_session(1, clock), clock=clock, sink=sink)
         assert machine.history == sink.records and len(sink.records) == 1
         machine.select()
         assert [r.seq for r in sink.records] == [0, 1]
@@ -911,7 +789,7 @@ class TestMachineSink:
     def test_idle_machine_sends_nothing(self) -> None:
         """A machine that never moved and was never read sends nothing yet."""
         sink = MemorySink()
-        SessionMachine(new_session(1, StepClock()), sink=sink)
+        SessionMachine(numbered_session(1, StepClock()), sink=sink)
         assert sink.records == ()
 
     def test_refused_and_repeated_moves_send_nothing(self) -> None:
@@ -924,7 +802,7 @@ class TestMachineSink:
 
         clock = StepClock()
         sink = MemorySink()
-        machine = SessionMachine(new_session(1, clock), clock=clock, sink=sink, hooks=hooks)
+        machine = SessionMachine(numbered_session(1, clock), clock=clock, sink=sink, hooks=hooks)
         for attempt in (machine.retry, machine.authorize, machine.select):
             with pytest.raises((PaySessionError, PermissionError)):
                 attempt()
@@ -944,7 +822,7 @@ class TestMachineSink:
             raise RuntimeError("after-hook failed")
 
         clock = StepClock()
-        machine = SessionMachine(new_session(1, clock), clock=clock, sink=sink, hooks=hooks)
+        machine = SessionMachine(numbered_session(1, clock), clock=clock, sink=sink, hooks=hooks)
         with pytest.raises(PaySessionError):
             machine.select()
         assert seen == ["select"] and sink.records == machine.history
@@ -957,7 +835,7 @@ class TestMachineSink:
             def run(offset: int) -> None:
                 clock = StepClock()
                 machines = [
-                    SessionMachine(new_session(offset + n, clock), clock=clock, sink=sink)
+                    SessionMachine(numbered_session(offset + n, clock), clock=clock, sink=sink)
                     for n in range(20)
                 ]
                 drive(machines, 100, offset)
@@ -1093,7 +971,7 @@ class TestReadJsonl:
     def test_non_canonical_spelling(self, tmp_path: Path, respell: object) -> None:
         """A record spelled any other way than canonically is an encoding problem."""
         clock = StepClock()
-        machine = SessionMachine(new_session(1, clock), clock=clock)
+        machine = SessionMachine(numbered_session(1, clock), clock=clock)
         record = machine.select(reason="paiement refusé")
         text = canonical_json(record.to_dict())
         changed = respell(text)  # type: ignore[operator]
@@ -1146,7 +1024,9 @@ class TestRedaction:
                     sink.append(record)
                     jsonl.append(record)
 
-            machine = SessionMachine(new_session(1, clock, cart=cart), clock=clock, sink=Both())
+            machine = SessionMachine(
+                numbered_session(1, clock, cart=cart), clock=clock, sink=Both()
+            )
             machine.initiate(data)
             machine.update(amount=100, data={**data, "v": 2})
             machine.authorize()
