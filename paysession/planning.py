@@ -47,7 +47,8 @@ from paysession.session import (
 from paysession.status import PaymentSessionStatus
 
 _STATUS_BY_VALUE = {status.value: status for status in PaymentSessionStatus}
-_UNSET: Any = object()
+UNSET: Any = object()
+"""The default of an argument not given (``None`` may be a value given on purpose)."""
 
 
 class Context:
@@ -296,7 +297,7 @@ def check_params(move: Move, params: Mapping[str, object]) -> dict[str, object]:
         if name not in move.params:
             takes = ", ".join(move.params) or "no arguments"
             problems[name] = f"{move.trigger} takes {takes}"
-        elif value is _UNSET:
+        elif value is UNSET:
             continue
         elif name == "amount":
             if (
@@ -482,6 +483,7 @@ def finish(hooks: Hooks | None, planned: Planned) -> None:
 
 
 __all__ = [
+    "UNSET",
     "Context",
     "Planned",
     "can_fire",

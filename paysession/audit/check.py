@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from paysession._wire import same_digest
 from paysession.audit.anchors import AnchorCheck, Checkpoint, head_problem
 from paysession.audit.sinks import BadLine
-from paysession.audit.trail import AuditError, AuditProblem, AuditReport, _Trail
+from paysession.audit.trail import AuditError, AuditProblem, AuditReport, SessionTrail
 from paysession.record import TransitionRecord
 
 Heads = Mapping[str, tuple[int, str]]
@@ -40,7 +40,7 @@ def verify(
     trail must hold: a session missing, or cut before it, is found even where the
     checkpoints were rewritten.
     """
-    trails: dict[str, _Trail] = {}
+    trails: dict[str, SessionTrail] = {}
     bad: set[str] = set()
     problems: list[AuditProblem] = []
     anchors = AnchorCheck(key, heads)
@@ -83,7 +83,7 @@ def verify(
         trail = trails.get(session_id)
         try:
             if trail is None:
-                trails[session_id] = _Trail.open(item, position, key)
+                trails[session_id] = SessionTrail.open(item, position, key)
             else:
                 trail.step(item, position, key)
         except AuditError as error:
