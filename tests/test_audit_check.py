@@ -22,7 +22,7 @@ from paysession.audit import (
     read_jsonl,
     verify,
 )
-from paysession.record import compute_hash, make_record
+from paysession.record import RecordFields, compute_hash, make_record
 
 from .helpers import KEY, StepClock, facts, forge, numbered_session, rechain, story, write_trail
 
@@ -368,20 +368,22 @@ class TestVerify:
         first = machine.history[0]
         at = clock()
         forged = make_record(
-            session_id=first.session_id,
-            seq=1,
-            trigger="authorize",
-            source=S.PENDING,
-            dest=S.AUTHORIZED,
-            at=at,
-            actor=None,
-            reason=None,
-            idempotency_key=None,
-            changes={
-                "updated_at": (format_datetime(first.at), format_datetime(at)),
-                "payment_authorized_at": (None, format_datetime(at)),
-            },
-            prev_hash=first.hash,
+            RecordFields(
+                session_id=first.session_id,
+                seq=1,
+                trigger="authorize",
+                source=S.PENDING,
+                dest=S.AUTHORIZED,
+                at=at,
+                actor=None,
+                reason=None,
+                idempotency_key=None,
+                changes={
+                    "updated_at": (format_datetime(first.at), format_datetime(at)),
+                    "payment_authorized_at": (None, format_datetime(at)),
+                },
+                prev_hash=first.hash,
+            )
         )
         assert facts(verify([first, forged])) == [("ps_0001", 1, 1, "illegal_move")]
 
