@@ -50,7 +50,7 @@ from paysession.store.base import (
     ProviderEvent,
     Snapshot,
 )
-from paysession.writer import MoveRequest, MoveWriter, retrying
+from paysession.writer import MoveRequest, MoveWriter, attempts_problem, retrying
 
 _CANCEL = MOVES["cancel"]
 
@@ -128,10 +128,12 @@ class ReportFacts:
         )
 
     def check(self, attempts: object) -> None:
-        """InvalidSessionData naming every field that is not what it must be."""
+        """InvalidSessionData naming every field that is not what it must be, and
+        ``attempts`` (the tries the report's reconciliation may make) when it is not."""
         problems = _report_problems(self.provider_status, self.event_id, self.observed_at)
-        if type(attempts) is not int or attempts < 1:
-            problems["attempts"] = "must be an int >= 1"
+        wrong = attempts_problem(attempts)
+        if wrong is not None:
+            problems["attempts"] = wrong
         for name, value in (("event_type", self.event_type), ("currency", self.currency)):
             if value is not None and (not isinstance(value, str) or not value):
                 problems[name] = "must be a non-empty string or None"

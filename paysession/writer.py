@@ -67,10 +67,16 @@ Step = tuple[Move, dict[str, object]]
 """One move of a chain with its checked arguments (``check_params``)."""
 
 
+def attempts_problem(attempts: object) -> str | None:
+    """What is wrong with ``attempts`` (how many tries a racing call makes), or None."""
+    return None if type(attempts) is int and attempts >= 1 else "must be an int >= 1"
+
+
 def check_attempts(attempts: object) -> None:
     """InvalidSessionData naming ``attempts`` unless it is an int of at least 1."""
-    if type(attempts) is not int or attempts < 1:
-        raise InvalidSessionData({"attempts": "must be an int >= 1"})
+    problem = attempts_problem(attempts)
+    if problem is not None:
+        raise InvalidSessionData({"attempts": problem})
 
 
 def retrying(attempts: int, attempt: Callable[[int], _T], *, wait: bool = True) -> _T:
@@ -383,4 +389,12 @@ def _cart_check(
     return None
 
 
-__all__ = ["Applied", "MoveRequest", "MoveWriter", "Step", "check_attempts", "retrying"]
+__all__ = [
+    "Applied",
+    "MoveRequest",
+    "MoveWriter",
+    "Step",
+    "attempts_problem",
+    "check_attempts",
+    "retrying",
+]
