@@ -455,6 +455,12 @@ BECOMES: dict[str, S | None] = {
 }
 for _name in ("backslash", "colon", "forwardslash", "mixed"):
     BECOMES[f"adyen/notification_item_authorisation_true_{_name}.adyen-python.json"] = S.AUTHORIZED
+# The Checkout API's answers, as AdyenProvider reads them (the cancels: taken, canceled).
+BECOMES["adyen/checkout_payments_authorised.adyen-openapi.json"] = S.AUTHORIZED
+BECOMES["adyen/checkout_payments_redirect_shopper.adyen-openapi.json"] = S.REQUIRES_MORE
+BECOMES["adyen/checkout_payments_details_authorised.adyen-openapi.json"] = S.AUTHORIZED
+BECOMES["adyen/checkout_payment_cancels_received.adyen-openapi.json"] = S.CANCELED
+BECOMES["adyen/checkout_cancels_received.adyen-openapi.json"] = S.CANCELED
 
 
 def facts(entry: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any] | None:
@@ -480,6 +486,15 @@ def facts(entry: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any] | No
             "amount": intent["amount"],
             "currency": intent["currency"],
             "decline": intent["decline"],
+        }
+    if provider == "adyen" and entry["kind"] in ("payment_response", "cancel_response"):
+        answer = adyen_adapter.read_answer(payload)
+        assert answer["psp_reference"] in (entry["object_id"], None)
+        return {
+            "provider_status": answer["status"],
+            "amount": answer["amount"],
+            "currency": answer["currency"],
+            "decline": answer["decline"],
         }
     if provider == "adyen":
         item = payload.get("notificationItems", [{}])[0].get("NotificationRequestItem", payload)
