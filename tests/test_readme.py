@@ -10,6 +10,8 @@ from mypy import api as mypy_api
 
 from paysession import TRANSITIONS
 
+from .adyen_api import API_KEY as ADYEN_KEY
+from .adyen_api import adyen_api
 from .stripe_api import stripe_api
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,10 +47,12 @@ class TestReadme:
 
     def test_docs_examples_run(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """Every python block of docs/*.md runs, in order, one namespace per file (Stripe's
-        API answered by a local server that answers as Stripe's does)."""
+        API and Adyen's Checkout API answered by local servers that answer as theirs do)."""
         monkeypatch.chdir(tmp_path)
-        with stripe_api() as (_, base):
+        with stripe_api() as (_, base), adyen_api() as (_, adyen_base):
             monkeypatch.setenv("STRIPE_API_BASE", base)
+            monkeypatch.setenv("ADYEN_CHECKOUT_BASE", adyen_base)
+            monkeypatch.setenv("ADYEN_API_KEY", ADYEN_KEY)
             self._run_docs()
 
     def _run_docs(self) -> None:
