@@ -173,10 +173,10 @@ def read_answer(answer: Mapping[str, Any]) -> dict[str, Any]:
     """What an answer of Adyen's Checkout API says of the payment.
 
     An answer to ``/payments`` or ``/payments/details``: its ``resultCode`` as the status,
-    its ``pspReference`` (the payment's), the ``amount`` (minor units) and ``currency`` it states, the
-    decline (``refusalReason``, else the result code, for a refused or failed payment)
-    and the ``action`` the shopper is to take (None unless the result code hands the
-    payment to the shopper). An answer to a cancel (``"status": "received"``) says
+    its ``pspReference`` (the payment's), the ``amount`` (minor units) and ``currency``
+    it states, the decline (``refusalReason``, else the result code, for a refused or
+    failed payment) and the ``action`` the shopper is to take (None unless the result
+    code hands the payment to the shopper). An answer to a cancel (``"status": "received"``) says
     :data:`CANCEL_RECEIVED`, and its ``paymentPspReference`` when it names the payment.
     UnknownProviderStatus for an answer that says neither.
     """
