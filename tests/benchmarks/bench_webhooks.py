@@ -33,14 +33,16 @@ Also printed: ``parse_webhook`` alone, run back to back over the round's bodies 
 profile of it shows), beside what it costs in place (``by session id`` less
 ``reconcile``). In place each webhook follows a commit whose fsync puts the process to
 sleep; on a machine shared with other work its neighbours run meanwhile and take the CPU
-caches, and the SDK's HMAC and the JSON decoder then run cold, at two to three times
-their cost in a loop (``docs/performance.md``).
+caches, and the SDK's HMAC, the JSON decoder and the report then run cold, at several
+times their cost in a loop (``docs/performance.md``). ``--pieces`` times each piece back
+to back and right after an fsync, and nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -52,7 +54,7 @@ from typing import Any
 import stripe
 
 from paysession import PaymentSessions
-from paysession.providers.stripe import parse_webhook
+from paysession.providers.stripe import parse_webhook, read_event
 from paysession.store import SqliteStore
 
 SECRET = "whsec_bench"
@@ -198,11 +200,71 @@ def measure(
     return result, statistics.median(alone)
 
 
+def cold_pieces(template: Any, count: int = 200, repeat: int = 5) -> dict[str, tuple[float, float]]:
+    """CPU µs of each piece of ``parse_webhook``: back to back, and each call right after
+    an fsync of a file of its own (what each webhook follows in place: its predecessor's
+    commit), medians of ``repeat`` runs of ``count`` calls."""
+    body = json.dumps(template).encode()
+    text = body.decode()
+    header = stripe.WebhookSignature.generate_signature_header(text, SECRET)
+    event = json.loads(body)
+    pieces: dict[str, Callable[[], object]] = {
+        "the SDK's check": lambda: stripe.WebhookSignature.verify_header(
+            text, header, SECRET, tolerance=300
+        ),
+        "json.loads": lambda: json.loads(text),
+        "read_event": lambda: read_event(event),
+        "parse_webhook": lambda: parse_webhook(body, header, SECRET),
+    }
+    found: dict[str, tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory() as place:
+        descriptor = os.open(Path(place) / "synced", os.O_WRONLY | os.O_CREAT)
+        try:
+
+            def synced() -> None:
+                os.write(descriptor, b"x")
+                os.fsync(descriptor)
+
+            for name, piece in pieces.items():
+                figures = []
+                for between in (None, synced):
+                    runs = []
+                    for _ in range(repeat):
+                        spent = 0.0
+                        for _ in range(count):
+                            if between is not None:
+                                between()
+                            started = time.process_time()
+                            piece()
+                            spent += time.process_time() - started
+                        runs.append(spent / count * 1e6)
+                    figures.append(statistics.median(runs))
+                found[name] = (figures[0], figures[1])
+        finally:
+            os.close(descriptor)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--per-round", type=int, default=100)
+    parser.add_argument(
+        "--pieces",
+        action="store_true",
+        help="only time the pieces of parse_webhook, back to back and after an fsync",
+    )
     args = parser.parse_args(argv)
+    if args.pieces:
+        for title, template in (
+            ("the corpus event (API 2020-08-27)", json.loads(EVENT.read_text())),
+            ("a current-API event", current_event()),
+        ):
+            print(f"{title}: CPU µs per call")
+            print(f"  {'piece':<16} {'back to back':>13} {'after an fsync':>15}")
+            for name, (hot, cold) in cold_pieces(template).items():
+                print(f"  {name:<16} {hot:>13.1f} {cold:>15.1f}")
+        return 0
     worst = 0.0
     for title, template in (
         ("the corpus event (API 2020-08-27)", json.loads(EVENT.read_text())),
