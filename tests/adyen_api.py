@@ -5,9 +5,9 @@ Its answers are built from Adyen's own OpenAPI examples (kept in
 ``tests/data/providers/adyen``), with Adyen's idempotency: a request repeated under an
 ``Idempotency-Key`` already used is answered with the first answer, and changes nothing.
 The test decides what the next payment answers (authorised, partially authorised,
-refused, or sent to the shopper for 3-D Secure) and can make the next answer to
-``/payments`` get lost on the way back. Every request is kept with its idempotency key;
-an API key is checked, never kept.
+refused, or sent to the shopper for 3-D Secure), can make the next request fail (HTTP
+500) and the next answer to ``/payments`` get lost on the way back. Every request is
+kept with its idempotency key; an API key is checked, never kept.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class AdyenApi:
         self.requests: list[tuple[str, str | None, dict[str, Any]]] = []
         self.next_result = "Authorised"
         self.drop_next_answer = False
+        self.fail_next = False
         self.wrong_keys = 0
         self.lock = threading.Lock()
 
@@ -70,6 +71,9 @@ class AdyenApi:
                 self.wrong_keys += 1
                 return 401, _error(401, "000", "HTTP Status Response - Unauthorized", "security")
             self.requests.append((path, key, body))
+            if self.fail_next:  # Adyen fails before it acts: nothing is kept for the key
+                self.fail_next = False
+                return 500, _error(500, "000", "An internal error occurred", "internal")
             if key is not None and key in self.answers:
                 return self.answers[key]  # Adyen replays the first answer
             answer = self._answer(path, body)

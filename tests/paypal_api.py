@@ -7,9 +7,9 @@ Its orders are built from PayPal sandbox answers recorded by django-oscar-paypal
 approved it, and the order once authorized. PayPal's idempotency: a request repeated
 under a ``PayPal-Request-Id`` already used is answered with the first answer, and changes
 nothing. The test approves an order as the buyer would (or has every order approved at
-once), makes the next authorization declined, lets the token lapse, or makes the next
-answer to an authorization get lost on the way back. Every request is kept with its
-request id; credentials are checked, never kept.
+once), makes the next authorization declined or fail (HTTP 503), lets the token lapse, or
+makes the next answer to an authorization get lost on the way back. Every request is
+kept with its request id; credentials are checked, never kept.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class PayPalApi:
         self.decline_next = False
         self.drop_next_answer = False
         self.approve_at_once = False
+        self.fail_next = False
         self.wrong_credentials = 0
         self.lock = threading.Lock()
 
@@ -113,6 +114,9 @@ class PayPalApi:
                 lapsed = "Token signature verification failed"
                 return 401, {"error": "invalid_token", "error_description": lapsed}
             self.requests.append((method, path, key, body))
+            if self.fail_next and path.endswith("/authorize"):  # fails before it acts
+                self.fail_next = False
+                return 503, _error("SERVICE_UNAVAILABLE", "SERVICE_UNAVAILABLE", "try again")
             if method == "POST" and key is not None and key in self.answers:
                 return self.answers[key]  # PayPal replays the first answer
             answer = self._answer(method, path, body)

@@ -126,8 +126,9 @@ def test_the_api_key_is_what_adyen_checks(store: SessionStore, api: tuple[AdyenA
     """Another key is refused by the server (HTTP 401): the library's error, nothing held."""
     server, base = api
     sessions, session_id = ready(store, provider(base, key="AQE_another_key"))
-    with pytest.raises(Adyen.AdyenAPIAuthenticationError):
+    with pytest.raises(Adyen.AdyenAPIAuthenticationError) as refused:
         complete_cart(sessions, provider(base, key="AQE_another_key"), "cart_1")
+    assert "AQE_another_key" not in str(refused.value)
     assert server.wrong_keys == 1 and server.payments == {}
     assert sessions.get(session_id).status is S.PENDING
 
@@ -152,6 +153,23 @@ def test_a_lost_answer_is_asked_again_under_the_same_key(
     assert len(server.payments) == 1
     (call,) = sessions.store.provider_calls(session_id)
     assert call.idempotency_key == key
+
+
+def test_adyen_failing_is_a_timeout_and_completing_again_pays_once(
+    store: SessionStore, api: tuple[AdyenApi, str]
+) -> None:
+    """Adyen answers HTTP 500: whether it acted is unknown to the caller, so completion
+    times out; completing again asks under the same key."""
+    server, base = api
+    adyen_provider = provider(base)
+    sessions, _ = ready(store, adyen_provider)
+    server.fail_next = True
+    with pytest.raises(CompletionTimeout) as caught:
+        complete_cart(sessions, adyen_provider, "cart_1")
+    assert complete_cart(sessions, adyen_provider, "cart_1").outcome is O.AUTHORIZED
+    key = caught.value.idempotency_key
+    assert server.keys("/payments") == [key, key]
+    assert len(server.payments) == 1
 
 
 def test_a_refused_card_is_declined(store: SessionStore, api: tuple[AdyenApi, str]) -> None:

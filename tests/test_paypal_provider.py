@@ -130,6 +130,23 @@ def test_a_completion_that_lost_its_answer_completes_again(
     assert server.authorizations == 1
 
 
+def test_paypal_failing_is_a_timeout_and_completing_again_authorizes_once(
+    store: SessionStore, api: tuple[PayPalApi, str]
+) -> None:
+    """PayPal answers HTTP 503 to the authorization: completion times out; completing
+    again authorizes under the same PayPal-Request-Id."""
+    server, base = api
+    paypal_provider = provider(base)
+    sessions, _ = ready(store, paypal_provider, server)
+    server.fail_next = True
+    with pytest.raises(CompletionTimeout) as caught:
+        complete_cart(sessions, paypal_provider, "cart_1")
+    assert complete_cart(sessions, paypal_provider, "cart_1").outcome is O.AUTHORIZED
+    key = caught.value.idempotency_key
+    assert server.keys("/authorize") == [key, key]
+    assert server.authorizations == 1
+
+
 def test_a_declined_funding_source_asks_the_buyer_for_another(
     store: SessionStore, api: tuple[PayPalApi, str]
 ) -> None:
