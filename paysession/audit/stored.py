@@ -138,7 +138,7 @@ def _against_row(snapshot: Snapshot, replayed: PaymentSession, upto: _UpTo) -> A
             "head",
             "the row's head is not the hash of the session's last record",
         )
-    differing = [name for name in FIELDS if not _same(replayed, session, name)]
+    differing = [name for name in FIELDS if not _same_field(replayed, session, name)]
     if differing:
         return AuditProblem(
             session.id,
@@ -150,7 +150,7 @@ def _against_row(snapshot: Snapshot, replayed: PaymentSession, upto: _UpTo) -> A
     return None
 
 
-def _same(replayed: PaymentSession, stored: PaymentSession, name: str) -> bool:
+def _same_field(replayed: PaymentSession, stored: PaymentSession, name: str) -> bool:
     # data and cart were checked by digest in replay; the rest as they are written,
     # where 1 and True, or two spellings of one instant, are not the same value.
     if name in ("data", "cart"):

@@ -123,7 +123,7 @@ class AuditReport:
 # Checking one session's trail
 
 
-def _same(a: object, b: object) -> bool:
+def _same_json(a: object, b: object) -> bool:
     # JSON's false and 0 are different values; Python's == says they are equal.
     return type(a) is type(b) and a == b
 
@@ -283,12 +283,12 @@ class SessionTrail:
             if name not in required and name not in move.params:
                 fail("changes", f"{move.trigger} cannot change {abbreviated(name)}")
             current = data if name == "data" else _wire(session, name)
-            if not _same(old, current):
+            if not _same_json(old, current):
                 fail("changes", f"the old value of {name} is not its current value")
-            if _same(old, new):
+            if _same_json(old, new):
                 fail("changes", f"the change to {name} changes nothing")
             if name in required:
-                if not _same(new, required[name]):
+                if not _same_json(new, required[name]):
                     fail(
                         "changes",
                         f"{move.trigger} must set {name} to {abbreviated(required[name])}",
@@ -303,7 +303,7 @@ class SessionTrail:
                     fail("changes", f"data must appear as {_digest_form(key)}")
                 data = str(new)
         for name, value in required.items():
-            if name not in record.changes and not _same(_wire(session, name), value):
+            if name not in record.changes and not _same_json(_wire(session, name), value):
                 fail("changes", f"{move.trigger} must set {name} to {abbreviated(value)}")
         self.session = evolve_trusted(session, updates)
         self.data = data
