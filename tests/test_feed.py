@@ -192,8 +192,8 @@ class _EarlyTransaction(PostgresStore):
         super().__init__(dsn)
         self.early = conn
 
-    def _read(self, operation: str) -> AbstractContextManager[Any]:
-        return nullcontext(self.early) if operation == "commit" else super()._read(operation)
+    def _connection(self, operation: str) -> AbstractContextManager[Any]:
+        return nullcontext(self.early) if operation == "commit" else super()._connection(operation)
 
 
 class TestPostgresFeedKeys:

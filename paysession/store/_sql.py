@@ -369,7 +369,7 @@ def _select_matching(
 class SqlReads(abc.ABC):
     """The read side of the SessionStore protocol, over the shared tables.
 
-    A store that mixes this in provides ``_read`` (a connection for one operation,
+    A store that mixes this in provides ``_connection`` (a connection for one operation,
     driver errors translated), ``_cache`` and the two row builders.
     """
 
@@ -379,8 +379,9 @@ class SqlReads(abc.ABC):
     _cache: SnapshotCache
 
     @abc.abstractmethod
-    def _read(self, operation: str) -> AbstractContextManager[Any]:
-        """A connection for one operation, its driver's errors raised as StoreError."""
+    def _connection(self, operation: str) -> AbstractContextManager[Any]:
+        """A connection for one operation, a read or a write, on a database ready for it
+        (migrated, or found current), its driver's errors raised as StoreError."""
 
     @staticmethod
     @abc.abstractmethod
@@ -409,7 +410,7 @@ class SqlReads(abc.ABC):
     @contextmanager
     def _snapshot(self, operation: str) -> Iterator[Reader]:
         """Queries (written with ``?``) that all read one committed state of the database."""
-        with self._read(operation) as conn, self._read_transaction(conn):
+        with self._connection(operation) as conn, self._read_transaction(conn):
 
             def read(query: str, params: Sequence[object]) -> list[Any]:
                 rows: list[Any] = conn.execute(
@@ -420,7 +421,7 @@ class SqlReads(abc.ABC):
             yield read
 
     def _rows(self, operation: str, query: str, params: Sequence[object]) -> list[Any]:
-        with self._read(operation) as conn:
+        with self._connection(operation) as conn:
             rows: list[Any] = conn.execute(
                 _with_placeholder(query, self._PLACEHOLDER), params
             ).fetchall()

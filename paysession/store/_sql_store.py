@@ -6,7 +6,7 @@ learns the committed snapshot after it. Reads refuse ids with NUL the same way i
 every store: no id or key stored anywhere holds one (they are refused on the way in),
 and PostgreSQL text cannot even be asked about one.
 
-A driver (``sqlite.py``, ``postgres.py``) supplies its connections (``_read``), its
+A driver (``sqlite.py``, ``postgres.py``) supplies its connections (``_connection``), its
 statements (``_LOAD``, ``_LOAD_PLAIN``), and the transactions of its writes:
 ``_insert``, ``_write``, ``_write_event``, ``_claim`` and ``_release``, each raising
 paysession errors, never its driver's.

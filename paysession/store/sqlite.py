@@ -38,10 +38,33 @@ from paysession.store._sql import (
     Texts,
     call_from_row,
     call_row,
+    event_row,
     migrate_schema,
     refusal,
 )
 from paysession.store._sql_store import Found, SqlStore
+from paysession.store._sqlite_mapper import (
+    CLAIM_LIVE,
+    INSERT_EVENT,
+    INSERT_KEY,
+    INSERT_RECORD,
+    INSERT_SESSION,
+    LAST_POSITION,
+    LOAD,
+    LOAD_PLAIN,
+    NEWEST_OBSERVED,
+    RELEASE,
+    UPDATE_SESSION,
+    claim_from_row,
+    event_from_row,
+    from_micros,
+    mutable_columns,
+    new_row,
+    record_row,
+    session_from_row,
+    to_micros,
+    unique_columns,
+)
 from paysession.store._tables import HAS_SCHEMA_TABLE_SQLITE, schema_behind
 from paysession.store.base import (
     Binding,
@@ -51,29 +74,6 @@ from paysession.store.base import (
     ProviderCall,
     ProviderEvent,
     Write,
-)
-from paysession.store.sqlite_mapper import (
-    _CLAIM_LIVE,
-    _INSERT_EVENT,
-    _INSERT_KEY,
-    _INSERT_RECORD,
-    _INSERT_SESSION,
-    _LAST_POSITION,
-    _LOAD,
-    _LOAD_PLAIN,
-    _NEWEST_OBSERVED,
-    _RELEASE,
-    _UPDATE_SESSION,
-    _claim_from_row,
-    _event_from_row,
-    _event_row,
-    _instant,
-    _micros,
-    _mutable_columns,
-    _new_row,
-    _record_row,
-    _session_from_row,
-    _unique_columns,
 )
 from paysession.store.sqlite_schema import MIGRATIONS
 
@@ -101,17 +101,17 @@ class SqliteStore(SqlStore):
 
     # Rows in the order they were recorded: rowid grows with every insert.
     _EVENTS_IN_RECORDED_ORDER = "rowid"
-    _LOAD = _LOAD
-    _LOAD_PLAIN = _LOAD_PLAIN
-    _session_from_row = staticmethod(_session_from_row)
-    _event_from_row = staticmethod(_event_from_row)
+    _LOAD = LOAD
+    _LOAD_PLAIN = LOAD_PLAIN
+    _session_from_row = staticmethod(session_from_row)
+    _event_from_row = staticmethod(event_from_row)
 
     @staticmethod
     def _call_from_row(row: Sequence[Any]) -> ProviderCall:
-        return call_from_row(row, _instant)
+        return call_from_row(row, from_micros)
 
-    _claim_from_row = staticmethod(_claim_from_row)
-    _time = staticmethod(_micros)
+    _claim_from_row = staticmethod(claim_from_row)
+    _time = staticmethod(to_micros)
     _UNINDEXED = "+"
 
     def __init__(
@@ -174,7 +174,7 @@ class SqliteStore(SqlStore):
             self._connections.append(conn)
         return conn
 
-    def _conn(self) -> sqlite3.Connection:
+    def _own_connection(self) -> sqlite3.Connection:
         """This thread's connection; call it holding ``self._turn``."""
         if self._closed:
             raise StoreError("connect", "the store is closed")
@@ -205,7 +205,9 @@ class SqliteStore(SqlStore):
             return
         with self._turn:
             try:
-                behind = schema_behind(self._conn(), len(MIGRATIONS), HAS_SCHEMA_TABLE_SQLITE)
+                behind = schema_behind(
+                    self._own_connection(), len(MIGRATIONS), HAS_SCHEMA_TABLE_SQLITE
+                )
             except sqlite3.Error as error:
                 raise StoreError(operation, str(error)) from error
         if behind is not None:
@@ -213,12 +215,12 @@ class SqliteStore(SqlStore):
         self._ready = True
 
     @contextmanager
-    def _read(self, operation: str) -> Iterator[sqlite3.Connection]:
+    def _connection(self, operation: str) -> Iterator[sqlite3.Connection]:
         if not self._ready:
             self._ready_to_read(operation)
         with self._turn:
             try:
-                yield self._conn()
+                yield self._own_connection()
             except sqlite3.Error as error:
                 raise StoreError(operation, str(error)) from error
 
@@ -246,7 +248,7 @@ class SqliteStore(SqlStore):
             attempt = 0
             while True:  # at most twice: the second pass returns or raises
                 attempt += 1
-                conn = self._conn()
+                conn = self._own_connection()
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                     try:
@@ -303,19 +305,19 @@ class SqliteStore(SqlStore):
     def _create(self, conn: sqlite3.Connection, write: Write, texts: Texts) -> None:
         (record,) = write.records
         try:
-            conn.execute(_INSERT_SESSION, _new_row(write.session, texts, record))
+            conn.execute(INSERT_SESSION, new_row(write.session, texts, record))
         except sqlite3.IntegrityError as error:
             raise self._refusal(error, write) from error
-        (last,) = conn.execute(_LAST_POSITION).fetchone()
-        conn.execute(_INSERT_RECORD, _record_row(record, last + 1))
+        (last,) = conn.execute(LAST_POSITION).fetchone()
+        conn.execute(INSERT_RECORD, record_row(record, last + 1))
 
     def _fetch_one(self, query: str, params: Sequence[object]) -> Sequence[Any] | None:
-        # Spelled out rather than through _read: every move starts here.
+        # Spelled out rather than through _connection: every move starts here.
         if not self._ready:
             self._ready_to_read("load")
         with self._turn:
             try:
-                row: Sequence[Any] | None = self._conn().execute(query, params).fetchone()
+                row: Sequence[Any] | None = self._own_connection().execute(query, params).fetchone()
             except sqlite3.Error as error:
                 raise StoreError("load", str(error)) from error
         return row
@@ -342,19 +344,19 @@ class SqliteStore(SqlStore):
         # BEGIN IMMEDIATE holds the write lock: no claim can be taken before the commit.
         if cart_check is not None:
             live = conn.execute(
-                _CLAIM_LIVE, (cart_check.cart_id, _micros(cart_check.now))
+                CLAIM_LIVE, (cart_check.cart_id, to_micros(cart_check.now))
             ).fetchone()
             if live is not None:
-                raise CartBusy(cart_check.cart_id, _instant(live[0]))
+                raise CartBusy(cart_check.cart_id, from_micros(live[0]))
         if release is not None:
-            conn.execute(_RELEASE, (release.cart_id, release.token))
+            conn.execute(RELEASE, (release.cart_id, release.token))
         for write, text in zip(writes, texts, strict=True):
             session = write.session
             try:
                 cursor = conn.execute(
-                    _UPDATE_SESSION,
+                    UPDATE_SESSION,
                     (
-                        *_mutable_columns(session, text),
+                        *mutable_columns(session, text),
                         write.version,
                         write.head,
                         session.id,
@@ -370,18 +372,18 @@ class SqliteStore(SqlStore):
                 if found is None:
                     raise SessionNotFound(session.id)
                 raise ConcurrentUpdate(session.id, write.expected_version, found[0])
-        (position,) = conn.execute(_LAST_POSITION).fetchone()
+        (position,) = conn.execute(LAST_POSITION).fetchone()
         for write in writes:
             for record in write.records:
                 position += 1
                 try:
-                    conn.execute(_INSERT_RECORD, _record_row(record, position))
+                    conn.execute(INSERT_RECORD, record_row(record, position))
                 except sqlite3.IntegrityError as error:
                     raise self._refusal(error, write) from error
         if binding is not None:
             try:
                 conn.execute(
-                    _INSERT_KEY,
+                    INSERT_KEY,
                     (binding.session_id, binding.key, binding.fingerprint, binding.seq),
                 )
             except sqlite3.IntegrityError as error:
@@ -413,7 +415,7 @@ class SqliteStore(SqlStore):
     @staticmethod
     def _keep_calls(conn: sqlite3.Connection, calls: Sequence[ProviderCall]) -> None:
         try:
-            conn.executemany(INSERT_CALL, [call_row(call, _micros) for call in calls])
+            conn.executemany(INSERT_CALL, [call_row(call, to_micros) for call in calls])
         except sqlite3.IntegrityError as error:
             # The only rule a call can break: its session must exist.
             raise SessionNotFound(calls[0].session_id) from error
@@ -441,13 +443,13 @@ class SqliteStore(SqlStore):
         if expected_version is not None and found[0] != expected_version:
             raise ConcurrentUpdate(session_id, expected_version, found[0])
         if event.advances and event.observed_at is not None:
-            (newest,) = conn.execute(_NEWEST_OBSERVED, (session_id,)).fetchone()
-            if newest is not None and newest > _micros(event.observed_at):
+            (newest,) = conn.execute(NEWEST_OBSERVED, (session_id,)).fetchone()
+            if newest is not None and newest > to_micros(event.observed_at):
                 raise ConcurrentUpdate(session_id, expected_version, found[0])
         try:
-            conn.execute(_INSERT_EVENT, _event_row(event))
+            conn.execute(INSERT_EVENT, event_row(event, to_micros))
         except sqlite3.IntegrityError as error:
-            if "paysession_provider_events.event_id" in _unique_columns(error):
+            if "paysession_provider_events.event_id" in unique_columns(error):
                 raise ConcurrentUpdate(session_id, expected_version, found[0]) from error
             raise
         if write is not None:
@@ -455,7 +457,7 @@ class SqliteStore(SqlStore):
         if calls:
             self._keep_calls(conn, calls)
         if release is not None:
-            conn.execute(_RELEASE, (release.cart_id, release.token))
+            conn.execute(RELEASE, (release.cart_id, release.token))
 
     def _claim(self, claim: Claim, now: datetime, selected: bool) -> Found | None:
         # BEGIN IMMEDIATE: the claim and the session read with it cannot change before
@@ -464,7 +466,7 @@ class SqliteStore(SqlStore):
 
     def _release(self, claim: Claim) -> bool:
         cursor = self._transaction(
-            "release", lambda conn: conn.execute(_RELEASE, (claim.cart_id, claim.token))
+            "release", lambda conn: conn.execute(RELEASE, (claim.cart_id, claim.token))
         )
         return bool(cursor.rowcount == 1)
 
@@ -516,7 +518,7 @@ class SqliteStore(SqlStore):
     def _refusal(
         error: sqlite3.IntegrityError, write: Write, binding: Binding | None = None
     ) -> PaySessionError:
-        return refusal(_RULES.get(_unique_columns(error)), [write], binding, str(error))
+        return refusal(_RULES.get(unique_columns(error)), [write], binding, str(error))
 
 
 # SQLite names the columns of the unique index or key a write broke.
