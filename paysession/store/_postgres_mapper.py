@@ -1,23 +1,27 @@
-"""PostgreSQL rows and objects: timestamptz, ``%s`` placeholders, the statements."""
+"""PostgreSQL rows and objects: timestamptz, ``%s`` placeholders, the statements.
+
+Rows are dicts (psycopg's ``dict_row``), read by column name."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
-from paysession.store._rows import record_wire
+from paysession.store._rows import Row, record_wire
 from paysession.store._sql import (
     EVENT_COLUMNS,
+    KEY_COLUMNS,
     SESSION_COLUMNS,
     Texts,
     load_json,
+    prefixed,
 )
 from paysession.store.base import (
     AnomalyKind,
@@ -28,7 +32,8 @@ from paysession.store.base import (
     Write,
 )
 
-Connection = psycopg.Connection[tuple[Any, ...]]
+Connection = psycopg.Connection[DictRow]
+"""A connection of the store: its rows are dicts (``row_factory=dict_row``)."""
 
 # The pg_advisory_xact_lock key migrate() takes: an arbitrary constant, the same everywhere.
 MIGRATION_LOCK = 0x2B5F8E7C3A1D4E60
@@ -44,7 +49,7 @@ RELEASE = "DELETE FROM paysession_claims WHERE cart_id = %s AND token = %s"
 
 LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = %s"
 LOAD = (
-    f"SELECT {', '.join('s.' + c for c in SESSION_COLUMNS.split(', '))}, k.fingerprint, k.seq "
+    f"SELECT {prefixed(SESSION_COLUMNS, 's')}, {KEY_COLUMNS} "
     "FROM paysession_sessions AS s LEFT JOIN paysession_keys AS k "
     "ON k.session_id = s.id AND k.key = %s WHERE s.id = %s"
 )
@@ -71,30 +76,39 @@ INSERT_EVENT = (
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 NEWEST_OBSERVED = (
-    "SELECT max(observed_at) FROM paysession_provider_events "
+    "SELECT max(observed_at) AS newest FROM paysession_provider_events "
     "WHERE session_id = %s AND outcome IN ('applied', 'noop')"
 )
 
 
-def event_from_row(row: Sequence[Any]) -> ProviderEvent:
+def event_from_row(row: Row) -> ProviderEvent:
+    """The provider event of a row selected as ``EVENT_COLUMNS``."""
+    kind = row["kind"]
     return ProviderEvent(
-        session_id=row[0],
-        event_id=row[1],
-        provider_status=row[2],
-        status=PaymentSessionStatus(row[3]),
-        session_status=PaymentSessionStatus(row[4]),
-        outcome=EventOutcome(row[5]),
-        observed_at=row[6],
-        recorded_at=row[7],
-        version=row[8],
-        guard=row[9],
-        duplicates=row[10],
-        kind=None if row[11] is None else AnomalyKind(row[11]),
+        session_id=row["session_id"],
+        event_id=row["event_id"],
+        provider_status=row["provider_status"],
+        status=PaymentSessionStatus(row["status"]),
+        session_status=PaymentSessionStatus(row["session_status"]),
+        outcome=EventOutcome(row["outcome"]),
+        observed_at=row["observed_at"],
+        recorded_at=row["recorded_at"],
+        version=row["version"],
+        guard=row["guard"],
+        duplicates=row["duplicates"],
+        kind=None if kind is None else AnomalyKind(kind),
     )
 
 
-def claim_from_row(row: Sequence[Any]) -> Claim:
-    return Claim(row[0], row[1], row[2], ClaimAction(row[3]), row[4])
+def claim_from_row(row: Row) -> Claim:
+    """The claim of a row selected as ``CLAIM_COLUMNS``."""
+    return Claim(
+        cart_id=row["cart_id"],
+        token=row["token"],
+        session_id=row["session_id"],
+        action=ClaimAction(row["action"]),
+        expires_at=row["expires_at"],
+    )
 
 
 def instant_as_is(value: datetime) -> datetime:
@@ -166,21 +180,22 @@ CREATE_SESSION = f"WITH created AS ({INSERT_SESSION} RETURNING id, xact) " + _re
 )
 
 
-def session_from_row(row: Sequence[Any]) -> PaymentSession:
+def session_from_row(row: Row) -> PaymentSession:
+    """The session of a row selected as ``SESSION_COLUMNS``."""
     return PaymentSession(
-        id=row[0],
-        cart_id=row[1],
-        provider_id=row[2],
-        is_selected=row[3],
-        is_initiated=row[4],
-        status=row[5],
-        data=load_json(row[6]),
-        idempotency_key=row[7],
-        amount=row[8],
-        payment_authorized_at=row[9],
-        created_at=row[10],
-        updated_at=row[11],
-        cart=load_json(row[12]),
+        id=row["id"],
+        cart_id=row["cart_id"],
+        provider_id=row["provider_id"],
+        is_selected=row["is_selected"],
+        is_initiated=row["is_initiated"],
+        status=row["status"],
+        data=load_json(row["data"]),
+        idempotency_key=row["idempotency_key"],
+        amount=row["amount"],
+        payment_authorized_at=row["payment_authorized_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        cart=load_json(row["cart"]),
     )
 
 

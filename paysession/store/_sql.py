@@ -4,7 +4,8 @@ The two schemas have the same tables and columns; the stores differ in their dri
 placeholder (``?`` or ``%s``), in how a row's values become a session or an event
 (SQLite keeps times as integer microseconds, PostgreSQL as timestamptz), and in how
 they lend a connection. Queries here are written with ``?``; a store with another
-placeholder names it in ``_PLACEHOLDER``.
+placeholder names it in ``_PLACEHOLDER``. Rows are read by column name: each store's
+connections fetch rows that are (see :class:`~paysession.store._rows.Row`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from paysession.errors import (
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
-from paysession.store._rows import record_from_wire, session_from_row
+from paysession.store._rows import Row, record_from_wire, session_from_row
 from paysession.store.base import (
     STALE_STATUSES,
     Binding,
@@ -48,7 +49,7 @@ from paysession.store.base import (
     has_nul,
 )
 
-Reader = Callable[[str, Sequence[object]], list[Any]]
+Reader = Callable[[str, Sequence[object]], list[Row]]
 """Runs one query inside a snapshot (see ``SqlReads._snapshot``) and returns its rows."""
 
 Texts = tuple[str | None, str | None]
@@ -107,24 +108,18 @@ class SnapshotCache:
             self._entries.clear()
 
     def snapshot(
-        self,
-        row: Sequence[Any],
-        build: Callable[[Sequence[Any]], PaymentSession],
-        key: str | None = None,
+        self, row: Row, build: Callable[[Row], PaymentSession], key: str | None = None
     ) -> Snapshot:
-        """The snapshot of a row laid out as the SQL stores select it.
-
-        Columns 0-12 are the session's, 13 its version, 14 its head; with ``key``,
-        15 and 16 are the key's fingerprint and seq (NULL when the key is not bound).
-        """
-        session_id, version, head = row[0], row[13], row[14]
+        """The snapshot of a row selected as :data:`SESSION_COLUMNS`; with ``key``, also
+        :data:`KEY_COLUMNS` (NULL when the key is not bound)."""
+        session_id, version, head = row["id"], row["version"], row["head"]
         session = self.get(session_id, version, head)
         if session is None:
             session = session_from_row(build, row)
             self.put(session, version, head)
         binding = None
-        if key is not None and row[15] is not None:
-            binding = Binding(session_id, key, row[15], row[16])
+        if key is not None and row["key_fingerprint"] is not None:
+            binding = Binding(session_id, key, row["key_fingerprint"], row["key_seq"])
         return Snapshot(session, version, head, binding)
 
 
@@ -168,7 +163,11 @@ SESSION_COLUMNS = (
     "amount, payment_authorized_at, created_at, updated_at, cart, version, head"
 )
 """The session row as every SQL query selects it: the session's fields, then the
-version and head (the layout :meth:`SnapshotCache.snapshot` reads)."""
+version and head (which :meth:`SnapshotCache.snapshot` reads)."""
+
+KEY_COLUMNS = "k.fingerprint AS key_fingerprint, k.seq AS key_seq"
+"""What a load with an idempotency key selects of its binding, from ``paysession_keys``
+joined as ``k``."""
 
 EVENT_COLUMNS = (
     "session_id, event_id, provider_status, status, session_status, outcome, observed_at, "
@@ -219,19 +218,19 @@ def call_row(call: ProviderCall, time: Callable[[datetime], object]) -> tuple[ob
     )
 
 
-def call_from_row(row: Sequence[Any], instant: Callable[[Any], datetime]) -> ProviderCall:
+def call_from_row(row: Row, instant: Callable[[Any], datetime]) -> ProviderCall:
     """The provider call of a row selected as ``CALL_COLUMNS``; ``instant`` decodes a time
     column as the store keeps it."""
     return ProviderCall(
-        session_id=row[0],
-        action=CallAction(row[1]),
-        idempotency_key=row[2],
-        provider_status=row[3],
-        status=PaymentSessionStatus(row[4]),
-        amount=row[5],
-        currency=row[6],
-        asked_at=instant(row[7]),
-        answered_at=instant(row[8]),
+        session_id=row["session_id"],
+        action=CallAction(row["action"]),
+        idempotency_key=row["idempotency_key"],
+        provider_status=row["provider_status"],
+        status=PaymentSessionStatus(row["status"]),
+        amount=row["amount"],
+        currency=row["currency"],
+        asked_at=instant(row["asked_at"]),
+        answered_at=instant(row["answered_at"]),
     )
 
 
@@ -309,7 +308,7 @@ def migrate_schema(conn: Any, migrations: Sequence[Sequence[str]], placeholder: 
     target = len(migrations)
     conn.execute("CREATE TABLE IF NOT EXISTS paysession_schema (version integer NOT NULL)")
     row = conn.execute("SELECT version FROM paysession_schema").fetchone()
-    current = 0 if row is None else int(row[0])
+    current = 0 if row is None else int(row["version"])
     if current > target:
         raise StoreError(
             "migrate",
@@ -317,7 +316,8 @@ def migrate_schema(conn: Any, migrations: Sequence[Sequence[str]], placeholder: 
         )
     for version in range(current + 1, target + 1):
         if version == 3:
-            refuse_doubly_authorized([cart for (cart,) in conn.execute(DOUBLY_AUTHORIZED_CARTS)])
+            carts = conn.execute(DOUBLY_AUTHORIZED_CARTS).fetchall()
+            refuse_doubly_authorized([found["cart_id"] for found in carts])
         for statement in migrations[version - 1]:
             conn.execute(statement)
     if row is None:
@@ -346,8 +346,11 @@ def refuse_doubly_authorized(carts: Sequence[str]) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def _prefixed(columns: str, table: str) -> str:
-    return ", ".join(f"{table}.{column.strip()}" for column in columns.split(","))
+def prefixed(columns: str, table: str) -> str:
+    """``columns`` (as :data:`SESSION_COLUMNS`) of the table aliased ``table`` in a join,
+    each under its own name (SQLite names a column ``AS`` says, or as it pleases)."""
+    names = (column.strip() for column in columns.split(","))
+    return ", ".join(f"{table}.{name} AS {name}" for name in names)
 
 
 def _with_placeholder(query: str, placeholder: str) -> str:
@@ -385,17 +388,17 @@ class SqlReads(abc.ABC):
 
     @staticmethod
     @abc.abstractmethod
-    def _session_from_row(row: Sequence[Any]) -> PaymentSession:
+    def _session_from_row(row: Row) -> PaymentSession:
         """The session of a row selected as :data:`SESSION_COLUMNS`."""
 
     @staticmethod
     @abc.abstractmethod
-    def _event_from_row(row: Sequence[Any]) -> ProviderEvent:
+    def _event_from_row(row: Row) -> ProviderEvent:
         """The provider event of a row selected as :data:`EVENT_COLUMNS`."""
 
     @staticmethod
     @abc.abstractmethod
-    def _claim_from_row(row: Sequence[Any]) -> Claim:
+    def _claim_from_row(row: Row) -> Claim:
         """The claim of a row selected as :data:`CLAIM_COLUMNS`."""
 
     @staticmethod
@@ -412,17 +415,17 @@ class SqlReads(abc.ABC):
         """Queries (written with ``?``) that all read one committed state of the database."""
         with self._connection(operation) as conn, self._read_transaction(conn):
 
-            def read(query: str, params: Sequence[object]) -> list[Any]:
-                rows: list[Any] = conn.execute(
+            def read(query: str, params: Sequence[object]) -> list[Row]:
+                rows: list[Row] = conn.execute(
                     _with_placeholder(query, self._PLACEHOLDER), params
                 ).fetchall()
                 return rows
 
             yield read
 
-    def _rows(self, operation: str, query: str, params: Sequence[object]) -> list[Any]:
+    def _rows(self, operation: str, query: str, params: Sequence[object]) -> list[Row]:
         with self._connection(operation) as conn:
-            rows: list[Any] = conn.execute(
+            rows: list[Row] = conn.execute(
                 _with_placeholder(query, self._PLACEHOLDER), params
             ).fetchall()
         return rows
@@ -438,7 +441,7 @@ class SqlReads(abc.ABC):
             (session_id, seq),
         )
         return (
-            record_from_wire(rows[0][0], f"record {seq} of session {session_id!r}")
+            record_from_wire(rows[0]["wire"], f"record {seq} of session {session_id!r}")
             if rows
             else None
         )
@@ -463,7 +466,7 @@ class SqlReads(abc.ABC):
             (session_id,),
         )
         what = f"a record of session {session_id!r}"
-        return [record_from_wire(wire, what) for (wire,) in rows]
+        return [record_from_wire(row["wire"], what) for row in rows]
 
     def find(
         self,
@@ -490,7 +493,7 @@ class SqlReads(abc.ABC):
 
     def _claim_in(
         self, conn: Any, claim: Claim, now: datetime, selected: bool, lock: str = ""
-    ) -> tuple[Sequence[Any], Claim, Claim | None] | None:
+    ) -> tuple[Row, Claim, Claim | None] | None:
         """The claim's work inside the store's write transaction.
 
         Reads (and, with ``lock``, locks) the cart's sessions, refuses (CartBusy)
@@ -514,10 +517,13 @@ class SqlReads(abc.ABC):
         held = None if held_row is None else self._claim_from_row(held_row)
         if held is not None and held.token != claim.token and held.live(now):
             raise CartBusy(held.cart_id, held.expires_at)
-        row = next((r for r in rows if (r[3] if selected else r[0] == claim.session_id)), None)
+        row = next(
+            (r for r in rows if (r["is_selected"] if selected else r["id"] == claim.session_id)),
+            None,
+        )
         if row is None:
             return None
-        taken = attrs.evolve(claim, session_id=row[0])
+        taken = attrs.evolve(claim, session_id=row["id"])
         conn.execute(
             sql(
                 f"INSERT INTO paysession_claims ({CLAIM_COLUMNS}) VALUES (?, ?, ?, ?, ?) "
@@ -568,7 +574,7 @@ class SqlReads(abc.ABC):
 
     @staticmethod
     @abc.abstractmethod
-    def _call_from_row(row: Sequence[Any]) -> ProviderCall:
+    def _call_from_row(row: Row) -> ProviderCall:
         """The provider call of a row selected as :data:`CALL_COLUMNS`."""
 
     def provider_calls(self, session_id: str) -> list[ProviderCall]:
@@ -585,7 +591,7 @@ class SqlReads(abc.ABC):
     def unreleased_holds(self, limit: int) -> list[PaymentSession]:
         rows = self._rows(
             "unreleased_holds",
-            _UNRELEASED_HOLDS.format(columns=_prefixed(SESSION_COLUMNS, "s")),
+            _UNRELEASED_HOLDS.format(columns=prefixed(SESSION_COLUMNS, "s")),
             (max(limit, 0),),
         )
         return [self._cache.snapshot(row, self._session_from_row).session for row in rows]
@@ -615,6 +621,7 @@ __all__ = [
     "DOUBLY_AUTHORIZED_CARTS",
     "EVENT_COLUMNS",
     "INSERT_CALL",
+    "KEY_COLUMNS",
     "SESSION_COLUMNS",
     "Reader",
     "SnapshotCache",
@@ -626,5 +633,6 @@ __all__ = [
     "event_row",
     "load_json",
     "migrate_schema",
+    "prefixed",
     "refuse_doubly_authorized",
 ]

@@ -17,14 +17,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 from paysession import telemetry
 from paysession.errors import StoreError
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.store._browse import SqlBrowse
-from paysession.store._rows import record_from_wire, session_from_row, unreadable
+from paysession.store._rows import Row, record_from_wire, session_from_row, unreadable
 from paysession.store._sql import SESSION_COLUMNS, SnapshotCache, Texts, dump_json
 from paysession.store.base import (
     Binding,
@@ -42,7 +42,7 @@ from paysession.store.base import (
 )
 
 _Store = TypeVar("_Store", bound="SqlStore")
-Found = tuple[Sequence[Any], Claim, Claim | None]
+Found = tuple[Row, Claim, Claim | None]
 """A claim's work done: the session's row, the claim taken and the one it replaced."""
 
 
@@ -60,7 +60,7 @@ class SqlStore(SqlBrowse):
     # -- what each driver writes its own way
 
     @abc.abstractmethod
-    def _fetch_one(self, query: str, params: Sequence[object]) -> Sequence[Any] | None:
+    def _fetch_one(self, query: str, params: Sequence[object]) -> Row | None:
         """One row of a point read (``load``), or None."""
 
     @abc.abstractmethod
@@ -188,19 +188,19 @@ class SqlStore(SqlBrowse):
             records = read(
                 "SELECT session_id, seq, wire FROM paysession_records "
                 "WHERE session_id >= ? AND session_id <= ? ORDER BY session_id, seq",
-                (rows[0][0], rows[-1][0]),
+                (rows[0]["id"], rows[-1]["id"]),
             )
-        by_session: dict[str, list[tuple[object, object]]] = {row[0]: [] for row in rows}
-        for session_id, seq, wire in records:
-            trail = by_session.get(session_id)
+        by_session: dict[str, list[Row]] = {row["id"]: [] for row in rows}
+        for record in records:
+            trail = by_session.get(record["session_id"])
             if trail is not None:
-                trail.append((seq, wire))
-        return [self._stored_trail(row, by_session[row[0]]) for row in rows]
+                trail.append(record)
+        return [self._stored_trail(row, by_session[row["id"]]) for row in rows]
 
-    def _stored_trail(self, row: Sequence[Any], stored: list[tuple[object, object]]) -> StoredTrail:
+    def _stored_trail(self, row: Row, stored: list[Row]) -> StoredTrail:
         """A session's row and records decoded, or what makes them unreadable."""
-        session_id = row[0]
-        version, head = row[13], row[14]
+        session_id = row["id"]
+        version, head = row["version"], row["head"]
         if type(version) is not int or not isinstance(head, str):
             return Unreadable(session_id, None, "the row's version or head is not one")
         try:
@@ -208,7 +208,8 @@ class SqlStore(SqlBrowse):
         except StoreError as error:
             return Unreadable(session_id, None, error.detail)
         records: list[TransitionRecord] = []
-        for seq, wire in stored:
+        for record in stored:
+            seq, wire = record["seq"], record["wire"]
             try:
                 if not isinstance(wire, str):
                     raise unreadable(f"record {seq} of session {session_id!r}", TypeError(wire))

@@ -1,21 +1,23 @@
-"""SQLite rows and objects: times as integer microseconds, ``?`` placeholders, the SQL."""
+"""SQLite rows and objects: times as integer microseconds, ``?`` placeholders, the SQL.
+
+Rows are ``sqlite3.Row``, read by column name."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
-from paysession.store._rows import record_wire
+from paysession.store._rows import Row, record_wire
 from paysession.store._sql import (
     EVENT_COLUMNS,
+    KEY_COLUMNS,
     SESSION_COLUMNS,
     Texts,
     load_json,
+    prefixed,
 )
 from paysession.store.base import (
     AnomalyKind,
@@ -34,7 +36,7 @@ RELEASE = "DELETE FROM paysession_claims WHERE cart_id = ? AND token = ?"
 
 LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = ?"
 LOAD = (
-    f"SELECT {', '.join('s.' + c for c in SESSION_COLUMNS.split(', '))}, k.fingerprint, k.seq "
+    f"SELECT {prefixed(SESSION_COLUMNS, 's')}, {KEY_COLUMNS} "
     "FROM paysession_sessions AS s LEFT JOIN paysession_keys AS k "
     "ON k.session_id = s.id AND k.key = ? WHERE s.id = ?"
 )
@@ -47,7 +49,7 @@ UPDATE_SESSION = (
     "idempotency_key = ?, amount = ?, payment_authorized_at = ?, updated_at = ?, cart = ?, "
     "version = ?, head = ? WHERE id = ? AND version = ?"
 )
-LAST_POSITION = "SELECT coalesce(max(position), 0) FROM paysession_records"
+LAST_POSITION = "SELECT coalesce(max(position), 0) AS last FROM paysession_records"
 INSERT_RECORD = (
     "INSERT INTO paysession_records (session_id, seq, position, trigger, at, hash, wire) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -58,7 +60,7 @@ INSERT_EVENT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 NEWEST_OBSERVED = (
-    "SELECT max(observed_at) FROM paysession_provider_events "
+    "SELECT max(observed_at) AS newest FROM paysession_provider_events "
     "WHERE session_id = ? AND outcome IN ('applied', 'noop')"
 )
 
@@ -73,21 +75,23 @@ def from_micros(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 
 
-def session_from_row(row: Sequence[Any]) -> PaymentSession:
+def session_from_row(row: Row) -> PaymentSession:
+    """The session of a row selected as ``SESSION_COLUMNS``."""
+    authorized_at = row["payment_authorized_at"]
     return PaymentSession(
-        id=row[0],
-        cart_id=row[1],
-        provider_id=row[2],
-        is_selected=bool(row[3]),
-        is_initiated=bool(row[4]),
-        status=row[5],
-        data=load_json(row[6]),
-        idempotency_key=row[7],
-        amount=row[8],
-        payment_authorized_at=None if row[9] is None else from_micros(row[9]),
-        created_at=from_micros(row[10]),
-        updated_at=from_micros(row[11]),
-        cart=load_json(row[12]),
+        id=row["id"],
+        cart_id=row["cart_id"],
+        provider_id=row["provider_id"],
+        is_selected=bool(row["is_selected"]),
+        is_initiated=bool(row["is_initiated"]),
+        status=row["status"],
+        data=load_json(row["data"]),
+        idempotency_key=row["idempotency_key"],
+        amount=row["amount"],
+        payment_authorized_at=None if authorized_at is None else from_micros(authorized_at),
+        created_at=from_micros(row["created_at"]),
+        updated_at=from_micros(row["updated_at"]),
+        cart=load_json(row["cart"]),
     )
 
 
@@ -127,24 +131,33 @@ def record_row(record: TransitionRecord, position: int) -> tuple[object, ...]:
     )
 
 
-def claim_from_row(row: Sequence[Any]) -> Claim:
-    return Claim(row[0], row[1], row[2], ClaimAction(row[3]), from_micros(row[4]))
+def claim_from_row(row: Row) -> Claim:
+    """The claim of a row selected as ``CLAIM_COLUMNS``."""
+    return Claim(
+        cart_id=row["cart_id"],
+        token=row["token"],
+        session_id=row["session_id"],
+        action=ClaimAction(row["action"]),
+        expires_at=from_micros(row["expires_at"]),
+    )
 
 
-def event_from_row(row: Sequence[Any]) -> ProviderEvent:
+def event_from_row(row: Row) -> ProviderEvent:
+    """The provider event of a row selected as ``EVENT_COLUMNS``."""
+    observed_at, kind = row["observed_at"], row["kind"]
     return ProviderEvent(
-        session_id=row[0],
-        event_id=row[1],
-        provider_status=row[2],
-        status=PaymentSessionStatus(row[3]),
-        session_status=PaymentSessionStatus(row[4]),
-        outcome=EventOutcome(row[5]),
-        observed_at=None if row[6] is None else from_micros(row[6]),
-        recorded_at=from_micros(row[7]),
-        version=row[8],
-        guard=row[9],
-        duplicates=row[10],
-        kind=None if row[11] is None else AnomalyKind(row[11]),
+        session_id=row["session_id"],
+        event_id=row["event_id"],
+        provider_status=row["provider_status"],
+        status=PaymentSessionStatus(row["status"]),
+        session_status=PaymentSessionStatus(row["session_status"]),
+        outcome=EventOutcome(row["outcome"]),
+        observed_at=None if observed_at is None else from_micros(observed_at),
+        recorded_at=from_micros(row["recorded_at"]),
+        version=row["version"],
+        guard=row["guard"],
+        duplicates=row["duplicates"],
+        kind=None if kind is None else AnomalyKind(kind),
     )
 
 

@@ -21,13 +21,14 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from paysession.errors import MissingExtra
 
 try:
     import psycopg
     from psycopg import errors as pg_errors
+    from psycopg.rows import dict_row
     from psycopg.types.string import TextLoader
     from psycopg_pool import ConnectionPool
 except ImportError as missing:  # the optional extra is not installed
@@ -55,6 +56,7 @@ from paysession.store._postgres_mapper import (
     NEWEST_OBSERVED,
     RELEASE,
     UPDATE_SESSION,
+    Connection,
     claim_from_row,
     commit_one_statement,
     event_from_row,
@@ -64,6 +66,7 @@ from paysession.store._postgres_mapper import (
     session_from_row,
     update_params,
 )
+from paysession.store._rows import Row
 from paysession.store._sql import (
     INSERT_CALL,
     Texts,
@@ -94,8 +97,6 @@ from paysession.store.postgres_feed import (
 )
 from paysession.store.postgres_schema import MIGRATIONS, built_concurrently, in_transaction
 
-Connection = psycopg.Connection[tuple[Any, ...]]
-
 _INSERT_CALL = _with_placeholder(INSERT_CALL, "%s")
 
 
@@ -121,7 +122,7 @@ class PostgresStore(SqlStore):
     _event_from_row = staticmethod(event_from_row)
 
     @staticmethod
-    def _call_from_row(row: Sequence[Any]) -> ProviderCall:
+    def _call_from_row(row: Row) -> ProviderCall:
         return call_from_row(row, instant_as_is)
 
     _claim_from_row = staticmethod(claim_from_row)
@@ -149,7 +150,8 @@ class PostgresStore(SqlStore):
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
-            kwargs={"autocommit": True},
+            # Every row is read by column name.
+            kwargs={"autocommit": True, "row_factory": dict_row},
             name="paysession",
             open=False,
             check=self._check,
@@ -285,10 +287,9 @@ class PostgresStore(SqlStore):
                 raise _refusal(error, [write], None) from error
             self._announce(conn)
 
-    def _fetch_one(self, query: str, params: Sequence[object]) -> Sequence[Any] | None:
+    def _fetch_one(self, query: str, params: Sequence[object]) -> Row | None:
         with self._connection("load") as conn:
-            row: Sequence[Any] | None = conn.execute(query, params).fetchone()
-        return row
+            return conn.execute(query, params).fetchone()
 
     def _write(
         self,
@@ -324,7 +325,7 @@ class PostgresStore(SqlStore):
                 conn.execute(LOCK_CART, (cart_check.cart_id,))
                 live = conn.execute(CLAIM_LIVE, (cart_check.cart_id, cart_check.now)).fetchone()
                 if live is not None:
-                    raise CartBusy(cart_check.cart_id, live[0])
+                    raise CartBusy(cart_check.cart_id, live["expires_at"])
             if release is not None:
                 conn.execute(RELEASE, (release.cart_id, release.token))
             for write, text in zip(writes, texts, strict=True):
@@ -358,7 +359,7 @@ class PostgresStore(SqlStore):
         ).fetchone()
         if found is None:
             raise SessionNotFound(session_id)
-        raise ConcurrentUpdate(session_id, write.expected_version, found[0])
+        raise ConcurrentUpdate(session_id, write.expected_version, found["version"])
 
     def _write_event(
         self,
@@ -427,11 +428,12 @@ class PostgresStore(SqlStore):
             ).fetchone()
             if found is None:
                 raise SessionNotFound(session_id)
-            if found[0] != expected_version:
-                raise ConcurrentUpdate(session_id, expected_version, found[0])
+            if found["version"] != expected_version:
+                raise ConcurrentUpdate(session_id, expected_version, found["version"])
         if event.advances:
             row = conn.execute(NEWEST_OBSERVED, (session_id,)).fetchone()
-            if row is not None and row[0] is not None and row[0] > event.observed_at:
+            newest = None if row is None else row["newest"]
+            if newest is not None and newest > event.observed_at:
                 raise ConcurrentUpdate(session_id, expected_version)
         conn.execute(INSERT_EVENT, event_row(event, instant_as_is))
         if write is not None:
@@ -509,8 +511,10 @@ def _migration_lock(conn: Connection) -> Iterator[None]:
     INDEX CONCURRENTLY waits for, while it waits for the holder: a deadlock.
     """
     while True:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (MIGRATION_LOCK,)).fetchone()
-        if row is not None and row[0]:
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(%s) AS locked", (MIGRATION_LOCK,)
+        ).fetchone()
+        if row is not None and row["locked"]:
             break
         time.sleep(_LOCK_POLL)
     try:
@@ -537,9 +541,8 @@ def _build_indexes(conn: Connection, indexes: Sequence[tuple[str, str]]) -> None
     """
     if not indexes:
         return
-    valid: dict[str, bool] = dict(
-        conn.execute(_INDEX_STATE, ([name for name, _ in indexes],)).fetchall()
-    )
+    found = conn.execute(_INDEX_STATE, ([name for name, _ in indexes],)).fetchall()
+    valid = {row["relname"]: row["indisvalid"] for row in found}
     for name, statement in indexes:
         if valid.get(name) is True:
             continue

@@ -32,7 +32,7 @@ from paysession.errors import (
     StoreError,
 )
 from paysession.store._feed import Sleeper, Wakeup, position_of
-from paysession.store._rows import logged_record
+from paysession.store._rows import Row, logged_record
 from paysession.store._sql import (
     INSERT_CALL,
     Texts,
@@ -107,7 +107,7 @@ class SqliteStore(SqlStore):
     _event_from_row = staticmethod(event_from_row)
 
     @staticmethod
-    def _call_from_row(row: Sequence[Any]) -> ProviderCall:
+    def _call_from_row(row: Row) -> ProviderCall:
         return call_from_row(row, from_micros)
 
     _claim_from_row = staticmethod(claim_from_row)
@@ -162,6 +162,8 @@ class SqliteStore(SqlStore):
                 check_same_thread=False,
                 uri=self._read_only,
             )
+            # Every row is read by column name.
+            conn.row_factory = sqlite3.Row
             # PRAGMA takes no parameters; both values are ours (a checked word, an int).
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             if not (self._memory or self._read_only):
@@ -308,16 +310,16 @@ class SqliteStore(SqlStore):
             conn.execute(INSERT_SESSION, new_row(write.session, texts, record))
         except sqlite3.IntegrityError as error:
             raise self._refusal(error, write) from error
-        (last,) = conn.execute(LAST_POSITION).fetchone()
+        last = conn.execute(LAST_POSITION).fetchone()["last"]
         conn.execute(INSERT_RECORD, record_row(record, last + 1))
 
-    def _fetch_one(self, query: str, params: Sequence[object]) -> Sequence[Any] | None:
+    def _fetch_one(self, query: str, params: Sequence[object]) -> Row | None:
         # Spelled out rather than through _connection: every move starts here.
         if not self._ready:
             self._ready_to_read("load")
         with self._turn:
             try:
-                row: Sequence[Any] | None = self._own_connection().execute(query, params).fetchone()
+                row: Row | None = self._own_connection().execute(query, params).fetchone()
             except sqlite3.Error as error:
                 raise StoreError("load", str(error)) from error
         return row
@@ -347,7 +349,7 @@ class SqliteStore(SqlStore):
                 CLAIM_LIVE, (cart_check.cart_id, to_micros(cart_check.now))
             ).fetchone()
             if live is not None:
-                raise CartBusy(cart_check.cart_id, from_micros(live[0]))
+                raise CartBusy(cart_check.cart_id, from_micros(live["expires_at"]))
         if release is not None:
             conn.execute(RELEASE, (release.cart_id, release.token))
         for write, text in zip(writes, texts, strict=True):
@@ -371,8 +373,8 @@ class SqliteStore(SqlStore):
                 ).fetchone()
                 if found is None:
                     raise SessionNotFound(session.id)
-                raise ConcurrentUpdate(session.id, write.expected_version, found[0])
-        (position,) = conn.execute(LAST_POSITION).fetchone()
+                raise ConcurrentUpdate(session.id, write.expected_version, found["version"])
+        position = conn.execute(LAST_POSITION).fetchone()["last"]
         for write in writes:
             for record in write.records:
                 position += 1
@@ -440,17 +442,18 @@ class SqliteStore(SqlStore):
             raise SessionNotFound(session_id)
         if write is not None:
             expected_version = write.expected_version
-        if expected_version is not None and found[0] != expected_version:
-            raise ConcurrentUpdate(session_id, expected_version, found[0])
+        version = found["version"]
+        if expected_version is not None and version != expected_version:
+            raise ConcurrentUpdate(session_id, expected_version, version)
         if event.advances and event.observed_at is not None:
-            (newest,) = conn.execute(NEWEST_OBSERVED, (session_id,)).fetchone()
+            newest = conn.execute(NEWEST_OBSERVED, (session_id,)).fetchone()["newest"]
             if newest is not None and newest > to_micros(event.observed_at):
-                raise ConcurrentUpdate(session_id, expected_version, found[0])
+                raise ConcurrentUpdate(session_id, expected_version, version)
         try:
             conn.execute(INSERT_EVENT, event_row(event, to_micros))
         except sqlite3.IntegrityError as error:
             if "paysession_provider_events.event_id" in unique_columns(error):
-                raise ConcurrentUpdate(session_id, expected_version, found[0]) from error
+                raise ConcurrentUpdate(session_id, expected_version, version) from error
             raise
         if write is not None:
             self._commit(conn, [write], [texts], None)
@@ -488,7 +491,7 @@ class SqliteStore(SqlStore):
             "ORDER BY position LIMIT ?",
             (position_of(cursor), max(limit, 0)),
         )
-        return [logged_record(at, wire, str(at)) for at, wire in rows]
+        return [logged_record(row["position"], row["wire"], str(row["position"])) for row in rows]
 
     def latest_records(self, limit: int) -> list[LoggedRecord]:
         rows = self._rows(
@@ -496,7 +499,10 @@ class SqliteStore(SqlStore):
             "SELECT position, wire FROM paysession_records ORDER BY position DESC LIMIT ?",
             (max(limit, 0),),
         )
-        return [logged_record(at, wire, str(at)) for at, wire in reversed(rows)]
+        return [
+            logged_record(row["position"], row["wire"], str(row["position"]))
+            for row in reversed(rows)
+        ]
 
     def wakeups(self) -> AbstractContextManager[Wakeup]:
         """SQLite announces nothing: a follower polls."""
