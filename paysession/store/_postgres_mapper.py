@@ -1,6 +1,8 @@
-"""PostgreSQL rows and objects: timestamptz, ``%s`` placeholders, the statements.
+"""PostgreSQL rows and objects: timestamptz, the statements.
 
-Rows are dicts (psycopg's ``dict_row``), read by column name."""
+Rows are dicts (psycopg's ``dict_row``), read by column name. A statement the shared
+code runs names its values (``%(name)s``, see :func:`placeholder`); the write path's
+own statements, run only here, take theirs in order (``%s``)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from paysession.store._sql import (
     KEY_COLUMNS,
     SESSION_COLUMNS,
     Texts,
+    insert_call,
+    insert_row,
     load_json,
     prefixed,
 )
@@ -35,6 +39,12 @@ from paysession.store.base import (
 Connection = psycopg.Connection[DictRow]
 """A connection of the store: its rows are dicts (``row_factory=dict_row``)."""
 
+
+def placeholder(name: str) -> str:
+    """Where the value ``name`` goes in a statement: psycopg's named style."""
+    return f"%({name})s"
+
+
 # The pg_advisory_xact_lock key migrate() takes: an arbitrary constant, the same everywhere.
 MIGRATION_LOCK = 0x2B5F8E7C3A1D4E60
 
@@ -47,11 +57,11 @@ LOCK_CART = f"SELECT id FROM paysession_sessions WHERE cart_id = %s ORDER BY id{
 CLAIM_LIVE = "SELECT expires_at FROM paysession_claims WHERE cart_id = %s AND expires_at > %s"
 RELEASE = "DELETE FROM paysession_claims WHERE cart_id = %s AND token = %s"
 
-LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = %s"
+LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = %(id)s"
 LOAD = (
     f"SELECT {prefixed(SESSION_COLUMNS, 's')}, {KEY_COLUMNS} "
     "FROM paysession_sessions AS s LEFT JOIN paysession_keys AS k "
-    "ON k.session_id = s.id AND k.key = %s WHERE s.id = %s"
+    "ON k.session_id = s.id AND k.key = %(key)s WHERE s.id = %(id)s"
 )
 # Every write stamps the session row with the feed key its records get: the writing
 # transaction's id, or the key of the session's previous record if that is higher (why:
@@ -71,10 +81,8 @@ INSERT_KEY = (
 )
 
 
-INSERT_EVENT = (
-    f"INSERT INTO paysession_provider_events ({EVENT_COLUMNS}) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
+INSERT_EVENT = insert_row("paysession_provider_events", EVENT_COLUMNS, placeholder)
+INSERT_CALL = insert_call(placeholder)
 NEWEST_OBSERVED = (
     "SELECT max(observed_at) AS newest FROM paysession_provider_events "
     "WHERE session_id = %s AND outcome IN ('applied', 'noop')"
@@ -236,6 +244,7 @@ __all__ = [
     "CART_ROWS_LOCK",
     "CLAIM_LIVE",
     "CREATE_SESSION",
+    "INSERT_CALL",
     "INSERT_EVENT",
     "INSERT_KEY",
     "INSERT_SESSION",
@@ -252,6 +261,7 @@ __all__ = [
     "event_from_row",
     "insert_records_statement",
     "instant_as_is",
+    "placeholder",
     "records_params",
     "session_from_row",
     "update_params",

@@ -1,11 +1,14 @@
 """What both SQL stores share, written once: the reads, the claim, the snapshot cache.
 
-The two schemas have the same tables and columns; the stores differ in their driver's
-placeholder (``?`` or ``%s``), in how a row's values become a session or an event
-(SQLite keeps times as integer microseconds, PostgreSQL as timestamptz), and in how
-they lend a connection. Queries here are written with ``?``; a store with another
-placeholder names it in ``_PLACEHOLDER``. Rows are read by column name: each store's
-connections fetch rows that are (see :class:`~paysession.store._rows.Row`).
+The two schemas have the same tables and columns; the stores differ in how a row's
+values become a session or an event (SQLite keeps times as integer microseconds,
+PostgreSQL as timestamptz), in how they lend a connection, and in how their driver
+marks a named value in a statement (``:name`` for sqlite3, ``%(name)s`` for psycopg).
+
+Every value a query here takes is named, and passed in a dict under that name; the
+query puts each store's :data:`Placeholder` for the name where the value goes. Rows
+are read by column name: each store's connections fetch rows that are (see
+:class:`~paysession.store._rows.Row`).
 """
 
 from __future__ import annotations
@@ -49,7 +52,13 @@ from paysession.store.base import (
     has_nul,
 )
 
-Reader = Callable[[str, Sequence[object]], list[Row]]
+Placeholder = Callable[[str], str]
+"""Where the value of that name goes in a statement, in a driver's named style."""
+
+Params = Mapping[str, object]
+"""A statement's values, by the names its placeholders give them."""
+
+Reader = Callable[[str, Params], list[Row]]
 """Runs one query inside a snapshot (see ``SqlReads._snapshot``) and returns its rows."""
 
 Texts = tuple[str | None, str | None]
@@ -126,24 +135,32 @@ class SnapshotCache:
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
-def event_row(event: ProviderEvent, time: Callable[[datetime], object]) -> tuple[object, ...]:
-    """A provider event's row in ``EVENT_COLUMNS`` order; ``time`` encodes an instant as
-    the store's time columns keep it."""
+def insert_row(table: str, columns: str, placeholder: Placeholder) -> str:
+    """INSERT of one row of ``table``, each of ``columns`` (as :data:`EVENT_COLUMNS`)
+    taking the value named after it."""
+    names = [column.strip() for column in columns.split(",")]
+    values = ", ".join(placeholder(name) for name in names)
+    return f"INSERT INTO {table} ({columns}) VALUES ({values})"
+
+
+def event_row(event: ProviderEvent, time: Callable[[datetime], object]) -> dict[str, object]:
+    """A provider event's row, by the names of ``EVENT_COLUMNS``; ``time`` encodes an
+    instant as the store's time columns keep it."""
     observed = event.observed_at
-    return (
-        event.session_id,
-        event.event_id,
-        event.provider_status,
-        event.status.value,
-        event.session_status.value,
-        event.outcome.value,
-        None if observed is None else time(observed),
-        time(event.recorded_at),
-        event.version,
-        event.guard,
-        event.duplicates,
-        None if event.kind is None else event.kind.value,
-    )
+    return {
+        "session_id": event.session_id,
+        "event_id": event.event_id,
+        "provider_status": event.provider_status,
+        "status": event.status.value,
+        "session_status": event.session_status.value,
+        "outcome": event.outcome.value,
+        "observed_at": None if observed is None else time(observed),
+        "recorded_at": time(event.recorded_at),
+        "version": event.version,
+        "guard": event.guard,
+        "duplicates": event.duplicates,
+        "kind": None if event.kind is None else event.kind.value,
+    }
 
 
 def dump_json(value: Mapping[str, object] | None) -> str | None:
@@ -196,26 +213,30 @@ CALL_COLUMNS = (
 )
 """The provider-call row as every SQL query selects it."""
 
-INSERT_CALL = (
-    f"INSERT INTO paysession_provider_calls ({CALL_COLUMNS}) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-)
-"""Keeps a provider call once: a retried request under the same key is the same one."""
 
-
-def call_row(call: ProviderCall, time: Callable[[datetime], object]) -> tuple[object, ...]:
-    """A provider call's row in ``CALL_COLUMNS`` order; ``time`` encodes an instant."""
+def insert_call(placeholder: Placeholder) -> str:
+    """INSERT of a provider call's row (:func:`call_row`), kept once: a retried request
+    under the same key is the same one."""
     return (
-        call.session_id,
-        call.action.value,
-        call.idempotency_key,
-        call.provider_status,
-        call.status.value,
-        call.amount,
-        call.currency,
-        time(call.asked_at),
-        time(call.answered_at),
+        f"{insert_row('paysession_provider_calls', CALL_COLUMNS, placeholder)} "
+        "ON CONFLICT DO NOTHING"
     )
+
+
+def call_row(call: ProviderCall, time: Callable[[datetime], object]) -> dict[str, object]:
+    """A provider call's row, by the names of ``CALL_COLUMNS``; ``time`` encodes an
+    instant."""
+    return {
+        "session_id": call.session_id,
+        "action": call.action.value,
+        "idempotency_key": call.idempotency_key,
+        "provider_status": call.provider_status,
+        "status": call.status.value,
+        "amount": call.amount,
+        "currency": call.currency,
+        "asked_at": time(call.asked_at),
+        "answered_at": time(call.answered_at),
+    }
 
 
 def call_from_row(row: Row, instant: Callable[[Any], datetime]) -> ProviderCall:
@@ -250,7 +271,7 @@ _UNRELEASED_HOLDS = """
         SELECT 1 FROM paysession_provider_calls AS c
         WHERE c.session_id = s.id AND c.status = 'canceled'
       )
-    ORDER BY s.updated_at, s.id LIMIT ?
+    ORDER BY s.updated_at, s.id LIMIT {limit}
     """
 """Sessions not authorized whose provider said it holds money and never that it let go.
 
@@ -298,12 +319,13 @@ def refusal(
     return StoreError("write", detail)
 
 
-def migrate_schema(conn: Any, migrations: Sequence[Sequence[str]], placeholder: str) -> int:
+def migrate_schema(conn: Any, migrations: Sequence[Sequence[str]], placeholder: Placeholder) -> int:
     """Bring the schema to the last of ``migrations``, inside the caller's transaction.
 
-    The version in force is kept in ``paysession_schema``; each version's statements run
-    once, in order. A database newer than this paysession is refused (StoreError), and
-    version 3 first checks that no cart holds two authorized sessions.
+    ``conn`` is a store's connection (its rows read by column name), ``placeholder`` its
+    driver's. The version in force is kept in ``paysession_schema``; each version's
+    statements run once, in order. A database newer than this paysession is refused
+    (StoreError), and version 3 first checks that no cart holds two authorized sessions.
     """
     target = len(migrations)
     conn.execute("CREATE TABLE IF NOT EXISTS paysession_schema (version integer NOT NULL)")
@@ -320,15 +342,13 @@ def migrate_schema(conn: Any, migrations: Sequence[Sequence[str]], placeholder: 
             refuse_doubly_authorized([found["cart_id"] for found in carts])
         for statement in migrations[version - 1]:
             conn.execute(statement)
+    slot = placeholder("version")
     if row is None:
         conn.execute(
-            _with_placeholder("INSERT INTO paysession_schema (version) VALUES (?)", placeholder),
-            (target,),
+            f"INSERT INTO paysession_schema (version) VALUES ({slot})", {"version": target}
         )
     elif current != target:
-        conn.execute(
-            _with_placeholder("UPDATE paysession_schema SET version = ?", placeholder), (target,)
-        )
+        conn.execute(f"UPDATE paysession_schema SET version = {slot}", {"version": target})
     return target
 
 
@@ -353,33 +373,34 @@ def prefixed(columns: str, table: str) -> str:
     return ", ".join(f"{table}.{name} AS {name}" for name in names)
 
 
-def _with_placeholder(query: str, placeholder: str) -> str:
-    return query if placeholder == "?" else query.replace("?", placeholder)
-
-
 def _select_matching(
-    columns: str, table: str, order: str, **filters: object
-) -> tuple[str, list[object]]:
-    """A SELECT with only the filters given (None: not filtered), and its values.
+    columns: str, table: str, order: str, placeholder: Placeholder, **filters: object
+) -> tuple[str, Params]:
+    """A SELECT with only the filters given (None: not filtered), and its values, each
+    named after its column.
 
     Only those given, so that each shape of query gets a plan that uses its index.
     """
     given = {column: value for column, value in filters.items() if value is not None}
-    where = " AND ".join(f"{column} = ?" for column in given) or "1 = 1"
-    return f"SELECT {columns} FROM {table} WHERE {where} ORDER BY {order}", list(given.values())
+    where = " AND ".join(f"{column} = {placeholder(column)}" for column in given) or "1 = 1"
+    return f"SELECT {columns} FROM {table} WHERE {where} ORDER BY {order}", given
 
 
 class SqlReads(abc.ABC):
     """The read side of the SessionStore protocol, over the shared tables.
 
     A store that mixes this in provides ``_connection`` (a connection for one operation,
-    driver errors translated), ``_cache`` and the two row builders.
+    driver errors translated), ``_placeholder``, ``_cache`` and the row builders.
     """
 
-    _PLACEHOLDER: ClassVar[str] = "?"
     _EVENTS_IN_RECORDED_ORDER: ClassVar[str]
     """The ORDER BY that lists provider events in the order they were recorded."""
     _cache: SnapshotCache
+
+    @staticmethod
+    @abc.abstractmethod
+    def _placeholder(name: str) -> str:
+        """Where the value ``name`` goes in a statement: the driver's :data:`Placeholder`."""
 
     @abc.abstractmethod
     def _connection(self, operation: str) -> AbstractContextManager[Any]:
@@ -412,22 +433,18 @@ class SqlReads(abc.ABC):
 
     @contextmanager
     def _snapshot(self, operation: str) -> Iterator[Reader]:
-        """Queries (written with ``?``) that all read one committed state of the database."""
+        """Queries that all read one committed state of the database."""
         with self._connection(operation) as conn, self._read_transaction(conn):
 
-            def read(query: str, params: Sequence[object]) -> list[Row]:
-                rows: list[Row] = conn.execute(
-                    _with_placeholder(query, self._PLACEHOLDER), params
-                ).fetchall()
+            def read(query: str, params: Params) -> list[Row]:
+                rows: list[Row] = conn.execute(query, params).fetchall()
                 return rows
 
             yield read
 
-    def _rows(self, operation: str, query: str, params: Sequence[object]) -> list[Row]:
+    def _rows(self, operation: str, query: str, params: Params) -> list[Row]:
         with self._connection(operation) as conn:
-            rows: list[Row] = conn.execute(
-                _with_placeholder(query, self._PLACEHOLDER), params
-            ).fetchall()
+            rows: list[Row] = conn.execute(query, params).fetchall()
         return rows
 
     def record(self, session_id: str, seq: int) -> TransitionRecord | None:
@@ -435,10 +452,12 @@ class SqlReads(abc.ABC):
         # PostgreSQL text cannot even be asked about one: nothing to find.
         if has_nul(session_id):
             return None
+        p = self._placeholder
         rows = self._rows(
             "record",
-            "SELECT wire FROM paysession_records WHERE session_id = ? AND seq = ?",
-            (session_id, seq),
+            "SELECT wire FROM paysession_records "
+            f"WHERE session_id = {p('session_id')} AND seq = {p('seq')}",
+            {"session_id": session_id, "seq": seq},
         )
         return (
             record_from_wire(rows[0]["wire"], f"record {seq} of session {session_id!r}")
@@ -452,8 +471,8 @@ class SqlReads(abc.ABC):
         rows = self._rows(
             "load_selected",
             f"SELECT {SESSION_COLUMNS} FROM paysession_sessions "
-            "WHERE cart_id = ? AND is_selected ORDER BY id",
-            (cart_id,),
+            f"WHERE cart_id = {self._placeholder('cart_id')} AND is_selected ORDER BY id",
+            {"cart_id": cart_id},
         )
         return [self._cache.snapshot(row, self._session_from_row) for row in rows]
 
@@ -462,8 +481,9 @@ class SqlReads(abc.ABC):
             return []
         rows = self._rows(
             "history",
-            "SELECT wire FROM paysession_records WHERE session_id = ? ORDER BY seq",
-            (session_id,),
+            "SELECT wire FROM paysession_records "
+            f"WHERE session_id = {self._placeholder('session_id')} ORDER BY seq",
+            {"session_id": session_id},
         )
         what = f"a record of session {session_id!r}"
         return [record_from_wire(row["wire"], what) for row in rows]
@@ -483,6 +503,7 @@ class SqlReads(abc.ABC):
             SESSION_COLUMNS,
             "paysession_sessions",
             "created_at, id",
+            self._placeholder,
             cart_id=cart_id,
             status=status_value,
             provider_ref=provider_ref,
@@ -502,17 +523,17 @@ class SqlReads(abc.ABC):
         no such session. Returns the session's row, the claim taken and the expired
         claim it replaced, if any.
         """
-        sql = functools.partial(_with_placeholder, placeholder=self._PLACEHOLDER)
+        p = self._placeholder
+        cart = {"cart_id": claim.cart_id}
         # Every session row of the cart, in id order (``lock`` is how the store locks
         # them, when it must), then the one the claim is about.
         rows = conn.execute(
-            sql(f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE cart_id = ? ")
-            + f"ORDER BY id{lock}",
-            (claim.cart_id,),
+            f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE cart_id = {p('cart_id')} "
+            f"ORDER BY id{lock}",
+            cart,
         ).fetchall()
         held_row = conn.execute(
-            sql(f"SELECT {CLAIM_COLUMNS} FROM paysession_claims WHERE cart_id = ?"),
-            (claim.cart_id,),
+            f"SELECT {CLAIM_COLUMNS} FROM paysession_claims WHERE cart_id = {p('cart_id')}", cart
         ).fetchone()
         held = None if held_row is None else self._claim_from_row(held_row)
         if held is not None and held.token != claim.token and held.live(now):
@@ -525,19 +546,17 @@ class SqlReads(abc.ABC):
             return None
         taken = attrs.evolve(claim, session_id=row["id"])
         conn.execute(
-            sql(
-                f"INSERT INTO paysession_claims ({CLAIM_COLUMNS}) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (cart_id) DO UPDATE SET token = excluded.token, "
-                "session_id = excluded.session_id, action = excluded.action, "
-                "expires_at = excluded.expires_at"
-            ),
-            (
-                taken.cart_id,
-                taken.token,
-                taken.session_id,
-                taken.action.value,
-                self._time(taken.expires_at),
-            ),
+            f"{insert_row('paysession_claims', CLAIM_COLUMNS, p)} "
+            "ON CONFLICT (cart_id) DO UPDATE SET token = excluded.token, "
+            "session_id = excluded.session_id, action = excluded.action, "
+            "expires_at = excluded.expires_at",
+            {
+                "cart_id": taken.cart_id,
+                "token": taken.token,
+                "session_id": taken.session_id,
+                "action": taken.action.value,
+                "expires_at": self._time(taken.expires_at),
+            },
         )
         previous = held if held is not None and held.token != claim.token else None
         return row, taken, previous
@@ -547,28 +566,31 @@ class SqlReads(abc.ABC):
             return None
         rows = self._rows(
             "claim_of",
-            f"SELECT {CLAIM_COLUMNS} FROM paysession_claims WHERE cart_id = ?",
-            (cart_id,),
+            f"SELECT {CLAIM_COLUMNS} FROM paysession_claims "
+            f"WHERE cart_id = {self._placeholder('cart_id')}",
+            {"cart_id": cart_id},
         )
         return self._claim_from_row(rows[0]) if rows else None
 
     def stale(self, before: datetime, limit: int) -> list[PaymentSession]:
+        p = self._placeholder
         rows = self._rows(
             "stale",
             f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE status IN ({_STALE_IN}) "
-            "AND updated_at < ? ORDER BY updated_at, id LIMIT ?",
-            (self._time(before), max(limit, 0)),
+            f"AND updated_at < {p('before')} ORDER BY updated_at, id LIMIT {p('limit')}",
+            {"before": self._time(before), "limit": max(limit, 0)},
         )
         return [self._cache.snapshot(row, self._session_from_row).session for row in rows]
 
     def provider_event(self, session_id: str, event_id: str) -> ProviderEvent | None:
         if has_nul(session_id) or has_nul(event_id):
             return None
+        p = self._placeholder
         rows = self._rows(
             "provider_event",
             f"SELECT {EVENT_COLUMNS} FROM paysession_provider_events "
-            "WHERE session_id = ? AND event_id = ?",
-            (session_id, event_id),
+            f"WHERE session_id = {p('session_id')} AND event_id = {p('event_id')}",
+            {"session_id": session_id, "event_id": event_id},
         )
         return self._event_from_row(rows[0]) if rows else None
 
@@ -582,17 +604,20 @@ class SqlReads(abc.ABC):
             return []
         rows = self._rows(
             "provider_calls",
-            f"SELECT {CALL_COLUMNS} FROM paysession_provider_calls WHERE session_id = ? "
+            f"SELECT {CALL_COLUMNS} FROM paysession_provider_calls "
+            f"WHERE session_id = {self._placeholder('session_id')} "
             f"ORDER BY {self._EVENTS_IN_RECORDED_ORDER}",
-            (session_id,),
+            {"session_id": session_id},
         )
         return [self._call_from_row(row) for row in rows]
 
     def unreleased_holds(self, limit: int) -> list[PaymentSession]:
         rows = self._rows(
             "unreleased_holds",
-            _UNRELEASED_HOLDS.format(columns=prefixed(SESSION_COLUMNS, "s")),
-            (max(limit, 0),),
+            _UNRELEASED_HOLDS.format(
+                columns=prefixed(SESSION_COLUMNS, "s"), limit=self._placeholder("limit")
+            ),
+            {"limit": max(limit, 0)},
         )
         return [self._cache.snapshot(row, self._session_from_row).session for row in rows]
 
@@ -605,6 +630,7 @@ class SqlReads(abc.ABC):
             EVENT_COLUMNS,
             "paysession_provider_events",
             self._EVENTS_IN_RECORDED_ORDER,
+            self._placeholder,
             session_id=session_id,
             outcome=None if outcome is None else EventOutcome(outcome).value,
         )
@@ -620,9 +646,10 @@ __all__ = [
     "CLAIM_COLUMNS",
     "DOUBLY_AUTHORIZED_CARTS",
     "EVENT_COLUMNS",
-    "INSERT_CALL",
     "KEY_COLUMNS",
     "SESSION_COLUMNS",
+    "Params",
+    "Placeholder",
     "Reader",
     "SnapshotCache",
     "SqlReads",
@@ -631,6 +658,8 @@ __all__ = [
     "call_row",
     "dump_json",
     "event_row",
+    "insert_call",
+    "insert_row",
     "load_json",
     "migrate_schema",
     "prefixed",

@@ -25,7 +25,7 @@ from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.store._browse import SqlBrowse
 from paysession.store._rows import Row, record_from_wire, session_from_row, unreadable
-from paysession.store._sql import SESSION_COLUMNS, SnapshotCache, Texts, dump_json
+from paysession.store._sql import SESSION_COLUMNS, Params, SnapshotCache, Texts, dump_json
 from paysession.store.base import (
     Binding,
     CartCheck,
@@ -50,9 +50,9 @@ class SqlStore(SqlBrowse):
     """The protocol's writes and point reads, around the driver's transactions."""
 
     _LOAD: ClassVar[str]
-    """The session's row and the record bound to an idempotency key (key, id)."""
+    """The session's row and the record bound to an idempotency key (values: key, id)."""
     _LOAD_PLAIN: ClassVar[str]
-    """The session's row (id)."""
+    """The session's row (value: id)."""
 
     def __init__(self) -> None:
         self._cache = SnapshotCache()
@@ -60,7 +60,7 @@ class SqlStore(SqlBrowse):
     # -- what each driver writes its own way
 
     @abc.abstractmethod
-    def _fetch_one(self, query: str, params: Sequence[object]) -> Row | None:
+    def _fetch_one(self, query: str, params: Params) -> Row | None:
         """One row of a point read (``load``), or None."""
 
     @abc.abstractmethod
@@ -117,10 +117,10 @@ class SqlStore(SqlBrowse):
         if has_nul(session_id):
             return None
         if idempotency_key is None or has_nul(idempotency_key):
-            row = self._fetch_one(self._LOAD_PLAIN, (session_id,))
+            row = self._fetch_one(self._LOAD_PLAIN, {"id": session_id})
             idempotency_key = None
         else:
-            row = self._fetch_one(self._LOAD, (idempotency_key, session_id))
+            row = self._fetch_one(self._LOAD, {"key": idempotency_key, "id": session_id})
         return (
             None
             if row is None
@@ -168,15 +168,18 @@ class SqlStore(SqlBrowse):
     ) -> list[StoredTrail]:
         if has_nul(only) or has_nul(after):
             return []
+        p = self._placeholder
         if only is not None:
-            sessions_query = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = ?"
-            params: tuple[object, ...] = (only,)
+            sessions_query = (
+                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = {p('id')}"
+            )
+            params: Params = {"id": only}
         else:
             sessions_query = (
-                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id > ? "
-                "ORDER BY id LIMIT ?"
+                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id > {p('after')} "
+                f"ORDER BY id LIMIT {p('limit')}"
             )
-            params = ("" if after is None else after, limit)
+            params = {"after": "" if after is None else after, "limit": limit}
         # Rows and records in one snapshot: a record past its row's version is then
         # damage, never a move that committed between the two reads.
         with self._snapshot("trails") as read:
@@ -187,8 +190,9 @@ class SqlStore(SqlBrowse):
             # key's order; rows are built afresh, bypassing the snapshot cache.
             records = read(
                 "SELECT session_id, seq, wire FROM paysession_records "
-                "WHERE session_id >= ? AND session_id <= ? ORDER BY session_id, seq",
-                (rows[0]["id"], rows[-1]["id"]),
+                f"WHERE session_id >= {p('first')} AND session_id <= {p('last')} "
+                "ORDER BY session_id, seq",
+                {"first": rows[0]["id"], "last": rows[-1]["id"]},
             )
         by_session: dict[str, list[Row]] = {row["id"]: [] for row in rows}
         for record in records:

@@ -1,6 +1,8 @@
-"""SQLite rows and objects: times as integer microseconds, ``?`` placeholders, the SQL.
+"""SQLite rows and objects: times as integer microseconds, the SQL.
 
-Rows are ``sqlite3.Row``, read by column name."""
+Rows are ``sqlite3.Row``, read by column name. A statement the shared code runs names
+its values (``:name``, see :func:`placeholder`); the write path's own statements, run
+only here, take theirs in order (``?``)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from paysession.store._sql import (
     KEY_COLUMNS,
     SESSION_COLUMNS,
     Texts,
+    insert_call,
+    insert_row,
     load_json,
     prefixed,
 )
@@ -31,14 +35,19 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 
 
+def placeholder(name: str) -> str:
+    """Where the value ``name`` goes in a statement: sqlite3's named style."""
+    return f":{name}"
+
+
 CLAIM_LIVE = "SELECT expires_at FROM paysession_claims WHERE cart_id = ? AND expires_at > ?"
 RELEASE = "DELETE FROM paysession_claims WHERE cart_id = ? AND token = ?"
 
-LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = ?"
+LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = :id"
 LOAD = (
     f"SELECT {prefixed(SESSION_COLUMNS, 's')}, {KEY_COLUMNS} "
     "FROM paysession_sessions AS s LEFT JOIN paysession_keys AS k "
-    "ON k.session_id = s.id AND k.key = ? WHERE s.id = ?"
+    "ON k.session_id = s.id AND k.key = :key WHERE s.id = :id"
 )
 INSERT_SESSION = (
     f"INSERT INTO paysession_sessions ({SESSION_COLUMNS}) "
@@ -55,10 +64,8 @@ INSERT_RECORD = (
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_KEY = "INSERT INTO paysession_keys (session_id, key, fingerprint, seq) VALUES (?, ?, ?, ?)"
-INSERT_EVENT = (
-    f"INSERT INTO paysession_provider_events ({EVENT_COLUMNS}) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+INSERT_EVENT = insert_row("paysession_provider_events", EVENT_COLUMNS, placeholder)
+INSERT_CALL = insert_call(placeholder)
 NEWEST_OBSERVED = (
     "SELECT max(observed_at) AS newest FROM paysession_provider_events "
     "WHERE session_id = ? AND outcome IN ('applied', 'noop')"
@@ -173,6 +180,7 @@ def unique_columns(error: sqlite3.IntegrityError) -> frozenset[str]:
 
 __all__ = [
     "CLAIM_LIVE",
+    "INSERT_CALL",
     "INSERT_EVENT",
     "INSERT_KEY",
     "INSERT_RECORD",
@@ -188,6 +196,7 @@ __all__ = [
     "from_micros",
     "mutable_columns",
     "new_row",
+    "placeholder",
     "record_row",
     "session_from_row",
     "to_micros",

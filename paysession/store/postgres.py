@@ -47,6 +47,7 @@ from paysession.store._postgres_mapper import (
     CART_ROWS_LOCK,
     CLAIM_LIVE,
     CREATE_SESSION,
+    INSERT_CALL,
     INSERT_EVENT,
     INSERT_KEY,
     LOAD,
@@ -62,15 +63,15 @@ from paysession.store._postgres_mapper import (
     event_from_row,
     insert_records_statement,
     instant_as_is,
+    placeholder,
     records_params,
     session_from_row,
     update_params,
 )
 from paysession.store._rows import Row
 from paysession.store._sql import (
-    INSERT_CALL,
+    Params,
     Texts,
-    _with_placeholder,
     call_from_row,
     call_row,
     event_row,
@@ -97,8 +98,6 @@ from paysession.store.postgres_feed import (
 )
 from paysession.store.postgres_schema import MIGRATIONS, built_concurrently, in_transaction
 
-_INSERT_CALL = _with_placeholder(INSERT_CALL, "%s")
-
 
 class PostgresStore(SqlStore):
     """A :class:`~paysession.store.SessionStore` in a PostgreSQL database (psycopg 3).
@@ -114,10 +113,10 @@ class PostgresStore(SqlStore):
     (after any fork) and close it when done.
     """
 
-    _PLACEHOLDER = "%s"
     _EVENTS_IN_RECORDED_ORDER = "recorded"
     _LOAD = LOAD
     _LOAD_PLAIN = LOAD_PLAIN
+    _placeholder = staticmethod(placeholder)
     _session_from_row = staticmethod(session_from_row)
     _event_from_row = staticmethod(event_from_row)
 
@@ -255,7 +254,7 @@ class PostgresStore(SqlStore):
         """
         with self._lease("migrate") as conn, _migration_lock(conn):
             with conn.transaction():
-                target = migrate_schema(conn, in_transaction(MIGRATIONS), "%s")
+                target = migrate_schema(conn, in_transaction(MIGRATIONS), placeholder)
             _build_indexes(conn, built_concurrently(MIGRATIONS))
         self._ready = True
         return target
@@ -287,7 +286,7 @@ class PostgresStore(SqlStore):
                 raise _refusal(error, [write], None) from error
             self._announce(conn)
 
-    def _fetch_one(self, query: str, params: Sequence[object]) -> Row | None:
+    def _fetch_one(self, query: str, params: Params) -> Row | None:
         with self._connection("load") as conn:
             return conn.execute(query, params).fetchone()
 
@@ -376,7 +375,7 @@ class PostgresStore(SqlStore):
                     self._record_event(conn, event, write, texts, expected_version)
                     if calls:
                         conn.cursor().executemany(
-                            _INSERT_CALL, [call_row(c, instant_as_is) for c in calls]
+                            INSERT_CALL, [call_row(c, instant_as_is) for c in calls]
                         )
                     if release is not None:
                         conn.execute(RELEASE, (release.cart_id, release.token))
@@ -400,7 +399,7 @@ class PostgresStore(SqlStore):
             try:
                 with conn.transaction():
                     conn.cursor().executemany(
-                        _INSERT_CALL, [call_row(c, instant_as_is) for c in calls]
+                        INSERT_CALL, [call_row(c, instant_as_is) for c in calls]
                     )
             except pg_errors.ForeignKeyViolation as error:
                 raise SessionNotFound(calls[0].session_id) from error

@@ -34,7 +34,7 @@ from paysession.errors import (
 from paysession.store._feed import Sleeper, Wakeup, position_of
 from paysession.store._rows import Row, logged_record
 from paysession.store._sql import (
-    INSERT_CALL,
+    Params,
     Texts,
     call_from_row,
     call_row,
@@ -45,6 +45,7 @@ from paysession.store._sql import (
 from paysession.store._sql_store import Found, SqlStore
 from paysession.store._sqlite_mapper import (
     CLAIM_LIVE,
+    INSERT_CALL,
     INSERT_EVENT,
     INSERT_KEY,
     INSERT_RECORD,
@@ -60,6 +61,7 @@ from paysession.store._sqlite_mapper import (
     from_micros,
     mutable_columns,
     new_row,
+    placeholder,
     record_row,
     session_from_row,
     to_micros,
@@ -103,6 +105,7 @@ class SqliteStore(SqlStore):
     _EVENTS_IN_RECORDED_ORDER = "rowid"
     _LOAD = LOAD
     _LOAD_PLAIN = LOAD_PLAIN
+    _placeholder = staticmethod(placeholder)
     _session_from_row = staticmethod(session_from_row)
     _event_from_row = staticmethod(event_from_row)
 
@@ -299,7 +302,7 @@ class SqliteStore(SqlStore):
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> int:
-        return migrate_schema(conn, MIGRATIONS, "?")
+        return migrate_schema(conn, MIGRATIONS, placeholder)
 
     def _insert(self, write: Write, texts: Texts) -> None:
         self._transaction("create", self._create, write, texts)
@@ -313,7 +316,7 @@ class SqliteStore(SqlStore):
         last = conn.execute(LAST_POSITION).fetchone()["last"]
         conn.execute(INSERT_RECORD, record_row(record, last + 1))
 
-    def _fetch_one(self, query: str, params: Sequence[object]) -> Row | None:
+    def _fetch_one(self, query: str, params: Params) -> Row | None:
         # Spelled out rather than through _connection: every move starts here.
         if not self._ready:
             self._ready_to_read("load")
@@ -487,17 +490,17 @@ class SqliteStore(SqlStore):
         # Positions are the feed's order here: see the module's docstring.
         rows = self._rows(
             "records_since",
-            "SELECT position, wire FROM paysession_records WHERE position > ? "
-            "ORDER BY position LIMIT ?",
-            (position_of(cursor), max(limit, 0)),
+            "SELECT position, wire FROM paysession_records WHERE position > :after "
+            "ORDER BY position LIMIT :limit",
+            {"after": position_of(cursor), "limit": max(limit, 0)},
         )
         return [logged_record(row["position"], row["wire"], str(row["position"])) for row in rows]
 
     def latest_records(self, limit: int) -> list[LoggedRecord]:
         rows = self._rows(
             "latest_records",
-            "SELECT position, wire FROM paysession_records ORDER BY position DESC LIMIT ?",
-            (max(limit, 0),),
+            "SELECT position, wire FROM paysession_records ORDER BY position DESC LIMIT :limit",
+            {"limit": max(limit, 0)},
         )
         return [
             logged_record(row["position"], row["wire"], str(row["position"]))
