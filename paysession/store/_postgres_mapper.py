@@ -1,8 +1,9 @@
 """PostgreSQL rows and objects: timestamptz, the statements.
 
-Rows are dicts (psycopg's ``dict_row``), read by column name. A statement the shared
-code runs names its values (``%(name)s``, see :func:`placeholder`); the write path's
-own statements, run only here, take theirs in order (``%s``)."""
+Rows are dicts (psycopg's ``dict_row``), read by column name. Statements that shared
+code runs (the loads, the reads of ``SqlReads``) or builds (the event and call
+inserts) name their values (``%(name)s``, see :func:`placeholder`); the write path's own
+statements take theirs in order (``%s``)."""
 
 from __future__ import annotations
 

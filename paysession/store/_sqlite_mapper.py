@@ -1,8 +1,9 @@
 """SQLite rows and objects: times as integer microseconds, the SQL.
 
-Rows are ``sqlite3.Row``, read by column name. A statement the shared code runs names
-its values (``:name``, see :func:`placeholder`); the write path's own statements, run
-only here, take theirs in order (``?``)."""
+Rows are ``sqlite3.Row``, read by column name. Statements that shared code runs (the
+loads, the reads of ``SqlReads``) or builds (the event and call inserts) name their
+values (``:name``, see :func:`placeholder`); the write path's own statements take
+theirs in order (``?``)."""
 
 from __future__ import annotations
 
