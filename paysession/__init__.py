@@ -10,13 +10,20 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from paysession.aio import AsyncPaymentSessions
+    from paysession.aio import (
+        AsyncPaymentSessions,
+    )
+    from paysession.audit.trail import (
+        AuditReport,
+    )
     from paysession.checkout import (
+        Checkout,
         Completion,
         CompletionOutcome,
         CompletionTimeout,
         cancel_payment,
         complete_cart,
+        complete_session,
     )
     from paysession.codec import (
         from_dict,
@@ -25,10 +32,15 @@ if TYPE_CHECKING:
         to_json,
     )
     from paysession.errors import (
+        AuditError,
         AuthorizationConflict,
         CartBusy,
         CartConflict,
+        CartNotFound,
+        ClaimNotHeld,
         ConcurrentUpdate,
+        DefinitionError,
+        DiagramError,
         DoubleAuthorization,
         DuplicateSession,
         GuardRejected,
@@ -37,12 +49,17 @@ if TYPE_CHECKING:
         IllegalTransition,
         ImmutableSession,
         InvalidSessionData,
+        MigrationRefused,
+        MissingExtra,
+        MissingRenderer,
         NoSelectedSession,
         PaySessionError,
         ProviderTimeout,
         ReconciliationAnomaly,
+        ReentrantMove,
         SelectionConflict,
         SessionNotFound,
+        SinkError,
         StoreError,
         UnknownProviderStatus,
         WebhookRejected,
@@ -51,7 +68,9 @@ if TYPE_CHECKING:
         Expiry,
         expire_sessions,
     )
-    from paysession.holds import Holds
+    from paysession.holds import (
+        Holds,
+    )
     from paysession.hooks import (
         Hooks,
         TransitionEvent,
@@ -60,19 +79,37 @@ if TYPE_CHECKING:
         TRANSITIONS,
         Trigger,
     )
-    from paysession.machine import SessionMachine
-    from paysession.providers import ProviderReply
-    from paysession.record import TransitionRecord
-    from paysession.service import (
-        PaymentSessions,
+    from paysession.machine import (
+        SessionMachine,
+    )
+    from paysession.provider_api import (
+        PaymentProvider,
+        ProviderReply,
+        ProviderReport,
+    )
+    from paysession.reconcile import (
         Reconciliation,
     )
-    from paysession.session import PaymentSession
-    from paysession.status import PaymentSessionStatus
+    from paysession.record import (
+        TransitionRecord,
+    )
+    from paysession.service import (
+        PaymentSessions,
+    )
+    from paysession.session import (
+        PaymentSession,
+    )
+    from paysession.status import (
+        PaymentSessionStatus,
+    )
     from paysession.store.base import (
         AnomalyKind,
         CallAction,
+        Claim,
+        ClaimAction,
+        Claimed,
         EventOutcome,
+        LoggedRecord,
         ProviderCall,
         ProviderEvent,
     )
@@ -84,19 +121,27 @@ if TYPE_CHECKING:
 # import under TYPE_CHECKING above (what type checkers and IDEs read).
 _LAZY: dict[str, str] = {
     "AsyncPaymentSessions": "paysession.aio",
+    "AuditReport": "paysession.audit.trail",
+    "Checkout": "paysession.checkout",
     "Completion": "paysession.checkout",
     "CompletionOutcome": "paysession.checkout",
     "CompletionTimeout": "paysession.checkout",
     "cancel_payment": "paysession.checkout",
     "complete_cart": "paysession.checkout",
+    "complete_session": "paysession.checkout",
     "from_dict": "paysession.codec",
     "from_json": "paysession.codec",
     "to_dict": "paysession.codec",
     "to_json": "paysession.codec",
+    "AuditError": "paysession.errors",
     "AuthorizationConflict": "paysession.errors",
     "CartBusy": "paysession.errors",
     "CartConflict": "paysession.errors",
+    "CartNotFound": "paysession.errors",
+    "ClaimNotHeld": "paysession.errors",
     "ConcurrentUpdate": "paysession.errors",
+    "DefinitionError": "paysession.errors",
+    "DiagramError": "paysession.errors",
     "DoubleAuthorization": "paysession.errors",
     "DuplicateSession": "paysession.errors",
     "GuardRejected": "paysession.errors",
@@ -105,32 +150,43 @@ _LAZY: dict[str, str] = {
     "IllegalTransition": "paysession.errors",
     "ImmutableSession": "paysession.errors",
     "InvalidSessionData": "paysession.errors",
+    "MigrationRefused": "paysession.errors",
+    "MissingExtra": "paysession.errors",
+    "MissingRenderer": "paysession.errors",
     "NoSelectedSession": "paysession.errors",
     "PaySessionError": "paysession.errors",
     "ProviderTimeout": "paysession.errors",
     "ReconciliationAnomaly": "paysession.errors",
+    "ReentrantMove": "paysession.errors",
     "SelectionConflict": "paysession.errors",
     "SessionNotFound": "paysession.errors",
+    "SinkError": "paysession.errors",
     "StoreError": "paysession.errors",
     "UnknownProviderStatus": "paysession.errors",
     "WebhookRejected": "paysession.errors",
     "Expiry": "paysession.expiry",
-    "Holds": "paysession.holds",
     "expire_sessions": "paysession.expiry",
+    "Holds": "paysession.holds",
     "Hooks": "paysession.hooks",
     "TransitionEvent": "paysession.hooks",
     "TRANSITIONS": "paysession.lifecycle",
     "Trigger": "paysession.lifecycle",
     "SessionMachine": "paysession.machine",
-    "ProviderReply": "paysession.providers",
+    "PaymentProvider": "paysession.provider_api",
+    "ProviderReply": "paysession.provider_api",
+    "ProviderReport": "paysession.provider_api",
+    "Reconciliation": "paysession.reconcile",
     "TransitionRecord": "paysession.record",
     "PaymentSessions": "paysession.service",
-    "Reconciliation": "paysession.service",
     "PaymentSession": "paysession.session",
     "PaymentSessionStatus": "paysession.status",
     "AnomalyKind": "paysession.store.base",
     "CallAction": "paysession.store.base",
+    "Claim": "paysession.store.base",
+    "ClaimAction": "paysession.store.base",
+    "Claimed": "paysession.store.base",
     "EventOutcome": "paysession.store.base",
+    "LoggedRecord": "paysession.store.base",
     "ProviderCall": "paysession.store.base",
     "ProviderEvent": "paysession.store.base",
 }
@@ -164,14 +220,24 @@ __all__ = [
     "TRANSITIONS",
     "AnomalyKind",
     "AsyncPaymentSessions",
+    "AuditError",
+    "AuditReport",
     "AuthorizationConflict",
     "CallAction",
     "CartBusy",
     "CartConflict",
+    "CartNotFound",
+    "Checkout",
+    "Claim",
+    "ClaimAction",
+    "ClaimNotHeld",
+    "Claimed",
     "Completion",
     "CompletionOutcome",
     "CompletionTimeout",
     "ConcurrentUpdate",
+    "DefinitionError",
+    "DiagramError",
     "DoubleAuthorization",
     "DuplicateSession",
     "EventOutcome",
@@ -184,20 +250,28 @@ __all__ = [
     "IllegalTransition",
     "ImmutableSession",
     "InvalidSessionData",
+    "LoggedRecord",
+    "MigrationRefused",
+    "MissingExtra",
+    "MissingRenderer",
     "NoSelectedSession",
     "PaySessionError",
+    "PaymentProvider",
     "PaymentSession",
     "PaymentSessionStatus",
     "PaymentSessions",
     "ProviderCall",
     "ProviderEvent",
     "ProviderReply",
+    "ProviderReport",
     "ProviderTimeout",
     "Reconciliation",
     "ReconciliationAnomaly",
+    "ReentrantMove",
     "SelectionConflict",
     "SessionMachine",
     "SessionNotFound",
+    "SinkError",
     "StoreError",
     "TransitionEvent",
     "TransitionRecord",
@@ -207,6 +281,7 @@ __all__ = [
     "__version__",
     "cancel_payment",
     "complete_cart",
+    "complete_session",
     "expire_sessions",
     "from_dict",
     "from_json",

@@ -20,6 +20,13 @@ def printable(value: object) -> str:
     )
 
 
+def abbreviated(value: object, longest: int = 60) -> str:
+    """``repr(value)``, cut to ``longest`` characters (the last three ``...``): a field
+    named in a message, however long the input that held it."""
+    text = repr(value)
+    return text if len(text) <= longest else text[: longest - 3] + "..."
+
+
 def _escaped(char: str) -> str:
     code = ord(char)
     return (
@@ -31,4 +38,4 @@ def _escaped(char: str) -> str:
     )
 
 
-__all__ = ["printable"]
+__all__ = ["abbreviated", "printable"]

@@ -261,19 +261,22 @@ class ClaimNotHeld(_Facts):
         return f"this token does not hold the claim on cart {self.cart_id} (released or taken over)"
 
 
-class NoSelectedSession(InvalidSessionData, LookupError):
-    """The cart has no selected payment session to complete with."""
+class NoSelectedSession(_Facts, LookupError):
+    """The cart has no selected payment session to complete with: a state of the cart,
+    not bad input (a handler of InvalidSessionData does not catch it)."""
 
-    def __init__(self, cart_id: str, why: str | None = None) -> None:
-        self.cart_id = cart_id
-        super().__init__({"cart_id": why or f"cart {cart_id} has no selected payment session"})
+    _facts = ("cart_id",)
+    cart_id: str
+
+    def __str__(self) -> str:
+        return f"cart {self.cart_id} has no selected payment session"
 
 
 class CartNotFound(NoSelectedSession):
     """No payment session of the store belongs to this cart."""
 
-    def __init__(self, cart_id: str) -> None:
-        super().__init__(cart_id, f"cart {cart_id} has no payment sessions")
+    def __str__(self) -> str:
+        return f"cart {self.cart_id} has no payment sessions"
 
 
 class MigrationRefused(StoreError):
@@ -487,10 +490,6 @@ class CompletionTimeout(_Facts, ProviderTimeout):
         return f"{late}; complete the cart again to resume (the same idempotency key is used)"
 
 
-class DemoError(PaySessionError):
-    """The demo cannot run as asked (the database path is not a demo database)."""
-
-
 REFUSALS = (IllegalTransition, GuardRejected, ConcurrentUpdate, IdempotencyConflict)
 """The answers that refuse a move (logged at INFO, counted as refused), not failures."""
 
@@ -505,7 +504,7 @@ __all__ = [
     "ClaimNotHeld",
     "CompletionTimeout",
     "ConcurrentUpdate",
-    "DemoError",
+    "DefinitionError",
     "DiagramError",
     "DoubleAuthorization",
     "DuplicateSession",
@@ -522,6 +521,7 @@ __all__ = [
     "PaySessionError",
     "ProviderTimeout",
     "ReconciliationAnomaly",
+    "ReentrantMove",
     "SelectionConflict",
     "SessionNotFound",
     "SinkError",

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import attrs
 
-from paysession.checkout import _cancel, _holding, ask_first
+from paysession.checkout import Checkout
 from paysession.errors import CartBusy, ConcurrentUpdate, IllegalTransition, ProviderTimeout
 from paysession.providers import Providers
 from paysession.service import DEFAULT_LEASE, PaymentSessions
@@ -75,8 +75,10 @@ def expire_sessions(
     """
     done: dict[str, list[str]] = {field.name: [] for field in attrs.fields(Expiry)}
     reason = f"abandoned: no move for {older_than}"
-    for session in sessions.stale(older_than, limit=limit):
-        done[_expire_one(sessions, provider, session, actor, lease, reason)].append(session.id)
+    # Few reloads per session: one that keeps moving is not abandoned.
+    checkout = Checkout(sessions, provider, actor=actor, attempts=3, lease=lease)
+    for session in sessions.abandoned(older_than, limit=limit):
+        done[_expire_one(checkout, session, reason)].append(session.id)
     for session in sessions.unreleased_holds(limit=limit):
         if session.status is PaymentSessionStatus.CANCELED:
             try:
@@ -87,30 +89,23 @@ def expire_sessions(
     return Expiry(**{outcome: tuple(ids) for outcome, ids in done.items()})
 
 
-def _expire_one(
-    sessions: PaymentSessions,
-    provider: Providers,
-    stale: PaymentSession,
-    actor: str,
-    lease: timedelta,
-    reason: str,
-) -> str:
-    """Cancel one stale session; say whether it was canceled, busy, moved or unanswered."""
+def _expire_one(checkout: Checkout, stale: PaymentSession, reason: str) -> str:
+    """Cancel one abandoned session; say whether it was canceled, busy, moved, unanswered,
+    authorized or in flight."""
+    sessions = checkout.sessions
 
     def cancel(session_id: str, claim: Claim | None) -> tuple[str, bool]:
         current = sessions.get(session_id)
         if current.status not in STALE_STATUSES or current.updated_at != stale.updated_at:
             return "moved", False
-        found = ask_first(sessions, provider, current)
+        found = checkout.ask_first(current)
         if found is None:
             return "in_flight", False
         if found is PaymentSessionStatus.AUTHORIZED:
             return "authorized", False
         if found is PaymentSessionStatus.CANCELED:
             return "moved", False  # canceled at the provider: reconciled just now
-        records, released = _cancel(
-            sessions, provider, session_id, actor, 3, claim, reason, asked=True
-        )
+        records, released = checkout.cancel(session_id, claim, reason, asked=True)
         return ("canceled" if records else "moved"), released
 
     try:
@@ -118,11 +113,14 @@ def _expire_one(
             return cancel(stale.id, None)[0]
         try:
             claimed = sessions.claim_cart(
-                stale.cart_id, lease=lease, session_id=stale.id, action=ClaimAction.CANCEL
+                stale.cart_id,
+                lease=checkout.lease,
+                session_id=stale.id,
+                action=ClaimAction.CANCEL,
             )
         except CartBusy:
             return "busy"
-        return _holding(sessions, provider, claimed, actor, 3, cancel)[0]
+        return checkout.under_claim(claimed, cancel)[0]
     except (ConcurrentUpdate, IllegalTransition):
         return "moved"
     except ProviderTimeout:

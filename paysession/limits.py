@@ -7,6 +7,9 @@ and the walk stops at the limit.
 
 from __future__ import annotations
 
+import enum
+from typing import TypeVar
+
 import attrs
 
 from paysession.errors import InvalidSessionData
@@ -53,6 +56,18 @@ def check_counter(
 _current = Limits()
 
 
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def member(kind: type[_E], value: object, field: str) -> _E:
+    """``value`` as a member of the str enum ``kind``; InvalidSessionData naming ``field``."""
+    try:
+        return kind(value)
+    except ValueError:
+        names = ", ".join(str(item.value) for item in kind)
+        raise InvalidSessionData({field: f"must be one of {names}"}) from None
+
+
 def current() -> Limits:
     """The limits in force."""
     return _current
@@ -76,4 +91,4 @@ def configure(**changes: int) -> Limits:
     return _current
 
 
-__all__ = ["MAX_COUNTER", "Limits", "check_counter", "configure", "current"]
+__all__ = ["MAX_COUNTER", "Limits", "check_counter", "configure", "current", "member"]

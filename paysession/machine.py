@@ -23,7 +23,7 @@ from paysession.errors import (
 from paysession.hooks import Hooks
 from paysession.lifecycle import ALLOWED, Trigger
 from paysession.planning import (
-    _UNSET,
+    UNSET,
     Context,
     can_fire,
     check_legal,
@@ -234,8 +234,8 @@ class SessionMachine:
     def update(
         self,
         *,
-        amount: int = _UNSET,
-        data: Mapping[str, object] = _UNSET,
+        amount: int = UNSET,
+        data: Mapping[str, object] = UNSET,
         **meta: Unpack[MoveMeta],
     ) -> TransitionRecord:
         """In pending/requires_more: a new ``amount`` and/or ``data``."""

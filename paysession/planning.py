@@ -37,7 +37,7 @@ from paysession.errors import (
 from paysession.hooks import Hooks, TransitionEvent
 from paysession.lifecycle import ALLOWED, CREATE, GUARDS, MOVES, TRANSITIONS, Move
 from paysession.limits import current
-from paysession.record import GENESIS, Change, TransitionRecord, make_record
+from paysession.record import GENESIS, Change, RecordFields, TransitionRecord, make_record
 from paysession.session import (
     FIELDS,
     MAX_AMOUNT,
@@ -47,7 +47,8 @@ from paysession.session import (
 from paysession.status import PaymentSessionStatus
 
 _STATUS_BY_VALUE = {status.value: status for status in PaymentSessionStatus}
-_UNSET: Any = object()
+UNSET: Any = object()
+"""The default of an argument not given (``None`` may be a value given on purpose)."""
 
 
 class Context:
@@ -156,18 +157,20 @@ class _Attempt:
                 changes[name] = (before, after_value)
         after = evolve_trusted(session, updates)
         record = make_record(
-            session_id=session.id,
-            seq=self.seq,
-            trigger=move.trigger,
-            source=source,
-            dest=dest,
-            at=now,
-            actor=context.actor,
-            reason=context.reason,
-            idempotency_key=self.idempotency_key,
-            changes=changes,
-            prev_hash=self.prev_hash,
-            key=context.key,
+            RecordFields(
+                session.id,
+                self.seq,
+                move.trigger,
+                source,
+                dest,
+                now,
+                context.actor,
+                context.reason,
+                self.idempotency_key,
+                changes,
+                self.prev_hash,
+            ),
+            context.key,
         )
         hooks = context.hooks
         if hooks is None:
@@ -266,24 +269,25 @@ def _wire_value(name: str, value: object, key: bytes | None = None) -> object:
 
 def create_record(session: PaymentSession, key: bytes | None = None) -> TransitionRecord:
     """Record 0 of a trail: the session's values as the trail begins."""
-    return make_record(
-        session_id=session.id,
-        seq=0,
-        trigger=CREATE,
-        source=None,
-        dest=session.status,
-        at=session.updated_at,
-        actor=None,
-        reason=None,
-        idempotency_key=None,
-        changes={
-            name: (None, _wire_value(name, getattr(session, name), key))
-            for name in FIELDS
-            if name not in ("id", "status")
-        },
-        prev_hash=GENESIS,
-        key=key,
+    changes = {
+        name: (None, _wire_value(name, getattr(session, name), key))
+        for name in FIELDS
+        if name not in ("id", "status")
+    }
+    fields = RecordFields(
+        session.id,
+        0,
+        CREATE,
+        None,
+        session.status,
+        session.updated_at,
+        None,
+        None,
+        None,
+        changes,
+        GENESIS,
     )
+    return make_record(fields, key)
 
 
 def check_params(move: Move, params: Mapping[str, object]) -> dict[str, object]:
@@ -296,7 +300,7 @@ def check_params(move: Move, params: Mapping[str, object]) -> dict[str, object]:
         if name not in move.params:
             takes = ", ".join(move.params) or "no arguments"
             problems[name] = f"{move.trigger} takes {takes}"
-        elif value is _UNSET:
+        elif value is UNSET:
             continue
         elif name == "amount":
             if (
@@ -482,6 +486,7 @@ def finish(hooks: Hooks | None, planned: Planned) -> None:
 
 
 __all__ = [
+    "UNSET",
     "Context",
     "Planned",
     "can_fire",

@@ -87,10 +87,29 @@ ADYEN: Mapping[str, PaymentSessionStatus] = MappingProxyType(
         "CANCEL_OR_REFUND:true": S.CANCELED,
         "TECHNICAL_CANCEL:true": S.CANCELED,
         "OFFER_CLOSED:true": S.CANCELED,
+        # The Checkout API's answers to /payments and /payments/details: their resultCode.
+        "Authorised": S.AUTHORIZED,
+        "PartiallyAuthorised": S.AUTHORIZED,
+        "Refused": S.ERROR,
+        "Error": S.ERROR,
+        "Cancelled": S.CANCELED,
+        "Pending": S.PENDING,
+        "Received": S.PENDING,
+        "RedirectShopper": S.REQUIRES_MORE,
+        "IdentifyShopper": S.REQUIRES_MORE,
+        "ChallengeShopper": S.REQUIRES_MORE,
+        "PresentToShopper": S.REQUIRES_MORE,
+        # What AdyenProvider says before the first payment, and of a cancellation taken.
+        "active": S.PENDING,
+        "CANCELLATION:received": S.CANCELED,
     }
 )
-"""Adyen's notifications, as ``<eventCode>:<success>``. A failed cancellation or capture
-says nothing of where the payment is, so it is not mapped (an unknown status)."""
+"""Adyen's notifications, as ``<eventCode>:<success>``; the result codes of its Checkout
+API's answers; ``active`` (no payment made yet: Adyen's word for a checkout the shopper
+has yet to pay) and ``CANCELLATION:received`` (Adyen took a cancellation, which its
+notification confirms). A failed cancellation or capture says nothing of where the
+payment is, so it is not mapped (an unknown status). A partial authorization reads as
+authorized: the amount it states is not the session's, so it is voided."""
 
 KLARNA: Mapping[str, PaymentSessionStatus] = MappingProxyType(
     {
@@ -195,7 +214,9 @@ _RULES: dict[str, ProviderRules] = {
             "PAYMENT.CAPTURE.DECLINED": S.ERROR,
         },
     ),
-    "adyen": ProviderRules(ADYEN, precision=_SECOND, in_flight=frozenset({"PENDING:true"})),
+    "adyen": ProviderRules(
+        ADYEN, precision=_SECOND, in_flight=frozenset({"PENDING:true", "Pending", "Received"})
+    ),
     "klarna": ProviderRules(
         KLARNA,
         precision=_SECOND,

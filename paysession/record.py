@@ -7,7 +7,7 @@ import hmac
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from json.encoder import encode_basestring_ascii
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import attrs
 
@@ -224,37 +224,27 @@ def _canonical_halves(record: TransitionRecord) -> tuple[str, str]:
     return head, tail
 
 
-def make_record(
-    *,
-    session_id: str,
-    seq: int,
-    trigger: str,
-    source: PaymentSessionStatus | None,
-    dest: PaymentSessionStatus,
-    at: datetime,
-    actor: str | None,
-    reason: str | None,
-    idempotency_key: str | None,
-    changes: Mapping[str, Change],
-    prev_hash: str,
-    key: bytes | None = None,
-) -> TransitionRecord:
-    """Build a record and seal it with its hash."""
-    record = _sealed_record(
-        session_id,
-        seq,
-        trigger,
-        source,
-        dest,
-        at,
-        actor,
-        reason,
-        idempotency_key,
-        FrozenDict(changes),
-        prev_hash,
-        "",
-        None,
-    )
+class RecordFields(NamedTuple):
+    """What a record says, before it is sealed: its place in the trail (``session_id``,
+    ``seq``, ``prev_hash``), the move (``trigger``, ``source``, ``dest``), who made it,
+    when and why, and the fields it changed."""
+
+    session_id: str
+    seq: int
+    trigger: str
+    source: PaymentSessionStatus | None
+    dest: PaymentSessionStatus
+    at: datetime
+    actor: str | None
+    reason: str | None
+    idempotency_key: str | None
+    changes: Mapping[str, Change]
+    prev_hash: str
+
+
+def make_record(fields: RecordFields, key: bytes | None = None) -> TransitionRecord:
+    """Build a record of ``fields`` and seal it with its hash (an HMAC under ``key``)."""
+    record = _sealed_record(*fields[:9], FrozenDict(fields.changes), fields.prev_hash, "", None)
     # The hash covers the record's own fields, so it is filled in last, through the
     # same slot descriptors the record was built with.
     head, tail = _canonical_halves(record)
@@ -303,6 +293,7 @@ __all__ = [
     "GENESIS",
     "AuditSink",
     "Change",
+    "RecordFields",
     "TransitionRecord",
     "compute_hash",
     "make_record",

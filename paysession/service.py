@@ -13,57 +13,47 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Generator, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from paysession import _log, telemetry
 from paysession.audit import AuditReport, Heads
 from paysession.audit.stored import Progress, store_heads, verify_store, verify_stored
-from paysession.durable import member as _member
-from paysession.durable import retrying
 from paysession.errors import (
     REFUSALS,
     CartNotFound,
     ClaimNotHeld,
-    ConcurrentUpdate,
     InvalidSessionData,
     NoSelectedSession,
     SessionNotFound,
 )
 from paysession.feed import check_feed_args
 from paysession.feed import follow as follow_feed
-from paysession.lifecycle import MOVES, Move, Trigger
-from paysession.limits import check_counter
-from paysession.planning import (
-    check_meta,
-    check_params,
-    create_record,
-    fingerprint,
-    plan,
-    plan_chain,
-    resolve,
-)
-from paysession.reconcile import Reconciler, Reconciliation
+from paysession.holds import Holds
+from paysession.hooks import Hooks
+from paysession.lifecycle import MOVES, Trigger
+from paysession.limits import check_counter, member
+from paysession.planning import check_meta, check_params, create_record, resolve
+from paysession.providers import ProviderReport, Providers
+from paysession.reconcile import Reconciler, Reconciliation, ReportFacts
 from paysession.record import TransitionRecord
-from paysession.session import PaymentSession
+from paysession.session import Clock, PaymentSession
 from paysession.status import PaymentSessionStatus
 from paysession.store.base import (
-    Binding,
-    CartCheck,
+    AnomalyKind,
     Claim,
     ClaimAction,
     Claimed,
+    EventOutcome,
     LoggedRecord,
+    ProviderCall,
+    ProviderEvent,
+    SessionStore,
     Snapshot,
-    Write,
     has_nul,
 )
+from paysession.writer import MoveRequest, MoveWriter, retrying
 
 _SELECT = MOVES["select"]
-_DESELECT = MOVES["deselect"]
-_UPDATE = MOVES["update"]
-_CANCEL = MOVES["cancel"]
-_AUTHORIZED = PaymentSessionStatus.AUTHORIZED
-_CANCELED = PaymentSessionStatus.CANCELED
 
 DEFAULT_LEASE = timedelta(seconds=30)
 """How long a claim holds a cart when its holder never comes back: longer than any
@@ -73,15 +63,37 @@ MAX_LEASE = timedelta(days=1)
 """The longest lease a claim may ask for; a cart held longer is a cart lost."""
 
 
-class PaymentSessions(Reconciler):
+class PaymentSessions:
     """Payment sessions kept in a :class:`~paysession.store.SessionStore`.
 
     ``hooks`` run around every move (after-hooks only once it is committed); ``clock``
     stamps moves (UTC now by default); ``key`` makes every record's hash an HMAC under
     it. The service holds no state of its own: share one between threads, or open one
-    per process on the same database. Provider reports are handled by the methods it
-    inherits from ``paysession/reconcile.py``.
+    per process on the same database. Every move goes through one
+    :class:`~paysession.writer.MoveWriter`; provider reports through a
+    :class:`~paysession.reconcile.Reconciler` on the same writer.
     """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        hooks: Hooks | None = None,
+        clock: Clock | None = None,
+        key: bytes | None = None,
+    ) -> None:
+        self.store = store
+        self._writer = MoveWriter(store, hooks=hooks, clock=clock, key=key)
+        self._reconciler = Reconciler(self._writer)
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every move, report and provider call is stamped by."""
+        return self._writer.clock
+
+    def get(self, session_id: str) -> PaymentSession:
+        """The session as last committed; SessionNotFound if there is none."""
+        return self._writer.load(session_id).session
 
     def create(
         self,
@@ -96,14 +108,18 @@ class PaymentSessions(Reconciler):
         Raises DuplicateSession when the cart already has a session with this provider.
         """
         session = PaymentSession.new(
-            cart_id=cart_id, provider_id=provider_id, amount=amount, data=data, clock=self._now
+            cart_id=cart_id,
+            provider_id=provider_id,
+            amount=amount,
+            data=data,
+            clock=self._writer.now,
         )
-        self.store.create(session, create_record(session, self._key))
+        self.store.create(session, create_record(session, self._writer.key))
         return session
 
     def version(self, session_id: str) -> int:
         """The seq of the session's last record: what ``expected_version`` compares with."""
-        return self._load(session_id).version
+        return self._writer.load(session_id).version
 
     def find(
         self,
@@ -116,7 +132,7 @@ class PaymentSessions(Reconciler):
         """The sessions of a cart, in a status, of a provider and/or whose payment the
         provider knows as ``provider_ref`` (Stripe's PaymentIntent id in ``data["id"]``;
         see ``docs/providers.md``), oldest first."""
-        wanted = None if status is None else _member(PaymentSessionStatus, status, "status")
+        wanted = None if status is None else member(PaymentSessionStatus, status, "status")
         return self.store.find(
             cart_id=cart_id, status=wanted, provider_id=provider_id, provider_ref=provider_ref
         )
@@ -138,7 +154,7 @@ class PaymentSessions(Reconciler):
         them, and a row edited in the database are each found. SessionNotFound if there
         is no such session.
         """
-        report = verify_stored(self.store, session_id, self._key)
+        report = verify_stored(self.store, session_id, self._writer.key)
         if not report.sessions:
             raise SessionNotFound(session_id)
         return report
@@ -160,7 +176,7 @@ class PaymentSessions(Reconciler):
         elsewhere, name a record each session must still hold: a session whose head went
         back since, or that vanished, is reported too (``anchor``).
         """
-        return verify_store(self.store, self._key, heads=heads, progress=progress)
+        return verify_store(self.store, self._writer.key, heads=heads, progress=progress)
 
     def records_since(
         self, cursor: str | int | None = None, limit: int = 1000
@@ -211,95 +227,31 @@ class PaymentSessions(Reconciler):
         """
         try:
             with telemetry.move(session_id, trigger):
-                return self._fire(
-                    session_id, trigger, expected_version, actor, reason, idempotency_key, args
-                )
+                request = MoveRequest(actor, reason, idempotency_key, expected_version)
+                return self._fire(session_id, trigger, request, args)
         except REFUSALS as refused:
             _log.REFUSALS.info("%r %r refused: %r", session_id, trigger, str(refused))
             raise
 
     def _fire(
-        self,
-        session_id: str,
-        trigger: str,
-        expected_version: int | None,
-        actor: str | None,
-        reason: str | None,
-        idempotency_key: str | None,
-        args: Mapping[str, object],
+        self, session_id: str, trigger: str, request: MoveRequest, args: Mapping[str, object]
     ) -> TransitionRecord:
-        _check_expected(expected_version)
-        snapshot = self._load(session_id, idempotency_key)
+        _check_expected(request.expected_version)
+        snapshot = self._writer.load(session_id, request.key)
         move = resolve(trigger, snapshot.session.status)
-        changes = check_params(move, args)
-        check_meta(actor, reason, idempotency_key)
-        binding = None
-        if idempotency_key is not None:
-            print_ = fingerprint(move.trigger, changes)
-            binding = Binding(session_id, idempotency_key, print_, snapshot.version + 1)
-            if snapshot.binding is not None:
-                return self._bound(snapshot.binding, binding, move)
-        if expected_version is not None and expected_version != snapshot.version:
-            raise ConcurrentUpdate(session_id, expected_version, snapshot.version)
+        step = (move, check_params(move, args))
+        check_meta(request.actor, request.reason, request.key)
         # The cart is read before anything is planned: what the before-hooks see (and
         # whatever they do) comes after the read, and the commit checks it all.
-        selected: list[Snapshot] = []
+        replacing: list[Snapshot] = []
         if move is _SELECT and snapshot.session.cart_id is not None:
-            selected = [
+            replacing = [
                 other
                 for other in self.store.load_selected(snapshot.session.cart_id)
                 if other.session.id != session_id
             ]
-        context = self._context(actor, reason)
-        planned = plan(
-            snapshot.session,
-            move,
-            changes,
-            seq=snapshot.version + 1,
-            prev_hash=snapshot.head,
-            context=context,
-            idempotency_key=idempotency_key,
-        )
-        replaced = context.because(f"replaced by {session_id}")
-        others = [
-            (
-                other,
-                plan(
-                    other.session,
-                    _DESELECT,
-                    {},
-                    seq=other.version + 1,
-                    prev_hash=other.head,
-                    context=replaced,
-                ),
-            )
-            for other in selected
-        ]
-        # Deselect first: the database checks "one selected per cart" statement by
-        # statement, so the old choice must be gone before the new one is written.
-        writes = [Write(p.session, o.version, (p.record,)) for o, p in others]
-        writes.append(Write(planned.session, snapshot.version, (planned.record,)))
-        cart_id = snapshot.session.cart_id
-        # Changing the cart's choice is refused while a completion holds the cart.
-        cart_check = (
-            CartCheck(cart_id, context.now)
-            if cart_id is not None
-            and (move is _SELECT or move is _DESELECT or _new_amount(snapshot, move, changes))
-            else None
-        )
-        try:
-            self.store.commit(writes, binding, cart_check=cart_check)
-        except ConcurrentUpdate:
-            if binding is None:
-                raise
-            # Another process may have bound the key first (a retried request racing the
-            # original): its record is the answer, or the key was used for another move.
-            again = self.store.load(session_id, idempotency_key)
-            if again is None or again.binding is None:
-                raise
-            return self._bound(again.binding, binding, move)
-        self._finish([p for _, p in others], planned)
-        return planned.record
+        applied = self._writer.apply(snapshot, [step], request, replacing=replacing)
+        return applied.records[-1]
 
     def fire_many(
         self,
@@ -323,50 +275,10 @@ class PaymentSessions(Reconciler):
         if not moves:
             raise InvalidSessionData({"moves": "must hold at least one (trigger, arguments)"})
         _check_expected(expected_version)
-        snapshot = self._load(session_id, idempotency_key)
-        steps = self._resolve_moves(snapshot, moves, actor, reason, idempotency_key)
-        last, last_changes = steps[-1]
-        binding = None
-        if idempotency_key is not None:
-            print_ = fingerprint(last.trigger, last_changes)
-            binding = Binding(session_id, idempotency_key, print_, snapshot.version + len(steps))
-            if snapshot.binding is not None:
-                return [self._bound(snapshot.binding, binding, last)]
-        if expected_version is not None and expected_version != snapshot.version:
-            raise ConcurrentUpdate(session_id, expected_version, snapshot.version)
-        planned = plan_chain(
-            snapshot.session,
-            snapshot.version,
-            snapshot.head,
-            steps,
-            self._context(actor, reason),
-            idempotency_key,
-        )
-        records = [step.record for step in planned]
-        cart_id = snapshot.session.cart_id
-        cart_check = (
-            CartCheck(cart_id, records[-1].at)
-            if cart_id is not None
-            and any(
-                move is _DESELECT or _new_amount(snapshot, move, changes) for move, changes in steps
-            )
-            else None
-        )
-        try:
-            self.store.commit(
-                [Write(planned[-1].session, snapshot.version, tuple(records))],
-                binding,
-                cart_check=cart_check,
-            )
-        except ConcurrentUpdate:
-            if binding is None:
-                raise
-            again = self.store.load(session_id, idempotency_key)
-            if again is None or again.binding is None:
-                raise
-            return [self._bound(again.binding, binding, last)]
-        self._finish(planned[:-1], planned[-1])
-        return records
+        request = MoveRequest(actor, reason, idempotency_key, expected_version)
+        snapshot = self._writer.load(session_id, idempotency_key)
+        steps = self._writer.steps(snapshot, moves, request)
+        return list(self._writer.apply(snapshot, steps, request).records)
 
     def select(
         self,
@@ -411,10 +323,8 @@ class PaymentSessions(Reconciler):
         move that the winner made illegal raises IllegalTransition (or GuardRejected)
         instead of being forced through. Waits a few random milliseconds between tries.
         """
-        return retrying(
-            attempts,
-            lambda _: self._fire(session_id, trigger, None, actor, reason, idempotency_key, args),
-        )
+        request = MoveRequest(actor, reason, idempotency_key)
+        return retrying(attempts, lambda _: self._fire(session_id, trigger, request, args))
 
     def selected(self, cart_id: str) -> PaymentSession | None:
         """The cart's selected session, or None when it has none."""
@@ -457,7 +367,7 @@ class PaymentSessions(Reconciler):
             problems["action"] = "must be one of authorize, cancel"
         if problems:
             raise InvalidSessionData(problems)
-        now = self._now()
+        now = self._writer.now()
         claim = Claim(cart_id, secrets.token_hex(16), session_id or "", wanted, now + lease)
         claimed = self.store.claim(claim, now, selected=session_id is None)
         if claimed.claim is None:
@@ -485,7 +395,7 @@ class PaymentSessions(Reconciler):
             raise InvalidSessionData({"cart_id": "must be a string without NUL"})
         return self.store.claim_of(cart_id)
 
-    def stale(self, older_than: timedelta, *, limit: int = 1000) -> list[PaymentSession]:
+    def abandoned(self, older_than: timedelta, *, limit: int = 1000) -> list[PaymentSession]:
         """Sessions in pending, requires_more or error with no move for ``older_than``.
 
         Least recently moved first, at most ``limit``: what
@@ -498,20 +408,197 @@ class PaymentSessions(Reconciler):
         if problems:
             raise InvalidSessionData(problems)
         try:
-            before = self._now() - older_than
+            before = self._writer.now() - older_than
         except OverflowError:
             return []  # before the first instant a datetime can hold: nothing is older
         return self.store.stale(before, limit)
 
+    # Provider reports: what reconciliation (``paysession/reconcile.py``) does with them.
+
+    def authorization_conflict(self, session_id: str) -> str | None:
+        """Why an authorization of this session would hold money its cart must not keep.
+
+        A session cannot be its cart's authorized one when another session of the cart
+        is authorized, or when the cart switched away from it (it is not selected while
+        another one is, or it was deselected). Returns the reason, naming the cart and
+        the other session, or None when an authorization is the cart's to keep.
+        """
+        return self._reconciler.authorization_conflict(self.get(session_id))
+
+    def record_answer(
+        self,
+        session_id: str,
+        moves: Sequence[tuple[str, Mapping[str, object]]],
+        /,
+        *,
+        provider_status: str,
+        observed_at: datetime | None = None,
+        actor: str | None = None,
+        idempotency_key: str,
+        reason: str | None = None,
+        release: Claim | None = None,
+        calls: Sequence[ProviderCall] = (),
+        amount: int | None = None,
+        currency: str | None = None,
+        decline: str | None = None,
+    ) -> tuple[list[TransitionRecord], bool]:
+        """Commit the moves that record a provider's answer to our own request, once.
+
+        What cart completion uses. ``moves`` may be empty: an answer that moves nothing
+        (a payment still in flight) is kept as a no-op event. The answer is also kept as a
+        provider event (event id
+        ``idempotency_key``, outcome applied, ``observed_at`` as the provider gave it) in
+        the same transaction, so webhooks observed before the answer are stale when they
+        arrive. The last move's record carries ``idempotency_key``; ``reason`` is the
+        provider status. Returns the records and True, or, when an answer was recorded
+        under this key already (by a racing request), the record of its last move and
+        False. ConcurrentUpdate when the session moved meanwhile (reload and decide
+        again) or when a newer provider report was applied first. ``reason``, when given,
+        replaces the provider status as the records' reason; ``release`` is a claim on
+        the session's cart to release in the same transaction; ``calls`` the provider
+        calls that led to the answer, kept with it. ``amount`` and ``currency`` are what
+        the provider said it holds: an authorize move is refused with ConcurrentUpdate
+        when they are not the session's as committed (its amount changed while the
+        provider was asked: decide again); ``decline`` the provider's reason for a
+        decline. ``observed_at`` is kept at the provider's precision.
+        """
+        facts = ReportFacts(
+            provider_status,
+            observed_at=observed_at,
+            amount=amount,
+            currency=currency,
+            decline=decline,
+        )
+        why = provider_status if reason is None else reason
+        request = MoveRequest(actor, why, idempotency_key)
+        return self._reconciler.record_answer(
+            session_id, moves, facts, request, release=release, calls=calls
+        )
+
+    def reconcile(
+        self,
+        session_id: str,
+        provider_status: str,
+        *,
+        event_id: str | None = None,
+        observed_at: datetime | None = None,
+        attempts: int = 5,
+        provider: Providers | None = None,
+        event_type: str | None = None,
+        amount: int | None = None,
+        currency: str | None = None,
+        decline: str | None = None,
+    ) -> Reconciliation:
+        """Move the session to what its provider reports; say what was done.
+
+        ``provider_status`` is the provider's own name (``requires_capture``,
+        ``COMPLETED``), read through the status map of the session's ``provider_id``;
+        a name the map does not know raises UnknownProviderStatus and records nothing.
+        The session moves along the shortest legal path to the mapped status in one
+        transaction, each step audited with actor ``provider:<provider_id>`` and the
+        provider status and event id in ``reason``; the event row is written in the same
+        transaction. Returns a :class:`Reconciliation`: the outcome, the records
+        committed and the races lost. It holds no records, having applied nothing, when
+        the session is there already (noop), when ``event_id`` was handled before
+        (duplicate, even by another process long ago), or when ``observed_at`` is older
+        than the newest report applied or found a no-op, or is the very same report (same
+        status, same instant) under another event id (stale). A status no legal path
+        reaches, or a path a guard refuses, raises ReconciliationAnomaly (recorded, never
+        applied). A concurrent move makes it reload and recompute, up to ``attempts``
+        times.
+
+        An authorization reported for a session that cannot be its cart's authorized
+        one (see :meth:`authorization_conflict`) is a double authorization: money is held
+        all the same. It is recorded as an anomaly of kind ``double_authorization``
+        and, with ``provider`` (the provider, or a mapping from provider id to
+        provider), the hold is voided through the provider's cancel (under the key
+        ``<session key>:void``) and the session canceled with a reason naming the cart's
+        choice, in one transaction with the anomaly; DoubleAuthorization is raised
+        either way (``voided`` says which). An authorization reported for a canceled
+        session is voided the same way when ``provider`` is given, and so is one whose
+        event was recorded before without a provider at hand (a redelivery, then
+        ``voided`` on the duplicate).
+
+        What the provider says besides its status is weighed too (see
+        ``docs/providers.md``): ``event_type`` (its event rules, such as Stripe's
+        ``payment_intent.payment_failed``, a decline), ``decline`` (its reason for a
+        decline: a report that would leave the session waiting is then ``error``), and
+        ``amount`` (minor units) and ``currency``: an authorization for another amount
+        than the session's is an anomaly of kind ``amount_mismatch``, never applied, its
+        hold voided (and the session canceled) when ``provider`` is given. Reports are
+        ordered at the provider's precision (Stripe: whole seconds): one is stale only
+        when it is older there; two of one instant are ordered by how far along the
+        payment each says it is. A status in flight (Stripe's ``processing``) never
+        moves a session back from requires_more.
+        """
+        facts = ReportFacts(
+            provider_status, event_id, observed_at, event_type, amount, currency, decline
+        )
+        return self._reconciler.reconcile(session_id, facts, attempts=attempts, provider=provider)
+
+    def reconcile_report(
+        self,
+        report: ProviderReport,
+        *,
+        provider: Providers | None = None,
+        attempts: int = 5,
+    ) -> Reconciliation:
+        """Reconcile what a provider's verified notification says (see
+        :mod:`paysession.providers.stripe` and its siblings), as :meth:`reconcile` does.
+
+        The session is the one the report names (``session_id``), or else the one whose
+        payment the provider knows as ``provider_ref`` (found by index: see
+        ``docs/providers.md`` for where each provider's id is read from the session's
+        data). SessionNotFound, recording nothing, when neither finds one;
+        InvalidSessionData (field ``report.provider_id``) when the session belongs to
+        another provider, or (field ``report.provider_ref``) when the reference names
+        several sessions. The report's event id, instant, event type, amount, currency
+        and decline are weighed as :meth:`reconcile` weighs them.
+        """
+        return self._reconciler.reconcile_report(report, provider=provider, attempts=attempts)
+
+    def provider_events(
+        self, *, session_id: str | None = None, outcome: EventOutcome | str | None = None
+    ) -> list[ProviderEvent]:
+        """The provider reports reconciliation recorded, in the order it recorded them."""
+        return self._reconciler.provider_events(session_id=session_id, outcome=outcome)
+
+    def anomalies(
+        self, session_id: str | None = None, *, kind: AnomalyKind | str | None = None
+    ) -> list[ProviderEvent]:
+        """The reports recorded as anomalies (of one session, or of all), oldest first.
+
+        ``kind`` keeps those of one kind (``double_authorization``, say).
+        """
+        return self._reconciler.anomalies(session_id, kind=kind)
+
+    def holds(self, session_id: str) -> Holds:
+        """What the provider said of the session's money: holds asked and released.
+
+        From the calls paysession made (authorize, cancel, void) and the reports it
+        recorded. ``unreleased`` is true when the provider said it holds money and never
+        that it let go while the session is not authorized: money its cart cannot keep.
+        """
+        return self._reconciler.holds(self.get(session_id))
+
+    def unreleased_holds(self, *, limit: int = 1000) -> list[PaymentSession]:
+        """Sessions (not authorized) whose provider holds money and was never told to let
+        go, least recently moved first: what an audit lists and expiry voids."""
+        return self.store.unreleased_holds(limit)
+
+    def release_hold(self, session_id: str, provider: Providers) -> bool:
+        """Void at its provider a hold the session cannot keep; whether it is released.
+
+        Only when the provider said it holds money for the session, nothing released it
+        since, and the session cannot keep it: it is canceled, or its cart is authorized
+        with (or switched to) another session. The void is asked under the key
+        ``<session key>:void`` and kept as a provider call. False, asking nothing, for
+        any other session.
+        """
+        return self._reconciler.release_hold(self.get(session_id), provider)
+
     def __repr__(self) -> str:
         return f"<PaymentSessions {self.store!r}>"
-
-
-def _new_amount(snapshot: Snapshot, move: Move, changes: Mapping[str, object]) -> bool:
-    """Whether ``move`` changes the session's amount: refused while a provider call for its
-    cart is in flight (the provider would hold one amount and the session say another).
-    Moves that leave the amount alone pay nothing for claims."""
-    return move is _UPDATE and "amount" in changes and changes["amount"] != snapshot.session.amount
 
 
 def _check_expected(expected_version: object) -> None:

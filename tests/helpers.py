@@ -1,17 +1,30 @@
-"""Small builders shared by the tests: a controllable clock and sessions in any status."""
+"""Small builders shared by the tests: a controllable clock, sessions in any status, trails."""
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from paysession import Hooks, PaymentSession, PaymentSessions, PaymentSessionStatus, SessionMachine
+import attrs
+
+from paysession import (
+    Hooks,
+    PaymentSession,
+    PaymentSessions,
+    PaymentSessionStatus,
+    PaySessionError,
+    SessionMachine,
+    TransitionRecord,
+)
+from paysession.audit import AuditReport, JsonlSink
 from paysession.lifecycle import MOVES
 from paysession.planning import Context, check_params, create_record, plan
+from paysession.record import compute_hash
 from paysession.store import LoggedRecord, SessionStore, Snapshot, Write
 
 T0 = datetime(2024, 4, 21, 14, 50, 24, 77000, tzinfo=timezone.utc)
@@ -186,3 +199,136 @@ def provider_table() -> list[tuple[str, str, str | None, PaymentSessionStatus]]:
             status, event, becomes = (cell.strip().strip("`") for cell in line.split("|")[1:4])
             rows.append((provider, status, event or None, PaymentSessionStatus(becomes)))
     return rows
+
+
+# Audit trails: reproducible sessions, long random runs, records forged after sealing.
+
+SECRET = "sk_live_CANARY_7f3a9c_never_logged"
+KEY = b"audit-key-for-tests"
+
+# Weights that keep sessions alive long enough to make long trails (cancel is final).
+WEIGHTS = {
+    "authorize": 3.0,
+    "require_more": 3.0,
+    "fail": 2.0,
+    "retry": 4.0,
+    "cancel": 0.3,
+    "initiate": 4.0,
+    "update": 4.0,
+    "select": 2.0,
+    "deselect": 2.0,
+}
+ACTORS = (None, "storefront", "provider:stripe", "admin:ops")
+REASONS_TEXT = (None, "card declined", "paiement refusé — carte expirée", "requires_action")
+
+
+def numbered_session(
+    number: int,
+    clock: StepClock,
+    *,
+    amount: int | None = 4999,
+    data: dict[str, object] | None = None,
+    cart: dict[str, object] | None = None,
+    status: PaymentSessionStatus = PaymentSessionStatus.PENDING,
+) -> PaymentSession:
+    """A session with a fixed id (``ps_0007``) and key, so that trails are reproducible."""
+    at = clock()
+    return PaymentSession(
+        id=f"ps_{number:04d}",
+        cart_id=f"cart_{number:04d}",
+        provider_id="stripe",
+        is_selected=False,
+        is_initiated=status is PaymentSessionStatus.AUTHORIZED,
+        status=status,
+        data={} if data is None else data,
+        idempotency_key=f"idem_{number:04d}",
+        amount=amount,
+        payment_authorized_at=at if status is PaymentSessionStatus.AUTHORIZED else None,
+        created_at=at,
+        updated_at=at,
+        cart=cart,
+    )
+
+
+def drive(machines: Sequence[SessionMachine], moves: int, seed: int) -> None:
+    """Make ``moves`` successful random moves, spread over ``machines``."""
+    rng = random.Random(seed)
+    triggers, weights = list(WEIGHTS), list(WEIGHTS.values())
+    done = 0
+    for _ in range(moves * 100):
+        if done == moves:
+            return
+        machine = rng.choice(machines)
+        trigger = rng.choices(triggers, weights)[0]
+        params: dict[str, object] = {}
+        if trigger == "initiate":
+            params["data"] = {"id": f"pi_{done}", "client_secret": f"{SECRET}_{done}"}
+        elif trigger == "update":
+            params["amount"] = rng.randrange(0, 20_000)
+        try:
+            machine.fire(
+                trigger, actor=rng.choice(ACTORS), reason=rng.choice(REASONS_TEXT), **params
+            )
+        except PaySessionError:
+            continue
+        done += 1
+    raise AssertionError(f"only {done} of {moves} moves before the sessions were canceled")
+
+
+def write_trail(
+    path: Path, *, sessions: int = 120, moves: int = 1200, seed: int = 7, key: bytes | None = None
+) -> list[SessionMachine]:
+    """A JSON Lines trail of many interleaved sessions, written by machines through a sink."""
+    clock = StepClock()
+    with JsonlSink(path, fsync=False, checkpoint_every=None) as sink:
+        machines = [
+            SessionMachine(numbered_session(n, clock), clock=clock, sink=sink, key=key)
+            for n in range(sessions)
+        ]
+        drive(machines, moves, seed)
+    return machines
+
+
+def story(
+    clock: StepClock | None = None, *, key: bytes | None = None, number: int = 1
+) -> SessionMachine:
+    """One session through every kind of move: create(0) initiate(1) select(2) update(3)
+    require_more(4) authorize(5) cancel(6)."""
+    clock = clock or StepClock()
+    machine = SessionMachine(numbered_session(number, clock, amount=None), clock=clock, key=key)
+    machine.initiate({"id": "pi_1", "client_secret": SECRET})
+    machine.select(actor="storefront")
+    machine.update(amount=2500)
+    machine.require_more(actor="provider:stripe", reason="requires_action")
+    machine.authorize(actor="provider:stripe")
+    machine.cancel(actor="admin:ops", reason="customer canceled")
+    return machine
+
+
+def rechain(
+    records: Iterable[TransitionRecord], key: bytes | None = None
+) -> list[TransitionRecord]:
+    """Re-link and re-seal records as a forger without the key would (per session)."""
+    out: list[TransitionRecord] = []
+    last: dict[str, str] = {}
+    for record in records:
+        prev = last.get(record.session_id, record.prev_hash)
+        linked = attrs.evolve(record, prev_hash=prev)
+        sealed = attrs.evolve(linked, hash=compute_hash(linked.body(), key))
+        last[record.session_id] = sealed.hash
+        out.append(sealed)
+    return out
+
+
+def forge(
+    history: Sequence[TransitionRecord], index: int, **changes: object
+) -> list[TransitionRecord]:
+    """``history`` with record ``index`` edited, then the whole chain re-sealed."""
+    edited = list(history)
+    edited[index] = attrs.evolve(edited[index], **changes)
+    return rechain(edited)
+
+
+def facts(report: AuditReport) -> list[tuple[str | None, int | None, int, str]]:
+    """Each problem as (session_id, seq, position, reason)."""
+    return [(p.session_id, p.seq, p.position, p.reason) for p in report.problems]

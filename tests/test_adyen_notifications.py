@@ -31,7 +31,8 @@ S = PaymentSessionStatus
 DATA = Path(__file__).parent / "data" / "providers"
 PUBLISHED_KEY = "74F490DD33F7327BAECC88B2947C011FC02D014A473AAA33A8EC93E4DC069174"
 KEY = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056"
-FILES = sorted(path.name for path in (DATA / "adyen").glob("*.json"))
+FILES = sorted(path.name for path in (DATA / "adyen").glob("notification*.json"))
+"""The notifications of the corpus (the Checkout API's answers beside them are AdyenProvider's)."""
 
 
 def item_of(name: str) -> dict[str, Any]:

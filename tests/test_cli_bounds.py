@@ -13,7 +13,7 @@ import pytest
 
 from paysession.cli._input import TooLarge, _lines
 
-from .test_audit import write_trail
+from .helpers import write_trail
 
 ROOT = Path(__file__).resolve().parent.parent
 

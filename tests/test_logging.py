@@ -17,8 +17,8 @@ from paysession import (
     PaymentSessionStatus,
     ReconciliationAnomaly,
 )
-from paysession.durable import retrying
 from paysession.store import MemoryStore
+from paysession.writer import retrying
 
 from .helpers import machine_in
 

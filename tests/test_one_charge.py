@@ -477,7 +477,7 @@ class TestClaims:
             with pytest.raises(InvalidSessionData) as refused:
                 expire_sessions(sessions, SimulatedProvider(), older_than=ttl)
             assert refused.value.fields == ("older_than",)
-        assert sessions.stale(timedelta.max) == []  # older than time itself: none
+        assert sessions.abandoned(timedelta.max) == []  # older than time itself: none
         held = sessions.claim_cart("cart_1", session_id=a.id, action="cancel")
         assert held.claim is not None and held.claim.action is ClaimAction.CANCEL
         forged = type(held.claim)(

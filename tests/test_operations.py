@@ -20,7 +20,7 @@ from paysession import PaymentSessions, StoreError
 from paysession.store import PostgresStore, SqliteStore, postgres_schema, sqlite_schema
 
 from .conftest import PostgresServer
-from .test_audit_store_cli import fill, paysession
+from .test_audit_cli_store import fill, paysession
 
 
 def _one_line(done: subprocess.CompletedProcess[bytes]) -> str:

@@ -455,6 +455,16 @@ BECOMES: dict[str, S | None] = {
 }
 for _name in ("backslash", "colon", "forwardslash", "mixed"):
     BECOMES[f"adyen/notification_item_authorisation_true_{_name}.adyen-python.json"] = S.AUTHORIZED
+# The Checkout API's answers, as AdyenProvider reads them (the cancels: taken, canceled).
+BECOMES["adyen/checkout_payments_authorised.adyen-openapi.json"] = S.AUTHORIZED
+BECOMES["adyen/checkout_payments_redirect_shopper.adyen-openapi.json"] = S.REQUIRES_MORE
+BECOMES["adyen/checkout_payments_details_authorised.adyen-openapi.json"] = S.AUTHORIZED
+BECOMES["adyen/checkout_payment_cancels_received.adyen-openapi.json"] = S.CANCELED
+BECOMES["adyen/checkout_cancels_received.adyen-openapi.json"] = S.CANCELED
+# PayPal's orders, as PayPalProvider reads them.
+BECOMES["paypal/order_created.django-oscar-paypal.json"] = S.PENDING
+BECOMES["paypal/order_approved.django-oscar-paypal.json"] = S.REQUIRES_MORE
+BECOMES["paypal/order_authorized.django-oscar-paypal.json"] = S.AUTHORIZED
 
 
 def facts(entry: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any] | None:
@@ -481,6 +491,15 @@ def facts(entry: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any] | No
             "currency": intent["currency"],
             "decline": intent["decline"],
         }
+    if provider == "adyen" and entry["kind"] in ("payment_response", "cancel_response"):
+        answer = adyen_adapter.read_answer(payload)
+        assert answer["psp_reference"] in (entry["object_id"], None)
+        return {
+            "provider_status": answer["status"],
+            "amount": answer["amount"],
+            "currency": answer["currency"],
+            "decline": answer["decline"],
+        }
     if provider == "adyen":
         item = payload.get("notificationItems", [{}])[0].get("NotificationRequestItem", payload)
         item = {**item, "additionalData": {}}
@@ -497,6 +516,15 @@ def facts(entry: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any] | No
             else f"{item['eventCode']}:{item['success']}",
             "amount": reports[0].amount if reports else item["amount"]["value"],
             "currency": reports[0].currency if reports else item["amount"]["currency"],
+        }
+    if provider == "paypal" and entry["kind"] == "order":
+        order = paypal_adapter.read_order(payload)
+        assert order["id"] == entry["object_id"]
+        return {
+            "provider_status": order["status"],
+            "amount": order["amount"],
+            "currency": order["currency"],
+            "decline": order["decline"],
         }
     if provider == "paypal":
         report = paypal_adapter.read_event(payload)

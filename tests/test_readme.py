@@ -10,6 +10,11 @@ from mypy import api as mypy_api
 
 from paysession import TRANSITIONS
 
+from .adyen_api import API_KEY as ADYEN_KEY
+from .adyen_api import adyen_api
+from .paypal_api import CLIENT_ID as PAYPAL_ID
+from .paypal_api import CLIENT_SECRET as PAYPAL_SECRET
+from .paypal_api import paypal_api
 from .stripe_api import stripe_api
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,10 +50,21 @@ class TestReadme:
 
     def test_docs_examples_run(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """Every python block of docs/*.md runs, in order, one namespace per file (Stripe's
-        API answered by a local server that answers as Stripe's does)."""
+        API, Adyen's Checkout API and PayPal's REST API answered by local servers that
+        answer as theirs do)."""
         monkeypatch.chdir(tmp_path)
-        with stripe_api() as (_, base):
+        with (
+            stripe_api() as (_, base),
+            adyen_api() as (_, adyen_base),
+            paypal_api() as (paypal, paypal_base),
+        ):
             monkeypatch.setenv("STRIPE_API_BASE", base)
+            monkeypatch.setenv("ADYEN_CHECKOUT_BASE", adyen_base)
+            monkeypatch.setenv("ADYEN_API_KEY", ADYEN_KEY)
+            monkeypatch.setenv("PAYPAL_API_BASE", paypal_base)
+            monkeypatch.setenv("PAYPAL_CLIENT_ID", PAYPAL_ID)
+            monkeypatch.setenv("PAYPAL_CLIENT_SECRET", PAYPAL_SECRET)
+            paypal.approve_at_once = True  # the buyer's part, in PayPal's window
             self._run_docs()
 
     def _run_docs(self) -> None:

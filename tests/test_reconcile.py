@@ -245,16 +245,6 @@ class TestReconcile:
         assert events[0].event_id == "evt_a"
         assert events[1].event_id.startswith("unidentified:")
 
-    def test_reconcile_result_is_the_same_verb_deprecated(self, store: SessionStore) -> None:
-        """The old second verb warns and answers as reconcile does."""
-        sessions = PaymentSessions(store, clock=StepClock())
-        session_id = session_in(sessions, S.PENDING)
-        with pytest.warns(DeprecationWarning, match="reconcile_result"):
-            result = sessions.reconcile_result(session_id, "requires_action", event_id="e1")
-        assert result.outcome is EventOutcome.APPLIED
-        assert [record.trigger for record in result] == ["require_more"]
-        assert sessions.get(session_id).status is S.REQUIRES_MORE
-
     def test_repeated_event_id_is_ignored(self, store: SessionStore) -> None:
         """The same event id again is a duplicate, moving nothing even when it could."""
         sessions = PaymentSessions(store, clock=StepClock())

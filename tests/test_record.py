@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from paysession import PaymentSessionStatus, TransitionRecord
 from paysession._wire import canonical_json, format_datetime, parse_datetime
-from paysession.record import GENESIS, _sealed_record, compute_hash, make_record
+from paysession.record import GENESIS, RecordFields, _sealed_record, compute_hash, make_record
 from paysession.session import evolve_trusted
 
 from .strategies import aware_datetimes
@@ -43,24 +43,26 @@ class TestCanonical:
     )
     def test_hash_is_over_canonical_body(self, key: bytes | None, **fields: object) -> None:
         """make_record's hash equals compute_hash over the canonical JSON of its body."""
-        record = make_record(prev_hash=GENESIS, key=key, **fields)  # type: ignore[arg-type]
+        record = make_record(RecordFields(prev_hash=GENESIS, **fields), key)  # type: ignore[arg-type]
         assert record.hash == compute_hash(record.body(), key)
 
     def test_wire_round_trip(self) -> None:
         """to_dict/from_dict give back the same record."""
         at = parse_datetime("2024-04-21T14:50:24.077Z")
         record = make_record(
-            session_id="ps_1",
-            seq=3,
-            trigger="update",
-            source=PaymentSessionStatus.PENDING,
-            dest=PaymentSessionStatus.PENDING,
-            at=at,
-            actor="storefront",
-            reason=None,
-            idempotency_key="k",
-            changes={"amount": (1, 2)},
-            prev_hash=GENESIS,
+            RecordFields(
+                session_id="ps_1",
+                seq=3,
+                trigger="update",
+                source=PaymentSessionStatus.PENDING,
+                dest=PaymentSessionStatus.PENDING,
+                at=at,
+                actor="storefront",
+                reason=None,
+                idempotency_key="k",
+                changes={"amount": (1, 2)},
+                prev_hash=GENESIS,
+            )
         )
         assert TransitionRecord.from_dict(record.to_dict()) == record
         assert canonical_json(record.to_dict())  # encodable as canonical JSON
@@ -109,17 +111,19 @@ class TestLine:
         """The line make_record keeps is exactly the canonical JSON of to_dict()."""
         at = parse_datetime("2024-04-21T14:50:24.077Z")
         record = make_record(
-            session_id='ps_",\\"idempotency_key\\":',
-            seq=1,
-            trigger="update",
-            source=PaymentSessionStatus.PENDING,
-            dest=PaymentSessionStatus.PENDING,
-            at=at,
-            actor=actor,
-            reason=reason,
-            idempotency_key=None,
-            changes=changes,
-            prev_hash=GENESIS,
+            RecordFields(
+                session_id='ps_",\\"idempotency_key\\":',
+                seq=1,
+                trigger="update",
+                source=PaymentSessionStatus.PENDING,
+                dest=PaymentSessionStatus.PENDING,
+                at=at,
+                actor=actor,
+                reason=reason,
+                idempotency_key=None,
+                changes=changes,
+                prev_hash=GENESIS,
+            )
         )
         assert record.canonical(with_hash=True) == canonical_json(record.to_dict())
 

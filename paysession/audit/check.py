@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from paysession._wire import same_digest
 from paysession.audit.anchors import AnchorCheck, Checkpoint, head_problem
 from paysession.audit.sinks import BadLine
-from paysession.audit.trail import AuditError, AuditProblem, AuditReport, _Trail
+from paysession.audit.trail import AuditError, AuditProblem, AuditReport, SessionTrail
 from paysession.record import TransitionRecord
 
 Heads = Mapping[str, tuple[int, str]]
@@ -40,88 +40,112 @@ def verify(
     trail must hold: a session missing, or cut before it, is found even where the
     checkpoints were rewritten.
     """
-    trails: dict[str, _Trail] = {}
-    bad: set[str] = set()
-    problems: list[AuditProblem] = []
-    anchors = AnchorCheck(key, heads)
-    outside = anchors.outside
-    count = 0
-
-    def fail(session_id: str, seq: int | None, position: int, reason: str, why: str) -> None:
-        problems.append(AuditProblem(session_id, seq, position, reason, why))
-        trails.pop(session_id, None)
-        bad.add(session_id)
-
+    check = _Check(key, heads)
     position = -1
     for position, item in enumerate(records):
         if isinstance(item, Checkpoint):
-            wrong = anchors.seal_problem(item)
-            if wrong is not None:
-                problems.append(AuditProblem(None, None, position, "anchor", wrong))
-            else:
-                for session_id, expected in item.heads.items():
-                    if session_id in bad:
-                        continue
-                    trail = trails.get(session_id)
-                    reached = None if trail is None else (trail.seq, trail.hash)
-                    why = head_problem(expected, reached, at_most=True)
-                    if why is not None:
-                        fail(session_id, expected[0], position, "anchor", f"a checkpoint {why}")
-            anchors.passed(item, position)
-            continue
-        count += 1  # records and bad lines; checkpoints are not records
-        if isinstance(item, BadLine):
-            named = item.session_id
-            if named is None:
-                problems.append(AuditProblem(None, None, position, item.reason, item.message))
-            elif named not in bad:
-                fail(named, None, position, item.reason, item.message)
-            continue
+            check.checkpoint(item, position)
+        elif isinstance(item, BadLine):
+            check.bad_line(item, position)
+        else:
+            check.record(item, position)
+    return check.report(position + 1)
+
+
+class _Check:
+    """One pass of :func:`verify`: the state of every session's trail so far, and what
+    was found wrong. Each kind of line the trail holds has its own method."""
+
+    def __init__(self, key: bytes | None, heads: Heads | None) -> None:
+        self.key = key
+        self.trails: dict[str, SessionTrail] = {}
+        self.bad: set[str] = set()
+        self.problems: list[AuditProblem] = []
+        self.anchors = AnchorCheck(key, heads)
+        self.records = 0  # records and bad lines; checkpoints are not records
+
+    def fail(self, session_id: str, seq: int | None, position: int, reason: str, why: str) -> None:
+        """The session's first problem: it is checked no further."""
+        self.problems.append(AuditProblem(session_id, seq, position, reason, why))
+        self.trails.pop(session_id, None)
+        self.bad.add(session_id)
+
+    def checkpoint(self, item: Checkpoint, position: int) -> None:
+        """A sealed checkpoint must find every session it names at the record it names."""
+        wrong = self.anchors.seal_problem(item)
+        if wrong is not None:
+            self.problems.append(AuditProblem(None, None, position, "anchor", wrong))
+        else:
+            for session_id, expected in item.heads.items():
+                if session_id in self.bad:
+                    continue
+                trail = self.trails.get(session_id)
+                reached = None if trail is None else (trail.seq, trail.hash)
+                why = head_problem(expected, reached, at_most=True)
+                if why is not None:
+                    self.fail(session_id, expected[0], position, "anchor", f"a checkpoint {why}")
+        self.anchors.passed(item, position)
+
+    def bad_line(self, item: BadLine, position: int) -> None:
+        """A line that is no record: a problem of the session it names, or its own."""
+        self.records += 1
+        named = item.session_id
+        if named is None:
+            self.problems.append(AuditProblem(None, None, position, item.reason, item.message))
+        elif named not in self.bad:
+            self.fail(named, None, position, item.reason, item.message)
+
+    def record(self, item: TransitionRecord, position: int) -> None:
+        """A record: checked as the next of its session's trail, and against the head
+        given from outside for its seq."""
+        self.records += 1
         session_id = item.session_id
-        if session_id in bad:
-            continue
-        trail = trails.get(session_id)
+        if session_id in self.bad:
+            return
+        trail = self.trails.get(session_id)
         try:
             if trail is None:
-                trails[session_id] = _Trail.open(item, position, key)
+                self.trails[session_id] = SessionTrail.open(item, position, self.key)
             else:
-                trail.step(item, position, key)
+                trail.step(item, position, self.key)
         except AuditError as error:
-            fail(session_id, item.seq, position, error.reason, error.message)
-            continue
-        outside_head = outside.get(session_id) if outside else None
-        if (
-            outside_head is not None
-            and outside_head[0] == item.seq
-            and not same_digest(outside_head[1], item.hash)
-        ):
-            fail(session_id, item.seq, position, "anchor", "the outside head names another record")
-    for sink, at in anchors.open_chains():
-        problems.append(
-            AuditProblem(
-                None,
-                None,
-                at,
-                "anchor",
-                f"sink {sink[:12]}'s last checkpoint is not its closing one: the trail was "
-                "cut after it, or its writer never closed it",
+            self.fail(session_id, item.seq, position, error.reason, error.message)
+            return
+        outside = self.anchors.outside
+        head = outside.get(session_id) if outside else None
+        if head is not None and head[0] == item.seq and not same_digest(head[1], item.hash):
+            self.fail(
+                session_id, item.seq, position, "anchor", "the outside head names another record"
             )
+
+    def report(self, end: int) -> AuditReport:
+        """What was found, once the trail has ended at ``end``: sinks whose last
+        checkpoint is not their closing one, and sessions cut before their outside head."""
+        for sink, at in self.anchors.open_chains():
+            self.problems.append(
+                AuditProblem(
+                    None,
+                    None,
+                    at,
+                    "anchor",
+                    f"sink {sink[:12]}'s last checkpoint is not its closing one: the trail "
+                    "was cut after it, or its writer never closed it",
+                )
+            )
+        for session_id, expected in self.anchors.outside.items():
+            if session_id in self.bad:
+                continue
+            trail = self.trails.get(session_id)
+            reached = None if trail is None else (trail.seq, trail.hash)
+            why = head_problem(expected, reached, at_most=False)
+            if why is not None:
+                self.fail(session_id, expected[0], end, "anchor", f"the outside head {why}")
+        return AuditReport(
+            ok=not self.problems,
+            sessions=len(self.trails) + len(self.bad),
+            records=self.records,
+            problems=tuple(self.problems),
         )
-    for session_id, expected in outside.items():
-        if session_id in bad:
-            continue
-        trail = trails.get(session_id)
-        why = head_problem(
-            expected, None if trail is None else (trail.seq, trail.hash), at_most=False
-        )
-        if why is not None:
-            fail(session_id, expected[0], position + 1, "anchor", f"the outside head {why}")
-    return AuditReport(
-        ok=not problems,
-        sessions=len(trails) + len(bad),
-        records=count,
-        problems=tuple(problems),
-    )
 
 
 __all__ = ["Heads", "verify"]

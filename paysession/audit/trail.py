@@ -45,6 +45,7 @@ from typing import Any, NoReturn
 import attrs
 
 from paysession._frozen import FrozenDict
+from paysession._text import abbreviated
 from paysession._wire import digest, format_datetime, parse_datetime, same_digest
 from paysession.audit.anchors import Checkpoint
 from paysession.audit.sinks import BadLine
@@ -122,11 +123,6 @@ class AuditReport:
 # Checking one session's trail
 
 
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _same(a: object, b: object) -> bool:
     # JSON's false and 0 are different values; Python's == says they are equal.
     return type(a) is type(b) and a == b
@@ -162,7 +158,7 @@ def _looks_keyed(record: TransitionRecord) -> bool:
     )
 
 
-class _Trail:
+class SessionTrail:
     """One session's trail so far: the session it has built and the last record's facts.
 
     ``session`` holds placeholders for ``data`` and ``cart``, whose digests are kept
@@ -181,7 +177,7 @@ class _Trail:
         self.at = record.at
 
     @classmethod
-    def open(cls, record: TransitionRecord, position: int, key: bytes | None) -> _Trail:
+    def open(cls, record: TransitionRecord, position: int, key: bytes | None) -> SessionTrail:
         """Check record 0 and build the session it describes."""
 
         def fail(reason: str, message: str) -> NoReturn:
@@ -203,7 +199,7 @@ class _Trail:
             fail(
                 "changes",
                 f"record 0 must give every field but id and status (missing {missing}, "
-                f"not fields {[_short(name) for name in extra]})",
+                f"not fields {[abbreviated(name) for name in extra]})",
             )
         values: dict[str, Any] = {}
         for name, (old, new) in changes.items():
@@ -255,7 +251,7 @@ class _Trail:
         status = session.status
         move = MOVES.get(record.trigger)
         if move is None:
-            fail("illegal_move", f"{_short(record.trigger)} is not a move of the table")
+            fail("illegal_move", f"{abbreviated(record.trigger)} is not a move of the table")
         if record.source is not status:
             shown = "none" if record.source is None else record.source.value
             fail(
@@ -285,7 +281,7 @@ class _Trail:
         data = self.data
         for name, (old, new) in record.changes.items():
             if name not in required and name not in move.params:
-                fail("changes", f"{move.trigger} cannot change {_short(name)}")
+                fail("changes", f"{move.trigger} cannot change {abbreviated(name)}")
             current = data if name == "data" else _wire(session, name)
             if not _same(old, current):
                 fail("changes", f"the old value of {name} is not its current value")
@@ -293,7 +289,10 @@ class _Trail:
                 fail("changes", f"the change to {name} changes nothing")
             if name in required:
                 if not _same(new, required[name]):
-                    fail("changes", f"{move.trigger} must set {name} to {_short(required[name])}")
+                    fail(
+                        "changes",
+                        f"{move.trigger} must set {name} to {abbreviated(required[name])}",
+                    )
                 updates[name] = record.at if name in _TIMESTAMPS else new
             elif name == "amount":
                 if not is_amount(new):
@@ -305,7 +304,7 @@ class _Trail:
                 data = str(new)
         for name, value in required.items():
             if name not in record.changes and not _same(_wire(session, name), value):
-                fail("changes", f"{move.trigger} must set {name} to {_short(value)}")
+                fail("changes", f"{move.trigger} must set {name} to {abbreviated(value)}")
         self.session = evolve_trusted(session, updates)
         self.data = data
         self.seq = record.seq
@@ -392,7 +391,7 @@ def replay(
     the session can still move) raises.
     Without ``session_id``, every record must be of one session.
     """
-    trail: _Trail | None = None
+    trail: SessionTrail | None = None
     target = session_id
     for position, item in enumerate(records):
         if isinstance(item, Checkpoint):
@@ -413,13 +412,13 @@ def replay(
                 continue
             raise AuditError(
                 "mixed_sessions",
-                f"a record of {_short(item.session_id)} in the trail of {_short(target)}",
+                f"a record of {abbreviated(item.session_id)} in the trail of {abbreviated(target)}",
                 session_id=item.session_id,
                 seq=item.seq,
                 position=position,
             )
         if trail is None:
-            trail = _Trail.open(item, position, key)
+            trail = SessionTrail.open(item, position, key)
         else:
             trail.step(item, position, key)
     if trail is None:

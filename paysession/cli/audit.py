@@ -10,12 +10,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
+from paysession._text import abbreviated
 from paysession._wire import JsonRefused, format_datetime, read_json
 from paysession.audit.anchors import Checkpoint, heads_from_wire
 from paysession.audit.check import Heads, verify
 from paysession.audit.sinks import BadLine, Item, decode_lines, encode_line
 from paysession.audit.stored import check_trail, store_heads, trail_id
-from paysession.audit.trail import AuditError, AuditReport, _short, replay
+from paysession.audit.trail import AuditError, AuditReport, replay
 from paysession.cli._input import TooLarge, bounded_lines, is_stdin, name_of, read_bounded
 from paysession.cli._store import NoStore, db_name, open_read_only, sqlite_given_as_file
 from paysession.cli._table import RECORD_HEADERS, format_table, printable, record_row
@@ -35,7 +36,7 @@ class _UsageError(Exception):
 def _shown(text: str | None) -> str:
     if text is None:
         return "?"
-    return printable(text) if len(text) <= 120 else printable(_short(text))
+    return printable(text) if len(text) <= 120 else printable(abbreviated(text))
 
 
 def _read_key(path: Path | None) -> bytes | None:

@@ -65,8 +65,8 @@ from paysession.cli._store import is_dsn
 from paysession.errors import (
     CartBusy,
     ConcurrentUpdate,
-    DemoError,
     IllegalTransition,
+    PaySessionError,
     ReconciliationAnomaly,
     StoreError,
 )
@@ -83,6 +83,11 @@ from paysession.providers import (
 from paysession.service import PaymentSessions
 from paysession.status import PaymentSessionStatus
 from paysession.store.sqlite import SqliteStore
+
+
+class DemoError(PaySessionError):
+    """The demo cannot run as asked (the database path is not a demo database)."""
+
 
 DEFAULT_DB = "paysession-demo.db"
 DEFAULT_CARTS = 200

@@ -29,7 +29,7 @@ from paysession import (
 from paysession._wire import LATEST, RANGE, parse_datetime
 from paysession.audit import BadLine, encode_line, read_jsonl, verify
 from paysession.cli import demo
-from paysession.errors import DemoError
+from paysession.cli.demo import DemoError
 from paysession.limits import configure, current
 from paysession.providers import ReconciliationAnomaly
 from paysession.reconcile import FUTURE_TOLERANCE

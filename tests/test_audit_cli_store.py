@@ -15,7 +15,7 @@ import pytest
 from paysession import PaymentSessions
 from paysession.store import PostgresStore, SessionStore, SqliteStore
 
-from .test_audit import KEY
+from .helpers import KEY
 from .test_migrations import PG_TO_VERSION_4
 
 ROOT = Path(__file__).resolve().parent.parent

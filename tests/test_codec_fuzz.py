@@ -1,7 +1,7 @@
 """Fuzzing the codec: arbitrary JSON and mutated payloads give a session or a typed error.
 
 The default run is short. The long profile runs on demand:
-``PAYSESSION_FUZZ_EXAMPLES=100000 pytest tests/test_fuzz.py``.
+``PAYSESSION_FUZZ_EXAMPLES=100000 pytest tests/test_codec_fuzz.py``.
 """
 
 from __future__ import annotations

@@ -14,8 +14,7 @@ from paysession._wire import format_datetime
 from paysession.audit import encode_line, read_jsonl, verify
 from paysession.cli import RECORD_HEADERS, format_table, main, record_row
 
-from .helpers import StepClock
-from .test_audit import KEY, new_session, story, write_trail
+from .helpers import KEY, StepClock, numbered_session, story, write_trail
 
 Capture = pytest.CaptureFixture[str]
 
@@ -206,7 +205,7 @@ class TestAuditReplayCommand:
         path = tmp_path / "trail.jsonl"
         clock = StepClock()
         cart = {"id": "cart_1"}
-        machine = SessionMachine(new_session(1, clock, cart=cart), clock=clock)
+        machine = SessionMachine(numbered_session(1, clock, cart=cart), clock=clock)
         machine.select()
         path.write_bytes(b"".join(_line(r) for r in machine.history))
         cart_file = write_json(tmp_path / "cart.json", cart)
@@ -341,7 +340,7 @@ class TestHostileTrails:
     ) -> None:
         """A reason from a webhook cannot forge a row or colour the terminal."""
         clock = StepClock()
-        machine = SessionMachine(new_session(1, clock), clock=clock)
+        machine = SessionMachine(numbered_session(1, clock), clock=clock)
         machine.cancel(actor="wh\u202eevil", reason="x\n9  ps_forged  0  create\x1b[31m")
         path = tmp_path / "t.jsonl"
         path.write_bytes(b"".join(_encoded(machine.history)))
@@ -366,7 +365,7 @@ class TestHostileTrails:
     ) -> None:
         """A record stamped at year 1 is a bad line with its number; other sessions pass."""
         clock = StepClock()
-        machines = [SessionMachine(new_session(n, clock), clock=clock) for n in (1, 2)]
+        machines = [SessionMachine(numbered_session(n, clock), clock=clock) for n in (1, 2)]
         for machine in machines:
             machine.cancel()
         lines = [line for m in machines for line in _encoded(m.history)]
