@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from paysession.errors import MissingExtra
 
@@ -483,6 +483,112 @@ class PostgresStore(SqlStore):
 
     def __repr__(self) -> str:
         return f"<PostgresStore pool={self._pool.name}>"
+
+    def within(self, connection: object) -> PostgresStore:
+        """This store's tables through the caller's ``psycopg.Connection``, inside its
+        transaction (see :meth:`SessionStore.within`). An autocommit connection outside
+        a transaction block gets one opened (``BEGIN``); a non-autocommit connection
+        opens its own with the first statement. Each write is a savepoint; rows are read
+        by name on cursors of paysession's own, the caller's row factory and loaders
+        left as they are."""
+        if not isinstance(connection, psycopg.Connection):
+            raise InvalidSessionData({"connection": "must be a psycopg.Connection"})
+        caller = _CallerConnection(connection)
+        try:
+            theirs = caller.execute(_DATABASE).fetchone()
+            with self._lease("within") as conn:
+                ours = conn.execute(_DATABASE).fetchone()
+        except psycopg.Error as error:
+            raise StoreError("within", str(error).strip()) from error
+        if theirs != ours:
+            name = "?" if theirs is None else theirs["name"]
+            raise StoreError(
+                "within", f"the connection is to another database ({name}) than this store's"
+            )
+        joined = object.__new__(_JoinedPostgresStore)
+        joined.__dict__.update(self.__dict__)
+        joined._caller = caller
+        with joined._connection("within") as conn:
+            behind = schema_behind(conn, len(MIGRATIONS), HAS_SCHEMA_TABLE_POSTGRES)
+        if behind is not None:
+            raise StoreError("within", behind)
+        return joined
+
+
+_DATABASE = (
+    "SELECT current_database() AS name, pg_postmaster_start_time() AS started, "
+    "(SELECT oid FROM pg_database WHERE datname = current_database()) AS oid"
+)
+"""What tells one database from another: its name, its oid and when its server started
+(two clusters on one host share neither the start time nor, as a rule, the oid)."""
+
+
+class _CallerConnection:
+    """A caller's ``psycopg.Connection`` as the store uses it: every statement on a
+    cursor of its own (rows by name, ``json`` handed over as text), inside a transaction
+    opened when none is."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def begin(self) -> None:
+        """Make sure the caller's transaction is open, so that a savepoint (not a
+        transaction of its own, committed at its end) is what ``transaction`` makes."""
+        status = self._conn.info.transaction_status
+        if status == psycopg.pq.TransactionStatus.INERROR:
+            raise StoreError(
+                "within", "the caller's transaction has failed: roll it back and start again"
+            )
+        if status == psycopg.pq.TransactionStatus.IDLE:
+            # Autocommit: BEGIN opens the caller's transaction. Otherwise psycopg opens
+            # one before the first statement, and a plain one does it.
+            self._conn.execute("BEGIN" if self._conn.autocommit else "SELECT 1")
+
+    def cursor(self) -> psycopg.Cursor[Row]:
+        self.begin()
+        cursor = self._conn.cursor(row_factory=dict_row)
+        cursor.adapters.register_loader("json", TextLoader)
+        return cursor
+
+    def execute(self, query: str, params: Params | None = None) -> psycopg.Cursor[Row]:
+        return self.cursor().execute(query, params)
+
+    def transaction(self) -> AbstractContextManager[object]:
+        self.begin()
+        return self._conn.transaction()
+
+
+class _JoinedPostgresStore(PostgresStore):
+    """A PostgresStore writing through a caller's connection, inside its transaction:
+    each operation a savepoint, nothing committed, the store's pool left alone."""
+
+    _caller: _CallerConnection
+
+    @contextmanager
+    def _joined(self, operation: str) -> Iterator[Connection]:
+        caller = self._caller
+        try:
+            # A savepoint: an operation refused half way leaves the caller's transaction
+            # as it was before it, and usable.
+            with caller.transaction():
+                yield cast(Connection, caller)
+        except psycopg.Error as error:
+            raise StoreError(operation, str(error).strip()) from error
+
+    def _connection(self, operation: str) -> AbstractContextManager[Connection]:
+        return self._joined(operation)
+
+    @contextmanager
+    def _read_transaction(self, conn: Connection) -> Iterator[None]:
+        yield  # inside the caller's transaction, at its isolation level
+
+    def close(self) -> None:
+        pass  # the pool is the store's, the connection the caller's
+
+    def __repr__(self) -> str:
+        return "<PostgresStore within the caller's transaction>"
 
 
 def _configure(conn: Connection) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from paysession._sqlite import use_wal
 from paysession.errors import (
@@ -521,6 +521,34 @@ class SqliteStore(SqlStore):
     def __repr__(self) -> str:
         return f"<SqliteStore {self.path!r} synchronous={self.synchronous}>"
 
+    def within(self, connection: object) -> SqliteStore:
+        """This store's tables through the caller's ``sqlite3.Connection``, inside its
+        transaction (see :meth:`SessionStore.within`): one is opened ``BEGIN IMMEDIATE``
+        when none is, so the write lock is held before the first read. Each write is a
+        savepoint; rows are read by name on cursors of paysession's own, the caller's
+        row factory left as it is."""
+        if not isinstance(connection, sqlite3.Connection):
+            raise InvalidSessionData({"connection": "must be a sqlite3.Connection"})
+        try:
+            rows = connection.execute("PRAGMA database_list").fetchall()
+        except sqlite3.Error as error:
+            raise StoreError("within", str(error)) from error
+        main = next((row[2] for row in rows if row[1] == "main"), "")
+        if self._memory or not main or not _same_file(main, self.path):
+            raise StoreError(
+                "within",
+                f"the connection is to another database ({main or 'in memory'}) "
+                f"than this store's ({self.path})",
+            )
+        joined = object.__new__(_JoinedSqliteStore)
+        joined.__dict__.update(self.__dict__)
+        joined._caller = _CallerConnection(connection)
+        joined._turn = nullcontext()
+        joined._migrates = False
+        joined._ready = False
+        joined._get_ready("within")
+        return joined
+
     # -- driver errors into ours
 
     @staticmethod
@@ -528,6 +556,84 @@ class SqliteStore(SqlStore):
         error: sqlite3.IntegrityError, write: Write, binding: Binding | None = None
     ) -> PaySessionError:
         return refusal(_RULES.get(unique_columns(error)), [write], binding, str(error))
+
+
+class _CallerConnection:
+    """A caller's ``sqlite3.Connection`` as the store uses it: every statement on a
+    cursor of its own that reads rows by name, and a transaction opened when none is
+    (``BEGIN IMMEDIATE``: the write lock first, as the store's own writes take it)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def _cursor(self) -> sqlite3.Cursor:
+        if not self._conn.in_transaction:
+            self._conn.execute("BEGIN IMMEDIATE")
+        cursor = self._conn.cursor()
+        cursor.row_factory = sqlite3.Row
+        return cursor
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self._cursor().execute(sql, params)
+
+    def executemany(self, sql: str, params: Any) -> sqlite3.Cursor:
+        return self._cursor().executemany(sql, params)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+
+class _JoinedSqliteStore(SqliteStore):
+    """A SqliteStore writing through a caller's connection, inside its transaction:
+    each write a savepoint, nothing committed, the connection never closed."""
+
+    _caller: _CallerConnection
+
+    def _own_connection(self) -> sqlite3.Connection:
+        # The wrapper offers what the store calls on a connection (execute, executemany,
+        # in_transaction), on cursors reading rows by name.
+        return cast(sqlite3.Connection, self._caller)
+
+    @contextmanager
+    def _read_transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        yield  # inside the caller's transaction, which holds one state of the file
+
+    def _transaction(
+        self, operation: str, apply: Callable[..., _T], *args: Any, migrating: bool = False
+    ) -> _T:
+        conn = self._own_connection()
+        try:
+            conn.execute("SAVEPOINT paysession")
+            try:
+                result = apply(conn, *args)
+            except BaseException:
+                # Undo this write alone: the caller's transaction goes on without it.
+                conn.execute("ROLLBACK TO paysession")
+                conn.execute("RELEASE paysession")
+                raise
+            conn.execute("RELEASE paysession")
+            return result
+        except sqlite3.Error as error:
+            raise StoreError(operation, str(error)) from error
+
+    def _drop(self, conn: sqlite3.Connection) -> None:
+        pass  # the caller's connection is the caller's to close
+
+    def close(self) -> None:
+        pass  # as _drop: nothing of the caller's is closed
+
+    def __repr__(self) -> str:
+        return f"<SqliteStore {self.path!r} within the caller's transaction>"
+
+
+def _same_file(one: str, other: str) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 # SQLite names the columns of the unique index or key a write broke.
