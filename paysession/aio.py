@@ -104,6 +104,16 @@ class AsyncPaymentSessions:
     holds = _in_thread(PaymentSessions.holds)
     unreleased_holds = _in_thread(PaymentSessions.unreleased_holds)
     release_hold = _in_thread(PaymentSessions.release_hold)
+    commit = _in_thread(PaymentSessions.commit)
+    rollback = _in_thread(PaymentSessions.rollback)
+
+    async def within(self, connection: object) -> AsyncPaymentSessions:
+        """The awaitable twin of :meth:`PaymentSessions.within`: a view in the caller's
+        transaction on ``connection``, its calls run in worker threads like every other
+        (a ``sqlite3`` connection must then be opened with ``check_same_thread=False``;
+        a psycopg connection may be used from any thread)."""
+        view = await self._run(functools.partial(self.sessions.within, connection))
+        return AsyncPaymentSessions(view, executor=self._executor)
 
     async def follow(
         self, cursor: str | int | None = None, *, batch: int = 500, idle: float | None = None

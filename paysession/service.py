@@ -51,7 +51,8 @@ from paysession.store.base import (
     Snapshot,
     has_nul,
 )
-from paysession.writer import MoveRequest, MoveWriter, retrying
+from paysession.transaction import Joined, join
+from paysession.writer import AfterCommit, MoveRequest, MoveWriter, retrying
 
 _SELECT = MOVES["select"]
 
@@ -82,9 +83,71 @@ class PaymentSessions:
         clock: Clock | None = None,
         key: bytes | None = None,
     ) -> None:
-        self.store = store
-        self._writer = MoveWriter(store, hooks=hooks, clock=clock, key=key)
-        self._reconciler = Reconciler(self._writer)
+        self._build(MoveWriter(store, hooks=hooks, clock=clock, key=key), None)
+
+    def _build(self, writer: MoveWriter, joined: Joined | None) -> None:
+        self.store = writer.store
+        self._writer = writer
+        self._reconciler = Reconciler(writer)
+        self._joined = joined
+
+    def within(self, connection: object) -> PaymentSessions:
+        """This service inside the caller's open transaction on ``connection``.
+
+        The view reads and writes the store's tables through ``connection``: its moves,
+        their records and keys, provider events, provider calls and claims are part of
+        the caller's transaction, so nothing commits until the caller commits, and a
+        rollback leaves nothing. After-hooks run only once that commit has happened:
+        through the framework's own hook (SQLAlchemy's, Django's ``on_commit``), or, for
+        a bare ``sqlite3`` or ``psycopg`` connection, when the view's :meth:`commit` has
+        committed it; never after a rollback. The compare-and-set, the one authorized
+        session per cart and the claims hold inside the transaction as outside it: a
+        move that loses a race raises ConcurrentUpdate when it is made. See
+        ``docs/transactions.md`` for the connections and isolation levels supported.
+
+        Raises InvalidSessionData for a connection of another kind and StoreError for a
+        connection to another database than the store's, before anything is written.
+        """
+        joined = join(connection)
+        writer = self._writer
+        view = PaymentSessions.__new__(PaymentSessions)
+        view._build(
+            MoveWriter(
+                self.store.within(joined.connection),
+                hooks=writer.hooks,
+                clock=writer.clock,
+                key=writer.key,
+                after_commit=AfterCommit(joined.hand_over),
+            ),
+            joined,
+        )
+        return view
+
+    def commit(self) -> None:
+        """Commit the transaction a :meth:`within` view writes in, then run the
+        after-hooks of its moves (HookError if any failed: the moves stand).
+
+        InvalidSessionData on a service that is not such a view: it commits each move
+        itself.
+        """
+        joined = self._joined
+        if joined is None:
+            raise InvalidSessionData({"commit": "only a view from within() has one to commit"})
+        joined.commit()
+        waiting = self._writer.after_commit
+        if waiting is not None:
+            waiting.run()
+
+    def rollback(self) -> None:
+        """Roll back the transaction a :meth:`within` view writes in: its moves, records,
+        keys, events and claims are gone, and their after-hooks never run."""
+        joined = self._joined
+        if joined is None:
+            raise InvalidSessionData({"rollback": "only a view from within() has one to roll back"})
+        joined.rollback()
+        waiting = self._writer.after_commit
+        if waiting is not None:
+            waiting.drop()
 
     @property
     def clock(self) -> Clock:
@@ -598,7 +661,8 @@ class PaymentSessions:
         return self._reconciler.release_hold(self.get(session_id), provider)
 
     def __repr__(self) -> str:
-        return f"<PaymentSessions {self.store!r}>"
+        joined = "" if self._joined is None else " within the caller's transaction"
+        return f"<PaymentSessions {self.store!r}{joined}>"
 
 
 def _check_expected(expected_version: object) -> None:

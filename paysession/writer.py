@@ -12,7 +12,9 @@ whoever asks for it.
 
 from __future__ import annotations
 
+import functools
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -103,6 +105,54 @@ def retrying(attempts: int, attempt: Callable[[int], _T], *, wait: bool = True) 
     return attempt(attempts - 1)
 
 
+class AfterCommit:
+    """The after-hooks of moves written inside a transaction their caller commits: run
+    once that commit has happened, never after a rollback. Safe between threads.
+
+    With ``hand_over`` (a framework's own commit hook, such as Django's
+    ``transaction.on_commit``), each finish is handed to it as it comes, and the
+    framework runs it after the commit or drops it on a rollback. Without, they wait
+    here for :meth:`run` (after the caller's commit) or :meth:`drop` (after a rollback).
+    """
+
+    def __init__(self, hand_over: Callable[[Callable[[], None]], None] | None = None) -> None:
+        self._hand_over = hand_over
+        self._waiting: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def add(self, finish: Callable[[], None]) -> None:
+        """Run ``finish`` (the after-hooks of one chain) once the transaction commits."""
+        if self._hand_over is not None:
+            self._hand_over(finish)
+            return
+        with self._lock:
+            self._waiting.append(finish)
+
+    def run(self) -> None:
+        """Run every waiting finish, in the order the moves were made; each runs even
+        when an earlier one's hooks failed, and HookError then names every failure."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+        errors: list[BaseException] = []
+        last: HookError | None = None
+        for after in waiting:
+            try:
+                after()
+            except HookError as error:
+                errors.extend(error.errors)
+                last = error
+        if last is not None:
+            raise HookError(errors, last.session, last.record)
+
+    def drop(self) -> None:
+        """Forget every waiting finish: their moves were rolled back."""
+        with self._lock:
+            self._waiting = []
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+
 @attrs.frozen
 class MoveRequest:
     """Who asks for a chain of moves, why, when, and under which key.
@@ -135,7 +185,9 @@ class MoveWriter:
 
     ``hooks`` run around every move (after-hooks only once it is committed); ``clock``
     stamps moves (UTC now by default); ``key`` makes every record's hash an HMAC under
-    it. Holds no state of its own besides these: share one between threads.
+    it. Holds no state of its own besides these: share one between threads. With
+    ``after_commit``, the store writes inside a transaction someone else commits: the
+    after-hooks wait there for that commit.
     """
 
     def __init__(
@@ -145,11 +197,13 @@ class MoveWriter:
         hooks: Hooks | None = None,
         clock: Clock | None = None,
         key: bytes | None = None,
+        after_commit: AfterCommit | None = None,
     ) -> None:
         self.store = store
         self.hooks = hooks
         self.clock: Clock = clock or utc_now
         self.key = key
+        self.after_commit = after_commit
 
     def now(self) -> datetime:
         """The clock's reading, checked to be an aware datetime."""
@@ -241,7 +295,10 @@ class MoveWriter:
             if replayed is None:
                 raise
             return replayed
-        self._finish(planned)
+        if self.after_commit is None:
+            self._finish(planned)
+        else:
+            self.after_commit.add(functools.partial(self._finish, planned))
         return Applied(records)
 
     def answered(self, session_id: str, event_id: str) -> TransitionRecord | None:
@@ -390,6 +447,7 @@ def _cart_check(
 
 
 __all__ = [
+    "AfterCommit",
     "Applied",
     "MoveRequest",
     "MoveWriter",

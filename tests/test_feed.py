@@ -27,6 +27,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import DictRow, dict_row
 
 from paysession import AsyncPaymentSessions, InvalidSessionData, PaymentSessions
 from paysession.store import LoggedRecord, PostgresStore, SessionStore, SqliteStore
@@ -188,12 +189,12 @@ class TestWakeups:
 class _EarlyTransaction(PostgresStore):
     """A store whose commits run inside a transaction that took its id beforehand."""
 
-    def __init__(self, dsn: str, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, dsn: str, conn: psycopg.Connection[DictRow]) -> None:
         super().__init__(dsn)
         self.early = conn
 
-    def _read(self, operation: str) -> AbstractContextManager[Any]:
-        return nullcontext(self.early) if operation == "commit" else super()._read(operation)
+    def _connection(self, operation: str) -> AbstractContextManager[Any]:
+        return nullcontext(self.early) if operation == "commit" else super()._connection(operation)
 
 
 class TestPostgresFeedKeys:
@@ -219,8 +220,10 @@ class TestPostgresFeedKeys:
         transaction still comes after that record in the feed (the key is raised)."""
         sessions = PaymentSessions(PostgresStore(postgres_dsn))
         session_id = made(sessions, "cart_1")
-        with psycopg.connect(postgres_dsn) as early:
-            (early_id,) = early.execute("SELECT pg_current_xact_id()::text").fetchone() or ("",)
+        # Rows by column name, as the store's own connections read them.
+        with psycopg.connect(postgres_dsn, row_factory=dict_row) as early:
+            taken = early.execute("SELECT pg_current_xact_id()::text AS xact").fetchone()
+            early_id = "" if taken is None else taken["xact"]
             sessions.fire(session_id, "require_more")  # a later transaction id, committed
             late = PaymentSessions(_EarlyTransaction(postgres_dsn, early))
             late.fire(session_id, "retry")

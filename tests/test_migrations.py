@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from paysession import PaymentSessions, PaymentSessionStatus
 from paysession.errors import AuthorizationConflict, MigrationRefused, ReconciliationAnomaly
@@ -22,7 +23,9 @@ from paysession.store import MemoryStore, SessionStore, SqliteStore
 from paysession.store import postgres as postgres_store
 from paysession.store import sqlite as sqlite_store
 from paysession.store._browse import SessionFilter
+from paysession.store._postgres_mapper import placeholder as pg_placeholder
 from paysession.store._sql import ANOMALY_KINDS, ANOMALY_KINDS_3, migrate_schema
+from paysession.store._sqlite_mapper import placeholder as sqlite_placeholder
 from paysession.store._tables import REFERENCES
 
 from .conftest import PostgresServer
@@ -375,8 +378,8 @@ class TestVersionFive:
     ) -> None:
         """The test's version-4 database has exactly the schema version 4 created."""
         published, undone = postgres_server.new_database(), postgres_server.new_database()
-        with psycopg.connect(published, autocommit=True) as pg:
-            migrate_schema(pg, postgres_store.MIGRATIONS[:4], "%s")
+        with psycopg.connect(published, autocommit=True, row_factory=dict_row) as pg:
+            migrate_schema(pg, postgres_store.MIGRATIONS[:4], pg_placeholder)
         fill(Database("postgres", undone))
         Database("postgres", undone).run(
             *without_provider_ref("postgres"),
@@ -439,8 +442,8 @@ class TestBrowseIndexes:
         self, postgres_server: PostgresServer, tmp_path: Path
     ) -> None:
         published, undone = postgres_server.new_database(), postgres_server.new_database()
-        with psycopg.connect(published, autocommit=True) as pg:
-            migrate_schema(pg, postgres_store.MIGRATIONS[:5], "%s")
+        with psycopg.connect(published, autocommit=True, row_factory=dict_row) as pg:
+            migrate_schema(pg, postgres_store.MIGRATIONS[:5], pg_placeholder)
         fill(Database("postgres", undone))
         Database("postgres", undone).run(
             *without_provider_ref("postgres"),
@@ -450,7 +453,8 @@ class TestBrowseIndexes:
         assert pg_schema(undone) == pg_schema(published)
         before, after = str(tmp_path / "published.db"), str(tmp_path / "undone.db")
         with sqlite3.connect(before) as conn:
-            migrate_schema(conn, sqlite_store.MIGRATIONS[:4], "?")
+            conn.row_factory = sqlite3.Row
+            migrate_schema(conn, sqlite_store.MIGRATIONS[:4], sqlite_placeholder)
         conn.close()
         fill(Database("sqlite", after))
         Database("sqlite", after).run(
@@ -504,8 +508,8 @@ class TestProviderCalls:
         self, postgres_server: PostgresServer, tmp_path: Path
     ) -> None:
         published, undone = postgres_server.new_database(), postgres_server.new_database()
-        with psycopg.connect(published, autocommit=True) as pg:
-            migrate_schema(pg, postgres_store.MIGRATIONS[:6], "%s")
+        with psycopg.connect(published, autocommit=True, row_factory=dict_row) as pg:
+            migrate_schema(pg, postgres_store.MIGRATIONS[:6], pg_placeholder)
         fill(Database("postgres", undone))
         Database("postgres", undone).run(
             *without_provider_ref("postgres"), *without_provider_calls("postgres")
@@ -513,7 +517,8 @@ class TestProviderCalls:
         assert pg_schema(undone) == pg_schema(published)
         before, after = str(tmp_path / "published.db"), str(tmp_path / "undone.db")
         with sqlite3.connect(before) as conn:
-            migrate_schema(conn, sqlite_store.MIGRATIONS[:5], "?")
+            conn.row_factory = sqlite3.Row
+            migrate_schema(conn, sqlite_store.MIGRATIONS[:5], sqlite_placeholder)
         conn.close()
         fill(Database("sqlite", after))
         Database("sqlite", after).run(
@@ -557,14 +562,15 @@ class TestProviderRef:
         self, postgres_server: PostgresServer, tmp_path: Path
     ) -> None:
         published, undone = postgres_server.new_database(), postgres_server.new_database()
-        with psycopg.connect(published, autocommit=True) as pg:
-            migrate_schema(pg, postgres_store.MIGRATIONS[:7], "%s")
+        with psycopg.connect(published, autocommit=True, row_factory=dict_row) as pg:
+            migrate_schema(pg, postgres_store.MIGRATIONS[:7], pg_placeholder)
         fill(Database("postgres", undone))
         Database("postgres", undone).run(*without_provider_ref("postgres"))
         assert pg_schema(undone) == pg_schema(published)
         before, after = str(tmp_path / "published.db"), str(tmp_path / "undone.db")
         with sqlite3.connect(before) as conn:
-            migrate_schema(conn, sqlite_store.MIGRATIONS[:6], "?")
+            conn.row_factory = sqlite3.Row
+            migrate_schema(conn, sqlite_store.MIGRATIONS[:6], sqlite_placeholder)
         conn.close()
         fill(Database("sqlite", after))
         Database("sqlite", after).run(*without_provider_ref("sqlite"))

@@ -7,6 +7,10 @@ store answers. Each page and its API twin are rendered from one view
 
 Safety, in the order a request meets it:
 
+- **Host.** Without a token, only a request whose ``Host`` names the inspector's own
+  address is served (Starlette's ``TrustedHostMiddleware``; any other gets its plain
+  400 "Invalid host header"): a page elsewhere that points its name at 127.0.0.1 (DNS
+  rebinding) gets nothing.
 - **Token.** With a token, every request but ``/healthz``, ``/login`` and ``/static``
   must carry it: ``Authorization: Bearer <token>``, or the cookie that the login form
   sets (a keyed digest of the token, never the token). Both are compared in constant
@@ -46,6 +50,7 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -413,12 +418,18 @@ def _short(text: str, longest: int = 120) -> str:
     return shown if len(shown) <= longest else shown[:longest] + "..."
 
 
-def _host_name(header: str) -> str:
-    """The name in a Host header, without its port (``[::1]:8765`` is ``::1``)."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1:].split("]", 1)[0]
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+def _host_patterns(hosts: Sequence[str]) -> list[str]:
+    """``hosts`` as ``TrustedHostMiddleware`` matches them: an IPv6 address as a Host
+    header writes it, in brackets (``::1`` is ``[::1]``); each one exactly, never as a
+    wildcard."""
+    patterns = []
+    for name in hosts:
+        name = name.strip().lower()
+        if "*" in name:
+            raise InvalidSessionData({"hosts": f"{name!r} is not a host name or address"})
+        ipv6 = ":" in name and not name.startswith("[")
+        patterns.append(f"[{name}]" if ipv6 else name)
+    return patterns
 
 
 def _local_path(target: str) -> str:
@@ -429,15 +440,12 @@ def _local_path(target: str) -> str:
     return "/"
 
 
-class _Guard:
-    """The outermost layer: the token, the policy headers, the server time, and errors
-    turned into pages (nothing below it can show a traceback)."""
+class _Headers:
+    """The outermost layer: the policy headers and the server time on every response,
+    a refused one too."""
 
-    def __init__(self, app: ASGIApp, inspector: Inspector, hosts: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.inspector = inspector
-        self.hosts = hosts
-        self.busy = anyio.Semaphore(BUSY)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -463,18 +471,24 @@ class _Guard:
                 message = {**message, "headers": headers}
             await send(message)
 
+        await self.app(scope, receive, send_with_headers)
+
+
+class _Guard:
+    """The token, the deadline of a request's body, and the store read by one request at
+    a time; errors below it are turned into pages (nothing can show a traceback)."""
+
+    def __init__(self, app: ASGIApp, inspector: Inspector) -> None:
+        self.app = app
+        self.inspector = inspector
+        self.busy = anyio.Semaphore(BUSY)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         request = Request(scope, receive)
         path = request.url.path
-        if self.inspector.token is None and (
-            _host_name(request.headers.get("host", "")) not in self.hosts
-        ):
-            # Without a token, only a request to this machine's own name is served: a page
-            # elsewhere that points its name at 127.0.0.1 (DNS rebinding) gets nothing.
-            refused = self.inspector.error_page(
-                request, 400, "this inspector answers only to the names of its own address"
-            )
-            await refused(scope, receive, send_with_headers)
-            return
         if not (
             path in ("/healthz", "/login") or path.startswith("/static/")
         ) and not self.inspector.allowed(request):
@@ -489,16 +503,16 @@ class _Guard:
                 response = RedirectResponse(
                     "/login?" + urlencode({"next": target}), status_code=303
                 )
-            await response(scope, receive, send_with_headers)
+            await response(scope, receive, send)
             return
         timed = _timed(receive)
         if path == "/healthz" or path.startswith("/static/") or path == "/login":
-            await self.app(scope, timed, send_with_headers)
+            await self.app(scope, timed, send)
             return
         # Waiting here holds no worker thread: a flood of page requests queues, and
         # each reads the store in turn, while /healthz still answers.
         async with self.busy:
-            await self.app(scope, timed, send_with_headers)
+            await self.app(scope, timed, send)
 
 
 def _timed(receive: Receive) -> Receive:
@@ -593,7 +607,8 @@ def create_app(
     ``key`` verifies keyed trails; ``token``, when given, is required of every request
     (see the module notes); the counts per status are taken again at most every
     ``counts_every`` seconds. Without a token, only requests whose Host header names one
-    of ``hosts`` (with any port) are served.
+    of ``hosts`` (with any port) are served; a name with ``*`` is refused
+    (InvalidSessionData), as each is matched exactly.
     """
     if token is not None and not (token and token.isprintable() and token == token.strip()):
         raise InvalidSessionData(
@@ -617,7 +632,12 @@ def create_app(
         Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers=_handlers(inspector))
-    return _Guard(app, inspector, frozenset(name.lower() for name in hosts))
+    guarded: ASGIApp = _Guard(app, inspector)
+    if token is None:
+        guarded = TrustedHostMiddleware(
+            guarded, allowed_hosts=_host_patterns(hosts), www_redirect=False
+        )
+    return _Headers(guarded)
 
 
 __all__ = ["COOKIE", "LOOPBACK_NAMES", "POLICY", "create_app"]

@@ -26,7 +26,7 @@ from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
 from paysession.store._rows import record_from_wire, session_from_row, unreadable
-from paysession.store._sql import EVENT_COLUMNS, SESSION_COLUMNS, SqlReads
+from paysession.store._sql import EVENT_COLUMNS, SESSION_COLUMNS, SqlReads, prefixed
 from paysession.store.base import (
     AnomalyKind,
     LoggedRecord,
@@ -187,8 +187,9 @@ class SqlBrowse(SqlReads):
             after is not None and len(after.ids) != 1
         ):
             return [], None
+        p = self._placeholder
         clauses: list[str] = []
-        params: list[object] = []
+        params: dict[str, object] = {}
         equal = [
             (column, value)
             for column, value in (
@@ -207,29 +208,29 @@ class SqlBrowse(SqlReads):
         sort = ""
         for column, value in equal:
             many = where.cart_id is None and not self._few(column, value)
-            clauses.append(f"{self._UNINDEXED if many else ''}{column} = ?")
-            params.append(value)
+            clauses.append(f"{self._UNINDEXED if many else ''}{column} = {p(column)}")
+            params[column] = value
             if where.cart_id is None and not many:
                 sort = self._UNINDEXED
         if where.updated_from is not None:
-            clauses.append("updated_at >= ?")
-            params.append(self._time(where.updated_from))
+            clauses.append(f"updated_at >= {p('updated_from')}")
+            params["updated_from"] = self._time(where.updated_from)
         if where.updated_to is not None:
-            clauses.append("updated_at < ?")
-            params.append(self._time(where.updated_to))
+            clauses.append(f"updated_at < {p('updated_to')}")
+            params["updated_to"] = self._time(where.updated_to)
         if where.has_anomalies:
             # The row's own count (kept by a trigger as anomalies are recorded), which the
             # partial index paysession_sessions_anomalous is made of.
             clauses.append("anomalies > 0")
         if after is not None:
-            clauses.append("(updated_at, id) < (?, ?)")
-            params.extend((self._time(after.at), after.ids[0]))
+            clauses.append(f"(updated_at, id) < ({p('after_at')}, {p('after_id')})")
+            params.update(after_at=self._time(after.at), after_id=after.ids[0])
         rows = self._rows(
             "sessions_page",
             f"SELECT {SESSION_COLUMNS} FROM paysession_sessions "
             f"WHERE {' AND '.join(clauses) or '1 = 1'} "
-            f"ORDER BY {sort}updated_at DESC, {sort}id DESC LIMIT ?",
-            (*params, limit + 1),
+            f"ORDER BY {sort}updated_at DESC, {sort}id DESC LIMIT {p('limit')}",
+            {**params, "limit": limit + 1},
         )
         sessions = [self._cache.snapshot(row, self._session_from_row).session for row in rows]
         if len(sessions) <= limit:
@@ -241,14 +242,15 @@ class SqlBrowse(SqlReads):
         """How many sessions the store holds in each status (every status, zeros too)."""
         # One count per status, each a walk of its own range of the status index: about a
         # fifth faster on SQLite than one GROUP BY, which aggregates row by row.
-        statuses = list(PaymentSessionStatus)
-        each = "(SELECT count(*) FROM paysession_sessions WHERE status = ?)"
-        (row,) = self._rows(
-            "status_counts",
-            "SELECT " + ", ".join([each] * len(statuses)),
-            [status.value for status in statuses],
+        # Each count is named after its status, and so is the value it counts.
+        names = [status.value for status in PaymentSessionStatus]
+        counts = ", ".join(
+            f"(SELECT count(*) FROM paysession_sessions WHERE status = {self._placeholder(name)}) "
+            f'AS "{name}"'
+            for name in names
         )
-        return {status: int(count) for status, count in zip(statuses, row, strict=True)}
+        (row,) = self._rows("status_counts", f"SELECT {counts}", {name: name for name in names})
+        return {PaymentSessionStatus(name): int(row[name]) for name in names}
 
     def anomalies_page(
         self, where: AnomalyFilter, after: PageKey | None = None, limit: int = 50
@@ -257,31 +259,38 @@ class SqlBrowse(SqlReads):
         limit = _page_size(limit)
         if has_nul(where.provider_id) or (after is not None and len(after.ids) != 2):
             return [], None
+        p = self._placeholder
         clauses = ["e.outcome = 'anomaly'"]
-        params: list[object] = []
+        params: dict[str, object] = {"limit": limit + 1}
         if where.kind is not None:
-            clauses.append("e.kind = ?")
-            params.append(where.kind.value)
+            clauses.append(f"e.kind = {p('kind')}")
+            params["kind"] = where.kind.value
         if where.provider_id is not None:
-            clauses.append("s.provider_id = ?")
-            params.append(where.provider_id)
+            clauses.append(f"s.provider_id = {p('provider_id')}")
+            params["provider_id"] = where.provider_id
         if after is not None:
-            clauses.append("(e.recorded_at, e.session_id, e.event_id) < (?, ?, ?)")
-            params.extend((self._time(after.at), *after.ids))
-        columns = ", ".join(f"e.{column.strip()}" for column in EVENT_COLUMNS.split(","))
+            clauses.append(
+                "(e.recorded_at, e.session_id, e.event_id) < "
+                f"({p('after_at')}, {p('after_session')}, {p('after_event')})"
+            )
+            params.update(
+                after_at=self._time(after.at), after_session=after.ids[0], after_event=after.ids[1]
+            )
         rows = self._rows(
             "anomalies_page",
-            f"SELECT {columns}, s.provider_id, s.status, {_RELEASED} "
+            f"SELECT {prefixed(EVENT_COLUMNS, 'e')}, s.provider_id AS provider_id, "
+            f"s.status AS status_now, {_RELEASED} AS released "
             "FROM paysession_provider_events AS e "
             "JOIN paysession_sessions AS s ON s.id = e.session_id "
             f"WHERE {' AND '.join(clauses)} "
-            "ORDER BY e.recorded_at DESC, e.session_id DESC, e.event_id DESC LIMIT ?",
-            (*params, limit + 1),
+            f"ORDER BY e.recorded_at DESC, e.session_id DESC, e.event_id DESC LIMIT {p('limit')}",
+            params,
         )
         found = []
         for row in rows:
-            event = self._event_from_row(row[:-3])
-            found.append(Anomaly(event, row[-3], _hold(event, row[-2], row[-1])))
+            event = self._event_from_row(row)
+            hold = _hold(event, row["status_now"], row["released"])
+            found.append(Anomaly(event, row["provider_id"], hold))
         if len(found) <= limit:
             return found, None
         last = found[limit - 1].event
@@ -290,13 +299,13 @@ class SqlBrowse(SqlReads):
     def _few(self, column: str, value: object) -> bool:
         """Whether fewer than :data:`FEW` sessions have ``value`` in ``column`` (status or
         provider_id, each indexed): counted up to that many, never further."""
-        ((found,),) = self._rows(
+        (row,) = self._rows(
             "sessions_page",
-            f"SELECT count(*) FROM (SELECT 1 FROM paysession_sessions WHERE {column} = ? "
-            f"LIMIT {FEW}) AS matching",
-            (value,),
+            f"SELECT count(*) AS found FROM (SELECT 1 FROM paysession_sessions "
+            f"WHERE {column} = {self._placeholder('value')} LIMIT {FEW}) AS matching",
+            {"value": value},
         )
-        return int(found) < FEW
+        return int(row["found"]) < FEW
 
     @abc.abstractmethod
     def latest_records(self, limit: int) -> list[LoggedRecord]:
@@ -315,14 +324,17 @@ class SqlBrowse(SqlReads):
         """
         if has_nul(session_id):
             return None
+        p = self._placeholder
         with self._snapshot("read_trail") as read:
             rows = read(
-                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = ?", (session_id,)
+                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = {p('id')}",
+                {"id": session_id},
             )
             if not rows:
                 return None
             row = rows[0]
-            if type(row[13]) is not int or not isinstance(row[14], str):
+            version, head = row["version"], row["head"]
+            if type(version) is not int or not isinstance(head, str):
                 raise unreadable(
                     f"the row of session {session_id!r}", ValueError("no version or head")
                 )
@@ -332,21 +344,27 @@ class SqlBrowse(SqlReads):
                 after = -1
                 while True:
                     found = read(
-                        "SELECT seq, CASE WHEN length(wire) > ? THEN NULL ELSE wire END "
-                        "FROM paysession_records WHERE session_id = ? AND seq > ? "
-                        "ORDER BY seq LIMIT ?",
-                        (LONGEST_RECORD, session_id, after, chunk),
+                        f"SELECT seq, CASE WHEN length(wire) > {p('longest')} THEN NULL "
+                        "ELSE wire END AS wire FROM paysession_records "
+                        f"WHERE session_id = {p('session_id')} AND seq > {p('after')} "
+                        f"ORDER BY seq LIMIT {p('chunk')}",
+                        {
+                            "longest": LONGEST_RECORD,
+                            "session_id": session_id,
+                            "after": after,
+                            "chunk": chunk,
+                        },
                     )
-                    for seq, wire in found:
-                        what = f"record {seq} of session {session_id!r}"
-                        if wire is None:
+                    for stored in found:
+                        what = f"record {stored['seq']} of session {session_id!r}"
+                        if stored["wire"] is None:
                             raise unreadable(what, ValueError("longer than any record"))
-                        yield record_from_wire(wire, what)
+                        yield record_from_wire(stored["wire"], what)
                     if len(found) < chunk:
                         return
-                    after = found[-1][0]
+                    after = found[-1]["seq"]
 
-            return visit(Snapshot(session, row[13], row[14]), records())
+            return visit(Snapshot(session, version, head), records())
 
     def events_page(
         self, session_id: str, start: int = 0, limit: int = 50
@@ -355,11 +373,13 @@ class SqlBrowse(SqlReads):
         they were recorded, and whether more follow."""
         if has_nul(session_id):
             return [], False
+        p = self._placeholder
         rows = self._rows(
             "events_page",
-            f"SELECT {EVENT_COLUMNS} FROM paysession_provider_events WHERE session_id = ? "
-            f"ORDER BY {self._EVENTS_IN_RECORDED_ORDER} LIMIT ? OFFSET ?",
-            (session_id, _page_size(limit) + 1, max(int(start), 0)),
+            f"SELECT {EVENT_COLUMNS} FROM paysession_provider_events "
+            f"WHERE session_id = {p('session_id')} "
+            f"ORDER BY {self._EVENTS_IN_RECORDED_ORDER} LIMIT {p('limit')} OFFSET {p('start')}",
+            {"session_id": session_id, "limit": _page_size(limit) + 1, "start": max(int(start), 0)},
         )
         events = [self._event_from_row(row) for row in rows[: _page_size(limit)]]
         return events, len(rows) > _page_size(limit)

@@ -5,14 +5,22 @@ hand, say) becomes a StoreError naming it rather than a decoder's exception."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from paysession._text import printable
 from paysession.errors import StoreError
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.store.base import LoggedRecord
+
+
+class Row(Protocol):
+    """A row as the SQL stores fetch it, its columns read by name: a ``sqlite3.Row``
+    (SQLite) or a ``dict`` (psycopg's ``dict_row``). The name of a column is its own, or
+    its ``AS`` name where a query gives one."""
+
+    def __getitem__(self, name: str, /) -> Any: ...
 
 
 def record_wire(record: TransitionRecord) -> str:
@@ -54,19 +62,18 @@ def logged_record(position: int, wire: str, cursor: str) -> LoggedRecord:
     )
 
 
-def session_from_row(
-    build: Callable[[Sequence[Any]], PaymentSession], row: Sequence[Any]
-) -> PaymentSession:
+def session_from_row(build: Callable[[Row], PaymentSession], row: Row) -> PaymentSession:
     """``build(row)``: a stored session row as a session; StoreError naming the session
     for a row that is not one."""
     try:
         return build(row)
     except _UNREADABLE as error:
-        raise unreadable(f"the row of session {printable(row[0])!r}", error) from None
+        raise unreadable(f"the row of session {printable(row['id'])!r}", error) from None
 
 
 __all__ = [
     "DECODE",
+    "Row",
     "logged_record",
     "record_from_wire",
     "record_wire",

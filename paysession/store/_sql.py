@@ -1,10 +1,14 @@
 """What both SQL stores share, written once: the reads, the claim, the snapshot cache.
 
-The two schemas have the same tables and columns; the stores differ in their driver's
-placeholder (``?`` or ``%s``), in how a row's values become a session or an event
-(SQLite keeps times as integer microseconds, PostgreSQL as timestamptz), and in how
-they lend a connection. Queries here are written with ``?``; a store with another
-placeholder names it in ``_PLACEHOLDER``.
+The two schemas have the same tables and columns; the stores differ in how a row's
+values become a session or an event (SQLite keeps times as integer microseconds,
+PostgreSQL as timestamptz), in how they lend a connection, and in how their driver
+marks a named value in a statement (``:name`` for sqlite3, ``%(name)s`` for psycopg).
+
+Every value a query here takes is named, and passed in a dict under that name; the
+query puts each store's :data:`Placeholder` for the name where the value goes. Rows
+are read by column name: each store's connections fetch rows that are (see
+:class:`~paysession.store._rows.Row`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from paysession.errors import (
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
-from paysession.store._rows import record_from_wire, session_from_row
+from paysession.store._rows import Row, record_from_wire, session_from_row
 from paysession.store.base import (
     STALE_STATUSES,
     Binding,
@@ -48,7 +52,13 @@ from paysession.store.base import (
     has_nul,
 )
 
-Reader = Callable[[str, Sequence[object]], list[Any]]
+Placeholder = Callable[[str], str]
+"""Where the value of that name goes in a statement, in a driver's named style."""
+
+Params = Mapping[str, object]
+"""A statement's values, by the names its placeholders give them."""
+
+Reader = Callable[[str, Params], list[Row]]
 """Runs one query inside a snapshot (see ``SqlReads._snapshot``) and returns its rows."""
 
 Texts = tuple[str | None, str | None]
@@ -107,48 +117,50 @@ class SnapshotCache:
             self._entries.clear()
 
     def snapshot(
-        self,
-        row: Sequence[Any],
-        build: Callable[[Sequence[Any]], PaymentSession],
-        key: str | None = None,
+        self, row: Row, build: Callable[[Row], PaymentSession], key: str | None = None
     ) -> Snapshot:
-        """The snapshot of a row laid out as the SQL stores select it.
-
-        Columns 0-12 are the session's, 13 its version, 14 its head; with ``key``,
-        15 and 16 are the key's fingerprint and seq (NULL when the key is not bound).
-        """
-        session_id, version, head = row[0], row[13], row[14]
+        """The snapshot of a row selected as :data:`SESSION_COLUMNS`; with ``key``, also
+        :data:`KEY_COLUMNS` (NULL when the key is not bound)."""
+        session_id, version, head = row["id"], row["version"], row["head"]
         session = self.get(session_id, version, head)
         if session is None:
             session = session_from_row(build, row)
             self.put(session, version, head)
         binding = None
-        if key is not None and row[15] is not None:
-            binding = Binding(session_id, key, row[15], row[16])
+        if key is not None and row["key_fingerprint"] is not None:
+            binding = Binding(session_id, key, row["key_fingerprint"], row["key_seq"])
         return Snapshot(session, version, head, binding)
 
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
-def event_row(event: ProviderEvent, time: Callable[[datetime], object]) -> tuple[object, ...]:
-    """A provider event's row in ``EVENT_COLUMNS`` order; ``time`` encodes an instant as
-    the store's time columns keep it."""
+def insert_row(table: str, columns: str, placeholder: Placeholder) -> str:
+    """INSERT of one row of ``table``, each of ``columns`` (as :data:`EVENT_COLUMNS`)
+    taking the value named after it."""
+    names = [column.strip() for column in columns.split(",")]
+    values = ", ".join(placeholder(name) for name in names)
+    return f"INSERT INTO {table} ({columns}) VALUES ({values})"
+
+
+def event_row(event: ProviderEvent, time: Callable[[datetime], object]) -> dict[str, object]:
+    """A provider event's row, by the names of ``EVENT_COLUMNS``; ``time`` encodes an
+    instant as the store's time columns keep it."""
     observed = event.observed_at
-    return (
-        event.session_id,
-        event.event_id,
-        event.provider_status,
-        event.status.value,
-        event.session_status.value,
-        event.outcome.value,
-        None if observed is None else time(observed),
-        time(event.recorded_at),
-        event.version,
-        event.guard,
-        event.duplicates,
-        None if event.kind is None else event.kind.value,
-    )
+    return {
+        "session_id": event.session_id,
+        "event_id": event.event_id,
+        "provider_status": event.provider_status,
+        "status": event.status.value,
+        "session_status": event.session_status.value,
+        "outcome": event.outcome.value,
+        "observed_at": None if observed is None else time(observed),
+        "recorded_at": time(event.recorded_at),
+        "version": event.version,
+        "guard": event.guard,
+        "duplicates": event.duplicates,
+        "kind": None if event.kind is None else event.kind.value,
+    }
 
 
 def dump_json(value: Mapping[str, object] | None) -> str | None:
@@ -168,7 +180,11 @@ SESSION_COLUMNS = (
     "amount, payment_authorized_at, created_at, updated_at, cart, version, head"
 )
 """The session row as every SQL query selects it: the session's fields, then the
-version and head (the layout :meth:`SnapshotCache.snapshot` reads)."""
+version and head (which :meth:`SnapshotCache.snapshot` reads)."""
+
+KEY_COLUMNS = "k.fingerprint AS key_fingerprint, k.seq AS key_seq"
+"""What a load with an idempotency key selects of its binding, from ``paysession_keys``
+joined as ``k``."""
 
 EVENT_COLUMNS = (
     "session_id, event_id, provider_status, status, session_status, outcome, observed_at, "
@@ -197,41 +213,45 @@ CALL_COLUMNS = (
 )
 """The provider-call row as every SQL query selects it."""
 
-INSERT_CALL = (
-    f"INSERT INTO paysession_provider_calls ({CALL_COLUMNS}) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-)
-"""Keeps a provider call once: a retried request under the same key is the same one."""
 
-
-def call_row(call: ProviderCall, time: Callable[[datetime], object]) -> tuple[object, ...]:
-    """A provider call's row in ``CALL_COLUMNS`` order; ``time`` encodes an instant."""
+def insert_call(placeholder: Placeholder) -> str:
+    """INSERT of a provider call's row (:func:`call_row`), kept once: a retried request
+    under the same key is the same one."""
     return (
-        call.session_id,
-        call.action.value,
-        call.idempotency_key,
-        call.provider_status,
-        call.status.value,
-        call.amount,
-        call.currency,
-        time(call.asked_at),
-        time(call.answered_at),
+        f"{insert_row('paysession_provider_calls', CALL_COLUMNS, placeholder)} "
+        "ON CONFLICT DO NOTHING"
     )
 
 
-def call_from_row(row: Sequence[Any], instant: Callable[[Any], datetime]) -> ProviderCall:
+def call_row(call: ProviderCall, time: Callable[[datetime], object]) -> dict[str, object]:
+    """A provider call's row, by the names of ``CALL_COLUMNS``; ``time`` encodes an
+    instant."""
+    return {
+        "session_id": call.session_id,
+        "action": call.action.value,
+        "idempotency_key": call.idempotency_key,
+        "provider_status": call.provider_status,
+        "status": call.status.value,
+        "amount": call.amount,
+        "currency": call.currency,
+        "asked_at": time(call.asked_at),
+        "answered_at": time(call.answered_at),
+    }
+
+
+def call_from_row(row: Row, instant: Callable[[Any], datetime]) -> ProviderCall:
     """The provider call of a row selected as ``CALL_COLUMNS``; ``instant`` decodes a time
     column as the store keeps it."""
     return ProviderCall(
-        session_id=row[0],
-        action=CallAction(row[1]),
-        idempotency_key=row[2],
-        provider_status=row[3],
-        status=PaymentSessionStatus(row[4]),
-        amount=row[5],
-        currency=row[6],
-        asked_at=instant(row[7]),
-        answered_at=instant(row[8]),
+        session_id=row["session_id"],
+        action=CallAction(row["action"]),
+        idempotency_key=row["idempotency_key"],
+        provider_status=row["provider_status"],
+        status=PaymentSessionStatus(row["status"]),
+        amount=row["amount"],
+        currency=row["currency"],
+        asked_at=instant(row["asked_at"]),
+        answered_at=instant(row["answered_at"]),
     )
 
 
@@ -251,7 +271,7 @@ _UNRELEASED_HOLDS = """
         SELECT 1 FROM paysession_provider_calls AS c
         WHERE c.session_id = s.id AND c.status = 'canceled'
       )
-    ORDER BY s.updated_at, s.id LIMIT ?
+    ORDER BY s.updated_at, s.id LIMIT {limit}
     """
 """Sessions not authorized whose provider said it holds money and never that it let go.
 
@@ -299,17 +319,18 @@ def refusal(
     return StoreError("write", detail)
 
 
-def migrate_schema(conn: Any, migrations: Sequence[Sequence[str]], placeholder: str) -> int:
+def migrate_schema(conn: Any, migrations: Sequence[Sequence[str]], placeholder: Placeholder) -> int:
     """Bring the schema to the last of ``migrations``, inside the caller's transaction.
 
-    The version in force is kept in ``paysession_schema``; each version's statements run
-    once, in order. A database newer than this paysession is refused (StoreError), and
-    version 3 first checks that no cart holds two authorized sessions.
+    ``conn`` is a store's connection (its rows read by column name), ``placeholder`` its
+    driver's. The version in force is kept in ``paysession_schema``; each version's
+    statements run once, in order. A database newer than this paysession is refused
+    (StoreError), and version 3 first checks that no cart holds two authorized sessions.
     """
     target = len(migrations)
     conn.execute("CREATE TABLE IF NOT EXISTS paysession_schema (version integer NOT NULL)")
     row = conn.execute("SELECT version FROM paysession_schema").fetchone()
-    current = 0 if row is None else int(row[0])
+    current = 0 if row is None else int(row["version"])
     if current > target:
         raise StoreError(
             "migrate",
@@ -317,18 +338,17 @@ def migrate_schema(conn: Any, migrations: Sequence[Sequence[str]], placeholder: 
         )
     for version in range(current + 1, target + 1):
         if version == 3:
-            refuse_doubly_authorized([cart for (cart,) in conn.execute(DOUBLY_AUTHORIZED_CARTS)])
+            carts = conn.execute(DOUBLY_AUTHORIZED_CARTS).fetchall()
+            refuse_doubly_authorized([found["cart_id"] for found in carts])
         for statement in migrations[version - 1]:
             conn.execute(statement)
+    slot = placeholder("version")
     if row is None:
         conn.execute(
-            _with_placeholder("INSERT INTO paysession_schema (version) VALUES (?)", placeholder),
-            (target,),
+            f"INSERT INTO paysession_schema (version) VALUES ({slot})", {"version": target}
         )
     elif current != target:
-        conn.execute(
-            _with_placeholder("UPDATE paysession_schema SET version = ?", placeholder), (target,)
-        )
+        conn.execute(f"UPDATE paysession_schema SET version = {slot}", {"version": target})
     return target
 
 
@@ -346,55 +366,60 @@ def refuse_doubly_authorized(carts: Sequence[str]) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def _prefixed(columns: str, table: str) -> str:
-    return ", ".join(f"{table}.{column.strip()}" for column in columns.split(","))
-
-
-def _with_placeholder(query: str, placeholder: str) -> str:
-    return query if placeholder == "?" else query.replace("?", placeholder)
+def prefixed(columns: str, table: str) -> str:
+    """``columns`` (as :data:`SESSION_COLUMNS`) of the table aliased ``table`` in a join,
+    each under its own name (SQLite names a column ``AS`` says, or as it pleases)."""
+    names = (column.strip() for column in columns.split(","))
+    return ", ".join(f"{table}.{name} AS {name}" for name in names)
 
 
 def _select_matching(
-    columns: str, table: str, order: str, **filters: object
-) -> tuple[str, list[object]]:
-    """A SELECT with only the filters given (None: not filtered), and its values.
+    columns: str, table: str, order: str, placeholder: Placeholder, **filters: object
+) -> tuple[str, Params]:
+    """A SELECT with only the filters given (None: not filtered), and its values, each
+    named after its column.
 
     Only those given, so that each shape of query gets a plan that uses its index.
     """
     given = {column: value for column, value in filters.items() if value is not None}
-    where = " AND ".join(f"{column} = ?" for column in given) or "1 = 1"
-    return f"SELECT {columns} FROM {table} WHERE {where} ORDER BY {order}", list(given.values())
+    where = " AND ".join(f"{column} = {placeholder(column)}" for column in given) or "1 = 1"
+    return f"SELECT {columns} FROM {table} WHERE {where} ORDER BY {order}", given
 
 
 class SqlReads(abc.ABC):
     """The read side of the SessionStore protocol, over the shared tables.
 
-    A store that mixes this in provides ``_read`` (a connection for one operation,
-    driver errors translated), ``_cache`` and the two row builders.
+    A store that mixes this in provides ``_connection`` (a connection for one operation,
+    driver errors translated), ``_placeholder``, ``_cache`` and the row builders.
     """
 
-    _PLACEHOLDER: ClassVar[str] = "?"
     _EVENTS_IN_RECORDED_ORDER: ClassVar[str]
     """The ORDER BY that lists provider events in the order they were recorded."""
     _cache: SnapshotCache
 
+    @staticmethod
     @abc.abstractmethod
-    def _read(self, operation: str) -> AbstractContextManager[Any]:
-        """A connection for one operation, its driver's errors raised as StoreError."""
+    def _placeholder(name: str) -> str:
+        """Where the value ``name`` goes in a statement: the driver's :data:`Placeholder`."""
+
+    @abc.abstractmethod
+    def _connection(self, operation: str) -> AbstractContextManager[Any]:
+        """A connection for one operation, a read or a write, on a database ready for it
+        (migrated, or found current), its driver's errors raised as StoreError."""
 
     @staticmethod
     @abc.abstractmethod
-    def _session_from_row(row: Sequence[Any]) -> PaymentSession:
+    def _session_from_row(row: Row) -> PaymentSession:
         """The session of a row selected as :data:`SESSION_COLUMNS`."""
 
     @staticmethod
     @abc.abstractmethod
-    def _event_from_row(row: Sequence[Any]) -> ProviderEvent:
+    def _event_from_row(row: Row) -> ProviderEvent:
         """The provider event of a row selected as :data:`EVENT_COLUMNS`."""
 
     @staticmethod
     @abc.abstractmethod
-    def _claim_from_row(row: Sequence[Any]) -> Claim:
+    def _claim_from_row(row: Row) -> Claim:
         """The claim of a row selected as :data:`CLAIM_COLUMNS`."""
 
     @staticmethod
@@ -408,22 +433,18 @@ class SqlReads(abc.ABC):
 
     @contextmanager
     def _snapshot(self, operation: str) -> Iterator[Reader]:
-        """Queries (written with ``?``) that all read one committed state of the database."""
-        with self._read(operation) as conn, self._read_transaction(conn):
+        """Queries that all read one committed state of the database."""
+        with self._connection(operation) as conn, self._read_transaction(conn):
 
-            def read(query: str, params: Sequence[object]) -> list[Any]:
-                rows: list[Any] = conn.execute(
-                    _with_placeholder(query, self._PLACEHOLDER), params
-                ).fetchall()
+            def read(query: str, params: Params) -> list[Row]:
+                rows: list[Row] = conn.execute(query, params).fetchall()
                 return rows
 
             yield read
 
-    def _rows(self, operation: str, query: str, params: Sequence[object]) -> list[Any]:
-        with self._read(operation) as conn:
-            rows: list[Any] = conn.execute(
-                _with_placeholder(query, self._PLACEHOLDER), params
-            ).fetchall()
+    def _rows(self, operation: str, query: str, params: Params) -> list[Row]:
+        with self._connection(operation) as conn:
+            rows: list[Row] = conn.execute(query, params).fetchall()
         return rows
 
     def record(self, session_id: str, seq: int) -> TransitionRecord | None:
@@ -431,13 +452,15 @@ class SqlReads(abc.ABC):
         # PostgreSQL text cannot even be asked about one: nothing to find.
         if has_nul(session_id):
             return None
+        p = self._placeholder
         rows = self._rows(
             "record",
-            "SELECT wire FROM paysession_records WHERE session_id = ? AND seq = ?",
-            (session_id, seq),
+            "SELECT wire FROM paysession_records "
+            f"WHERE session_id = {p('session_id')} AND seq = {p('seq')}",
+            {"session_id": session_id, "seq": seq},
         )
         return (
-            record_from_wire(rows[0][0], f"record {seq} of session {session_id!r}")
+            record_from_wire(rows[0]["wire"], f"record {seq} of session {session_id!r}")
             if rows
             else None
         )
@@ -448,8 +471,8 @@ class SqlReads(abc.ABC):
         rows = self._rows(
             "load_selected",
             f"SELECT {SESSION_COLUMNS} FROM paysession_sessions "
-            "WHERE cart_id = ? AND is_selected ORDER BY id",
-            (cart_id,),
+            f"WHERE cart_id = {self._placeholder('cart_id')} AND is_selected ORDER BY id",
+            {"cart_id": cart_id},
         )
         return [self._cache.snapshot(row, self._session_from_row) for row in rows]
 
@@ -458,11 +481,12 @@ class SqlReads(abc.ABC):
             return []
         rows = self._rows(
             "history",
-            "SELECT wire FROM paysession_records WHERE session_id = ? ORDER BY seq",
-            (session_id,),
+            "SELECT wire FROM paysession_records "
+            f"WHERE session_id = {self._placeholder('session_id')} ORDER BY seq",
+            {"session_id": session_id},
         )
         what = f"a record of session {session_id!r}"
-        return [record_from_wire(wire, what) for (wire,) in rows]
+        return [record_from_wire(row["wire"], what) for row in rows]
 
     def find(
         self,
@@ -479,6 +503,7 @@ class SqlReads(abc.ABC):
             SESSION_COLUMNS,
             "paysession_sessions",
             "created_at, id",
+            self._placeholder,
             cart_id=cart_id,
             status=status_value,
             provider_ref=provider_ref,
@@ -489,7 +514,7 @@ class SqlReads(abc.ABC):
 
     def _claim_in(
         self, conn: Any, claim: Claim, now: datetime, selected: bool, lock: str = ""
-    ) -> tuple[Sequence[Any], Claim, Claim | None] | None:
+    ) -> tuple[Row, Claim, Claim | None] | None:
         """The claim's work inside the store's write transaction.
 
         Reads (and, with ``lock``, locks) the cart's sessions, refuses (CartBusy)
@@ -498,39 +523,40 @@ class SqlReads(abc.ABC):
         no such session. Returns the session's row, the claim taken and the expired
         claim it replaced, if any.
         """
-        sql = functools.partial(_with_placeholder, placeholder=self._PLACEHOLDER)
+        p = self._placeholder
+        cart = {"cart_id": claim.cart_id}
         # Every session row of the cart, in id order (``lock`` is how the store locks
         # them, when it must), then the one the claim is about.
         rows = conn.execute(
-            sql(f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE cart_id = ? ")
-            + f"ORDER BY id{lock}",
-            (claim.cart_id,),
+            f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE cart_id = {p('cart_id')} "
+            f"ORDER BY id{lock}",
+            cart,
         ).fetchall()
         held_row = conn.execute(
-            sql(f"SELECT {CLAIM_COLUMNS} FROM paysession_claims WHERE cart_id = ?"),
-            (claim.cart_id,),
+            f"SELECT {CLAIM_COLUMNS} FROM paysession_claims WHERE cart_id = {p('cart_id')}", cart
         ).fetchone()
         held = None if held_row is None else self._claim_from_row(held_row)
         if held is not None and held.token != claim.token and held.live(now):
             raise CartBusy(held.cart_id, held.expires_at)
-        row = next((r for r in rows if (r[3] if selected else r[0] == claim.session_id)), None)
+        row = next(
+            (r for r in rows if (r["is_selected"] if selected else r["id"] == claim.session_id)),
+            None,
+        )
         if row is None:
             return None
-        taken = attrs.evolve(claim, session_id=row[0])
+        taken = attrs.evolve(claim, session_id=row["id"])
         conn.execute(
-            sql(
-                f"INSERT INTO paysession_claims ({CLAIM_COLUMNS}) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (cart_id) DO UPDATE SET token = excluded.token, "
-                "session_id = excluded.session_id, action = excluded.action, "
-                "expires_at = excluded.expires_at"
-            ),
-            (
-                taken.cart_id,
-                taken.token,
-                taken.session_id,
-                taken.action.value,
-                self._time(taken.expires_at),
-            ),
+            f"{insert_row('paysession_claims', CLAIM_COLUMNS, p)} "
+            "ON CONFLICT (cart_id) DO UPDATE SET token = excluded.token, "
+            "session_id = excluded.session_id, action = excluded.action, "
+            "expires_at = excluded.expires_at",
+            {
+                "cart_id": taken.cart_id,
+                "token": taken.token,
+                "session_id": taken.session_id,
+                "action": taken.action.value,
+                "expires_at": self._time(taken.expires_at),
+            },
         )
         previous = held if held is not None and held.token != claim.token else None
         return row, taken, previous
@@ -540,34 +566,37 @@ class SqlReads(abc.ABC):
             return None
         rows = self._rows(
             "claim_of",
-            f"SELECT {CLAIM_COLUMNS} FROM paysession_claims WHERE cart_id = ?",
-            (cart_id,),
+            f"SELECT {CLAIM_COLUMNS} FROM paysession_claims "
+            f"WHERE cart_id = {self._placeholder('cart_id')}",
+            {"cart_id": cart_id},
         )
         return self._claim_from_row(rows[0]) if rows else None
 
     def stale(self, before: datetime, limit: int) -> list[PaymentSession]:
+        p = self._placeholder
         rows = self._rows(
             "stale",
             f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE status IN ({_STALE_IN}) "
-            "AND updated_at < ? ORDER BY updated_at, id LIMIT ?",
-            (self._time(before), max(limit, 0)),
+            f"AND updated_at < {p('before')} ORDER BY updated_at, id LIMIT {p('limit')}",
+            {"before": self._time(before), "limit": max(limit, 0)},
         )
         return [self._cache.snapshot(row, self._session_from_row).session for row in rows]
 
     def provider_event(self, session_id: str, event_id: str) -> ProviderEvent | None:
         if has_nul(session_id) or has_nul(event_id):
             return None
+        p = self._placeholder
         rows = self._rows(
             "provider_event",
             f"SELECT {EVENT_COLUMNS} FROM paysession_provider_events "
-            "WHERE session_id = ? AND event_id = ?",
-            (session_id, event_id),
+            f"WHERE session_id = {p('session_id')} AND event_id = {p('event_id')}",
+            {"session_id": session_id, "event_id": event_id},
         )
         return self._event_from_row(rows[0]) if rows else None
 
     @staticmethod
     @abc.abstractmethod
-    def _call_from_row(row: Sequence[Any]) -> ProviderCall:
+    def _call_from_row(row: Row) -> ProviderCall:
         """The provider call of a row selected as :data:`CALL_COLUMNS`."""
 
     def provider_calls(self, session_id: str) -> list[ProviderCall]:
@@ -575,17 +604,20 @@ class SqlReads(abc.ABC):
             return []
         rows = self._rows(
             "provider_calls",
-            f"SELECT {CALL_COLUMNS} FROM paysession_provider_calls WHERE session_id = ? "
+            f"SELECT {CALL_COLUMNS} FROM paysession_provider_calls "
+            f"WHERE session_id = {self._placeholder('session_id')} "
             f"ORDER BY {self._EVENTS_IN_RECORDED_ORDER}",
-            (session_id,),
+            {"session_id": session_id},
         )
         return [self._call_from_row(row) for row in rows]
 
     def unreleased_holds(self, limit: int) -> list[PaymentSession]:
         rows = self._rows(
             "unreleased_holds",
-            _UNRELEASED_HOLDS.format(columns=_prefixed(SESSION_COLUMNS, "s")),
-            (max(limit, 0),),
+            _UNRELEASED_HOLDS.format(
+                columns=prefixed(SESSION_COLUMNS, "s"), limit=self._placeholder("limit")
+            ),
+            {"limit": max(limit, 0)},
         )
         return [self._cache.snapshot(row, self._session_from_row).session for row in rows]
 
@@ -598,6 +630,7 @@ class SqlReads(abc.ABC):
             EVENT_COLUMNS,
             "paysession_provider_events",
             self._EVENTS_IN_RECORDED_ORDER,
+            self._placeholder,
             session_id=session_id,
             outcome=None if outcome is None else EventOutcome(outcome).value,
         )
@@ -613,8 +646,10 @@ __all__ = [
     "CLAIM_COLUMNS",
     "DOUBLY_AUTHORIZED_CARTS",
     "EVENT_COLUMNS",
-    "INSERT_CALL",
+    "KEY_COLUMNS",
     "SESSION_COLUMNS",
+    "Params",
+    "Placeholder",
     "Reader",
     "SnapshotCache",
     "SqlReads",
@@ -623,7 +658,10 @@ __all__ = [
     "call_row",
     "dump_json",
     "event_row",
+    "insert_call",
+    "insert_row",
     "load_json",
     "migrate_schema",
+    "prefixed",
     "refuse_doubly_authorized",
 ]

@@ -6,7 +6,7 @@ learns the committed snapshot after it. Reads refuse ids with NUL the same way i
 every store: no id or key stored anywhere holds one (they are refused on the way in),
 and PostgreSQL text cannot even be asked about one.
 
-A driver (``sqlite.py``, ``postgres.py``) supplies its connections (``_read``), its
+A driver (``sqlite.py``, ``postgres.py``) supplies its connections (``_connection``), its
 statements (``_LOAD``, ``_LOAD_PLAIN``), and the transactions of its writes:
 ``_insert``, ``_write``, ``_write_event``, ``_claim`` and ``_release``, each raising
 paysession errors, never its driver's.
@@ -17,15 +17,15 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 from paysession import telemetry
 from paysession.errors import StoreError
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.store._browse import SqlBrowse
-from paysession.store._rows import record_from_wire, session_from_row, unreadable
-from paysession.store._sql import SESSION_COLUMNS, SnapshotCache, Texts, dump_json
+from paysession.store._rows import Row, record_from_wire, session_from_row, unreadable
+from paysession.store._sql import SESSION_COLUMNS, Params, SnapshotCache, Texts, dump_json
 from paysession.store.base import (
     Binding,
     CartCheck,
@@ -42,7 +42,7 @@ from paysession.store.base import (
 )
 
 _Store = TypeVar("_Store", bound="SqlStore")
-Found = tuple[Sequence[Any], Claim, Claim | None]
+Found = tuple[Row, Claim, Claim | None]
 """A claim's work done: the session's row, the claim taken and the one it replaced."""
 
 
@@ -50,9 +50,9 @@ class SqlStore(SqlBrowse):
     """The protocol's writes and point reads, around the driver's transactions."""
 
     _LOAD: ClassVar[str]
-    """The session's row and the record bound to an idempotency key (key, id)."""
+    """The session's row and the record bound to an idempotency key (values: key, id)."""
     _LOAD_PLAIN: ClassVar[str]
-    """The session's row (id)."""
+    """The session's row (value: id)."""
 
     def __init__(self) -> None:
         self._cache = SnapshotCache()
@@ -60,7 +60,7 @@ class SqlStore(SqlBrowse):
     # -- what each driver writes its own way
 
     @abc.abstractmethod
-    def _fetch_one(self, query: str, params: Sequence[object]) -> Sequence[Any] | None:
+    def _fetch_one(self, query: str, params: Params) -> Row | None:
         """One row of a point read (``load``), or None."""
 
     @abc.abstractmethod
@@ -117,10 +117,10 @@ class SqlStore(SqlBrowse):
         if has_nul(session_id):
             return None
         if idempotency_key is None or has_nul(idempotency_key):
-            row = self._fetch_one(self._LOAD_PLAIN, (session_id,))
+            row = self._fetch_one(self._LOAD_PLAIN, {"id": session_id})
             idempotency_key = None
         else:
-            row = self._fetch_one(self._LOAD, (idempotency_key, session_id))
+            row = self._fetch_one(self._LOAD, {"key": idempotency_key, "id": session_id})
         return (
             None
             if row is None
@@ -168,15 +168,18 @@ class SqlStore(SqlBrowse):
     ) -> list[StoredTrail]:
         if has_nul(only) or has_nul(after):
             return []
+        p = self._placeholder
         if only is not None:
-            sessions_query = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = ?"
-            params: tuple[object, ...] = (only,)
+            sessions_query = (
+                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = {p('id')}"
+            )
+            params: Params = {"id": only}
         else:
             sessions_query = (
-                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id > ? "
-                "ORDER BY id LIMIT ?"
+                f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id > {p('after')} "
+                f"ORDER BY id LIMIT {p('limit')}"
             )
-            params = ("" if after is None else after, limit)
+            params = {"after": "" if after is None else after, "limit": limit}
         # Rows and records in one snapshot: a record past its row's version is then
         # damage, never a move that committed between the two reads.
         with self._snapshot("trails") as read:
@@ -187,20 +190,21 @@ class SqlStore(SqlBrowse):
             # key's order; rows are built afresh, bypassing the snapshot cache.
             records = read(
                 "SELECT session_id, seq, wire FROM paysession_records "
-                "WHERE session_id >= ? AND session_id <= ? ORDER BY session_id, seq",
-                (rows[0][0], rows[-1][0]),
+                f"WHERE session_id >= {p('first')} AND session_id <= {p('last')} "
+                "ORDER BY session_id, seq",
+                {"first": rows[0]["id"], "last": rows[-1]["id"]},
             )
-        by_session: dict[str, list[tuple[object, object]]] = {row[0]: [] for row in rows}
-        for session_id, seq, wire in records:
-            trail = by_session.get(session_id)
+        by_session: dict[str, list[Row]] = {row["id"]: [] for row in rows}
+        for record in records:
+            trail = by_session.get(record["session_id"])
             if trail is not None:
-                trail.append((seq, wire))
-        return [self._stored_trail(row, by_session[row[0]]) for row in rows]
+                trail.append(record)
+        return [self._stored_trail(row, by_session[row["id"]]) for row in rows]
 
-    def _stored_trail(self, row: Sequence[Any], stored: list[tuple[object, object]]) -> StoredTrail:
+    def _stored_trail(self, row: Row, stored: list[Row]) -> StoredTrail:
         """A session's row and records decoded, or what makes them unreadable."""
-        session_id = row[0]
-        version, head = row[13], row[14]
+        session_id = row["id"]
+        version, head = row["version"], row["head"]
         if type(version) is not int or not isinstance(head, str):
             return Unreadable(session_id, None, "the row's version or head is not one")
         try:
@@ -208,7 +212,8 @@ class SqlStore(SqlBrowse):
         except StoreError as error:
             return Unreadable(session_id, None, error.detail)
         records: list[TransitionRecord] = []
-        for seq, wire in stored:
+        for record in stored:
+            seq, wire = record["seq"], record["wire"]
             try:
                 if not isinstance(wire, str):
                     raise unreadable(f"record {seq} of session {session_id!r}", TypeError(wire))

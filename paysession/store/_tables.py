@@ -249,14 +249,15 @@ def provider_ref_schema(dialect: Mapping[str, str]) -> tuple[str, ...]:
 
 def schema_behind(conn: Any, target: int, has_schema_table: str) -> str | None:
     """Why a store opened not to migrate cannot use this database: it is not a paysession
-    database at all, or its schema version is not ``target`` (None when it is).
+    database at all, or its schema version is not ``target`` (None when it is). ``conn``
+    is a store's connection, whose rows are read by column name.
     ``has_schema_table`` is the dialect's query for whether paysession_schema exists (a
     row when it does): asked first, so that a database without it is said in one line,
     not with the driver's error about a missing table."""
     if conn.execute(has_schema_table).fetchone() is None:
         return NOT_PAYSESSION
     row = conn.execute("SELECT version FROM paysession_schema").fetchone()
-    found = 0 if row is None else int(row[0])
+    found = 0 if row is None else int(row["version"])
     if found == target:
         return None
     return (

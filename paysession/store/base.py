@@ -470,6 +470,18 @@ class SessionStore(Protocol):
         """Recorded events matching every filter given, in the order they were recorded."""
         ...
 
+    def within(self, connection: object) -> SessionStore:
+        """This store's tables read and written through ``connection`` (the driver's
+        connection a caller holds), inside the transaction the caller has open: nothing
+        it writes commits until the caller commits. Each write is a savepoint of that
+        transaction, so a refused one leaves the rest of it as it was.
+
+        StoreError, before anything is written, when ``connection`` is not to this
+        store's database; InvalidSessionData for a connection of another driver, or a
+        store that has no database to join (MemoryStore).
+        """
+        ...
+
     def close(self) -> None:
         """Release connections; the store is unusable afterwards."""
         ...

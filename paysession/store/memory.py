@@ -15,6 +15,7 @@ from paysession.errors import (
     CartBusy,
     ConcurrentUpdate,
     DuplicateSession,
+    InvalidSessionData,
     SelectionConflict,
     SessionNotFound,
 )
@@ -382,6 +383,11 @@ class MemoryStore:
                 if (session_id is None or event.session_id == session_id)
                 and (outcome is None or event.outcome is outcome)
             ]
+
+    def within(self, connection: object) -> MemoryStore:
+        raise InvalidSessionData(
+            {"connection": "a MemoryStore keeps no database: there is no transaction to join"}
+        )
 
     def close(self) -> None:
         pass

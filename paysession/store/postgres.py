@@ -21,13 +21,14 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import NoReturn, cast
 
 from paysession.errors import MissingExtra
 
 try:
     import psycopg
     from psycopg import errors as pg_errors
+    from psycopg.rows import dict_row
     from psycopg.types.string import TextLoader
     from psycopg_pool import ConnectionPool
 except ImportError as missing:  # the optional extra is not installed
@@ -42,10 +43,35 @@ from paysession.errors import (
     StoreError,
 )
 from paysession.store._feed import Wakeup
-from paysession.store._sql import (
+from paysession.store._postgres_mapper import (
+    CART_ROWS_LOCK,
+    CLAIM_LIVE,
+    CREATE_SESSION,
     INSERT_CALL,
+    INSERT_EVENT,
+    INSERT_KEY,
+    LOAD,
+    LOAD_PLAIN,
+    LOCK_CART,
+    MIGRATION_LOCK,
+    NEWEST_OBSERVED,
+    RELEASE,
+    UPDATE_SESSION,
+    Connection,
+    claim_from_row,
+    commit_one_statement,
+    event_from_row,
+    insert_records_statement,
+    instant_as_is,
+    placeholder,
+    records_params,
+    session_from_row,
+    update_params,
+)
+from paysession.store._rows import Row
+from paysession.store._sql import (
+    Params,
     Texts,
-    _with_placeholder,
     call_from_row,
     call_row,
     event_row,
@@ -70,33 +96,7 @@ from paysession.store.postgres_feed import (
     read_feed,
     read_latest,
 )
-from paysession.store.postgres_mapper import (
-    _CART_ROWS_LOCK,
-    _CLAIM_LIVE,
-    _CREATE,
-    _INSERT_EVENT,
-    _INSERT_KEY,
-    _LOAD,
-    _LOAD_PLAIN,
-    _LOCK_CART,
-    _NEWEST_OBSERVED,
-    _RELEASE,
-    _UPDATE_SESSION,
-    MIGRATION_LOCK,
-    _claim_from_row,
-    _commit_one,
-    _event_from_row,
-    _insert_records,
-    _records_params,
-    _same,
-    _session_from_row,
-    _update_params,
-)
 from paysession.store.postgres_schema import MIGRATIONS, built_concurrently, in_transaction
-
-Connection = psycopg.Connection[tuple[Any, ...]]
-
-_INSERT_CALL = _with_placeholder(INSERT_CALL, "%s")
 
 
 class PostgresStore(SqlStore):
@@ -113,19 +113,19 @@ class PostgresStore(SqlStore):
     (after any fork) and close it when done.
     """
 
-    _PLACEHOLDER = "%s"
     _EVENTS_IN_RECORDED_ORDER = "recorded"
-    _LOAD = _LOAD
-    _LOAD_PLAIN = _LOAD_PLAIN
-    _session_from_row = staticmethod(_session_from_row)
-    _event_from_row = staticmethod(_event_from_row)
+    _LOAD = LOAD
+    _LOAD_PLAIN = LOAD_PLAIN
+    _placeholder = staticmethod(placeholder)
+    _session_from_row = staticmethod(session_from_row)
+    _event_from_row = staticmethod(event_from_row)
 
     @staticmethod
-    def _call_from_row(row: Sequence[Any]) -> ProviderCall:
-        return call_from_row(row, _same)
+    def _call_from_row(row: Row) -> ProviderCall:
+        return call_from_row(row, instant_as_is)
 
-    _claim_from_row = staticmethod(_claim_from_row)
-    _time = staticmethod(_same)
+    _claim_from_row = staticmethod(claim_from_row)
+    _time = staticmethod(instant_as_is)
 
     def __init__(
         self,
@@ -149,7 +149,8 @@ class PostgresStore(SqlStore):
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
-            kwargs={"autocommit": True},
+            # Every row is read by column name.
+            kwargs={"autocommit": True, "row_factory": dict_row},
             name="paysession",
             open=False,
             check=self._check,
@@ -197,7 +198,9 @@ class PostgresStore(SqlStore):
             raise StoreError(operation, _connection_failure(error)) from error
 
     @contextmanager
-    def _connection(self, operation: str) -> Iterator[Connection]:
+    def _lease(self, operation: str) -> Iterator[Connection]:
+        """A connection of the pool for one operation, whatever the schema's version
+        (``_connection`` checks it first)."""
         if not self._opened:
             with self._guard:
                 if not self._opened:
@@ -218,17 +221,17 @@ class PostgresStore(SqlStore):
         except psycopg.Error as error:  # PoolTimeout included
             raise StoreError(operation, str(error).strip()) from error
 
-    def _read(self, operation: str) -> AbstractContextManager[Connection]:
+    def _connection(self, operation: str) -> AbstractContextManager[Connection]:
         if not self._ready:
             if self._migrates:
                 self.migrate()
             else:
-                with self._connection(operation) as conn:
+                with self._lease(operation) as conn:
                     behind = schema_behind(conn, len(MIGRATIONS), HAS_SCHEMA_TABLE_POSTGRES)
                 if behind is not None:
                     raise StoreError(operation, behind)
                 self._ready = True
-        return self._connection(operation)
+        return self._lease(operation)
 
     @contextmanager
     def _read_transaction(self, conn: Connection) -> Iterator[None]:
@@ -249,9 +252,9 @@ class PostgresStore(SqlStore):
         advisory lock makes concurrent migrations (a fleet starting at once) wait for
         each other rather than race to create the same tables.
         """
-        with self._connection("migrate") as conn, _migration_lock(conn):
+        with self._lease("migrate") as conn, _migration_lock(conn):
             with conn.transaction():
-                target = migrate_schema(conn, in_transaction(MIGRATIONS), "%s")
+                target = migrate_schema(conn, in_transaction(MIGRATIONS), placeholder)
             _build_indexes(conn, built_concurrently(MIGRATIONS))
         self._ready = True
         return target
@@ -274,19 +277,18 @@ class PostgresStore(SqlStore):
             texts[1],
             record.seq,
             record.hash,
-            *_records_params([record]),
+            *records_params([record]),
         ]
-        with self._read("create") as conn:
+        with self._connection("create") as conn:
             try:
-                conn.execute(_CREATE, params)
+                conn.execute(CREATE_SESSION, params)
             except psycopg.Error as error:
                 raise _refusal(error, [write], None) from error
             self._announce(conn)
 
-    def _fetch_one(self, query: str, params: Sequence[object]) -> Sequence[Any] | None:
-        with self._read("load") as conn:
-            row: Sequence[Any] | None = conn.execute(query, params).fetchone()
-        return row
+    def _fetch_one(self, query: str, params: Params) -> Row | None:
+        with self._connection("load") as conn:
+            return conn.execute(query, params).fetchone()
 
     def _write(
         self,
@@ -296,7 +298,7 @@ class PostgresStore(SqlStore):
         cart_check: CartCheck | None,
         release: Claim | None,
     ) -> None:
-        with self._read("commit") as conn:
+        with self._connection("commit") as conn:
             try:
                 if len(writes) == 1 and cart_check is None and release is None:
                     self._commit_one(conn, writes[0], texts[0], binding)
@@ -319,32 +321,32 @@ class PostgresStore(SqlStore):
             if cart_check is not None:
                 # The cart's rows first (as claim() does): a claim committed before
                 # this lock was granted is visible to the next statement.
-                conn.execute(_LOCK_CART, (cart_check.cart_id,))
-                live = conn.execute(_CLAIM_LIVE, (cart_check.cart_id, cart_check.now)).fetchone()
+                conn.execute(LOCK_CART, (cart_check.cart_id,))
+                live = conn.execute(CLAIM_LIVE, (cart_check.cart_id, cart_check.now)).fetchone()
                 if live is not None:
-                    raise CartBusy(cart_check.cart_id, live[0])
+                    raise CartBusy(cart_check.cart_id, live["expires_at"])
             if release is not None:
-                conn.execute(_RELEASE, (release.cart_id, release.token))
+                conn.execute(RELEASE, (release.cart_id, release.token))
             for write, text in zip(writes, texts, strict=True):
-                cursor = conn.execute(_UPDATE_SESSION, _update_params(write, text))
+                cursor = conn.execute(UPDATE_SESSION, update_params(write, text))
                 if cursor.rowcount != 1:
                     self._refuse_stale(conn, write)
             if binding is not None:
                 conn.execute(
-                    _INSERT_KEY,
+                    INSERT_KEY,
                     (binding.session_id, binding.key, binding.fingerprint, binding.seq),
                 )
             records = [record for write in writes for record in write.records]
-            conn.execute(_insert_records(len(records)), _records_params(records))
+            conn.execute(insert_records_statement(len(records)), records_params(records))
 
     def _commit_one(
         self, conn: Connection, write: Write, texts: Texts, binding: Binding | None
     ) -> None:
-        params = _update_params(write, texts)
+        params = update_params(write, texts)
         if binding is not None:
             params += (binding.key, binding.fingerprint, binding.seq)
-        params += _records_params(write.records)
-        cursor = conn.execute(_commit_one(len(write.records), binding is not None), params)
+        params += records_params(write.records)
+        cursor = conn.execute(commit_one_statement(len(write.records), binding is not None), params)
         if cursor.rowcount != len(write.records):
             self._refuse_stale(conn, write)
 
@@ -356,7 +358,7 @@ class PostgresStore(SqlStore):
         ).fetchone()
         if found is None:
             raise SessionNotFound(session_id)
-        raise ConcurrentUpdate(session_id, write.expected_version, found[0])
+        raise ConcurrentUpdate(session_id, write.expected_version, found["version"])
 
     def _write_event(
         self,
@@ -367,14 +369,16 @@ class PostgresStore(SqlStore):
         release: Claim | None,
         calls: Sequence[ProviderCall],
     ) -> None:
-        with self._read("record_event") as conn:
+        with self._connection("record_event") as conn:
             try:
                 with conn.transaction():
                     self._record_event(conn, event, write, texts, expected_version)
                     if calls:
-                        conn.cursor().executemany(_INSERT_CALL, [call_row(c, _same) for c in calls])
+                        conn.cursor().executemany(
+                            INSERT_CALL, [call_row(c, instant_as_is) for c in calls]
+                        )
                     if release is not None:
-                        conn.execute(_RELEASE, (release.cart_id, release.token))
+                        conn.execute(RELEASE, (release.cart_id, release.token))
             except pg_errors.UniqueViolation as error:
                 if error.diag.constraint_name == "paysession_provider_events_pkey":
                     raise ConcurrentUpdate(event.session_id, expected_version) from error
@@ -391,10 +395,12 @@ class PostgresStore(SqlStore):
                 self._announce(conn)
 
     def _write_calls(self, calls: Sequence[ProviderCall]) -> None:
-        with self._read("record_calls") as conn:
+        with self._connection("record_calls") as conn:
             try:
                 with conn.transaction():
-                    conn.cursor().executemany(_INSERT_CALL, [call_row(c, _same) for c in calls])
+                    conn.cursor().executemany(
+                        INSERT_CALL, [call_row(c, instant_as_is) for c in calls]
+                    )
             except pg_errors.ForeignKeyViolation as error:
                 raise SessionNotFound(calls[0].session_id) from error
 
@@ -411,7 +417,7 @@ class PostgresStore(SqlStore):
         # each statement after the lock sees what that report committed.
         session_id = event.session_id
         if write is not None:
-            if conn.execute(_UPDATE_SESSION, _update_params(write, texts)).rowcount != 1:
+            if conn.execute(UPDATE_SESSION, update_params(write, texts)).rowcount != 1:
                 self._refuse_stale(conn, write)
             expected_version = write.expected_version
         elif expected_version is not None:
@@ -421,18 +427,21 @@ class PostgresStore(SqlStore):
             ).fetchone()
             if found is None:
                 raise SessionNotFound(session_id)
-            if found[0] != expected_version:
-                raise ConcurrentUpdate(session_id, expected_version, found[0])
+            if found["version"] != expected_version:
+                raise ConcurrentUpdate(session_id, expected_version, found["version"])
         if event.advances:
-            row = conn.execute(_NEWEST_OBSERVED, (session_id,)).fetchone()
-            if row is not None and row[0] is not None and row[0] > event.observed_at:
+            row = conn.execute(NEWEST_OBSERVED, (session_id,)).fetchone()
+            newest = None if row is None else row["newest"]
+            if newest is not None and newest > event.observed_at:
                 raise ConcurrentUpdate(session_id, expected_version)
-        conn.execute(_INSERT_EVENT, event_row(event, _same))
+        conn.execute(INSERT_EVENT, event_row(event, instant_as_is))
         if write is not None:
-            conn.execute(_insert_records(len(write.records)), _records_params(write.records))
+            conn.execute(
+                insert_records_statement(len(write.records)), records_params(write.records)
+            )
 
     def _claim(self, claim: Claim, now: datetime, selected: bool) -> Found | None:
-        with self._read("claim") as conn:
+        with self._connection("claim") as conn:
             try:
                 with conn.transaction():
                     # Read committed: each statement sees what committed before it
@@ -440,17 +449,17 @@ class PostgresStore(SqlStore):
                     # deselect of the cart in flight (they lock the same rows first, see
                     # _commit_many), and keeps new ones out until this claim commits;
                     # they then see it and refuse.
-                    return self._claim_in(conn, claim, now, selected, _CART_ROWS_LOCK)
+                    return self._claim_in(conn, claim, now, selected, CART_ROWS_LOCK)
             except pg_errors.DeadlockDetected as error:  # the lock order rules it out
                 raise StoreError("claim", str(error).strip()) from error
 
     def _release(self, claim: Claim) -> bool:
-        with self._read("release") as conn:
-            cursor = conn.execute(_RELEASE, (claim.cart_id, claim.token))
+        with self._connection("release") as conn:
+            cursor = conn.execute(RELEASE, (claim.cart_id, claim.token))
         return cursor.rowcount == 1
 
     def count_duplicate(self, session_id: str, event_id: str) -> None:
-        with self._read("count_duplicate") as conn:
+        with self._connection("count_duplicate") as conn:
             conn.execute(
                 "UPDATE paysession_provider_events SET duplicates = duplicates + 1 "
                 "WHERE session_id = %s AND event_id = %s",
@@ -459,11 +468,11 @@ class PostgresStore(SqlStore):
 
     def records_since(self, cursor: str | None, limit: int) -> list[LoggedRecord]:
         after = parse_cursor(cursor)
-        with self._read("records_since") as conn:
+        with self._connection("records_since") as conn:
             return read_feed(conn, after, limit)
 
     def latest_records(self, limit: int) -> list[LoggedRecord]:
-        with self._read("latest_records") as conn:
+        with self._connection("latest_records") as conn:
             return read_latest(conn, limit)
 
     def wakeups(self) -> AbstractContextManager[Wakeup]:
@@ -474,6 +483,112 @@ class PostgresStore(SqlStore):
 
     def __repr__(self) -> str:
         return f"<PostgresStore pool={self._pool.name}>"
+
+    def within(self, connection: object) -> PostgresStore:
+        """This store's tables through the caller's ``psycopg.Connection``, inside its
+        transaction (see :meth:`SessionStore.within`). An autocommit connection outside
+        a transaction block gets one opened (``BEGIN``); a non-autocommit connection
+        opens its own with the first statement. Each write is a savepoint; rows are read
+        by name on cursors of paysession's own, the caller's row factory and loaders
+        left as they are."""
+        if not isinstance(connection, psycopg.Connection):
+            raise InvalidSessionData({"connection": "must be a psycopg.Connection"})
+        caller = _CallerConnection(connection)
+        try:
+            theirs = caller.execute(_DATABASE).fetchone()
+            with self._lease("within") as conn:
+                ours = conn.execute(_DATABASE).fetchone()
+        except psycopg.Error as error:
+            raise StoreError("within", str(error).strip()) from error
+        if theirs != ours:
+            name = "?" if theirs is None else theirs["name"]
+            raise StoreError(
+                "within", f"the connection is to another database ({name}) than this store's"
+            )
+        joined = object.__new__(_JoinedPostgresStore)
+        joined.__dict__.update(self.__dict__)
+        joined._caller = caller
+        with joined._connection("within") as conn:
+            behind = schema_behind(conn, len(MIGRATIONS), HAS_SCHEMA_TABLE_POSTGRES)
+        if behind is not None:
+            raise StoreError("within", behind)
+        return joined
+
+
+_DATABASE = (
+    "SELECT current_database() AS name, pg_postmaster_start_time() AS started, "
+    "(SELECT oid FROM pg_database WHERE datname = current_database()) AS oid"
+)
+"""What tells one database from another: its name, its oid and when its server started
+(two clusters on one host share neither the start time nor, as a rule, the oid)."""
+
+
+class _CallerConnection:
+    """A caller's ``psycopg.Connection`` as the store uses it: every statement on a
+    cursor of its own (rows by name, ``json`` handed over as text), inside a transaction
+    opened when none is."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def begin(self) -> None:
+        """Make sure the caller's transaction is open, so that a savepoint (not a
+        transaction of its own, committed at its end) is what ``transaction`` makes."""
+        status = self._conn.info.transaction_status
+        if status == psycopg.pq.TransactionStatus.INERROR:
+            raise StoreError(
+                "within", "the caller's transaction has failed: roll it back and start again"
+            )
+        if status == psycopg.pq.TransactionStatus.IDLE:
+            # Autocommit: BEGIN opens the caller's transaction. Otherwise psycopg opens
+            # one before the first statement, and a plain one does it.
+            self._conn.execute("BEGIN" if self._conn.autocommit else "SELECT 1")
+
+    def cursor(self) -> psycopg.Cursor[Row]:
+        self.begin()
+        cursor = self._conn.cursor(row_factory=dict_row)
+        cursor.adapters.register_loader("json", TextLoader)
+        return cursor
+
+    def execute(self, query: str, params: Params | None = None) -> psycopg.Cursor[Row]:
+        return self.cursor().execute(query, params)
+
+    def transaction(self) -> AbstractContextManager[object]:
+        self.begin()
+        return self._conn.transaction()
+
+
+class _JoinedPostgresStore(PostgresStore):
+    """A PostgresStore writing through a caller's connection, inside its transaction:
+    each operation a savepoint, nothing committed, the store's pool left alone."""
+
+    _caller: _CallerConnection
+
+    @contextmanager
+    def _joined(self, operation: str) -> Iterator[Connection]:
+        caller = self._caller
+        try:
+            # A savepoint: an operation refused half way leaves the caller's transaction
+            # as it was before it, and usable.
+            with caller.transaction():
+                yield cast(Connection, caller)
+        except psycopg.Error as error:
+            raise StoreError(operation, str(error).strip()) from error
+
+    def _connection(self, operation: str) -> AbstractContextManager[Connection]:
+        return self._joined(operation)
+
+    @contextmanager
+    def _read_transaction(self, conn: Connection) -> Iterator[None]:
+        yield  # inside the caller's transaction, at its isolation level
+
+    def close(self) -> None:
+        pass  # the pool is the store's, the connection the caller's
+
+    def __repr__(self) -> str:
+        return "<PostgresStore within the caller's transaction>"
 
 
 def _configure(conn: Connection) -> None:
@@ -501,8 +616,10 @@ def _migration_lock(conn: Connection) -> Iterator[None]:
     INDEX CONCURRENTLY waits for, while it waits for the holder: a deadlock.
     """
     while True:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (MIGRATION_LOCK,)).fetchone()
-        if row is not None and row[0]:
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(%s) AS locked", (MIGRATION_LOCK,)
+        ).fetchone()
+        if row is not None and row["locked"]:
             break
         time.sleep(_LOCK_POLL)
     try:
@@ -529,9 +646,8 @@ def _build_indexes(conn: Connection, indexes: Sequence[tuple[str, str]]) -> None
     """
     if not indexes:
         return
-    valid: dict[str, bool] = dict(
-        conn.execute(_INDEX_STATE, ([name for name, _ in indexes],)).fetchall()
-    )
+    found = conn.execute(_INDEX_STATE, ([name for name, _ in indexes],)).fetchall()
+    valid = {row["relname"]: row["indisvalid"] for row in found}
     for name, statement in indexes:
         if valid.get(name) is True:
             continue

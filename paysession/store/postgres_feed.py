@@ -59,6 +59,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from paysession.errors import InvalidSessionData, StoreError
 from paysession.limits import MAX_COUNTER
@@ -66,7 +67,7 @@ from paysession.store._feed import BAD_CURSOR, Wakeup
 from paysession.store._rows import logged_record
 from paysession.store.base import LoggedRecord
 
-Connection = psycopg.Connection[tuple[Any, ...]]
+Connection = psycopg.Connection[DictRow]
 
 # The key is output as text under another name: ORDER BY a bare "xact" would sort by
 # the output column, as text, where "1000" comes before "726".
@@ -114,13 +115,19 @@ def parse_cursor(cursor: str | None) -> tuple[str, int]:
 def read_feed(conn: Connection, after: tuple[str, int], limit: int) -> list[LoggedRecord]:
     """Up to ``limit`` records after the cursor's (xact, position), below the bound."""
     rows = conn.execute(FEED, (*after, max(limit, 0))).fetchall()
-    return [logged_record(number, wire, f"{key}-{number}") for key, number, wire in rows]
+    return [_logged(row) for row in rows]
 
 
 def read_latest(conn: Connection, limit: int) -> list[LoggedRecord]:
     """The newest ``limit`` records below the bound, oldest first, with their cursors."""
     rows = conn.execute(LATEST, (max(limit, 0),)).fetchall()
-    return [logged_record(number, wire, f"{key}-{number}") for key, number, wire in reversed(rows)]
+    return [_logged(row) for row in reversed(rows)]
+
+
+def _logged(row: DictRow) -> LoggedRecord:
+    """A record of the feed from a row of :data:`FEED` or :data:`LATEST`, with its cursor."""
+    position = row["position"]
+    return logged_record(position, row["wire"], f"{row['feed_key']}-{position}")
 
 
 class Announcer:
@@ -154,8 +161,8 @@ class Announcer:
 class _Listener:
     """The :class:`~paysession.store.base.Wakeup` of a LISTENing connection."""
 
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn  # its own connection (see listening), which reads no row
 
     def wait(self, timeout: float) -> bool:
         try:

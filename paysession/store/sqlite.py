@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from paysession._sqlite import use_wal
 from paysession.errors import (
@@ -32,16 +32,41 @@ from paysession.errors import (
     StoreError,
 )
 from paysession.store._feed import Sleeper, Wakeup, position_of
-from paysession.store._rows import logged_record
+from paysession.store._rows import Row, logged_record
 from paysession.store._sql import (
-    INSERT_CALL,
+    Params,
     Texts,
     call_from_row,
     call_row,
+    event_row,
     migrate_schema,
     refusal,
 )
 from paysession.store._sql_store import Found, SqlStore
+from paysession.store._sqlite_mapper import (
+    CLAIM_LIVE,
+    INSERT_CALL,
+    INSERT_EVENT,
+    INSERT_KEY,
+    INSERT_RECORD,
+    INSERT_SESSION,
+    LAST_POSITION,
+    LOAD,
+    LOAD_PLAIN,
+    NEWEST_OBSERVED,
+    RELEASE,
+    UPDATE_SESSION,
+    claim_from_row,
+    event_from_row,
+    from_micros,
+    mutable_columns,
+    new_row,
+    placeholder,
+    record_row,
+    session_from_row,
+    to_micros,
+    unique_columns,
+)
 from paysession.store._tables import HAS_SCHEMA_TABLE_SQLITE, schema_behind
 from paysession.store.base import (
     Binding,
@@ -51,29 +76,6 @@ from paysession.store.base import (
     ProviderCall,
     ProviderEvent,
     Write,
-)
-from paysession.store.sqlite_mapper import (
-    _CLAIM_LIVE,
-    _INSERT_EVENT,
-    _INSERT_KEY,
-    _INSERT_RECORD,
-    _INSERT_SESSION,
-    _LAST_POSITION,
-    _LOAD,
-    _LOAD_PLAIN,
-    _NEWEST_OBSERVED,
-    _RELEASE,
-    _UPDATE_SESSION,
-    _claim_from_row,
-    _event_from_row,
-    _event_row,
-    _instant,
-    _micros,
-    _mutable_columns,
-    _new_row,
-    _record_row,
-    _session_from_row,
-    _unique_columns,
 )
 from paysession.store.sqlite_schema import MIGRATIONS
 
@@ -101,17 +103,18 @@ class SqliteStore(SqlStore):
 
     # Rows in the order they were recorded: rowid grows with every insert.
     _EVENTS_IN_RECORDED_ORDER = "rowid"
-    _LOAD = _LOAD
-    _LOAD_PLAIN = _LOAD_PLAIN
-    _session_from_row = staticmethod(_session_from_row)
-    _event_from_row = staticmethod(_event_from_row)
+    _LOAD = LOAD
+    _LOAD_PLAIN = LOAD_PLAIN
+    _placeholder = staticmethod(placeholder)
+    _session_from_row = staticmethod(session_from_row)
+    _event_from_row = staticmethod(event_from_row)
 
     @staticmethod
-    def _call_from_row(row: Sequence[Any]) -> ProviderCall:
-        return call_from_row(row, _instant)
+    def _call_from_row(row: Row) -> ProviderCall:
+        return call_from_row(row, from_micros)
 
-    _claim_from_row = staticmethod(_claim_from_row)
-    _time = staticmethod(_micros)
+    _claim_from_row = staticmethod(claim_from_row)
+    _time = staticmethod(to_micros)
     _UNINDEXED = "+"
 
     def __init__(
@@ -162,6 +165,8 @@ class SqliteStore(SqlStore):
                 check_same_thread=False,
                 uri=self._read_only,
             )
+            # Every row is read by column name.
+            conn.row_factory = sqlite3.Row
             # PRAGMA takes no parameters; both values are ours (a checked word, an int).
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             if not (self._memory or self._read_only):
@@ -174,7 +179,7 @@ class SqliteStore(SqlStore):
             self._connections.append(conn)
         return conn
 
-    def _conn(self) -> sqlite3.Connection:
+    def _own_connection(self) -> sqlite3.Connection:
         """This thread's connection; call it holding ``self._turn``."""
         if self._closed:
             raise StoreError("connect", "the store is closed")
@@ -205,7 +210,9 @@ class SqliteStore(SqlStore):
             return
         with self._turn:
             try:
-                behind = schema_behind(self._conn(), len(MIGRATIONS), HAS_SCHEMA_TABLE_SQLITE)
+                behind = schema_behind(
+                    self._own_connection(), len(MIGRATIONS), HAS_SCHEMA_TABLE_SQLITE
+                )
             except sqlite3.Error as error:
                 raise StoreError(operation, str(error)) from error
         if behind is not None:
@@ -213,12 +220,12 @@ class SqliteStore(SqlStore):
         self._ready = True
 
     @contextmanager
-    def _read(self, operation: str) -> Iterator[sqlite3.Connection]:
+    def _connection(self, operation: str) -> Iterator[sqlite3.Connection]:
         if not self._ready:
             self._ready_to_read(operation)
         with self._turn:
             try:
-                yield self._conn()
+                yield self._own_connection()
             except sqlite3.Error as error:
                 raise StoreError(operation, str(error)) from error
 
@@ -246,7 +253,7 @@ class SqliteStore(SqlStore):
             attempt = 0
             while True:  # at most twice: the second pass returns or raises
                 attempt += 1
-                conn = self._conn()
+                conn = self._own_connection()
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                     try:
@@ -295,7 +302,7 @@ class SqliteStore(SqlStore):
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> int:
-        return migrate_schema(conn, MIGRATIONS, "?")
+        return migrate_schema(conn, MIGRATIONS, placeholder)
 
     def _insert(self, write: Write, texts: Texts) -> None:
         self._transaction("create", self._create, write, texts)
@@ -303,19 +310,19 @@ class SqliteStore(SqlStore):
     def _create(self, conn: sqlite3.Connection, write: Write, texts: Texts) -> None:
         (record,) = write.records
         try:
-            conn.execute(_INSERT_SESSION, _new_row(write.session, texts, record))
+            conn.execute(INSERT_SESSION, new_row(write.session, texts, record))
         except sqlite3.IntegrityError as error:
             raise self._refusal(error, write) from error
-        (last,) = conn.execute(_LAST_POSITION).fetchone()
-        conn.execute(_INSERT_RECORD, _record_row(record, last + 1))
+        last = conn.execute(LAST_POSITION).fetchone()["last"]
+        conn.execute(INSERT_RECORD, record_row(record, last + 1))
 
-    def _fetch_one(self, query: str, params: Sequence[object]) -> Sequence[Any] | None:
-        # Spelled out rather than through _read: every move starts here.
+    def _fetch_one(self, query: str, params: Params) -> Row | None:
+        # Spelled out rather than through _connection: every move starts here.
         if not self._ready:
             self._ready_to_read("load")
         with self._turn:
             try:
-                row: Sequence[Any] | None = self._conn().execute(query, params).fetchone()
+                row: Row | None = self._own_connection().execute(query, params).fetchone()
             except sqlite3.Error as error:
                 raise StoreError("load", str(error)) from error
         return row
@@ -342,19 +349,19 @@ class SqliteStore(SqlStore):
         # BEGIN IMMEDIATE holds the write lock: no claim can be taken before the commit.
         if cart_check is not None:
             live = conn.execute(
-                _CLAIM_LIVE, (cart_check.cart_id, _micros(cart_check.now))
+                CLAIM_LIVE, (cart_check.cart_id, to_micros(cart_check.now))
             ).fetchone()
             if live is not None:
-                raise CartBusy(cart_check.cart_id, _instant(live[0]))
+                raise CartBusy(cart_check.cart_id, from_micros(live["expires_at"]))
         if release is not None:
-            conn.execute(_RELEASE, (release.cart_id, release.token))
+            conn.execute(RELEASE, (release.cart_id, release.token))
         for write, text in zip(writes, texts, strict=True):
             session = write.session
             try:
                 cursor = conn.execute(
-                    _UPDATE_SESSION,
+                    UPDATE_SESSION,
                     (
-                        *_mutable_columns(session, text),
+                        *mutable_columns(session, text),
                         write.version,
                         write.head,
                         session.id,
@@ -369,19 +376,19 @@ class SqliteStore(SqlStore):
                 ).fetchone()
                 if found is None:
                     raise SessionNotFound(session.id)
-                raise ConcurrentUpdate(session.id, write.expected_version, found[0])
-        (position,) = conn.execute(_LAST_POSITION).fetchone()
+                raise ConcurrentUpdate(session.id, write.expected_version, found["version"])
+        position = conn.execute(LAST_POSITION).fetchone()["last"]
         for write in writes:
             for record in write.records:
                 position += 1
                 try:
-                    conn.execute(_INSERT_RECORD, _record_row(record, position))
+                    conn.execute(INSERT_RECORD, record_row(record, position))
                 except sqlite3.IntegrityError as error:
                     raise self._refusal(error, write) from error
         if binding is not None:
             try:
                 conn.execute(
-                    _INSERT_KEY,
+                    INSERT_KEY,
                     (binding.session_id, binding.key, binding.fingerprint, binding.seq),
                 )
             except sqlite3.IntegrityError as error:
@@ -413,7 +420,7 @@ class SqliteStore(SqlStore):
     @staticmethod
     def _keep_calls(conn: sqlite3.Connection, calls: Sequence[ProviderCall]) -> None:
         try:
-            conn.executemany(INSERT_CALL, [call_row(call, _micros) for call in calls])
+            conn.executemany(INSERT_CALL, [call_row(call, to_micros) for call in calls])
         except sqlite3.IntegrityError as error:
             # The only rule a call can break: its session must exist.
             raise SessionNotFound(calls[0].session_id) from error
@@ -438,24 +445,25 @@ class SqliteStore(SqlStore):
             raise SessionNotFound(session_id)
         if write is not None:
             expected_version = write.expected_version
-        if expected_version is not None and found[0] != expected_version:
-            raise ConcurrentUpdate(session_id, expected_version, found[0])
+        version = found["version"]
+        if expected_version is not None and version != expected_version:
+            raise ConcurrentUpdate(session_id, expected_version, version)
         if event.advances and event.observed_at is not None:
-            (newest,) = conn.execute(_NEWEST_OBSERVED, (session_id,)).fetchone()
-            if newest is not None and newest > _micros(event.observed_at):
-                raise ConcurrentUpdate(session_id, expected_version, found[0])
+            newest = conn.execute(NEWEST_OBSERVED, (session_id,)).fetchone()["newest"]
+            if newest is not None and newest > to_micros(event.observed_at):
+                raise ConcurrentUpdate(session_id, expected_version, version)
         try:
-            conn.execute(_INSERT_EVENT, _event_row(event))
+            conn.execute(INSERT_EVENT, event_row(event, to_micros))
         except sqlite3.IntegrityError as error:
-            if "paysession_provider_events.event_id" in _unique_columns(error):
-                raise ConcurrentUpdate(session_id, expected_version, found[0]) from error
+            if "paysession_provider_events.event_id" in unique_columns(error):
+                raise ConcurrentUpdate(session_id, expected_version, version) from error
             raise
         if write is not None:
             self._commit(conn, [write], [texts], None)
         if calls:
             self._keep_calls(conn, calls)
         if release is not None:
-            conn.execute(_RELEASE, (release.cart_id, release.token))
+            conn.execute(RELEASE, (release.cart_id, release.token))
 
     def _claim(self, claim: Claim, now: datetime, selected: bool) -> Found | None:
         # BEGIN IMMEDIATE: the claim and the session read with it cannot change before
@@ -464,7 +472,7 @@ class SqliteStore(SqlStore):
 
     def _release(self, claim: Claim) -> bool:
         cursor = self._transaction(
-            "release", lambda conn: conn.execute(_RELEASE, (claim.cart_id, claim.token))
+            "release", lambda conn: conn.execute(RELEASE, (claim.cart_id, claim.token))
         )
         return bool(cursor.rowcount == 1)
 
@@ -482,19 +490,22 @@ class SqliteStore(SqlStore):
         # Positions are the feed's order here: see the module's docstring.
         rows = self._rows(
             "records_since",
-            "SELECT position, wire FROM paysession_records WHERE position > ? "
-            "ORDER BY position LIMIT ?",
-            (position_of(cursor), max(limit, 0)),
+            "SELECT position, wire FROM paysession_records WHERE position > :after "
+            "ORDER BY position LIMIT :limit",
+            {"after": position_of(cursor), "limit": max(limit, 0)},
         )
-        return [logged_record(at, wire, str(at)) for at, wire in rows]
+        return [logged_record(row["position"], row["wire"], str(row["position"])) for row in rows]
 
     def latest_records(self, limit: int) -> list[LoggedRecord]:
         rows = self._rows(
             "latest_records",
-            "SELECT position, wire FROM paysession_records ORDER BY position DESC LIMIT ?",
-            (max(limit, 0),),
+            "SELECT position, wire FROM paysession_records ORDER BY position DESC LIMIT :limit",
+            {"limit": max(limit, 0)},
         )
-        return [logged_record(at, wire, str(at)) for at, wire in reversed(rows)]
+        return [
+            logged_record(row["position"], row["wire"], str(row["position"]))
+            for row in reversed(rows)
+        ]
 
     def wakeups(self) -> AbstractContextManager[Wakeup]:
         """SQLite announces nothing: a follower polls."""
@@ -510,13 +521,119 @@ class SqliteStore(SqlStore):
     def __repr__(self) -> str:
         return f"<SqliteStore {self.path!r} synchronous={self.synchronous}>"
 
+    def within(self, connection: object) -> SqliteStore:
+        """This store's tables through the caller's ``sqlite3.Connection``, inside its
+        transaction (see :meth:`SessionStore.within`): one is opened ``BEGIN IMMEDIATE``
+        when none is, so the write lock is held before the first read. Each write is a
+        savepoint; rows are read by name on cursors of paysession's own, the caller's
+        row factory left as it is."""
+        if not isinstance(connection, sqlite3.Connection):
+            raise InvalidSessionData({"connection": "must be a sqlite3.Connection"})
+        try:
+            rows = connection.execute("PRAGMA database_list").fetchall()
+        except sqlite3.Error as error:
+            raise StoreError("within", str(error)) from error
+        main = next((row[2] for row in rows if row[1] == "main"), "")
+        if self._memory or not main or not _same_file(main, self.path):
+            raise StoreError(
+                "within",
+                f"the connection is to another database ({main or 'in memory'}) "
+                f"than this store's ({self.path})",
+            )
+        joined = object.__new__(_JoinedSqliteStore)
+        joined.__dict__.update(self.__dict__)
+        joined._caller = _CallerConnection(connection)
+        joined._turn = nullcontext()
+        joined._migrates = False
+        joined._ready = False
+        joined._get_ready("within")
+        return joined
+
     # -- driver errors into ours
 
     @staticmethod
     def _refusal(
         error: sqlite3.IntegrityError, write: Write, binding: Binding | None = None
     ) -> PaySessionError:
-        return refusal(_RULES.get(_unique_columns(error)), [write], binding, str(error))
+        return refusal(_RULES.get(unique_columns(error)), [write], binding, str(error))
+
+
+class _CallerConnection:
+    """A caller's ``sqlite3.Connection`` as the store uses it: every statement on a
+    cursor of its own that reads rows by name, and a transaction opened when none is
+    (``BEGIN IMMEDIATE``: the write lock first, as the store's own writes take it)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def _cursor(self) -> sqlite3.Cursor:
+        if not self._conn.in_transaction:
+            self._conn.execute("BEGIN IMMEDIATE")
+        cursor = self._conn.cursor()
+        cursor.row_factory = sqlite3.Row
+        return cursor
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self._cursor().execute(sql, params)
+
+    def executemany(self, sql: str, params: Any) -> sqlite3.Cursor:
+        return self._cursor().executemany(sql, params)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+
+class _JoinedSqliteStore(SqliteStore):
+    """A SqliteStore writing through a caller's connection, inside its transaction:
+    each write a savepoint, nothing committed, the connection never closed."""
+
+    _caller: _CallerConnection
+
+    def _own_connection(self) -> sqlite3.Connection:
+        # The wrapper offers what the store calls on a connection (execute, executemany,
+        # in_transaction), on cursors reading rows by name.
+        return cast(sqlite3.Connection, self._caller)
+
+    @contextmanager
+    def _read_transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        yield  # inside the caller's transaction, which holds one state of the file
+
+    def _transaction(
+        self, operation: str, apply: Callable[..., _T], *args: Any, migrating: bool = False
+    ) -> _T:
+        conn = self._own_connection()
+        try:
+            conn.execute("SAVEPOINT paysession")
+            try:
+                result = apply(conn, *args)
+            except BaseException:
+                # Undo this write alone: the caller's transaction goes on without it.
+                conn.execute("ROLLBACK TO paysession")
+                conn.execute("RELEASE paysession")
+                raise
+            conn.execute("RELEASE paysession")
+            return result
+        except sqlite3.Error as error:
+            raise StoreError(operation, str(error)) from error
+
+    def _drop(self, conn: sqlite3.Connection) -> None:
+        pass  # the caller's connection is the caller's to close
+
+    def close(self) -> None:
+        pass  # as _drop: nothing of the caller's is closed
+
+    def __repr__(self) -> str:
+        return f"<SqliteStore {self.path!r} within the caller's transaction>"
+
+
+def _same_file(one: str, other: str) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 # SQLite names the columns of the unique index or key a write broke.

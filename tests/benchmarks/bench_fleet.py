@@ -182,7 +182,7 @@ def writer(dsn: str, number: int, chunks: int, barrier: Any, results: Any) -> No
 
 def _backend(conn: Any) -> int:
     """The process id of the server process behind a connection (the cluster is local)."""
-    return int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+    return int(conn.info.backend_pid)
 
 
 def _cpu(pid: int) -> float:

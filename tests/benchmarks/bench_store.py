@@ -16,11 +16,12 @@ that both meet the same moments of a machine that other work keeps busy:
 
 - ``paysession``: ``PaymentSessions.fire`` over the store;
 - ``by hand``: what careful code without the library would run for the same durable
-  move on the same driver and settings: read the row (the store's own query), work
-  out the new status and timestamps with plain dicts, build and hash the same audit
-  record with ``json`` and ``hashlib``, then the store's own write statements (SQLite:
-  BEGIN IMMEDIATE, the compare-and-set UPDATE, max(position), the record INSERT,
-  COMMIT; PostgreSQL: the one-statement commit). No validation, no hooks, no table.
+  move on the same driver and settings: read the row (the store's query), work out
+  the new status and timestamps with plain dicts, build and hash the same audit record
+  with ``json`` and ``hashlib``, then the store's write statements (SQLite: BEGIN
+  IMMEDIATE, the compare-and-set UPDATE, max(position), the record INSERT, COMMIT;
+  PostgreSQL: the one-statement commit), written out in this file with positional
+  parameters and rows read as tuples. No validation, no hooks, no table.
 
 The figure is moves committed per second by all workers together: a contender's moves
 divided by the wall time of its chunks (each from the moment the workers are released
@@ -49,7 +50,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -108,13 +109,47 @@ def _record(row: Sequence[Any], trigger: str, amount: int, at: datetime) -> tupl
     return dest, new_amount, version + 1, sealed, wire
 
 
+# The statements both stores run for such a move, written out: the yardstick stays the
+# same code whatever the stores' modules look like inside.
+_COLUMNS = (
+    "id, cart_id, provider_id, is_selected, is_initiated, status, data, idempotency_key, "
+    "amount, payment_authorized_at, created_at, updated_at, cart, version, head"
+)
+SQLITE_LOAD = f"SELECT {_COLUMNS} FROM paysession_sessions WHERE id = ?"
+SQLITE_UPDATE = (
+    "UPDATE paysession_sessions SET is_selected = ?, is_initiated = ?, status = ?, data = ?, "
+    "idempotency_key = ?, amount = ?, payment_authorized_at = ?, updated_at = ?, cart = ?, "
+    "version = ?, head = ? WHERE id = ? AND version = ?"
+)
+SQLITE_LAST_POSITION = "SELECT coalesce(max(position), 0) FROM paysession_records"
+SQLITE_INSERT_RECORD = (
+    "INSERT INTO paysession_records (session_id, seq, position, trigger, at, hash, wire) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+POSTGRES_LOAD = f"SELECT {_COLUMNS} FROM paysession_sessions WHERE id = %s"
+POSTGRES_COMMIT = (
+    "WITH moved AS (UPDATE paysession_sessions SET is_selected = %s, is_initiated = %s, "
+    "status = %s, data = %s::json, idempotency_key = %s, amount = %s, "
+    "payment_authorized_at = %s, updated_at = %s, cart = %s::json, version = %s, head = %s, "
+    "xact = greatest(xact, pg_current_xact_id()) WHERE id = %s AND version = %s "
+    "RETURNING id, xact) "
+    "INSERT INTO paysession_records (session_id, seq, xact, trigger, at, hash, wire) "
+    "SELECT r.session_id, r.seq, moved.xact, r.trigger, r.at, r.hash, r.wire FROM moved, "
+    "(VALUES (1, %s::text, %s::integer, %s::text, %s::timestamptz, %s::text, %s::text)) "
+    "AS r (n, session_id, seq, trigger, at, hash, wire) ORDER BY r.n"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _micros(value: datetime) -> int:
+    """An instant as SQLite's time columns keep it: integer microseconds since the epoch."""
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
 class SqliteByHand:
     def __init__(self, path: str, synchronous: str) -> None:
         import sqlite3
 
-        from paysession.store import sqlite as module
-
-        self.m = module
         self.conn = sqlite3.connect(path, isolation_level=None, timeout=30)
         self.conn.execute("PRAGMA busy_timeout = 30000")
         self.conn.execute("PRAGMA journal_mode = WAL")
@@ -122,16 +157,16 @@ class SqliteByHand:
         self.conn.execute("PRAGMA foreign_keys = ON")
 
     def move(self, session_id: str, trigger: str, amount: int) -> None:
-        m, conn = self.m, self.conn
-        row = list(conn.execute(m._LOAD_PLAIN, (session_id,)).fetchone())
-        row[11] = m._instant(row[11])
+        conn = self.conn
+        row = list(conn.execute(SQLITE_LOAD, (session_id,)).fetchone())
+        row[11] = _EPOCH + timedelta(microseconds=row[11])
         at = max(datetime.now(timezone.utc), row[11])
         dest, new_amount, version, sealed, wire = _record(row, trigger, amount, at)
-        micros = m._micros(at)
+        micros = _micros(at)
         conn.execute("BEGIN IMMEDIATE")
         try:
             cursor = conn.execute(
-                m._UPDATE_SESSION,
+                SQLITE_UPDATE,
                 [
                     *(row[3], row[4], dest, row[6], row[7], new_amount, row[9], micros),
                     *(row[12], version, sealed, session_id, version - 1),
@@ -139,9 +174,9 @@ class SqliteByHand:
             )
             if cursor.rowcount != 1:
                 raise RuntimeError("lost a race")
-            (last,) = conn.execute(m._LAST_POSITION).fetchone()
+            (last,) = conn.execute(SQLITE_LAST_POSITION).fetchone()
             conn.execute(
-                m._INSERT_RECORD, (session_id, version, last + 1, trigger, micros, sealed, wire)
+                SQLITE_INSERT_RECORD, (session_id, version, last + 1, trigger, micros, sealed, wire)
             )
             conn.execute("COMMIT")
         except BaseException:
@@ -156,14 +191,11 @@ class PostgresByHand:
     def __init__(self, dsn: str) -> None:
         import psycopg
 
-        from paysession.store import postgres as module
-
-        self.m = module
         self.conn = psycopg.connect(dsn, autocommit=True)
 
     def move(self, session_id: str, trigger: str, amount: int) -> None:
-        m, conn = self.m, self.conn
-        row = conn.execute(m._LOAD_PLAIN, (session_id,)).fetchone()
+        conn = self.conn
+        row = conn.execute(POSTGRES_LOAD, (session_id,)).fetchone()
         assert row is not None
         at = max(datetime.now(timezone.utc), row[11])
         dest, new_amount, version, sealed, wire = _record(row, trigger, amount, at)
@@ -188,7 +220,7 @@ class PostgresByHand:
             sealed,
             wire,
         ]
-        cursor = conn.execute(m._commit_one(1, False), params)
+        cursor = conn.execute(POSTGRES_COMMIT, params)
         if cursor.rowcount != 1:
             raise RuntimeError("lost a race")
 

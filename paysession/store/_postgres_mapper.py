@@ -1,23 +1,32 @@
-"""PostgreSQL rows and objects: timestamptz, ``%s`` placeholders, the statements."""
+"""PostgreSQL rows and objects: timestamptz, the statements.
+
+Rows are dicts (psycopg's ``dict_row``), read by column name. Statements that shared
+code runs (the loads, the reads of ``SqlReads``) or builds (the event and call
+inserts) name their values (``%(name)s``, see :func:`placeholder`); the write path's own
+statements take theirs in order (``%s``)."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
-from paysession.store._rows import record_wire
+from paysession.store._rows import Row, record_wire
 from paysession.store._sql import (
     EVENT_COLUMNS,
+    KEY_COLUMNS,
     SESSION_COLUMNS,
     Texts,
+    insert_call,
+    insert_row,
     load_json,
+    prefixed,
 )
 from paysession.store.base import (
     AnomalyKind,
@@ -28,7 +37,14 @@ from paysession.store.base import (
     Write,
 )
 
-Connection = psycopg.Connection[tuple[Any, ...]]
+Connection = psycopg.Connection[DictRow]
+"""A connection of the store: its rows are dicts (``row_factory=dict_row``)."""
+
+
+def placeholder(name: str) -> str:
+    """Where the value ``name`` goes in a statement: psycopg's named style."""
+    return f"%({name})s"
+
 
 # The pg_advisory_xact_lock key migrate() takes: an arbitrary constant, the same everywhere.
 MIGRATION_LOCK = 0x2B5F8E7C3A1D4E60
@@ -37,67 +53,76 @@ MIGRATION_LOCK = 0x2B5F8E7C3A1D4E60
 # Whoever changes which session of a cart is selected, or claims the cart, first locks
 # every session row of the cart, in id order: a claim and a select of one cart then
 # take turns (never deadlock), and each reads what the other committed. See claim().
-_CART_ROWS_LOCK = " FOR NO KEY UPDATE"
-_LOCK_CART = f"SELECT id FROM paysession_sessions WHERE cart_id = %s ORDER BY id{_CART_ROWS_LOCK}"
-_CLAIM_LIVE = "SELECT expires_at FROM paysession_claims WHERE cart_id = %s AND expires_at > %s"
-_RELEASE = "DELETE FROM paysession_claims WHERE cart_id = %s AND token = %s"
+CART_ROWS_LOCK = " FOR NO KEY UPDATE"
+LOCK_CART = f"SELECT id FROM paysession_sessions WHERE cart_id = %s ORDER BY id{CART_ROWS_LOCK}"
+CLAIM_LIVE = "SELECT expires_at FROM paysession_claims WHERE cart_id = %s AND expires_at > %s"
+RELEASE = "DELETE FROM paysession_claims WHERE cart_id = %s AND token = %s"
 
-_LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = %s"
-_LOAD = (
-    f"SELECT {', '.join('s.' + c for c in SESSION_COLUMNS.split(', '))}, k.fingerprint, k.seq "
+LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = %(id)s"
+LOAD = (
+    f"SELECT {prefixed(SESSION_COLUMNS, 's')}, {KEY_COLUMNS} "
     "FROM paysession_sessions AS s LEFT JOIN paysession_keys AS k "
-    "ON k.session_id = s.id AND k.key = %s WHERE s.id = %s"
+    "ON k.session_id = s.id AND k.key = %(key)s WHERE s.id = %(id)s"
 )
 # Every write stamps the session row with the feed key its records get: the writing
 # transaction's id, or the key of the session's previous record if that is higher (why:
 # the docstring of paysession/store/postgres_feed.py).
-_INSERT_SESSION = (
+INSERT_SESSION = (
     f"INSERT INTO paysession_sessions ({SESSION_COLUMNS}, xact) VALUES "
     "(%s, %s, %s, %s, %s, %s, %s::json, %s, %s, %s, %s, %s, %s::json, %s, %s, pg_current_xact_id())"
 )
-_UPDATE_SESSION = (
+UPDATE_SESSION = (
     "UPDATE paysession_sessions SET is_selected = %s, is_initiated = %s, status = %s, "
     "data = %s::json, idempotency_key = %s, amount = %s, payment_authorized_at = %s, "
     "updated_at = %s, cart = %s::json, version = %s, head = %s, "
     "xact = greatest(xact, pg_current_xact_id()) WHERE id = %s AND version = %s"
 )
-_INSERT_KEY = (
+INSERT_KEY = (
     "INSERT INTO paysession_keys (session_id, key, fingerprint, seq) VALUES (%s, %s, %s, %s)"
 )
 
 
-_INSERT_EVENT = (
-    f"INSERT INTO paysession_provider_events ({EVENT_COLUMNS}) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
-_NEWEST_OBSERVED = (
-    "SELECT max(observed_at) FROM paysession_provider_events "
+INSERT_EVENT = insert_row("paysession_provider_events", EVENT_COLUMNS, placeholder)
+INSERT_CALL = insert_call(placeholder)
+NEWEST_OBSERVED = (
+    "SELECT max(observed_at) AS newest FROM paysession_provider_events "
     "WHERE session_id = %s AND outcome IN ('applied', 'noop')"
 )
 
 
-def _event_from_row(row: Sequence[Any]) -> ProviderEvent:
+def event_from_row(row: Row) -> ProviderEvent:
+    """The provider event of a row selected as ``EVENT_COLUMNS``."""
+    kind = row["kind"]
     return ProviderEvent(
-        session_id=row[0],
-        event_id=row[1],
-        provider_status=row[2],
-        status=PaymentSessionStatus(row[3]),
-        session_status=PaymentSessionStatus(row[4]),
-        outcome=EventOutcome(row[5]),
-        observed_at=row[6],
-        recorded_at=row[7],
-        version=row[8],
-        guard=row[9],
-        duplicates=row[10],
-        kind=None if row[11] is None else AnomalyKind(row[11]),
+        session_id=row["session_id"],
+        event_id=row["event_id"],
+        provider_status=row["provider_status"],
+        status=PaymentSessionStatus(row["status"]),
+        session_status=PaymentSessionStatus(row["session_status"]),
+        outcome=EventOutcome(row["outcome"]),
+        observed_at=row["observed_at"],
+        recorded_at=row["recorded_at"],
+        version=row["version"],
+        guard=row["guard"],
+        duplicates=row["duplicates"],
+        kind=None if kind is None else AnomalyKind(kind),
     )
 
 
-def _claim_from_row(row: Sequence[Any]) -> Claim:
-    return Claim(row[0], row[1], row[2], ClaimAction(row[3]), row[4])
+def claim_from_row(row: Row) -> Claim:
+    """The claim of a row selected as ``CLAIM_COLUMNS``."""
+    return Claim(
+        cart_id=row["cart_id"],
+        token=row["token"],
+        session_id=row["session_id"],
+        action=ClaimAction(row["action"]),
+        expires_at=row["expires_at"],
+    )
 
 
-def _same(value: datetime) -> datetime:
+def instant_as_is(value: datetime) -> datetime:
+    """An instant as a timestamptz column takes and gives it: psycopg converts aware
+    datetimes both ways, so there is nothing to do."""
     return value
 
 
@@ -126,7 +151,7 @@ def _records_from(source: str, count: int) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _commit_one(count: int, keyed: bool) -> str:
+def commit_one_statement(count: int, keyed: bool) -> str:
     """A commit of one session's write as a single statement, so one implicit transaction.
 
     Only the compare-and-set (``moved``) looks at the session; the key and the records
@@ -140,13 +165,13 @@ def _commit_one(count: int, keyed: bool) -> str:
         if keyed
         else ""
     )
-    return f"WITH moved AS ({_UPDATE_SESSION} RETURNING id, xact){key} " + _records_from(
+    return f"WITH moved AS ({UPDATE_SESSION} RETURNING id, xact){key} " + _records_from(
         "moved", count
     )
 
 
 @functools.lru_cache(maxsize=16)
-def _insert_records(count: int) -> str:
+def insert_records_statement(count: int) -> str:
     """INSERT of ``count`` records of sessions already updated in this transaction.
 
     Each record takes the feed key its session's row was just stamped with.
@@ -159,28 +184,31 @@ def _insert_records(count: int) -> str:
     )
 
 
-_CREATE = f"WITH created AS ({_INSERT_SESSION} RETURNING id, xact) " + _records_from("created", 1)
+CREATE_SESSION = f"WITH created AS ({INSERT_SESSION} RETURNING id, xact) " + _records_from(
+    "created", 1
+)
 
 
-def _session_from_row(row: Sequence[Any]) -> PaymentSession:
+def session_from_row(row: Row) -> PaymentSession:
+    """The session of a row selected as ``SESSION_COLUMNS``."""
     return PaymentSession(
-        id=row[0],
-        cart_id=row[1],
-        provider_id=row[2],
-        is_selected=row[3],
-        is_initiated=row[4],
-        status=row[5],
-        data=load_json(row[6]),
-        idempotency_key=row[7],
-        amount=row[8],
-        payment_authorized_at=row[9],
-        created_at=row[10],
-        updated_at=row[11],
-        cart=load_json(row[12]),
+        id=row["id"],
+        cart_id=row["cart_id"],
+        provider_id=row["provider_id"],
+        is_selected=row["is_selected"],
+        is_initiated=row["is_initiated"],
+        status=row["status"],
+        data=load_json(row["data"]),
+        idempotency_key=row["idempotency_key"],
+        amount=row["amount"],
+        payment_authorized_at=row["payment_authorized_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        cart=load_json(row["cart"]),
     )
 
 
-def _records_params(records: Sequence[TransitionRecord]) -> list[object]:
+def records_params(records: Sequence[TransitionRecord]) -> list[object]:
     params: list[object] = []
     for record in records:
         params += (
@@ -194,7 +222,7 @@ def _records_params(records: Sequence[TransitionRecord]) -> list[object]:
     return params
 
 
-def _update_params(write: Write, texts: Texts) -> list[object]:
+def update_params(write: Write, texts: Texts) -> list[object]:
     session = write.session
     return [
         session.is_selected,
@@ -214,27 +242,28 @@ def _update_params(write: Write, texts: Texts) -> list[object]:
 
 
 __all__ = [
+    "CART_ROWS_LOCK",
+    "CLAIM_LIVE",
+    "CREATE_SESSION",
+    "INSERT_CALL",
+    "INSERT_EVENT",
+    "INSERT_KEY",
+    "INSERT_SESSION",
+    "LOAD",
+    "LOAD_PLAIN",
+    "LOCK_CART",
     "MIGRATION_LOCK",
-    "_CART_ROWS_LOCK",
-    "_CLAIM_LIVE",
-    "_CREATE",
-    "_INSERT_EVENT",
-    "_INSERT_KEY",
-    "_INSERT_SESSION",
-    "_LOAD",
-    "_LOAD_PLAIN",
-    "_LOCK_CART",
-    "_NEWEST_OBSERVED",
-    "_RELEASE",
-    "_UPDATE_SESSION",
+    "NEWEST_OBSERVED",
+    "RELEASE",
+    "UPDATE_SESSION",
     "Connection",
-    "_claim_from_row",
-    "_commit_one",
-    "_event_from_row",
-    "_insert_records",
-    "_records_from",
-    "_records_params",
-    "_same",
-    "_session_from_row",
-    "_update_params",
+    "claim_from_row",
+    "commit_one_statement",
+    "event_from_row",
+    "insert_records_statement",
+    "instant_as_is",
+    "placeholder",
+    "records_params",
+    "session_from_row",
+    "update_params",
 ]

@@ -1,0 +1,340 @@
+"""``PaymentSessions.within(connection)``: the checkout's own transaction.
+
+An order row of the shop and a move of paysession written through one connection
+commit together or not at all: on SQLite (``sqlite3``) and PostgreSQL (``psycopg``), a
+commit keeps both, a rollback leaves neither and runs no hook, a move that loses its
+race raises when it is made, and a process killed before its commit leaves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paysession import (
+    AuthorizationConflict,
+    ConcurrentUpdate,
+    Hooks,
+    InvalidSessionData,
+    PaymentSessions,
+    PaymentSessionStatus,
+    StoreError,
+    TransitionEvent,
+)
+from paysession.store import MemoryStore
+
+from .conftest import StoreFactory
+
+S = PaymentSessionStatus
+ROOT = Path(__file__).resolve().parent.parent
+ORDERS = "CREATE TABLE shop_orders (cart_id TEXT PRIMARY KEY, session_id TEXT NOT NULL)"
+
+
+def connect(factory: StoreFactory) -> Any:
+    """A connection of the shop's own, to the store's database."""
+    if factory.kind == "sqlite":
+        return sqlite3.connect(factory.place)
+    import psycopg
+
+    return psycopg.connect(factory.place)
+
+
+def param(factory: StoreFactory) -> str:
+    return "?" if factory.kind == "sqlite" else "%s"
+
+
+def orders(factory: StoreFactory) -> list[tuple[str, str]]:
+    """The shop's orders as committed, read on a connection of their own."""
+    conn = connect(factory)
+    try:
+        rows = conn.execute("SELECT cart_id, session_id FROM shop_orders ORDER BY cart_id")
+        return [(row[0], row[1]) for row in rows.fetchall()]
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def shop(store_factory: StoreFactory) -> Iterator[StoreFactory]:
+    """The store's database with the shop's orders table beside paysession's."""
+    store_factory()  # creates and migrates the database
+    conn = connect(store_factory)
+    conn.execute(ORDERS)
+    conn.commit()
+    conn.close()
+    yield store_factory
+
+
+class AfterHooks:
+    """Counts the after-hooks run, by trigger."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.hooks = Hooks()
+
+        @self.hooks.after()
+        def seen(event: TransitionEvent) -> None:
+            self.seen.append(event.trigger)
+
+
+def initiated(sessions: PaymentSessions, cart_id: str) -> str:
+    session = sessions.create(cart_id=cart_id, provider_id="stripe", amount=1500)
+    sessions.fire(session.id, "initiate", data={"id": f"pi_{cart_id}"})
+    sessions.select(session.id)
+    return session.id
+
+
+class TestWithin:
+    store_kinds = ("sqlite", "postgres")
+
+    def test_commit_keeps_the_order_and_the_move(self, shop: StoreFactory) -> None:
+        after = AfterHooks()
+        sessions = PaymentSessions(shop(), hooks=after.hooks)
+        session_id = initiated(sessions, "cart_1")
+        after.seen.clear()
+        conn = connect(shop)
+        view = sessions.within(conn)
+        view.fire(session_id, "authorize", actor="checkout", idempotency_key="auth-1")
+        conn.execute(
+            f"INSERT INTO shop_orders VALUES ({param(shop)}, {param(shop)})", ("cart_1", session_id)
+        )
+        assert view.get(session_id).status is S.AUTHORIZED  # the view reads its own writes
+        assert sessions.get(session_id).status is S.PENDING  # nobody else does yet
+        assert after.seen == [] and orders(shop) == []
+        view.commit()
+        conn.close()
+        assert after.seen == ["authorize"]
+        assert sessions.get(session_id).status is S.AUTHORIZED
+        assert orders(shop) == [("cart_1", session_id)]
+        assert sessions.verify(session_id).ok
+
+    def test_rollback_leaves_nothing_and_no_hook_runs(self, shop: StoreFactory) -> None:
+        after = AfterHooks()
+        sessions = PaymentSessions(shop(), hooks=after.hooks)
+        session_id = initiated(sessions, "cart_2")
+        after.seen.clear()
+        before = sessions.history(session_id)
+        conn = connect(shop)
+        view = sessions.within(conn)
+        view.fire(session_id, "authorize", idempotency_key="auth-2")
+        view.reconcile(session_id, "requires_capture", event_id="evt_2")
+        claim = view.claim_of("cart_2")
+        assert claim is None
+        conn.execute(
+            f"INSERT INTO shop_orders VALUES ({param(shop)}, {param(shop)})", ("cart_2", session_id)
+        )
+        view.rollback()
+        conn.close()
+        assert after.seen == []
+        assert sessions.history(session_id) == before
+        assert sessions.provider_events(session_id=session_id) == []
+        assert orders(shop) == []
+        # The key was never bound: the same key now makes a move of its own.
+        record = sessions.fire(session_id, "authorize", idempotency_key="auth-2")
+        assert record.seq == before[-1].seq + 1 and after.seen == ["authorize"]
+
+    def test_a_claim_taken_inside_is_rolled_back_with_it(self, shop: StoreFactory) -> None:
+        sessions = PaymentSessions(shop())
+        initiated(sessions, "cart_3")
+        conn = connect(shop)
+        view = sessions.within(conn)
+        view.claim_cart("cart_3")
+        assert view.claim_of("cart_3") is not None
+        view.rollback()
+        conn.close()
+        assert sessions.claim_of("cart_3") is None
+
+    def test_a_lost_race_raises_when_the_move_is_made(self, shop: StoreFactory) -> None:
+        """The caller read version 2; another writer moved the session since: the view's
+        move fails at once, and the caller's rollback leaves the winner's move intact."""
+        sessions = PaymentSessions(shop())
+        session_id = initiated(sessions, "cart_4")
+        seen = sessions.version(session_id)
+        winner = sessions.fire(session_id, "require_more", actor="webhook")
+        conn = connect(shop)
+        view = sessions.within(conn)
+        conn.execute(
+            f"INSERT INTO shop_orders VALUES ({param(shop)}, {param(shop)})", ("cart_4", session_id)
+        )
+        with pytest.raises(ConcurrentUpdate):
+            view.fire(session_id, "authorize", expected_version=seen)
+        view.rollback()
+        conn.close()
+        assert sessions.history(session_id)[-1] == winner
+        assert orders(shop) == []
+
+    def test_one_authorized_session_per_cart_holds_inside(self, shop: StoreFactory) -> None:
+        """Another session of the cart authorized first, on another connection: the view's
+        authorization is refused when it is made, by the database's rule."""
+        sessions = PaymentSessions(shop())
+        first = initiated(sessions, "cart_5")
+        second = sessions.create(cart_id="cart_5", provider_id="paypal", amount=1500)
+        sessions.fire(second.id, "initiate", data={"id": "PAYID-5"})
+        sessions.fire(first, "authorize")
+        conn = connect(shop)
+        view = sessions.within(conn)
+        with pytest.raises(AuthorizationConflict):
+            view.fire(second.id, "authorize")
+        # The refused write was a savepoint: the rest of the transaction goes on.
+        conn.execute(
+            f"INSERT INTO shop_orders VALUES ({param(shop)}, {param(shop)})", ("cart_5", first)
+        )
+        view.commit()
+        conn.close()
+        assert sessions.get(second.id).status is S.PENDING
+        assert orders(shop) == [("cart_5", first)]
+
+    def test_a_connection_to_another_database_is_refused(
+        self, shop: StoreFactory, tmp_path: Path, request: pytest.FixtureRequest
+    ) -> None:
+        sessions = PaymentSessions(shop())
+        session_id = initiated(sessions, "cart_6")
+        if shop.kind == "sqlite":
+            other: Any = sqlite3.connect(tmp_path / "another.db")
+        else:
+            import psycopg
+
+            server = request.getfixturevalue("postgres_server")
+            other = psycopg.connect(server.new_database())
+        with pytest.raises(StoreError) as refused:
+            sessions.within(other)
+        assert "another database" in str(refused.value)
+        other.close()
+        assert sessions.version(session_id) == 2
+
+    def test_killed_before_the_commit_leaves_neither(self, shop: StoreFactory) -> None:
+        sessions = PaymentSessions(shop())
+        session_id = initiated(sessions, "cart_7")
+        before = sessions.history(session_id)
+        script = textwrap.dedent(
+            f"""
+            import sqlite3, sys, time
+            from paysession import PaymentSessions
+            from paysession.store import SqliteStore
+            kind, place = {shop.kind!r}, {shop.place!r}
+            if kind == "sqlite":
+                store = SqliteStore(place)
+                conn = sqlite3.connect(place)
+                mark = "?"
+            else:
+                import psycopg
+                from paysession.store.postgres import PostgresStore
+                store = PostgresStore(place)
+                conn = psycopg.connect(place)
+                mark = "%s"
+            view = PaymentSessions(store).within(conn)
+            view.fire({session_id!r}, "authorize", actor="checkout")
+            insert = f"INSERT INTO shop_orders VALUES ({{mark}}, {{mark}})"
+            conn.execute(insert, ("cart_7", {session_id!r}))
+            print("moved", flush=True)
+            time.sleep(120)
+            """
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == b"moved"
+            child.send_signal(signal.SIGKILL)
+        finally:
+            child.wait(timeout=60)
+        assert child.returncode == -signal.SIGKILL
+        assert sessions.history(session_id) == before
+        assert orders(shop) == []
+        assert sessions.verify(session_id).ok
+        # The killed transaction held nothing back: the move is made now.
+        assert sessions.fire(session_id, "authorize").seq == before[-1].seq + 1
+
+
+class TestWithinRefusals:
+    def test_a_memory_store_has_nothing_to_join(self) -> None:
+        sessions = PaymentSessions(MemoryStore())
+        with pytest.raises(InvalidSessionData) as refused:
+            sessions.within(sqlite3.connect(":memory:"))
+        assert "connection" in refused.value.problems
+
+    def test_not_a_connection(self, tmp_path: Path) -> None:
+        from paysession.store import SqliteStore
+
+        sessions = PaymentSessions(SqliteStore(tmp_path / "s.db"))
+        with pytest.raises(InvalidSessionData) as refused:
+            sessions.within(object())
+        assert "connection" in refused.value.problems
+
+    def test_commit_and_rollback_belong_to_a_view(self) -> None:
+        sessions = PaymentSessions(MemoryStore())
+        with pytest.raises(InvalidSessionData):
+            sessions.commit()
+        with pytest.raises(InvalidSessionData):
+            sessions.rollback()
+
+
+class TestPostgresIsolation:
+    """Which isolation levels of the caller's transaction are supported, and how."""
+
+    store_kinds = ("postgres",)
+
+    @pytest.mark.parametrize("level", ["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"])
+    def test_each_level_commits_the_order_and_the_move(
+        self, shop: StoreFactory, level: str
+    ) -> None:
+        sessions = PaymentSessions(shop())
+        session_id = initiated(sessions, "cart_iso")
+        conn = connect(shop)
+        conn.execute(f"SET TRANSACTION ISOLATION LEVEL {level}")
+        view = sessions.within(conn)
+        view.fire(session_id, "authorize", idempotency_key="iso")
+        conn.execute("INSERT INTO shop_orders VALUES (%s, %s)", ("cart_iso", session_id))
+        view.commit()
+        conn.close()
+        assert sessions.get(session_id).status is S.AUTHORIZED
+        assert orders(shop) == [("cart_iso", session_id)]
+
+    @pytest.mark.parametrize("level", ["REPEATABLE READ", "SERIALIZABLE"])
+    def test_a_snapshot_level_loses_its_race_at_once(self, shop: StoreFactory, level: str) -> None:
+        """The view read the session in its snapshot; another writer moved it since: the
+        move raises ConcurrentUpdate (not a driver error), and the same move in a new
+        transaction goes through."""
+        sessions = PaymentSessions(shop())
+        session_id = initiated(sessions, "cart_snap")
+        conn = connect(shop)
+        conn.execute(f"SET TRANSACTION ISOLATION LEVEL {level}")
+        view = sessions.within(conn)
+        assert view.get(session_id).status is S.PENDING  # the snapshot is taken here
+        winner = sessions.fire(session_id, "require_more", actor="webhook")
+        with pytest.raises(ConcurrentUpdate):
+            view.fire(session_id, "authorize")
+        view.rollback()
+        assert sessions.history(session_id)[-1] == winner
+        again = sessions.within(conn)
+        again.fire(session_id, "authorize")
+        again.commit()
+        conn.close()
+        assert sessions.get(session_id).status is S.AUTHORIZED
+
+    def test_read_committed_retries_inside_the_transaction(self, shop: StoreFactory) -> None:
+        """At read committed each statement sees the latest commit: a retried move
+        (fire_with_retry) reloads and goes through inside the same transaction."""
+        sessions = PaymentSessions(shop())
+        session_id = initiated(sessions, "cart_rc")
+        conn = connect(shop)
+        view = sessions.within(conn)
+        assert view.get(session_id).status is S.PENDING
+        sessions.fire(session_id, "require_more", actor="webhook")
+        record = view.fire_with_retry(session_id, "authorize")
+        assert record.source is S.REQUIRES_MORE
+        view.commit()
+        conn.close()
+        assert sessions.get(session_id).status is S.AUTHORIZED
