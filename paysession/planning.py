@@ -160,6 +160,7 @@ class _Attempt:
             RecordFields(
                 session.id,
                 self.seq,
+                self.prev_hash,
                 move.trigger,
                 source,
                 dest,
@@ -168,7 +169,6 @@ class _Attempt:
                 context.reason,
                 self.idempotency_key,
                 changes,
-                self.prev_hash,
             ),
             context.key,
         )
@@ -277,6 +277,7 @@ def create_record(session: PaymentSession, key: bytes | None = None) -> Transiti
     fields = RecordFields(
         session.id,
         0,
+        GENESIS,
         CREATE,
         None,
         session.status,
@@ -285,7 +286,6 @@ def create_record(session: PaymentSession, key: bytes | None = None) -> Transiti
         None,
         None,
         changes,
-        GENESIS,
     )
     return make_record(fields, key)
 

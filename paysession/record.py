@@ -225,26 +225,55 @@ def _canonical_halves(record: TransitionRecord) -> tuple[str, str]:
 
 
 class RecordFields(NamedTuple):
-    """What a record says, before it is sealed: its place in the trail (``session_id``,
-    ``seq``, ``prev_hash``), the move (``trigger``, ``source``, ``dest``), who made it,
-    when and why, and the fields it changed."""
+    """What a record says, before it is sealed: its place in the trail, the move, when,
+    who and why, and the fields the move changed."""
 
+    # Its place: the session, its seq, and the hash of the record before it.
     session_id: str
     seq: int
+    prev_hash: str
+    # The move, from the status it left to the one it reached.
     trigger: str
     source: PaymentSessionStatus | None
     dest: PaymentSessionStatus
+    # When, who, why, under which key.
     at: datetime
     actor: str | None
     reason: str | None
     idempotency_key: str | None
     changes: Mapping[str, Change]
-    prev_hash: str
 
 
 def make_record(fields: RecordFields, key: bytes | None = None) -> TransitionRecord:
     """Build a record of ``fields`` and seal it with its hash (an HMAC under ``key``)."""
-    record = _sealed_record(*fields[:9], FrozenDict(fields.changes), fields.prev_hash, "", None)
+    (
+        session_id,
+        seq,
+        prev_hash,
+        trigger,
+        source,
+        dest,
+        at,
+        actor,
+        reason,
+        idempotency_key,
+        changes,
+    ) = fields
+    record = _sealed_record(
+        session_id,
+        seq,
+        trigger,
+        source,
+        dest,
+        at,
+        actor,
+        reason,
+        idempotency_key,
+        FrozenDict(changes),
+        prev_hash,
+        "",
+        None,
+    )
     # The hash covers the record's own fields, so it is filled in last, through the
     # same slot descriptors the record was built with.
     head, tail = _canonical_halves(record)

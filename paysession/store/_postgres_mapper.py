@@ -17,17 +17,8 @@ from psycopg.rows import DictRow
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
+from paysession.store import _sql
 from paysession.store._rows import Row, record_wire
-from paysession.store._sql import (
-    EVENT_COLUMNS,
-    KEY_COLUMNS,
-    SESSION_COLUMNS,
-    Texts,
-    insert_call,
-    insert_row,
-    load_json,
-    prefixed,
-)
 from paysession.store.base import (
     AnomalyKind,
     Claim,
@@ -58,9 +49,9 @@ LOCK_CART = f"SELECT id FROM paysession_sessions WHERE cart_id = %s ORDER BY id{
 CLAIM_LIVE = "SELECT expires_at FROM paysession_claims WHERE cart_id = %s AND expires_at > %s"
 RELEASE = "DELETE FROM paysession_claims WHERE cart_id = %s AND token = %s"
 
-LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = %(id)s"
+LOAD_PLAIN = f"SELECT {_sql.SESSION_COLUMNS} FROM paysession_sessions WHERE id = %(id)s"
 LOAD = (
-    f"SELECT {prefixed(SESSION_COLUMNS, 's')}, {KEY_COLUMNS} "
+    f"SELECT {_sql.prefixed(_sql.SESSION_COLUMNS, 's')}, {_sql.KEY_COLUMNS} "
     "FROM paysession_sessions AS s LEFT JOIN paysession_keys AS k "
     "ON k.session_id = s.id AND k.key = %(key)s WHERE s.id = %(id)s"
 )
@@ -68,7 +59,7 @@ LOAD = (
 # transaction's id, or the key of the session's previous record if that is higher (why:
 # the docstring of paysession/store/postgres_feed.py).
 INSERT_SESSION = (
-    f"INSERT INTO paysession_sessions ({SESSION_COLUMNS}, xact) VALUES "
+    f"INSERT INTO paysession_sessions ({_sql.SESSION_COLUMNS}, xact) VALUES "
     "(%s, %s, %s, %s, %s, %s, %s::json, %s, %s, %s, %s, %s, %s::json, %s, %s, pg_current_xact_id())"
 )
 UPDATE_SESSION = (
@@ -82,8 +73,8 @@ INSERT_KEY = (
 )
 
 
-INSERT_EVENT = insert_row("paysession_provider_events", EVENT_COLUMNS, placeholder)
-INSERT_CALL = insert_call(placeholder)
+INSERT_EVENT = _sql.insert_row("paysession_provider_events", _sql.EVENT_COLUMNS, placeholder)
+INSERT_CALL = _sql.insert_call(placeholder)
 NEWEST_OBSERVED = (
     "SELECT max(observed_at) AS newest FROM paysession_provider_events "
     "WHERE session_id = %s AND outcome IN ('applied', 'noop')"
@@ -91,7 +82,7 @@ NEWEST_OBSERVED = (
 
 
 def event_from_row(row: Row) -> ProviderEvent:
-    """The provider event of a row selected as ``EVENT_COLUMNS``."""
+    """The provider event of a row selected as ``_sql.EVENT_COLUMNS``."""
     kind = row["kind"]
     return ProviderEvent(
         session_id=row["session_id"],
@@ -198,13 +189,13 @@ def session_from_row(row: Row) -> PaymentSession:
         is_selected=row["is_selected"],
         is_initiated=row["is_initiated"],
         status=row["status"],
-        data=load_json(row["data"]),
+        data=_sql.load_json(row["data"]),
         idempotency_key=row["idempotency_key"],
         amount=row["amount"],
         payment_authorized_at=row["payment_authorized_at"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
-        cart=load_json(row["cart"]),
+        cart=_sql.load_json(row["cart"]),
     )
 
 
@@ -222,7 +213,7 @@ def records_params(records: Sequence[TransitionRecord]) -> list[object]:
     return params
 
 
-def update_params(write: Write, texts: Texts) -> list[object]:
+def update_params(write: Write, texts: _sql.Texts) -> list[object]:
     session = write.session
     return [
         session.is_selected,

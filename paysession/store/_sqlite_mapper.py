@@ -13,17 +13,8 @@ from datetime import datetime, timedelta, timezone
 from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.status import PaymentSessionStatus
+from paysession.store import _sql
 from paysession.store._rows import Row, record_wire
-from paysession.store._sql import (
-    EVENT_COLUMNS,
-    KEY_COLUMNS,
-    SESSION_COLUMNS,
-    Texts,
-    insert_call,
-    insert_row,
-    load_json,
-    prefixed,
-)
 from paysession.store.base import (
     AnomalyKind,
     Claim,
@@ -44,14 +35,14 @@ def placeholder(name: str) -> str:
 CLAIM_LIVE = "SELECT expires_at FROM paysession_claims WHERE cart_id = ? AND expires_at > ?"
 RELEASE = "DELETE FROM paysession_claims WHERE cart_id = ? AND token = ?"
 
-LOAD_PLAIN = f"SELECT {SESSION_COLUMNS} FROM paysession_sessions WHERE id = :id"
+LOAD_PLAIN = f"SELECT {_sql.SESSION_COLUMNS} FROM paysession_sessions WHERE id = :id"
 LOAD = (
-    f"SELECT {prefixed(SESSION_COLUMNS, 's')}, {KEY_COLUMNS} "
+    f"SELECT {_sql.prefixed(_sql.SESSION_COLUMNS, 's')}, {_sql.KEY_COLUMNS} "
     "FROM paysession_sessions AS s LEFT JOIN paysession_keys AS k "
     "ON k.session_id = s.id AND k.key = :key WHERE s.id = :id"
 )
 INSERT_SESSION = (
-    f"INSERT INTO paysession_sessions ({SESSION_COLUMNS}) "
+    f"INSERT INTO paysession_sessions ({_sql.SESSION_COLUMNS}) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 UPDATE_SESSION = (
@@ -65,8 +56,8 @@ INSERT_RECORD = (
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_KEY = "INSERT INTO paysession_keys (session_id, key, fingerprint, seq) VALUES (?, ?, ?, ?)"
-INSERT_EVENT = insert_row("paysession_provider_events", EVENT_COLUMNS, placeholder)
-INSERT_CALL = insert_call(placeholder)
+INSERT_EVENT = _sql.insert_row("paysession_provider_events", _sql.EVENT_COLUMNS, placeholder)
+INSERT_CALL = _sql.insert_call(placeholder)
 NEWEST_OBSERVED = (
     "SELECT max(observed_at) AS newest FROM paysession_provider_events "
     "WHERE session_id = ? AND outcome IN ('applied', 'noop')"
@@ -93,17 +84,17 @@ def session_from_row(row: Row) -> PaymentSession:
         is_selected=bool(row["is_selected"]),
         is_initiated=bool(row["is_initiated"]),
         status=row["status"],
-        data=load_json(row["data"]),
+        data=_sql.load_json(row["data"]),
         idempotency_key=row["idempotency_key"],
         amount=row["amount"],
         payment_authorized_at=None if authorized_at is None else from_micros(authorized_at),
         created_at=from_micros(row["created_at"]),
         updated_at=from_micros(row["updated_at"]),
-        cart=load_json(row["cart"]),
+        cart=_sql.load_json(row["cart"]),
     )
 
 
-def mutable_columns(session: PaymentSession, texts: Texts) -> tuple[object, ...]:
+def mutable_columns(session: PaymentSession, texts: _sql.Texts) -> tuple[object, ...]:
     authorized_at = session.payment_authorized_at
     return (
         int(session.is_selected),
@@ -118,7 +109,9 @@ def mutable_columns(session: PaymentSession, texts: Texts) -> tuple[object, ...]
     )
 
 
-def new_row(session: PaymentSession, texts: Texts, record: TransitionRecord) -> tuple[object, ...]:
+def new_row(
+    session: PaymentSession, texts: _sql.Texts, record: TransitionRecord
+) -> tuple[object, ...]:
     """A new session's row in ``SESSION_COLUMNS`` order, at its record 0."""
     mutable = mutable_columns(session, texts)  # ... payment_authorized_at, updated_at, cart
     return (
@@ -151,7 +144,7 @@ def claim_from_row(row: Row) -> Claim:
 
 
 def event_from_row(row: Row) -> ProviderEvent:
-    """The provider event of a row selected as ``EVENT_COLUMNS``."""
+    """The provider event of a row selected as ``_sql.EVENT_COLUMNS``."""
     observed_at, kind = row["observed_at"], row["kind"]
     return ProviderEvent(
         session_id=row["session_id"],

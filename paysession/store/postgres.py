@@ -14,6 +14,7 @@ hence one round trip and one implicit transaction; a write of several sessions
 
 from __future__ import annotations
 
+import functools
 import math
 import select
 import threading
@@ -120,10 +121,7 @@ class PostgresStore(SqlStore):
     _session_from_row = staticmethod(session_from_row)
     _event_from_row = staticmethod(event_from_row)
 
-    @staticmethod
-    def _call_from_row(row: Row) -> ProviderCall:
-        return call_from_row(row, instant_as_is)
-
+    _call_from_row = staticmethod(functools.partial(call_from_row, instant=instant_as_is))
     _claim_from_row = staticmethod(claim_from_row)
     _time = staticmethod(instant_as_is)
 

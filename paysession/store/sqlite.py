@@ -13,6 +13,7 @@ taken inside the write transaction is handed out in commit order.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
@@ -109,10 +110,7 @@ class SqliteStore(SqlStore):
     _session_from_row = staticmethod(session_from_row)
     _event_from_row = staticmethod(event_from_row)
 
-    @staticmethod
-    def _call_from_row(row: Row) -> ProviderCall:
-        return call_from_row(row, from_micros)
-
+    _call_from_row = staticmethod(functools.partial(call_from_row, instant=from_micros))
     _claim_from_row = staticmethod(claim_from_row)
     _time = staticmethod(to_micros)
     _UNINDEXED = "+"
