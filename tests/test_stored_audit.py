@@ -335,7 +335,9 @@ class TestStoredTrails:
         assert [(p.session_id, p.seq, p.reason) for p in report.problems] == sorted(
             [(ids[0], 5, "row_mismatch"), (ids[2], 5, "trail_cut")]
         )
-        assert seen == [(2, 12), (3, 17)]
+        # Pages go in id order; sessions made within one millisecond order by chance.
+        records = {ids[0]: 6, ids[1]: 6, ids[2]: 5}
+        assert seen == [(2, sum(records[i] for i in sorted(ids)[:2])), (3, 17)]
 
 
 class TestEveryStore:
