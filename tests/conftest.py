@@ -5,11 +5,18 @@ is set, else from a throwaway cluster started once per test session from the bin
 on PATH (see ``tests/pgcluster.py``) and stopped at the end. Each test gets a database
 of its own. Without either, PostgreSQL tests are skipped, except under ``CI=true``,
 where a missing PostgreSQL fails them.
+
+The tests' files (tmp_path, tempfile) go to memory, /dev/shm, where the machine has room
+there and neither TMPDIR nor --basetemp says otherwise: a SQLite store commits with
+synchronous=FULL, and on a disk shared with other work each commit's fsync costs
+milliseconds, most of the time of the store tests. Kills and crashes keep what a process
+wrote either way; only a power cut would tell the two apart.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +27,23 @@ from paysession.store import MemoryStore, SessionStore, SqliteStore
 from . import pgcluster
 
 STORE_KINDS = ("memory", "sqlite", "postgres")
+
+MEMORY = "/dev/shm"
+MEMORY_NEEDED = 2 * 2**30  # bytes free there, or the tests' files stay on disk
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.option.basetemp or "TMPDIR" in os.environ:
+        return  # the user chose where
+    try:
+        free = os.statvfs(MEMORY)
+    except OSError:
+        return
+    if os.access(MEMORY, os.W_OK) and free.f_bavail * free.f_frsize >= MEMORY_NEEDED:
+        # TMPDIR for the processes the tests start, tempfile.tempdir for this one (and so
+        # for pytest's tmp_path).
+        os.environ["TMPDIR"] = MEMORY
+        tempfile.tempdir = MEMORY
 
 
 class PostgresServer:
