@@ -1,15 +1,23 @@
-"""Small builders shared by the tests: a controllable clock and sessions in any status."""
+"""Small builders shared by the tests: a controllable clock and sessions in any status,
+and the command line run in this process."""
 
 from __future__ import annotations
 
+import io
+import logging
+import os
 import subprocess
 import sys
+import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 from paysession import Hooks, PaymentSession, PaymentSessions, PaymentSessionStatus, SessionMachine
+from paysession.cli import main
 from paysession.lifecycle import MOVES
 from paysession.planning import Context, check_params, create_record, plan
 from paysession.store import LoggedRecord, SessionStore, Snapshot, Write
@@ -186,3 +194,84 @@ def provider_table() -> list[tuple[str, str, str | None, PaymentSessionStatus]]:
             status, event, becomes = (cell.strip().strip("`") for cell in line.split("|")[1:4])
             rows.append((provider, status, event or None, PaymentSessionStatus(becomes)))
     return rows
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# What a fresh interpreter ignores (see the warnings module's default filters).
+_IGNORED_BY_DEFAULT = (
+    DeprecationWarning,
+    PendingDeprecationWarning,
+    ImportWarning,
+    ResourceWarning,
+)
+
+
+def cli(
+    *argv: str, stdin: bytes | BinaryIO = b"", cwd: Path = ROOT
+) -> subprocess.CompletedProcess[bytes]:
+    """``paysession *argv`` run in this process by ``paysession.cli.main``, answered as
+    ``subprocess.run(..., capture_output=True)`` would: exit code, stdout and stderr bytes.
+
+    A process costs a quarter of a second to start and import; most command-line tests
+    are about what a command says and its exit code, which ``main`` decides alone. What
+    only a real process shows (the console script, signals, a closed pipe, imports, a
+    server) is tested with one. The command finds what a fresh interpreter would give it:
+    standard streams of its own (pipes, not terminals), a root logger without handlers
+    (pytest's would swallow a library's warning that a process prints), warnings printed
+    to stderr, the working directory ``cwd``; and it must leave no thread behind, which
+    would keep a process from exiting.
+    """
+    out, err = io.BytesIO(), io.BytesIO()
+    source = io.BytesIO(stdin) if isinstance(stdin, bytes) else stdin
+    streams = sys.stdin, sys.stdout, sys.stderr
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    where = Path.cwd()
+    threads = set(threading.enumerate())
+    sys.stdin = io.TextIOWrapper(source, encoding="utf-8")
+    sys.stdout = io.TextIOWrapper(out, encoding="utf-8")
+    sys.stderr = io.TextIOWrapper(err, encoding="utf-8", errors="backslashreplace")
+    root.handlers, root.level = [], logging.WARNING
+    os.chdir(cwd)
+    try:
+        with warnings.catch_warnings():
+            warnings.resetwarnings()
+            for category in _IGNORED_BY_DEFAULT:
+                warnings.simplefilter("ignore", category)
+            warnings.showwarning = _warn_on_stderr
+            code = _exit_code(argv)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+    finally:
+        for wrapper in (sys.stdin, sys.stdout, sys.stderr):
+            if isinstance(wrapper, io.TextIOWrapper):
+                wrapper.detach()  # leaves the bytes readable
+        sys.stdin, sys.stdout, sys.stderr = streams
+        root.handlers[:], root.level = handlers, level
+        os.chdir(where)
+    left = [t for t in threading.enumerate() if t not in threads and not t.daemon]
+    assert not left, f"paysession {' '.join(argv)} left threads running: {left}"
+    return subprocess.CompletedProcess(["paysession", *argv], code, out.getvalue(), err.getvalue())
+
+
+def _exit_code(argv: tuple[str, ...]) -> int:
+    """The exit code of ``main(argv)``, as the interpreter turns SystemExit into one."""
+    try:
+        return main(list(argv))
+    except SystemExit as exit_:
+        if exit_.code is None or isinstance(exit_.code, int):
+            return exit_.code or 0
+        sys.stderr.write(f"{exit_.code}\n")
+        return 1
+
+
+def _warn_on_stderr(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
