@@ -116,11 +116,13 @@ def start_cluster(
     raise RuntimeError(f"could not start PostgreSQL: {last_error}")
 
 
-def create_database(admin_dsn: str) -> str:
-    """A new empty database on the server of ``admin_dsn``; returns its name."""
+def create_database(admin_dsn: str, template: str | None = None) -> str:
+    """A new database on the server of ``admin_dsn``, empty or a copy of database
+    ``template`` (which nobody may be connected to); returns its name."""
     name = f"paysession_{uuid.uuid4().hex[:16]}"
+    copy = "" if template is None else f' TEMPLATE "{template}"'
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     return name
 
 
