@@ -201,6 +201,10 @@ SELECT md5(string_agg(line, E'\\n' ORDER BY line)) FROM (
 """
 
 _TABLES = "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+_REFERENCES = """
+SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint
+    WHERE contype = 'f' AND connamespace = 'public'::regnamespace
+"""
 _SEQUENCES = "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1"
 
 
@@ -235,10 +239,11 @@ def contents(dsn: str) -> Contents:
 
 def reset(dsn: str, like: Contents) -> bool:
     """Make the database at ``dsn``, a copy of one that held ``like``, hold it again:
-    every other connection to it ended, the tables empty in ``like`` emptied (TRUNCATE:
-    new files, as in a fresh copy) and each sequence put back. False, and nothing
-    changed but the connections, when the copy differs from ``like`` in anything else
-    (its schema, or the rows of a table that had some): it is of no more use."""
+    every other connection to it ended, the tables empty in ``like`` that have rows now
+    emptied (TRUNCATE: new files, as in a fresh copy) and each sequence put back.
+    False, and nothing changed but the connections, when the copy differs from ``like``
+    in anything else (its schema, or the rows of a table that had some): it is of no
+    more use."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -248,9 +253,14 @@ def reset(dsn: str, like: Contents) -> bool:
             return False
         if any(_rows(conn, table) != digest for table, digest in like.rows.items()):
             return False
+        written = {table for table in like.empty if _has_rows(conn, table)}
+        # With them, the empty tables whose foreign keys point at them (as TRUNCATE asks).
+        referring = conn.execute(_REFERENCES).fetchall()
+        while grown := {a for a, b in referring if b in written and a in like.empty} - written:
+            written |= grown
         with conn.transaction():
-            if like.empty:
-                conn.execute(f"TRUNCATE {', '.join(_quoted(table) for table in like.empty)}")
+            if written:
+                conn.execute(f"TRUNCATE {', '.join(_quoted(table) for table in sorted(written))}")
             for name, (value, called) in like.sequences.items():
                 conn.execute("SELECT setval(%s, %s, %s)", (_quoted(name), value, called))
     return True
@@ -267,6 +277,11 @@ def _rows(conn: psycopg.Connection[Any], table: str) -> str | None:
     query = f"SELECT md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM {_quoted(table)} AS t"
     row = conn.execute(query).fetchone()
     return None if row is None else row[0]
+
+
+def _has_rows(conn: psycopg.Connection[Any], table: str) -> bool:
+    row = conn.execute(f"SELECT EXISTS (SELECT FROM {_quoted(table)})").fetchone()
+    return bool(row and row[0])
 
 
 def _position(conn: psycopg.Connection[Any], sequence: str) -> tuple[int, bool]:
