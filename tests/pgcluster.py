@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,10 +246,8 @@ def reset(dsn: str, like: Contents) -> bool:
     in anything else (its schema, or the rows of a table that had some): it is of no
     more use."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+        if not _alone(conn):
+            return False
         if _schema(conn) != like.schema:
             return False
         if any(_rows(conn, table) != digest for table, digest in like.rows.items()):
@@ -263,6 +262,23 @@ def reset(dsn: str, like: Contents) -> bool:
                 conn.execute(f"TRUNCATE {', '.join(_quoted(table) for table in sorted(written))}")
             for name, (value, called) in like.sequences.items():
                 conn.execute("SELECT setval(%s, %s, %s)", (_quoted(name), value, called))
+    return True
+
+
+def _alone(conn: psycopg.Connection[Any], seconds: float = 5.0) -> bool:
+    """End every other connection to the database and wait until their server processes
+    are gone (as DROP DATABASE ... WITH (FORCE) does): until then, a later test would
+    see them in pg_stat_activity. False if some are still there after ``seconds``."""
+    others = (
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    deadline = time.monotonic() + seconds
+    while pids := [pid for (pid,) in conn.execute(others).fetchall()]:
+        if time.monotonic() > deadline:
+            return False
+        conn.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+        time.sleep(0.005)
     return True
 
 

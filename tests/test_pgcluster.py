@@ -65,6 +65,12 @@ def test_the_connections_left_open_are_ended(original: str, copy: str) -> None:
     left = psycopg.connect(copy)
     left.execute("UPDATE paysession_sessions SET amount = 1")  # a transaction left open
     assert pgcluster.reset(copy, pgcluster.contents(original))
+    with psycopg.connect(copy) as conn:  # gone from the server, not only told to go
+        others = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert others == (0,)
     with pytest.raises(psycopg.OperationalError):
         left.execute("SELECT 1")
     left.close()
