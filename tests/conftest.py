@@ -162,7 +162,8 @@ class Filled:
         what ``fill(place)`` wrote into an empty one, and what ``fill`` returned (shared
         by every copy: read it, don't change it). ``fill`` closes every store it opens:
         a copy is made of a database nobody is connected to. A SQLite copy is the file
-        ``name`` in the test's tmp_path; a PostgreSQL one is dropped after the test."""
+        ``name`` in the test's tmp_path; a PostgreSQL one is, after the test, emptied
+        back for the next or dropped."""
         key = (kind, fill)
         if kind == "sqlite":
             if key not in self._sources.made:
