@@ -268,10 +268,12 @@ def reset(dsn: str, like: Contents) -> bool:
 def _alone(conn: psycopg.Connection[Any], seconds: float = 5.0) -> bool:
     """End every other connection to the database and wait until their server processes
     are gone (as DROP DATABASE ... WITH (FORCE) does): until then, a later test would
-    see them in pg_stat_activity. False if some are still there after ``seconds``."""
+    see them in pg_stat_activity. False if some are still there after ``seconds``.
+    The server's own workers (autovacuum) come and go as they please, as they would on
+    a fresh copy."""
     others = (
-        "SELECT pid FROM pg_stat_activity"
-        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
     )
     deadline = time.monotonic() + seconds
     while pids := [pid for (pid,) in conn.execute(others).fetchall()]:

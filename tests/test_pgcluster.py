@@ -67,8 +67,8 @@ def test_the_connections_left_open_are_ended(original: str, copy: str) -> None:
     assert pgcluster.reset(copy, pgcluster.contents(original))
     with psycopg.connect(copy) as conn:  # gone from the server, not only told to go
         others = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
         ).fetchone()
     assert others == (0,)
     with pytest.raises(psycopg.OperationalError):
