@@ -229,27 +229,27 @@ def cli(
     handlers, level = root.handlers[:], root.level
     where = Path.cwd()
     threads = set(threading.enumerate())
-    sys.stdin = io.TextIOWrapper(source, encoding="utf-8")
-    sys.stdout = io.TextIOWrapper(out, encoding="utf-8")
-    sys.stderr = io.TextIOWrapper(err, encoding="utf-8", errors="backslashreplace")
-    root.handlers, root.level = [], logging.WARNING
-    os.chdir(cwd)
+    ours = (
+        io.TextIOWrapper(source, encoding="utf-8"),
+        io.TextIOWrapper(out, encoding="utf-8"),
+        io.TextIOWrapper(err, encoding="utf-8", errors="backslashreplace"),
+    )
     try:
+        sys.stdin, sys.stdout, sys.stderr = ours
+        root.handlers, root.level = [], logging.WARNING
+        os.chdir(cwd)
         with warnings.catch_warnings():
             warnings.resetwarnings()
             for category in _IGNORED_BY_DEFAULT:
                 warnings.simplefilter("ignore", category)
             warnings.showwarning = _warn_on_stderr
             code = _exit_code(argv)
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
     finally:
-        for wrapper in (sys.stdin, sys.stdout, sys.stderr):
-            if isinstance(wrapper, io.TextIOWrapper):
-                wrapper.detach()  # leaves the bytes readable
         sys.stdin, sys.stdout, sys.stderr = streams
         root.handlers[:], root.level = handlers, level
         os.chdir(where)
+        for wrapper in ours:
+            wrapper.detach()  # flushed, and the bytes left readable
     left = [t for t in threading.enumerate() if t not in threads and not t.daemon]
     assert not left, f"paysession {' '.join(argv)} left threads running: {left}"
     return subprocess.CompletedProcess(["paysession", *argv], code, out.getvalue(), err.getvalue())
