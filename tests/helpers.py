@@ -1,14 +1,21 @@
-"""Small builders shared by the tests: a controllable clock, sessions in any status, trails."""
+"""Small builders shared by the tests: a controllable clock, sessions in any status,
+trails, and the command line run in this process."""
 
 from __future__ import annotations
 
+import io
+import logging
+import os
 import random
 import subprocess
 import sys
+import threading
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 import attrs
 
@@ -22,6 +29,7 @@ from paysession import (
     TransitionRecord,
 )
 from paysession.audit import AuditReport, JsonlSink
+from paysession.cli import main
 from paysession.lifecycle import MOVES
 from paysession.planning import Context, check_params, create_record, plan
 from paysession.record import compute_hash
@@ -332,3 +340,84 @@ def forge(
 def facts(report: AuditReport) -> list[tuple[str | None, int | None, int, str]]:
     """Each problem as (session_id, seq, position, reason)."""
     return [(p.session_id, p.seq, p.position, p.reason) for p in report.problems]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# What a fresh interpreter ignores (see the warnings module's default filters).
+_IGNORED_BY_DEFAULT = (
+    DeprecationWarning,
+    PendingDeprecationWarning,
+    ImportWarning,
+    ResourceWarning,
+)
+
+
+def cli(
+    *argv: str, stdin: bytes | BinaryIO = b"", cwd: Path = ROOT
+) -> subprocess.CompletedProcess[bytes]:
+    """``paysession *argv`` run in this process by ``paysession.cli.main``, answered as
+    ``subprocess.run(..., capture_output=True)`` would: exit code, stdout and stderr bytes.
+
+    A process costs a quarter of a second to start and import; most command-line tests
+    are about what a command says and its exit code, which ``main`` decides alone. What
+    only a real process shows (the console script, signals, a closed pipe, imports, a
+    server) is tested with one. The command finds what a fresh interpreter would give it:
+    standard streams of its own (pipes, not terminals), a root logger without handlers
+    (pytest's would swallow a library's warning that a process prints), warnings printed
+    to stderr, the working directory ``cwd``; and it must leave no thread behind, which
+    would keep a process from exiting.
+    """
+    out, err = io.BytesIO(), io.BytesIO()
+    source = io.BytesIO(stdin) if isinstance(stdin, bytes) else stdin
+    streams = sys.stdin, sys.stdout, sys.stderr
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    where = Path.cwd()
+    threads = set(threading.enumerate())
+    ours = (
+        io.TextIOWrapper(source, encoding="utf-8"),
+        io.TextIOWrapper(out, encoding="utf-8"),
+        io.TextIOWrapper(err, encoding="utf-8", errors="backslashreplace"),
+    )
+    try:
+        sys.stdin, sys.stdout, sys.stderr = ours
+        root.handlers, root.level = [], logging.WARNING
+        os.chdir(cwd)
+        with warnings.catch_warnings():
+            warnings.resetwarnings()
+            for category in _IGNORED_BY_DEFAULT:
+                warnings.simplefilter("ignore", category)
+            warnings.showwarning = _warn_on_stderr
+            code = _exit_code(argv)
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = streams
+        root.handlers[:], root.level = handlers, level
+        os.chdir(where)
+        for wrapper in ours:
+            wrapper.detach()  # flushed, and the bytes left readable
+    left = [t for t in threading.enumerate() if t not in threads and not t.daemon]
+    assert not left, f"paysession {' '.join(argv)} left threads running: {left}"
+    return subprocess.CompletedProcess(["paysession", *argv], code, out.getvalue(), err.getvalue())
+
+
+def _exit_code(argv: tuple[str, ...]) -> int:
+    """The exit code of ``main(argv)``, as the interpreter turns SystemExit into one."""
+    try:
+        return main(list(argv))
+    except SystemExit as exit_:
+        if exit_.code is None or isinstance(exit_.code, int):
+            return exit_.code or 0
+        sys.stderr.write(f"{exit_.code}\n")
+        return 1
+
+
+def _warn_on_stderr(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))

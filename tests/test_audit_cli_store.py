@@ -1,11 +1,11 @@
 """`paysession audit verify|show|export --db`: a store audited straight from the command
-line, and `-` for standard input; each test runs the real command in a subprocess."""
+line, and `-` for standard input; each test runs the command's ``main`` in this process
+(``helpers.cli``), with its own standard streams, and reads its exit code and output."""
 
 from __future__ import annotations
 
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,21 +15,12 @@ import pytest
 from paysession import PaymentSessions
 from paysession.store import PostgresStore, SessionStore, SqliteStore
 
-from .helpers import KEY
+from .helpers import KEY, cli
 from .test_migrations import PG_TO_VERSION_4
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
-def paysession(*argv: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "paysession", *argv],
-        input=stdin,
-        capture_output=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
+def paysession(*argv: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return cli(*argv, stdin=stdin)
 
 
 def fill(store: SessionStore, key: bytes | None = None) -> list[str]:

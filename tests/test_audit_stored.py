@@ -252,22 +252,20 @@ class TestStoredTrails:
             sessions.create(cart_id=f"cart_c{n}", provider_id="stripe", amount=100).id
             for n in range(4)
         ]
-        stop = threading.Event()
 
         def move() -> None:
             mover = PaymentSessions(store_factory(), clock=StepClock())
-            n = 0
-            while not stop.is_set():
-                n += 1
+            for n in range(1, 201):
                 mover.fire(ids[n % 4], "update", amount=100 + n)
 
+        # A fixed number of moves, audited all along: as many overlaps on a slow disk as
+        # on a fast one, and trails that do not grow with the speed of the disk.
         worker = threading.Thread(target=move)
         worker.start()
-        try:
-            reports = [sessions.verify_all() for _ in range(60)]
-        finally:
-            stop.set()
-            worker.join()
+        reports = []
+        while worker.is_alive() or len(reports) < 60:
+            reports.append(sessions.verify_all())
+        worker.join()
         assert [p for r in reports for p in r.problems] == []
         assert reports[-1].records > reports[0].records
 
@@ -335,7 +333,9 @@ class TestStoredTrails:
         assert [(p.session_id, p.seq, p.reason) for p in report.problems] == sorted(
             [(ids[0], 5, "row_mismatch"), (ids[2], 5, "trail_cut")]
         )
-        assert seen == [(2, 12), (3, 17)]
+        # Pages go in id order; sessions made within one millisecond order by chance.
+        records = {ids[0]: 6, ids[1]: 6, ids[2]: 5}
+        assert seen == [(2, sum(records[i] for i in sorted(ids)[:2])), (3, 17)]
 
 
 class TestEveryStore:

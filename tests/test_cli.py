@@ -15,6 +15,8 @@ from paysession.audit import encode_line
 from paysession.cli import diagram as diagram_command
 from paysession.cli import format_table, main
 
+from .helpers import cli
+
 
 class TestConsoleScript:
     def test_the_installed_command_runs(self, tmp_path: Path) -> None:
@@ -213,15 +215,9 @@ class TestPlainUsage:
         self, argv: list[str], usage: str, said: str
     ) -> None:
         """The command the mistake was made in shows its own usage; choices are named."""
-        done = subprocess.run(
-            [sys.executable, "-m", "paysession", *argv],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        lines = done.stderr.splitlines()
-        assert (done.returncode, done.stdout) == (2, "")
+        done = cli(*argv)
+        lines = done.stderr.decode().splitlines()
+        assert (done.returncode, done.stdout) == (2, b"")
         assert lines[0].startswith(usage) and lines[-1] == said
 
 

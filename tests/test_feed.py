@@ -97,7 +97,7 @@ class TestFollow:
         assert asyncio.run(collect()) == sessions.records_since(None, 10)
 
     def test_cancelling_an_async_follower_closes_its_feed(
-        self, store: SessionStore, postgres_server: Any
+        self, store: SessionStore, store_factory: StoreFactory
     ) -> None:
         """A task waiting on a quiet feed is cancelled; the feed (on PostgreSQL, its
         listening connection) is closed once the wait in flight has ended."""
@@ -120,9 +120,10 @@ class TestFollow:
         asyncio.run(scenario())
         assert [entry.record.trigger for entry in got] == ["create", "initiate"]
         if isinstance(store, PostgresStore):
-            with psycopg.connect(postgres_server.admin_dsn, autocommit=True) as pg:
+            with psycopg.connect(store_factory.place, autocommit=True) as pg:
                 listening = pg.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'"
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
                 ).fetchone()
             assert listening == (0,)
 

@@ -9,7 +9,6 @@ the audit is clean (exit 0), the anomaly is ``voided`` and the void call is list
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +23,8 @@ from paysession.inspector.app import create_app
 from paysession.session import PaymentSession
 from paysession.store import PostgresStore, SessionStore, SqliteStore
 
-from .helpers import StepClock
+from .helpers import StepClock, cli
 
-ROOT = Path(__file__).resolve().parent.parent
 LOCAL = "http://127.0.0.1"
 
 
@@ -44,13 +42,9 @@ class Voiding:
 
 
 def paysession(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "paysession", *argv],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
+    done = cli(*argv)
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
     )
 
 

@@ -28,6 +28,7 @@ from paysession.service import PaymentSessions
 from paysession.store import SqliteStore
 from paysession.store._browse import PageKey
 
+from .conftest import Filled
 from .helpers import StepClock, initiated
 
 LOCAL = "http://127.0.0.1"  # without a token, the inspector answers only to its own name
@@ -126,11 +127,28 @@ def _reader(place: str) -> Any:
     return SqliteStore(place, read_only=True)
 
 
-@pytest.fixture
-def site(place: str) -> Iterator[tuple[TestClient, Seeded, PaymentSessions]]:
+def seeded(place: str) -> tuple[Seeded, datetime]:
+    """``seed`` run on the database at ``place``: what it made, and its clock's time."""
+    clock = StepClock()
     writer = _writer(place)
-    sessions = PaymentSessions(writer, clock=StepClock())
-    made = seed(sessions)
+    try:
+        return seed(PaymentSessions(writer, clock=clock)), clock.now
+    finally:
+        writer.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def site(kind: str, filled: Filled) -> Iterator[tuple[TestClient, Seeded, PaymentSessions]]:
+    """The inspector over a copy of a seeded store, and the service that seeded it: its
+    clock goes on from where the seeding left it."""
+    place, (made, now) = filled(kind, seeded, "inspect.db")
+    writer = _writer(place)
+    sessions = PaymentSessions(writer, clock=StepClock(start=now))
     reader = _reader(place)
     with TestClient(create_app(reader), base_url=LOCAL) as client:
         yield client, made, sessions

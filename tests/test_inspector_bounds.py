@@ -26,14 +26,16 @@ from paysession.inspector.app import create_app
 from paysession.planning import create_record
 from paysession.store import SqliteStore
 
+from .conftest import Filled
 from .helpers import StepClock, initiated
-from .test_inspector import LOCAL, _reader, _writer, place  # noqa: F401
+from .test_inspector import LOCAL, _reader, _writer, kind  # noqa: F401
 
 LONG = "r" * 4000  # a reason as long as the limits allow
 
 
-@pytest.fixture
-def long_site(place: str) -> Iterator[tuple[TestClient, dict[str, str]]]:  # noqa: F811
+def long_trails(place: str) -> dict[str, str]:
+    """A trail of 250 records, one session with 55 provider events, an id with a line
+    break: written to the database at ``place``; their ids."""
     writer = _writer(place)
     sessions = PaymentSessions(writer, clock=StepClock())
     ids = {"long": initiated(sessions, "cart_l", "stripe", amount=1)}
@@ -49,11 +51,21 @@ def long_site(place: str) -> Iterator[tuple[TestClient, dict[str, str]]]:  # noq
     )
     writer.create(lined, create_record(lined, None))
     ids["lined"] = lined.id
+    writer.close()
+    return ids
+
+
+@pytest.fixture
+def long_site(
+    kind: str,  # noqa: F811
+    filled: Filled,
+) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """The inspector over a copy of ``long_trails``' store."""
+    place, ids = filled(kind, long_trails, "inspect.db")
     reader = _reader(place)
     with TestClient(create_app(reader), base_url=LOCAL) as client:
         yield client, ids
     reader.close()
-    writer.close()
 
 
 def seqs_on(html: str) -> list[int]:
