@@ -40,7 +40,7 @@ from paysession.session import (
     Clock,
     PaymentSession,
     clock_reading,
-    utc_now,
+    system_clock,
 )
 
 if TYPE_CHECKING:  # typing.Unpack is new in 3.11, and only the type checker reads it
@@ -94,7 +94,7 @@ class SessionMachine:
             )
         self._session = session
         self._hooks = hooks
-        self._clock: Callable[[], datetime] = clock or utc_now
+        self._clock: Callable[[], datetime] = clock or system_clock
         self._sink = sink
         self._key = key
         # Record 0 is built on first need: an idle machine holds only its snapshot.
@@ -155,8 +155,10 @@ class SessionMachine:
                     raise ReentrantMove()
                 session = self._session
                 move = resolve(trigger, session.status)
-                changes = check_params(move, params)
-                check_meta(actor, reason, idempotency_key)
+                # The checks' own shortcuts, taken here: most moves carry nothing to check.
+                changes = check_params(move, params) if params or move.params else {}
+                if actor is not None or reason is not None or idempotency_key is not None:
+                    check_meta(actor, reason, idempotency_key)
                 print_ = None
                 if idempotency_key is not None:
                     print_ = fingerprint(move.trigger, changes)

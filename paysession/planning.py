@@ -49,6 +49,7 @@ from paysession.session import (
 from paysession.status import PaymentSessionStatus
 
 _STATUS_BY_VALUE = {status.value: status for status in PaymentSessionStatus}
+_MOVES = dict(MOVES)  # a read-only view's get() calls the dict's get() by name
 UNSET: Any = object()
 """The default of an argument not given (``None`` may be a value given on purpose)."""
 
@@ -372,7 +373,7 @@ def fingerprint(trigger: str, params: Mapping[str, object]) -> str:
 
 def resolve(trigger: object, status: PaymentSessionStatus) -> Move:
     """The table's move for ``trigger``, or IllegalTransition for a name it does not know."""
-    move = MOVES.get(trigger) if isinstance(trigger, str) else None
+    move = _MOVES.get(trigger) if isinstance(trigger, str) else None
     if move is None:
         raise IllegalTransition(str(trigger), status.value, ALLOWED[status])
     return move

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import time
@@ -36,6 +37,11 @@ class Clock(Protocol):
 def utc_now() -> datetime:
     """The default clock: the system time in UTC."""
     return datetime.now(timezone.utc)
+
+
+system_clock: Callable[[], datetime] = functools.partial(datetime.now, timezone.utc)
+"""What ``utc_now`` reads, without a Python frame: the default clock of a machine, read
+on every move."""
 
 
 def new_session_id() -> str:
