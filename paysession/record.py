@@ -230,17 +230,17 @@ def _halves(
     # the two together). Takes the values, not a record, so that make_record can seal a
     # record before building it.
     enc = encode_basestring_ascii
-    pairs = []
+    pairs = ""  # most moves change one field: no list to join
     for name in sorted(changes) if len(changes) > 1 else changes:
         old, new = changes[name]
-        pairs.append(
-            f"{_NAME_TEXT.get(name) or json_scalar(name)}:"
+        pairs += (
+            f"{',' if pairs else ''}{_NAME_TEXT.get(name) or json_scalar(name)}:"
             f"[{enc(old) if type(old) is str else json_scalar(old)},"
             f"{enc(new) if type(new) is str else json_scalar(new)}]"
         )
     head = (
         f'{{"actor":{"null" if actor is None else enc(actor)},"at":"{at}",'
-        f'"changes":{{{",".join(pairs)}}},"dest":{_STATUS_TEXT[dest]},'
+        f'"changes":{{{pairs}}},"dest":{_STATUS_TEXT[dest]},'
     )
     tail = (
         f'"idempotency_key":{"null" if idempotency_key is None else enc(idempotency_key)},'
