@@ -50,6 +50,7 @@ from paysession.status import PaymentSessionStatus
 
 _STATUS_BY_VALUE = {status.value: status for status in PaymentSessionStatus}
 _MOVES = dict(MOVES)  # a read-only view's get() calls the dict's get() by name
+_new = object.__new__
 UNSET: Any = object()
 """The default of an argument not given (``None`` may be a value given on purpose)."""
 
@@ -83,7 +84,11 @@ class Context:
 
 
 class _Attempt:
-    """The model ``transitions`` moves for one attempt at one move; lives for one call."""
+    """The model ``transitions`` moves for one attempt at one move; lives for one call.
+
+    Filled in by ``plan`` field by field rather than by an ``__init__``: calling a class
+    costs two argument tuples and a lookup of ``__init__``, and every move builds one.
+    """
 
     __slots__ = (
         "context",
@@ -99,31 +104,17 @@ class _Attempt:
         "status",
     )
 
-    def __init__(
-        self,
-        session: PaymentSession,
-        move: Move,
-        params: dict[str, object],
-        seq: int,
-        prev_hash: str,
-        now: datetime,
-        context: Context,
-        idempotency_key: str | None,
-    ) -> None:
-        # Positional: one is built for every move.
-        self.session = session
-        # The plain text: transitions names its states by value, and would take a member
-        # for its name.
-        self.status = session.status._value_
-        self.move = move
-        self.params = params
-        self.seq = seq
-        self.prev_hash = prev_hash
-        self.now = now
-        self.context = context
-        self.idempotency_key = idempotency_key
-        self.failed_guard: str | None = None
-        self.planned: Planned | None = None
+    context: Context
+    failed_guard: str | None
+    idempotency_key: str | None
+    move: Move
+    now: datetime
+    params: dict[str, object]
+    planned: Planned | None
+    prev_hash: str
+    seq: int
+    session: PaymentSession
+    status: str
 
     def updates(
         self, dest: PaymentSessionStatus, now_text: str, changes: dict[str, Change]
@@ -160,22 +151,16 @@ class _Attempt:
 class Planned:
     """A move that ``transitions`` allowed and the before-hooks let through, not yet final.
 
-    ``event`` is what the hooks saw, and None when the move ran without hooks.
+    ``event`` is what the hooks saw, and None when the move ran without hooks. Filled in
+    by the engine's before-phase, field by field, like ``_Attempt``.
     """
 
     __slots__ = ("event", "record", "session", "status_move")
 
-    def __init__(
-        self,
-        session: PaymentSession,
-        record: TransitionRecord,
-        event: TransitionEvent | None,
-        status_move: bool,
-    ) -> None:
-        self.session = session
-        self.record = record
-        self.event = event
-        self.status_move = status_move
+    event: TransitionEvent | None
+    record: TransitionRecord
+    session: PaymentSession
+    status_move: bool
 
 
 def _guard_condition(name: str) -> Callable[[EventData], bool]:
@@ -225,13 +210,17 @@ def _prepare(event_data: EventData) -> None:
         ),
         context.key,
     )
+    planned = _new(Planned)
+    planned.session = after
+    planned.record = record
+    planned.status_move = status_move = move.dest is not None
     hooks = context.hooks
-    status_move = move.dest is not None
     if hooks is None:
         # Nobody to tell: the event would be built only to be thrown away.
-        attempt.planned = Planned(after, record, None, status_move)
+        planned.event = None
+        attempt.planned = planned
         return
-    event = new_event(
+    planned.event = event = new_event(
         move.trigger,
         source,
         dest,
@@ -242,7 +231,6 @@ def _prepare(event_data: EventData) -> None:
         context.reason,
         attempt.idempotency_key,
     )
-    planned = Planned(after, record, event, status_move)
     hooks.run_before(event, status_move)
     attempt.planned = planned
 
@@ -426,18 +414,22 @@ def plan(
     """
     check_legal(move, session.status)
     now = context.now
-    attempt = _Attempt(
-        session,
-        move,
-        params,
-        seq,
-        prev_hash,
-        # A clock that steps back (NTP, another host of the fleet) must not make a trail
-        # run backwards: a move is never stamped earlier than the session's last one.
-        now if now > session.updated_at else session.updated_at,
-        context,
-        idempotency_key,
-    )
+    attempt = _new(_Attempt)
+    attempt.session = session
+    # The plain text: transitions names its states by value, and would take a member for
+    # its name.
+    attempt.status = session.status._value_
+    attempt.move = move
+    attempt.params = params
+    attempt.seq = seq
+    attempt.prev_hash = prev_hash
+    # A clock that steps back (NTP, another host of the fleet) must not make a trail run
+    # backwards: a move is never stamped earlier than the session's last one.
+    attempt.now = now if now > session.updated_at else session.updated_at
+    attempt.context = context
+    attempt.idempotency_key = idempotency_key
+    attempt.failed_guard = None
+    attempt.planned = None
     moved = _EVENTS[move.trigger].trigger(attempt)
     if not moved:
         guard = attempt.failed_guard or "?"
