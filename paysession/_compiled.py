@@ -9,6 +9,7 @@ traceback or a debugger shows the generated line instead of ``<string>``.
 from __future__ import annotations
 
 import linecache
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -21,4 +22,23 @@ def compile_function(name: str, lines: list[str], namespace: dict[str, Any]) -> 
     return namespace[name]
 
 
-__all__ = ["compile_function"]
+def slot_filler(cls: type, names: Sequence[str], name: str) -> Any:
+    """A function ``name(*values)`` that returns a new ``cls`` with the slots ``names``
+    filled in that order, straight through their descriptors.
+
+    For the frozen classes a move builds on every call, from values already checked:
+    attrs' frozen ``__init__`` writes each slot through ``object.__setattr__``, which
+    looks the descriptor up again every time.
+    """
+    lines = [f"def {name}({', '.join(names)}):", "    new = _new(cls)"]
+    lines += [f"    _set_{field}(new, {field})" for field in names]
+    lines.append("    return new")
+    namespace: dict[str, Any] = {
+        "_new": object.__new__,
+        "cls": cls,
+        **{f"_set_{field}": cls.__dict__[field].__set__ for field in names},
+    }
+    return compile_function(name, lines, namespace)
+
+
+__all__ = ["compile_function", "slot_filler"]

@@ -35,6 +35,12 @@ def in_range(value: datetime) -> bool:
 # value: equal aware datetimes are one instant, hence one UTC text.
 _formatted: dict[datetime, str] = {}
 _FORMATTED_MAX = 1024
+# And the very last one, by identity: the instant a move has just formatted is, object
+# for object, the one its record and the session's next move format again, and an
+# identity test spares hashing an aware datetime. One tuple, so that a thread switch
+# never pairs an instant with another's text; it holds the instant, so its id cannot
+# be reused while it is here.
+_last: tuple[datetime, str] = (EARLIEST, "1970-01-01T00:00:00.000Z")
 
 
 def format_datetime(value: datetime) -> str:
@@ -43,24 +49,29 @@ def format_datetime(value: datetime) -> str:
     ``2024-04-21T14:50:24.077Z`` is Medusa's form; a reading with sub-millisecond
     precision keeps all six digits so that decoding gives back the same instant.
     """
+    global _last
+    last = _last
+    if last[0] is value:
+        return last[1]
     text = _formatted.get(value)
-    if text is not None:
-        return text
-    utc = value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
-    # isoformat() is C code; slicing its fixed-width output is the fast way on a hot path.
-    text = utc.isoformat()
-    micro = utc.microsecond
-    if micro == 0:
-        text = text[:19] + ".000Z"
-    elif micro % 1000 == 0:
-        text = text[:23] + "Z"
-    else:
-        text = text[:26] + "Z"
-    if len(_formatted) >= _FORMATTED_MAX:
-        # Dropped whole rather than one by one: cheaper, and a burst refills it at once.
-        # Dict operations are atomic under the GIL, so threads need no lock here.
-        _formatted.clear()
-    _formatted[value] = text
+    if text is None:
+        utc = value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
+        # isoformat() is C code; slicing its fixed-width output is the fast way on a hot
+        # path.
+        text = utc.isoformat()
+        micro = utc.microsecond
+        if micro == 0:
+            text = text[:19] + ".000Z"
+        elif micro % 1000 == 0:
+            text = text[:23] + "Z"
+        else:
+            text = text[:26] + "Z"
+        if len(_formatted) >= _FORMATTED_MAX:
+            # Dropped whole rather than one by one: cheaper, and a burst refills it at
+            # once. Dict operations are atomic under the GIL, so threads need no lock.
+            _formatted.clear()
+        _formatted[value] = text
+    _last = (value, text)
     return text
 
 

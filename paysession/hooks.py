@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import attrs
 
+from paysession._compiled import slot_filler
 from paysession.errors import DefinitionError
 from paysession.lifecycle import MOVES
 from paysession.session import PaymentSession
@@ -37,6 +38,12 @@ class TransitionEvent:
         return self.before.id
 
 
+new_event: Callable[..., TransitionEvent] = slot_filler(
+    TransitionEvent, [field.name for field in attrs.fields(TransitionEvent)], "new_event"
+)
+"""``TransitionEvent(...)`` with the fields in order, for the engine, whose values are
+already checked: a move builds one for its hooks every time."""
+
 Hook = Callable[[TransitionEvent], object]
 H = TypeVar("H", bound=Hook)
 
@@ -62,7 +69,9 @@ class Hooks:
 
     def __init__(self) -> None:
         self._hooks: list[tuple[str, str | None, Hook]] = []
-        self._compiled: dict[tuple[str, str], tuple[Hook, ...]] = {}
+        # The hooks of one stage of one move, in the order they run, by (stage, trigger,
+        # status): filled on first need, emptied whenever a hook is registered.
+        self._compiled: dict[tuple[str, str, str | None], tuple[Hook, ...]] = {}
 
     def before(self, trigger: str | None = None) -> Callable[[H], H]:
         return self._register(_BEFORE, _trigger_name(trigger))
@@ -84,26 +93,36 @@ class Hooks:
 
         return decorate
 
-    def _select(self, kind: str, name: str) -> tuple[Hook, ...]:
-        found = self._compiled.get((kind, name))
-        if found is None:
-            found = tuple(h for k, n, h in self._hooks if k == kind and (n is None or n == name))
-            self._compiled[(kind, name)] = found
+    def _stage(self, stage: str, trigger: str, status: str | None) -> tuple[Hook, ...]:
+        """The hooks of one stage of a move, in the order they run.
+
+        ``stage`` _BEFORE: the before-hooks of ``trigger``, then the on_exit hooks of
+        ``status``; _AFTER: the on_enter hooks of ``status``, then the after-hooks of
+        ``trigger``. ``status`` is None for a move inside a status (no exit, no enter).
+        Found on the first move of its kind since a hook was registered, then kept.
+        """
+        on_status = _EXIT if stage == _BEFORE else _ENTER
+        by_trigger = [h for k, n, h in self._hooks if k == stage and n in (None, trigger)]
+        # Registered statuses are names, never None: a move inside a status gets none.
+        by_status = [h for k, n, h in self._hooks if k == on_status and n == status]
+        found = tuple(by_trigger + by_status if stage == _BEFORE else by_status + by_trigger)
+        self._compiled[(stage, trigger, status)] = found
         return found
 
     def run_before(self, event: TransitionEvent, status_move: bool) -> None:
         """Run the vetoing hooks; the first exception propagates."""
-        for hook in self._select(_BEFORE, event.trigger):
+        # A status is a str: it is its own key, and equals the name it was registered by.
+        key = (_BEFORE, event.trigger, event.source if status_move else None)
+        hooks = self._compiled.get(key)
+        for hook in self._stage(*key) if hooks is None else hooks:
             hook(event)
-        if status_move:
-            for hook in self._select(_EXIT, event.source.value):
-                hook(event)
 
     def run_after(self, event: TransitionEvent, status_move: bool) -> list[BaseException]:
         """Run every post-move hook; return the exceptions instead of stopping at one."""
         failures: list[BaseException] = []
-        hooks = self._select(_ENTER, event.dest.value) if status_move else ()
-        for hook in hooks + self._select(_AFTER, event.trigger):
+        key = (_AFTER, event.trigger, event.dest if status_move else None)
+        hooks = self._compiled.get(key)
+        for hook in self._stage(*key) if hooks is None else hooks:
             try:
                 hook(event)
             except Exception as error:  # every after-hook must still run

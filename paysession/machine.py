@@ -40,7 +40,7 @@ from paysession.session import (
     Clock,
     PaymentSession,
     clock_reading,
-    utc_now,
+    system_clock,
 )
 
 if TYPE_CHECKING:  # typing.Unpack is new in 3.11, and only the type checker reads it
@@ -94,7 +94,7 @@ class SessionMachine:
             )
         self._session = session
         self._hooks = hooks
-        self._clock: Callable[[], datetime] = clock or utc_now
+        self._clock: Callable[[], datetime] = clock or system_clock
         self._sink = sink
         self._key = key
         # Record 0 is built on first need: an idle machine holds only its snapshot.
@@ -148,64 +148,62 @@ class SessionMachine:
         same trigger and arguments return that move's record (no hook runs, nothing is
         added); anything else raises IdempotencyConflict.
         """
+        # One frame from the caller to the engine: this runs on every move.
         try:
-            return self._fire(trigger, actor, reason, idempotency_key, params)
+            with self._lock:
+                if self._busy:
+                    raise ReentrantMove()
+                session = self._session
+                move = resolve(trigger, session.status)
+                # The checks' own shortcuts, taken here: most moves carry nothing to check.
+                changes = check_params(move, params) if params or move.params else {}
+                if actor is not None or reason is not None or idempotency_key is not None:
+                    check_meta(actor, reason, idempotency_key)
+                print_ = None
+                if idempotency_key is not None:
+                    print_ = fingerprint(move.trigger, changes)
+                    bound = self._keys.get(idempotency_key) if self._keys else None
+                    if bound is not None:
+                        if bound[0] != print_:
+                            raise IdempotencyConflict(
+                                idempotency_key, bound[1].trigger, move.trigger
+                            )
+                        return bound[1]
+                check_legal(move, session.status)
+                trail = self._history
+                if trail is None:
+                    trail = self._trail()
+                last = trail[-1]
+                self._busy = True
+                try:
+                    planned = plan(
+                        session,
+                        move,
+                        changes,
+                        seq=last.seq + 1,
+                        prev_hash=last.hash,
+                        context=Context(
+                            clock_reading(self._clock), self._hooks, actor, reason, self._key
+                        ),
+                        idempotency_key=idempotency_key,
+                    )
+                finally:
+                    self._busy = False
+                # The record is kept first: a move whose record the sink cannot take does
+                # not happen, so the machine, its trail and the sink's file still agree.
+                if self._sink is not None:
+                    _keep(self._sink, planned.record)
+                self._session = planned.session
+                trail.append(planned.record)
+                if idempotency_key is not None and print_ is not None:
+                    if self._keys is None:
+                        self._keys = {}
+                    self._keys[idempotency_key] = (print_, planned.record)
+            finish(self._hooks, planned)
+            return planned.record
         except REFUSALS as refused:
             _log.REFUSALS.info("%r %r refused: %r", self._session.id, trigger, str(refused))
             raise
-
-    def _fire(
-        self,
-        trigger: str,
-        actor: str | None,
-        reason: str | None,
-        idempotency_key: str | None,
-        params: Mapping[str, object],
-    ) -> TransitionRecord:
-        with self._lock:
-            if self._busy:
-                raise ReentrantMove()
-            move = resolve(trigger, self._session.status)
-            changes = check_params(move, params)
-            check_meta(actor, reason, idempotency_key)
-            print_ = None
-            if idempotency_key is not None:
-                print_ = fingerprint(move.trigger, changes)
-                bound = self._keys.get(idempotency_key) if self._keys else None
-                if bound is not None:
-                    if bound[0] != print_:
-                        raise IdempotencyConflict(idempotency_key, bound[1].trigger, move.trigger)
-                    return bound[1]
-            check_legal(move, self._session.status)
-            trail = self._trail()
-            last = trail[-1]
-            self._busy = True
-            try:
-                planned = plan(
-                    self._session,
-                    move,
-                    changes,
-                    seq=last.seq + 1,
-                    prev_hash=last.hash,
-                    context=Context(
-                        clock_reading(self._clock), self._hooks, actor, reason, self._key
-                    ),
-                    idempotency_key=idempotency_key,
-                )
-            finally:
-                self._busy = False
-            # The record is kept first: a move whose record the sink cannot take does
-            # not happen, so the machine, its trail and the sink's file still agree.
-            if self._sink is not None:
-                _keep(self._sink, planned.record)
-            self._session = planned.session
-            trail.append(planned.record)
-            if idempotency_key is not None and print_ is not None:
-                if self._keys is None:
-                    self._keys = {}
-                self._keys[idempotency_key] = (print_, planned.record)
-        finish(self._hooks, planned)
-        return planned.record
 
     def authorize(self, **meta: Unpack[MoveMeta]) -> TransitionRecord:
         """pending/requires_more → authorized; needs is_initiated and amount > 0."""

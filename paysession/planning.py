@@ -4,7 +4,7 @@ One ``transitions.Machine`` is built at import from :data:`~paysession.TRANSITIO
 shared by every session: binding a session costs a few attribute writes, not a machine.
 Each attempt hands the shared machine a throwaway model, ``_Attempt``, whose ``status``
 starts at the session's; ``transitions`` checks the source, evaluates the guards, calls
-``_Attempt.prepare`` (our before-phase) and moves the status. Nothing is added to the
+``_prepare`` (our before-phase) and moves the status. Nothing is added to the
 shared machine's model list, so nothing leaks.
 
 Both shells drive this engine: :class:`~paysession.SessionMachine` (one session in
@@ -17,9 +17,10 @@ after-hooks of a move once it is final.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from transitions import Machine
 from transitions.core import EventData
@@ -34,7 +35,7 @@ from paysession.errors import (
     InvalidSessionData,
     PaySessionError,
 )
-from paysession.hooks import Hooks, TransitionEvent
+from paysession.hooks import Hooks, TransitionEvent, new_event
 from paysession.lifecycle import ALLOWED, CREATE, GUARDS, MOVES, TRANSITIONS, Move
 from paysession.limits import current
 from paysession.record import GENESIS, Change, RecordFields, TransitionRecord, make_record
@@ -42,11 +43,14 @@ from paysession.session import (
     FIELDS,
     MAX_AMOUNT,
     PaymentSession,
+    evolve_moved,
     evolve_trusted,
 )
 from paysession.status import PaymentSessionStatus
 
 _STATUS_BY_VALUE = {status.value: status for status in PaymentSessionStatus}
+_MOVES = dict(MOVES)  # a read-only view's get() calls the dict's get() by name
+_new = object.__new__
 UNSET: Any = object()
 """The default of an argument not given (``None`` may be a value given on purpose)."""
 
@@ -80,7 +84,11 @@ class Context:
 
 
 class _Attempt:
-    """The model ``transitions`` moves for one attempt at one move; lives for one call."""
+    """The model ``transitions`` moves for one attempt at one move; lives for one call.
+
+    Filled in by ``plan`` field by field rather than by an ``__init__``: calling a class
+    costs two argument tuples and a lookup of ``__init__``, and every move builds one.
+    """
 
     __slots__ = (
         "context",
@@ -96,43 +104,25 @@ class _Attempt:
         "status",
     )
 
-    def __init__(
-        self,
-        session: PaymentSession,
-        move: Move,
-        params: dict[str, object],
-        seq: int,
-        prev_hash: str,
-        now: datetime,
-        context: Context,
-        idempotency_key: str | None,
-    ) -> None:
-        # Positional: one is built for every move.
-        self.session = session
-        self.status = session.status.value
-        self.move = move
-        self.params = params
-        self.seq = seq
-        self.prev_hash = prev_hash
-        self.now = now
-        self.context = context
-        self.idempotency_key = idempotency_key
-        self.failed_guard: str | None = None
-        self.planned: Planned | None = None
+    context: Context
+    failed_guard: str | None
+    idempotency_key: str | None
+    move: Move
+    now: datetime
+    params: dict[str, object]
+    planned: Planned | None
+    prev_hash: str
+    seq: int
+    session: PaymentSession
+    status: str
 
-    def prepare(self) -> None:
-        """Our before-phase: build the new snapshot and its record, then let hooks veto."""
-        session, move, now, context = self.session, self.move, self.now, self.context
-        source = session.status
-        dest = source if move.dest is None else move.dest
-        # Spelled out rather than diffing every field: this runs on every move, and the
-        # move itself says which fields it can touch.
+    def updates(
+        self, dest: PaymentSessionStatus, now_text: str, changes: dict[str, Change]
+    ) -> dict[str, object]:
+        """The fields a move with stamps, flags or arguments sets; their changes go into
+        ``changes``."""
+        session, move, now, key = self.session, self.move, self.now, self.context.key
         updates: dict[str, object] = {"status": dest, "updated_at": now}
-        changes: dict[str, Change] = {}
-        old_text = format_datetime(session.updated_at)
-        now_text = format_datetime(now)
-        if old_text != now_text:
-            changes["updated_at"] = (old_text, now_text)
         for name in move.stamps:
             updates[name] = now
             old = getattr(session, name)
@@ -151,74 +141,33 @@ class _Attempt:
             # Compared as they are written, never by Python's ==: 0 == False == 0.0 and
             # 0.0 == -0.0, but each is different JSON, and a change the record did not
             # show would leave it with the old digest.
-            before = _wire_value(name, old, context.key)
-            after_value = _wire_value(name, value, context.key)
+            before = _wire_value(name, old, key)
+            after_value = _wire_value(name, value, key)
             if type(before) is not type(after_value) or before != after_value:
                 changes[name] = (before, after_value)
-        after = evolve_trusted(session, updates)
-        record = make_record(
-            RecordFields(
-                session.id,
-                self.seq,
-                self.prev_hash,
-                move.trigger,
-                source,
-                dest,
-                now,
-                context.actor,
-                context.reason,
-                self.idempotency_key,
-                changes,
-            ),
-            context.key,
-        )
-        hooks = context.hooks
-        if hooks is None:
-            # Nobody to tell: the event would be built only to be thrown away.
-            self.planned = Planned(after, record, None, move.dest is not None)
-            return
-        event = TransitionEvent(
-            trigger=move.trigger,
-            source=source,
-            dest=dest,
-            before=session,
-            after=after,
-            at=now,
-            actor=context.actor,
-            reason=context.reason,
-            idempotency_key=self.idempotency_key,
-        )
-        planned = Planned(after, record, event, move.dest is not None)
-        hooks.run_before(event, planned.status_move)
-        self.planned = planned
+        return updates
 
 
 class Planned:
     """A move that ``transitions`` allowed and the before-hooks let through, not yet final.
 
-    ``event`` is what the hooks saw, and None when the move ran without hooks.
+    ``event`` is what the hooks saw, and None when the move ran without hooks. Filled in
+    by the engine's before-phase, field by field, like ``_Attempt``.
     """
 
     __slots__ = ("event", "record", "session", "status_move")
 
-    def __init__(
-        self,
-        session: PaymentSession,
-        record: TransitionRecord,
-        event: TransitionEvent | None,
-        status_move: bool,
-    ) -> None:
-        self.session = session
-        self.record = record
-        self.event = event
-        self.status_move = status_move
+    event: TransitionEvent | None
+    record: TransitionRecord
+    session: PaymentSession
+    status_move: bool
 
 
 def _guard_condition(name: str) -> Callable[[EventData], bool]:
     check = GUARDS[name].check
 
     def condition(event_data: EventData) -> bool:
-        attempt = cast(_Attempt, event_data.model)
+        attempt: _Attempt = event_data.model  # type: ignore[assignment]  # (cast() is a call)
         if check(attempt.session):
             return True
         attempt.failed_guard = name
@@ -228,7 +177,62 @@ def _guard_condition(name: str) -> Callable[[EventData], bool]:
 
 
 def _prepare(event_data: EventData) -> None:
-    cast(_Attempt, event_data.model).prepare()
+    """Our before-phase, called by ``transitions`` once the source and the guards passed:
+    build the new snapshot and its record, then let the before-hooks veto."""
+    attempt: _Attempt = event_data.model  # type: ignore[assignment]  # (cast() is a call)
+    session, move, now, context = attempt.session, attempt.move, attempt.now, attempt.context
+    source = session.status
+    dest = source if move.dest is None else move.dest
+    # Spelled out rather than diffing every field: this runs on every move, and the
+    # move itself says which fields it can touch.
+    old_text = format_datetime(session.updated_at)
+    now_text = format_datetime(now)
+    changes: dict[str, Change] = {}
+    if old_text != now_text:
+        changes["updated_at"] = (old_text, now_text)
+    if move.stamps or move.sets or attempt.params:
+        after = evolve_trusted(session, attempt.updates(dest, now_text, changes))
+    else:
+        after = evolve_moved(session, dest, now)
+    record = make_record(
+        RecordFields(
+            session.id,
+            attempt.seq,
+            attempt.prev_hash,
+            move.trigger,
+            source,
+            dest,
+            now,
+            context.actor,
+            context.reason,
+            attempt.idempotency_key,
+            changes,
+        ),
+        context.key,
+    )
+    planned = _new(Planned)
+    planned.session = after
+    planned.record = record
+    planned.status_move = status_move = move.dest is not None
+    hooks = context.hooks
+    if hooks is None:
+        # Nobody to tell: the event would be built only to be thrown away.
+        planned.event = None
+        attempt.planned = planned
+        return
+    planned.event = event = new_event(
+        move.trigger,
+        source,
+        dest,
+        session,
+        after,
+        now,
+        context.actor,
+        context.reason,
+        attempt.idempotency_key,
+    )
+    hooks.run_before(event, status_move)
+    attempt.planned = planned
 
 
 def _build_engine() -> Machine:
@@ -357,7 +361,7 @@ def fingerprint(trigger: str, params: Mapping[str, object]) -> str:
 
 def resolve(trigger: object, status: PaymentSessionStatus) -> Move:
     """The table's move for ``trigger``, or IllegalTransition for a name it does not know."""
-    move = MOVES.get(trigger) if isinstance(trigger, str) else None
+    move = _MOVES.get(trigger) if isinstance(trigger, str) else None
     if move is None:
         raise IllegalTransition(str(trigger), status.value, ALLOWED[status])
     return move
@@ -371,7 +375,8 @@ def legal(trigger: str, status: PaymentSessionStatus) -> bool:
     service and the audit check all ask here.
     """
     event = _EVENTS.get(trigger)
-    return event is not None and status.value in event.transitions
+    # A status is a str equal to its value, the name transitions keys its sources by.
+    return event is not None and status in event.transitions
 
 
 def can_fire(trigger: str, session: PaymentSession) -> bool:
@@ -387,7 +392,8 @@ def check_legal(move: Move, status: PaymentSessionStatus) -> None:
     Spares a refused move the clock reading, the attempt and the exception that a full
     trigger would cost; the verdict is the engine's all the same.
     """
-    if not legal(move.trigger, status):
+    event = _EVENTS.get(move.trigger)  # legal(), written out: every move asks twice
+    if event is None or status not in event.transitions:
         raise IllegalTransition(move.trigger, status.value, ALLOWED[status])
 
 
@@ -408,18 +414,22 @@ def plan(
     """
     check_legal(move, session.status)
     now = context.now
-    attempt = _Attempt(
-        session,
-        move,
-        params,
-        seq,
-        prev_hash,
-        # A clock that steps back (NTP, another host of the fleet) must not make a trail
-        # run backwards: a move is never stamped earlier than the session's last one.
-        now if now > session.updated_at else session.updated_at,
-        context,
-        idempotency_key,
-    )
+    attempt = _new(_Attempt)
+    attempt.session = session
+    # The plain text: transitions names its states by value, and would take a member for
+    # its name.
+    attempt.status = session.status._value_
+    attempt.move = move
+    attempt.params = params
+    attempt.seq = seq
+    attempt.prev_hash = prev_hash
+    # A clock that steps back (NTP, another host of the fleet) must not make a trail run
+    # backwards: a move is never stamped earlier than the session's last one.
+    attempt.now = now if now > session.updated_at else session.updated_at
+    attempt.context = context
+    attempt.idempotency_key = idempotency_key
+    attempt.failed_guard = None
+    attempt.planned = None
     moved = _EVENTS[move.trigger].trigger(attempt)
     if not moved:
         guard = attempt.failed_guard or "?"
@@ -465,14 +475,15 @@ def plan_chain(
 def finish(hooks: Hooks | None, planned: Planned) -> None:
     """Run the post-move hooks of a final move; raise HookError if any failed."""
     record = planned.record
-    _log.MOVES.debug(
-        "%r seq %d: %s, %s -> %s",
-        record.session_id,
-        record.seq,
-        record.trigger,
-        record.source,
-        record.dest,
-    )
+    if _log.MOVES.isEnabledFor(logging.DEBUG):  # spares reading the record for nobody
+        _log.MOVES.debug(
+            "%r seq %d: %s, %s -> %s",
+            record.session_id,
+            record.seq,
+            record.trigger,
+            record.source,
+            record.dest,
+        )
     event = planned.event
     if hooks is None or event is None:
         return

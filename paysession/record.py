@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, Protocol
 
 import attrs
 
-from paysession._compiled import compile_function
+from paysession._compiled import slot_filler
 from paysession._frozen import FrozenDict
 from paysession._wire import canonical_json, format_datetime, json_scalar, parse_datetime
 from paysession.errors import InvalidSessionData
@@ -196,30 +196,57 @@ def seal(canonical: str, key: bytes | None = None) -> str:
 def _canonical_halves(record: TransitionRecord) -> tuple[str, str]:
     """The canonical JSON of a record's wire form, split where "hash" sorts in (after
     "dest"), so that the hashed text and the line with the hash share both pieces.
-
-    Spelled out rather than ``canonical_json(record.body())``: it runs on every move and
-    for every record ``verify`` reads, and is byte-for-byte the same text (a property
-    test holds the two together).
     """
-    j = json_scalar
-    pairs = ",".join(
-        [
-            f"{_NAME_TEXT.get(name) or j(name)}:[{j(old)},{j(new)}]"
-            for name, (old, new) in sorted(record.changes.items())
-        ]
+    return _halves(
+        record.session_id,
+        record.seq,
+        record.trigger,
+        record.source,
+        record.dest,
+        format_datetime(record.at),
+        record.actor,
+        record.reason,
+        record.idempotency_key,
+        record.changes,
+        record.prev_hash,
     )
+
+
+def _halves(
+    session_id: str,
+    seq: int,
+    trigger: str,
+    source: PaymentSessionStatus | None,
+    dest: PaymentSessionStatus,
+    at: str,
+    actor: str | None,
+    reason: str | None,
+    idempotency_key: str | None,
+    changes: Mapping[str, Change],
+    prev_hash: str,
+) -> tuple[str, str]:
+    # Spelled out rather than canonical_json(record.body()): it runs on every move and for
+    # every record verify reads, and is byte for byte the same text (property tests hold
+    # the two together). Takes the values, not a record, so that make_record can seal a
+    # record before building it.
     enc = encode_basestring_ascii
-    actor, reason, key = record.actor, record.reason, record.idempotency_key
+    pairs = ""  # most moves change one field: no list to join
+    for name in sorted(changes) if len(changes) > 1 else changes:
+        old, new = changes[name]
+        pairs += (
+            f"{',' if pairs else ''}{_NAME_TEXT.get(name) or json_scalar(name)}:"
+            f"[{enc(old) if type(old) is str else json_scalar(old)},"
+            f"{enc(new) if type(new) is str else json_scalar(new)}]"
+        )
     head = (
-        f'{{"actor":{"null" if actor is None else enc(actor)},'
-        f'"at":"{format_datetime(record.at)}",'
-        f'"changes":{{{pairs}}},"dest":{_STATUS_TEXT[record.dest]},'
+        f'{{"actor":{"null" if actor is None else enc(actor)},"at":"{at}",'
+        f'"changes":{{{pairs}}},"dest":{_STATUS_TEXT[dest]},'
     )
     tail = (
-        f'"idempotency_key":{"null" if key is None else enc(key)},'
-        f'"prev_hash":{enc(record.prev_hash)},"reason":{"null" if reason is None else enc(reason)},'
-        f'"seq":{record.seq:d},"session_id":{enc(record.session_id)},'
-        f'"source":{_STATUS_TEXT[record.source]},"trigger":{enc(record.trigger)}}}'
+        f'"idempotency_key":{"null" if idempotency_key is None else enc(idempotency_key)},'
+        f'"prev_hash":{enc(prev_hash)},"reason":{"null" if reason is None else enc(reason)},'
+        f'"seq":{seq:d},"session_id":{enc(session_id)},'
+        f'"source":{_STATUS_TEXT[source]},"trigger":{enc(trigger)}}}'
     )
     return head, tail
 
@@ -246,20 +273,29 @@ class RecordFields(NamedTuple):
 
 def make_record(fields: RecordFields, key: bytes | None = None) -> TransitionRecord:
     """Build a record of ``fields`` and seal it with its hash (an HMAC under ``key``)."""
-    (
+    session_id, seq, prev, trigger, source, dest, at, actor, reason, idem, changes = fields
+    # The text is spelled out from the values, then the record is filled in once, hash
+    # and line included, through its slot descriptors.
+    head, tail = _halves(
         session_id,
         seq,
-        prev_hash,
         trigger,
         source,
         dest,
-        at,
+        format_datetime(at),
         actor,
         reason,
-        idempotency_key,
+        idem,
         changes,
-    ) = fields
-    record = _sealed_record(
+        prev,
+    )
+    # seal(), written out: one call fewer on every move.
+    payload = (head + tail).encode()
+    if key is None:
+        sealed = hashlib.sha256(payload).hexdigest()
+    else:
+        sealed = hmac.new(key, payload, hashlib.sha256).hexdigest()
+    return _sealed_record(
         session_id,
         seq,
         trigger,
@@ -268,41 +304,19 @@ def make_record(fields: RecordFields, key: bytes | None = None) -> TransitionRec
         at,
         actor,
         reason,
-        idempotency_key,
+        idem,
         FrozenDict(changes),
-        prev_hash,
-        "",
-        None,
+        prev,
+        sealed,
+        f'{head}"hash":"{sealed}",{tail}',
     )
-    # The hash covers the record's own fields, so it is filled in last, through the
-    # same slot descriptors the record was built with.
-    head, tail = _canonical_halves(record)
-    sealed = seal(head + tail, key)
-    _set_hash(record, sealed)
-    _set_line(record, f'{head}"hash":"{sealed}",{tail}')
-    return record
 
 
-def _compile_sealed_record() -> Callable[..., TransitionRecord]:
-    # make_record's fields are built and checked by the machine: filling the slots
-    # straight through their descriptors spares a move attrs' generic frozen __init__.
-    names = [field.name for field in attrs.fields(TransitionRecord)]
-    setters = {f"_set_{name}": TransitionRecord.__dict__[name].__set__ for name in names}
-    lines = [f"def sealed_record({', '.join(names)}):", "    record = _new(TransitionRecord)"]
-    lines += [f"    _set_{name}(record, {name})" for name in names]
-    lines.append("    return record")
-    namespace: dict[str, Any] = {
-        "_new": object.__new__,
-        "TransitionRecord": TransitionRecord,
-        **setters,
-    }
-    function: Callable[..., TransitionRecord] = compile_function("sealed_record", lines, namespace)
-    return function
-
-
-_sealed_record = _compile_sealed_record()
-_set_hash = TransitionRecord.__dict__["hash"].__set__
-_set_line = TransitionRecord.__dict__["_line"].__set__
+# make_record's fields are built and checked by the machine: filling the slots straight
+# through their descriptors spares a move attrs' generic frozen __init__.
+_sealed_record: Callable[..., TransitionRecord] = slot_filler(
+    TransitionRecord, [field.name for field in attrs.fields(TransitionRecord)], "sealed_record"
+)
 
 
 class AuditSink(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import time
@@ -13,7 +14,7 @@ import attrs
 
 from paysession._compiled import compile_function
 from paysession._frozen import freeze, is_text
-from paysession._wire import RANGE, in_range
+from paysession._wire import EARLIEST, LATEST, RANGE, in_range
 from paysession.errors import ImmutableSession, InvalidSessionData
 from paysession.limits import current
 from paysession.status import PaymentSessionStatus
@@ -36,6 +37,11 @@ class Clock(Protocol):
 def utc_now() -> datetime:
     """The default clock: the system time in UTC."""
     return datetime.now(timezone.utc)
+
+
+system_clock: Callable[[], datetime] = functools.partial(datetime.now, timezone.utc)
+"""What ``utc_now`` reads, without a Python frame: the default clock of a machine, read
+on every move."""
 
 
 def new_session_id() -> str:
@@ -227,40 +233,51 @@ def _check_id(value: object, name: str, problems: dict[str, str], *, nullable: b
         problems[name] = f"must be at most {longest} characters, got {len(value)}"
 
 
-def _compile_evolve() -> Callable[[PaymentSession, Mapping[str, object]], PaymentSession]:
+def _compile_evolve(name: str, given: tuple[str, ...]) -> Any:
     # One straight-line function over the fields: a move copies thirteen slots on the
-    # hot path, and a loop with getattr costs several times as much.
-    lines = [
-        "def evolve_trusted(session, changes):",
-        "    new = _new(PaymentSession)",
-        "    get = changes.get",
-    ]
-    for name in FIELDS:
+    # hot path, and a loop with getattr costs several times as much. The fields in
+    # ``given`` are arguments; the others come from ``changes`` when it is an argument,
+    # else from the session.
+    lines = [f"def {name}({', '.join(('session', *given))}):", "    new = _new(PaymentSession)"]
+    if "changes" in given:
+        lines.append("    get = changes.get")
+    for field in FIELDS:
         # Through the slot's own descriptor: object.__setattr__ would look it up again.
-        lines.append(f"    _set_{name}(new, get({name!r}, session.{name}))")
+        if field in given:
+            value = field
+        elif "changes" in given:
+            value = f"get({field!r}, session.{field})"
+        else:
+            value = f"session.{field}"
+        lines.append(f"    _set_{field}(new, {value})")
     lines.append("    return new")
     namespace: dict[str, Any] = {
         "_new": object.__new__,
         "PaymentSession": PaymentSession,
-        **{f"_set_{name}": PaymentSession.__dict__[name].__set__ for name in FIELDS},
+        **{f"_set_{field}": PaymentSession.__dict__[field].__set__ for field in FIELDS},
     }
-    function: Callable[[PaymentSession, Mapping[str, object]], PaymentSession]
-    function = compile_function("evolve_trusted", lines, namespace)
-    function.__doc__ = """A copy of ``session`` with ``changes``, skipping validation.
-
-    Only for the machine, whose changes are validated before they get here: a move must
-    not pay for re-checking (and re-freezing) fields it did not touch.
-    """
-    return function
+    return compile_function(name, lines, namespace)
 
 
-evolve_trusted = _compile_evolve()
+evolve_trusted: Callable[[PaymentSession, Mapping[str, object]], PaymentSession]
+evolve_trusted = _compile_evolve("evolve_trusted", ("changes",))
+evolve_trusted.__doc__ = """A copy of ``session`` with ``changes``, skipping validation.
+
+Only for the machine, whose changes are validated before they get here: a move must not
+pay for re-checking (and re-freezing) fields it did not touch.
+"""
+
+evolve_moved: Callable[[PaymentSession, PaymentSessionStatus, datetime], PaymentSession]
+evolve_moved = _compile_evolve("evolve_moved", ("status", "updated_at"))
+evolve_moved.__doc__ = """``evolve_trusted(session, {"status": status, "updated_at": updated_at})``
+without the mapping, for the moves that change nothing else (most of them)."""
 
 
 def clock_reading(clock: Callable[[], datetime]) -> datetime:
     """Read ``clock``, refusing a naive or non-datetime reading; always UTC."""
     value = clock()
-    if type(value) is datetime and value.tzinfo is timezone.utc and in_range(value):
+    # in_range() written out: every move reads the clock.
+    if type(value) is datetime and value.tzinfo is timezone.utc and EARLIEST <= value < LATEST:
         return value
     problems: dict[str, str] = {}
     checked = check_datetime(value, "clock", problems)
