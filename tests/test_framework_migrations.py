@@ -8,10 +8,16 @@ migrated first is left as it is, and the store finds nothing to do after them.
 
 from __future__ import annotations
 
+import io
+import re
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 
 from paysession import InvalidSessionData, PaymentSessions
 from paysession.store import SessionStore, SqliteStore, migrate_within
@@ -19,6 +25,7 @@ from paysession.store.postgres_schema import MIGRATIONS as POSTGRES_MIGRATIONS
 from paysession.store.sqlite_schema import MIGRATIONS as SQLITE_MIGRATIONS
 
 from .conftest import StoreFactory, open_store
+from .helpers import run_without
 
 CURRENT = {"sqlite": len(SQLITE_MIGRATIONS), "postgres": len(POSTGRES_MIGRATIONS)}
 
@@ -174,3 +181,147 @@ class TestMigrateWithin:
         with pytest.raises(InvalidSessionData) as refused:
             migrate_within(object())
         assert "connection" in refused.value.problems
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "transactions.md"
+
+ENV_PY = """
+from alembic import context
+from sqlalchemy import create_engine
+
+url = context.config.get_main_option("sqlalchemy.url")
+if context.is_offline_mode():
+    context.configure(url=url, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        context.configure(connection=connection)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+"""
+
+
+def documented_revision() -> str:
+    """The Alembic revision docs/transactions.md shows."""
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S)
+    (revision,) = [block for block in blocks if "upgrade_schema(op)" in block]
+    return revision
+
+
+def alembic_config(factory: StoreFactory, folder: Path, revision: str) -> Config:
+    """A real Alembic environment in ``folder`` whose one revision is ``revision``, on the
+    store's database (pysqlite or psycopg)."""
+    (folder / "versions").mkdir(parents=True)
+    (folder / "env.py").write_text(ENV_PY)
+    (folder / "versions" / "0001_orders_and_payments.py").write_text(revision)
+    if factory.kind == "sqlite":
+        url = sa.URL.create("sqlite+pysqlite", database=factory.place)
+    else:
+        from psycopg.conninfo import conninfo_to_dict
+
+        info = conninfo_to_dict(factory.place)
+        url = sa.URL.create(
+            "postgresql+psycopg",
+            username=str(info["user"]),
+            host=str(info["host"]),
+            port=int(info["port"]),
+            database=str(info["dbname"]),
+        )
+    config = Config(stdout=io.StringIO())
+    config.set_main_option("script_location", str(folder))
+    config.set_main_option("sqlalchemy.url", url.render_as_string(hide_password=False))
+    return config
+
+
+def alembic_version(kind: str, place: str) -> list[tuple[Any, ...]]:
+    conn = connect(kind, place)
+    try:
+        return [tuple(row) for row in conn.execute("SELECT version_num FROM alembic_version")]
+    finally:
+        conn.close()
+
+
+class TestAlembic:
+    """``upgrade_schema(op)`` in a revision, run by Alembic itself."""
+
+    store_kinds = ("sqlite", "postgres")
+
+    def test_a_database_upgraded_by_alembic_is_current_for_the_store(
+        self, store_factory: StoreFactory, other_place: str, tmp_path: Path
+    ) -> None:
+        kind, place = store_factory.kind, store_factory.place
+        command.upgrade(
+            alembic_config(store_factory, tmp_path / "alembic", documented_revision()), "head"
+        )
+        assert alembic_version(kind, place) == [("0001_orders_and_payments",)]
+        assert schema(kind, place) == store_made_schema(store_factory, other_place)
+        sessions = PaymentSessions(not_migrating(kind, place))
+        session = sessions.create(cart_id="cart_al", provider_id="stripe", amount=100)
+        conn = connect(kind, place)
+        mark = "?" if kind == "sqlite" else "%s"
+        conn.execute(f"INSERT INTO orders VALUES ({mark}, {mark})", ("cart_al", session.id))
+        conn.commit()
+        conn.close()
+
+    def test_a_database_the_store_migrated_is_left_as_it_is(
+        self, store_factory: StoreFactory, tmp_path: Path
+    ) -> None:
+        kind, place = store_factory.kind, store_factory.place
+        sessions = PaymentSessions(store_factory())
+        session = sessions.create(cart_id="cart_kept", provider_id="stripe", amount=100)
+        before = schema(kind, place)
+        command.upgrade(
+            alembic_config(store_factory, tmp_path / "alembic", documented_revision()), "head"
+        )
+        assert schema(kind, place) == before
+        assert alembic_version(kind, place) == [("0001_orders_and_payments",)]
+        assert sessions.get(session.id).cart_id == "cart_kept"
+
+    def test_a_revision_that_fails_leaves_no_table_of_paysessions(
+        self, store_factory: StoreFactory, tmp_path: Path
+    ) -> None:
+        """The schema is made in Alembic's transaction: a failure later in the revision
+        rolls it back with the revision, which is not recorded as applied."""
+        kind, place = store_factory.kind, store_factory.place
+        failing = documented_revision().replace(
+            "    upgrade_schema(op)",
+            '    upgrade_schema(op)\n    raise RuntimeError("the next step failed")',
+        )
+        assert failing != documented_revision()
+        with pytest.raises(RuntimeError):
+            command.upgrade(alembic_config(store_factory, tmp_path / "alembic", failing), "head")
+        found = schema(kind, place)
+        assert found == {key: [] for key in found}
+        conn = connect(kind, place)
+        has_version_table = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'"
+            if kind == "sqlite"
+            else "SELECT 1 WHERE to_regclass('alembic_version') IS NOT NULL"
+        ).fetchone()
+        conn.close()
+        assert has_version_table is None or alembic_version(kind, place) == []
+
+    def test_offline_is_refused(self, store_factory: StoreFactory, tmp_path: Path) -> None:
+        config = alembic_config(store_factory, tmp_path / "alembic", documented_revision())
+        with pytest.raises(InvalidSessionData) as refused:
+            command.upgrade(config, "head", sql=True)
+        assert "--sql" in refused.value.problems["op"]
+        found = schema(store_factory.kind, store_factory.place)
+        assert found == {key: [] for key in found}
+
+    def test_a_missing_extra_is_named(self) -> None:
+        done = run_without(
+            "alembic",
+            "from paysession.errors import MissingExtra\n"
+            "try:\n"
+            "    import paysession.contrib.alembic\n"
+            "except MissingExtra as missing:\n"
+            "    print(missing)\n",
+        )
+        assert (done.returncode, done.stderr) == (0, "")
+        assert done.stdout.strip() == (
+            "paysession.contrib.alembic needs the alembic extra: pip install 'paysession[alembic]'"
+        )
