@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -38,13 +39,19 @@ def database(kind: str, place: str) -> dict[str, Any]:
     from psycopg.conninfo import conninfo_to_dict
 
     info = conninfo_to_dict(place)
-    return {
+    found: dict[str, Any] = {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": info["dbname"],
         "USER": info.get("user", ""),
         "HOST": info.get("host", ""),
         "PORT": str(info.get("port", "")),
     }
+    level = os.environ.get("DJANGO_SHOP_ISOLATION")
+    if level:
+        from psycopg import IsolationLevel
+
+        found["OPTIONS"] = {"isolation_level": IsolationLevel[level]}
+    return found
 
 
 def configure(kind: str, place: str) -> None:
@@ -123,6 +130,22 @@ def lost_race(
             raised = type(error).__name__
         view.rollback()
     return {"raised": raised, "after": seen.triggers}
+
+
+def snapshot_race(sessions: PaymentSessions, seen: Seen, session_id: str) -> dict[str, Any]:
+    """The block reads the session (its snapshot, at repeatable read or serializable);
+    another writer moves it and commits; the block's move raises ConcurrentUpdate."""
+    raised = None
+    with transaction.atomic():
+        view = sessions.within(connection)
+        before = view.get(session_id).status.value
+        sessions.fire(session_id, "require_more", actor="webhook")  # its own transaction
+        try:
+            view.fire(session_id, "authorize")
+        except ConcurrentUpdate as error:
+            raised = type(error).__name__
+        view.rollback()
+    return {"before": before, "raised": raised, "after": seen.triggers}
 
 
 def savepoint(sessions: PaymentSessions, seen: Seen, session_id: str) -> dict[str, Any]:
@@ -204,6 +227,7 @@ SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     "commit": commit,
     "rollback": rollback,
     "lost_race": lost_race,
+    "snapshot_race": snapshot_race,
     "savepoint": savepoint,
     "failing_hook": failing_hook,
     "killed": killed,

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from paysession import PaymentSessions, PaymentSessionStatus
 
 from .conftest import StoreFactory
@@ -39,7 +41,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def django_shop(
-    scenario: str, factory: StoreFactory, *args: str, stderr: str = "none"
+    scenario: str,
+    factory: StoreFactory,
+    *args: str,
+    stderr: str = "none",
+    isolation: str | None = None,
 ) -> dict[str, Any]:
     """Run ``scenario`` of tests/django_shop.py in a fresh interpreter on the store's
     database; what it printed (with what it logged, under ``stderr``, when it may log)."""
@@ -48,6 +54,7 @@ def django_shop(
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env={**os.environ, "DJANGO_SHOP_ISOLATION": isolation or ""},
         timeout=120,
         check=False,
     )
@@ -146,6 +153,35 @@ class TestWithinDjango:
         assert sessions.history(session_id) == before
         assert orders(shop) == []
         assert sessions.fire(session_id, "authorize").seq == before[-1].seq + 1
+
+
+class TestDjangoPostgresIsolation:
+    """Django's OPTIONS isolation_level: the levels psycopg's connection supports."""
+
+    store_kinds = ("postgres",)
+
+    @pytest.mark.parametrize("level", ["READ_COMMITTED", "REPEATABLE_READ", "SERIALIZABLE"])
+    def test_each_level_commits_the_order_and_the_move(
+        self, shop: StoreFactory, level: str
+    ) -> None:
+        sessions = PaymentSessions(shop())
+        session_id = initiated(sessions, "cart_1")
+        seen = django_shop("commit", shop, session_id, isolation=level)
+        assert seen["after"] == ["authorize"]
+        assert sessions.get(session_id).status is S.AUTHORIZED
+        assert orders(shop) == [("cart_1", session_id)]
+
+    @pytest.mark.parametrize("level", ["REPEATABLE_READ", "SERIALIZABLE"])
+    def test_a_snapshot_level_loses_its_race_at_once(self, shop: StoreFactory, level: str) -> None:
+        sessions = PaymentSessions(shop())
+        session_id = initiated(sessions, "cart_snap")
+        seen = django_shop("snapshot_race", shop, session_id, isolation=level)
+        assert seen == {
+            "before": "pending",
+            "raised": "ConcurrentUpdate",
+            "after": ["require_more"],
+        }
+        assert sessions.get(session_id).status is S.REQUIRES_MORE
 
 
 class TestDjangoMigrations:

@@ -341,6 +341,44 @@ class TestWithinSqlAlchemy:
         assert sessions.fire(session_id, "authorize").seq == before[-1].seq + 1
 
 
+class TestPostgresIsolation:
+    """The engine's isolation level (``execution_options(isolation_level=...)``) is the
+    transaction's: the levels and rules of a psycopg connection hold."""
+
+    store_kinds = ("postgres",)
+
+    @pytest.mark.parametrize("level", ["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"])
+    def test_each_level_commits_the_order_and_the_move(
+        self, shop: StoreFactory, engine: sa.Engine, holder: Any, level: str
+    ) -> None:
+        sessions = PaymentSessions(shop())
+        session_id = initiated(sessions, "cart_iso")
+        with holder(engine.execution_options(isolation_level=level)) as held:
+            view = sessions.within(held)
+            shown = held.execute(sa.text("SHOW transaction_isolation")).scalar()
+            view.fire(session_id, "authorize", idempotency_key="iso")
+            held.execute(INSERT_ORDER, {"cart_id": "cart_iso", "session_id": session_id})
+            held.commit()
+        assert shown == level.lower()
+        assert sessions.get(session_id).status is S.AUTHORIZED
+        assert orders(shop) == [("cart_iso", session_id)]
+
+    @pytest.mark.parametrize("level", ["REPEATABLE READ", "SERIALIZABLE"])
+    def test_a_snapshot_level_loses_its_race_at_once(
+        self, shop: StoreFactory, engine: sa.Engine, holder: Any, level: str
+    ) -> None:
+        sessions = PaymentSessions(shop())
+        session_id = initiated(sessions, "cart_snap")
+        with holder(engine.execution_options(isolation_level=level)) as held:
+            view = sessions.within(held)
+            assert view.get(session_id).status is S.PENDING  # the snapshot is taken here
+            winner = sessions.fire(session_id, "require_more", actor="webhook")
+            with pytest.raises(ConcurrentUpdate):
+                view.fire(session_id, "authorize")
+            held.rollback()
+        assert sessions.history(session_id)[-1] == winner
+
+
 class TestSessionInAnOuterTransaction:
     """A Session joined to a transaction its Connection began (``join_transaction_mode``,
     as test suites do) commits nothing of its own: the hooks wait for the outer commit."""
