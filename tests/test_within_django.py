@@ -224,17 +224,25 @@ class TestDjangoMigrations:
 
 
 class TestDjangoRefusals:
-    def test_not_a_django_connection(self) -> None:
+    def test_not_a_django_connection_nor_one_of_its_backends(self) -> None:
+        """An object that is no Django connection, and a connection of a backend
+        paysession does not write through (here Django's dummy one, with no database)."""
         done = subprocess.run(
             [
                 sys.executable,
                 "-c",
+                "import django\n"
+                "from django.conf import settings\n"
+                "settings.configure()\n"
+                "django.setup()\n"
+                "from django.db import connection\n"
                 "from paysession import InvalidSessionData\n"
                 "from paysession.contrib.django import joined\n"
-                "try:\n"
-                "    joined(object())\n"
-                "except InvalidSessionData as error:\n"
-                "    print(error.problems['connection'])\n",
+                "for given in (object(), connection):\n"
+                "    try:\n"
+                "        joined(given)\n"
+                "    except InvalidSessionData as error:\n"
+                "        print(error.problems['connection'])\n",
             ],
             capture_output=True,
             text=True,
@@ -243,7 +251,9 @@ class TestDjangoRefusals:
             check=False,
         )
         assert (done.returncode, done.stderr) == (0, "")
-        assert done.stdout.startswith("must be a Django connection")
+        other, dummy = done.stdout.splitlines()
+        assert other.startswith("must be a Django connection")
+        assert "backend is not one paysession writes through" in dummy
 
     def test_a_missing_extra_is_named(self) -> None:
         done = run_without(

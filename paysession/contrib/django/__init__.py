@@ -23,6 +23,7 @@ try:
     from django.db import connections, transaction
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.migrations import RunPython
+    from django.utils.connection import ConnectionProxy
 except ImportError as missing:  # the optional extra is not installed
     raise MissingExtra("paysession.contrib.django", "django") from missing
 
@@ -91,9 +92,8 @@ def _wrapper(connection: object) -> BaseDatabaseWrapper:
     this thread's wrapper of the default database."""
     if isinstance(connection, BaseDatabaseWrapper):
         return connection
-    alias = getattr(connection, "alias", None)
-    if type(connection).__name__ == "ConnectionProxy" and isinstance(alias, str):
-        wrapper = connections[alias]
+    if isinstance(connection, ConnectionProxy):
+        wrapper = connections[connection.alias]
         if isinstance(wrapper, BaseDatabaseWrapper):
             return wrapper
     raise InvalidSessionData(
