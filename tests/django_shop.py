@@ -242,8 +242,12 @@ def main(argv: list[str]) -> None:
         print(json.dumps(migrate()), flush=True)
         return
     seen = Seen()
-    sessions = PaymentSessions(store(kind, place), hooks=seen.hooks)
-    print(json.dumps(SCENARIOS[scenario](sessions, seen, *rest)), flush=True)
+    opened = store(kind, place)
+    try:
+        found = SCENARIOS[scenario](PaymentSessions(opened, hooks=seen.hooks), seen, *rest)
+    finally:
+        opened.close()
+    print(json.dumps(found), flush=True)
 
 
 if __name__ == "__main__":
