@@ -440,6 +440,32 @@ class TestAFailedCommit:
         assert orders(shop) == []
 
 
+class TestAFailedTransaction:
+    """A statement that fails aborts a PostgreSQL transaction, whose COMMIT then rolls
+    it back without an error: the moves are gone, and their hooks never run."""
+
+    store_kinds = ("postgres",)
+
+    def test_its_commit_runs_no_hook(
+        self, shop: StoreFactory, engine: sa.Engine, holder: Any
+    ) -> None:
+        after = AfterHooks()
+        sessions = PaymentSessions(shop(), hooks=after.hooks)
+        session_id = initiated(sessions, "cart_ab")
+        after.seen.clear()
+        with holder(engine) as held:
+            sessions.within(held).fire(session_id, "authorize")
+            held.execute(INSERT_ORDER, {"cart_id": "cart_ab", "session_id": session_id})
+            with pytest.raises(sa_exc.IntegrityError):
+                held.execute(INSERT_ORDER, {"cart_id": "cart_ab", "session_id": session_id})
+            held.commit()  # PostgreSQL answers COMMIT with a rollback
+            held.execute(sa.text("SELECT 1"))
+            held.commit()
+        assert after.seen == []
+        assert sessions.get(session_id).status is S.PENDING
+        assert orders(shop) == []
+
+
 class TestRefusals:
     def test_not_a_connection_of_sqlalchemy(self) -> None:
         with pytest.raises(InvalidSessionData) as refused:

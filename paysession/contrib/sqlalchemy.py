@@ -97,10 +97,22 @@ def _driver(connection: Connection) -> object:
 
 
 def _in_transaction(driver: Any) -> bool:
-    """Whether the driver's connection has a transaction open."""
+    """Whether the driver's connection has a transaction open (failed or not)."""
     if isinstance(driver, sqlite3.Connection):
         return driver.in_transaction
     return bool(driver.info.transaction_status.name != "IDLE")  # psycopg's TransactionStatus
+
+
+def _commits(driver: Any) -> bool:
+    """Whether a commit of the driver's connection would keep what its transaction wrote.
+
+    Not when there is no transaction (SQLite ended it on an error) nor when it failed
+    (PostgreSQL then answers COMMIT by rolling back, and psycopg raises nothing): the
+    moves are gone, and so are their hooks.
+    """
+    if isinstance(driver, sqlite3.Connection):
+        return driver.in_transaction
+    return bool(driver.info.transaction_status.name == "INTRANS")
 
 
 class _Waiting:
@@ -112,7 +124,6 @@ class _Waiting:
         self._lock = threading.Lock()
         self._finishes: list[Finish] = []
         self._savepoints: list[int] = []
-        self.connection: Connection | None = None
 
     def add(self, finish: Finish) -> None:
         with self._lock:
@@ -181,24 +192,24 @@ def _connection_waiting(connection: Connection) -> _Waiting:
     # while the connection is kept). So when moves' hooks wait, the commit listener
     # makes the DBAPI commit itself, and runs the hooks once it has returned; SQLAlchemy's
     # own DBAPI commit, which follows, finds nothing left to commit (a no-op on sqlite3
-    # and on psycopg). The check is the driver's own: only a connection still in its
-    # transaction is committed here (one committed behind SQLAlchemy's back already
-    # holds the moves). A failed commit is raised as SQLAlchemy raises the driver's
-    # errors, and no hook runs. A HookError raised after the commit leaves SQLAlchemy's
-    # transaction to be rolled back before the connection is used again (a no-op on
-    # the database: the commit stands), which engine.begin() does by itself.
+    # and on psycopg). The check is the driver's own: a transaction that failed (which
+    # PostgreSQL's COMMIT rolls back without an error) or that the database ended is
+    # not committed here, and its moves' hooks are dropped with them. A failed commit
+    # is raised as SQLAlchemy raises the driver's errors, and no hook runs. A HookError
+    # raised after the commit leaves SQLAlchemy's transaction to be rolled back before
+    # the connection is used again (a no-op on the database: the commit stands), which
+    # engine.begin() does by itself.
     def commit(conn: Connection) -> None:
         finishes = waiting.take()
-        if not finishes:
-            return
         driver: Any = conn.connection.driver_connection
-        if _in_transaction(driver):
-            try:
-                driver.commit()
-            except conn.dialect.loaded_dbapi.Error as error:
-                raise DBAPIError.instance(
-                    None, None, error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
-                ) from error
+        if not finishes or not _commits(driver):
+            return
+        try:
+            driver.commit()
+        except conn.dialect.loaded_dbapi.Error as error:
+            raise DBAPIError.instance(
+                None, None, error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+            ) from error
         _run(finishes)
 
     def rollback(conn: Connection) -> None:
@@ -226,12 +237,14 @@ def _connection_waiting(connection: Connection) -> _Waiting:
 
 class _SessionWaiting(_Waiting):
     """A session's waiting hooks, where each of its savepoints (nested transactions)
-    began among them, and whether its transaction's commit has happened."""
+    began among them, whether its transaction's commit has happened, and the
+    connection its view writes through."""
 
     def __init__(self) -> None:
         super().__init__()
         self.marks: dict[SessionTransaction, int] = {}
         self.committed = False
+        self.connection: Connection | None = None
 
 
 def _session_waiting(session: Session) -> _SessionWaiting:
@@ -242,14 +255,16 @@ def _session_waiting(session: Session) -> _SessionWaiting:
             return waiting
         waiting = _SESSIONS[session] = _SessionWaiting()
 
-    # The Session's after_commit fires once its connections' DBAPI commits have
-    # returned, after each savepoint's release too: only the outermost transaction's
-    # counts (no nested transaction then). Even that one commits nothing when the
-    # session joined a transaction of its Connection's that it does not own
-    # (join_transaction_mode): the driver's connection, still in its transaction, says
-    # so, and the hooks then wait for that Connection's own commit. The hooks run at
-    # after_transaction_end, once the session has closed its transaction, so that a
-    # HookError leaves the session usable and a hook may use the session again.
+    # Before the outermost transaction's commit, a transaction that failed or ended
+    # (see _commits) has lost its moves: their hooks go. The Session's after_commit
+    # fires once its connections' DBAPI commits have returned, after each savepoint's
+    # release too: only the outermost transaction's counts (no nested transaction
+    # then). Even that one commits nothing when the session joined a transaction of its
+    # Connection's that it does not own (join_transaction_mode): the driver's
+    # connection, still in its transaction, says so, and the hooks then wait for that
+    # Connection's own commit. The hooks run at after_transaction_end, once the session
+    # has closed its transaction, so that a HookError leaves the session usable and a
+    # hook may use the session again.
     def after_transaction_create(sess: Session, transaction: SessionTransaction) -> None:
         if transaction.nested:
             waiting.marks[transaction] = waiting.mark()
@@ -257,6 +272,13 @@ def _session_waiting(session: Session) -> _SessionWaiting:
             # and the moves are written beside it: without this, they would be made
             # before the savepoint begins, and kept when it is rolled back.
             sess.connection()
+
+    def before_commit(sess: Session) -> None:
+        connection = waiting.connection
+        if sess.in_nested_transaction() or connection is None:
+            return
+        if not _commits(connection.connection.driver_connection):
+            waiting.take()
 
     def after_commit(sess: Session) -> None:
         if sess.in_nested_transaction():
@@ -289,6 +311,7 @@ def _session_waiting(session: Session) -> _SessionWaiting:
             _run(finishes)
 
     event.listen(session, "after_transaction_create", after_transaction_create)
+    event.listen(session, "before_commit", before_commit)
     event.listen(session, "after_commit", after_commit)
     event.listen(session, "after_soft_rollback", after_soft_rollback)
     event.listen(session, "after_transaction_end", after_transaction_end)
