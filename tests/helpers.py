@@ -155,6 +155,40 @@ def initiated(
     return session.id
 
 
+_RUN_PAGE = """
+import re, sys
+from pathlib import Path
+page = Path(sys.argv[1])
+namespace = {"__name__": "docs"}
+blocks = re.findall(r"```python\\n(.*?)```", page.read_text(), flags=re.S)
+for number, block in enumerate(blocks, 1):
+    exec(compile(block, f"{page.name} python block {number}", "exec"), namespace)
+print(len(blocks))
+"""
+
+
+def run_doc_page(
+    page: Path, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Every python block of ``page`` run in order, in one namespace, by a fresh
+    interpreter in ``cwd`` (with ``env`` added to this process's environment): for a
+    page whose examples set up process-wide state (Django's settings), kept out of the
+    test process. It prints how many blocks it ran."""
+    return subprocess.run(
+        [sys.executable, "-c", _RUN_PAGE, str(page)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+            **(env or {}),
+        },
+        timeout=300,
+        check=False,
+    )
+
+
 def run_without(package: str, code: str) -> subprocess.CompletedProcess[str]:
     """``code`` run by a fresh interpreter in which ``package`` cannot be imported, as if
     the extra that installs it were not installed."""

@@ -30,6 +30,7 @@ from paysession.errors import (
     CartBusy,
     ConcurrentUpdate,
     DuplicateSession,
+    InvalidSessionData,
     MigrationRefused,
     PaySessionError,
     SelectionConflict,
@@ -352,6 +353,27 @@ def migrate_schema(conn: Any, migrations: Sequence[Sequence[str]], placeholder: 
     return target
 
 
+def migrate_up_to(
+    conn: Any, migrations: Sequence[Sequence[str]], placeholder: Placeholder, up_to: int | None
+) -> int:
+    """:func:`migrate_schema` to the last of ``migrations``, or only up to version
+    ``up_to`` when given: a database already there (or past it) is left as it is. Returns
+    the version in force. InvalidSessionData naming ``up_to`` for a version that is not
+    one of ``migrations``."""
+    if up_to is None:
+        return migrate_schema(conn, migrations, placeholder)
+    if isinstance(up_to, bool) or not isinstance(up_to, int) or not 0 < up_to <= len(migrations):
+        raise InvalidSessionData(
+            {"up_to": f"must be a schema version from 1 to {len(migrations)}; got {up_to!r}"}
+        )
+    conn.execute("CREATE TABLE IF NOT EXISTS paysession_schema (version integer NOT NULL)")
+    row = conn.execute("SELECT version FROM paysession_schema").fetchone()
+    current = 0 if row is None else int(row["version"])
+    if current >= up_to:
+        return current
+    return migrate_schema(conn, migrations[:up_to], placeholder)
+
+
 def refuse_doubly_authorized(carts: Sequence[str]) -> None:
     """MigrationRefused naming ``carts`` when there are any: schema version 3 forbids them."""
     if not carts:
@@ -662,6 +684,7 @@ __all__ = [
     "insert_row",
     "load_json",
     "migrate_schema",
+    "migrate_up_to",
     "prefixed",
     "refuse_doubly_authorized",
 ]

@@ -77,6 +77,7 @@ from paysession.store._sql import (
     call_row,
     event_row,
     migrate_schema,
+    migrate_up_to,
     refusal,
 )
 from paysession.store._sql_store import Found, SqlStore
@@ -97,7 +98,12 @@ from paysession.store.postgres_feed import (
     read_feed,
     read_latest,
 )
-from paysession.store.postgres_schema import MIGRATIONS, built_concurrently, in_transaction
+from paysession.store.postgres_schema import (
+    MIGRATIONS,
+    built_concurrently,
+    in_one_transaction,
+    in_transaction,
+)
 
 
 class PostgresStore(SqlStore):
@@ -513,6 +519,36 @@ class PostgresStore(SqlStore):
         return joined
 
 
+def migrate_within(connection: object, up_to: int | None = None) -> int:
+    """Create or upgrade paysession's tables through the caller's ``psycopg.Connection``,
+    inside its transaction (opened when none is), with the store's own migrations;
+    nothing is committed. ``up_to`` stops at that schema version (a database already
+    there is left as it is). Returns the version in force.
+
+    For a framework's migration (Alembic's, Django's) that commits the schema with the
+    rest of its work: a database migrated so is one :class:`PostgresStore` finds
+    current, and one the store migrated first is left as it is. Inside a transaction no
+    index can be built CONCURRENTLY: those builds are plain ones here, which hold off
+    writes to their table while they run. The migration's advisory lock is taken for
+    the transaction, so stores migrating at the same time wait for its commit.
+    InvalidSessionData for another kind of connection, StoreError for the driver's
+    errors.
+    """
+    if not isinstance(connection, psycopg.Connection):
+        raise InvalidSessionData({"connection": "must be a psycopg.Connection"})
+    caller = _CallerConnection(connection)
+    migrations = in_one_transaction(MIGRATIONS)
+    try:
+        # Waited for, not polled as migrate() does: the caller's transaction is open
+        # already, so a store building an index CONCURRENTLY waits for it either way, and
+        # PostgreSQL's deadlock check then ends one of the two instead of both waiting.
+        caller.execute("SELECT pg_advisory_xact_lock(%(lock)s)", {"lock": MIGRATION_LOCK})
+        with caller.transaction():
+            return migrate_up_to(caller, migrations, placeholder, up_to)
+    except psycopg.Error as error:
+        raise StoreError("migrate", str(error).strip()) from error
+
+
 _DATABASE = (
     "SELECT current_database() AS name, pg_postmaster_start_time() AS started, "
     "(SELECT oid FROM pg_database WHERE datname = current_database()) AS oid"
@@ -697,4 +733,4 @@ _RULES = {
 }
 
 
-__all__ = ["PostgresStore"]
+__all__ = ["PostgresStore", "migrate_within"]

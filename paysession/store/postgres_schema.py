@@ -186,6 +186,25 @@ def in_transaction(
     )
 
 
+def in_one_transaction(
+    migrations: tuple[tuple[str, ...], ...],
+) -> tuple[tuple[str, ...], ...]:
+    """Each version's statements, all run inside one transaction: the index builds
+    written CONCURRENTLY become plain ones, at their place in their version (they lock
+    the table's writes while they run, and build the same index)."""
+    return tuple(
+        tuple(
+            statement if concurrent_index(statement) is None else _plain_index(statement)
+            for statement in version
+        )
+        for version in migrations
+    )
+
+
+def _plain_index(statement: str) -> str:
+    return re.sub(r"\bINDEX\s+CONCURRENTLY\s+", "INDEX ", statement, count=1, flags=re.I)
+
+
 def built_concurrently(migrations: tuple[tuple[str, ...], ...]) -> list[tuple[str, str]]:
     """Every version's index builds that run outside it: (index name, statement)."""
     return [
@@ -196,4 +215,10 @@ def built_concurrently(migrations: tuple[tuple[str, ...], ...]) -> list[tuple[st
     ]
 
 
-__all__ = ["MIGRATIONS", "built_concurrently", "concurrent_index", "in_transaction"]
+__all__ = [
+    "MIGRATIONS",
+    "built_concurrently",
+    "concurrent_index",
+    "in_one_transaction",
+    "in_transaction",
+]

@@ -41,6 +41,7 @@ from paysession.store._sql import (
     call_row,
     event_row,
     migrate_schema,
+    migrate_up_to,
     refusal,
 )
 from paysession.store._sql_store import Found, SqlStore
@@ -602,20 +603,7 @@ class _JoinedSqliteStore(SqliteStore):
     def _transaction(
         self, operation: str, apply: Callable[..., _T], *args: Any, migrating: bool = False
     ) -> _T:
-        conn = self._own_connection()
-        try:
-            conn.execute("SAVEPOINT paysession")
-            try:
-                result = apply(conn, *args)
-            except BaseException:
-                # Undo this write alone: the caller's transaction goes on without it.
-                conn.execute("ROLLBACK TO paysession")
-                conn.execute("RELEASE paysession")
-                raise
-            conn.execute("RELEASE paysession")
-            return result
-        except sqlite3.Error as error:
-            raise StoreError(operation, str(error)) from error
+        return _in_savepoint(self._caller, operation, apply, *args)
 
     def _drop(self, conn: sqlite3.Connection) -> None:
         pass  # the caller's connection is the caller's to close
@@ -625,6 +613,44 @@ class _JoinedSqliteStore(SqliteStore):
 
     def __repr__(self) -> str:
         return f"<SqliteStore {self.path!r} within the caller's transaction>"
+
+
+def _in_savepoint(
+    caller: _CallerConnection, operation: str, apply: Callable[..., _T], *args: Any
+) -> _T:
+    """``apply(conn, *args)`` in a savepoint of the caller's transaction, its driver
+    errors raised as StoreError naming ``operation``."""
+    conn = cast(sqlite3.Connection, caller)
+    try:
+        conn.execute("SAVEPOINT paysession")
+        try:
+            result = apply(conn, *args)
+        except BaseException:
+            # Undo this write alone: the caller's transaction goes on without it.
+            conn.execute("ROLLBACK TO paysession")
+            conn.execute("RELEASE paysession")
+            raise
+        conn.execute("RELEASE paysession")
+        return result
+    except sqlite3.Error as error:
+        raise StoreError(operation, str(error)) from error
+
+
+def migrate_within(connection: object, up_to: int | None = None) -> int:
+    """Create or upgrade paysession's tables through the caller's ``sqlite3.Connection``,
+    inside its transaction (opened ``BEGIN IMMEDIATE`` when none is), with the store's
+    own migrations; nothing is committed. ``up_to`` stops at that schema version (a
+    database already there is left as it is). Returns the version in force.
+
+    For a framework's migration (Alembic's, Django's) that commits the schema with the
+    rest of its work: a database migrated so is one :class:`SqliteStore` finds current,
+    and one the store migrated first is left as it is. InvalidSessionData for another
+    kind of connection, StoreError for the driver's errors.
+    """
+    if not isinstance(connection, sqlite3.Connection):
+        raise InvalidSessionData({"connection": "must be a sqlite3.Connection"})
+    caller = _CallerConnection(connection)
+    return _in_savepoint(caller, "migrate", migrate_up_to, MIGRATIONS, placeholder, up_to)
 
 
 def _same_file(one: str, other: str) -> bool:
@@ -647,4 +673,4 @@ _RULES = {
 }
 
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteStore", "migrate_within"]
