@@ -253,6 +253,19 @@ def store_factory(request: pytest.FixtureRequest, filled: Filled) -> Iterator[St
     factory.close_all()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """Stores of each SQL kind on a new, empty database: no schema yet, which is what
+    the tests of migrating it do (the shared store fixture's databases come migrated)."""
+    if request.param == "sqlite":
+        place = str(tmp_path / "empty.db")
+    else:
+        place = request.getfixturevalue("postgres_dsn")
+    factory = StoreFactory(request.param, place)
+    yield factory
+    factory.close_all()
+
+
 @pytest.fixture
 def store(store_factory: StoreFactory) -> SessionStore:
     """A fresh store of each kind: memory, SQLite (a file in tmp_path), PostgreSQL."""

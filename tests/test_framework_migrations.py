@@ -107,9 +107,9 @@ def store_made_schema(factory: StoreFactory, place: str) -> dict[str, list[tuple
 
 
 @pytest.fixture
-def other_place(store_factory: StoreFactory, tmp_path: Any, request: pytest.FixtureRequest) -> str:
+def other_place(empty: StoreFactory, tmp_path: Any, request: pytest.FixtureRequest) -> str:
     """A second, empty database of the same kind, for the store's own schema."""
-    if store_factory.kind == "sqlite":
+    if empty.kind == "sqlite":
         return str(tmp_path / "by-the-store.db")
     server = request.getfixturevalue("postgres_server")
     dsn: str = server.new_database()
@@ -117,34 +117,32 @@ def other_place(store_factory: StoreFactory, tmp_path: Any, request: pytest.Fixt
 
 
 class TestMigrateWithin:
-    store_kinds = ("sqlite", "postgres")
-
     def test_the_schema_is_the_stores_and_commits_with_the_caller(
-        self, store_factory: StoreFactory, other_place: str
+        self, empty: StoreFactory, other_place: str
     ) -> None:
-        kind, place = store_factory.kind, store_factory.place
+        kind, place = empty.kind, empty.place
         conn = connect(kind, place)
         conn.execute("CREATE TABLE shop_orders (cart_id TEXT PRIMARY KEY)")
         assert migrate_within(conn) == CURRENT[kind]
         assert schema(kind, place)["version"] == []  # nothing committed yet
         conn.commit()
         conn.close()
-        assert schema(kind, place) == store_made_schema(store_factory, other_place)
+        assert schema(kind, place) == store_made_schema(empty, other_place)
         sessions = PaymentSessions(not_migrating(kind, place))
         session = sessions.create(cart_id="cart_1", provider_id="stripe", amount=100)
         assert sessions.get(session.id).cart_id == "cart_1"
 
-    def test_a_rollback_leaves_no_table(self, store_factory: StoreFactory) -> None:
-        kind, place = store_factory.kind, store_factory.place
+    def test_a_rollback_leaves_no_table(self, empty: StoreFactory) -> None:
+        kind, place = empty.kind, empty.place
         conn = connect(kind, place)
         migrate_within(conn)
         conn.rollback()
         conn.close()
         assert schema(kind, place) == {key: [] for key in schema(kind, place)}
 
-    def test_a_current_database_is_left_as_it_is(self, store_factory: StoreFactory) -> None:
-        kind, place = store_factory.kind, store_factory.place
-        sessions = PaymentSessions(store_factory())
+    def test_a_current_database_is_left_as_it_is(self, empty: StoreFactory) -> None:
+        kind, place = empty.kind, empty.place
+        sessions = PaymentSessions(empty())
         session = sessions.create(cart_id="cart_2", provider_id="stripe", amount=100)
         before = schema(kind, place)
         conn = connect(kind, place)
@@ -155,9 +153,9 @@ class TestMigrateWithin:
         assert sessions.get(session.id).cart_id == "cart_2"
 
     def test_up_to_stops_at_a_version_and_the_store_goes_on_from_there(
-        self, store_factory: StoreFactory, other_place: str
+        self, empty: StoreFactory, other_place: str
     ) -> None:
-        kind, place = store_factory.kind, store_factory.place
+        kind, place = empty.kind, empty.place
         conn = connect(kind, place)
         assert migrate_within(conn, up_to=3) == 3
         assert migrate_within(conn, up_to=2) == 3  # already past it: left as it is
@@ -165,13 +163,11 @@ class TestMigrateWithin:
         conn.close()
         assert schema(kind, place)["version"] == [(3,)]
         migrated(kind, place)
-        assert schema(kind, place) == store_made_schema(store_factory, other_place)
+        assert schema(kind, place) == store_made_schema(empty, other_place)
 
     @pytest.mark.parametrize("up_to", [0, -1, 99, True, "3"])
-    def test_a_version_that_is_not_one_is_refused(
-        self, store_factory: StoreFactory, up_to: Any
-    ) -> None:
-        conn = connect(store_factory.kind, store_factory.place)
+    def test_a_version_that_is_not_one_is_refused(self, empty: StoreFactory, up_to: Any) -> None:
+        conn = connect(empty.kind, empty.place)
         with pytest.raises(InvalidSessionData) as refused:
             migrate_within(conn, up_to=up_to)
         conn.close()
@@ -247,17 +243,13 @@ def alembic_version(kind: str, place: str) -> list[tuple[Any, ...]]:
 class TestAlembic:
     """``upgrade_schema(op)`` in a revision, run by Alembic itself."""
 
-    store_kinds = ("sqlite", "postgres")
-
     def test_a_database_upgraded_by_alembic_is_current_for_the_store(
-        self, store_factory: StoreFactory, other_place: str, tmp_path: Path
+        self, empty: StoreFactory, other_place: str, tmp_path: Path
     ) -> None:
-        kind, place = store_factory.kind, store_factory.place
-        command.upgrade(
-            alembic_config(store_factory, tmp_path / "alembic", documented_revision()), "head"
-        )
+        kind, place = empty.kind, empty.place
+        command.upgrade(alembic_config(empty, tmp_path / "alembic", documented_revision()), "head")
         assert alembic_version(kind, place) == [("0001_orders_and_payments",)]
-        assert schema(kind, place) == store_made_schema(store_factory, other_place)
+        assert schema(kind, place) == store_made_schema(empty, other_place)
         sessions = PaymentSessions(not_migrating(kind, place))
         session = sessions.create(cart_id="cart_al", provider_id="stripe", amount=100)
         conn = connect(kind, place)
@@ -267,32 +259,30 @@ class TestAlembic:
         conn.close()
 
     def test_a_database_the_store_migrated_is_left_as_it_is(
-        self, store_factory: StoreFactory, tmp_path: Path
+        self, empty: StoreFactory, tmp_path: Path
     ) -> None:
-        kind, place = store_factory.kind, store_factory.place
-        sessions = PaymentSessions(store_factory())
+        kind, place = empty.kind, empty.place
+        sessions = PaymentSessions(empty())
         session = sessions.create(cart_id="cart_kept", provider_id="stripe", amount=100)
         before = schema(kind, place)
-        command.upgrade(
-            alembic_config(store_factory, tmp_path / "alembic", documented_revision()), "head"
-        )
+        command.upgrade(alembic_config(empty, tmp_path / "alembic", documented_revision()), "head")
         assert schema(kind, place) == before
         assert alembic_version(kind, place) == [("0001_orders_and_payments",)]
         assert sessions.get(session.id).cart_id == "cart_kept"
 
     def test_a_revision_that_fails_leaves_no_table_of_paysessions(
-        self, store_factory: StoreFactory, tmp_path: Path
+        self, empty: StoreFactory, tmp_path: Path
     ) -> None:
         """The schema is made in Alembic's transaction: a failure later in the revision
         rolls it back with the revision, which is not recorded as applied."""
-        kind, place = store_factory.kind, store_factory.place
+        kind, place = empty.kind, empty.place
         failing = documented_revision().replace(
             "    upgrade_schema(op)",
             '    upgrade_schema(op)\n    raise RuntimeError("the next step failed")',
         )
         assert failing != documented_revision()
         with pytest.raises(RuntimeError):
-            command.upgrade(alembic_config(store_factory, tmp_path / "alembic", failing), "head")
+            command.upgrade(alembic_config(empty, tmp_path / "alembic", failing), "head")
         found = schema(kind, place)
         assert found == {key: [] for key in found}
         conn = connect(kind, place)
@@ -304,12 +294,12 @@ class TestAlembic:
         conn.close()
         assert has_version_table is None or alembic_version(kind, place) == []
 
-    def test_offline_is_refused(self, store_factory: StoreFactory, tmp_path: Path) -> None:
-        config = alembic_config(store_factory, tmp_path / "alembic", documented_revision())
+    def test_offline_is_refused(self, empty: StoreFactory, tmp_path: Path) -> None:
+        config = alembic_config(empty, tmp_path / "alembic", documented_revision())
         with pytest.raises(InvalidSessionData) as refused:
             command.upgrade(config, "head", sql=True)
         assert "--sql" in refused.value.problems["op"]
-        found = schema(store_factory.kind, store_factory.place)
+        found = schema(empty.kind, empty.place)
         assert found == {key: [] for key in found}
 
     def test_a_missing_extra_is_named(self) -> None:

@@ -187,31 +187,27 @@ class TestDjangoPostgresIsolation:
 class TestDjangoMigrations:
     """``manage.py migrate`` with paysession's app: the stores' own schema, applied once."""
 
-    store_kinds = ("sqlite", "postgres")
-
     def test_a_database_migrated_by_django_is_current_for_the_store(
-        self, store_factory: StoreFactory, other_place: str
+        self, empty: StoreFactory, other_place: str
     ) -> None:
-        kind, place = store_factory.kind, store_factory.place
-        assert django_shop("migrate", store_factory) == {"applied": ["0001_initial"]}
+        kind, place = empty.kind, empty.place
+        assert django_shop("migrate", empty) == {"applied": ["0001_initial"]}
         migrated(kind, other_place)
         assert schema(kind, place) == schema(kind, other_place)
         sessions = PaymentSessions(not_migrating(kind, place))
         session = sessions.create(cart_id="cart_dj", provider_id="stripe", amount=100)
         assert sessions.get(session.id).cart_id == "cart_dj"
 
-    def test_a_database_the_store_migrated_is_left_as_it_is(
-        self, store_factory: StoreFactory
-    ) -> None:
-        kind, place = store_factory.kind, store_factory.place
-        sessions = PaymentSessions(store_factory())
+    def test_a_database_the_store_migrated_is_left_as_it_is(self, empty: StoreFactory) -> None:
+        kind, place = empty.kind, empty.place
+        sessions = PaymentSessions(empty())
         session = sessions.create(cart_id="cart_kept", provider_id="stripe", amount=100)
         conn = connect(kind, place)
         conn.execute(ORDERS)
         conn.commit()
         conn.close()
         before = schema(kind, place)
-        assert django_shop("migrate", store_factory) == {"applied": ["0001_initial"]}
+        assert django_shop("migrate", empty) == {"applied": ["0001_initial"]}
         assert schema(kind, place) == before
         assert sessions.get(session.id).cart_id == "cart_kept"
 
