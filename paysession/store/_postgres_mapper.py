@@ -213,7 +213,7 @@ def records_params(records: Sequence[TransitionRecord]) -> list[object]:
     return params
 
 
-def update_params(write: Write, texts: _sql.Texts) -> list[object]:
+def update_params(write: Write, texts: _sql.JsonTexts) -> list[object]:
     session = write.session
     return [
         session.is_selected,

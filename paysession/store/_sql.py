@@ -62,7 +62,7 @@ Params = Mapping[str, object]
 Reader = Callable[[str, Params], list[Row]]
 """Runs one query inside a snapshot (see ``SqlReads._snapshot``) and returns its rows."""
 
-Texts = tuple[str | None, str | None]
+JsonTexts = tuple[str | None, str | None]
 """A session's ``data`` and ``cart`` as :func:`dump_json` writes them."""
 
 
@@ -78,7 +78,7 @@ class SnapshotCache:
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
-        self._entries: dict[str, tuple[int, str, PaymentSession, Texts | None]] = {}
+        self._entries: dict[str, tuple[int, str, PaymentSession, JsonTexts | None]] = {}
         self._lock = threading.Lock()
 
     def get(self, session_id: str, version: int, head: str) -> PaymentSession | None:
@@ -88,7 +88,7 @@ class SnapshotCache:
         return entry[2]
 
     def put(
-        self, session: PaymentSession, version: int, head: str, texts: Texts | None = None
+        self, session: PaymentSession, version: int, head: str, texts: JsonTexts | None = None
     ) -> None:
         with self._lock:
             entries = self._entries
@@ -97,7 +97,7 @@ class SnapshotCache:
                 del entries[next(iter(entries))]
             entries[session.id] = (version, head, session, texts)
 
-    def texts(self, session: PaymentSession) -> Texts:
+    def texts(self, session: PaymentSession) -> JsonTexts:
         """``session``'s data and cart as JSON text, to store and then :meth:`put`.
 
         Frozen data cannot change, so where the cached snapshot of the same session
@@ -670,12 +670,12 @@ __all__ = [
     "EVENT_COLUMNS",
     "KEY_COLUMNS",
     "SESSION_COLUMNS",
+    "JsonTexts",
     "Params",
     "Placeholder",
     "Reader",
     "SnapshotCache",
     "SqlReads",
-    "Texts",
     "call_from_row",
     "call_row",
     "dump_json",

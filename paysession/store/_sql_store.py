@@ -25,7 +25,7 @@ from paysession.record import TransitionRecord
 from paysession.session import PaymentSession
 from paysession.store._browse import SqlBrowse
 from paysession.store._rows import Row, record_from_wire, session_from_row, unreadable
-from paysession.store._sql import SESSION_COLUMNS, Params, SnapshotCache, Texts, dump_json
+from paysession.store._sql import SESSION_COLUMNS, JsonTexts, Params, SnapshotCache, dump_json
 from paysession.store.base import (
     Binding,
     CartCheck,
@@ -42,7 +42,7 @@ from paysession.store.base import (
 )
 
 _Store = TypeVar("_Store", bound="SqlStore")
-Found = tuple[Row, Claim, Claim | None]
+ClaimTaken = tuple[Row, Claim, Claim | None]
 """A claim's work done: the session's row, the claim taken and the one it replaced."""
 
 
@@ -64,14 +64,14 @@ class SqlStore(SqlBrowse):
         """One row of a point read (``load``), or None."""
 
     @abc.abstractmethod
-    def _insert(self, write: Write, texts: Texts) -> None:
+    def _insert(self, write: Write, texts: JsonTexts) -> None:
         """Insert a new session's row and its record 0, in one transaction."""
 
     @abc.abstractmethod
     def _write(
         self,
         writes: Sequence[Write],
-        texts: Sequence[Texts],
+        texts: Sequence[JsonTexts],
         binding: Binding | None,
         cart_check: CartCheck | None,
         release: Claim | None,
@@ -83,7 +83,7 @@ class SqlStore(SqlBrowse):
         self,
         event: ProviderEvent,
         write: Write | None,
-        texts: Texts,
+        texts: JsonTexts,
         expected_version: int | None,
         release: Claim | None,
         calls: Sequence[ProviderCall],
@@ -97,7 +97,7 @@ class SqlStore(SqlBrowse):
         of a session that does not exist."""
 
     @abc.abstractmethod
-    def _claim(self, claim: Claim, now: datetime, selected: bool) -> Found | None:
+    def _claim(self, claim: Claim, now: datetime, selected: bool) -> ClaimTaken | None:
         """Take the claim in one transaction (see ``SqlReads._claim_in``)."""
 
     @abc.abstractmethod
@@ -151,7 +151,7 @@ class SqlStore(SqlBrowse):
         release: Claim | None = None,
         calls: Sequence[ProviderCall] = (),
     ) -> None:
-        texts: Texts = (None, None)
+        texts: JsonTexts = (None, None)
         if write is not None:
             check_writes([write])
             texts = self._cache.texts(write.session)
@@ -247,4 +247,4 @@ class SqlStore(SqlBrowse):
         """Close the store's connections."""
 
 
-__all__ = ["Found", "SqlStore"]
+__all__ = ["ClaimTaken", "SqlStore"]

@@ -94,7 +94,7 @@ def session_from_row(row: Row) -> PaymentSession:
     )
 
 
-def mutable_columns(session: PaymentSession, texts: _sql.Texts) -> tuple[object, ...]:
+def mutable_columns(session: PaymentSession, texts: _sql.JsonTexts) -> tuple[object, ...]:
     authorized_at = session.payment_authorized_at
     return (
         int(session.is_selected),
@@ -110,7 +110,7 @@ def mutable_columns(session: PaymentSession, texts: _sql.Texts) -> tuple[object,
 
 
 def new_row(
-    session: PaymentSession, texts: _sql.Texts, record: TransitionRecord
+    session: PaymentSession, texts: _sql.JsonTexts, record: TransitionRecord
 ) -> tuple[object, ...]:
     """A new session's row in ``SESSION_COLUMNS`` order, at its record 0."""
     mutable = mutable_columns(session, texts)  # ... payment_authorized_at, updated_at, cart

@@ -71,8 +71,8 @@ from paysession.store._postgres_mapper import (
 )
 from paysession.store._rows import Row
 from paysession.store._sql import (
+    JsonTexts,
     Params,
-    Texts,
     call_from_row,
     call_row,
     event_row,
@@ -80,7 +80,7 @@ from paysession.store._sql import (
     migrate_up_to,
     refusal,
 )
-from paysession.store._sql_store import Found, SqlStore
+from paysession.store._sql_store import ClaimTaken, SqlStore
 from paysession.store._tables import HAS_SCHEMA_TABLE_POSTGRES, schema_behind
 from paysession.store.base import (
     Binding,
@@ -263,7 +263,7 @@ class PostgresStore(SqlStore):
         self._ready = True
         return target
 
-    def _insert(self, write: Write, texts: Texts) -> None:
+    def _insert(self, write: Write, texts: JsonTexts) -> None:
         session, (record,) = write.session, write.records
         params = [
             session.id,
@@ -297,7 +297,7 @@ class PostgresStore(SqlStore):
     def _write(
         self,
         writes: Sequence[Write],
-        texts: Sequence[Texts],
+        texts: Sequence[JsonTexts],
         binding: Binding | None,
         cart_check: CartCheck | None,
         release: Claim | None,
@@ -316,7 +316,7 @@ class PostgresStore(SqlStore):
         self,
         conn: Connection,
         writes: Sequence[Write],
-        texts: Sequence[Texts],
+        texts: Sequence[JsonTexts],
         binding: Binding | None,
         cart_check: CartCheck | None = None,
         release: Claim | None = None,
@@ -344,7 +344,7 @@ class PostgresStore(SqlStore):
             conn.execute(insert_records_statement(len(records)), records_params(records))
 
     def _commit_one(
-        self, conn: Connection, write: Write, texts: Texts, binding: Binding | None
+        self, conn: Connection, write: Write, texts: JsonTexts, binding: Binding | None
     ) -> None:
         params = update_params(write, texts)
         if binding is not None:
@@ -368,7 +368,7 @@ class PostgresStore(SqlStore):
         self,
         event: ProviderEvent,
         write: Write | None,
-        texts: Texts,
+        texts: JsonTexts,
         expected_version: int | None,
         release: Claim | None,
         calls: Sequence[ProviderCall],
@@ -413,7 +413,7 @@ class PostgresStore(SqlStore):
         conn: Connection,
         event: ProviderEvent,
         write: Write | None,
-        texts: Texts,
+        texts: JsonTexts,
         expected_version: int | None,
     ) -> None:
         # The session's row lock comes first (the compare-and-set of the write, or FOR NO
@@ -444,7 +444,7 @@ class PostgresStore(SqlStore):
                 insert_records_statement(len(write.records)), records_params(write.records)
             )
 
-    def _claim(self, claim: Claim, now: datetime, selected: bool) -> Found | None:
+    def _claim(self, claim: Claim, now: datetime, selected: bool) -> ClaimTaken | None:
         with self._connection("claim") as conn:
             try:
                 with conn.transaction():

@@ -35,8 +35,8 @@ from paysession.errors import (
 from paysession.store._feed import Sleeper, Wakeup, position_of
 from paysession.store._rows import Row, logged_record
 from paysession.store._sql import (
+    JsonTexts,
     Params,
-    Texts,
     call_from_row,
     call_row,
     event_row,
@@ -44,7 +44,7 @@ from paysession.store._sql import (
     migrate_up_to,
     refusal,
 )
-from paysession.store._sql_store import Found, SqlStore
+from paysession.store._sql_store import ClaimTaken, SqlStore
 from paysession.store._sqlite_mapper import (
     CLAIM_LIVE,
     INSERT_CALL,
@@ -303,10 +303,10 @@ class SqliteStore(SqlStore):
     def _migrate(conn: sqlite3.Connection) -> int:
         return migrate_schema(conn, MIGRATIONS, placeholder)
 
-    def _insert(self, write: Write, texts: Texts) -> None:
+    def _insert(self, write: Write, texts: JsonTexts) -> None:
         self._transaction("create", self._create, write, texts)
 
-    def _create(self, conn: sqlite3.Connection, write: Write, texts: Texts) -> None:
+    def _create(self, conn: sqlite3.Connection, write: Write, texts: JsonTexts) -> None:
         (record,) = write.records
         try:
             conn.execute(INSERT_SESSION, new_row(write.session, texts, record))
@@ -329,7 +329,7 @@ class SqliteStore(SqlStore):
     def _write(
         self,
         writes: Sequence[Write],
-        texts: Sequence[Texts],
+        texts: Sequence[JsonTexts],
         binding: Binding | None,
         cart_check: CartCheck | None,
         release: Claim | None,
@@ -340,7 +340,7 @@ class SqliteStore(SqlStore):
         self,
         conn: sqlite3.Connection,
         writes: Sequence[Write],
-        texts: Sequence[Texts],
+        texts: Sequence[JsonTexts],
         binding: Binding | None,
         cart_check: CartCheck | None = None,
         release: Claim | None = None,
@@ -397,7 +397,7 @@ class SqliteStore(SqlStore):
         self,
         event: ProviderEvent,
         write: Write | None,
-        texts: Texts,
+        texts: JsonTexts,
         expected_version: int | None,
         release: Claim | None,
         calls: Sequence[ProviderCall],
@@ -429,7 +429,7 @@ class SqliteStore(SqlStore):
         conn: sqlite3.Connection,
         event: ProviderEvent,
         write: Write | None,
-        texts: Texts,
+        texts: JsonTexts,
         expected_version: int | None,
         release: Claim | None,
         calls: Sequence[ProviderCall] = (),
@@ -464,7 +464,7 @@ class SqliteStore(SqlStore):
         if release is not None:
             conn.execute(RELEASE, (release.cart_id, release.token))
 
-    def _claim(self, claim: Claim, now: datetime, selected: bool) -> Found | None:
+    def _claim(self, claim: Claim, now: datetime, selected: bool) -> ClaimTaken | None:
         # BEGIN IMMEDIATE: the claim and the session read with it cannot change before
         # the commit, and no select or deselect commits in between.
         return self._transaction("claim", self._claim_in, claim, now, selected)
