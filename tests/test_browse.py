@@ -68,7 +68,7 @@ def _walk(store: SqliteStore, where: SessionFilter, limit: int) -> list[str]:
     limit=st.integers(1, 8),
     provider=st.sampled_from((None, *PROVIDERS)),
     window=st.one_of(st.none(), st.tuples(st.integers(0, 3), st.integers(1, 4))),
-    few=st.sampled_from((1, 3, browse.FEW)),
+    few=st.sampled_from((1, 3, browse.INDEX_SORT_LIMIT)),
 )
 def test_pages_walk_every_match_once_newest_first(
     times: list[int],
@@ -95,7 +95,7 @@ def test_pages_walk_every_match_once_newest_first(
         key=lambda s: (s.updated_at, s.id),
         reverse=True,
     )
-    with mock.patch.object(browse, "FEW", few):
+    with mock.patch.object(browse, "INDEX_SORT_LIMIT", few):
         assert _walk(store, where, limit) == [s.id for s in expected]
     store.close()
 

@@ -44,10 +44,10 @@ _LONGEST_TOKEN = 4096
 MAX_PAGE = 500
 """The most rows one page holds."""
 
-FEW = 2000
+INDEX_SORT_LIMIT = 2000
 """Below this many sessions, a status or provider filter reads its own index and sorts
 what it finds; at or above it, a page walks the newest-first index, where one in
-``FEW / N`` of the entries matches (N the sessions of the store)."""
+``INDEX_SORT_LIMIT / N`` of the entries matches (N the sessions of the store)."""
 
 
 @attrs.frozen
@@ -297,15 +297,16 @@ class SqlBrowse(SqlReads):
         return found[:limit], PageKey(last.recorded_at, (last.session_id, last.event_id))
 
     def _few(self, column: str, value: object) -> bool:
-        """Whether fewer than :data:`FEW` sessions have ``value`` in ``column`` (status or
-        provider_id, each indexed): counted up to that many, never further."""
+        """Whether fewer than :data:`INDEX_SORT_LIMIT` sessions have ``value`` in
+        ``column`` (status or provider_id, each indexed): counted up to that many, never
+        further."""
         (row,) = self._rows(
             "sessions_page",
             f"SELECT count(*) AS found FROM (SELECT 1 FROM paysession_sessions "
-            f"WHERE {column} = {self._placeholder('value')} LIMIT {FEW}) AS matching",
+            f"WHERE {column} = {self._placeholder('value')} LIMIT {INDEX_SORT_LIMIT}) AS matching",
             {"value": value},
         )
-        return int(row["found"]) < FEW
+        return int(row["found"]) < INDEX_SORT_LIMIT
 
     @abc.abstractmethod
     def latest_records(self, limit: int) -> list[LoggedRecord]:
