@@ -148,9 +148,13 @@ class SessionMachine:
         same trigger and arguments return that move's record (no hook runs, nothing is
         added); anything else raises IdempotencyConflict.
         """
-        # One frame from the caller to the engine: this runs on every move.
+        # One frame from the caller to the engine: this runs on every move. The lock is
+        # taken with acquire() and release() rather than a with statement, which builds
+        # two bound methods and an argument tuple for __exit__ each time.
         try:
-            with self._lock:
+            lock = self._lock
+            lock.acquire()
+            try:
                 if self._busy:
                     raise ReentrantMove()
                 session = self._session
@@ -199,6 +203,8 @@ class SessionMachine:
                     if self._keys is None:
                         self._keys = {}
                     self._keys[idempotency_key] = (print_, planned.record)
+            finally:
+                lock.release()
             finish(self._hooks, planned)
             return planned.record
         except REFUSALS as refused:
