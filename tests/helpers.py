@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -203,6 +204,14 @@ def run_without(package: str, code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def as_a_terminal_job() -> None:
+    """Run in a child before it starts (``preexec_fn``): Ctrl-C's signal is delivered as
+    to a job of a terminal, even when the tests themselves were started with it ignored
+    (``pytest &`` in a script: a shell's background job ignores SIGINT, and a child
+    inherits that, and Python then installs no handler for it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextmanager
 def inspector_running(db: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``paysession inspect`` over ``db`` in a subprocess, on a free loopback port: the
@@ -212,6 +221,7 @@ def inspector_running(db: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_a_terminal_job,
     )
     try:
         assert process.stdout is not None

@@ -21,6 +21,8 @@ from typing import IO
 
 import pytest
 
+from .helpers import as_a_terminal_job
+
 pytestmark = [
     pytest.mark.slow,  # each starts a demo: processes, imports, a database
     pytest.mark.skipif(sys.platform != "linux", reason="reads /proc for the group"),
@@ -70,6 +72,7 @@ def _demo(tmp_path: Path, *extra: str, carts: int = 400) -> Iterator[subprocess.
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,  # its own group, as a shell's job
+        preexec_fn=as_a_terminal_job,
     )
     try:
         assert demo.stdout is not None
