@@ -3,7 +3,8 @@
 One ``transitions.Machine`` is built at import from :data:`~paysession.TRANSITIONS` and
 shared by every session: binding a session costs a few attribute writes, not a machine.
 Each attempt hands the shared machine a throwaway model, ``_Attempt``, whose ``status``
-starts at the session's; ``transitions`` checks the source, evaluates the guards, calls
+starts at the session's; the engine's registry decides whether the trigger leaves the
+session's status, and the engine's own transition evaluates the guards, calls
 ``_prepare`` (our before-phase) and moves the status. Nothing is added to the
 shared machine's model list, so nothing leaks.
 
@@ -257,6 +258,7 @@ def _build_engine() -> Machine:
 
 _ENGINE = _build_engine()
 _EVENTS = {name: _ENGINE.events[name] for name in MOVES}
+_STATES = {name: _ENGINE.get_state(name) for name in _ENGINE.states}
 
 
 def _wire_value(name: str, value: object, key: bytes | None = None) -> object:
@@ -430,7 +432,19 @@ def plan(
     attempt.idempotency_key = idempotency_key
     attempt.failed_guard = None
     attempt.planned = None
-    moved = _EVENTS[move.trigger].trigger(attempt)
+    # The engine's transitions from the session's status, run as ``Event.trigger`` runs
+    # them once it has found them (the first whose guards pass is made), without the
+    # event-level steps this machine has no use for: its queue, its model-state lookup
+    # and source check (check_legal just asked the same registry), and its empty
+    # preparation and finalization callbacks, which cost a move about a sixth of its time.
+    event = _EVENTS[move.trigger]
+    data = EventData(_STATES[attempt.status], event, _ENGINE, attempt, (), {})
+    moved = False
+    for transition in event.transitions[attempt.status]:
+        data.transition = transition
+        if transition.execute(data):
+            moved = True
+            break
     if not moved:
         guard = attempt.failed_guard or "?"
         raise GuardRejected(
