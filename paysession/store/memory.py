@@ -73,6 +73,9 @@ class MemoryStore:
         self._authorized: dict[str, str] = {}
         self._claims: dict[str, Claim] = {}
         self._events: dict[tuple[str, str], ProviderEvent] = {}
+        # A session's event ids in the order they were recorded: what a reconciliation
+        # reads for each report, without a pass over every session's events.
+        self._event_ids: dict[str, list[str]] = {}
         self._newest: dict[str, datetime] = {}
         self._calls: dict[tuple[str, str, str], ProviderCall] = {}
         # The sessions whose provider said it holds money, and those it said it let go
@@ -325,6 +328,7 @@ class MemoryStore:
             if write is not None:
                 self._commit_locked([write], None)
             self._events[(event.session_id, event.event_id)] = event
+            self._event_ids.setdefault(event.session_id, []).append(event.event_id)
             if observed is not None and (newest is None or observed > newest):
                 self._newest[event.session_id] = observed
             self._note_money(event.session_id, event.status)
@@ -377,12 +381,16 @@ class MemoryStore:
         self, *, session_id: str | None = None, outcome: EventOutcome | None = None
     ) -> list[ProviderEvent]:
         with self._lock:
-            return [
-                event
-                for event in self._events.values()
-                if (session_id is None or event.session_id == session_id)
-                and (outcome is None or event.outcome is outcome)
-            ]
+            if session_id is None:
+                found = list(self._events.values())
+            else:
+                events = self._events
+                found = [
+                    events[session_id, event_id] for event_id in self._event_ids.get(session_id, ())
+                ]
+            return (
+                found if outcome is None else [event for event in found if event.outcome is outcome]
+            )
 
     def within(self, connection: object) -> MemoryStore:
         raise InvalidSessionData(
