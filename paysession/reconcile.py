@@ -286,6 +286,11 @@ class Reconciler:
     ) -> Reconciliation:
         """See :meth:`PaymentSessions.reconcile`."""
         facts.check(attempts)
+        return self._reconcile_checked(session_id, facts, attempts, provider)
+
+    def _reconcile_checked(
+        self, session_id: str, facts: ReportFacts, attempts: int, provider: Providers | None
+    ) -> Reconciliation:
         if provider is not None and not (
             isinstance(provider, Mapping) or callable(getattr(provider, "cancel", None))
         ):
@@ -327,7 +332,7 @@ class Reconciler:
             raise InvalidSessionData(
                 {"report": "names neither a session_id nor a provider_ref to find it by"}
             )
-        return self.reconcile(session_id, facts, attempts=attempts, provider=provider)
+        return self._reconcile_checked(session_id, facts, attempts, provider)
 
     def provider_events(
         self, *, session_id: str | None = None, outcome: EventOutcome | str | None = None
