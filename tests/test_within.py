@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from paysession import (
     TransitionEvent,
 )
 from paysession.store import MemoryStore
+from paysession.store.postgres_feed import ANNOUNCE_EVERY
 
 from .conftest import StoreFactory
 
@@ -323,6 +325,28 @@ class TestPostgresIsolation:
         again.commit()
         conn.close()
         assert sessions.get(session_id).status is S.AUTHORIZED
+
+    def test_the_callers_commit_stays_durable(self, shop: StoreFactory) -> None:
+        """Nothing the view sends changes how the caller's transaction commits: its
+        synchronous_commit stays on, whatever the store would announce to followers of
+        its own commits (a notice sent with synchronous_commit off)."""
+        sessions = PaymentSessions(shop())
+        session_id = initiated(sessions, "cart_durable")
+        conn = connect(shop)
+        conn.execute("SET synchronous_commit = on")  # the tests' server runs without
+        view = sessions.within(conn)
+        for trigger in ("require_more", "retry", "authorize"):
+            time.sleep(ANNOUNCE_EVERY)  # the store would announce this move
+            view.fire(session_id, trigger)
+            assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+        view.commit()
+        conn.close()
+        assert sessions.get(session_id).status is S.AUTHORIZED
+        # The store's own moves are still announced, outside any caller's transaction.
+        with sessions.store.wakeups() as wakeup:
+            time.sleep(ANNOUNCE_EVERY)
+            sessions.fire(session_id, "cancel")
+            assert wakeup.wait(5.0)
 
     def test_read_committed_retries_inside_the_transaction(self, shop: StoreFactory) -> None:
         """At read committed each statement sees the latest commit: a retried move

@@ -245,6 +245,10 @@ class PostgresStore(SqlStore):
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield
 
+    def _notify(self, conn: Connection) -> None:
+        """Wake the followers once a write has committed (see :class:`Announcer`)."""
+        self._announce(conn)
+
     # -- the protocol
 
     def migrate(self) -> int:
@@ -288,7 +292,7 @@ class PostgresStore(SqlStore):
                 conn.execute(CREATE_SESSION, params)
             except psycopg.Error as error:
                 raise _refusal(error, [write], None) from error
-            self._announce(conn)
+            self._notify(conn)
 
     def _fetch_one(self, query: str, params: Params) -> Row | None:
         with self._connection("load") as conn:
@@ -310,7 +314,7 @@ class PostgresStore(SqlStore):
                     self._commit_many(conn, writes, texts, binding, cart_check, release)
             except psycopg.Error as error:
                 raise _refusal(error, writes, binding) from error
-            self._announce(conn)
+            self._notify(conn)
 
     def _commit_many(
         self,
@@ -396,7 +400,7 @@ class PostgresStore(SqlStore):
                     raise StoreError("record_event", str(error).strip()) from error
                 raise _refusal(error, [write], None) from error
             if write is not None:
-                self._announce(conn)
+                self._notify(conn)
 
     def _write_calls(self, calls: Sequence[ProviderCall]) -> None:
         with self._connection("record_calls") as conn:
@@ -613,6 +617,13 @@ class _JoinedPostgresStore(PostgresStore):
 
     def _connection(self, operation: str) -> AbstractContextManager[Connection]:
         return self._joined(operation)
+
+    def _notify(self, conn: Connection) -> None:
+        # Not inside the caller's transaction: the notice's SET LOCAL would make the
+        # caller's whole commit asynchronous, and a plain NOTIFY would hold the
+        # database's notify lock through that commit's flush. Followers find these
+        # moves at their next poll.
+        pass
 
     @contextmanager
     def _read_transaction(self, conn: Connection) -> Iterator[None]:
