@@ -194,6 +194,38 @@ class TestWithin:
         assert sessions.get(second.id).status is S.PENDING
         assert orders(shop) == [("cart_5", first)]
 
+    def test_the_callers_savepoints_nest_with_the_views_writes(self, shop: StoreFactory) -> None:
+        """Savepoints of the caller's own around the view's moves: one rolled back takes
+        the moves made since, one released keeps them; a move refused inside leaves the
+        moves before it; the view's later moves and the commit go on."""
+        sessions = PaymentSessions(shop())
+        first = initiated(sessions, "cart_n1")
+        second = initiated(sessions, "cart_n2")
+        third = initiated(sessions, "cart_n3")
+        fourth = sessions.create(cart_id="cart_n3", provider_id="paypal", amount=1500)
+        sessions.fire(fourth.id, "initiate", data={"id": "PAYID-n3"})
+        conn = connect(shop)
+        view = sessions.within(conn)
+        view.fire(first, "require_more")
+        conn.execute("SAVEPOINT mine")
+        view.fire(second, "authorize")
+        conn.execute("ROLLBACK TO mine")
+        conn.execute("SAVEPOINT theirs")
+        view.fire(third, "authorize")
+        conn.execute("RELEASE theirs")
+        with pytest.raises(AuthorizationConflict):
+            view.fire(fourth.id, "authorize")  # the cart's third is authorized, here
+        view.fire(first, "retry")
+        view.fire(second, "require_more")
+        view.commit()
+        conn.close()
+        assert [r.trigger for r in sessions.history(first)][-2:] == ["require_more", "retry"]
+        assert [r.trigger for r in sessions.history(second)][-1] == "require_more"
+        assert sessions.get(third).status is S.AUTHORIZED
+        assert sessions.get(fourth.id).status is S.PENDING
+        for session_id in (first, second, third, fourth.id):
+            assert sessions.verify(session_id).ok
+
     def test_a_connection_to_another_database_is_refused(
         self, shop: StoreFactory, tmp_path: Path, request: pytest.FixtureRequest
     ) -> None:
