@@ -50,6 +50,7 @@ from paysession.store import SqliteStore
 
 TARGET = 1.10
 PATHS = ("own transaction", "caller's transaction")
+ROUND_TRIP = "one round trip (SELECT 1), for scale"
 Figures = dict[str, tuple[float, float, float | None]]
 """Per path: wall, this process's CPU and the server's CPU (None when not read), in µs
 per move, for one round."""
@@ -71,37 +72,45 @@ def race(
     rounds: int,
     per_round: int,
     server_cpu: Callable[[], float] | None = None,
+    scale: Callable[[int], int] | None = None,
 ) -> list[Figures]:
     """The rounds' figures; round 0, a warm-up (statement caches, prepared statements,
-    the first ``within`` of the connection), is left out."""
+    the first ``within`` of the connection), is left out. ``scale``, when given, is
+    timed in each round too (as ``ROUND_TRIP``, per what it returns it did)."""
 
-    def own(ids: list[str]) -> None:
+    def own(ids: list[str]) -> int:
         for session_id in ids:
             sessions.fire(session_id, "authorize", actor="checkout")
+        return len(ids)
 
-    def callers(ids: list[str]) -> None:
+    def callers(ids: list[str]) -> int:
         for session_id in ids:
             view = sessions.within(caller)
             view.fire(session_id, "authorize", actor="checkout")
             view.commit()
+        return len(ids)
 
-    work = {PATHS[0]: own, PATHS[1]: callers}
+    work: dict[str, Callable[[list[str]], int]] = {PATHS[0]: own, PATHS[1]: callers}
+    if scale is not None:
+        work[ROUND_TRIP] = lambda ids: scale(len(ids))
+    names = list(work)
     figures: list[Figures] = []
     for number in range(rounds + 1):
         ids = {
             path: _initiated(sessions, per_round, f"{number}_{n}") for n, path in enumerate(PATHS)
         }
+        ids[ROUND_TRIP] = ids[PATHS[0]]
         timed: Figures = {}
-        for path in PATHS if number % 2 == 0 else PATHS[::-1]:
+        for path in names if number % 2 == 0 else names[::-1]:
             server = server_cpu() if server_cpu else 0.0
             wall, cpu = time.perf_counter(), time.process_time()
-            work[path](ids[path])
+            done = work[path](ids[path])
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             spent = server_cpu() - server if server_cpu else None
             timed[path] = (
-                wall / per_round * 1e6,
-                cpu / per_round * 1e6,
-                None if spent is None else spent / per_round * 1e6,
+                wall / done * 1e6,
+                cpu / done * 1e6,
+                None if spent is None else spent / done * 1e6,
             )
         for path in PATHS:
             for session_id in ids[path]:
@@ -123,7 +132,7 @@ def summary(figures: list[Figures]) -> dict[str, dict[str, tuple[float, float]]]
     result: dict[str, dict[str, tuple[float, float]]] = {}
     for clock, read in clocks.items():
         result[clock] = {}
-        for path in PATHS:
+        for path in figures[0]:
             values = [read(f[path]) for f in figures]
             ratios = [read(f[path]) / read(f[PATHS[0]]) for f in figures]
             result[clock][path] = (statistics.median(values), statistics.median(ratios))
@@ -209,7 +218,16 @@ def measure_postgres(
                 "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
             ).fetchall()
             server_cpu = _schedstat_cpu([pid for (pid,) in rows])
-            figures = summary(race(sessions, caller, rounds, per_round, server_cpu))
+
+            def round_trips(count: int) -> int:
+                """``count`` SELECT 1 in a transaction of the caller's connection; with its
+                BEGIN and ROLLBACK, ``count + 2`` round trips."""
+                for _ in range(count):
+                    caller.execute("SELECT 1").fetchone()
+                caller.rollback()
+                return count + 2
+
+            figures = summary(race(sessions, caller, rounds, per_round, server_cpu, round_trips))
             statements = _statements(dsn, log) if log is not None else {}
         finally:
             watcher.close()
@@ -318,6 +336,11 @@ def main(argv: list[str] | None = None) -> int:
                 verdict = f"<= {TARGET}x: {'PASS' if ratio <= TARGET else 'FAIL'}"
                 missed |= ratio > TARGET
             print(f"| {store} | {clock} | {own:,.0f} | {theirs:,.0f} | {ratio:.3f}x | {verdict} |")
+    for store, figures in results:
+        for clock, paths in figures.items():
+            if ROUND_TRIP in paths:
+                trip, ratio = paths[ROUND_TRIP]
+                print(f"{store}, {ROUND_TRIP}, {clock}: {trip:,.0f} µs ({ratio:.3f}x a move)")
     for path, sent in statements.items():
         print(f"\nPostgreSQL, {path}: {len(sent)} statements for one move")
         for line in sent:
