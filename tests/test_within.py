@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from paysession import (
     TransitionEvent,
 )
 from paysession.store import MemoryStore
+from paysession.store.postgres_feed import ANNOUNCE_EVERY
 
 from .conftest import StoreFactory
 
@@ -192,6 +194,38 @@ class TestWithin:
         assert sessions.get(second.id).status is S.PENDING
         assert orders(shop) == [("cart_5", first)]
 
+    def test_the_callers_savepoints_nest_with_the_views_writes(self, shop: StoreFactory) -> None:
+        """Savepoints of the caller's own around the view's moves: one rolled back takes
+        the moves made since, one released keeps them; a move refused inside leaves the
+        moves before it; the view's later moves and the commit go on."""
+        sessions = PaymentSessions(shop())
+        first = initiated(sessions, "cart_n1")
+        second = initiated(sessions, "cart_n2")
+        third = initiated(sessions, "cart_n3")
+        fourth = sessions.create(cart_id="cart_n3", provider_id="paypal", amount=1500)
+        sessions.fire(fourth.id, "initiate", data={"id": "PAYID-n3"})
+        conn = connect(shop)
+        view = sessions.within(conn)
+        view.fire(first, "require_more")
+        conn.execute("SAVEPOINT mine")
+        view.fire(second, "authorize")
+        conn.execute("ROLLBACK TO mine")
+        conn.execute("SAVEPOINT theirs")
+        view.fire(third, "authorize")
+        conn.execute("RELEASE theirs")
+        with pytest.raises(AuthorizationConflict):
+            view.fire(fourth.id, "authorize")  # the cart's third is authorized, here
+        view.fire(first, "retry")
+        view.fire(second, "require_more")
+        view.commit()
+        conn.close()
+        assert [r.trigger for r in sessions.history(first)][-2:] == ["require_more", "retry"]
+        assert [r.trigger for r in sessions.history(second)][-1] == "require_more"
+        assert sessions.get(third).status is S.AUTHORIZED
+        assert sessions.get(fourth.id).status is S.PENDING
+        for session_id in (first, second, third, fourth.id):
+            assert sessions.verify(session_id).ok
+
     def test_a_connection_to_another_database_is_refused(
         self, shop: StoreFactory, tmp_path: Path, request: pytest.FixtureRequest
     ) -> None:
@@ -323,6 +357,28 @@ class TestPostgresIsolation:
         again.commit()
         conn.close()
         assert sessions.get(session_id).status is S.AUTHORIZED
+
+    def test_the_callers_commit_stays_durable(self, shop: StoreFactory) -> None:
+        """Nothing the view sends changes how the caller's transaction commits: its
+        synchronous_commit stays on, whatever the store would announce to followers of
+        its own commits (a notice sent with synchronous_commit off)."""
+        sessions = PaymentSessions(shop())
+        session_id = initiated(sessions, "cart_durable")
+        conn = connect(shop)
+        conn.execute("SET synchronous_commit = on")  # the tests' server runs without
+        view = sessions.within(conn)
+        for trigger in ("require_more", "retry", "authorize"):
+            time.sleep(ANNOUNCE_EVERY)  # the store would announce this move
+            view.fire(session_id, trigger)
+            assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+        view.commit()
+        conn.close()
+        assert sessions.get(session_id).status is S.AUTHORIZED
+        # The store's own moves are still announced, outside any caller's transaction.
+        with sessions.store.wakeups() as wakeup:
+            time.sleep(ANNOUNCE_EVERY)
+            sessions.fire(session_id, "cancel")
+            assert wakeup.wait(5.0)
 
     def test_read_committed_retries_inside_the_transaction(self, shop: StoreFactory) -> None:
         """At read committed each statement sees the latest commit: a retried move

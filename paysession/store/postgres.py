@@ -19,16 +19,18 @@ import math
 import select
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import NoReturn, cast
+from typing import Any, NoReturn, cast
 
 from paysession.errors import MissingExtra
 
 try:
     import psycopg
     from psycopg import errors as pg_errors
+    from psycopg.abc import Params as Values
     from psycopg.rows import dict_row
     from psycopg.types.string import TextLoader
     from psycopg_pool import ConnectionPool
@@ -163,6 +165,10 @@ class PostgresStore(SqlStore):
         self._opened = False
         self._ready = False
         self._guard = threading.Lock()
+        # What within() found: this store's database (its _DATABASE row), and the
+        # callers' connections found to be to it (a connection never changes database).
+        self._database: Row | None = None
+        self._joinable: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
         super().__init__()
 
     # -- connections and transactions
@@ -245,6 +251,15 @@ class PostgresStore(SqlStore):
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield
 
+    def _write_one(self, conn: Connection, statement: str, params: Values) -> psycopg.Cursor[Row]:
+        """Send a write of one statement; its cursor. Here the statement is a transaction
+        of its own (the connection autocommits): it commits whole, or not at all."""
+        return conn.execute(statement, params)
+
+    def _notify(self, conn: Connection) -> None:
+        """Wake the followers once a write has committed (see :class:`Announcer`)."""
+        self._announce(conn)
+
     # -- the protocol
 
     def migrate(self) -> int:
@@ -285,10 +300,10 @@ class PostgresStore(SqlStore):
         ]
         with self._connection("create") as conn:
             try:
-                conn.execute(CREATE_SESSION, params)
+                self._write_one(conn, CREATE_SESSION, params)
             except psycopg.Error as error:
                 raise _refusal(error, [write], None) from error
-            self._announce(conn)
+            self._notify(conn)
 
     def _fetch_one(self, query: str, params: Params) -> Row | None:
         with self._connection("load") as conn:
@@ -310,7 +325,7 @@ class PostgresStore(SqlStore):
                     self._commit_many(conn, writes, texts, binding, cart_check, release)
             except psycopg.Error as error:
                 raise _refusal(error, writes, binding) from error
-            self._announce(conn)
+            self._notify(conn)
 
     def _commit_many(
         self,
@@ -350,8 +365,10 @@ class PostgresStore(SqlStore):
         if binding is not None:
             params += (binding.key, binding.fingerprint, binding.seq)
         params += records_params(write.records)
-        cursor = conn.execute(commit_one_statement(len(write.records), binding is not None), params)
-        if cursor.rowcount != len(write.records):
+        statement = commit_one_statement(len(write.records), binding is not None)
+        # When the version has moved, the statement changed nothing (see
+        # commit_one_statement): the refusal has nothing to undo.
+        if self._write_one(conn, statement, params).rowcount != len(write.records):
             self._refuse_stale(conn, write)
 
     @staticmethod
@@ -396,7 +413,7 @@ class PostgresStore(SqlStore):
                     raise StoreError("record_event", str(error).strip()) from error
                 raise _refusal(error, [write], None) from error
             if write is not None:
-                self._announce(conn)
+                self._notify(conn)
 
     def _write_calls(self, calls: Sequence[ProviderCall]) -> None:
         with self._connection("record_calls") as conn:
@@ -459,12 +476,13 @@ class PostgresStore(SqlStore):
 
     def _release(self, claim: Claim) -> bool:
         with self._connection("release") as conn:
-            cursor = conn.execute(RELEASE, (claim.cart_id, claim.token))
+            cursor = self._write_one(conn, RELEASE, (claim.cart_id, claim.token))
         return cursor.rowcount == 1
 
     def count_duplicate(self, session_id: str, event_id: str) -> None:
         with self._connection("count_duplicate") as conn:
-            conn.execute(
+            self._write_one(
+                conn,
                 "UPDATE paysession_provider_events SET duplicates = duplicates + 1 "
                 "WHERE session_id = %s AND event_id = %s",
                 (session_id, event_id),
@@ -494,29 +512,50 @@ class PostgresStore(SqlStore):
         a transaction block gets one opened (``BEGIN``); a non-autocommit connection
         opens its own with the first statement. Each write is a savepoint; rows are read
         by name on cursors of paysession's own, the caller's row factory and loaders
-        left as they are."""
+        left as they are.
+
+        A connection is asked which database it is to the first time only (a
+        connection never changes database), and the schema is checked through it only
+        while this store has neither migrated nor checked it itself: on a connection
+        that does not autocommit, a view made per transaction sends nothing of its own
+        before its first read (psycopg begins the transaction with it).
+        """
         if not isinstance(connection, psycopg.Connection):
             raise InvalidSessionData({"connection": "must be a psycopg.Connection"})
         caller = _CallerConnection(connection)
         try:
-            theirs = caller.execute(_DATABASE).fetchone()
-            with self._lease("within") as conn:
-                ours = conn.execute(_DATABASE).fetchone()
+            caller.open()
         except psycopg.Error as error:
             raise StoreError("within", str(error).strip()) from error
-        if theirs != ours:
+        if connection not in self._joinable:
+            self._same_database(caller)
+            self._joinable.add(connection)
+        joined = object.__new__(_JoinedPostgresStore)
+        joined.__dict__.update(self.__dict__)
+        joined._caller = caller
+        if not self._ready:
+            # Through the caller's connection: its transaction may have just migrated.
+            with joined._connection("within") as conn:
+                behind = schema_behind(conn, len(MIGRATIONS), HAS_SCHEMA_TABLE_POSTGRES)
+            if behind is not None:
+                raise StoreError("within", behind)
+        return joined
+
+    def _same_database(self, caller: _CallerConnection) -> None:
+        """StoreError unless the caller's connection is to this store's database."""
+        try:
+            theirs = caller.execute(_DATABASE).fetchone()
+            if self._database is None or theirs != self._database:
+                # Read (again, after a restart of the server) on a connection of ours.
+                with self._lease("within") as conn:
+                    self._database = conn.execute(_DATABASE).fetchone()
+        except psycopg.Error as error:
+            raise StoreError("within", str(error).strip()) from error
+        if theirs != self._database:
             name = "?" if theirs is None else theirs["name"]
             raise StoreError(
                 "within", f"the connection is to another database ({name}) than this store's"
             )
-        joined = object.__new__(_JoinedPostgresStore)
-        joined.__dict__.update(self.__dict__)
-        joined._caller = caller
-        with joined._connection("within") as conn:
-            behind = schema_behind(conn, len(MIGRATIONS), HAS_SCHEMA_TABLE_POSTGRES)
-        if behind is not None:
-            raise StoreError("within", behind)
-        return joined
 
 
 def migrate_within(connection: object, up_to: int | None = None) -> int:
@@ -559,60 +598,107 @@ _DATABASE = (
 
 class _CallerConnection:
     """A caller's ``psycopg.Connection`` as the store uses it: every statement on a
-    cursor of its own (rows by name, ``json`` handed over as text), inside a transaction
-    opened when none is."""
+    cursor of its own (rows by name, ``json`` handed over as text), inside the caller's
+    transaction, opened when none is; ``transaction`` is a savepoint of it."""
 
     __slots__ = ("_conn",)
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
-    def begin(self) -> None:
-        """Make sure the caller's transaction is open, so that a savepoint (not a
-        transaction of its own, committed at its end) is what ``transaction`` makes."""
-        status = self._conn.info.transaction_status
+    def _opened(self, command: str = "") -> str:
+        """``command`` to send as it is, after BEGIN when the caller's transaction must
+        be opened by it (an autocommit connection outside a transaction block; psycopg
+        opens one itself before the first statement otherwise); StoreError when the
+        caller's transaction has failed."""
+        conn = self._conn
+        status = conn.info.transaction_status
         if status == psycopg.pq.TransactionStatus.INERROR:
             raise StoreError(
                 "within", "the caller's transaction has failed: roll it back and start again"
             )
-        if status == psycopg.pq.TransactionStatus.IDLE:
-            # Autocommit: BEGIN opens the caller's transaction. Otherwise psycopg opens
-            # one before the first statement, and a plain one does it.
-            self._conn.execute("BEGIN" if self._conn.autocommit else "SELECT 1")
+        if status == psycopg.pq.TransactionStatus.IDLE and conn.autocommit:
+            return f"BEGIN; {command}" if command else "BEGIN"
+        return command
+
+    def open(self) -> None:
+        """Open the caller's transaction when it is paysession's to open (see
+        ``_opened``)."""
+        begin = self._opened()
+        if begin:
+            self._conn.execute(begin)
 
     def cursor(self) -> psycopg.Cursor[Row]:
-        self.begin()
+        self.open()
         cursor = self._conn.cursor(row_factory=dict_row)
         cursor.adapters.register_loader("json", TextLoader)
         return cursor
 
-    def execute(self, query: str, params: Params | None = None) -> psycopg.Cursor[Row]:
+    def execute(self, query: str, params: Values | None = None) -> psycopg.Cursor[Row]:
         return self.cursor().execute(query, params)
 
-    def transaction(self) -> AbstractContextManager[object]:
-        self.begin()
-        return self._conn.transaction()
+    def execute_saved(self, query: str, params: Values) -> psycopg.Cursor[Row]:
+        """``query``, a write of one statement, in a savepoint of its own."""
+        with self.transaction():
+            return self.execute(query, params)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A savepoint around one write: a statement refused half way (a rule of the
+        database, a lost race) leaves the caller's transaction as it was before the
+        write, and usable.
+
+        Once the write is done the savepoint is left to the caller's transaction, not
+        released: a RELEASE would cost a round trip, and changes nothing the caller can
+        see. Its commit commits it with the rest, a rollback (to a savepoint of the
+        caller's, or of the whole transaction) takes it with the rest; a savepoint of the
+        caller's released, or rolled back to, takes it too, and no statement of
+        paysession's ever names it afterwards. A refused write rolls back to its own
+        savepoint, the newest of that name, and releases it.
+
+        SAVEPOINT and ROLLBACK TO are sent as they are, not through psycopg's
+        ``transaction()``, whose block would be the whole transaction (and commit it)
+        on a connection that has not begun one, and whose rollback empties the
+        connection's cache of prepared statements.
+        """
+        self._conn.execute(self._opened("SAVEPOINT paysession"))
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK TO paysession; RELEASE paysession")
+            raise
 
 
 class _JoinedPostgresStore(PostgresStore):
     """A PostgresStore writing through a caller's connection, inside its transaction:
-    each operation a savepoint, nothing committed, the store's pool left alone."""
+    each write a savepoint, nothing committed, the store's pool left alone.
+
+    Reads need none: a read changes nothing a savepoint would undo. The writes of
+    several statements are savepoints already (``conn.transaction()``, here the
+    caller's connection's); those of one statement get one in ``_write_one``.
+    """
 
     _caller: _CallerConnection
 
     @contextmanager
     def _joined(self, operation: str) -> Iterator[Connection]:
-        caller = self._caller
         try:
-            # A savepoint: an operation refused half way leaves the caller's transaction
-            # as it was before it, and usable.
-            with caller.transaction():
-                yield cast(Connection, caller)
+            yield cast(Connection, self._caller)
         except psycopg.Error as error:
             raise StoreError(operation, str(error).strip()) from error
 
     def _connection(self, operation: str) -> AbstractContextManager[Connection]:
         return self._joined(operation)
+
+    def _write_one(self, conn: Connection, statement: str, params: Values) -> psycopg.Cursor[Row]:
+        return self._caller.execute_saved(statement, params)
+
+    def _notify(self, conn: Connection) -> None:
+        # Not inside the caller's transaction: the notice's SET LOCAL would make the
+        # caller's whole commit asynchronous, and a plain NOTIFY would hold the
+        # database's notify lock through that commit's flush. Followers find these
+        # moves at their next poll.
+        pass
 
     @contextmanager
     def _read_transaction(self, conn: Connection) -> Iterator[None]:

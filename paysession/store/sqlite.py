@@ -148,6 +148,8 @@ class SqliteStore(SqlStore):
         self._read_only = read_only
         self._migrates = migrate and not self._read_only
         self._closed = False
+        # The files within() found to be this store's, as callers' connections name them.
+        self._joinable: set[str] = set()
         super().__init__()
 
     # -- connections and transactions
@@ -525,7 +527,14 @@ class SqliteStore(SqlStore):
         transaction (see :meth:`SessionStore.within`): one is opened ``BEGIN IMMEDIATE``
         when none is, so the write lock is held before the first read. Each write is a
         savepoint; rows are read by name on cursors of paysession's own, the caller's
-        row factory left as it is."""
+        row factory left as it is.
+
+        The transaction is opened here, when the view is made: a savepoint the caller
+        begins next (SQLAlchemy's ``begin_nested()`` on pysqlite, which begins nothing
+        itself) is then a savepoint of it, whose release commits nothing. The schema is
+        checked through the connection only while this store has neither migrated nor
+        checked it itself; a file found to be this store's is not compared again.
+        """
         if not isinstance(connection, sqlite3.Connection):
             raise InvalidSessionData({"connection": "must be a sqlite3.Connection"})
         try:
@@ -533,19 +542,26 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as error:
             raise StoreError("within", str(error)) from error
         main = next((row[2] for row in rows if row[1] == "main"), "")
-        if self._memory or not main or not _same_file(main, self.path):
-            raise StoreError(
-                "within",
-                f"the connection is to another database ({main or 'in memory'}) "
-                f"than this store's ({self.path})",
-            )
+        if main not in self._joinable:
+            if self._memory or not main or not _same_file(main, self.path):
+                raise StoreError(
+                    "within",
+                    f"the connection is to another database ({main or 'in memory'}) "
+                    f"than this store's ({self.path})",
+                )
+            self._joinable.add(main)
         joined = object.__new__(_JoinedSqliteStore)
         joined.__dict__.update(self.__dict__)
         joined._caller = _CallerConnection(connection)
         joined._turn = nullcontext()
         joined._migrates = False
-        joined._ready = False
-        joined._get_ready("within")
+        try:
+            joined._caller.open()
+        except sqlite3.Error as error:
+            raise StoreError("within", str(error)) from error
+        if not self._ready:
+            # Through the caller's connection: its transaction may have just migrated.
+            joined._get_ready("within")
         return joined
 
     # -- driver errors into ours
@@ -567,9 +583,13 @@ class _CallerConnection:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    def _cursor(self) -> sqlite3.Cursor:
+    def open(self) -> None:
+        """Open the caller's transaction, BEGIN IMMEDIATE, unless one is open."""
         if not self._conn.in_transaction:
             self._conn.execute("BEGIN IMMEDIATE")
+
+    def _cursor(self) -> sqlite3.Cursor:
+        self.open()
         cursor = self._conn.cursor()
         cursor.row_factory = sqlite3.Row
         return cursor
