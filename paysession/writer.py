@@ -298,7 +298,7 @@ class MoveWriter:
         if self.after_commit is None:
             self._finish(planned)
         else:
-            self.after_commit.add(functools.partial(self._finish, planned))
+            self.after_commit.add(functools.partial(self._finish_committed, planned))
         return Applied(records)
 
     def answered(self, session_id: str, event_id: str) -> TransitionRecord | None:
@@ -407,6 +407,12 @@ class MoveWriter:
         if stored.fingerprint != attempted.fingerprint:
             raise IdempotencyConflict(stored.key, record.trigger, move.trigger)
         return record
+
+    def _finish_committed(self, planned: list[tuple[Snapshot, Planned]]) -> None:
+        """The after-work of moves written in a caller's transaction, once it committed:
+        the store wakes its followers, then the after-hooks run."""
+        self.store.committed()
+        self._finish(planned)
 
     def _finish(self, planned: list[tuple[Snapshot, Planned]]) -> None:
         last = planned[-1][1] if planned else None

@@ -380,6 +380,27 @@ class TestPostgresIsolation:
             sessions.fire(session_id, "cancel")
             assert wakeup.wait(5.0)
 
+    def test_followers_are_woken_once_the_callers_commit_happened(self, shop: StoreFactory) -> None:
+        """A view's moves are announced to the store's followers after the caller's
+        commit, never before it and never after a rollback."""
+        sessions = PaymentSessions(shop())
+        session_id = initiated(sessions, "cart_announced")
+        with sessions.store.wakeups() as wakeup:
+            conn = connect(shop)
+            view = sessions.within(conn)
+            time.sleep(ANNOUNCE_EVERY)  # the store would announce a move now
+            view.fire(session_id, "require_more")
+            assert not wakeup.wait(0.5)  # still the caller's, uncommitted
+            view.rollback()
+            assert not wakeup.wait(0.5)  # rolled back: nothing to follow
+            view = sessions.within(conn)
+            view.fire(session_id, "authorize")
+            assert not wakeup.wait(0.5)
+            view.commit()
+            assert wakeup.wait(5.0)
+            conn.close()
+        assert sessions.get(session_id).status is S.AUTHORIZED
+
     def test_read_committed_retries_inside_the_transaction(self, shop: StoreFactory) -> None:
         """At read committed each statement sees the latest commit: a retried move
         (fire_with_retry) reloads and goes through inside the same transaction."""

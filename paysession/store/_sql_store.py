@@ -242,6 +242,10 @@ class SqlStore(SqlBrowse):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def committed(self) -> None:
+        """See :meth:`SessionStore.committed`: nothing to wake by default (a follower of
+        a SQLite file finds new records by polling)."""
+
     @abc.abstractmethod
     def close(self) -> None:
         """Close the store's connections."""

@@ -482,6 +482,12 @@ class SessionStore(Protocol):
         """
         ...
 
+    def committed(self) -> None:
+        """Called once the caller's transaction that a view from :meth:`within` wrote in
+        has committed: wakes the store's followers where the store has any to wake (a
+        notice sent inside the caller's transaction would change how it commits)."""
+        ...
+
     def close(self) -> None:
         """Release connections; the store is unusable afterwards."""
         ...

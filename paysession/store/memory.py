@@ -392,6 +392,9 @@ class MemoryStore:
                 found if outcome is None else [event for event in found if event.outcome is outcome]
             )
 
+    def committed(self) -> None:
+        pass  # no view of a MemoryStore is ever made
+
     def within(self, connection: object) -> MemoryStore:
         raise InvalidSessionData(
             {"connection": "a MemoryStore keeps no database: there is no transaction to join"}

@@ -696,9 +696,20 @@ class _JoinedPostgresStore(PostgresStore):
     def _notify(self, conn: Connection) -> None:
         # Not inside the caller's transaction: the notice's SET LOCAL would make the
         # caller's whole commit asynchronous, and a plain NOTIFY would hold the
-        # database's notify lock through that commit's flush. Followers find these
-        # moves at their next poll.
+        # database's notify lock through that commit's flush. The view's moves are
+        # announced by committed(), once the caller's commit has happened.
         pass
+
+    def committed(self) -> None:
+        """Wake the followers, through a connection of the store's pool, now that the
+        caller's transaction has committed the view's writes."""
+        try:
+            with self._lease("committed") as conn:
+                self._announce(conn)
+        except StoreError:
+            # The caller's commit stands whatever happens here: a follower that misses
+            # the notice finds the records at its next poll.
+            return
 
     @contextmanager
     def _read_transaction(self, conn: Connection) -> Iterator[None]:
