@@ -243,11 +243,22 @@ class StoreFactory:
 
 
 @pytest.fixture
-def store_factory(request: pytest.FixtureRequest, filled: Filled) -> Iterator[StoreFactory]:
+def store_fill() -> Callable[[str], object]:
+    """What the databases of ``store_factory`` hold: what this function writes into an
+    empty one (see ``Filled``), here the current schema. A module whose tests need more
+    beside it (a table of the caller's own) overrides this fixture."""
+    return migrated
+
+
+@pytest.fixture
+def store_factory(
+    request: pytest.FixtureRequest, filled: Filled, store_fill: Callable[[str], object]
+) -> Iterator[StoreFactory]:
     """Opens stores of the parametrized kind; each test gets a new database, with the
-    current schema (the schema's own tests start from empty ones: test_migrations)."""
+    current schema (the schema's own tests start from empty ones: test_migrations), or
+    what the module's ``store_fill`` writes."""
     kind: str = request.param
-    place = "" if kind == "memory" else filled(kind, migrated)[0]
+    place = "" if kind == "memory" else filled(kind, store_fill)[0]
     factory = StoreFactory(kind, place)
     yield factory
     factory.close_all()

@@ -37,6 +37,7 @@ from .test_framework_migrations import (
 from .test_framework_migrations import other_place as other_place  # the fixture
 from .test_within import ORDERS, initiated, orders
 from .test_within import shop as shop  # the fixture: the store's database and the shop's orders
+from .test_within import store_fill as store_fill  # the fixture: their orders table made once
 
 S = PaymentSessionStatus
 ROOT = Path(__file__).resolve().parent.parent
