@@ -21,6 +21,7 @@ wrote either way; only a power cut would tell the two apart.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -53,6 +54,20 @@ def pytest_configure(config: pytest.Config) -> None:
         # for pytest's tmp_path).
         os.environ["TMPDIR"] = MEMORY
         tempfile.tempdir = MEMORY
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection(session: pytest.Session) -> Iterator[None]:
+    """Collecting imports the test modules (rewriting their asserts) and the libraries
+    they use: some 200,000 objects that stay, over which the cycle collector made 18
+    full passes as they came, 1.3 of the 4.3 s a worker spent collecting. It is off
+    until collection ends; the few thousand cycles made meanwhile are collected after,
+    as any others."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class PostgresServer:
