@@ -16,8 +16,11 @@ from . import pgcluster
 from .conftest import PostgresServer, migrated
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def original(postgres_server: PostgresServer) -> Iterator[str]:
+    """A migrated database, made once for the module: the tests copy it and read it,
+    and write only to their copies (a test that must change an original makes its
+    own)."""
     dsn = postgres_server.kept_database()
     migrated(dsn)
     yield dsn
