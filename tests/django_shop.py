@@ -1,18 +1,28 @@
 """A Django shop, run in a process of its own by tests/test_within_django.py.
 
-Django's settings and app registry belong to the process: each scenario configures them
-in a fresh interpreter (``python -m tests.django_shop SCENARIO KIND PLACE ARGS...``),
-so nothing of Django's is left in the test process. It prints what it saw as one line
-of JSON; the test reads the database for the rest.
+Django's settings and app registry belong to the process, so nothing of Django's is
+configured in the test process. ``python -m tests.django_shop serve KIND`` configures
+Django once for databases of KIND and then runs scenarios one after another, each asked
+for by a line of JSON on stdin (``{"scenario", "place", "args", "isolation"}``) and
+answered by one on stdout: what it saw, and what it wrote to stderr. Between two
+scenarios the default connection is closed and pointed at the next one's database, as
+Django's own test runner points it at the test database it makes; each scenario has a
+store, hooks and a warnings registry of its own. ``python -m tests.django_shop SCENARIO
+KIND PLACE ARGS...`` runs one scenario in a fresh interpreter instead (a process killed
+in the middle of its block). The test reads the database for the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
-import os
+import signal
 import sys
 import time
+import traceback
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -26,8 +36,9 @@ from paysession.store import SessionStore, SqliteStore
 ORDER = "INSERT INTO shop_orders VALUES (%s, %s)"
 
 
-def database(kind: str, place: str) -> dict[str, Any]:
-    """Django's DATABASES entry for the store's database: a SQLite file, or a DSN."""
+def database(kind: str, place: str, isolation: str | None = None) -> dict[str, Any]:
+    """Django's DATABASES entry for the store's database: a SQLite file, or a DSN (at
+    psycopg's isolation level named ``isolation``, when one is)."""
     if kind == "sqlite":
         # IMMEDIATE: each atomic block takes the write lock first, as paysession's
         # own transactions do, so no race is lost inside it after its first read.
@@ -45,22 +56,29 @@ def database(kind: str, place: str) -> dict[str, Any]:
         "USER": info.get("user", ""),
         "HOST": info.get("host", ""),
         "PORT": str(info.get("port", "")),
+        "OPTIONS": {},
     }
-    level = os.environ.get("DJANGO_SHOP_ISOLATION")
-    if level:
+    if isolation:
         from psycopg import IsolationLevel
 
-        found["OPTIONS"] = {"isolation_level": IsolationLevel[level]}
+        found["OPTIONS"] = {"isolation_level": IsolationLevel[isolation]}
     return found
 
 
-def configure(kind: str, place: str) -> None:
+def configure(kind: str, place: str, isolation: str | None = None) -> None:
     settings.configure(
-        DATABASES={"default": database(kind, place)},
+        DATABASES={"default": database(kind, place, isolation)},
         INSTALLED_APPS=["paysession.contrib.django"],
         USE_TZ=True,
     )
     django.setup()
+
+
+def point_at(kind: str, place: str, isolation: str | None = None) -> None:
+    """The default connection closed, and its settings changed in place to the next
+    database's: the backends read them when they next connect."""
+    connection.close()
+    connection.settings_dict.update(database(kind, place, isolation))
 
 
 def store(kind: str, place: str) -> SessionStore:
@@ -173,12 +191,19 @@ def failing_hook(sessions: PaymentSessions, seen: Seen, session_id: str) -> dict
     def fails(event: TransitionEvent) -> None:
         raise RuntimeError("mail server down")
 
-    logging.basicConfig(level=logging.ERROR)  # Django's log of the failing callback
-
-    with transaction.atomic():
-        view = sessions.within(connection)
-        view.fire(session_id, "require_more")
-        view.fire(session_id, "authorize")
+    # Django's log of the failing callback, on stderr as logging.basicConfig would show
+    # it; for this scenario only.
+    shown = logging.StreamHandler(sys.stderr)
+    shown.setLevel(logging.ERROR)
+    shown.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+    logging.getLogger().addHandler(shown)
+    try:
+        with transaction.atomic():
+            view = sessions.within(connection)
+            view.fire(session_id, "require_more")
+            view.fire(session_id, "authorize")
+    finally:
+        logging.getLogger().removeHandler(shown)
     return {"after": seen.triggers}
 
 
@@ -235,19 +260,62 @@ SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
-def main(argv: list[str]) -> None:
-    scenario, kind, place, *rest = argv
-    configure(kind, place)
+def run(scenario: str, kind: str, place: str, *args: str) -> dict[str, Any]:
+    """``scenario`` on the database Django's default connection is configured for."""
     if scenario == "migrate":
-        print(json.dumps(migrate()), flush=True)
-        return
+        return migrate()
     seen = Seen()
     opened = store(kind, place)
     try:
-        found = SCENARIOS[scenario](PaymentSessions(opened, hooks=seen.hooks), seen, *rest)
+        return SCENARIOS[scenario](PaymentSessions(opened, hooks=seen.hooks), seen, *args)
     finally:
         opened.close()
-    print(json.dumps(found), flush=True)
+
+
+SCENARIO_SECONDS = 120
+"""How long a scenario may take before the server stops (SIGALRM), so that the test
+waiting for its answer sees it gone instead of waiting for ever."""
+
+
+def serve(kind: str) -> None:
+    """Scenarios asked for on stdin, one line of JSON each, answered on stdout."""
+    configured = False
+    answers = sys.stdout
+    for line in sys.stdin:
+        asked = json.loads(line)
+        place, isolation = asked["place"], asked.get("isolation")
+        if configured:
+            point_at(kind, place, isolation)
+        else:
+            configure(kind, place, isolation)
+            configured = True
+        said = io.StringIO()
+        answer: dict[str, Any] = {}
+        signal.alarm(SCENARIO_SECONDS)
+        try:
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(said),
+                warnings.catch_warnings(),  # and so each scenario warns as a fresh process
+            ):
+                answer["found"] = run(asked["scenario"], kind, place, *asked["args"])
+        except Exception:
+            answer["error"] = traceback.format_exc()
+        finally:
+            signal.alarm(0)
+            connection.close()
+        answer["stderr"] = said.getvalue()
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+
+
+def main(argv: list[str]) -> None:
+    if argv[0] == "serve":
+        serve(argv[1])
+        return
+    scenario, kind, place, *rest = argv
+    configure(kind, place)
+    print(json.dumps(run(scenario, kind, place, *rest)), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,21 @@
 """docs/transactions.md's examples (the FastAPI + SQLAlchemy checkout, the Django view,
-the Alembic revision) against PostgreSQL: tests/test_readme.py runs them on SQLite."""
+the Alembic revision) against PostgreSQL: tests/test_readme.py runs them on SQLite.
+
+Slow: it runs the page again, on the other backend, in an interpreter of its own (the
+page's imports alone, FastAPI, SQLAlchemy, Alembic and Django, are 1.3 s of CPU). What
+the examples do on PostgreSQL is in the quick loop too: tests/test_within_sqlalchemy.py,
+tests/test_within_django.py and tests/test_framework_migrations.py on PostgreSQL."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from .helpers import run_doc_page
+
+pytestmark = pytest.mark.slow
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "transactions.md"
 

@@ -1,5 +1,6 @@
-"""``paysession inspect`` as a user runs it: a real server in a subprocess, its refusals,
-Ctrl-C, and the line the demo ends with."""
+"""``paysession inspect`` as a user runs it: a real server in a subprocess, Ctrl-C, the
+refusals (in this process: each is a line and an exit code), a missing extra, and the
+line the demo ends with."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from paysession.cli._store import is_dsn
 from paysession.cli.inspect import is_loopback
 from paysession.store import SqliteStore
 
-from .helpers import StepClock, initiated, inspector_running, run_without
+from .helpers import StepClock, cli, initiated, inspector_running, run_without
 
 pytest.importorskip("uvicorn")
 
@@ -42,12 +43,11 @@ def database(tmp_path: Path) -> Path:
 
 
 def _inspect(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "paysession", "inspect", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    """``paysession inspect *argv`` refusing to start: what it says and its exit code,
+    which ``main`` decides alone, so run in this process (``tests/helpers.py``'s ``cli``)."""
+    done = cli("inspect", *argv)
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
     )
 
 

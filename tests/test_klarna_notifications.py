@@ -25,7 +25,7 @@ from paysession.store import SessionStore
 from paysession.store.base import EventOutcome
 
 from .helpers import StepClock
-from .local_http import Answer, Served, serving
+from .local_http import Answer, Served, local_client, serving
 
 S = PaymentSessionStatus
 DATA = Path(__file__).parent / "data" / "providers" / "klarna"
@@ -62,7 +62,8 @@ def answer(path: str) -> Answer:
 def klarna() -> Iterator[tuple[KlarnaApi, Served]]:
     ORDERS.clear()
     with serving(answer) as served:
-        yield KlarnaApi("PK_user", "secret_password", base_url=served.base), served
+        api = KlarnaApi("PK_user", "secret_password", base_url=served.base, client=local_client())
+        yield api, served
 
 
 def initiated(

@@ -21,6 +21,7 @@ from paysession.providers.paypal import PayPalError, PayPalProvider
 from paysession.store import MemoryStore, SessionStore
 from paysession.store.base import CallAction
 
+from .local_http import local_client
 from .paypal_api import CLIENT_ID, CLIENT_SECRET, PayPalApi, paypal_api
 
 S = PaymentSessionStatus
@@ -34,7 +35,7 @@ def api() -> Iterator[tuple[PayPalApi, str]]:
 
 
 def provider(base: str, *, retries: int = 0, secret: str = CLIENT_SECRET) -> PayPalProvider:
-    return PayPalProvider(CLIENT_ID, secret, base_url=base, retries=retries)
+    return PayPalProvider(CLIENT_ID, secret, base_url=base, retries=retries, client=local_client())
 
 
 def ready(

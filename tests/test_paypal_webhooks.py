@@ -33,7 +33,7 @@ from paysession.store import SessionStore
 from paysession.store.base import EventOutcome
 
 from .helpers import StepClock
-from .local_http import Served, serving
+from .local_http import Served, local_client, serving
 
 S = PaymentSessionStatus
 DATA = Path(__file__).parent / "data" / "providers"
@@ -69,7 +69,7 @@ def cert_server() -> Iterator[Served]:
 
 
 def certificates(served: Served) -> Certificates:
-    return Certificates(allowed_hosts={"127.0.0.1"})
+    return Certificates(allowed_hosts={"127.0.0.1"}, client=local_client())
 
 
 def headers(

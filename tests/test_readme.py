@@ -44,11 +44,16 @@ class TestReadme:
             exec(compile(block, f"README.md python block {number}", "exec"), namespace)
 
     def test_the_tour_type_checks(self, tmp_path: Path) -> None:
-        """The README's python blocks, as one module, pass mypy --strict."""
+        """The README's python blocks, as one module, pass mypy --strict.
+
+        Incremental, with a cache of its own (its options are not those of the
+        project's mypy run): mypy then checks the standard library and paysession again
+        only when they changed, 0.5 s instead of 4. Its answers are those of a full run."""
         tour = tmp_path / "readme_tour.py"
         tour.write_text("\n\n".join(python_blocks()))
+        cache = ROOT / ".mypy_cache" / "readme-tour"
         out, err, status = mypy_api.run(
-            ["--strict", "--no-incremental", "--python-version", "3.10", str(tour)]
+            ["--strict", "--python-version", "3.10", "--cache-dir", str(cache), str(tour)]
         )
         assert (status, err) == (0, ""), out
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from paysession import (
 from paysession.store import MemoryStore
 from paysession.store.postgres_feed import ANNOUNCE_EVERY
 
-from .conftest import StoreFactory
+from .conftest import StoreFactory, migrated
 
 S = PaymentSessionStatus
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,15 +64,26 @@ def orders(factory: StoreFactory) -> list[tuple[str, str]]:
         conn.close()
 
 
-@pytest.fixture
-def shop(store_factory: StoreFactory) -> Iterator[StoreFactory]:
-    """The store's database with the shop's orders table beside paysession's."""
-    store_factory()  # creates and migrates the database
-    conn = connect(store_factory)
+def with_orders(place: str) -> None:
+    """The current schema, and the shop's orders table beside paysession's."""
+    migrated(place)
+    conn = connect(StoreFactory("sqlite" if place.endswith(".db") else "postgres", place))
     conn.execute(ORDERS)
     conn.commit()
     conn.close()
-    yield store_factory
+
+
+@pytest.fixture
+def store_fill() -> Callable[[str], None]:
+    """The databases of this module's stores hold the shop's orders table too."""
+    return with_orders
+
+
+@pytest.fixture
+def shop(store_factory: StoreFactory) -> StoreFactory:
+    """The store's database with the shop's orders table beside paysession's (made
+    once per test session, and copied for each test: see ``store_fill``)."""
+    return store_factory
 
 
 class AfterHooks:

@@ -38,6 +38,7 @@ from .conftest import StoreFactory
 from .helpers import run_without
 from .test_within import AfterHooks, initiated, orders
 from .test_within import shop as shop  # the fixture: the store's database and the shop's orders
+from .test_within import store_fill as store_fill  # the fixture: their orders table made once
 
 S = PaymentSessionStatus
 ROOT = Path(__file__).resolve().parent.parent
