@@ -201,12 +201,17 @@ def _belong_to_parent() -> None:
     that no process goes on writing to a database its demo has left.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPPING)
     parent = multiprocessing.parent_process()
     if parent is not None:
+        # Started while the stopping signals are still blocked (as this process was
+        # started), the watcher keeps them blocked: a signal sent to this process is then
+        # taken by the main thread alone, and waits while it starts a process of its
+        # own. Taken by the watcher, it would end this process half-way through such a
+        # start, and the process being started would print a traceback.
         threading.Thread(
             target=_exit_when_gone, args=(parent.sentinel,), name="parent-watch", daemon=True
         ).start()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPPING)
 
 
 def _exit_when_gone(sentinel: int) -> None:
