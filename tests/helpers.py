@@ -204,6 +204,25 @@ def run_without(package: str, code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def kill_once_moved(args: Sequence[str]) -> None:
+    """Run ``python *args`` from the repository root, wait for it to print ``moved``
+    (its move made, its transaction not committed) and SIGKILL it there."""
+    root = Path(__file__).resolve().parent.parent
+    child = subprocess.Popen(
+        [sys.executable, *args],
+        stdout=subprocess.PIPE,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == b"moved"
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+
+
 def as_a_terminal_job() -> None:
     """Run in a child before it starts (``preexec_fn``): Ctrl-C's signal is delivered as
     to a job of a terminal, even when the tests themselves were started with it ignored

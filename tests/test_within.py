@@ -8,11 +8,7 @@ race raises when it is made, and a process killed before its commit leaves nothi
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -35,9 +31,9 @@ from paysession.store import MemoryStore
 from paysession.store.postgres_feed import ANNOUNCE_EVERY
 
 from .conftest import StoreFactory, migrated
+from .helpers import kill_once_moved
 
 S = PaymentSessionStatus
-ROOT = Path(__file__).resolve().parent.parent
 ORDERS = "CREATE TABLE shop_orders (cart_id TEXT PRIMARY KEY, session_id TEXT NOT NULL)"
 
 
@@ -283,19 +279,7 @@ class TestWithin:
             time.sleep(120)
             """
         )
-        child = subprocess.Popen(
-            [sys.executable, "-c", script],
-            stdout=subprocess.PIPE,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        try:
-            assert child.stdout is not None
-            assert child.stdout.readline().strip() == b"moved"
-            child.send_signal(signal.SIGKILL)
-        finally:
-            child.wait(timeout=60)
-        assert child.returncode == -signal.SIGKILL
+        kill_once_moved(["-c", script])
         assert sessions.history(session_id) == before
         assert orders(shop) == []
         assert sessions.verify(session_id).ok

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,7 +24,7 @@ import pytest
 from paysession import PaymentSessions, PaymentSessionStatus
 
 from .conftest import StoreFactory
-from .helpers import run_without
+from .helpers import kill_once_moved, run_without
 from .test_framework_migrations import (
     CURRENT,
     connect,
@@ -228,20 +226,7 @@ class TestWithinDjango:
         sessions = PaymentSessions(shop())
         session_id = initiated(sessions, "cart_7")
         before = sessions.history(session_id)
-        command = ["-m", "tests.django_shop", "killed", shop.kind, shop.place, session_id]
-        child = subprocess.Popen(
-            [sys.executable, *command],
-            stdout=subprocess.PIPE,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        try:
-            assert child.stdout is not None
-            assert child.stdout.readline().strip() == b"moved"
-            child.send_signal(signal.SIGKILL)
-        finally:
-            child.wait(timeout=60)
-        assert child.returncode == -signal.SIGKILL
+        kill_once_moved(["-m", "tests.django_shop", "killed", shop.kind, shop.place, session_id])
         assert sessions.history(session_id) == before
         assert orders(shop) == []
         assert sessions.fire(session_id, "authorize").seq == before[-1].seq + 1

@@ -9,10 +9,6 @@ process killed before its commit leaves nothing.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -35,13 +31,12 @@ from paysession import (
 from paysession.contrib.sqlalchemy import joined
 
 from .conftest import StoreFactory
-from .helpers import run_without
+from .helpers import kill_once_moved, run_without
 from .test_within import AfterHooks, initiated, orders
 from .test_within import shop as shop  # the fixture: the store's database and the shop's orders
 from .test_within import store_fill as store_fill  # the fixture: their orders table made once
 
 S = PaymentSessionStatus
-ROOT = Path(__file__).resolve().parent.parent
 INSERT_ORDER = sa.text("INSERT INTO shop_orders VALUES (:cart_id, :session_id)")
 
 
@@ -324,19 +319,7 @@ class TestWithinSqlAlchemy:
             time.sleep(120)
             """
         )
-        child = subprocess.Popen(
-            [sys.executable, "-c", script],
-            stdout=subprocess.PIPE,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        try:
-            assert child.stdout is not None
-            assert child.stdout.readline().strip() == b"moved"
-            child.send_signal(signal.SIGKILL)
-        finally:
-            child.wait(timeout=60)
-        assert child.returncode == -signal.SIGKILL
+        kill_once_moved(["-c", script])
         assert sessions.history(session_id) == before
         assert orders(shop) == []
         assert sessions.fire(session_id, "authorize").seq == before[-1].seq + 1
