@@ -703,9 +703,11 @@ class _JoinedPostgresStore(PostgresStore):
     def committed(self) -> None:
         """Wake the followers, through a connection of the store's pool, now that the
         caller's transaction has committed the view's writes."""
+        if not self._announce.due():
+            return  # a notice went out moments ago: no connection leased for nothing
         try:
             with self._lease("committed") as conn:
-                self._announce(conn)
+                self._announce.send(conn)
         except StoreError:
             # The caller's commit stands whatever happens here: a follower that misses
             # the notice finds the records at its next poll.

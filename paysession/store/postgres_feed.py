@@ -144,12 +144,21 @@ class Announcer:
         self._last = -ANNOUNCE_EVERY
         self._lock = threading.Lock()
 
-    def __call__(self, conn: Connection) -> None:
+    def due(self) -> bool:
+        """Whether a notice goes out now; if so, the next one waits its interval."""
         now = time.monotonic()
         with self._lock:
             if now - self._last < ANNOUNCE_EVERY:
-                return
+                return False
             self._last = now
+            return True
+
+    def __call__(self, conn: Connection) -> None:
+        if self.due():
+            self.send(conn)
+
+    def send(self, conn: Connection) -> None:
+        """Send a notice through ``conn`` (after :meth:`due` said one goes out)."""
         try:
             conn.execute(NOTIFY)
         except psycopg.Error:
