@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.benchmarks.bench_engine import Row
+from tests.benchmarks.machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTS = ("engine", "memory", "store", "audit")
@@ -40,17 +41,6 @@ _OWN = {"engine": "tests.benchmarks.bench_engine", "memory": "tests.benchmarks.b
 
 # --------------------------------------------------------------------------------------
 # The machine the figures were taken on.
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
-            for line in cpuinfo:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def _version(package: str) -> str:
@@ -70,7 +60,7 @@ def machine_lines() -> list[str]:
     if hasattr(os, "getloadavg"):
         load = ", load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
-        f"CPU: {_cpu_model()}, {cores} cores ({usable} usable){load}",
+        f"CPU: {cpu_model()}, {cores} cores ({usable} usable){load}",
         f"Python: {platform.python_implementation()} {platform.python_version()}",
         f"OS: {platform.platform()}",
         f"Date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",

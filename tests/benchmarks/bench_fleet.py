@@ -46,6 +46,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from tests.benchmarks.machine import cpu_model
+
 SPAWN = multiprocessing.get_context("spawn")
 CYCLE = ("require_more", "update", "retry")
 SESSIONS_EACH = 9
@@ -229,15 +231,7 @@ def measure(dsn: str, writers: int, chunks: int) -> dict[str, tuple[float, float
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            cpu = next(
-                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
-            )
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,6 +47,7 @@ from typing import Any
 
 from paysession import PaymentSessions
 from paysession.store import SqliteStore
+from tests.benchmarks.machine import cpu_model
 
 TARGET = 1.10
 PATHS = ("own transaction", "caller's transaction")
@@ -290,14 +291,7 @@ def _logged(text: str) -> list[str]:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            cpu = next(
-                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
-            )
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
